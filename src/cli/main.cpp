@@ -1,0 +1,23 @@
+// The `tern` binary: one program, one subcommand per job (ARCHITECTURE.md). Subcommands live in their
+// own files; this one only wires them up.
+
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tern: serve, run and benchmark open-weight LLMs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("tern 0.1.0"));
+  std::map<std::string, tern::cli::Runner> runners;
+  runners["pull"] = tern::cli::add_pull_command(app);
+  runners["models"] = tern::cli::add_models_command(app);
+  runners["inspect"] = tern::cli::add_inspect_command(app);
+  runners["tokenize"] = tern::cli::add_tokenize_command(app);
+  CLI11_PARSE(app, argc, argv);
+  for (CLI::App* command : app.get_subcommands()) {
+    return runners.at(command->get_name())();
+  }
+  return 2;
+}
