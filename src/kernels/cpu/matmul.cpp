@@ -1,0 +1,53 @@
+#include "kernels/cpu/matmul.h"
+
+namespace tern::kernels {
+
+WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data) {
+  WeightMatrix w;
+  w.type = type;
+  w.row_length = row_length;
+  w.num_rows = num_rows;
+  w.data = data;
+  w.row_bytes = dtype_bytes(dtype_info(type), static_cast<uint64_t>(row_length));
+  w.kernel = vec_dot_kernel(type);
+  return w;
+}
+
+void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
+                 int64_t row_begin, int64_t row_end) {
+  float out[kMaxActRows];
+  // Activation rows in the outer loop keep a group of them hot in L1 while a band of weight rows
+  // streams past; the band is small enough that its rows stay in L2 for the next group.
+  constexpr int64_t kBand = 16;
+  for (int64_t band = row_begin; band < row_end; band += kBand) {
+    const int64_t band_end = std::min(row_end, band + kBand);
+    for (int64_t i = 0; i < m; i += kMaxActRows) {
+      const int num = static_cast<int>(std::min<int64_t>(kMaxActRows, m - i));
+      for (int64_t j = band; j < band_end; ++j) {
+        w.kernel.fn(w.row_length, w.data + j * w.row_bytes, act + i * act_stride, act_stride, num, out);
+        for (int r = 0; r < num; ++r) y[(i + r) * w.num_rows + j] = out[r];
+      }
+    }
+  }
+}
+
+void matmul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t m, float* y, MatmulScratch& scratch) {
+  const size_t stride = act_row_bytes(w.kernel.act_format, w.row_length);
+  scratch.act.resize(stride * static_cast<size_t>(m));
+  if (m >= 8) {
+    pool.parallel_for(m, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        quantize_act_row(w.kernel.act_format, x + i * w.row_length, scratch.act.data() + i * stride, w.row_length);
+      }
+    });
+  } else {
+    for (int64_t i = 0; i < m; ++i) {
+      quantize_act_row(w.kernel.act_format, x + i * w.row_length, scratch.act.data() + i * stride, w.row_length);
+    }
+  }
+  pool.parallel_for(w.num_rows, [&](int64_t begin, int64_t end) {
+    matmul_rows(w, scratch.act.data(), stride, m, y, begin, end);
+  });
+}
+
+}  // namespace tern::kernels

@@ -1,0 +1,71 @@
+#include "kernels/cpu/quant_act.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "tensor/half.h"
+
+namespace tern::kernels {
+
+size_t act_row_bytes(ActFormat format, int64_t k) {
+  switch (format) {
+    case ActFormat::F32: return static_cast<size_t>(k) * 4;
+    case ActFormat::Q8: return static_cast<size_t>(k / 32) * sizeof(ActQ8);
+    case ActFormat::Q8K: return static_cast<size_t>(k / 256) * sizeof(ActQ8K);
+  }
+  return 0;
+}
+
+void quantize_act_row(ActFormat format, const float* x, void* out, int64_t k) {
+  if (format == ActFormat::F32) {
+    std::memcpy(out, x, static_cast<size_t>(k) * 4);
+    return;
+  }
+  if (format == ActFormat::Q8) {
+    auto* blocks = static_cast<ActQ8*>(out);
+    for (int64_t b = 0; b < k / 32; ++b, x += 32) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+      const float d = amax / 127.0f;
+      const float inverse = d != 0 ? 1.0f / d : 0.0f;
+      int sum = 0;
+      for (int j = 0; j < 32; ++j) {
+        const int q = static_cast<int>(std::nearbyint(x[j] * inverse));
+        blocks[b].qs[j] = static_cast<int8_t>(q);
+        sum += q;
+      }
+      blocks[b].d = float_to_f16(d);
+      blocks[b].sum = static_cast<int16_t>(sum);
+    }
+    return;
+  }
+  auto* blocks = static_cast<ActQ8K*>(out);
+  for (int64_t b = 0; b < k / 256; ++b, x += 256) {
+    // Like ggml's Q8_K: scale by the signed value of largest magnitude, so it maps to -127 exactly.
+    float max = 0, amax = 0;
+    for (int j = 0; j < 256; ++j) {
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    ActQ8K& block = blocks[b];
+    if (amax == 0) {
+      std::memset(&block, 0, sizeof(block));
+      continue;
+    }
+    const float inverse_scale = -127.0f / max;
+    for (int j = 0; j < 256; ++j) {
+      const int q = static_cast<int>(std::nearbyint(inverse_scale * x[j]));
+      block.qs[j] = static_cast<int8_t>(std::min(127, q));
+    }
+    for (int s = 0; s < 16; ++s) {
+      int sum = 0;
+      for (int j = 0; j < 16; ++j) sum += block.qs[16 * s + j];
+      block.bsums[s] = static_cast<int16_t>(sum);
+    }
+    block.d = 1.0f / inverse_scale;
+  }
+}
+
+}  // namespace tern::kernels

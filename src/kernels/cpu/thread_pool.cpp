@@ -1,0 +1,65 @@
+#include "kernels/cpu/thread_pool.h"
+
+namespace tern::kernels {
+
+ThreadPool::ThreadPool(int num_threads) {
+  if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+void ThreadPool::worker_loop(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int, int)>* job = nullptr;
+    {
+      // Spin briefly before sleeping: ops come back to back, and a futex wake costs microseconds.
+      for (int spin = 0; spin < 20000; ++spin) {
+        if (__atomic_load_n(&generation_, __ATOMIC_ACQUIRE) != seen) break;
+        __builtin_ia32_pause();
+      }
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      job = job_;
+    }
+    (*job)(index, num_threads());
+    num_pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
+  if (workers_.empty()) {
+    fn(0, 1);
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    job_ = &fn;
+    num_pending_.store(static_cast<int>(workers_.size()), std::memory_order_release);
+    __atomic_store_n(&generation_, generation_ + 1, __ATOMIC_RELEASE);
+  }
+  wake_.notify_all();
+  fn(0, num_threads());
+  while (num_pending_.load(std::memory_order_acquire) != 0) __builtin_ia32_pause();
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  run_on_all([&](int index, int count) {
+    const int64_t begin = n * index / count;
+    const int64_t end = n * (index + 1) / count;
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace tern::kernels

@@ -1,0 +1,40 @@
+#pragma once
+// Dot products of one quantized weight row with up to kMaxActRows activation rows: the inner loop of
+// every matrix product. Decoding a weight block costs about as much as the multiply-adds, so a kernel
+// decodes each block once and uses it for several activation rows (prompt tokens) at a time.
+//
+// One table per ISA; `vec_dot_kernel(type)` picks the best for this machine once. Every SIMD kernel
+// is tested against the scalar reference (tests/kernels/vec_dot_test.cpp).
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/quant_act.h"
+#include "tensor/dtype.h"
+
+namespace tern::kernels {
+
+inline constexpr int kMaxActRows = 4;
+
+/// out[r] = dot(weight_row, act_row r) for r < num_act_rows; act rows are `act_stride` bytes apart.
+using VecDotFn = void (*)(int64_t k, const void* weight_row, const void* act, size_t act_stride, int num_act_rows,
+                          float* out);
+
+struct VecDotKernel {
+  ActFormat act_format;
+  VecDotFn fn;
+  Isa isa;
+};
+
+/// The kernel for `type` on this machine. Types without a direct kernel use a dequantizing F32 path.
+VecDotKernel vec_dot_kernel(DType type);
+/// The kernel for `type` at a given ISA (nullptr fn if that ISA has none): for tests and benchmarks.
+VecDotKernel vec_dot_kernel(DType type, Isa isa);
+
+// Per-ISA tables, defined in vec_dot_scalar.cpp / vec_dot_avx2.cpp / vec_dot_avx512.cpp.
+VecDotKernel scalar_vec_dot(DType type);
+VecDotKernel avx2_vec_dot(DType type);
+VecDotKernel avx512_vec_dot(DType type);
+
+}  // namespace tern::kernels

@@ -1,0 +1,33 @@
+#include "kernels/cpu/vector_ops.h"
+
+#include "kernels/cpu/cpu_features.h"
+#include "tensor/half.h"
+
+namespace tern::kernels {
+namespace {
+
+float dot_f32_f16(int64_t n, const float* x, const uint16_t* y) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i] * f16_to_float(y[i]);
+  return sum;
+}
+void axpy_f16(int64_t n, float a, const uint16_t* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_float(x[i]);
+}
+void to_f16(int64_t n, const float* x, uint16_t* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = float_to_f16(x[i]);
+}
+
+}  // namespace
+
+const VectorOps& scalar_vector_ops() {
+  static const VectorOps ops{dot_f32_f16, axpy_f16, to_f16};
+  return ops;
+}
+
+const VectorOps& vector_ops() {
+  static const VectorOps& ops = best_isa() == Isa::SCALAR ? scalar_vector_ops() : avx2_vector_ops();
+  return ops;
+}
+
+}  // namespace tern::kernels

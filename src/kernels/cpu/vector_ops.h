@@ -1,0 +1,22 @@
+#pragma once
+// Small float-vector primitives used by attention over the F16 KV cache, dispatched like vec_dot.
+
+#include <cstdint>
+
+namespace tern::kernels {
+
+struct VectorOps {
+  /// sum x[i] * half(y[i])
+  float (*dot_f32_f16)(int64_t n, const float* x, const uint16_t* y);
+  /// y[i] += a * half(x[i])
+  void (*axpy_f16)(int64_t n, float a, const uint16_t* x, float* y);
+  /// y[i] = half(x[i]), round to nearest even
+  void (*to_f16)(int64_t n, const float* x, uint16_t* y);
+};
+
+/// The best implementation for this machine.
+const VectorOps& vector_ops();
+const VectorOps& scalar_vector_ops();
+const VectorOps& avx2_vector_ops();
+
+}  // namespace tern::kernels

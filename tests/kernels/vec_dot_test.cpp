@@ -1,0 +1,179 @@
+// Every SIMD kernel against the scalar reference on random data, including row lengths that are odd
+// numbers of blocks and every count of activation rows.
+
+#include "kernels/cpu/vec_dot.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/vector_ops.h"
+#include "tensor/dequantize.h"
+#include "tensor/half.h"
+
+namespace tern::kernels {
+namespace {
+
+// Random weight bytes with sane (finite, small) half scales at the given offsets of each block.
+std::vector<uint8_t> random_weights(DType type, int64_t k, int64_t rows, std::mt19937& rng) {
+  const DTypeInfo& info = dtype_info(type);
+  std::vector<uint8_t> bytes(dtype_bytes(info, k) * rows);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<int> half_offsets;
+  switch (type) {
+    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: half_offsets = {0}; break;
+    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: half_offsets = {0, 2}; break;
+    case DType::Q6_K: half_offsets = {208}; break;
+    case DType::Q2_K: half_offsets = {80, 82}; break;
+    case DType::Q3_K: half_offsets = {108}; break;
+    default: break;
+  }
+  if (type == DType::F32) {
+    for (size_t i = 0; i < bytes.size() / 4; ++i) reinterpret_cast<float*>(bytes.data())[i] = normal(rng);
+  } else if (type == DType::F16) {
+    for (size_t i = 0; i < bytes.size() / 2; ++i) reinterpret_cast<uint16_t*>(bytes.data())[i] = float_to_f16(normal(rng));
+  }
+  for (size_t block = 0; block < bytes.size() / info.block_bytes; ++block) {
+    for (int offset : half_offsets) {
+      const uint16_t h = float_to_f16(normal(rng) * 0.01f);
+      std::memcpy(bytes.data() + block * info.block_bytes + offset, &h, 2);
+    }
+  }
+  return bytes;
+}
+
+class VecDot : public ::testing::TestWithParam<DType> {};
+
+TEST_P(VecDot, SimdMatchesScalarReference) {
+  const DType type = GetParam();
+  const DTypeInfo& info = dtype_info(type);
+  std::mt19937 rng(42);
+  for (Isa isa : {Isa::AVX2, Isa::AVX512_VNNI}) {
+    if (static_cast<int>(isa) > static_cast<int>(best_isa())) continue;  // not on this machine
+    const VecDotKernel fast = vec_dot_kernel(type, isa);
+    if (fast.fn == nullptr) continue;
+    const VecDotKernel reference = scalar_vec_dot(type);
+    ASSERT_EQ(fast.act_format, reference.act_format);
+    for (int64_t num_blocks : {1, 3, 7, 10}) {
+      const int64_t k = num_blocks * info.block_size + (info.block_size == 1 ? 5 : 0);  // odd lengths for F32/F16
+      const auto weights = random_weights(type, k, 1, rng);
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      std::vector<float> x(k * kMaxActRows);
+      for (float& v : x) v = normal(rng);
+      const size_t stride = act_row_bytes(fast.act_format, k);
+      std::vector<uint8_t> act(stride * kMaxActRows);
+      for (int r = 0; r < kMaxActRows; ++r) quantize_act_row(fast.act_format, x.data() + r * k, act.data() + r * stride, k);
+      for (int rows = 1; rows <= kMaxActRows; ++rows) {
+        float expected[kMaxActRows], got[kMaxActRows];
+        reference.fn(k, weights.data(), act.data(), stride, rows, expected);
+        fast.fn(k, weights.data(), act.data(), stride, rows, got);
+        for (int r = 0; r < rows; ++r) {
+          // Integer parts are exact; only float accumulation order differs.
+          EXPECT_NEAR(got[r], expected[r], 1e-4f * (1.0f + std::fabs(expected[r])))
+              << info.name << " " << isa_name(isa) << " k=" << k << " rows=" << rows << " r=" << r;
+        }
+      }
+    }
+  }
+}
+
+// The quantized product approximates the float product of dequantized weights and activations.
+TEST_P(VecDot, ApproximatesTheFloatProduct) {
+  const DType type = GetParam();
+  const DTypeInfo& info = dtype_info(type);
+  std::mt19937 rng(7);
+  const int64_t k = 5 * 256;
+  if (k % info.block_size != 0) GTEST_SKIP();
+  const auto weights = random_weights(type, k, 1, rng);
+  std::vector<float> w(k);
+  ASSERT_TRUE(dequantize(type, weights, w));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(k);
+  for (float& v : x) v = normal(rng);
+  const VecDotKernel kernel = vec_dot_kernel(type);
+  std::vector<uint8_t> act(act_row_bytes(kernel.act_format, k));
+  quantize_act_row(kernel.act_format, x.data(), act.data(), k);
+  float got = 0;
+  kernel.fn(k, weights.data(), act.data(), act.size(), 1, &got);
+  double exact = 0, magnitude = 0;
+  for (int64_t i = 0; i < k; ++i) exact += static_cast<double>(w[i]) * x[i], magnitude += std::fabs(w[i] * x[i]);
+  // 8-bit activations: relative error of each term about 1/254; bound on the sum of magnitudes.
+  EXPECT_NEAR(got, exact, 0.01 * magnitude) << info.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot,
+                         ::testing::Values(DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K,
+                                           DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32, DType::F16),
+                         [](const auto& info) { return std::string(dtype_info(info.param).name); });
+
+TEST(Matmul, MatchesPerRowDotsForEveryRowCountAndThreadCount) {
+  std::mt19937 rng(3);
+  const int64_t k = 3 * 256, n = 37;
+  const auto weights = random_weights(DType::Q4_K, k, n, rng);
+  const WeightMatrix w = make_weight_matrix(DType::Q4_K, k, n, weights.data());
+  std::vector<float> dequantized(k * n);
+  ASSERT_TRUE(dequantize(DType::Q4_K, weights, dequantized));
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t m : {1, 5, 9}) {
+      std::normal_distribution<float> normal(0.0f, 1.0f);
+      std::vector<float> x(k * m), y(n * m);
+      for (float& v : x) v = normal(rng);
+      MatmulScratch scratch;
+      matmul(pool, w, x.data(), m, y.data(), scratch);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          double exact = 0, magnitude = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            exact += static_cast<double>(dequantized[j * k + c]) * x[i * k + c];
+            magnitude += std::fabs(dequantized[j * k + c] * x[i * k + c]);
+          }
+          ASSERT_NEAR(y[i * n + j], exact, 0.01 * magnitude) << "m=" << m << " i=" << i << " j=" << j;
+        }
+      }
+    }
+  }
+}
+
+TEST(VectorOps, SimdMatchesScalar) {
+  if (best_isa() == Isa::SCALAR) GTEST_SKIP();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t n : {1, 7, 8, 33, 256}) {
+    std::vector<float> x(n), y(n), y2(n);
+    std::vector<uint16_t> h(n), h2(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = normal(rng), h[i] = float_to_f16(normal(rng)), y[i] = y2[i] = normal(rng);
+    EXPECT_NEAR(avx2_vector_ops().dot_f32_f16(n, x.data(), h.data()), scalar_vector_ops().dot_f32_f16(n, x.data(), h.data()), 1e-4 * n);
+    avx2_vector_ops().axpy_f16(n, 0.5f, h.data(), y.data());
+    scalar_vector_ops().axpy_f16(n, 0.5f, h.data(), y2.data());
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], y2[i], 1e-5);
+    avx2_vector_ops().to_f16(n, x.data(), h.data());
+    scalar_vector_ops().to_f16(n, x.data(), h2.data());
+    EXPECT_EQ(h, h2);
+  }
+}
+
+TEST(Ops, RmsNormSoftmaxRope) {
+  std::vector<float> x = {1, 2, 3, 4};
+  std::vector<float> out(4);
+  kernels::rms_norm(x.data(), nullptr, out.data(), 4, 0.0f);
+  EXPECT_NEAR(out[3], 4 / std::sqrt(7.5), 1e-6);
+  std::vector<float> s = {1, 1, 1, 1};
+  softmax(s.data(), 4);
+  EXPECT_FLOAT_EQ(s[2], 0.25f);
+  std::vector<float> r = {1, 0, 1, 0};
+  rope(r.data(), 4, 4, 0, 10000.0f, RopeStyle::NORM);  // position 0 is the identity
+  EXPECT_FLOAT_EQ(r[0], 1.0f);
+  rope(r.data(), 4, 4, 1, 10000.0f, RopeStyle::NORM);
+  EXPECT_NEAR(r[0], std::cos(1.0), 1e-6);
+  EXPECT_NEAR(r[1], std::sin(1.0), 1e-6);
+}
+
+}  // namespace
+}  // namespace tern::kernels
