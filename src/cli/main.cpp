@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   runners["models"] = tern::cli::add_models_command(app);
   runners["inspect"] = tern::cli::add_inspect_command(app);
   runners["tokenize"] = tern::cli::add_tokenize_command(app);
+  runners["bench"] = tern::cli::add_bench_command(app);
+  runners["run"] = tern::cli::add_run_command(app);
   CLI11_PARSE(app, argc, argv);
   for (CLI::App* command : app.get_subcommands()) {
     return runners.at(command->get_name())();

@@ -27,7 +27,7 @@ void quantize_act_row(ActFormat format, const float* x, void* out, int64_t k) {
       float amax = 0;
       for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
       const float d = amax / 127.0f;
-      const float inverse = d != 0 ? 1.0f / d : 0.0f;
+      const float inverse = amax != 0 ? 127.0f / amax : 0.0f;  // as llama.cpp's x86 code computes it
       int sum = 0;
       for (int j = 0; j < 32; ++j) {
         const int q = static_cast<int>(std::nearbyint(x[j] * inverse));
@@ -36,6 +36,7 @@ void quantize_act_row(ActFormat format, const float* x, void* out, int64_t k) {
       }
       blocks[b].d = float_to_f16(d);
       blocks[b].sum = static_cast<int16_t>(sum);
+      blocks[b].s = float_to_f16(d * static_cast<float>(sum));
     }
     return;
   }

@@ -2,9 +2,10 @@
 // Activations quantized on the fly to 8 bits, so that products with quantized weights run as integer
 // dot products (the same scheme as llama.cpp's Q8_0/Q8_1 and Q8_K):
 //
-//   ActQ8  (36 B, 32 values): d (f16) | sum (i16, sum of qs) | qs int8[32]      x ~ d * q
+//   ActQ8  (38 B, 32 values): d (f16) | sum (i16, sum of qs) | s (f16, d * sum) | qs int8[32]
 //          for the 32-value weight blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0); `sum` folds the weight
-//          offset (-8, -16) or min (m) into one multiply per block.
+//          offset (-8, -16) into one multiply per block, `s` the min m of Q4_1 / Q5_1 (computed from
+//          the unrounded d and kept as a half, exactly as llama.cpp's Q8_1 does).
 //   ActQ8K (292 B, 256 values): d (f32) | qs int8[256] | bsums i16[16] (sums of each 16 values)
 //          for the K super-blocks (Q2_K ... Q6_K); bsums serve the sub-block mins and Q6_K's -32.
 //   F32: plain floats, for F32 / F16 / BF16 weights and the dequantizing fallback.
@@ -19,9 +20,10 @@ namespace tern::kernels {
 struct ActQ8 {
   uint16_t d;
   int16_t sum;
+  uint16_t s;
   int8_t qs[32];
 };
-static_assert(sizeof(ActQ8) == 36);
+static_assert(sizeof(ActQ8) == 38);
 
 struct ActQ8K {
   float d;

@@ -64,7 +64,7 @@ void dot_blocks32(int64_t k, const void* w, const void* act, size_t stride, int 
       const float da = f16_to_float(a[i].d);
       const float dw = f16_to_float(b.d);
       if constexpr (kHasMin) {
-        total += dw * da * static_cast<float>(sumi) + f16_to_float(b.m) * da * static_cast<float>(a[i].sum);
+        total += dw * da * static_cast<float>(sumi) + f16_to_float(b.m) * f16_to_float(a[i].s);
       } else {
         total += dw * da * static_cast<float>(sumi - kOffset * a[i].sum);
       }

@@ -16,27 +16,46 @@ struct FilterSpec;
 struct TestSpec;
 
 enum class ExprKind {
-  kConstant,  ///< `constant`
-  kName,      ///< variable `name`
-  kList,      ///< [operands...]
-  kTuple,     ///< (operands...)
-  kDict,      ///< {operands[0]: operands[1], operands[2]: operands[3], ...}
-  kGetAttr,   ///< operands[0].name
-  kGetItem,   ///< operands[0][operands[1]]
-  kSlice,     ///< operands[0][operands[1]:operands[2]:operands[3]]; missing parts are null
-  kCall,      ///< operands[0](operands[1...], keywords...)
-  kFilter,    ///< operands[0] | name(operands[1...], keywords...); operands[0] null = the enclosing block's output
-  kTest,      ///< operands[0] is [not] name(operands[1...], keywords...)
-  kUnary,     ///< op operands[0], op one of kNot, kNeg, kPos
-  kBinary,    ///< operands[0] op operands[1], op arithmetic
-  kConcat,    ///< operands[0] ~ operands[1] ~ ...
-  kAnd,       ///< operands[0] and operands[1]
-  kOr,        ///< operands[0] or operands[1]
-  kCompare,   ///< operands[0] compare_ops[0] operands[1] compare_ops[1] operands[2] ...
-  kCondition, ///< operands[0] if operands[1] else operands[2] (operands[2] null: undefined)
+  kConstant,   ///< `constant`
+  kName,       ///< variable `name`
+  kList,       ///< [operands...]
+  kTuple,      ///< (operands...)
+  kDict,       ///< {operands[0]: operands[1], operands[2]: operands[3], ...}
+  kGetAttr,    ///< operands[0].name
+  kGetItem,    ///< operands[0][operands[1]]
+  kSlice,      ///< operands[0][operands[1]:operands[2]:operands[3]]; missing parts are null
+  kCall,       ///< operands[0](operands[1...], keywords...)
+  kFilter,     ///< operands[0] | name(operands[1...], keywords...); operands[0] null = the enclosing block's output
+  kTest,       ///< operands[0] is [not] name(operands[1...], keywords...)
+  kUnary,      ///< op operands[0], op one of kNot, kNeg, kPos
+  kBinary,     ///< operands[0] op operands[1], op arithmetic
+  kConcat,     ///< operands[0] ~ operands[1] ~ ...
+  kAnd,        ///< operands[0] and operands[1]
+  kOr,         ///< operands[0] or operands[1]
+  kCompare,    ///< operands[0] compare_ops[0] operands[1] compare_ops[1] operands[2] ...
+  kCondition,  ///< operands[0] if operands[1] else operands[2] (operands[2] null: undefined)
 };
 
-enum class Op { kAdd, kSub, kMul, kDiv, kFloorDiv, kMod, kPow, kEq, kNe, kLt, kLe, kGt, kGe, kIn, kNotIn, kNot, kNeg, kPos };
+enum class Op {
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kFloorDiv,
+  kMod,
+  kPow,
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kIn,
+  kNotIn,
+  kNot,
+  kNeg,
+  kPos
+};
 
 struct Expr {
   ExprKind kind = ExprKind::kConstant;
@@ -44,9 +63,9 @@ struct Expr {
   Value constant;
   std::string name;
   Op op = Op::kAdd;
-  bool negated = false;                 ///< kTest: `is not`
-  const FilterSpec* filter = nullptr;   ///< kFilter, resolved at parse time
-  const TestSpec* test = nullptr;       ///< kTest, resolved at parse time
+  bool negated = false;                ///< kTest: `is not`
+  const FilterSpec* filter = nullptr;  ///< kFilter, resolved at parse time
+  const TestSpec* test = nullptr;      ///< kTest, resolved at parse time
   std::vector<std::unique_ptr<Expr>> operands;
   std::vector<std::pair<std::string, std::unique_ptr<Expr>>> keywords;
   std::vector<Op> compare_ops;
@@ -73,13 +92,13 @@ struct MacroDef {
 };
 
 enum class StmtKind {
-  kText,         ///< text
-  kOutput,       ///< {{ expr }}
-  kIf,           ///< conditions[i] -> bodies[i]; bodies may hold one more (the else)
-  kFor,          ///< for target in expr [if loop_filter] body [else else_body]
-  kSet,          ///< set target = expr
-  kSetBlock,     ///< set target [| filter] body endset; expr is the filter chain or null
-  kMacro,        ///< macro definition
+  kText,      ///< text
+  kOutput,    ///< {{ expr }}
+  kIf,        ///< conditions[i] -> bodies[i]; bodies may hold one more (the else)
+  kFor,       ///< for target in expr [if loop_filter] body [else else_body]
+  kSet,       ///< set target = expr
+  kSetBlock,  ///< set target [| filter] body endset; expr is the filter chain or null
+  kMacro,     ///< macro definition
   kBreak,
   kContinue,
   kWith,         ///< with name = value, ... body endwith

@@ -58,7 +58,7 @@ const TestSpec* find_test(std::string_view name);
 Result<Value> get_attribute(RenderState& state, const Value& object, std::string_view name);
 /// jinja2's sandboxed `obj[key]`: the item first, then for string keys the attribute.
 Result<Value> get_item(RenderState& state, const Value& object, const Value& key);
-/// `obj[start:stop:step]` with Python slice semantics; null parts are passed as undefined.
+/// `obj[start:stop:step]` with Python slice semantics; omitted parts are passed as None.
 Result<Value> get_slice(RenderState& state, const Value& object, const Value& start, const Value& stop,
                         const Value& step);
 

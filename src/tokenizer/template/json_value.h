@@ -3,10 +3,9 @@
 // filter goes back out the way Python's `json.dumps` writes it (HF overrides jinja2's own tojson with
 // `json.dumps(x, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys)`).
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "tokenizer/template/value.h"
 #include "util/result.h"

@@ -64,7 +64,10 @@ Result<std::string> unescape(std::string_view body) {
       char32_t value = 0;
       for (int k = 1; k <= digits; ++k) {
         const char h = body[i + static_cast<size_t>(k)];
-        int digit = is_digit(h) ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+        int digit = is_digit(h)              ? h - '0'
+                    : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                    : (h >= 'A' && h <= 'F') ? h - 'A' + 10
+                                             : -1;
         if (digit < 0) return fail("truncated \\{} escape", e);
         value = value * 16 + static_cast<char32_t>(digit);
       }
@@ -276,8 +279,10 @@ class Lexer {
       if (balance.empty()) {
         size_t end = std::string::npos;
         if (is_variable) {
-          if (at(pos_, "-}}")) end = skip_spaces(pos_ + 3);
-          else if (at(pos_, "}}")) end = pos_ + 2;
+          if (at(pos_, "-}}"))
+            end = skip_spaces(pos_ + 3);
+          else if (at(pos_, "}}"))
+            end = pos_ + 2;
         } else {
           if (at(pos_, "+%}")) {
             end = pos_ + 3;
@@ -364,7 +369,8 @@ class Lexer {
     if (c == '\'' || c == '"') {
       size_t p = pos_ + 1;
       while (p < src_.size() && src_[p] != c) p += src_[p] == '\\' ? 2 : 1;
-      if (p >= src_.size()) return error(line, "unexpected char {} (unterminated string)", c == '\'' ? "\"'\"" : "'\"'");
+      if (p >= src_.size())
+        return error(line, "unexpected char {} (unterminated string)", c == '\'' ? "\"'\"" : "'\"'");
       const std::string_view body = std::string_view(src_).substr(pos_ + 1, p - pos_ - 1);
       auto value = unescape(body);
       if (!value) return error(line, "{}", value.error().message);
@@ -412,7 +418,8 @@ class Lexer {
       if (base == 16) return is_digit(ch) || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
       return is_digit(ch);
     };
-    if (src_[p] == '0' && p + 1 < src_.size() && std::string_view("bBoOxX").find(src_[p + 1]) != std::string_view::npos) {
+    if (src_[p] == '0' && p + 1 < src_.size() &&
+        std::string_view("bBoOxX").find(src_[p + 1]) != std::string_view::npos) {
       const char prefix = static_cast<char>(src_[p + 1] | 0x20);
       base = prefix == 'b' ? 2 : prefix == 'o' ? 8 : 16;
       p += 2;

@@ -30,8 +30,8 @@ enum class TokenType {
   kString,         ///< string literal, unescaped
   kInteger,
   kFloat,
-  kOperator,       ///< + - * / // % ** ~ == != < <= > >= = . , : | ( ) [ ] { } ;
-  kEnd,            ///< end of the template
+  kOperator,  ///< + - * / // % ** ~ == != < <= > >= = . , : | ( ) [ ] { } ;
+  kEnd,       ///< end of the template
 };
 
 struct Token {

@@ -1,10 +1,12 @@
 #include "tokenizer/template/operators.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include <fmt/format.h>
-
+#include "tokenizer/template/py_str.h"
 #include "tokenizer/template/python_text.h"
 #include "tokenizer/template/unicode.h"
 
@@ -71,9 +73,7 @@ Result<Value> repeat(RenderState& state, const Value& sequence, int64_t count) {
   return Value::list(std::move(out), sequence.list().kind);
 }
 
-bool is_concatenable_list(const Value& v) {
-  return v.is_seq(SeqKind::kList) || v.is_seq(SeqKind::kTuple);
-}
+bool is_concatenable_list(const Value& v) { return v.is_seq(SeqKind::kList) || v.is_seq(SeqKind::kTuple); }
 
 Result<Value> add(RenderState& state, const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) {
@@ -121,7 +121,7 @@ Result<Value> arithmetic(Op op, const Value& a, const Value& b) {
       case Op::kMul: return Value(x * y);
       case Op::kFloorDiv:
       case Op::kMod: {
-        if (y == 0.0) return fail(op == Op::kMod ? "float modulo by zero" : "float floor division by zero");
+        if (y == 0.0) return fail("{}", op == Op::kMod ? "float modulo" : "float floor division by zero");
         double floor_div, mod;
         float_divmod(x, y, floor_div, mod);
         return Value(op == Op::kMod ? mod : floor_div);
@@ -147,7 +147,7 @@ Result<Value> arithmetic(Op op, const Value& a, const Value& b) {
       return Value(out);
     case Op::kFloorDiv:
     case Op::kMod: {
-      if (y == 0) return fail("integer division or modulo by zero");
+      if (y == 0) return fail("{}", op == Op::kMod ? "integer modulo by zero" : "integer division or modulo by zero");
       if (x == std::numeric_limits<int64_t>::min() && y == -1) return overflow();
       int64_t quotient = x / y;
       int64_t remainder = x % y;
@@ -178,19 +178,26 @@ Result<Value> arithmetic(Op op, const Value& a, const Value& b) {
 }  // namespace
 
 Result<Value> binary_op(RenderState& state, Op op, const Value& a, const Value& b) {
-  // jinja2's Undefined raises on every arithmetic operator, from either side.
-  if (a.is_undefined()) return fail("{}", a.text());
-  if (b.is_undefined()) return fail("{}", b.text());
-  if (op == Op::kAdd) return add(state, a, b);
-  if (op == Op::kMul) {
-    if ((a.is_string() || is_concatenable_list(a)) && (b.is_int() || b.is_bool())) return repeat(state, a, b.as_int());
-    if ((b.is_string() || is_concatenable_list(b)) && (a.is_int() || a.is_bool())) return repeat(state, b, a.as_int());
-  }
-  if (op == Op::kMod && a.is_string()) {
+  // str % x is str.__mod__, which accepts anything (even undefined) before x gets a say.
+  if (op == Op::kMod && a.is_string() && !a.is_markup()) {
     auto text = percent_format(state, a.text(), b);
     if (!text) return std::unexpected(text.error());
     return Value(std::move(*text));
   }
+  // jinja2's Undefined raises on every other arithmetic operator, from either side.
+  if (a.is_undefined()) return fail("{}", a.text());
+  if (b.is_undefined()) return fail("{}", b.text());
+  if (op == Op::kAdd) return add(state, a, b);
+  if (op == Op::kMul) {
+    const bool a_sequence = a.is_string() || is_concatenable_list(a);
+    const bool b_sequence = b.is_string() || is_concatenable_list(b);
+    if (a_sequence && (b.is_int() || b.is_bool())) return repeat(state, a, b.as_int());
+    if (b_sequence && (a.is_int() || a.is_bool())) return repeat(state, b, a.as_int());
+    if (a_sequence || b_sequence) {
+      return fail("can't multiply sequence by non-int of type '{}'", type_name(a_sequence ? b : a));
+    }
+  }
+  if (op == Op::kMod && a.is_markup()) return fail("% formatting of a |safe or |escape result is not supported");
   if (a.is_number() && b.is_number()) return arithmetic(op, a, b);
   return unsupported(op, a, b);
 }
@@ -284,7 +291,7 @@ Result<std::string> percent_format(RenderState& state, const std::string& format
     if (i < format.size() && format[i] == '.') {
       ++i;
       while (i < format.size() && format[i] >= '0' && format[i] <= '9') precision.push_back(format[i++]);
-      if (precision.empty()) precision = "0";
+      if (precision.empty()) precision.assign(1, '0');
     }
     if (i >= format.size()) return fail("incomplete format");
     const char conversion = format[i];
@@ -297,7 +304,10 @@ Result<std::string> percent_format(RenderState& state, const std::string& format
         auto text = conversion == 's' ? to_str(value) : to_repr(value);
         if (!text) return text;
         piece = std::move(*text);
-        if (!precision.empty()) piece = piece.substr(0, std::stoul(precision));
+        if (!precision.empty()) {
+          const auto keep = std::min<int64_t>(std::stoll(precision), static_cast<int64_t>(unicode::length(piece)));
+          piece = py_str::slice(piece, 0, keep, 1);  // %.Ns keeps N characters, not bytes
+        }
         break;
       }
       case 'd':
@@ -315,7 +325,7 @@ Result<std::string> percent_format(RenderState& state, const std::string& format
           const int64_t v = value.is_float() ? static_cast<int64_t>(std::trunc(value.as_double())) : value.as_int();
           piece = conversion == 'x' ? fmt::format("{:x}", v) : std::to_string(v);
         }
-        if (spec.find('+') != std::string::npos && piece[0] != '-') piece = "+" + piece;
+        if (spec.find('+') != std::string::npos && piece[0] != '-') piece.insert(0, 1, '+');
         break;
       }
       default: return fail("unsupported format character '{}' in % formatting", conversion);
@@ -341,7 +351,10 @@ Result<std::string> percent_format(RenderState& state, const std::string& format
     }
     out += piece;
   }
-  if (next < values.size() && !args.is_dict()) {
+  // Python treats any subscriptable non-tuple argument (dict, list) as a mapping, so it does not
+  // complain about it going unused.
+  const bool mapping_like = args.is_dict() || args.is_undefined() || (args.is_list() && !args.is_seq(SeqKind::kTuple));
+  if (next < values.size() && !mapping_like) {
     return fail("not all arguments converted during string formatting");
   }
   if (auto r = state.charge_bytes(out.size()); !r) return std::unexpected(r.error());

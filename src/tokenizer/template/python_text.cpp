@@ -1,10 +1,10 @@
 #include "tokenizer/template/python_text.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-
-#include <fmt/format.h>
 
 #include "tokenizer/template/unicode.h"
 

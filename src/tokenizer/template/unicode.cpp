@@ -114,7 +114,7 @@ bool is_line_break(char32_t c) {
 bool is_printable(char32_t c) {
   if (c == ' ') return true;
   if (c < 0x20 || (c >= 0x7F && c <= 0xA0)) return false;  // Cc, and U+00A0 (Zs)
-  if (is_space(c)) return false;                               // the other Zs, Zl, Zp
+  if (is_space(c)) return false;                           // the other Zs, Zl, Zp
   // Cf (format characters), from Unicode 15's DerivedGeneralCategory.
   if (c == 0xAD || (c >= 0x600 && c <= 0x605) || c == 0x61C || c == 0x6DD || c == 0x70F || c == 0x890 || c == 0x891 ||
       c == 0x8E2 || c == 0x180E || (c >= 0x200B && c <= 0x200F) || (c >= 0x202A && c <= 0x202E) ||
@@ -123,9 +123,9 @@ bool is_printable(char32_t c) {
       (c >= 0x1D173 && c <= 0x1D17A) || c == 0xE0001 || (c >= 0xE0020 && c <= 0xE007F)) {
     return false;
   }
-  if (c >= 0xD800 && c <= 0xDFFF) return false;                                        // Cs
-  if ((c >= 0xE000 && c <= 0xF8FF) || c >= 0xF0000) return false;                      // Co
-  if ((c >= 0xFDD0 && c <= 0xFDEF) || (c & 0xFFFE) == 0xFFFE) return false;             // noncharacters
+  if (c >= 0xD800 && c <= 0xDFFF) return false;                              // Cs
+  if ((c >= 0xE000 && c <= 0xF8FF) || c >= 0xF0000) return false;            // Co
+  if ((c >= 0xFDD0 && c <= 0xFDEF) || (c & 0xFFFE) == 0xFFFE) return false;  // noncharacters
   return true;
 }
 
@@ -174,7 +174,7 @@ CaseInfo case_info(char32_t c) {
     if (c >= 0xE0 && c <= 0xFE && c != 0xF7) return {Case::kLower, c - 32};
     return {};
   }
-  if (c < 0x180) {  // Latin Extended-A
+  if (c < 0x180) {                               // Latin Extended-A
     if (c == 0x130) return {Case::kUpper, 'i'};  // lowercases to "i̇", see lower_full
     if (c == 0x131) return {Case::kLower, 'I'};
     if (c == 0x138) return {Case::kLower, 0};

@@ -1,8 +1,8 @@
 #include "tokenizer/template/value.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "tokenizer/template/python_text.h"
 #include "tokenizer/template/unicode.h"
@@ -54,7 +54,7 @@ Value Value::markup(std::string text) {
 Value Value::list(ValueList items, SeqKind kind) {
   Value v;
   v.kind_ = ValueKind::kList;
-  v.object_ = std::make_shared<ListData>(ListData{std::move(items), kind, false});
+  v.object_ = std::make_shared<ListData>(ListData{std::move(items), kind, 0});
   return v;
 }
 
@@ -131,7 +131,7 @@ bool equals(const Value& a, const Value& b) {
     case ValueKind::kNone: return true;
     case ValueKind::kString: return a.text() == b.text();
     case ValueKind::kList: {
-      if (!same_sequence_family(a, b)) return &a.list() == &b.list();
+      if (!same_sequence_family(a, b)) return a.identity() == b.identity();
       const ValueList& x = a.items();
       const ValueList& y = b.items();
       if (x.size() != y.size()) return false;
@@ -149,14 +149,17 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    case ValueKind::kNamespace: return &a.namespace_attributes() == &b.namespace_attributes();
-    case ValueKind::kFunction: return &a.function() == &b.function();
-    case ValueKind::kLoop: return &a.loop() == &b.loop();
+    case ValueKind::kNamespace:
+    case ValueKind::kFunction:
+    case ValueKind::kLoop: return a.identity() == b.identity();
     default: return false;
   }
 }
 
 Result<int> compare(const Value& a, const Value& b, std::string_view op) {
+  // jinja2's Undefined raises its own error from every ordering comparison.
+  if (a.is_undefined()) return fail("{}", a.text());
+  if (b.is_undefined()) return fail("{}", b.text());
   if (a.is_number() && b.is_number()) return compare_numbers(a, b);
   if (a.is_string() && b.is_string()) {
     // UTF-8 byte order is code-point order, which is how Python orders str.
@@ -219,7 +222,7 @@ Result<std::string> to_repr(const Value& value) {
     case ValueKind::kInt: return std::to_string(value.as_int());
     case ValueKind::kFloat: return float_repr(value.as_double());
     case ValueKind::kString:
-      return value.is_markup() ? "Markup(" + string_repr(value.text()) + ")" : string_repr(value.text());
+      return value.is_markup() ? fmt::format("Markup({})", string_repr(value.text())) : string_repr(value.text());
     case ValueKind::kList:
       switch (value.list().kind) {
         case SeqKind::kList: return join_reprs(value.items(), "[", "]", false);
@@ -235,7 +238,7 @@ Result<std::string> to_repr(const Value& value) {
     case ValueKind::kNamespace: {
       auto inner = dict_repr(value.namespace_attributes());
       if (!inner) return inner;
-      return "<Namespace " + *inner + ">";
+      return fmt::format("<Namespace {}>", *inner);
     }
     case ValueKind::kLoop: {
       const LoopData& loop = value.loop();
@@ -279,7 +282,11 @@ std::string type_name(const Value& value) {
 }
 
 std::string object_description(const Value& value) {
+  // jinja2's object_type_repr: builtins print bare, other classes with their module.
   if (value.is_none()) return "None";
+  if (value.is_markup()) return "markupsafe.Markup object";
+  if (value.is_namespace()) return "jinja2.utils.Namespace object";
+  if (value.is_loop()) return "jinja2.runtime.LoopContext object";
   return type_name(value) + " object";
 }
 
@@ -300,8 +307,9 @@ Result<ValueList> iterate(const Value& value) {
     case ValueKind::kList: {
       ListData& data = value.list_state();
       if (data.kind == SeqKind::kGenerator) {
-        if (data.consumed) return ValueList{};
-        data.consumed = true;
+        ValueList rest(data.items.begin() + static_cast<std::ptrdiff_t>(data.consumed), data.items.end());
+        data.consumed = data.items.size();
+        return rest;
       }
       return data.items;
     }
@@ -331,21 +339,22 @@ Result<int64_t> length(const Value& value) {
 Result<std::string> hash_key(const Value& value) {
   switch (value.kind()) {
     case ValueKind::kNone: return std::string("N");
+    case ValueKind::kUndefined: return std::string("U");  // jinja2's Undefined hashes by its type
     case ValueKind::kBool:
-    case ValueKind::kInt: return "n" + std::to_string(value.as_int());
+    case ValueKind::kInt: return fmt::format("n{}", value.as_int());
     case ValueKind::kFloat: {
       const double d = value.as_double();
-      if (std::floor(d) == d && std::fabs(d) < 9.2e18) return "n" + std::to_string(static_cast<int64_t>(d));
-      return "f" + float_repr(d);
+      if (std::floor(d) == d && std::fabs(d) < 9.2e18) return fmt::format("n{}", static_cast<int64_t>(d));
+      return fmt::format("f{}", float_repr(d));
     }
-    case ValueKind::kString: return "s" + value.text();
+    case ValueKind::kString: return fmt::format("s{}", value.text());
     case ValueKind::kList:
       if (value.list().kind == SeqKind::kTuple) {
         std::string out = "t(";
         for (const Value& item : value.items()) {
           auto key = hash_key(item);
           if (!key) return key;
-          out += std::to_string(key->size()) + ":" + *key;
+          out += fmt::format("{}:{}", key->size(), *key);
         }
         return out + ")";
       }

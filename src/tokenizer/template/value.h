@@ -28,7 +28,7 @@ enum class SeqKind { kList, kTuple, kGenerator, kDictKeys, kDictValues, kDictIte
 struct ListData {
   ValueList items;
   SeqKind kind = SeqKind::kList;
-  bool consumed = false;  ///< set once a generator has been iterated; a second pass sees nothing
+  size_t consumed = 0;  ///< generator items already taken; a second pass sees only what is left
 };
 
 /// A Python dict: insertion-ordered, keys compared with Python equality (so 1 and 1.0 are one key).
@@ -67,13 +67,13 @@ class Value {
  public:
   /// An undefined value with jinja2's generic message.
   Value() = default;
-  Value(bool value) : kind_(ValueKind::kBool), bool_(value) {}           // NOLINT: implicit by design
-  Value(int value) : kind_(ValueKind::kInt), int_(value) {}              // NOLINT
-  Value(int64_t value) : kind_(ValueKind::kInt), int_(value) {}          // NOLINT
-  Value(double value) : kind_(ValueKind::kFloat), float_(value) {}       // NOLINT
+  Value(bool value) : kind_(ValueKind::kBool), bool_(value) {}                      // NOLINT: implicit by design
+  Value(int value) : kind_(ValueKind::kInt), int_(value) {}                         // NOLINT
+  Value(int64_t value) : kind_(ValueKind::kInt), int_(value) {}                     // NOLINT
+  Value(double value) : kind_(ValueKind::kFloat), float_(value) {}                  // NOLINT
   Value(std::string value) : kind_(ValueKind::kString), text_(std::move(value)) {}  // NOLINT
-  Value(std::string_view value) : Value(std::string(value)) {}          // NOLINT
-  Value(const char* value) : Value(std::string(value)) {}               // NOLINT
+  Value(std::string_view value) : Value(std::string(value)) {}                      // NOLINT
+  Value(const char* value) : Value(std::string(value)) {}                           // NOLINT
 
   /// An undefined value; `message` is what jinja2 raises when the value is used ("'x' is undefined").
   static Value undefined(std::string message);
@@ -121,6 +121,8 @@ class Value {
   DictData& namespace_attributes() const { return *static_cast<DictData*>(object_.get()); }
   const Function& function() const { return *static_cast<const Function*>(object_.get()); }
   const LoopData& loop() const { return *static_cast<const LoopData*>(object_.get()); }
+  /// The shared object behind a list, dict, namespace, function or loop: Python's `is` for those.
+  const void* identity() const { return object_.get(); }
 
  private:
   ValueKind kind_ = ValueKind::kUndefined;

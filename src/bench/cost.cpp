@@ -1,0 +1,40 @@
+#include "bench/cost.h"
+
+namespace tern::bench {
+
+CostMetrics compute_cost(const PriceTable& price, const TokenTotals& totals) {
+  CostMetrics cost;
+  if (!price.is_set() || totals.num_requests == 0) return cost;
+  cost.is_available = true;
+  const double total_tokens = static_cast<double>(totals.prompt_tokens + totals.output_tokens);
+  cost.cached_fraction = totals.prompt_tokens > 0 ? static_cast<double>(totals.cached_tokens) / totals.prompt_tokens : 0;
+  if (price.hourly_usd) {
+    // Self-hosted: the instance costs the same whether a token was cached or not; caching shows up as more
+    // throughput, hence a lower cost per token.
+    cost.basis = "hourly";
+    cost.effective_usd = cost.list_usd = *price.hourly_usd * totals.duration_s / 3600.0;
+  } else {
+    cost.basis = "tokens";
+    const double input = price.input_per_mtok.value_or(0);
+    const double cached = price.cached_input_per_mtok.value_or(input);
+    const double write = price.cache_write_per_mtok.value_or(input);
+    const double output = price.output_per_mtok.value_or(0);
+    const double uncached = static_cast<double>(totals.prompt_tokens - totals.cached_tokens - totals.cache_write_tokens);
+    cost.list_usd = (totals.prompt_tokens * input + totals.output_tokens * output) / 1e6;
+    cost.effective_usd = (uncached * input + totals.cached_tokens * cached + totals.cache_write_tokens * write +
+                          totals.output_tokens * output) / 1e6;
+  }
+  const double requests = static_cast<double>(totals.num_requests);
+  cost.list_per_request_usd = cost.list_usd / requests;
+  cost.effective_per_request_usd = cost.effective_usd / requests;
+  if (totals.num_good_requests > 0) cost.effective_per_good_request_usd = cost.effective_usd / totals.num_good_requests;
+  if (total_tokens > 0) {
+    cost.list_per_mtok_usd = cost.list_usd / total_tokens * 1e6;
+    cost.effective_per_mtok_usd = cost.effective_usd / total_tokens * 1e6;
+  }
+  if (totals.output_tokens > 0) cost.effective_per_moutput_tok_usd = cost.effective_usd / totals.output_tokens * 1e6;
+  if (cost.list_usd > 0) cost.saving_fraction = (cost.list_usd - cost.effective_usd) / cost.list_usd;
+  return cost;
+}
+
+}  // namespace tern::bench

@@ -1,0 +1,341 @@
+#include "bench/http_client.h"
+
+#include <array>
+#include <charconv>
+#include <limits>
+#include <optional>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "bench/chunked_decoder.h"
+#include "bench/sse_parser.h"
+
+namespace tern::bench {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+Result<Endpoint> parse_http_url(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.starts_with("https://")) {
+    return fail("'{}': https is not supported yet; benchmark a plain http:// endpoint (a local proxy can "
+                "terminate TLS)", url);
+  }
+  if (!url.starts_with(kScheme)) return fail("'{}': expected a URL starting with http://", url);
+  std::string_view rest = url.substr(kScheme.size());
+  const size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+  while (path.ends_with('/')) path.remove_suffix(1);
+  Endpoint endpoint;
+  const size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos) {
+    std::string_view port_text = authority.substr(colon + 1);
+    unsigned port = 0;
+    auto [end, error] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (error != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
+      return fail("'{}': bad port '{}'", url, port_text);
+    }
+    endpoint.port = static_cast<uint16_t>(port);
+    authority = authority.substr(0, colon);
+  }
+  if (authority.empty()) return fail("'{}': no host", url);
+  endpoint.host = authority;
+  endpoint.base_path = path;
+  return endpoint;
+}
+
+std::string_view error_kind_name(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kNone: return "none";
+    case ErrorKind::kConnect: return "connect";
+    case ErrorKind::kHttpStatus: return "http_status";
+    case ErrorKind::kTimeout: return "timeout";
+    case ErrorKind::kIncompleteStream: return "incomplete_stream";
+    case ErrorKind::kBadChunk: return "bad_chunk";
+    case ErrorKind::kServerError: return "server_error";
+    case ErrorKind::kIo: return "io";
+  }
+  return "unknown";
+}
+
+struct Connection {
+  explicit Connection(asio::io_context& io) : socket(io) {}
+  tcp::socket socket;
+  beast::flat_buffer buffer;
+  bool is_connected = false;
+  bool has_served = false;  ///< reused keep-alive connection: the server may have closed it meanwhile
+};
+
+/// One request/response on one connection. Kept alive by the shared_ptr captured in each pending
+/// handler; it hands its connection back to the pool exactly once, in finish().
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Exchange(HttpStreamClient& client, http::request<http::string_body> request, std::chrono::milliseconds timeout,
+           StreamCallbacks callbacks)
+      : client_(client), request_(std::move(request)), timeout_(timeout), callbacks_(std::move(callbacks)),
+        timer_(client.io_) {}
+
+  void arm_timeout() {
+    timer_.expires_after(timeout_);
+    timer_.async_wait([self = shared_from_this()](error_code error) {
+      if (error || self->is_finished_) return;
+      self->is_timed_out_ = true;
+      if (self->connection_) {
+        error_code ignored;
+        self->connection_->socket.close(ignored);  // pending operations fail with operation_aborted
+      } else {
+        self->finish(ErrorKind::kTimeout, 0, "timed out waiting for a connection");
+      }
+    });
+  }
+
+  void start(std::unique_ptr<Connection> connection) {
+    connection_ = std::move(connection);
+    if (is_finished_) {  // timed out while queued; hand the connection straight back
+      client_.release(std::move(connection_), true);
+      return;
+    }
+    if (!has_dispatched_ && callbacks_.on_dispatched) callbacks_.on_dispatched(Clock::now());
+    has_dispatched_ = true;
+    if (connection_->is_connected) {
+      write();
+      return;
+    }
+    connection_->socket.async_connect(client_.address_, [self = shared_from_this()](error_code error) {
+      if (error) return self->fail_io(ErrorKind::kConnect, error);
+      self->connection_->is_connected = true;
+      error_code ignored;
+      self->connection_->socket.set_option(tcp::no_delay(true), ignored);
+      self->write();
+    });
+  }
+
+ private:
+  void write() {
+    parser_.emplace();
+    // Beast 1.74 compares a Content-Length with an empty limit as `len > none`, always true (body_limit
+    // error), so "unlimited" is spelled as the largest value. Only the header goes through this parser.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    http::async_write(connection_->socket, request_, [self = shared_from_this()](error_code error, size_t) {
+      if (error) return self->fail_io(ErrorKind::kIo, error);
+      http::async_read_header(self->connection_->socket, self->connection_->buffer, *self->parser_,
+                              [self](error_code error, size_t) {
+                                if (error) return self->fail_io(ErrorKind::kIo, error);
+                                self->on_header(Clock::now());
+                              });
+    });
+  }
+
+  void on_header(Clock::time_point now) {
+    has_response_ = true;
+    status_ = static_cast<int>(parser_->get().result_int());
+    is_keep_alive_ = parser_->keep_alive();
+    is_chunked_ = parser_->chunked();
+    if (!is_chunked_ && parser_->content_length()) {
+      has_length_ = true;
+      remaining_length_ = *parser_->content_length();
+    } else if (!is_chunked_) {
+      is_keep_alive_ = false;  // the body runs until the server closes
+    }
+    // Bytes read past the header are the start of the body.
+    const auto leftover = connection_->buffer.data();
+    std::string body_start(static_cast<const char*>(leftover.data()), leftover.size());
+    connection_->buffer.consume(leftover.size());
+    if (consume_body(body_start, now)) read_more();
+  }
+
+  void read_more() {
+    connection_->socket.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](error_code error, size_t num_bytes) {
+      const Clock::time_point now = Clock::now();  // one timestamp for everything this read brought
+      if (error == asio::error::eof && !self->is_chunked_ && !self->has_length_) return self->complete(now);
+      if (error) return self->fail_io(ErrorKind::kIo, error);
+      if (self->consume_body({self->buffer_.data(), num_bytes}, now)) self->read_more();
+    });
+  }
+
+  /// Decodes body bytes and hands on their payload; returns whether more body is expected.
+  bool consume_body(std::string_view raw, Clock::time_point now) {
+    std::string_view payload = raw;
+    if (is_chunked_) {
+      decoded_.clear();
+      if (!chunked_.feed(raw, decoded_)) {
+        finish(ErrorKind::kIo, status_, "malformed chunked encoding", now, false);
+        return false;
+      }
+      payload = decoded_;
+    } else if (has_length_) {
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(remaining_length_, raw.size()));
+      payload = raw.substr(0, take);
+      remaining_length_ -= take;
+    }
+    if (!payload.empty()) deliver(payload, now);
+    if (is_finished_) return false;
+    const bool is_complete = is_chunked_ ? chunked_.is_done() : has_length_ && remaining_length_ == 0;
+    if (is_complete) {
+      complete(now);
+      return false;
+    }
+    return true;
+  }
+
+  void deliver(std::string_view bytes, Clock::time_point arrival) {
+    if (status_ / 100 != 2) {  // keep the start of an error body for the report
+      if (error_body_.size() < 300) error_body_.append(bytes.substr(0, 300 - error_body_.size()));
+      return;
+    }
+    for (const std::string& data : sse_.feed(bytes)) {
+      if (callbacks_.on_event) callbacks_.on_event(data, arrival);
+    }
+  }
+
+  void complete(Clock::time_point now) {
+    if (status_ / 100 != 2) {
+      return finish(ErrorKind::kHttpStatus, status_, fmt::format("HTTP {}: {}", status_, error_body_), now, is_keep_alive_);
+    }
+    std::string tail = sse_.flush();
+    if (!tail.empty() && callbacks_.on_event) callbacks_.on_event(tail, now);
+    finish(ErrorKind::kNone, status_, {}, now, is_keep_alive_);
+  }
+
+  void fail_io(ErrorKind kind, error_code error) {
+    if (is_finished_) return;
+    if (is_timed_out_) return finish(ErrorKind::kTimeout, status_, "timed out", Clock::now(), false);
+    // A keep-alive connection the server closed while idle fails before any response byte: retry once on a
+    // fresh connection, which is what every HTTP client does and no server counts as a request.
+    if (!has_response_ && connection_ && connection_->has_served && !has_retried_) {
+      has_retried_ = true;
+      client_.release(std::move(connection_), false);
+      client_.acquire(shared_from_this());
+      return;
+    }
+    finish(kind, status_, error.message(), Clock::now(), false);
+  }
+
+  void finish(ErrorKind kind, int status, std::string detail, Clock::time_point at = Clock::now(),
+              bool is_reusable = false) {
+    if (is_finished_) return;
+    is_finished_ = true;
+    timer_.cancel();
+    if (connection_) {
+      connection_->has_served = true;
+      connection_->buffer.consume(connection_->buffer.size());
+      client_.release(std::move(connection_), is_reusable);
+    }
+    if (callbacks_.on_finished) callbacks_.on_finished(kind, status, std::move(detail), at);
+  }
+
+  friend class HttpStreamClient;
+  HttpStreamClient& client_;
+  http::request<http::string_body> request_;
+  std::chrono::milliseconds timeout_;
+  StreamCallbacks callbacks_;
+  asio::steady_timer timer_;
+  std::unique_ptr<Connection> connection_;
+  std::optional<http::response_parser<http::empty_body>> parser_;  // header only; the body is decoded here
+  std::array<char, 16384> buffer_{};
+  ChunkedDecoder chunked_;
+  std::string decoded_;
+  uint64_t remaining_length_ = 0;
+  bool has_length_ = false;
+  bool is_chunked_ = false;
+  bool is_keep_alive_ = false;
+  SseParser sse_;
+  std::string error_body_;
+  int status_ = 0;
+  bool has_dispatched_ = false;
+  bool has_response_ = false;
+  bool has_retried_ = false;
+  bool is_timed_out_ = false;
+  bool is_finished_ = false;
+};
+
+Result<std::unique_ptr<HttpStreamClient>> HttpStreamClient::create(
+    asio::io_context& io, Endpoint endpoint, size_t max_connections,
+    std::vector<std::pair<std::string, std::string>> headers) {
+  tcp::resolver resolver(io);
+  error_code error;
+  auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port), error);
+  if (error || results.empty()) {
+    return fail("cannot resolve {}:{}: {}", endpoint.host, endpoint.port, error.message());
+  }
+  tcp::endpoint address = results.begin()->endpoint();
+  return std::unique_ptr<HttpStreamClient>(
+      new HttpStreamClient(io, std::move(endpoint), address, max_connections, std::move(headers)));
+}
+
+HttpStreamClient::HttpStreamClient(asio::io_context& io, Endpoint endpoint, tcp::endpoint address,
+                                   size_t max_connections, std::vector<std::pair<std::string, std::string>> headers)
+    : io_(io), endpoint_(std::move(endpoint)), address_(address), max_connections_(std::max<size_t>(1, max_connections)),
+      headers_(std::move(headers)) {}
+
+HttpStreamClient::~HttpStreamClient() = default;
+
+void HttpStreamClient::post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
+                                   StreamCallbacks callbacks) {
+  http::request<http::string_body> request{http::verb::post, endpoint_.base_path + std::string(path), 11};
+  request.set(http::field::host, fmt::format("{}:{}", endpoint_.host, endpoint_.port));
+  request.set(http::field::content_type, "application/json");
+  request.set(http::field::accept, "text/event-stream");
+  request.set(http::field::user_agent, "tern-bench/0.1");
+  for (const auto& [name, value] : headers_) request.set(name, value);
+  request.keep_alive(true);
+  request.body() = std::move(body);
+  request.prepare_payload();
+  auto exchange = std::make_shared<Exchange>(*this, std::move(request), timeout, std::move(callbacks));
+  exchange->arm_timeout();
+  acquire(std::move(exchange));
+}
+
+void HttpStreamClient::acquire(std::shared_ptr<Exchange> exchange) {
+  if (!idle_.empty()) {
+    std::unique_ptr<Connection> connection = std::move(idle_.back());
+    idle_.pop_back();
+    exchange->start(std::move(connection));
+  } else if (num_open_ < max_connections_) {
+    ++num_open_;
+    exchange->start(std::make_unique<Connection>(io_));
+  } else {
+    waiting_.push_back(std::move(exchange));
+  }
+}
+
+void HttpStreamClient::release(std::unique_ptr<Connection> connection, bool is_reusable) {
+  if (!is_reusable) {
+    error_code ignored;
+    connection->socket.close(ignored);
+    connection.reset();
+    --num_open_;
+  }
+  // Hand the slot to the oldest waiting request that has not already given up.
+  while (!waiting_.empty()) {
+    std::shared_ptr<Exchange> next = std::move(waiting_.front());
+    waiting_.pop_front();
+    if (next->is_finished_) continue;
+    if (connection) {
+      next->start(std::move(connection));
+    } else {
+      ++num_open_;
+      next->start(std::make_unique<Connection>(io_));
+    }
+    return;
+  }
+  if (connection) idle_.push_back(std::move(connection));
+}
+
+void HttpStreamClient::close_idle() {
+  for (auto& connection : idle_) {
+    error_code ignored;
+    connection->socket.close(ignored);
+    --num_open_;
+  }
+  idle_.clear();
+}
+
+}  // namespace tern::bench

@@ -1,0 +1,93 @@
+#pragma once
+// A streaming HTTP/1.1 client for load generation: plain HTTP (no TLS), Boost.Asio/Beast, driven by the
+// caller's single-threaded io_context. One `HttpStreamClient` per target owns a keep-alive connection
+// pool; a request that finds every allowed connection busy waits in a FIFO (that wait is the client-side
+// queue delay a report shows, so it is never hidden).
+//
+// Every response byte is timestamped with steady_clock in the completion handler that delivered it, so the
+// timestamps include the event loop's own delay — which is why the loop must stay light (bench_capacity
+// measures how light).
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "util/result.h"
+
+namespace tern::bench {
+
+using Clock = std::chrono::steady_clock;
+
+/// Where a target listens: from "http://host:port/base/path".
+struct Endpoint {
+  std::string host;
+  uint16_t port = 80;
+  std::string base_path;  ///< without trailing slash, e.g. "/v1"
+};
+
+/// Parses an http:// URL. https:// is refused with a message saying so (TLS is not supported yet).
+Result<Endpoint> parse_http_url(std::string_view url);
+
+/// Why a request failed; `kNone` for success. Reports group errors by these names.
+enum class ErrorKind { kNone, kConnect, kHttpStatus, kTimeout, kIncompleteStream, kBadChunk, kServerError, kIo };
+std::string_view error_kind_name(ErrorKind kind);
+
+struct StreamCallbacks {
+  /// The request got a connection slot and is being written (end of client-side queueing).
+  std::function<void(Clock::time_point)> on_dispatched;
+  /// One SSE `data:` payload of a 2xx response, with the time its bytes arrived.
+  std::function<void(std::string_view data, Clock::time_point arrival)> on_event;
+  /// The exchange ended: kNone when the response completed, else why not. `detail` is a short message
+  /// (HTTP status line and body start, the socket error).
+  std::function<void(ErrorKind kind, int http_status, std::string detail, Clock::time_point at)> on_finished;
+};
+
+class Exchange;
+struct Connection;
+
+class HttpStreamClient {
+ public:
+  /// Resolves the host once (blocking) so that no request pays for DNS. `max_connections` bounds the
+  /// open connections; extra requests queue.
+  static Result<std::unique_ptr<HttpStreamClient>> create(boost::asio::io_context& io, Endpoint endpoint,
+                                                          size_t max_connections,
+                                                          std::vector<std::pair<std::string, std::string>> headers);
+  ~HttpStreamClient();
+
+  /// Starts a POST of `body` to base_path + `path`, streaming the response through `callbacks`. The
+  /// exchange fails with kTimeout if not finished within `timeout`.
+  void post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
+                   StreamCallbacks callbacks);
+
+  size_t num_waiting() const { return waiting_.size(); }
+  size_t num_open_connections() const { return num_open_; }
+  /// Closes idle keep-alive connections (end of run).
+  void close_idle();
+
+ private:
+  friend class Exchange;
+  HttpStreamClient(boost::asio::io_context& io, Endpoint endpoint, boost::asio::ip::tcp::endpoint address,
+                   size_t max_connections, std::vector<std::pair<std::string, std::string>> headers);
+  void acquire(std::shared_ptr<Exchange> exchange);
+  void release(std::unique_ptr<Connection> connection, bool is_reusable);
+
+  boost::asio::io_context& io_;
+  Endpoint endpoint_;
+  boost::asio::ip::tcp::endpoint address_;
+  size_t max_connections_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+  size_t num_open_ = 0;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  std::deque<std::shared_ptr<Exchange>> waiting_;
+};
+
+}  // namespace tern::bench

@@ -1,0 +1,357 @@
+#include "bench/runner.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace tern::bench {
+
+namespace asio = boost::asio;
+
+namespace {
+
+/// A conversation in progress on one target: its history grows by each answer.
+struct ActiveSession {
+  size_t target = 0;
+  const PlannedSession* planned = nullptr;
+  size_t next_turn = 0;
+  std::vector<ChatMessage> messages;  // chat
+  std::string prompt;                 // completions
+  int64_t history_tokens = 0;         // client count of the planned text already in the history
+  std::unique_ptr<asio::steady_timer> think_timer;
+};
+
+}  // namespace
+
+void finalize_record(RequestRecord& record, ApiKind api) {
+  if (record.is_finalized) return;
+  record.is_finalized = true;
+  for (size_t i = 0; i < record.raw_events.size(); ++i) {
+    auto chunk = parse_stream_chunk(record.raw_events[i], api);
+    if (!chunk) {
+      if (record.error == ErrorKind::kNone) {
+        record.error = ErrorKind::kBadChunk;
+        record.error_detail = chunk.error().message;
+      }
+      continue;
+    }
+    if (chunk->is_done) {
+      record.saw_done = true;
+      continue;
+    }
+    if (chunk->error && record.error == ErrorKind::kNone) {
+      record.error = ErrorKind::kServerError;
+      record.error_detail = *chunk->error;
+    }
+    if (!chunk->text.empty()) {
+      const int64_t at_ns = record.raw_event_ns[i];
+      if (record.first_token_ns < 0) record.first_token_ns = at_ns;
+      record.chunk_ns.push_back(at_ns);
+      record.chunk_text_bytes.push_back(static_cast<uint32_t>(chunk->text.size()));
+      record.output_text += chunk->text;
+    }
+    if (chunk->usage) record.usage = *chunk->usage;
+  }
+  if (record.is_ok() && !record.saw_done) {
+    record.error = ErrorKind::kIncompleteStream;
+    record.error_detail = "stream ended without data: [DONE]";
+  }
+  record.raw_events = {};
+  record.raw_event_ns = {};
+}
+
+namespace {
+
+class Runner {
+ public:
+  Runner(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options)
+      : plan_(plan), targets_(targets), options_(options), dispatch_timer_(io_), progress_timer_(io_) {}
+
+  Result<RunResult> run() {
+    for (const TargetSpec& target : targets_) {
+      auto endpoint = parse_http_url(target.url);
+      if (!endpoint) return with_context(fmt::format("target '{}'", target.name), endpoint.error());
+      auto client = HttpStreamClient::create(io_, *endpoint, target.max_connections, target.headers);
+      if (!client) return with_context(fmt::format("target '{}'", target.name), client.error());
+      clients_.push_back(std::move(*client));
+    }
+    size_t total = 0;
+    for (const StagePlan& stage : plan_.stages) total += stage.num_requests() * targets_.size();
+    result_.records.reserve(total);
+    epoch_ = Clock::now();
+    result_.epoch_steady_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(epoch_.time_since_epoch()).count();
+    asio::post(io_, [this] { start_stage(0); });
+    arm_progress();
+    io_.run();
+    for (auto& client : clients_) client->close_idle();
+    for (RequestRecord& record : result_.records) finalize_record(record, targets_[record.target].api);
+    return std::move(result_);
+  }
+
+ private:
+  int64_t since_epoch_ns(Clock::time_point at) const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(at - epoch_).count();
+  }
+
+  void start_stage(size_t stage_index) {
+    if (stage_index >= plan_.stages.size()) {
+      is_done_ = true;
+      progress_timer_.cancel();
+      report_progress();
+      return;
+    }
+    stage_index_ = stage_index;
+    const StagePlan& stage = plan_.stages[stage_index];
+    stage_start_ = Clock::now();
+    result_.stages.push_back({since_epoch_ns(stage_start_), 0});
+    stage_finished_ = stage_failed_ = stage_chunks_ = 0;
+    num_active_sessions_ = 0;
+    next_arrival_ = 0;
+    next_session_for_target_.assign(targets_.size(), 0);
+    num_workers_ = 0;
+    if (stage.spec.arrival.is_open_loop()) {
+      dispatch_arrivals();
+    } else {
+      // Interleave the targets' workers so that neither gets a head start.
+      for (int worker = 0; worker < stage.spec.arrival.concurrency; ++worker) {
+        for (size_t target = 0; target < targets_.size(); ++target) {
+          ++num_workers_;
+          next_closed_loop_session(target, stage_start_);
+        }
+      }
+    }
+    maybe_finish_stage();
+  }
+
+  // Open loop: one timer walks the arrival schedule; every arrival due by now goes out, to each target.
+  void dispatch_arrivals() {
+    const StagePlan& stage = plan_.stages[stage_index_];
+    const Clock::time_point now = Clock::now();
+    while (next_arrival_ < stage.sessions.size()) {
+      const PlannedSession& session = stage.sessions[next_arrival_];
+      const auto scheduled =
+          stage_start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(session.arrival_s));
+      if (scheduled > now) {
+        dispatch_timer_.expires_at(scheduled);
+        dispatch_timer_.async_wait([this](boost::system::error_code error) {
+          if (!error) dispatch_arrivals();
+        });
+        return;
+      }
+      for (size_t target = 0; target < targets_.size(); ++target) begin_session(target, session, scheduled);
+      ++next_arrival_;
+    }
+    maybe_finish_stage();
+  }
+
+  // Closed loop: a worker takes the target's next session, or retires when none is left or time is up.
+  void next_closed_loop_session(size_t target, Clock::time_point scheduled) {
+    const StagePlan& stage = plan_.stages[stage_index_];
+    const bool is_out_of_time = stage.spec.duration_s > 0 &&
+                                std::chrono::duration<double>(Clock::now() - stage_start_).count() >= stage.spec.duration_s;
+    size_t& next = next_session_for_target_[target];
+    if (is_out_of_time || next >= stage.sessions.size()) {
+      --num_workers_;
+      return;
+    }
+    begin_session(target, stage.sessions[next++], scheduled);
+  }
+
+  void begin_session(size_t target, const PlannedSession& planned, Clock::time_point scheduled) {
+    auto session = std::make_shared<ActiveSession>();
+    session->target = target;
+    session->planned = &planned;
+    if (planned.prefix_group >= 0) {
+      const std::string& prefix = plan_.prefix_texts[planned.prefix_group];
+      if (targets_[target].api == ApiKind::kChat) {
+        session->messages.push_back({"system", prefix});
+      } else {
+        session->prompt = prefix;
+      }
+      session->history_tokens = plan_.prefix_tokens;
+    }
+    ++num_active_sessions_;
+    send_turn(session, scheduled);
+  }
+
+  void send_turn(const std::shared_ptr<ActiveSession>& session, Clock::time_point scheduled) {
+    const PlannedTurn& turn = session->planned->turns[session->next_turn];
+    const TargetSpec& target = targets_[session->target];
+    RequestContent content;
+    if (target.api == ApiKind::kChat) {
+      session->messages.push_back({"user", turn.user_text});
+      content.messages = session->messages;
+    } else {
+      if (!session->prompt.empty()) session->prompt.push_back(' ');
+      session->prompt += turn.user_text;
+      content.prompt = session->prompt;
+    }
+    session->history_tokens += turn.user_tokens;
+    const size_t record_index = result_.records.size();
+    RequestRecord& record = result_.records.emplace_back();
+    record.target = session->target;
+    record.stage = stage_index_;
+    record.session = session->planned->index;
+    record.turn = session->next_turn;
+    record.model = session->planned->model.empty() ? target.model : session->planned->model;
+    record.prefix_group = session->planned->prefix_group;
+    record.max_tokens = turn.max_tokens;
+    record.client_prompt_tokens = session->history_tokens;
+    record.scheduled_ns = since_epoch_ns(scheduled);
+    RequestBodyOptions body_options = options_.body;
+    body_options.max_tokens = turn.max_tokens;
+    std::string body = build_request_body(target.api, record.model, content, body_options);
+
+    StreamCallbacks callbacks;
+    callbacks.on_dispatched = [this, record_index](Clock::time_point at) {
+      result_.records[record_index].dispatched_ns = since_epoch_ns(at);
+      ++num_in_flight_;
+    };
+    callbacks.on_event = [this, record_index](std::string_view data, Clock::time_point at) {
+      on_event(result_.records[record_index], data, at);
+    };
+    callbacks.on_finished = [this, record_index, session](ErrorKind kind, int status, std::string detail,
+                                                          Clock::time_point at) {
+      on_finished(record_index, session, kind, status, std::move(detail), at);
+    };
+    clients_[session->target]->post_stream(api_path(target.api), std::move(body), options_.timeout, std::move(callbacks));
+  }
+
+  // Kept minimal on purpose: the timestamp of every chunk that arrived in the same epoll batch waits for the
+  // handlers before it, so per-chunk work here is measurement error. JSON is parsed after the run
+  // (finalize_record), or at the end of a turn whose answer the next turn needs.
+  void on_event(RequestRecord& record, std::string_view data, Clock::time_point at) {
+    record.raw_events.emplace_back(data);
+    record.raw_event_ns.push_back(since_epoch_ns(at));
+    ++stage_chunks_;
+  }
+
+  void on_finished(size_t record_index, const std::shared_ptr<ActiveSession>& session, ErrorKind kind, int status,
+                   std::string detail, Clock::time_point at) {
+    RequestRecord& record = result_.records[record_index];
+    record.end_ns = since_epoch_ns(at);
+    record.http_status = status;
+    if (record.dispatched_ns >= 0) --num_in_flight_;
+    if (kind != ErrorKind::kNone) {
+      record.error = kind;
+      record.error_detail = std::move(detail);
+    }
+    ++session->next_turn;
+    const bool has_more_turns = session->next_turn < session->planned->turns.size();
+    // The next turn needs this answer now; everything else is parsed after the run.
+    if (has_more_turns) finalize_record(record, targets_[session->target].api);
+    ++stage_finished_;
+    if (!record.is_ok()) ++stage_failed_;
+    if (record.is_ok() && has_more_turns) {
+      if (targets_[session->target].api == ApiKind::kChat) {
+        session->messages.push_back({"assistant", record.output_text});
+      } else {
+        session->prompt += record.output_text;
+      }
+      const double think_ms = plan_.think_time_ms;
+      const Clock::time_point scheduled =
+          at + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(think_ms));
+      session->think_timer = std::make_unique<asio::steady_timer>(io_, scheduled);
+      session->think_timer->async_wait([this, session, scheduled](boost::system::error_code) { send_turn(session, scheduled); });
+      return;
+    }
+    --num_active_sessions_;
+    if (!plan_.stages[stage_index_].spec.arrival.is_open_loop()) {
+      next_closed_loop_session(session->target, at);
+    }
+    maybe_finish_stage();
+  }
+
+  void maybe_finish_stage() {
+    const StagePlan& stage = plan_.stages[stage_index_];
+    const bool is_dispatch_over = stage.spec.arrival.is_open_loop() ? next_arrival_ >= stage.sessions.size() : num_workers_ == 0;
+    if (!is_dispatch_over || num_active_sessions_ > 0 || is_stage_closing_) return;
+    is_stage_closing_ = true;
+    result_.stages.back().end_ns = since_epoch_ns(Clock::now());
+    report_progress();
+    // Post rather than recurse: the handler that finished the last request is still on the stack.
+    asio::post(io_, [this] {
+      is_stage_closing_ = false;
+      start_stage(stage_index_ + 1);
+    });
+  }
+
+  void arm_progress() {
+    if (!options_.on_progress) return;
+    progress_timer_.expires_after(options_.progress_interval);
+    progress_timer_.async_wait([this](boost::system::error_code error) {
+      if (error || is_done_) return;
+      report_progress();
+      arm_progress();
+    });
+  }
+
+  void report_progress() {
+    if (!options_.on_progress || stage_index_ >= plan_.stages.size()) return;
+    RunProgress progress;
+    progress.stage = stage_index_;
+    progress.num_stages = plan_.stages.size();
+    progress.stage_label = plan_.stages[stage_index_].spec.arrival.label();
+    progress.num_planned = plan_.stages[stage_index_].num_requests() * targets_.size();
+    progress.num_finished = stage_finished_;
+    progress.num_failed = stage_failed_;
+    progress.num_in_flight = num_in_flight_;
+    for (const auto& client : clients_) progress.num_queued += client->num_waiting();
+    progress.num_chunks = stage_chunks_;
+    progress.stage_elapsed_s = std::chrono::duration<double>(Clock::now() - stage_start_).count();
+    options_.on_progress(progress);
+  }
+
+  const Plan& plan_;
+  const std::vector<TargetSpec>& targets_;
+  const RunOptions& options_;
+  asio::io_context io_{1};
+  asio::steady_timer dispatch_timer_;
+  asio::steady_timer progress_timer_;
+  std::vector<std::unique_ptr<HttpStreamClient>> clients_;
+  RunResult result_;
+  Clock::time_point epoch_;
+  Clock::time_point stage_start_;
+  size_t stage_index_ = 0;
+  size_t next_arrival_ = 0;
+  std::vector<size_t> next_session_for_target_;
+  int num_workers_ = 0;
+  size_t num_active_sessions_ = 0;
+  size_t num_in_flight_ = 0;
+  size_t stage_finished_ = 0, stage_failed_ = 0;
+  uint64_t stage_chunks_ = 0;
+  bool is_stage_closing_ = false;
+  bool is_done_ = false;
+};
+
+}  // namespace
+
+Result<RunResult> run_benchmark(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options) {
+  if (targets.empty()) return fail("no target to benchmark");
+  Runner runner(plan, targets, options);
+  return runner.run();
+}
+
+void count_client_tokens(RunResult& result, const PromptBuilder& builder) {
+  // Answers of earlier turns, per (target, stage, session), in turn order.
+  std::map<std::tuple<size_t, size_t, size_t>, int64_t> history_answers;
+  std::vector<size_t> order(result.records.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return result.records[a].turn < result.records[b].turn;
+  });
+  for (size_t index : order) {
+    RequestRecord& record = result.records[index];
+    record.client_output_tokens = builder.count_tokens(record.output_text);
+    int64_t& answers = history_answers[{record.target, record.stage, record.session}];
+    record.client_prompt_tokens += answers;
+    answers += record.client_output_tokens;
+  }
+}
+
+}  // namespace tern::bench

@@ -1,0 +1,335 @@
+// `tern bench`: load-test OpenAI-compatible endpoints (docs/bench.md), and `tern bench profile`: derive a
+// workload from a request log. This file only turns flags into a Workload and results into files; the
+// work is in src/bench.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "bench/metrics.h"
+#include "bench/plan.h"
+#include "bench/profile.h"
+#include "bench/report.h"
+#include "bench/runner.h"
+#include "cli/commands.h"
+#include "gguf/gguf_file.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tern::cli {
+
+namespace {
+
+struct BenchOptions {
+  std::vector<std::string> target_urls;
+  std::vector<std::string> target_names;
+  std::vector<std::string> prices;
+  std::string model;
+  std::optional<std::string> api;
+  std::optional<std::string> workload_path;
+  std::optional<int> concurrency;
+  std::optional<double> rate;
+  std::optional<double> burstiness;
+  std::optional<int> requests;
+  std::optional<double> duration_s;
+  std::optional<std::string> sweep_concurrency, sweep_rates;
+  std::optional<int> input_tokens, output_tokens;
+  std::optional<std::string> slo;
+  std::optional<uint64_t> seed;
+  std::optional<double> timeout_s;
+  std::optional<size_t> max_connections;
+  std::optional<std::string> api_key_env;
+  std::string tokenizer{models::kDefaultModel};
+  bool ignore_eos = false;
+  std::optional<std::string> json_path, html_path;
+  bool include_requests = false;
+  bool is_quiet = false;
+};
+
+int report_error(const Error& error) {
+  std::fprintf(stderr, "error: %s\n", error.message.c_str());
+  return 1;
+}
+
+Result<std::vector<double>> parse_list(const std::string& text, std::string_view flag) {
+  std::vector<double> values;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    try {
+      values.push_back(std::stod(item));
+    } catch (const std::exception&) {
+      return fail("{}: '{}' is not a number", flag, item);
+    }
+  }
+  if (values.empty()) return fail("{}: empty list", flag);
+  return values;
+}
+
+/// The workload file (if any) with the flags applied over it.
+Result<bench::Workload> build_workload(const BenchOptions& options) {
+  bench::Workload workload;
+  if (options.workload_path) {
+    auto loaded = bench::load_workload_file(*options.workload_path);
+    if (!loaded) return std::unexpected(loaded.error());
+    workload = std::move(*loaded);
+  }
+  if (options.seed) workload.seed = *options.seed;
+  if (options.input_tokens) workload.input_tokens = bench::LengthDistribution::fixed(*options.input_tokens);
+  if (options.output_tokens) workload.output_tokens = bench::LengthDistribution::fixed(*options.output_tokens);
+  if (options.timeout_s) workload.timeout_s = *options.timeout_s;
+  if (options.ignore_eos) workload.ignore_eos = true;
+  if (options.slo) {
+    auto slo = bench::parse_slo_flag(*options.slo);
+    if (!slo) return std::unexpected(slo.error());
+    workload.slo = *slo;
+  }
+  const bool has_arrival_flags = options.concurrency || options.rate || options.sweep_concurrency || options.sweep_rates;
+  if (has_arrival_flags || workload.stages.empty()) {
+    std::vector<bench::ArrivalSpec> arrivals;
+    bench::ArrivalSpec base;
+    if (options.rate || options.sweep_rates) {
+      base.kind = options.burstiness && *options.burstiness != 1 ? bench::ArrivalSpec::Kind::kGamma : bench::ArrivalSpec::Kind::kPoisson;
+      base.burstiness = options.burstiness.value_or(1);
+    }
+    if (options.sweep_concurrency || options.sweep_rates) {
+      const bool is_concurrency = options.sweep_concurrency.has_value();
+      auto values = parse_list(is_concurrency ? *options.sweep_concurrency : *options.sweep_rates,
+                               is_concurrency ? "--sweep-concurrency" : "--sweep-rates");
+      if (!values) return std::unexpected(values.error());
+      for (double value : *values) {
+        bench::ArrivalSpec arrival = base;
+        if (is_concurrency) {
+          arrival.kind = bench::ArrivalSpec::Kind::kConcurrency;
+          arrival.concurrency = static_cast<int>(value);
+        } else {
+          arrival.rate = value;
+        }
+        arrivals.push_back(arrival);
+      }
+    } else if (options.rate) {
+      base.rate = *options.rate;
+      arrivals.push_back(base);
+    } else {
+      base.concurrency = options.concurrency.value_or(1);
+      arrivals.push_back(base);
+    }
+    workload.stages.clear();
+    for (const bench::ArrivalSpec& arrival : arrivals) {
+      bench::StageSpec stage;
+      stage.arrival = arrival;
+      stage.num_requests = options.requests.value_or(options.duration_s ? 0 : 100);
+      stage.duration_s = options.duration_s.value_or(0);
+      // Prompts are built before the run, so a closed loop needs a request count; --duration only caps it.
+      if (!arrival.is_open_loop() && stage.num_requests == 0) return fail("a closed loop (--concurrency) needs --requests; --duration only caps it");
+      if ((arrival.is_open_loop() && arrival.rate <= 0) || (!arrival.is_open_loop() && arrival.concurrency < 1)) {
+        return fail("rates and concurrencies must be positive");
+      }
+      workload.stages.push_back(stage);
+    }
+  } else if (options.requests || options.duration_s) {
+    for (bench::StageSpec& stage : workload.stages) {
+      if (options.requests) stage.num_requests = *options.requests;
+      if (options.duration_s) stage.duration_s = *options.duration_s;
+    }
+  }
+
+  if (!options.target_urls.empty()) {
+    workload.targets.clear();
+    for (size_t i = 0; i < options.target_urls.size(); ++i) {
+      bench::TargetSpec target;
+      target.url = options.target_urls[i];
+      target.name = i < options.target_names.size() ? options.target_names[i] : fmt::format("target{}", i + 1);
+      if (options.target_urls.size() == 1 && options.target_names.empty()) target.name = "target";
+      workload.targets.push_back(std::move(target));
+    }
+  }
+  if (workload.targets.empty()) return fail("no target: give --target URL or 'targets' in the workload file");
+  for (size_t i = 0; i < workload.targets.size(); ++i) {
+    bench::TargetSpec& target = workload.targets[i];
+    if (!options.model.empty() && (target.model.empty() || !options.target_urls.empty())) target.model = options.model;
+    if (target.model.empty() && workload.models.empty()) return fail("target '{}': no model; give --model", target.name);
+    if (options.api) {
+      auto api = bench::parse_api_kind(*options.api);
+      if (!api) return std::unexpected(api.error());
+      target.api = *api;
+    }
+    if (options.max_connections) target.max_connections = *options.max_connections;
+    if (options.api_key_env) {
+      const char* key = std::getenv(options.api_key_env->c_str());
+      if (key == nullptr) return fail("--api-key-env: {} is not set", *options.api_key_env);
+      target.headers.emplace_back("Authorization", fmt::format("Bearer {}", key));
+    }
+    if (i < options.prices.size()) {
+      auto price = bench::parse_price_flag(options.prices[i]);
+      if (!price) return std::unexpected(price.error());
+      target.price = *price;
+    }
+  }
+  if (options.prices.size() > workload.targets.size()) return fail("more --price flags than targets");
+  return workload;
+}
+
+/// Client-side token counter: the model's tokenizer, or whitespace words with --tokenizer none.
+Result<bench::PromptBuilder> make_prompt_builder(const std::string& tokenizer_arg, std::string& description) {
+  if (tokenizer_arg == "none") {
+    description = "whitespace words (--tokenizer none)";
+    return bench::PromptBuilder::whitespace_words();
+  }
+  auto path = models::resolve_model(tokenizer_arg, stderr_progress());
+  if (!path) return std::unexpected(path.error());
+  auto file = gguf::GgufFile::open(*path);
+  if (!file) return std::unexpected(file.error());
+  auto tokenizer = tok::Tokenizer::from_gguf(*file);
+  if (!tokenizer) return std::unexpected(tokenizer.error());
+  description = fmt::format("{} tokenizer", tokenizer_arg);
+  return bench::PromptBuilder::from_tokenizer(std::make_shared<const tok::Tokenizer>(std::move(*tokenizer)));
+}
+
+/// A redrawn bar on a terminal; a line every 5 s otherwise (logs stay short).
+std::function<void(const bench::RunProgress&)> progress_printer() {
+  const bool is_terminal = ::isatty(STDERR_FILENO) == 1;
+  auto last_line = std::make_shared<double>(-1e9);
+  auto last_stage = std::make_shared<size_t>(static_cast<size_t>(-1));
+  return [is_terminal, last_line, last_stage](const bench::RunProgress& progress) {
+    const double fraction = progress.num_planned > 0 ? static_cast<double>(progress.num_finished) / progress.num_planned : 0;
+    const double chunks_per_s = progress.stage_elapsed_s > 0 ? progress.num_chunks / progress.stage_elapsed_s : 0;
+    const std::string status = fmt::format("stage {}/{} {} {}/{} done, {} failed, {} in flight, {} queued, {:.0f} events/s, {:.1f} s",
+                                           progress.stage + 1, progress.num_stages, progress.stage_label, progress.num_finished,
+                                           progress.num_planned, progress.num_failed, progress.num_in_flight,
+                                           progress.num_queued, chunks_per_s, progress.stage_elapsed_s);
+    if (is_terminal) {
+      constexpr int kWidth = 24;
+      const int filled = static_cast<int>(fraction * kWidth);
+      if (*last_stage != progress.stage && *last_stage != static_cast<size_t>(-1)) std::fputc('\n', stderr);
+      std::fprintf(stderr, "\r[%s%s] %s\x1b[K", std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
+                   status.c_str());
+    } else if (progress.stage_elapsed_s - *last_line >= 5 || *last_stage != progress.stage) {
+      std::fprintf(stderr, "%s\n", status.c_str());
+      *last_line = progress.stage_elapsed_s;
+    }
+    *last_stage = progress.stage;
+    std::fflush(stderr);
+  };
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+bool write_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+  if (!out) {
+    std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+int run_bench(const BenchOptions& options) {
+  auto workload = build_workload(options);
+  if (!workload) return report_error(workload.error());
+  std::string tokenizer_description;
+  auto builder = make_prompt_builder(options.tokenizer, tokenizer_description);
+  if (!builder) return report_error(builder.error());
+  const auto plan_start = std::chrono::steady_clock::now();
+  const bench::Plan plan = bench::build_plan(*workload, *builder);
+  size_t num_requests = 0;
+  for (const bench::StagePlan& stage : plan.stages) num_requests += stage.num_requests();
+  if (!options.is_quiet) {
+    std::fprintf(stderr, "planned %zu requests in %zu stage(s) x %zu target(s) in %.1f s (%s)\n", num_requests,
+                 plan.stages.size(), workload->targets.size(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - plan_start).count(),
+                 tokenizer_description.c_str());
+  }
+  bench::RunOptions run_options;
+  run_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(workload->timeout_s * 1000));
+  run_options.body.ignore_eos = workload->ignore_eos;
+  run_options.body.temperature = workload->temperature;
+  if (!options.is_quiet) run_options.on_progress = progress_printer();
+  const std::string started_at = utc_now();
+  auto result = bench::run_benchmark(plan, workload->targets, run_options);
+  if (!options.is_quiet && ::isatty(STDERR_FILENO) == 1) std::fputc('\n', stderr);
+  if (!result) return report_error(result.error());
+  bench::count_client_tokens(*result, *builder);
+  const std::vector<bench::Metrics> metrics = bench::compute_metrics(*result, plan, workload->targets, workload->slo);
+  const bench::ReportInput input{*workload, plan, workload->targets, *result, metrics, tokenizer_description, started_at};
+  std::printf("%s", bench::report_text(input).c_str());
+  if (options.json_path && !write_file(*options.json_path, bench::report_json(input, options.include_requests).dump(2) + "\n")) return 1;
+  if (options.html_path && !write_file(*options.html_path, bench::report_html(input))) return 1;
+  size_t num_ok = 0;
+  for (const bench::Metrics& one : metrics) num_ok += one.num_ok;
+  return num_ok > 0 ? 0 : 1;  // a run where nothing succeeded is a failed run, for scripts
+}
+
+}  // namespace
+
+Runner add_bench_command(CLI::App& app) {
+  auto* command = app.add_subcommand("bench", "Load-test OpenAI-compatible endpoints: latency percentiles, goodput, effective cost");
+  auto options = std::make_shared<BenchOptions>();
+  command->add_option("--target", options->target_urls, "Base URL of an endpoint, e.g. http://127.0.0.1:8000/v1 (repeat for side by side)");
+  command->add_option("--name", options->target_names, "Name of each --target, in order");
+  command->add_option("--model", options->model, "Model name sent in requests");
+  command->add_option("--api", options->api, "chat (default) or completions");
+  command->add_option("--workload", options->workload_path, "Workload file (JSON, docs/bench.md); flags override it");
+  command->add_option("-c,--concurrency", options->concurrency, "Closed loop: requests in flight per target");
+  command->add_option("--rate", options->rate, "Open loop: Poisson arrivals per second");
+  command->add_option("--burstiness", options->burstiness, "Gamma arrivals with this shape (1 = Poisson, < 1 burstier)");
+  command->add_option("-n,--requests", options->requests, "Requests per stage per target (default 100)");
+  command->add_option("--duration", options->duration_s, "Seconds per stage (open loop: arrivals stop; closed loop: no new requests)");
+  command->add_option("--sweep-concurrency", options->sweep_concurrency, "Stages at these concurrencies, e.g. 1,2,4,8");
+  command->add_option("--sweep-rates", options->sweep_rates, "Stages at these Poisson rates, e.g. 1,2,4,8");
+  command->add_option("--input-tokens", options->input_tokens, "Fixed prompt length in tokens (default 256)");
+  command->add_option("--output-tokens", options->output_tokens, "Fixed max_tokens (default 128)");
+  command->add_option("--slo", options->slo, "Goodput objectives, e.g. ttft=500ms,tpot=50ms,itl=100ms,e2e=10s");
+  command->add_option("--price", options->prices,
+                      "Price of each target in order: in=3,cached=0.3,write=3.75,out=15 (USD per 1M tokens) or hourly=2.5");
+  command->add_option("--tokenizer", options->tokenizer, "Model (alias or .gguf) whose tokenizer sizes prompts; 'none' for whitespace words")
+      ->capture_default_str();
+  command->add_option("--seed", options->seed, "Random seed of the workload (default 42)");
+  command->add_option("--timeout", options->timeout_s, "Seconds before a request counts as timed out (default 600)");
+  command->add_option("--max-connections", options->max_connections, "Open connections per target (default 4096); more requests queue");
+  command->add_option("--api-key-env", options->api_key_env, "Environment variable holding a bearer token");
+  command->add_flag("--ignore-eos", options->ignore_eos, "Ask the server to generate exactly max_tokens (vLLM/SGLang/llama.cpp extension)");
+  command->add_option("--json", options->json_path, "Write the JSON report here");
+  command->add_option("--html", options->html_path, "Write the self-contained HTML report here");
+  command->add_flag("--json-requests", options->include_requests, "Include every request in the JSON report");
+  command->add_flag("-q,--quiet", options->is_quiet, "No progress on stderr");
+
+  auto* profile = command->add_subcommand("profile", "Derive a workload file from a request log (JSONL)");
+  struct ProfileArgs {
+    std::string log_path;
+    std::optional<std::string> output_path;
+    bench::ProfileOptions options;
+  };
+  auto profile_args = std::make_shared<ProfileArgs>();
+  profile->add_option("log", profile_args->log_path, "Request log, one JSON object per line (docs/bench.md)")->required();
+  profile->add_option("-o,--output", profile_args->output_path, "Write the workload here (default: stdout)");
+  profile->add_option("--bucket", profile_args->options.bucket_s, "QPS bucket width in seconds (default: span / 24)");
+  profile->add_flag("--flat", profile_args->options.is_flat, "One stage at the mean rate instead of one per bucket");
+  profile->add_flag("--empirical", profile_args->options.is_empirical, "Token lengths drawn from the log instead of a lognormal fit");
+
+  return [command, profile, options, profile_args]() {
+    if (profile->parsed()) {
+      auto workload = bench::profile_log(profile_args->log_path, profile_args->options);
+      if (!workload) return report_error(workload.error());
+      const std::string text = workload->dump(2) + "\n";
+      if (profile_args->output_path) return write_file(*profile_args->output_path, text) ? 0 : 1;
+      std::printf("%s", text.c_str());
+      return 0;
+    }
+    return run_bench(*options);
+  };
+}
+
+}  // namespace tern::cli

@@ -1,0 +1,60 @@
+#pragma once
+// What `tern run` and `tern chat` share: options, loading, the generate loop, speed figures.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/sampling/sampler.h"
+#include "model/catalog.h"
+#include "engine/sequence_runner.h"
+#include "model/model.h"
+
+namespace tern::cli {
+
+struct GenerationOptions {
+  std::string model{models::kDefaultModel};
+  int max_tokens = 256;
+  int threads = 0;
+  int context = 4096;
+  bool parse_special = false;
+  engine::SamplingParams sampling{.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f};
+  bool seed_given = false;
+};
+
+void add_generation_options(CLI::App& command, GenerationOptions& options);
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;     ///< tokens computed for the prompt (cached ones excluded)
+  double prefill_seconds = 0;
+  int64_t generated_tokens = 0;
+  double decode_seconds = 0;     ///< from the first generated token to the last
+  std::string finish_reason;     ///< "stop", "length" or "interrupted"
+};
+
+void print_stats(const GenerationStats& stats);
+
+class GenerationSession {
+ public:
+  static Result<std::unique_ptr<GenerationSession>> create(const GenerationOptions& options);
+
+  /// Feeds `tokens` (the whole sequence so far; the cached prefix is reused) and generates until an
+  /// end token, max_tokens, or `*stop` becomes true; text goes to `emit` as it completes.
+  Result<GenerationStats> generate(std::span<const int32_t> tokens, const std::function<void(std::string_view)>& emit,
+                                   const std::atomic<bool>* stop = nullptr);
+
+  model::Model& model() { return *model_; }
+  engine::SequenceRunner& runner() { return *runner_; }
+
+ private:
+  GenerationOptions options_;
+  std::unique_ptr<model::Model> model_;
+  std::unique_ptr<kernels::ThreadPool> pool_;
+  std::unique_ptr<engine::SequenceRunner> runner_;
+  engine::Sampler sampler_{engine::SamplingParams{}};
+};
+
+}  // namespace tern::cli

@@ -1,0 +1,43 @@
+#pragma once
+// Turns a row of logits into the next token: penalties, temperature, then top-k / top-p / min-p
+// truncation, then a draw from a per-request RNG (same seed, same tokens). Temperature 0 is greedy.
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "util/result.h"
+
+namespace tern::engine {
+
+struct SamplingParams {
+  float temperature = 1.0f;         ///< 0: greedy
+  int32_t top_k = 0;                ///< 0: off
+  float top_p = 1.0f;               ///< 1: off
+  float min_p = 0.0f;               ///< 0: off; keep tokens with p >= min_p * p_max
+  float repetition_penalty = 1.0f;  ///< 1: off; divides positive logits (multiplies negative) of seen tokens
+  float presence_penalty = 0.0f;    ///< subtracted once from every token seen
+  float frequency_penalty = 0.0f;   ///< subtracted per occurrence
+  uint64_t seed = 0;
+
+  /// An error naming the first out-of-range parameter.
+  Result<void> validate() const;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+  /// Picks a token; `logits` is modified (penalties, temperature). `history` holds the tokens the
+  /// penalties look at (prompt and output so far).
+  int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<int32_t> counts_;
+};
+
+}  // namespace tern::engine

@@ -1,0 +1,202 @@
+#include "model/blocks.h"
+
+#include <cmath>
+#include <numeric>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/vector_ops.h"
+#include "tensor/dequantize.h"
+#include "tensor/half.h"
+
+namespace tern::model {
+
+void grow(std::vector<float>& buffer, int64_t size) {
+  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
+}
+
+void embed_tokens(const gguf::TensorInfo& embedding, const Batch& batch, int64_t n_embd, float scale, float* hidden,
+                  kernels::ThreadPool& pool) {
+  const DTypeInfo& info = dtype_info(embedding.type);
+  const size_t row_bytes = dtype_bytes(info, static_cast<uint64_t>(n_embd));
+  pool.parallel_for(batch.size(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* row = hidden + i * n_embd;
+      (void)dequantize(embedding.type, embedding.data.subspan(static_cast<size_t>(batch.tokens[i]) * row_bytes, row_bytes),
+                       {row, static_cast<size_t>(n_embd)});
+      if (scale != 1.0f) {
+        for (int64_t j = 0; j < n_embd; ++j) row[j] *= scale;
+      }
+    }
+  });
+}
+
+void rms_norm_rows(kernels::ThreadPool& pool, const float* x, const std::vector<float>& weight, float* out, int64_t rows,
+                   int64_t n, float eps) {
+  auto body = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) kernels::rms_norm(x + i * n, weight.data(), out + i * n, n, eps);
+  };
+  if (rows >= 16) pool.parallel_for(rows, body);
+  else body(0, rows);
+}
+
+void project(kernels::ThreadPool& pool, std::span<const kernels::WeightMatrix* const> weights, const float* x, int64_t m,
+             std::span<float* const> outputs, kernels::MatmulScratch& scratch) {
+  // One quantized copy of x per activation format in use (usually one).
+  const int64_t k = weights[0]->row_length;
+  kernels::ActFormat formats[3];
+  size_t offsets[3];
+  size_t strides[3];
+  int num_formats = 0;
+  std::vector<int> format_of(weights.size());
+  size_t total = 0;
+  for (size_t j = 0; j < weights.size(); ++j) {
+    const kernels::ActFormat format = weights[j]->kernel.act_format;
+    int f = 0;
+    while (f < num_formats && formats[f] != format) ++f;
+    if (f == num_formats) {
+      formats[f] = format;
+      strides[f] = kernels::act_row_bytes(format, k);
+      offsets[f] = total;
+      total += strides[f] * static_cast<size_t>(m);
+      ++num_formats;
+    }
+    format_of[j] = f;
+  }
+  if (scratch.act.size() < total) scratch.act.resize(total);
+  auto quantize = [&](int64_t begin, int64_t end) {
+    for (int f = 0; f < num_formats; ++f) {
+      for (int64_t i = begin; i < end; ++i) {
+        kernels::quantize_act_row(formats[f], x + i * k, scratch.act.data() + offsets[f] + i * strides[f], k);
+      }
+    }
+  };
+  if (m >= 8) pool.parallel_for(m, quantize);
+  else quantize(0, m);
+
+  // Split the rows of all matrices together across threads.
+  int64_t total_rows = 0;
+  for (const auto* w : weights) total_rows += w->num_rows;
+  pool.parallel_for(total_rows, [&](int64_t begin, int64_t end) {
+    int64_t first = 0;
+    for (size_t j = 0; j < weights.size(); ++j) {
+      const int64_t last = first + weights[j]->num_rows;
+      const int64_t lo = std::max(begin, first), hi = std::min(end, last);
+      if (lo < hi) {
+        const int f = format_of[j];
+        kernels::matmul_rows(*weights[j], scratch.act.data() + offsets[f], strides[f], m, outputs[j], lo - first, hi - first);
+      }
+      first = last;
+    }
+  });
+}
+
+void add_bias(float* x, const std::vector<float>& bias, int64_t rows) {
+  if (bias.empty()) return;
+  const int64_t n = static_cast<int64_t>(bias.size());
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < n; ++j) x[i * n + j] += bias[j];
+  }
+}
+
+void rope_tables(const Batch& batch, int64_t rotary_dims, float base, std::vector<double>& cos, std::vector<double>& sin) {
+  // Angles follow llama.cpp's float recurrence (theta *= base^(-2/d) per pair) rather than exact
+  // powers: the few-ulp differences in early layers otherwise grow into different greedy tokens.
+  const int64_t half = rotary_dims / 2;
+  cos.resize(static_cast<size_t>(batch.size() * half));
+  sin.resize(cos.size());
+  const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rotary_dims));
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    float theta = static_cast<float>(batch.positions[i]);
+    for (int64_t d = 0; d < half; ++d) {
+      cos[i * half + d] = std::cos(theta);
+      sin[i * half + d] = std::sin(theta);
+      theta *= theta_scale;
+    }
+  }
+}
+
+void apply_rope(float* x, int64_t rows, int64_t num_heads, int64_t head_dim, int64_t rotary_dims, kernels::RopeStyle style,
+                const std::vector<double>& cos, const std::vector<double>& sin) {
+  const int64_t half = rotary_dims / 2;
+  for (int64_t i = 0; i < rows; ++i) {
+    const double* c = cos.data() + i * half;
+    const double* s = sin.data() + i * half;
+    for (int64_t h = 0; h < num_heads; ++h) {
+      float* head = x + (i * num_heads + h) * head_dim;
+      for (int64_t d = 0; d < half; ++d) {
+        const int64_t a = style == kernels::RopeStyle::NORM ? 2 * d : d;
+        const int64_t b = style == kernels::RopeStyle::NORM ? 2 * d + 1 : d + half;
+        const float x0 = head[a], x1 = head[b];
+        const float cos_theta = static_cast<float>(c[d]), sin_theta = static_cast<float>(s[d]);
+        head[a] = x0 * cos_theta - x1 * sin_theta;
+        head[b] = x0 * sin_theta + x1 * cos_theta;
+      }
+    }
+  }
+}
+
+void store_kv(const Batch& batch, engine::KvCache& cache, int64_t layer, const float* k, const float* v) {
+  const kernels::VectorOps& ops = kernels::vector_ops();
+  const int64_t bs = cache.block_size();
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    const int32_t pos = batch.positions[i];
+    const int32_t block = batch.block_tables[batch.seq_slots[i]][pos / bs];
+    const int64_t offset = pos % bs;
+    ops.to_f16(cache.key_width(), k + i * cache.key_width(), cache.keys(layer, block) + offset * cache.key_width());
+    ops.to_f16(cache.value_width(), v + i * cache.value_width(), cache.values(layer, block) + offset * cache.value_width());
+  }
+}
+
+void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const Batch& batch, engine::KvCache& cache,
+                     int64_t layer, const float* q, int64_t window, float* out) {
+  const kernels::VectorOps& ops = kernels::vector_ops();
+  const int64_t num_heads = config.num_heads;
+  const int64_t group = config.num_heads / config.num_kv_heads;
+  const int64_t head_dim = config.head_dim, value_dim = config.value_dim;
+  const int64_t bs = cache.block_size();
+  pool.parallel_for(batch.size() * num_heads, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task / num_heads, h = task % num_heads, kv_head = h / group;
+      const int64_t pos = batch.positions[i];
+      const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+      const std::span<const int32_t> table = batch.block_tables[batch.seq_slots[i]];
+      const float* query = q + (i * num_heads + h) * head_dim;
+      // Like llama.cpp (F16 KV cache, no flash attention), the query is rounded to F16 for q.k and the
+      // attention weights are rounded to F16 before weighting V: same inputs, closer results.
+      thread_local std::vector<float> rounded_query;
+      rounded_query.resize(static_cast<size_t>(head_dim));
+      for (int64_t d = 0; d < head_dim; ++d) rounded_query[d] = f16_to_float(float_to_f16(query[d]));
+      query = rounded_query.data();
+      scores.resize(static_cast<size_t>(pos - first + 1));
+      for (int64_t j = first; j <= pos; ++j) {
+        const uint16_t* key = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
+        scores[j - first] = ops.dot_f32_f16(head_dim, query, key) * config.attention_scale;
+      }
+      kernels::softmax(scores.data(), pos - first + 1);
+      for (float& weight : scores) weight = f16_to_float(float_to_f16(weight));
+      float* result = out + (i * num_heads + h) * value_dim;
+      std::fill(result, result + value_dim, 0.0f);
+      for (int64_t j = first; j <= pos; ++j) {
+        const uint16_t* value = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
+        ops.axpy_f16(value_dim, scores[j - first], value, result);
+      }
+    }
+  });
+}
+
+void compute_logits(kernels::ThreadPool& pool, const ModelConfig& config, const ModelWeights& weights, const Batch& batch,
+                    const float* hidden, std::vector<float>& rows, kernels::MatmulScratch& scratch,
+                    std::vector<float>& logits) {
+  const int64_t n = config.embedding_length;
+  const int64_t num_rows = batch.num_logit_rows();
+  grow(rows, num_rows * n);
+  int64_t r = 0;
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    if (batch.wants_logits[i]) kernels::rms_norm(hidden + i * n, weights.output_norm.data(), rows.data() + (r++) * n, n, config.norm_eps);
+  }
+  logits.resize(static_cast<size_t>(num_rows * config.vocab_size));
+  if (num_rows > 0) kernels::matmul(pool, weights.output, rows.data(), num_rows, logits.data(), scratch);
+}
+
+}  // namespace tern::model

@@ -1,0 +1,76 @@
+#include "model/model.h"
+
+namespace tern::model {
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+  auto file = gguf::GgufFile::open(path);
+  if (!file) return std::unexpected(file.error());
+  std::unique_ptr<Model> model(new Model(std::move(*file)));
+  auto config = read_config(model->file_);
+  if (!config) return std::unexpected(config.error());
+  model->config_ = std::move(*config);
+  auto tokenizer = tok::Tokenizer::from_gguf(model->file_);
+  if (!tokenizer) return std::unexpected(tokenizer.error());
+  model->tokenizer_ = std::make_unique<tok::Tokenizer>(std::move(*tokenizer));
+  if (model->config_.vocab_size != static_cast<int64_t>(model->tokenizer_->vocab().size())) {
+    return fail("{}: vocabulary of {} tokens but {} in the config", path, model->tokenizer_->vocab().size(),
+                model->config_.vocab_size);
+  }
+  auto weights = load_weights(model->file_, model->config_);
+  if (!weights) return std::unexpected(weights.error());
+  model->weights_ = std::move(*weights);
+
+  const tok::Vocab& vocab = model->tokenizer_->vocab();
+  if (vocab.eos) model->end_tokens_.push_back(*vocab.eos);
+  for (const char* text : {"<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "</s>"}) {
+    if (auto id = vocab.find(text); id && vocab.types[*id] == tok::TokenType::CONTROL) {
+      if (std::find(model->end_tokens_.begin(), model->end_tokens_.end(), *id) == model->end_tokens_.end()) {
+        model->end_tokens_.push_back(*id);
+      }
+    }
+  }
+  return model;
+}
+
+Result<void> Model::check_batch(const Batch& batch, const engine::KvCache& cache) const {
+  const size_t n = batch.tokens.size();
+  if (batch.positions.size() != n || batch.seq_slots.size() != n || batch.wants_logits.size() != n) {
+    return fail("batch fields have different lengths");
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (batch.tokens[i] < 0 || batch.tokens[i] >= config_.vocab_size) {
+      return fail("token id {} is outside the vocabulary ({} tokens)", batch.tokens[i], config_.vocab_size);
+    }
+    const int32_t slot = batch.seq_slots[i];
+    if (slot < 0 || static_cast<size_t>(slot) >= batch.block_tables.size()) return fail("sequence slot {} has no block table", slot);
+    const int32_t pos = batch.positions[i];
+    const auto& table = batch.block_tables[slot];
+    if (pos < 0 || pos / cache.block_size() >= static_cast<int64_t>(table.size())) {
+      return fail("position {} of sequence {} is past its {} KV blocks", pos, slot, table.size());
+    }
+    for (int32_t block : table) {
+      if (block < 0 || block >= cache.num_blocks()) return fail("block {} is outside the KV cache", block);
+    }
+  }
+  return {};
+}
+
+Result<void> Model::forward(const Batch& batch, engine::KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits) {
+  if (auto ok = check_batch(batch, cache); !ok) return ok;
+  if (batch.size() == 0) {
+    logits.clear();
+    return {};
+  }
+  switch (config_.arch) {
+    case Arch::LLAMA:
+    case Arch::QWEN2:
+      forward_llama(config_, weights_, batch, cache, pool, workspace_, logits);
+      break;
+    case Arch::GEMMA3:
+      forward_gemma3(config_, weights_, batch, cache, pool, workspace_, logits);
+      break;
+  }
+  return {};
+}
+
+}  // namespace tern::model

@@ -1,0 +1,60 @@
+#pragma once
+// A loaded model: its file (memory-mapped weights), config, tokenizer, and the batched forward pass.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/kv/kv_cache.h"
+#include "gguf/gguf_file.h"
+#include "kernels/cpu/thread_pool.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tern::model {
+
+/// Buffers of one forward pass, reused between calls (grown to the largest batch seen).
+struct Workspace {
+  std::vector<float> hidden, normed, q, k, v, attention, projected, gate, up, activated;
+  std::vector<float> logit_rows;
+  kernels::MatmulScratch matmul;
+  std::vector<double> rope_cos, rope_sin;  // per token row, per rotary pair, per RoPE base
+};
+
+class Model {
+ public:
+  static Result<std::unique_ptr<Model>> load(const std::string& path);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const tok::Tokenizer& tokenizer() const { return *tokenizer_; }
+  const gguf::GgufFile& file() const { return file_; }
+  /// Token ids that end generation: EOS and the end-of-turn tokens of chat formats.
+  const std::vector<tok::TokenId>& end_of_generation_tokens() const { return end_tokens_; }
+
+  /// Runs the batch: writes its K/V into `cache` and returns logits (num_logit_rows x vocab_size,
+  /// row-major) in `logits`. Errors for bad batches (token out of range, position past the block
+  /// table) leave the cache unchanged.
+  Result<void> forward(const Batch& batch, engine::KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits);
+
+ private:
+  Model(gguf::GgufFile file) : file_(std::move(file)) {}
+  Result<void> check_batch(const Batch& batch, const engine::KvCache& cache) const;
+
+  gguf::GgufFile file_;
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::unique_ptr<tok::Tokenizer> tokenizer_;
+  std::vector<tok::TokenId> end_tokens_;
+  Workspace workspace_;
+};
+
+// One forward pass per architecture family (model/arch/*.cpp), over the blocks in model/blocks.h.
+void forward_llama(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, engine::KvCache& cache,
+                   kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits);
+void forward_gemma3(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, engine::KvCache& cache,
+                    kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits);
+
+}  // namespace tern::model

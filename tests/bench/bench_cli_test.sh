@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end checks of `tern bench` as a user runs it, against the fixture server.
+# Usage: bench_cli_test.sh TERN FIXTURE_SERVER
+set -u
+tern="$1"
+fixture="$2"
+scratch=$(mktemp -d)
+failures=0
+check() {  # check NAME EXPECTED_SUBSTRING OUTPUT
+  if [[ "$3" != *"$2"* ]]; then
+    echo "FAIL $1: expected to find: $2"
+    echo "---- output ----"; echo "$3"; echo "----------------"
+    failures=$((failures + 1))
+  else
+    echo "ok   $1"
+  fi
+}
+
+# Two fixture servers on free ports (port 0 is not printable before start, so pick from the pid).
+port_a=$((20000 + $$ % 20000))
+port_b=$((port_a + 1))
+"$fixture" --port "$port_a" --ttft-ms 10 --itl-ms 2 > "$scratch/a.log" 2>&1 &
+pid_a=$!
+"$fixture" --port "$port_b" --ttft-ms 30 --itl-ms 2 > "$scratch/b.log" 2>&1 &
+pid_b=$!
+trap 'kill $pid_a $pid_b 2>/dev/null; rm -rf "$scratch"' EXIT
+for _ in $(seq 50); do grep -q listening "$scratch/a.log" && grep -q listening "$scratch/b.log" && break; sleep 0.1; done
+
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture -c 4 -n 20 --input-tokens 32 \
+      --output-tokens 8 --tokenizer none --json "$scratch/one.json" --slo ttft=20ms 2>&1)
+check "minimal run succeeds" "20/20" "$out"
+check "token accounting" "prompt 640 vs 640 (+0.0%)" "$out"
+check "json written" '"schema": "tern.bench.report"' "$(cat "$scratch/one.json")"
+
+cat > "$scratch/workload.json" <<JSON
+{
+  "seed": 7,
+  "input_tokens": {"dist": "uniform", "min": 16, "max": 48},
+  "output_tokens": 6,
+  "sweep": {"type": "poisson", "values": [20, 40], "requests_per_stage": 30},
+  "prefix": {"groups": 2, "length_tokens": 64, "zipf_s": 1.0},
+  "sessions": {"turns": 2},
+  "slo": {"ttft_ms": 20},
+  "targets": [
+    {"name": "fast", "url": "http://127.0.0.1:$port_a/v1", "model": "fixture", "price": {"input_per_mtok": 3, "cached_input_per_mtok": 0.3, "output_per_mtok": 15}},
+    {"name": "slow", "url": "http://127.0.0.1:$port_b/v1", "model": "fixture", "api": "completions", "price": {"hourly_usd": 2}}
+  ]
+}
+JSON
+out=$("$tern" bench --workload "$scratch/workload.json" --tokenizer none --json "$scratch/sweep.json" \
+      --html "$scratch/sweep.html" --json-requests 2>&1)
+check "sweep stage 2" "stage 2: poisson@40/s" "$out"
+check "side by side" "slow" "$out"
+check "cost table" "cost (USD)" "$out"
+check "html sweep plots" "Across the sweep" "$(cat "$scratch/sweep.html")"
+check "html has no script" "no-script" "$(grep -q '<script' "$scratch/sweep.html" && echo script || echo no-script)"
+check "cached tokens reported" '"cached": ' "$(cat "$scratch/sweep.json")"
+
+# A request log in, a workload out, and the workload replays.
+python3 - "$scratch/sweep.json" > "$scratch/log.jsonl" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for i, r in enumerate(report["requests"]):
+    print(json.dumps({"timestamp": 1764230400 + r["scheduled_s"], "model": r["model"], "prompt_tokens": r["usage"]["prompt_tokens"],
+                      "completion_tokens": r["usage"]["completion_tokens"], "cached_tokens": r["usage"]["cached_tokens"],
+                      "prefix_hash": "p%d" % r["prefix_group"], "session_id": "%s-%d-%d" % (r["target"], r["stage"], r["session"])}))
+PY
+out=$("$tern" bench profile "$scratch/log.jsonl" --flat -o "$scratch/profiled.json" 2>&1 && cat "$scratch/profiled.json")
+check "profile writes a workload" '"prefix_reuse_ratio"' "$out"
+out=$("$tern" bench --workload "$scratch/profiled.json" --target "http://127.0.0.1:$port_a/v1" --model fixture \
+      --tokenizer none --requests 10 2>&1)
+check "profiled workload replays" "10/10" "$out"
+
+out=$("$tern" bench --target https://api.example.com/v1 --model x --tokenizer none -n 1 2>&1)
+check "https refused with a reason" "https is not supported yet" "$out"
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --slo speed=1 2>&1)
+check "bad slo explained" "unknown objective 'speed'" "$out"
+
+echo "$failures failure(s)"
+exit $((failures > 0))

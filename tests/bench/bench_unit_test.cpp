@@ -1,0 +1,328 @@
+// Unit tests of the pieces of `tern bench` that need no server: SSE framing, chunk parsing, statistics,
+// workload parsing, arrival processes, plans, cost.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "bench/chunked_decoder.h"
+#include "bench/cost.h"
+#include "bench/metrics.h"
+#include "bench/profile.h"
+#include "bench/report.h"
+#include "bench/http_client.h"
+#include "bench/openai_stream.h"
+#include "bench/plan.h"
+#include "bench/sse_parser.h"
+#include "bench/stats.h"
+#include "bench/workload.h"
+
+namespace tern::bench {
+namespace {
+
+TEST(SseParser, EventsSurviveArbitrarySplits) {
+  const std::string stream = ": ping\r\ndata: {\"a\":1}\r\n\r\ndata: line1\ndata: line2\n\nevent: x\ndata: [DONE]\n\n";
+  for (size_t piece = 1; piece <= stream.size(); ++piece) {
+    SseParser parser;
+    std::vector<std::string> events;
+    for (size_t start = 0; start < stream.size(); start += piece) {
+      for (const std::string& data : parser.feed(std::string_view(stream).substr(start, piece))) events.push_back(data);
+    }
+    ASSERT_EQ(events.size(), 3u) << "piece " << piece;
+    EXPECT_EQ(events[0], "{\"a\":1}");
+    EXPECT_EQ(events[1], "line1\nline2");
+    EXPECT_EQ(events[2], "[DONE]");
+  }
+}
+
+TEST(SseParser, FlushReturnsAnUnterminatedEvent) {
+  SseParser parser;
+  EXPECT_TRUE(parser.feed("data: tail").empty());
+  EXPECT_EQ(parser.flush(), "tail");
+}
+
+TEST(OpenAiStream, ParsesTextUsageErrorsAndDone) {
+  auto chunk = parse_stream_chunk(R"({"choices":[{"delta":{"content":"Hi"}}]})", ApiKind::kChat);
+  ASSERT_TRUE(chunk);
+  EXPECT_EQ(chunk->text, "Hi");
+  chunk = parse_stream_chunk(R"({"choices":[{"text":" there"}]})", ApiKind::kCompletions);
+  EXPECT_EQ(chunk->text, " there");
+  chunk = parse_stream_chunk(
+      R"({"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":8}}})",
+      ApiKind::kChat);
+  ASSERT_TRUE(chunk->usage);
+  EXPECT_EQ(chunk->usage->prompt_tokens, 10);
+  EXPECT_EQ(chunk->usage->completion_tokens, 3);
+  EXPECT_EQ(chunk->usage->cached_tokens, 8);
+  EXPECT_EQ(chunk->usage->cache_write_tokens, -1);
+  chunk = parse_stream_chunk(R"({"error":{"message":"boom"}})", ApiKind::kChat);
+  EXPECT_EQ(chunk->error.value_or(""), "boom");
+  EXPECT_TRUE(parse_stream_chunk("[DONE]", ApiKind::kChat)->is_done);
+  EXPECT_FALSE(parse_stream_chunk("{not json", ApiKind::kChat));
+}
+
+TEST(OpenAiStream, RequestBodyAsksForStreamedUsage) {
+  RequestContent content;
+  content.messages = {{"user", "hello"}};
+  RequestBodyOptions options;
+  options.max_tokens = 7;
+  const auto body = nlohmann::json::parse(build_request_body(ApiKind::kChat, "m", content, options));
+  EXPECT_EQ(body["model"], "m");
+  EXPECT_EQ(body["max_tokens"], 7);
+  EXPECT_EQ(body["stream"], true);
+  EXPECT_EQ(body["stream_options"]["include_usage"], true);
+  EXPECT_EQ(body["messages"][0]["content"], "hello");
+  EXPECT_FALSE(body.contains("ignore_eos"));
+}
+
+TEST(HttpUrl, ParsesHostPortAndPath) {
+  auto endpoint = parse_http_url("http://127.0.0.1:8000/v1/");
+  ASSERT_TRUE(endpoint);
+  EXPECT_EQ(endpoint->host, "127.0.0.1");
+  EXPECT_EQ(endpoint->port, 8000);
+  EXPECT_EQ(endpoint->base_path, "/v1");
+  EXPECT_EQ(parse_http_url("http://localhost")->port, 80);
+  EXPECT_FALSE(parse_http_url("https://api.example.com/v1"));
+  EXPECT_FALSE(parse_http_url("http://host:99999/"));
+}
+
+TEST(Stats, PercentilesInterpolateLikeNumpy) {
+  const Summary summary = summarize({4, 1, 3, 2});
+  EXPECT_DOUBLE_EQ(summary.p50, 2.5);
+  EXPECT_DOUBLE_EQ(summary.p90, 3.7);
+  EXPECT_DOUBLE_EQ(summary.mean, 2.5);
+  EXPECT_NEAR(summary.stdev, 1.118034, 1e-6);
+  EXPECT_EQ(summarize({}).count, 0u);
+}
+
+TEST(Workload, ParsesEveryDistributionAndArrival) {
+  const auto spec = nlohmann::json::parse(R"({
+    "seed": 7,
+    "input_tokens": {"dist": "lognormal", "median": 300, "sigma": 0.5, "max": 2000},
+    "output_tokens": {"dist": "uniform", "min": 10, "max": 20},
+    "sweep": {"type": "poisson", "values": [1, 2, 4], "requests_per_stage": 50},
+    "prefix": {"groups": 3, "length_tokens": 64, "zipf_s": 1.2},
+    "sessions": {"turns": 2, "think_time_ms": 100},
+    "models": [{"model": "base", "weight": 3}, {"model": "lora-a", "weight": 1}],
+    "slo": {"ttft_ms": 500},
+    "targets": [{"name": "a", "url": "http://127.0.0.1:1/v1", "model": "m", "api": "completions",
+                 "price": {"input_per_mtok": 1, "output_per_mtok": 2}}]
+  })");
+  auto workload = parse_workload(spec, "");
+  ASSERT_TRUE(workload) << workload.error().message;
+  EXPECT_EQ(workload->stages.size(), 3u);
+  EXPECT_EQ(workload->stages[2].arrival.rate, 4);
+  EXPECT_EQ(workload->targets[0].api, ApiKind::kCompletions);
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 1000; ++i) {
+    const int output = workload->output_tokens.sample(rng);
+    EXPECT_GE(output, 10);
+    EXPECT_LE(output, 20);
+    EXPECT_LE(workload->input_tokens.sample(rng), 2000);
+  }
+  // Round trip: the JSON a report records parses back to the same spec.
+  auto again = parse_workload(workload_to_json(*workload), "");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(workload_to_json(*again), workload_to_json(*workload));
+}
+
+TEST(Workload, RejectsMistakesWithAMessage) {
+  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "poisson"}, "requests": 5})"), ""));
+  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "warp", "rate": 1}, "requests": 5})"), ""));
+  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"input_tokens": {"dist": "normal", "mean": 5}})"), ""));
+  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "concurrency", "concurrency": 2}, "duration_s": 5})"), ""));
+  EXPECT_TRUE(parse_slo_flag("ttft=500ms,tpot=50ms,e2e=2s"));
+  EXPECT_EQ(*parse_slo_flag("e2e=2s")->e2e_ms, 2000);
+  EXPECT_FALSE(parse_slo_flag("speed=5"));
+  EXPECT_EQ(*parse_price_flag("in=3,cached=0.3,out=15")->cached_input_per_mtok, 0.3);
+  EXPECT_FALSE(parse_price_flag("in=abc"));
+}
+
+double coefficient_of_variation(const std::vector<double>& offsets) {
+  std::vector<double> gaps;
+  for (size_t i = 1; i < offsets.size(); ++i) gaps.push_back(offsets[i] - offsets[i - 1]);
+  const Summary summary = summarize(gaps);
+  return summary.stdev / summary.mean;
+}
+
+TEST(Arrivals, PoissonGammaConstantAndRampHaveTheirShape) {
+  std::mt19937_64 rng(3);
+  ArrivalSpec poisson;
+  poisson.kind = ArrivalSpec::Kind::kPoisson;
+  poisson.rate = 50;
+  auto offsets = arrival_offsets(poisson, 20000, 0, rng);
+  ASSERT_EQ(offsets.size(), 20000u);
+  EXPECT_NEAR(offsets.back() / offsets.size(), 1.0 / 50, 0.02 / 50 * 2);  // mean gap within 2 %
+  EXPECT_NEAR(coefficient_of_variation(offsets), 1.0, 0.03);             // exponential gaps: CV = 1
+  ArrivalSpec gamma = poisson;
+  gamma.kind = ArrivalSpec::Kind::kGamma;
+  gamma.burstiness = 0.25;  // CV = 1 / sqrt(shape) = 2
+  EXPECT_NEAR(coefficient_of_variation(arrival_offsets(gamma, 20000, 0, rng)), 2.0, 0.1);
+  ArrivalSpec constant = poisson;
+  constant.kind = ArrivalSpec::Kind::kConstant;
+  offsets = arrival_offsets(constant, 0, 1.0, rng);
+  EXPECT_EQ(offsets.size(), 51u);  // 0, 0.02, ..., 1.0
+  ArrivalSpec ramp;
+  ramp.kind = ArrivalSpec::Kind::kRamp;
+  ramp.from_rate = 10;
+  ramp.to_rate = 190;
+  offsets = arrival_offsets(ramp, 0, 100, rng);
+  // Expected count: integral of the rate = (10 + 190) / 2 * 100 = 10000; the second half holds 3/4... more.
+  EXPECT_NEAR(static_cast<double>(offsets.size()), 10000, 400);
+  const auto first_half = std::count_if(offsets.begin(), offsets.end(), [](double t) { return t < 50; });
+  EXPECT_NEAR(static_cast<double>(first_half), (10 + 100) / 2.0 * 50, 200);
+}
+
+TEST(Plan, IsReproducibleFromTheSeedAndHonoursPrefixesAndSessions) {
+  Workload workload;
+  workload.input_tokens = LengthDistribution::fixed(12);
+  workload.output_tokens = LengthDistribution::fixed(3);
+  StageSpec stage;
+  stage.arrival.kind = ArrivalSpec::Kind::kPoisson;
+  stage.arrival.rate = 10;
+  stage.num_requests = 30;
+  workload.stages = {stage};
+  workload.prefix = PrefixSpec{4, 20, 1.5, 1.0};
+  workload.sessions.num_turns = 3;
+  const PromptBuilder builder = PromptBuilder::whitespace_words();
+  const Plan first = build_plan(workload, builder);
+  const Plan second = build_plan(workload, builder);
+  ASSERT_EQ(first.stages[0].sessions.size(), 10u);
+  EXPECT_EQ(first.stages[0].num_requests(), 30u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(first.stages[0].sessions[i].turns[0].user_text, second.stages[0].sessions[i].turns[0].user_text);
+    EXPECT_EQ(first.stages[0].sessions[i].arrival_s, second.stages[0].sessions[i].arrival_s);
+    EXPECT_EQ(first.stages[0].sessions[i].turns[1].user_tokens, 12);
+    EXPECT_GE(first.stages[0].sessions[i].prefix_group, 0);
+  }
+  EXPECT_EQ(count_whitespace_words(first.prefix_texts[0]), 20);
+  workload.seed = 43;
+  EXPECT_NE(build_plan(workload, builder).stages[0].sessions[0].turns[0].user_text,
+            first.stages[0].sessions[0].turns[0].user_text);
+}
+
+TEST(Cost, HourlyPriceIsSpreadOverTheMeasuredThroughput) {
+  PriceTable price;
+  price.hourly_usd = 3.6;
+  TokenTotals totals;
+  totals.prompt_tokens = 600'000;
+  totals.output_tokens = 400'000;
+  totals.num_requests = 1000;
+  totals.num_good_requests = 500;
+  totals.duration_s = 100;  // $0.10 for the run
+  const CostMetrics cost = compute_cost(price, totals);
+  EXPECT_EQ(cost.basis, "hourly");
+  EXPECT_NEAR(cost.effective_usd, 0.1, 1e-12);
+  EXPECT_NEAR(cost.effective_per_request_usd, 1e-4, 1e-15);
+  EXPECT_NEAR(cost.effective_per_good_request_usd, 2e-4, 1e-15);
+  EXPECT_NEAR(cost.effective_per_mtok_usd, 0.1, 1e-12);
+  EXPECT_NEAR(cost.effective_per_moutput_tok_usd, 0.25, 1e-12);
+}
+
+TEST(ChunkedDecoder, DecodesAcrossArbitrarySplits) {
+  const std::string body = "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n";
+  for (size_t piece = 1; piece <= body.size(); ++piece) {
+    ChunkedDecoder decoder;
+    std::string payload;
+    for (size_t start = 0; start < body.size(); start += piece) {
+      ASSERT_TRUE(decoder.feed(std::string_view(body).substr(start, piece), payload));
+    }
+    EXPECT_EQ(payload, "hello, world");
+    EXPECT_TRUE(decoder.is_done());
+  }
+  ChunkedDecoder bad;
+  std::string payload;
+  EXPECT_FALSE(bad.feed("zz\r\n", payload));
+  ChunkedDecoder missing_crlf;
+  EXPECT_FALSE(missing_crlf.feed("2\r\nabXY\r\n", payload));
+}
+
+TEST(Profile, DerivesShapesRatesReuseAndModelsFromALog) {
+  const std::string path = (std::filesystem::temp_directory_path() / "tern_bench_profile_test.jsonl").string();
+  {
+    std::ofstream log(path);
+    std::mt19937_64 rng(9);
+    std::exponential_distribution<double> gap(10.0);  // 10 requests/s
+    double t = 1'764'230'400.0;
+    for (int i = 0; i < 2000; ++i) {
+      t += gap(rng);
+      const bool is_adapter = i % 4 == 0;
+      const int prefix = i % 5;  // five system prompts in turn: every request after the first five reuses one
+      log << fmt::format(R"({{"timestamp": {:.6f}, "model": "base", {} "prompt_tokens": {}, "completion_tokens": {}, )"
+                         R"("cached_tokens": {}, "prefix_hash": "p{}"}})",
+                         t, is_adapter ? R"("adapter": "lora-a",)" : "", 500 + i % 100, 100 + i % 50, i < 5 ? 0 : 256, prefix)
+          << "\n";
+    }
+  }
+  auto workload_json = profile_log(path, ProfileOptions{});
+  ASSERT_TRUE(workload_json) << workload_json.error().message;
+  const nlohmann::json& profile = (*workload_json)["profile"];
+  EXPECT_EQ(profile["requests"], 2000);
+  EXPECT_NEAR(profile["mean_qps"].get<double>(), 10, 0.6);
+  EXPECT_NEAR(profile["interarrival_cv"].get<double>(), 1, 0.1);
+  EXPECT_NEAR(profile["prompt_tokens"]["p50"].get<double>(), 549.5, 1);
+  EXPECT_NEAR(profile["prefix_reuse_ratio"].get<double>(), 1995.0 / 2000, 1e-9);
+  EXPECT_EQ((*workload_json)["prefix"]["groups"], 5);
+  EXPECT_EQ((*workload_json)["prefix"]["length_tokens"], 256);
+  EXPECT_EQ((*workload_json)["models"].size(), 2u);
+  EXPECT_EQ((*workload_json)["stages"].size(), 25u);  // span / 24 buckets, plus the last partial one
+  // What profile writes, tern bench reads back.
+  auto workload = parse_workload(*workload_json, "");
+  ASSERT_TRUE(workload) << workload.error().message;
+  EXPECT_EQ(workload->models.size(), 2u);
+  EXPECT_EQ(workload->stages[0].arrival.kind, ArrivalSpec::Kind::kPoisson);
+  std::filesystem::remove(path);
+}
+
+TEST(Report, JsonHasTheDocumentedShapeAndHtmlIsSelfContained) {
+  Workload workload;
+  StageSpec stage;
+  stage.arrival.kind = ArrivalSpec::Kind::kConcurrency;
+  stage.num_requests = 2;
+  workload.stages = {stage, stage};
+  TargetSpec target;
+  target.name = "a";
+  target.url = "http://127.0.0.1:1/v1";
+  const std::vector<TargetSpec> targets = {target};
+  const Plan plan = build_plan(workload, PromptBuilder::whitespace_words());
+  RunResult result;
+  result.stages = {{0, 1'000'000'000}, {1'000'000'000, 2'000'000'000}};
+  for (size_t stage_index = 0; stage_index < 2; ++stage_index) {
+    RequestRecord record;
+    record.stage = stage_index;
+    record.scheduled_ns = result.stages[stage_index].start_ns;
+    record.dispatched_ns = record.scheduled_ns + 1000;
+    record.first_token_ns = record.scheduled_ns + 20'000'000;
+    record.chunk_ns = {record.first_token_ns, record.first_token_ns + 5'000'000};
+    record.chunk_text_bytes = {3, 3};
+    record.end_ns = record.first_token_ns + 5'000'000;
+    record.usage.prompt_tokens = 10;
+    record.usage.completion_tokens = 2;
+    record.saw_done = true;
+    result.records.push_back(record);
+  }
+  const auto metrics = compute_metrics(result, plan, targets, {});
+  ASSERT_EQ(metrics.size(), 2u);
+  EXPECT_DOUBLE_EQ(metrics[0].latency.ttft_ms.p50, 20);
+  EXPECT_DOUBLE_EQ(metrics[0].latency.e2e_ms.p50, 25);
+  const ReportInput input{workload, plan, targets, result, metrics, "whitespace words", "2026-11-27T00:00:00Z"};
+  const nlohmann::json report = report_json(input, true);
+  EXPECT_EQ(report["schema"], "tern.bench.report");
+  EXPECT_EQ(report["schema_version"], kReportSchemaVersion);
+  EXPECT_EQ(report["results"].size(), 2u);
+  for (const char* key : {"ttft", "tpot", "itl_per_chunk", "itl_per_token", "e2e", "queue_delay"}) {
+    EXPECT_TRUE(report["results"][0]["latency_ms"][key].contains("p99.9")) << key;
+  }
+  EXPECT_EQ(report["requests"].size(), 2u);
+  const std::string html = report_html(input);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("Across the sweep"), std::string::npos);  // two stages: sweep plots
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("src=\"http"), std::string::npos);
+  EXPECT_NE(report_text(input).find("stage 2"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tern::bench

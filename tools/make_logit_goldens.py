@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Makes the forward-pass goldens that tests/model/forward_golden_test.cpp checks tern against:
+llama.cpp (llama-cpp-python, CPU, F16 KV cache) on the same GGUF files.
+
+For each prompt: the prompt's token ids (llama.cpp's tokenizer, BOS as the model asks), the 64
+largest last-position logits (ids and values), and the 64-token greedy continuation (argmax at
+every step, no stop tokens).
+
+Usage: .venv/bin/python tools/make_logit_goldens.py NAME=MODEL.gguf [...]
+(the random qwen2 fixture: NAME=qwen2-random, made by tools/make_random_qwen2.py; its prompts are
+random token ids since its vocabulary is a fragment.)
+"""
+import json
+import os
+import sys
+
+import llama_cpp
+import numpy as np
+from llama_cpp import Llama
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "logits")
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, in a small village by the sea,",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Q: What is 17 times 23?\nA:",
+    "The three primary colors are",
+    "<|im_start|>user\nWrite a haiku about autumn.<|im_end|>\n<|im_start|>assistant\n",
+    "Translate to French: 'Good morning, how are you?'\n",
+    "In 1969, Neil Armstrong",
+    "import numpy as np\nx = np.arange(10)\nprint(",
+    "The mitochondria is the powerhouse of",
+    "Les chats sont des animaux",
+    "List of prime numbers: 2, 3, 5, 7, 11,",
+    "Dear hiring manager,\n\nI am writing to apply for",
+    "SELECT name, COUNT(*) FROM orders GROUP BY",
+    "The quick brown fox",
+    "A recipe for pancakes:\n1.",
+    "Water boils at a temperature of",
+    "日本の首都は",
+    "<start_of_turn>user\nWhat is machine learning?<end_of_turn>\n<start_of_turn>model\n",
+    "The theory of relativity, developed by Albert Einstein, states that",
+]
+STEPS = 64
+TOP = 64
+
+
+def last_logits(llm):
+    # llama.cpp's own buffer for the last evaluated token (Llama.scores is only filled with logits_all).
+    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float32)
+
+
+def run(name, path):
+    llm = Llama(model_path=path, n_ctx=512, n_batch=512, n_threads=2, logits_all=False, verbose=False)
+    vocab = llm.n_vocab()
+    cases = []
+    rng = np.random.default_rng(11)
+    for index, prompt in enumerate(PROMPTS):
+        if name == "qwen2-random":
+            tokens = [int(t) for t in rng.integers(3, vocab, size=5 + 3 * index)]
+        else:
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        llm.reset()
+        llm.eval(tokens)
+        logits = last_logits(llm)
+        top = np.argsort(-logits, kind="stable")[:TOP]
+        continuation = []
+        for _ in range(STEPS):
+            step_logits = last_logits(llm)
+            token = int(np.argmax(step_logits))
+            continuation.append(token)
+            llm.eval([token])
+        cases.append({
+            "prompt": prompt if name != "qwen2-random" else None,
+            "tokens": tokens,
+            "top_ids": [int(t) for t in top],
+            "top_logits": [float(logits[t]) for t in top],
+            "greedy": continuation,
+        })
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        json.dump({"model": os.path.basename(path), "cases": cases}, f)
+    print(f"{name}: {len(cases)} prompts", file=sys.stderr)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for arg in sys.argv[1:]:
+        name, path = arg.split("=", 1)
+        run(name, path)
+
+
+if __name__ == "__main__":
+    main()
