@@ -10,6 +10,7 @@ Usage: .venv/bin/python tools/make_logit_goldens.py NAME=MODEL.gguf [...]
 (the random qwen2 fixture: NAME=qwen2-random, made by tools/make_random_qwen2.py; its prompts are
 random token ids since its vocabulary is a fragment.)
 """
+import hashlib
 import json
 import os
 import sys
@@ -79,7 +80,9 @@ def run(name, path):
             "greedy": continuation,
         })
     with open(os.path.join(OUT, f"{name}.json"), "w") as f:
-        json.dump({"model": os.path.basename(path), "cases": cases}, f)
+        with open(path, "rb") as model_file:
+            file_hash = hashlib.sha256(model_file.read()).hexdigest()
+        json.dump({"model": os.path.basename(path), "file_sha256": file_hash, "cases": cases}, f)
     print(f"{name}: {len(cases)} prompts", file=sys.stderr)
 
 

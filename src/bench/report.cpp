@@ -182,9 +182,10 @@ std::string report_text(const ReportInput& input) {
     for (const Metrics& metrics : input.metrics) {
       const CostMetrics& cost = metrics.cost;
       if (!cost.is_available) continue;
-      out += fmt::format("  stage {} {:<12} {:>12.4f} {:>17.4f} {:>13.6f} {:>18.6f} {:>17.6f} {:>6.1f}%{}\n", metrics.stage + 1,
+      const std::string per_good = metrics.num_good > 0 ? fmt::format("{:.6f}", cost.effective_per_good_request_usd) : "-";
+      out += fmt::format("  stage {} {:<12} {:>12.4f} {:>17.4f} {:>13.6f} {:>18.6f} {:>17} {:>6.1f}%{}\n", metrics.stage + 1,
                          metrics.target_name.substr(0, 12), cost.list_per_mtok_usd, cost.effective_per_mtok_usd,
-                         cost.list_per_request_usd, cost.effective_per_request_usd, cost.effective_per_good_request_usd,
+                         cost.list_per_request_usd, cost.effective_per_request_usd, per_good,
                          100 * cost.saving_fraction, cost.basis == "hourly" ? "  (hourly price over measured throughput)" : "");
     }
   }

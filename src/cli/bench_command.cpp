@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -43,7 +44,7 @@ struct BenchOptions {
   std::optional<double> timeout_s;
   std::optional<size_t> max_connections;
   std::optional<std::string> api_key_env;
-  std::string tokenizer{models::kDefaultModel};
+  std::optional<std::string> tokenizer;
   bool ignore_eos = false;
   std::optional<std::string> json_path, html_path;
   bool include_requests = false;
@@ -239,8 +240,17 @@ bool write_file(const std::string& path, const std::string& content) {
 int run_bench(const BenchOptions& options) {
   auto workload = build_workload(options);
   if (!workload) return report_error(workload.error());
+  // The tokenizer: as given; else the benchmarked model's own when tern knows it (a catalog alias or a
+  // .gguf path); else the default model's, whose counts the server's usage then corrects in the report.
+  std::string tokenizer = std::string(models::kDefaultModel);
+  if (options.tokenizer) {
+    tokenizer = *options.tokenizer;
+  } else if (models::find_in_catalog(options.model) != nullptr ||
+             (options.model.ends_with(".gguf") && std::filesystem::exists(options.model))) {
+    tokenizer = options.model;
+  }
   std::string tokenizer_description;
-  auto builder = make_prompt_builder(options.tokenizer, tokenizer_description);
+  auto builder = make_prompt_builder(tokenizer, tokenizer_description);
   if (!builder) return report_error(builder.error());
   const auto plan_start = std::chrono::steady_clock::now();
   const bench::Plan plan = bench::build_plan(*workload, *builder);
@@ -294,8 +304,9 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--slo", options->slo, "Goodput objectives, e.g. ttft=500ms,tpot=50ms,itl=100ms,e2e=10s");
   command->add_option("--price", options->prices,
                       "Price of each target in order: in=3,cached=0.3,write=3.75,out=15 (USD per 1M tokens) or hourly=2.5");
-  command->add_option("--tokenizer", options->tokenizer, "Model (alias or .gguf) whose tokenizer sizes prompts; 'none' for whitespace words")
-      ->capture_default_str();
+  command->add_option("--tokenizer", options->tokenizer,
+                      "Model (alias or .gguf) whose tokenizer sizes prompts; 'none' for whitespace words (default: --model "
+                      "if tern knows it, else smollm2-135m)");
   command->add_option("--seed", options->seed, "Random seed of the workload (default 42)");
   command->add_option("--timeout", options->timeout_s, "Seconds before a request counts as timed out (default 600)");
   command->add_option("--max-connections", options->max_connections, "Open connections per target (default 4096); more requests queue");

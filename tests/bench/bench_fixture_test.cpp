@@ -20,7 +20,14 @@ namespace {
 using testing::FixtureConfig;
 using testing::FixtureServer;
 
-constexpr double kToleranceMs = 1.0;  // the bar: within 1 ms of the truth at p50 and p99
+// The bar: within 1 ms of the truth at p50 and p99. Sanitizer builds (scripts/test.sh runs the
+// tests again under ASan + UBSan) slow every handler several-fold, so there the checks run for coverage
+// with a looser bound; the 1 ms claim is about the Release build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr double kToleranceMs = 5.0;
+#else
+constexpr double kToleranceMs = 1.0;
+#endif
 
 struct RunOutput {
   Plan plan;
@@ -132,7 +139,7 @@ TEST(BenchFixture, LatenciesMatchTheServersKnownDelays) {
   EXPECT_NEAR(metrics.latency.itl_chunk_ms.p50, config.itl_ms, kToleranceMs);
   EXPECT_NEAR(metrics.latency.itl_token_ms.p50, config.itl_ms, kToleranceMs);
   EXPECT_NEAR(metrics.latency.e2e_ms.p50, e2e_nominal, 2 * kToleranceMs);  // the server's own slop adds up over 20 chunks
-  EXPECT_NEAR(metrics.latency.tpot_ms.p50, config.itl_ms, 0.1);
+  EXPECT_NEAR(metrics.latency.tpot_ms.p50, config.itl_ms, kToleranceMs / 10);
   EXPECT_EQ(metrics.latency.itl_chunk_ms.count, 96u * (output_tokens - 1));
   // Usage: the fixture counts whitespace words, as the fallback prompt builder does.
   EXPECT_EQ(metrics.tokens.server_output_tokens, 96 * output_tokens);
@@ -156,7 +163,7 @@ TEST(BenchFixture, PerTokenInterTokenLatencySplitsMultiTokenChunks) {
   EXPECT_EQ(metrics.latency.itl_token_ms.count, 16u * 12);  // 3 gaps of 4 tokens per request
   // 16 tokens in 4 chunks: E2E = 10 + 3 * 8 ms; TPOT spreads the 24 ms over 15 tokens.
   EXPECT_NEAR(metrics.latency.e2e_ms.p50, 34, kToleranceMs);
-  EXPECT_NEAR(metrics.latency.tpot_ms.p50, 24.0 / 15, 0.1);
+  EXPECT_NEAR(metrics.latency.tpot_ms.p50, 24.0 / 15, kToleranceMs / 10);
 }
 
 TEST(BenchFixture, OpenLoopPoissonSendsFollowTheSchedule) {

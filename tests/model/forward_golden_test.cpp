@@ -55,6 +55,13 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
   const std::string path = fixture_path(name);
   ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: run scripts/test.sh (it pulls the models and makes the fixture)";
   const auto goldens = nlohmann::json::parse(testing::read_text(testing::data_path("logits/" + name + ".json")));
+  if (goldens.contains("file_sha256")) {
+    auto hash = sha256_file_hex(path);
+    ASSERT_TRUE(hash) << hash.error().message;
+    ASSERT_EQ(*hash, goldens.at("file_sha256").get<std::string>())
+        << path << " is not the file the goldens were made from (remake it with tools/make_random_qwen2.py and the pinned "
+        << "gguf/numpy of tools/requirements-fixtures.txt)";
+  }
   auto loaded = Model::load(path);
   ASSERT_TRUE(loaded) << loaded.error().message;
   Model& model = **loaded;

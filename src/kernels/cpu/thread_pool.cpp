@@ -24,7 +24,8 @@ void ThreadPool::worker_loop(int index) {
       // Spin briefly before sleeping: ops come back to back, and a futex wake costs microseconds.
       for (int spin = 0; spin < 20000; ++spin) {
         if (__atomic_load_n(&generation_, __ATOMIC_ACQUIRE) != seen) break;
-        __builtin_ia32_pause();
+        if (spin < 4000) __builtin_ia32_pause();
+        else std::this_thread::yield();
       }
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -50,7 +51,12 @@ void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
   }
   wake_.notify_all();
   fn(0, num_threads());
-  while (num_pending_.load(std::memory_order_acquire) != 0) __builtin_ia32_pause();
+  // Spin while the others finish (they usually do within microseconds); if they do not, a worker is
+  // probably descheduled on a busy machine, so give up the core instead of burning it.
+  for (int spin = 0; num_pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < 4000) __builtin_ia32_pause();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {

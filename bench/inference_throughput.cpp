@@ -1,0 +1,104 @@
+// Prefill and decode speed of tern on one model: the C++ half of bench/inference_vs_llamacpp.py.
+//
+//   inference_throughput MODEL.gguf [--prompt-tokens 512] [--decode-tokens 128] [--threads 2] [--repeats 3]
+// prints one JSON line: prefill and decode tokens/s (median of repeats), peak RSS, weight bytes read
+// per decoded token, and measured memory copy bandwidth.
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine/sequence_runner.h"
+#include "model/model.h"
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Copy bandwidth over a buffer far larger than the caches (bytes read + written per second).
+double copy_bandwidth_bytes_per_second() {
+  const size_t bytes = size_t{512} << 20;
+  std::vector<char> a(bytes, 1), b(bytes, 0);
+  std::vector<double> rates;
+  for (int r = 0; r < 5; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    std::memcpy(b.data(), a.data(), bytes);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rates.push_back(2.0 * bytes / seconds);
+  }
+  return median(rates);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s MODEL.gguf [--prompt-tokens N] [--decode-tokens N] [--threads N] [--repeats N]\n", argv[0]);
+    return 2;
+  }
+  int prompt_tokens = 512, decode_tokens = 128, threads = 2, repeats = 3;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const int value = std::stoi(argv[i + 1]);
+    if (flag == "--prompt-tokens") prompt_tokens = value;
+    else if (flag == "--decode-tokens") decode_tokens = value;
+    else if (flag == "--threads") threads = value;
+    else if (flag == "--repeats") repeats = value;
+  }
+  auto loaded = tern::model::Model::load(argv[1]);
+  if (!loaded) {
+    std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
+    return 1;
+  }
+  tern::model::Model& model = **loaded;
+  tern::kernels::ThreadPool pool(threads);
+  // A fixed, ordinary prompt: the tokens of some English text, repeated to length.
+  const auto text_tokens = model.tokenizer().encode(
+      "The history of natural language processing generally started in the 1950s, although work can be found from "
+      "earlier periods. In 1950, Alan Turing published an article titled Computing Machinery and Intelligence. ",
+      {.add_special = false});
+  std::vector<int32_t> prompt;
+  while (static_cast<int>(prompt.size()) < prompt_tokens) prompt.push_back(text_tokens[prompt.size() % text_tokens.size()]);
+
+  std::vector<double> prefill_rates, decode_rates;
+  for (int r = 0; r < repeats; ++r) {
+    tern::engine::SequenceRunner runner(model, pool, prompt_tokens + decode_tokens + 16);
+    auto start = std::chrono::steady_clock::now();
+    auto logits = runner.feed(prompt);
+    if (!logits) {
+      std::fprintf(stderr, "error: %s\n", logits.error().message.c_str());
+      return 1;
+    }
+    prefill_rates.push_back(prompt_tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    std::vector<float> row(logits->begin(), logits->end());
+    start = std::chrono::steady_clock::now();
+    for (int i = 0; i < decode_tokens; ++i) {
+      const int32_t token[] = {static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin())};
+      auto step = runner.feed(token);
+      row.assign(step->begin(), step->end());
+    }
+    decode_rates.push_back(decode_tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  // Bytes a decode step reads: every weight matrix once, plus one embedding row (ignored: tiny).
+  uint64_t bytes_per_token = 0;
+  for (const auto& tensor : model.file().tensors()) {
+    if (tensor.name != "token_embd.weight") bytes_per_token += tensor.data.size();
+  }
+  if (model.file().find_tensor("output.weight") == nullptr) bytes_per_token += model.weights().output.row_bytes * model.weights().output.num_rows;
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  const double bandwidth = copy_bandwidth_bytes_per_second();
+  std::printf("{\"prefill_tokens_per_second\": %.2f, \"decode_tokens_per_second\": %.2f, \"peak_rss_mib\": %.1f, "
+              "\"bytes_per_decoded_token\": %llu, \"copy_bandwidth_gb_per_second\": %.2f}\n",
+              median(prefill_rates), median(decode_rates), usage.ru_maxrss / 1024.0,
+              static_cast<unsigned long long>(bytes_per_token), bandwidth / 1e9);
+  return 0;
+}
