@@ -42,6 +42,19 @@ out=$("$tern" tokenize -m smollm2-135m "Hello world" 2>&1); check "tokenize arg"
 out=$(printf '<|im_start|>user' | "$tern" tokenize -m smollm2-135m --special 2>&1); check "tokenize stdin special" "[1, 4093]" "$out"
 out=$("$tern" tokenize -m gemma3-270m "Hello world" 2>&1); check "tokenize gemma adds bos" "[2, 9259, 1902]" "$out"
 
+# Generation: greedy text and speed figures; same seed, same text; a prompt over the context is an error.
+out=$("$tern" run -m smollm2-135m -p "The capital of France is" -n 8 --temperature 0 -t 2 2>&1)
+check "run greedy text" "Paris" "$out"
+check "run speeds" "decode: 8 tokens" "$out"
+a=$("$tern" run -p "Once upon a time" -n 12 --temperature 0.9 --seed 7 2>/dev/null)
+b=$("$tern" run -p "Once upon a time" -n 12 --temperature 0.9 --seed 7 2>/dev/null)
+check "run same seed same text" "$a" "$b"
+out=$("$tern" run -p "$(printf 'word %.0s' {1..40})" -c 16 2>&1); rc=$?
+check "run prompt over context" "the context holds 16" "$out"
+[[ $rc == 1 ]] || { echo "FAIL run over context exit code $rc"; failures=$((failures + 1)); }
+out=$(printf 'Hi\n' | "$tern" chat -n 4 --temperature 0 2>&1); check "chat one turn" "context 4096" "$out"
+out=$("$tern" chat -m gemma3-270m -n 4 </dev/null 2>&1); check "chat without template" "has no chat template" "$out"
+
 # Errors: clear, naming the problem, non-zero exit, no crash.
 tmp=$(mktemp -d)
 printf 'GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff' > "$tmp/bad.gguf"

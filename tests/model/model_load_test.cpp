@@ -1,0 +1,156 @@
+// Loading checks on small crafted models: a clear error for an unsupported architecture, a missing or
+// misshapen tensor, and a prompt longer than the context; and a forward pass that runs on a valid one.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "engine/sampling/sampler.h"
+#include "engine/sequence_runner.h"
+#include "gguf/gguf_builder.h"
+#include "model/model.h"
+
+namespace tern::model {
+namespace {
+
+using testing::GgufBuilder;
+
+constexpr int kEmbd = 32, kFf = 64, kVocab = 8;
+
+std::string f32(size_t n, float value = 0.02f) {
+  std::vector<float> v(n, value);
+  return std::string(reinterpret_cast<const char*>(v.data()), n * 4);
+}
+
+// A one-layer llama with 2 heads of 16 and an 8-token vocabulary; `mutate` may change tensors.
+std::string write_tiny_llama(const std::string& arch,
+                             const std::function<bool(std::string& name, std::vector<uint64_t>& shape)>& mutate = {}) {
+  GgufBuilder b;
+  b.kv_string("general.architecture", arch).kv_u32(arch + ".context_length", 64).kv_u32(arch + ".embedding_length", kEmbd)
+      .kv_u32(arch + ".block_count", 1).kv_u32(arch + ".feed_forward_length", kFf).kv_u32(arch + ".attention.head_count", 2)
+      .kv_u32(arch + ".attention.head_count_kv", 1).kv_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f)
+      .kv_string("tokenizer.ggml.model", "gpt2").kv_string("tokenizer.ggml.pre", "gpt-2")
+      .kv_string_array("tokenizer.ggml.tokens", {"<s>", "</s>", "a", "b", "c", "d", "ab", "cd"})
+      .kv_i32_array("tokenizer.ggml.token_type", {3, 3, 1, 1, 1, 1, 1, 1})
+      .kv_string_array("tokenizer.ggml.merges", {"a b", "c d"})
+      .kv_u32("tokenizer.ggml.bos_token_id", 0).kv_u32("tokenizer.ggml.eos_token_id", 1);
+  auto add = [&](std::string name, std::vector<uint64_t> shape) {
+    if (mutate && !mutate(name, shape)) return;
+    uint64_t n = 1;
+    for (uint64_t d : shape) n *= d;
+    b.tensor(name, shape, 0, f32(n));
+  };
+  add("token_embd.weight", {kEmbd, kVocab});
+  add("blk.0.attn_norm.weight", {kEmbd});
+  add("blk.0.attn_q.weight", {kEmbd, kEmbd});
+  add("blk.0.attn_k.weight", {kEmbd, kEmbd / 2});
+  add("blk.0.attn_v.weight", {kEmbd, kEmbd / 2});
+  add("blk.0.attn_output.weight", {kEmbd, kEmbd});
+  add("blk.0.ffn_norm.weight", {kEmbd});
+  add("blk.0.ffn_gate.weight", {kEmbd, kFf});
+  add("blk.0.ffn_up.weight", {kEmbd, kFf});
+  add("blk.0.ffn_down.weight", {kFf, kEmbd});
+  add("output_norm.weight", {kEmbd});
+  const std::string path = (std::filesystem::temp_directory_path() / ("tern_tiny_" + std::to_string(std::rand()) + ".gguf")).string();
+  std::ofstream(path, std::ios::binary) << b.build();
+  return path;
+}
+
+TEST(ModelLoad, TinyLlamaRunsAndSamples) {
+  const std::string path = write_tiny_llama("llama");
+  auto model = Model::load(path);
+  ASSERT_TRUE(model) << model.error().message;
+  kernels::ThreadPool pool(2);
+  engine::SequenceRunner runner(**model, pool, 64);
+  const int32_t prompt[] = {0, 2, 3, 4};
+  auto logits = runner.feed(prompt);
+  ASSERT_TRUE(logits) << logits.error().message;
+  ASSERT_EQ(logits->size(), static_cast<size_t>(kVocab));
+  std::vector<float> row(logits->begin(), logits->end());
+  engine::Sampler sampler({.temperature = 0.7f, .seed = 1});
+  const int32_t token = sampler.sample(row, prompt);
+  EXPECT_GE(token, 0);
+  EXPECT_LT(token, kVocab);
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, UnknownArchitectureIsAClearError) {
+  const std::string path = write_tiny_llama("mamba");
+  auto model = Model::load(path);
+  ASSERT_FALSE(model);
+  EXPECT_NE(model.error().message.find("architecture 'mamba' is not supported"), std::string::npos) << model.error().message;
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, MissingTensorIsNamed) {
+  const std::string path = write_tiny_llama("llama", [](std::string& name, auto&) { return name != "blk.0.ffn_up.weight"; });
+  auto model = Model::load(path);
+  ASSERT_FALSE(model);
+  EXPECT_NE(model.error().message.find("missing tensor 'blk.0.ffn_up.weight'"), std::string::npos) << model.error().message;
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, MisshapenTensorIsNamed) {
+  const std::string path = write_tiny_llama("llama", [](std::string& name, std::vector<uint64_t>& shape) {
+    if (name == "blk.0.attn_k.weight") shape = {kEmbd, kEmbd};
+    return true;
+  });
+  auto model = Model::load(path);
+  ASSERT_FALSE(model);
+  EXPECT_NE(model.error().message.find("tensor 'blk.0.attn_k.weight' has shape [32, 32] but the config implies [32, 16]"),
+            std::string::npos)
+      << model.error().message;
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, PromptLongerThanTheContextIsAClearError) {
+  const std::string path = write_tiny_llama("llama");
+  auto model = Model::load(path);
+  ASSERT_TRUE(model);
+  kernels::ThreadPool pool(1);
+  engine::SequenceRunner runner(**model, pool, 16);
+  std::vector<int32_t> prompt(17, 2);
+  auto logits = runner.feed(prompt);
+  ASSERT_FALSE(logits);
+  EXPECT_NE(logits.error().message.find("more than the context of 16 tokens"), std::string::npos) << logits.error().message;
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, BatchWithBadTokenIsRejected) {
+  const std::string path = write_tiny_llama("llama");
+  auto model = Model::load(path);
+  ASSERT_TRUE(model);
+  kernels::ThreadPool pool(1);
+  engine::SequenceRunner runner(**model, pool, 16);
+  const int32_t prompt[] = {0, 99};
+  auto logits = runner.feed(prompt);
+  ASSERT_FALSE(logits);
+  EXPECT_NE(logits.error().message.find("token id 99 is outside the vocabulary"), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+TEST(Sampler, SameSeedSameTokensAndParameterChecks) {
+  std::vector<float> logits(100);
+  for (int i = 0; i < 100; ++i) logits[i] = static_cast<float>(i % 7) * 0.3f;
+  const engine::SamplingParams params{.temperature = 1.0f, .top_k = 20, .top_p = 0.9f, .min_p = 0.01f, .seed = 42};
+  engine::Sampler a(params), b(params);
+  for (int i = 0; i < 50; ++i) {
+    std::vector<float> x = logits, y = logits;
+    EXPECT_EQ(a.sample(x, {}), b.sample(y, {}));
+  }
+  std::vector<float> greedy = logits;
+  EXPECT_EQ(engine::Sampler({.temperature = 0.0f}).sample(greedy, {}), 6);  // first of the maxima
+  EXPECT_FALSE((engine::SamplingParams{.top_p = 0.0f}).validate());
+  EXPECT_FALSE((engine::SamplingParams{.temperature = -1.0f}).validate());
+  EXPECT_TRUE((engine::SamplingParams{}).validate());
+  // A repetition penalty steers away from a token seen before.
+  std::vector<float> two = {1.0f, 0.9f};
+  const int32_t seen[] = {0};
+  EXPECT_EQ(engine::Sampler({.temperature = 0.0f, .repetition_penalty = 2.0f}).sample(two, seen), 1);
+}
+
+}  // namespace
+}  // namespace tern::model
