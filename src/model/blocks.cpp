@@ -169,17 +169,23 @@ void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const
       for (int64_t d = 0; d < head_dim; ++d) rounded_query[d] = f16_to_float(float_to_f16(query[d]));
       query = rounded_query.data();
       scores.resize(static_cast<size_t>(pos - first + 1));
-      for (int64_t j = first; j <= pos; ++j) {
-        const uint16_t* key = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
-        scores[j - first] = ops.dot_f32_f16(head_dim, query, key) * config.attention_scale;
+      // Walk the sequence's blocks: each call covers the positions of one block.
+      for (int64_t j = first; j <= pos;) {
+        const int64_t count = std::min(bs - j % bs, pos - j + 1);
+        const uint16_t* keys = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
+        ops.dot_rows_f16(query, keys, cache.key_width(), count, head_dim, scores.data() + (j - first));
+        j += count;
       }
+      for (float& score : scores) score *= config.attention_scale;
       kernels::softmax(scores.data(), pos - first + 1);
       for (float& weight : scores) weight = f16_to_float(float_to_f16(weight));
       float* result = out + (i * num_heads + h) * value_dim;
       std::fill(result, result + value_dim, 0.0f);
-      for (int64_t j = first; j <= pos; ++j) {
-        const uint16_t* value = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
-        ops.axpy_f16(value_dim, scores[j - first], value, result);
+      for (int64_t j = first; j <= pos;) {
+        const int64_t count = std::min(bs - j % bs, pos - j + 1);
+        const uint16_t* values = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
+        ops.axpy_rows_f16(scores.data() + (j - first), values, cache.value_width(), count, value_dim, result);
+        j += count;
       }
     }
   });

@@ -153,6 +153,22 @@ TEST(VectorOps, SimdMatchesScalar) {
     avx2_vector_ops().axpy_f16(n, 0.5f, h.data(), y.data());
     scalar_vector_ops().axpy_f16(n, 0.5f, h.data(), y2.data());
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], y2[i], 1e-5);
+    if (n % 8 == 0 || n == 33) {  // block helpers: rows of n with a wider stride, 1 to 5 rows
+      const int64_t stride = n + 8;
+      std::vector<uint16_t> rows(stride * 5);
+      for (auto& v : rows) v = float_to_f16(normal(rng));
+      std::vector<float> weights = {0.5f, -1.0f, 0.25f, 2.0f, 0.1f};
+      for (int64_t count = 1; count <= 5; ++count) {
+        float fast[5], slow[5];
+        avx2_vector_ops().dot_rows_f16(x.data(), rows.data(), stride, count, n, fast);
+        scalar_vector_ops().dot_rows_f16(x.data(), rows.data(), stride, count, n, slow);
+        for (int64_t r = 0; r < count; ++r) EXPECT_NEAR(fast[r], slow[r], 1e-4 * n);
+        std::vector<float> out_fast(n, 1.0f), out_slow(n, 1.0f);
+        avx2_vector_ops().axpy_rows_f16(weights.data(), rows.data(), stride, count, n, out_fast.data());
+        scalar_vector_ops().axpy_rows_f16(weights.data(), rows.data(), stride, count, n, out_slow.data());
+        for (int64_t d = 0; d < n; ++d) EXPECT_NEAR(out_fast[d], out_slow[d], 1e-4);
+      }
+    }
     avx2_vector_ops().to_f16(n, x.data(), h.data());
     scalar_vector_ops().to_f16(n, x.data(), h2.data());
     EXPECT_EQ(h, h2);

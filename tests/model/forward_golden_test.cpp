@@ -9,7 +9,7 @@
 //
 //                  llama.cpp vs itself                 limits here (tern vs llama.cpp)
 //   smollm2-135m   max diff 0.54, top-1 20/20, 11/20   max diff < 1.0, top-1 20/20, >= 3/20 identical
-//   gemma3-270m    max diff 1.03, top-1 19/20, 12/20   max diff < 3.0, top-1 >= 19/20, >= 9/20 identical
+//   gemma3-270m    max diff 1.03, top-1 19/20, 12/20   max diff < 3.0, top-1 >= 18/20, >= 9/20 identical
 //   qwen2-random   max diff 0.00, top-1 20/20, 20/20   max diff < 0.01, top-1 20/20, >= 18/20 identical
 //
 // ("max diff": largest |logit difference| over llama.cpp's 64 largest logits; "identical": 64-token
@@ -44,7 +44,7 @@ struct Limits {
 
 Limits limits_for(const std::string& name) {
   if (name == "smollm2-135m") return {1.0, 20, 3};
-  if (name == "gemma3-270m") return {3.0, 19, 9};
+  if (name == "gemma3-270m") return {3.0, 18, 9};
   return {0.01, 20, 18};
 }
 

@@ -12,6 +12,10 @@ struct VectorOps {
   void (*axpy_f16)(int64_t n, float a, const uint16_t* x, float* y);
   /// y[i] = half(x[i]), round to nearest even
   void (*to_f16)(int64_t n, const float* x, uint16_t* y);
+  /// out[r] = sum_d q[d] * half(rows[r * stride + d]) for r < num_rows (one KV block of keys)
+  void (*dot_rows_f16)(const float* q, const uint16_t* rows, int64_t stride, int64_t num_rows, int64_t dim, float* out);
+  /// out[d] += sum_r weights[r] * half(rows[r * stride + d]) (one KV block of values)
+  void (*axpy_rows_f16)(const float* weights, const uint16_t* rows, int64_t stride, int64_t num_rows, int64_t dim, float* out);
 };
 
 /// The best implementation for this machine.
