@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "gguf/gguf_file.h"
 #include "model/catalog.h"
 
 namespace tern::cli {
@@ -28,5 +29,8 @@ models::ProgressFn stderr_progress();
 /// Resolves a model argument (alias or path), pulling with progress when needed; prints the error and
 /// returns empty on failure.
 std::optional<std::string> resolve_model_or_report(const std::string& name_or_path);
+
+/// Resolves and opens a model's GGUF file; prints the error and returns empty on failure.
+std::optional<gguf::GgufFile> open_model_or_report(const std::string& name_or_path);
 
 }  // namespace tern::cli

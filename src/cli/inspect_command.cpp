@@ -73,13 +73,8 @@ Runner add_inspect_command(CLI::App& app) {
   command->add_flag("--metadata", options->show_metadata, "Also list every metadata entry");
   command->add_flag("--tensors", options->show_tensors, "Also list every tensor");
   return [options]() {
-    auto path = resolve_model_or_report(options->model);
-    if (!path) return 1;
-    auto file = gguf::GgufFile::open(*path);
-    if (!file) {
-      std::fprintf(stderr, "error: %s\n", file.error().message.c_str());
-      return 1;
-    }
+    auto file = open_model_or_report(options->model);
+    if (!file) return 1;
     print_summary(models::summarize(*file), options->template_lines);
     if (options->show_metadata) {
       std::printf("\nmetadata (%zu entries):\n", file->metadata().size());

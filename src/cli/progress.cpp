@@ -50,3 +50,18 @@ std::optional<std::string> resolve_model_or_report(const std::string& name_or_pa
 }
 
 }  // namespace tern::cli
+
+namespace tern::cli {
+
+std::optional<gguf::GgufFile> open_model_or_report(const std::string& name_or_path) {
+  auto path = resolve_model_or_report(name_or_path);
+  if (!path) return std::nullopt;
+  auto file = gguf::GgufFile::open(*path);
+  if (!file) {
+    std::fprintf(stderr, "error: %s\n", file.error().message.c_str());
+    return std::nullopt;
+  }
+  return std::move(*file);
+}
+
+}  // namespace tern::cli

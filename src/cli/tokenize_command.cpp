@@ -22,13 +22,8 @@ Runner add_tokenize_command(CLI::App& app) {
   command->add_flag("--special", options->special, "Recognise special-token text such as <|im_start|>");
   command->add_flag("--no-bos", options->no_bos, "Do not add BOS/EOS even if the model asks for them");
   return [options]() {
-    auto path = resolve_model_or_report(options->model);
-    if (!path) return 1;
-    auto file = gguf::GgufFile::open(*path);
-    if (!file) {
-      std::fprintf(stderr, "error: %s\n", file.error().message.c_str());
-      return 1;
-    }
+    auto file = open_model_or_report(options->model);
+    if (!file) return 1;
     auto tokenizer = tok::Tokenizer::from_gguf(*file);
     if (!tokenizer) {
       std::fprintf(stderr, "error: %s\n", tokenizer.error().message.c_str());

@@ -1,5 +1,7 @@
 #include "model/blocks.h"
 
+#include "model/model.h"
+
 #include <cmath>
 #include <numeric>
 
@@ -12,6 +14,16 @@ namespace tern::model {
 
 void grow(std::vector<float>& buffer, int64_t size) {
   if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
+}
+
+void Workspace::prepare(const ModelConfig& c, int64_t m) {
+  const int64_t n = c.embedding_length;
+  for (auto* buffer : {&hidden, &normed, &projected}) grow(*buffer, m * n);
+  grow(q, m * c.q_width());
+  grow(k, m * c.kv_width());
+  grow(v, m * c.v_width());
+  grow(attention, m * c.num_heads * c.value_dim);
+  for (auto* buffer : {&gate, &up, &activated}) grow(*buffer, m * c.ffn_length);
 }
 
 void embed_tokens(const gguf::TensorInfo& embedding, const Batch& batch, int64_t n_embd, float scale, float* hidden,

@@ -21,6 +21,9 @@ struct Workspace {
   std::vector<float> logit_rows;
   kernels::MatmulScratch matmul;
   std::vector<double> rope_cos, rope_sin;  // per token row, per rotary pair, per RoPE base
+
+  /// Grows every activation buffer to hold a batch of `num_tokens` rows.
+  void prepare(const ModelConfig& config, int64_t num_tokens);
 };
 
 class Model {

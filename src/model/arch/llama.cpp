@@ -17,16 +17,7 @@ namespace tern::model {
 void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& batch, engine::KvCache& cache,
                    kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits) {
   const int64_t m = batch.size(), n = c.embedding_length;
-  grow(ws.hidden, m * n);
-  grow(ws.normed, m * n);
-  grow(ws.q, m * c.q_width());
-  grow(ws.k, m * c.kv_width());
-  grow(ws.v, m * c.v_width());
-  grow(ws.attention, m * c.num_heads * c.value_dim);
-  grow(ws.projected, m * n);
-  grow(ws.gate, m * c.ffn_length);
-  grow(ws.up, m * c.ffn_length);
-  grow(ws.activated, m * c.ffn_length);
+  ws.prepare(c, m);
   rope_tables(batch, c.rotary_dims, c.rope_base, ws.rope_cos, ws.rope_sin);
 
   float* x = ws.hidden.data();
