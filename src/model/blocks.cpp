@@ -102,6 +102,24 @@ void project(kernels::ThreadPool& pool, std::span<const kernels::WeightMatrix* c
   });
 }
 
+void parallel_range(kernels::ThreadPool& pool, int64_t n, int64_t min_parallel, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n >= min_parallel) pool.parallel_for(n, fn);
+  else fn(0, n);
+}
+
+void add_residual(kernels::ThreadPool& pool, float* x, const float* y, int64_t n) {
+  parallel_range(pool, n, 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) x[i] += y[i];
+  });
+}
+
+void gated_activation(kernels::ThreadPool& pool, Gating gating, const float* gate, const float* up, float* out, int64_t n) {
+  parallel_range(pool, n, 1 << 14, [&](int64_t begin, int64_t end) {
+    if (gating == Gating::SILU) kernels::silu_mul(gate + begin, up + begin, out + begin, end - begin);
+    else kernels::gelu_mul(gate + begin, up + begin, out + begin, end - begin);
+  });
+}
+
 void add_bias(float* x, const std::vector<float>& bias, int64_t rows) {
   if (bias.empty()) return;
   const int64_t n = static_cast<int64_t>(bias.size());
@@ -127,10 +145,11 @@ void rope_tables(const Batch& batch, int64_t rotary_dims, float base, std::vecto
   }
 }
 
-void apply_rope(float* x, int64_t rows, int64_t num_heads, int64_t head_dim, int64_t rotary_dims, kernels::RopeStyle style,
-                const std::vector<double>& cos, const std::vector<double>& sin) {
+void apply_rope(kernels::ThreadPool& pool, float* x, int64_t rows, int64_t num_heads, int64_t head_dim, int64_t rotary_dims,
+                kernels::RopeStyle style, const std::vector<double>& cos, const std::vector<double>& sin) {
   const int64_t half = rotary_dims / 2;
-  for (int64_t i = 0; i < rows; ++i) {
+  parallel_range(pool, rows, 32, [&](int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
     const double* c = cos.data() + i * half;
     const double* s = sin.data() + i * half;
     for (int64_t h = 0; h < num_heads; ++h) {
@@ -145,6 +164,7 @@ void apply_rope(float* x, int64_t rows, int64_t num_heads, int64_t head_dim, int
       }
     }
   }
+  });
 }
 
 void store_kv(const Batch& batch, engine::KvCache& cache, int64_t layer, const float* k, const float* v) {

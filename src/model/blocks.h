@@ -1,6 +1,7 @@
 #pragma once
 // Building blocks shared by the architectures' forward passes. Matrices are row-major [rows, width].
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -28,13 +29,24 @@ void rms_norm_rows(kernels::ThreadPool& pool, const float* x, const std::vector<
 void project(kernels::ThreadPool& pool, std::span<const kernels::WeightMatrix* const> weights, const float* x, int64_t m,
              std::span<float* const> outputs, kernels::MatmulScratch& scratch);
 
+/// Runs fn(begin, end) over [0, n) on the pool when n is large enough to pay for it, else inline:
+/// element-wise steps of a long prompt would otherwise leave the other cores idle.
+void parallel_range(kernels::ThreadPool& pool, int64_t n, int64_t min_parallel, const std::function<void(int64_t, int64_t)>& fn);
+
+/// x[i] += y[i]
+void add_residual(kernels::ThreadPool& pool, float* x, const float* y, int64_t n);
+
+/// out[i] = act(gate[i]) * up[i] with act SiLU (Llama) or GELU (Gemma).
+enum class Gating { SILU, GELU };
+void gated_activation(kernels::ThreadPool& pool, Gating gating, const float* gate, const float* up, float* out, int64_t n);
+
 /// out[i] += bias, per row.
 void add_bias(float* x, const std::vector<float>& bias, int64_t rows);
 
 /// Precomputes cos/sin of every token row's position for one RoPE base.
 void rope_tables(const Batch& batch, int64_t rotary_dims, float base, std::vector<double>& cos, std::vector<double>& sin);
 /// Applies RoPE to each head of each row, using tables from rope_tables.
-void apply_rope(float* x, int64_t rows, int64_t num_heads, int64_t head_dim, int64_t rotary_dims, kernels::RopeStyle style,
+void apply_rope(kernels::ThreadPool& pool, float* x, int64_t rows, int64_t num_heads, int64_t head_dim, int64_t rotary_dims, kernels::RopeStyle style,
                 const std::vector<double>& cos, const std::vector<double>& sin);
 
 /// Writes each row's K and V into the cache at its sequence position.

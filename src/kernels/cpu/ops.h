@@ -19,7 +19,8 @@ void softmax(float* x, int64_t n);
 
 /// out[i] = silu(gate[i]) * up[i]
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
-/// out[i] = gelu(gate[i]) * up[i], GELU with the tanh approximation (as Gemma and llama.cpp use).
+/// out[i] = gelu(gate[i]) * up[i], GELU with the tanh approximation (as Gemma uses), tabulated over
+/// half-precision inputs exactly as llama.cpp does.
 void gelu_mul(const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace tern::kernels

@@ -31,20 +31,20 @@ void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& bat
     add_bias(ws.q.data(), layer.bq, m);
     add_bias(ws.k.data(), layer.bk, m);
     add_bias(ws.v.data(), layer.bv, m);
-    apply_rope(ws.q.data(), m, c.num_heads, c.head_dim, c.rotary_dims, c.rope_style, ws.rope_cos, ws.rope_sin);
-    apply_rope(ws.k.data(), m, c.num_kv_heads, c.head_dim, c.rotary_dims, c.rope_style, ws.rope_cos, ws.rope_sin);
+    apply_rope(pool, ws.q.data(), m, c.num_heads, c.head_dim, c.rotary_dims, c.rope_style, ws.rope_cos, ws.rope_sin);
+    apply_rope(pool, ws.k.data(), m, c.num_kv_heads, c.head_dim, c.rotary_dims, c.rope_style, ws.rope_cos, ws.rope_sin);
     store_kv(batch, cache, il, ws.k.data(), ws.v.data());
     paged_attention(pool, c, batch, cache, il, ws.q.data(), 0, ws.attention.data());
     kernels::matmul(pool, layer.wo, ws.attention.data(), m, ws.projected.data(), ws.matmul);
-    for (int64_t i = 0; i < m * n; ++i) x[i] += ws.projected[i];
+    add_residual(pool, x, ws.projected.data(), m * n);
 
     rms_norm_rows(pool, x, layer.ffn_norm, ws.normed.data(), m, n, c.norm_eps);
     const kernels::WeightMatrix* gate_up[] = {&layer.w_gate, &layer.w_up};
     float* gate_up_out[] = {ws.gate.data(), ws.up.data()};
     project(pool, gate_up, ws.normed.data(), m, gate_up_out, ws.matmul);
-    kernels::silu_mul(ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
+    gated_activation(pool, Gating::SILU, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
     kernels::matmul(pool, layer.w_down, ws.activated.data(), m, ws.projected.data(), ws.matmul);
-    for (int64_t i = 0; i < m * n; ++i) x[i] += ws.projected[i];
+    add_residual(pool, x, ws.projected.data(), m * n);
   }
   compute_logits(pool, c, w, batch, x, ws.logit_rows, ws.matmul, logits);
 }
