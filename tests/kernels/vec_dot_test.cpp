@@ -62,7 +62,7 @@ TEST_P(VecDot, SimdMatchesScalarReference) {
     ASSERT_EQ(fast.act_format, reference.act_format);
     for (int64_t num_blocks : {1, 3, 7, 10}) {
       const int64_t k = num_blocks * info.block_size + (info.block_size == 1 ? 5 : 0);  // odd lengths for F32/F16
-      const auto weights = random_weights(type, k, 1, rng);
+      const auto weights = random_weights(type, k, 2, rng);  // two rows: the pair kernel reads both
       std::normal_distribution<float> normal(0.0f, 1.0f);
       std::vector<float> x(k * kMaxActRows);
       for (float& v : x) v = normal(rng);
@@ -77,6 +77,16 @@ TEST_P(VecDot, SimdMatchesScalarReference) {
           // Integer parts are exact; only float accumulation order differs.
           EXPECT_NEAR(got[r], expected[r], 1e-4f * (1.0f + std::fabs(expected[r])))
               << info.name << " " << isa_name(isa) << " k=" << k << " rows=" << rows << " r=" << r;
+        }
+        if (fast.pair != nullptr) {
+          const size_t row_bytes = dtype_bytes(info, k);
+          float second[kMaxActRows], pair_out[2 * kMaxActRows];
+          reference.fn(k, weights.data() + row_bytes, act.data(), stride, rows, second);
+          fast.pair(k, weights.data(), row_bytes, act.data(), stride, rows, pair_out);
+          for (int r = 0; r < rows; ++r) {
+            EXPECT_NEAR(pair_out[r], expected[r], 1e-4f * (1.0f + std::fabs(expected[r]))) << info.name << " pair row 0";
+            EXPECT_NEAR(pair_out[kMaxActRows + r], second[r], 1e-4f * (1.0f + std::fabs(second[r]))) << info.name << " pair row 1";
+          }
         }
       }
     }

@@ -21,10 +21,17 @@ inline constexpr int kMaxActRows = 4;
 using VecDotFn = void (*)(int64_t k, const void* weight_row, const void* act, size_t act_stride, int num_act_rows,
                           float* out);
 
+/// Two consecutive weight rows (`weight_stride` bytes apart) against the same activation rows:
+/// out[0..num_act_rows) for the first row, out[kMaxActRows..) for the second. Halves activation loads
+/// and scale conversions in prompt processing.
+using VecDotPairFn = void (*)(int64_t k, const void* weight_rows, size_t weight_stride, const void* act, size_t act_stride,
+                              int num_act_rows, float* out);
+
 struct VecDotKernel {
   ActFormat act_format;
   VecDotFn fn;
   Isa isa;
+  VecDotPairFn pair = nullptr;  ///< optional
 };
 
 /// The kernel for `type` on this machine. Types without a direct kernel use a dequantizing F32 path.
