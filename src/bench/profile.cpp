@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "bench/jsonl.h"
 #include "bench/report.h"
 #include "bench/stats.h"
 
@@ -23,18 +24,11 @@ struct LogEntry {
 };
 
 Result<std::vector<LogEntry>> read_log(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail("request log '{}': cannot open", path);
   std::vector<LogEntry> entries;
-  std::string line;
-  size_t line_number = 0;
-  while (std::getline(in, line)) {
-    ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json row = json::parse(line, nullptr, false);
-    if (row.is_discarded() || !row.is_object()) return fail("request log '{}' line {}: not a JSON object", path, line_number);
+  const std::string what = fmt::format("request log '{}'", path);
+  auto ok = for_each_jsonl_object(path, what, [&](const json& row, size_t line_number) -> Result<void> {
     for (const char* key : {"timestamp", "prompt_tokens", "completion_tokens"}) {
-      if (!row.contains(key) || !row[key].is_number()) return fail("request log '{}' line {}: missing numeric '{}'", path, line_number, key);
+      if (!row.contains(key) || !row[key].is_number()) return fail("{} line {}: missing numeric '{}'", what, line_number, key);
     }
     LogEntry entry;
     entry.timestamp = row["timestamp"].get<double>();
@@ -47,7 +41,9 @@ Result<std::vector<LogEntry>> read_log(const std::string& path) {
     if (row.contains("prefix_hash") && row["prefix_hash"].is_string()) entry.prefix_hash = row["prefix_hash"].get<std::string>();
     if (row.contains("session_id") && row["session_id"].is_string()) entry.session_id = row["session_id"].get<std::string>();
     entries.push_back(std::move(entry));
-  }
+    return {};
+  });
+  if (!ok) return std::unexpected(ok.error());
   if (entries.size() < 2) return fail("request log '{}': needs at least 2 requests, has {}", path, entries.size());
   std::sort(entries.begin(), entries.end(), [](const LogEntry& a, const LogEntry& b) { return a.timestamp < b.timestamp; });
   return entries;

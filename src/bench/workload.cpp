@@ -1,5 +1,7 @@
 #include "bench/workload.h"
 
+#include "bench/jsonl.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -28,22 +30,15 @@ Result<double> required_number(const json& object, const char* key, std::string_
 }
 
 Result<std::vector<int>> load_dataset_field(const std::string& path, const std::string& field) {
-  std::ifstream in(path);
-  if (!in) return fail("dataset '{}': cannot open", path);
   std::vector<int> values;
-  std::string line;
-  size_t line_number = 0;
-  while (std::getline(in, line)) {
-    ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json row = json::parse(line, nullptr, false);
-    if (row.is_discarded() || !row.is_object()) return fail("dataset '{}' line {}: not a JSON object", path, line_number);
+  const std::string what = fmt::format("dataset '{}'", path);
+  auto ok = for_each_jsonl_object(path, what, [&](const json& row, size_t line_number) -> Result<void> {
     auto value = row.find(field);
-    if (value == row.end() || !value->is_number()) {
-      return fail("dataset '{}' line {}: no numeric field '{}'", path, line_number, field);
-    }
+    if (value == row.end() || !value->is_number()) return fail("{} line {}: no numeric field '{}'", what, line_number, field);
     values.push_back(static_cast<int>(std::lround(value->get<double>())));
-  }
+    return {};
+  });
+  if (!ok) return std::unexpected(ok.error());
   if (values.empty()) return fail("dataset '{}': no rows", path);
   return values;
 }

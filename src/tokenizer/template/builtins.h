@@ -5,6 +5,7 @@
 //
 // Filters, tests and methods return bare error messages; the evaluator prefixes the template line.
 
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -72,6 +73,17 @@ struct Param {
 /// Binds `args` to `params` in order; fails on unknown keywords, duplicates, missing required values
 /// or too many positional arguments. The result has one value per parameter.
 Result<ValueList> bind_args(std::string_view function, CallArgs& args, std::span<const Param> params);
+
+/// bind_args with the parameters written inline: bind("join", args, {{"d", Value("")}, ...}).
+inline Result<ValueList> bind(std::string_view function, CallArgs& args, std::initializer_list<Param> params) {
+  return bind_args(function, args, std::span<const Param>(params.begin(), params.size()));
+}
+
+/// Binds a builtin's `args` to the listed parameters as the ValueList `var`, returning on error.
+#define BIND(var, name, ...)                                     \
+  auto var##_bound = bind(name, args, {__VA_ARGS__});            \
+  if (!var##_bound) return std::unexpected(var##_bound.error()); \
+  [[maybe_unused]] ValueList& var = *var##_bound
 
 /// markupsafe's escape(): & < > " ' become entities.
 std::string html_escape(std::string_view text);

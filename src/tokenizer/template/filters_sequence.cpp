@@ -13,15 +13,6 @@ namespace tern::chat {
 
 namespace {
 
-Result<ValueList> bind(std::string_view name, CallArgs& args, std::initializer_list<Param> params) {
-  return bind_args(name, args, std::span<const Param>(params.begin(), params.size()));
-}
-
-#define BIND(var, name, ...)                                     \
-  auto var##_bound = bind(name, args, {__VA_ARGS__});            \
-  if (!var##_bound) return std::unexpected(var##_bound.error()); \
-  [[maybe_unused]] ValueList& var = *var##_bound
-
 #define TRY(decl, expr)                                              \
   auto decl##_result = (expr);                                       \
   if (!decl##_result) return std::unexpected(decl##_result.error()); \

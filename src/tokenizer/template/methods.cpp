@@ -52,10 +52,6 @@ Value bind_method(RenderState& state, const Value& self, const Method& method) {
                          [state_ptr, self, fn](CallArgs& args) -> Result<Value> { return fn(*state_ptr, self, args); });
 }
 
-Result<ValueList> bind(std::string_view name, CallArgs& args, std::initializer_list<Param> params) {
-  return bind_args(name, args, std::span<const Param>(params.begin(), params.size()));
-}
-
 Result<std::string> string_arg(std::string_view function, const Value& value) {
   if (!value.is_string()) return fail("{}() argument must be str, not {}", function, type_name(value));
   return value.text();
