@@ -6,7 +6,6 @@
 
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -30,22 +29,6 @@ void on_interrupt(int) {
   }
 }
 
-Result<std::string> template_source(const model::Model& model, const std::string& template_file) {
-  if (!template_file.empty()) {
-    std::ifstream in(template_file);
-    if (!in) return fail("cannot read chat template {}", template_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-  auto source = model.file().get_string("tokenizer.chat_template");
-  if (!source) {
-    return fail("{} has no chat template (it may be a base model); give one with --template FILE, or use 'tern run'",
-                model.file().name());
-  }
-  return std::string(*source);
-}
-
 }  // namespace
 
 Runner add_chat_command(CLI::App& app) {
@@ -63,7 +46,7 @@ Runner add_chat_command(CLI::App& app) {
       return 1;
     }
     model::Model& model = (*session)->model();
-    auto source = template_source(model, *template_file);
+    auto source = chat_template_source(model, *template_file);
     if (!source) {
       std::fprintf(stderr, "error: %s\n", source.error().message.c_str());
       return 1;

@@ -22,6 +22,7 @@ Runner add_tokenize_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
 Runner add_run_command(CLI::App& app);
 Runner add_chat_command(CLI::App& app);
+Runner add_serve_command(CLI::App& app);
 
 /// Progress on stderr: a redrawn line on a terminal, one line per stage otherwise (logs stay short).
 models::ProgressFn stderr_progress();

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <random>
 
 #include "cli/commands.h"
@@ -24,6 +26,21 @@ void add_generation_options(CLI::App& command, GenerationOptions& o) {
   command.add_option("--frequency-penalty", o.sampling.frequency_penalty)->capture_default_str();
   command.add_option("--seed", o.sampling.seed, "Random seed (default: random)")->each([&o](const std::string&) { o.seed_given = true; });
   command.add_flag("--special", o.parse_special, "Recognise special-token text in the prompt");
+}
+
+Result<std::string> chat_template_source(const model::Model& model, const std::string& template_file) {
+  if (!template_file.empty()) {
+    std::ifstream in(template_file);
+    if (!in) return fail("cannot read chat template {}", template_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  auto source = model.file().get_string("tokenizer.chat_template");
+  if (!source) {
+    return fail("{} has no chat template (it may be a base model); give one with --template FILE", model.file().name());
+  }
+  return std::string(*source);
 }
 
 void print_stats(const GenerationStats& s) {

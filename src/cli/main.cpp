@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   runners["bench"] = tern::cli::add_bench_command(app);
   runners["run"] = tern::cli::add_run_command(app);
   runners["chat"] = tern::cli::add_chat_command(app);
+  runners["serve"] = tern::cli::add_serve_command(app);
   CLI11_PARSE(app, argc, argv);
   for (CLI::App* command : app.get_subcommands()) {
     return runners.at(command->get_name())();

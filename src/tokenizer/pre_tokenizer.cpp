@@ -67,12 +67,19 @@ std::string with_llama_whitespace(std::string_view pattern) {
 
 struct PreTokenizer::Compiled {
   pcre2_code* code = nullptr;
-  pcre2_match_data* match = nullptr;
-  ~Compiled() {
-    pcre2_match_data_free(match);
-    pcre2_code_free(code);
-  }
+  ~Compiled() { pcre2_code_free(code); }
 };
+
+namespace {
+// Match data is per call, not per pattern: a tokenizer is shared by the server's HTTP threads.
+struct MatchData {
+  pcre2_match_data* data;
+  explicit MatchData(const pcre2_code* code) : data(pcre2_match_data_create_from_pattern(code, nullptr)) {}
+  ~MatchData() { pcre2_match_data_free(data); }
+  MatchData(const MatchData&) = delete;
+  MatchData& operator=(const MatchData&) = delete;
+};
+}  // namespace
 
 PreTokenizer::PreTokenizer(PreTokenizer&&) noexcept = default;
 PreTokenizer& PreTokenizer::operator=(PreTokenizer&&) noexcept = default;
@@ -94,7 +101,6 @@ Result<PreTokenizer> PreTokenizer::from_patterns(const std::vector<std::string>&
                   reinterpret_cast<const char*>(message.data()));
     }
     pcre2_jit_compile(compiled->code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if unavailable
-    compiled->match = pcre2_match_data_create_from_pattern(compiled->code, nullptr);
     pre.patterns_.push_back(std::move(compiled));
   }
   return pre;
@@ -127,15 +133,16 @@ std::vector<std::string_view> PreTokenizer::split(std::string_view text) const {
   std::vector<std::string_view> next;
   for (const auto& compiled : patterns_) {
     next.clear();
+    const MatchData match(compiled->code);
     for (std::string_view piece : pieces) {
       const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
       size_t start = 0;  // first byte not yet emitted
       size_t offset = 0;
       while (offset < piece.size()) {
         const int rc = pcre2_match(compiled->code, subject, piece.size(), offset, PCRE2_NO_UTF_CHECK,
-                                   compiled->match, nullptr);
+                                   match.data, nullptr);
         if (rc < 0) break;
-        const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(compiled->match);
+        const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.data);
         const size_t match_begin = ovector[0];
         const size_t match_end = ovector[1];
         if (match_end == match_begin) {  // an empty match: step over one character

@@ -10,8 +10,8 @@ KvCache::KvCache(const model::ModelConfig& config, int64_t num_blocks, int64_t b
   keys_.resize(static_cast<size_t>(config.num_layers));
   values_.resize(static_cast<size_t>(config.num_layers));
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-    keys_[layer].resize(static_cast<size_t>(num_blocks * block_size * key_width_));
-    values_[layer].resize(static_cast<size_t>(num_blocks * block_size * value_width_));
+    keys_[layer] = std::make_unique_for_overwrite<uint16_t[]>(static_cast<size_t>(num_blocks * block_size * key_width_));
+    values_[layer] = std::make_unique_for_overwrite<uint16_t[]>(static_cast<size_t>(num_blocks * block_size * value_width_));
   }
   free_.reserve(static_cast<size_t>(num_blocks));
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));

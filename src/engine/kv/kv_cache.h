@@ -10,6 +10,7 @@
 // caching) belongs to the KV manager built on top of it.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -28,8 +29,8 @@ class KvCache {
   int64_t num_blocks() const { return num_blocks_; }
   int64_t num_free_blocks() const { return static_cast<int64_t>(free_.size()); }
 
-  uint16_t* keys(int64_t layer, int32_t block) { return keys_[layer].data() + block * block_size_ * key_width_; }
-  uint16_t* values(int64_t layer, int32_t block) { return values_[layer].data() + block * block_size_ * value_width_; }
+  uint16_t* keys(int64_t layer, int32_t block) { return keys_[layer].get() + block * block_size_ * key_width_; }
+  uint16_t* values(int64_t layer, int32_t block) { return values_[layer].get() + block * block_size_ * value_width_; }
   int64_t key_width() const { return key_width_; }
   int64_t value_width() const { return value_width_; }
 
@@ -42,8 +43,10 @@ class KvCache {
   int64_t num_blocks_;
   int64_t key_width_;
   int64_t value_width_;
-  std::vector<std::vector<uint16_t>> keys_;
-  std::vector<std::vector<uint16_t>> values_;
+  // Not zero-filled: a position is always written before attention reads it, and untouched pages of a
+  // large cache cost no resident memory until used.
+  std::vector<std::unique_ptr<uint16_t[]>> keys_;
+  std::vector<std::unique_ptr<uint16_t[]>> values_;
   std::vector<int32_t> free_;
 };
 

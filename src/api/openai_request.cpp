@@ -1,0 +1,330 @@
+#include "api/openai_request.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+#include <set>
+
+namespace tern::api {
+namespace {
+
+using json = nlohmann::json;
+using Error = std::unexpected<ApiError>;
+
+constexpr int kMaxStopStrings = 16;
+constexpr size_t kMaxStopLength = 256;
+constexpr int kMaxTopLogprobs = 20;
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    default: return "a number";
+  }
+}
+
+/// Present and not null.
+const json* field(const json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::expected<std::optional<double>, ApiError> number(const json& body, const char* name, double lo, double hi) {
+  const json* v = field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number()) return Error(bad_request(fmt::format("'{}' must be a number, not {}", name, type_name(*v)), name));
+  const double x = v->get<double>();
+  if (!(x >= lo && x <= hi)) return Error(bad_request(fmt::format("'{}' is {}; it must be in [{}, {}]", name, x, lo, hi), name));
+  return x;
+}
+
+std::expected<std::optional<int64_t>, ApiError> integer(const json& body, const char* name, int64_t lo, int64_t hi) {
+  const json* v = field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number_integer()) {
+    return Error(bad_request(fmt::format("'{}' must be an integer, not {}", name, v->is_number() ? "a fraction" : type_name(*v)), name));
+  }
+  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return Error(bad_request(fmt::format("'{}' is out of range", name), name));
+  }
+  const int64_t x = v->get<int64_t>();
+  if (x < lo || x > hi) return Error(bad_request(fmt::format("'{}' is {}; it must be in [{}, {}]", name, x, lo, hi), name));
+  return x;
+}
+
+std::expected<std::optional<bool>, ApiError> boolean(const json& body, const char* name) {
+  const json* v = field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_boolean()) return Error(bad_request(fmt::format("'{}' must be a boolean, not {}", name, type_name(*v)), name));
+  return v->get<bool>();
+}
+
+std::expected<std::optional<std::string>, ApiError> string(const json& body, const char* name) {
+  const json* v = field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_string()) return Error(bad_request(fmt::format("'{}' must be a string, not {}", name, type_name(*v)), name));
+  return v->get<std::string>();
+}
+
+ApiError unsupported(const std::string& name, const std::string& why) {
+  return bad_request(fmt::format("'{}' is not supported{}", name, why), name);
+}
+
+std::expected<std::string, ApiError> message_content(const json& content, size_t index) {
+  const std::string param = fmt::format("messages[{}].content", index);
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return Error(bad_request(fmt::format("'{}' must be a string or an array of text parts", param), param));
+  std::string text;
+  for (const json& part : content) {
+    if (!part.is_object() || !part.contains("type") || !part["type"].is_string()) {
+      return Error(bad_request(fmt::format("each part of '{}' must be an object with a 'type'", param), param));
+    }
+    if (part["type"] != "text") {
+      return Error(unsupported(param, fmt::format(": part type '{}' (only text)", part["type"].get<std::string>())));
+    }
+    if (!part.contains("text") || !part["text"].is_string()) {
+      return Error(bad_request(fmt::format("a text part of '{}' needs a string 'text'", param), param));
+    }
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+std::expected<nlohmann::ordered_json, ApiError> parse_messages(const json& body) {
+  const json* messages = field(body, "messages");
+  if (messages == nullptr) return Error(bad_request("'messages' is required", "messages"));
+  if (!messages->is_array() || messages->empty()) return Error(bad_request("'messages' must be a non-empty array", "messages"));
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  static const std::set<std::string> roles = {"system", "developer", "user", "assistant", "tool"};
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const json& m = (*messages)[i];
+    const std::string param = fmt::format("messages[{}]", i);
+    if (!m.is_object()) return Error(bad_request(fmt::format("'{}' must be an object", param), param));
+    if (!m.contains("role") || !m["role"].is_string() || !roles.contains(m["role"].get<std::string>())) {
+      return Error(bad_request(fmt::format("'{}.role' must be one of system, developer, user, assistant, tool", param), param + ".role"));
+    }
+    if (m.contains("tool_calls") && !m["tool_calls"].is_null()) return Error(unsupported(param + ".tool_calls", " (no tool calling yet)"));
+    std::string role = m["role"].get<std::string>();
+    if (role == "developer") role = "system";  // chat templates know "system"
+    std::string content;
+    if (m.contains("content") && !m["content"].is_null()) {
+      auto text = message_content(m["content"], i);
+      if (!text) return Error(text.error());
+      content = std::move(*text);
+    } else if (role != "assistant") {
+      return Error(bad_request(fmt::format("'{}.content' is required", param), param + ".content"));
+    }
+    nlohmann::ordered_json message = {{"role", role}, {"content", content}};
+    if (m.contains("name") && m["name"].is_string()) message["name"] = m["name"];
+    out.push_back(std::move(message));
+  }
+  return out;
+}
+
+std::expected<void, ApiError> parse_stop(const json& body, OpenAiRequest& out) {
+  const json* stop = field(body, "stop");
+  if (stop == nullptr) return {};
+  std::vector<json> items;
+  if (stop->is_string()) {
+    items.push_back(*stop);
+  } else if (stop->is_array()) {
+    items.assign(stop->begin(), stop->end());
+  } else {
+    return Error(bad_request("'stop' must be a string or an array of strings", "stop"));
+  }
+  if (static_cast<int>(items.size()) > kMaxStopStrings) {
+    return Error(bad_request(fmt::format("'stop' has {} strings; at most {}", items.size(), kMaxStopStrings), "stop"));
+  }
+  for (const json& item : items) {
+    if (!item.is_string()) return Error(bad_request("'stop' must contain only strings", "stop"));
+    const auto s = item.get<std::string>();
+    if (s.empty() || s.size() > kMaxStopLength) {
+      return Error(bad_request(fmt::format("each 'stop' string must be 1 to {} bytes", kMaxStopLength), "stop"));
+    }
+    out.stop.push_back(s);
+  }
+  return {};
+}
+
+std::expected<void, ApiError> parse_prompt(const json& body, OpenAiRequest& out) {
+  const json* prompt = field(body, "prompt");
+  if (prompt == nullptr) return Error(bad_request("'prompt' is required", "prompt"));
+  if (prompt->is_string()) {
+    out.prompt = prompt->get<std::string>();
+    return {};
+  }
+  if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) {
+    out.prompt = (*prompt)[0].get<std::string>();
+    return {};
+  }
+  if (prompt->is_array() && !prompt->empty() && (*prompt)[0].is_number_integer()) {
+    for (const json& t : *prompt) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+        return Error(bad_request("a token-id 'prompt' must hold only non-negative integers", "prompt"));
+      }
+      out.prompt_tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    }
+    return {};
+  }
+  if (prompt->is_array() && prompt->size() > 1) {
+    return Error(unsupported("prompt", ": several prompts in one request (send one request per prompt)"));
+  }
+  return Error(bad_request("'prompt' must be a string, an array of one string, or an array of token ids", "prompt"));
+}
+
+// Fields OpenAI defines that tern accepts with only their neutral value.
+std::expected<void, ApiError> check_neutral_fields(const json& body) {
+  if (const json* v = field(body, "logit_bias"); v != nullptr && !(v->is_object() && v->empty())) {
+    return Error(unsupported("logit_bias", ""));
+  }
+  if (const json* v = field(body, "response_format"); v != nullptr && !(v->is_object() && v->value("type", "") == "text")) {
+    return Error(unsupported("response_format", ": only {\"type\": \"text\"} (structured output is not implemented)"));
+  }
+  if (const json* v = field(body, "tools"); v != nullptr && !(v->is_array() && v->empty())) {
+    return Error(unsupported("tools", " (no tool calling yet)"));
+  }
+  if (const json* v = field(body, "functions"); v != nullptr) return Error(unsupported("functions", " (no tool calling yet)"));
+  if (const json* v = field(body, "tool_choice"); v != nullptr && !(v->is_string() && *v == "none")) {
+    return Error(unsupported("tool_choice", " (no tool calling yet)"));
+  }
+  if (const json* v = field(body, "echo"); v != nullptr && !(v->is_boolean() && !v->get<bool>())) {
+    return Error(unsupported("echo", ""));
+  }
+  if (const json* v = field(body, "best_of"); v != nullptr && !(v->is_number_integer() && v->get<int64_t>() == 1)) {
+    return Error(unsupported("best_of", ": only 1"));
+  }
+  if (const json* v = field(body, "suffix"); v != nullptr && !(v->is_string() && v->get<std::string>().empty())) {
+    return Error(unsupported("suffix", ""));
+  }
+  return {};
+}
+
+}  // namespace
+
+std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, std::string_view text) {
+  json body;
+  try {
+    body = json::parse(text);
+  } catch (const json::parse_error& e) {
+    return Error(bad_request(fmt::format("the request body is not valid JSON: {}", e.what())));
+  }
+  if (!body.is_object()) return Error(bad_request("the request body must be a JSON object"));
+
+  static const std::set<std::string> common = {
+      "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
+      "repetition_penalty", "seed", "stop", "n", "stream", "stream_options", "user", "logprobs", "ignore_eos",
+      "cache_salt", "logit_bias", "metadata", "store", "service_tier", "best_of"};
+  static const std::set<std::string> chat_only = {"messages", "max_completion_tokens", "top_logprobs", "response_format",
+                                                  "tools", "tool_choice", "functions", "parallel_tool_calls"};
+  static const std::set<std::string> completion_only = {"prompt", "echo", "suffix"};
+  const auto& own = endpoint == Endpoint::kChat ? chat_only : completion_only;
+  for (const auto& [key, value] : body.items()) {
+    if (!common.contains(key) && !own.contains(key)) {
+      return Error(bad_request(fmt::format("unknown or unsupported field '{}'", key), key));
+    }
+  }
+  if (auto ok = check_neutral_fields(body); !ok) return Error(ok.error());
+
+  OpenAiRequest out;
+  out.endpoint = endpoint;
+  auto model = string(body, "model");
+  if (!model) return Error(model.error());
+  if (!*model) return Error(bad_request("'model' is required", "model"));
+  out.model = **model;
+
+  if (endpoint == Endpoint::kChat) {
+    auto messages = parse_messages(body);
+    if (!messages) return Error(messages.error());
+    out.messages = std::move(*messages);
+  } else if (auto ok = parse_prompt(body, out); !ok) {
+    return Error(ok.error());
+  }
+
+  constexpr int64_t kMaxTokens = int64_t{1} << 30;
+  auto max_tokens = integer(body, "max_tokens", 1, kMaxTokens);
+  if (!max_tokens) return Error(max_tokens.error());
+  out.max_tokens = *max_tokens;
+  if (endpoint == Endpoint::kChat) {
+    auto max_completion = integer(body, "max_completion_tokens", 1, kMaxTokens);
+    if (!max_completion) return Error(max_completion.error());
+    if (*max_completion) out.max_tokens = *max_completion;
+  }
+
+  auto n = integer(body, "n", 1, 128);
+  if (!n) return Error(n.error());
+  if (*n && **n != 1) return Error(unsupported("n", ": only n = 1 for now (send several requests)"));
+
+  auto temperature = number(body, "temperature", 0.0, 2.0);
+  auto top_p = number(body, "top_p", 0.0, 1.0);
+  auto min_p = number(body, "min_p", 0.0, 1.0);
+  auto presence = number(body, "presence_penalty", -2.0, 2.0);
+  auto frequency = number(body, "frequency_penalty", -2.0, 2.0);
+  auto repetition = number(body, "repetition_penalty", 0.0, 2.0);
+  auto top_k = integer(body, "top_k", -1, std::numeric_limits<int32_t>::max());
+  for (const auto* r : {&temperature, &top_p, &min_p, &presence, &frequency, &repetition}) {
+    if (!*r) return Error(r->error());
+  }
+  if (!top_k) return Error(top_k.error());
+  if (*top_p && **top_p == 0.0) return Error(bad_request("'top_p' must be greater than 0", "top_p"));
+  if (*repetition && **repetition == 0.0) return Error(bad_request("'repetition_penalty' must be greater than 0", "repetition_penalty"));
+  auto& s = out.sampling;
+  s = engine::SamplingParams{};
+  if (*temperature) s.temperature = static_cast<float>(**temperature);
+  if (*top_p) s.top_p = static_cast<float>(**top_p);
+  if (*min_p) s.min_p = static_cast<float>(**min_p);
+  if (*presence) s.presence_penalty = static_cast<float>(**presence);
+  if (*frequency) s.frequency_penalty = static_cast<float>(**frequency);
+  if (*repetition) s.repetition_penalty = static_cast<float>(**repetition);
+  if (*top_k) s.top_k = static_cast<int32_t>(std::max<int64_t>(**top_k, 0));
+
+  if (const json* seed = field(body, "seed"); seed != nullptr) {
+    if (!seed->is_number_integer()) return Error(bad_request("'seed' must be an integer", "seed"));
+    s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
+    out.seed_given = true;
+  }
+  if (auto ok = parse_stop(body, out); !ok) return Error(ok.error());
+
+  auto stream = boolean(body, "stream");
+  if (!stream) return Error(stream.error());
+  out.stream = stream->value_or(false);
+  if (const json* options = field(body, "stream_options"); options != nullptr) {
+    if (!options->is_object()) return Error(bad_request("'stream_options' must be an object", "stream_options"));
+    if (!out.stream) return Error(bad_request("'stream_options' is only allowed with \"stream\": true", "stream_options"));
+    for (const auto& [key, value] : options->items()) {
+      if (key != "include_usage" && key != "continuous_usage_stats") {
+        return Error(bad_request(fmt::format("unknown field 'stream_options.{}'", key), "stream_options"));
+      }
+    }
+    auto include = boolean(*options, "include_usage");
+    if (!include) return Error(include.error());
+    out.include_usage = include->value_or(false);
+  }
+
+  if (endpoint == Endpoint::kChat) {
+    auto logprobs = boolean(body, "logprobs");
+    if (!logprobs) return Error(logprobs.error());
+    auto top = integer(body, "top_logprobs", 0, kMaxTopLogprobs);
+    if (!top) return Error(top.error());
+    if (*top && !logprobs->value_or(false)) return Error(bad_request("'top_logprobs' needs \"logprobs\": true", "top_logprobs"));
+    if (logprobs->value_or(false)) out.top_logprobs = static_cast<int>(top->value_or(0));
+  } else {
+    auto logprobs = integer(body, "logprobs", 0, kMaxTopLogprobs);
+    if (!logprobs) return Error(logprobs.error());
+    if (*logprobs) out.top_logprobs = static_cast<int>(**logprobs);
+  }
+
+  auto ignore_eos = boolean(body, "ignore_eos");
+  if (!ignore_eos) return Error(ignore_eos.error());
+  out.ignore_eos = ignore_eos->value_or(false);
+  auto salt = string(body, "cache_salt");
+  if (!salt) return Error(salt.error());
+  out.cache_salt = salt->value_or("");
+  if (auto user = string(body, "user"); !user) return Error(user.error());
+  return out;
+}
+
+}  // namespace tern::api

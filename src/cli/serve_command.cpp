@@ -1,0 +1,193 @@
+// `tern serve`: the OpenAI-compatible server over one local model (docs/serving.md). The listening
+// socket opens first, so /health answers and /ready says "loading" while the model loads.
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "api/http_server.h"
+#include "api/served_model.h"
+#include "cli/commands.h"
+#include "cli/generation.h"
+#include "engine/engine.h"
+#include "kernels/cpu/cpu_features.h"
+
+namespace tern::cli {
+namespace {
+
+struct ServeOptions {
+  std::string model{models::kDefaultModel};
+  std::string served_name;
+  std::string chat_template;
+  api::ServerConfig server;
+  int threads = 0;
+  int64_t context = 0;
+  std::string kv_cache_memory;
+  int64_t max_batch_tokens = 512;
+  int64_t max_running = 64;
+  int64_t max_waiting = 4096;
+  bool no_prefix_caching = false;
+  double drain_timeout_s = 30;
+  double read_timeout_s = 30;
+  double write_timeout_s = 30;
+};
+
+/// "2G", "512M", "64MiB", "1000000" -> bytes.
+Result<int64_t> parse_bytes(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+    return fail("'{}' is not a size (examples: 2G, 512M, 1000000)", text);
+  }
+  std::string unit = text.substr(used);
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
+  double scale = 1;
+  if (unit == "K" || unit == "k") scale = 1024.0;
+  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
+  else if (!unit.empty()) return fail("'{}' has an unknown unit (use K, M or G)", text);
+  if (!(value > 0)) return fail("'{}' must be positive", text);
+  return static_cast<int64_t>(value * scale);
+}
+
+int64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return int64_t{4} << 30;
+}
+
+/// Thousands of connections need thousands of descriptors: lift the soft limit to the hard one.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+int serve(const ServeOptions& o) {
+  raise_descriptor_limit();
+  api::ServerConfig server_config = o.server;
+  server_config.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout_s * 1000));
+  server_config.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.read_timeout_s * 1000));
+  server_config.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.write_timeout_s * 1000));
+  api::HttpServer server(server_config);
+  auto port = server.listen();
+  if (!port) {
+    std::fprintf(stderr, "error: %s\n", port.error().message.c_str());
+    return 1;
+  }
+  server.start();
+  std::fprintf(stderr, "tern serve: listening on http://%s:%u (loading the model)\n", o.server.host.c_str(), *port);
+
+  auto path = resolve_model_or_report(o.model);
+  if (!path) return 1;
+  auto loaded = model::Model::load(*path);
+  if (!loaded) {
+    std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
+    return 1;
+  }
+  std::unique_ptr<model::Model> model = std::move(*loaded);
+  std::optional<chat::ChatTemplate> chat_template;
+  if (auto source = chat_template_source(*model, o.chat_template); source) {
+    auto parsed = chat::ChatTemplate::parse(*source);
+    if (!parsed) {
+      std::fprintf(stderr, "error: the chat template: %s\n", parsed.error().message.c_str());
+      return 1;
+    }
+    chat_template = std::move(*parsed);
+  } else if (!o.chat_template.empty()) {
+    std::fprintf(stderr, "error: %s\n", source.error().message.c_str());
+    return 1;
+  } else {
+    std::fprintf(stderr, "tern serve: %s has no chat template: /v1/chat/completions will answer 400 (use --chat-template)\n",
+                 model->file().name().c_str());
+  }
+
+  engine::EngineConfig config;
+  config.model_name = o.served_name.empty() ? (o.model.ends_with(".gguf") ? model->file().name() : o.model) : o.served_name;
+  const int64_t model_context = model->config().context_length;
+  config.max_model_len = o.context > 0 ? std::min(o.context, model_context) : std::min<int64_t>(model_context, 8192);
+  const int64_t block_bytes = engine::KvCache::bytes_per_block(model->config(), config.block_size);
+  int64_t kv_bytes = 0;
+  if (!o.kv_cache_memory.empty()) {
+    auto bytes = parse_bytes(o.kv_cache_memory);
+    if (!bytes) {
+      std::fprintf(stderr, "error: --kv-cache-memory: %s\n", bytes.error().message.c_str());
+      return 1;
+    }
+    kv_bytes = *bytes;
+  } else {
+    // A quarter of the memory available now, at most 4 GiB; pages are touched only as blocks are used.
+    kv_bytes = std::min<int64_t>(available_memory_bytes() / 4, int64_t{4} << 30);
+  }
+  config.num_kv_blocks = kv_bytes / block_bytes;
+  const int64_t min_blocks = (config.max_model_len + config.block_size - 1) / config.block_size;
+  if (config.num_kv_blocks < min_blocks) {
+    std::fprintf(stderr, "error: --kv-cache-memory %s holds %lld tokens, less than one full context of %lld (needs %lld MiB)\n",
+                 o.kv_cache_memory.c_str(), static_cast<long long>(config.num_kv_blocks * config.block_size),
+                 static_cast<long long>(config.max_model_len), static_cast<long long>((min_blocks * block_bytes) >> 20));
+    return 1;
+  }
+  config.max_waiting = o.max_waiting;
+  config.prefix_caching = !o.no_prefix_caching;
+  config.scheduler = {.max_batch_tokens = o.max_batch_tokens, .max_running = o.max_running};
+
+  kernels::ThreadPool pool(o.threads);
+  engine::Engine engine(*model, pool, config);
+  engine.start();
+  api::ServedModel served(config.model_name, *model, engine, std::move(chat_template));
+  server.set_model(&served);
+  std::fprintf(stderr,
+               "tern serve: ready: model '%s' (%s), %d threads, %s kernels, context %lld, KV cache %lld tokens (%lld MiB), "
+               "prefix caching %s, max %lld running / %lld tokens per step\n",
+               config.model_name.c_str(), model->config().arch_name.c_str(), pool.num_threads(),
+               kernels::isa_name(kernels::best_isa()), static_cast<long long>(config.max_model_len),
+               static_cast<long long>(config.num_kv_blocks * config.block_size),
+               static_cast<long long>((config.num_kv_blocks * block_bytes) >> 20), config.prefix_caching ? "on" : "off",
+               static_cast<long long>(config.scheduler.max_running), static_cast<long long>(config.scheduler.max_batch_tokens));
+  server.wait();
+  engine.stop();
+  std::fprintf(stderr, "tern serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+Runner add_serve_command(CLI::App& app) {
+  auto* command = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  auto o = std::make_shared<ServeOptions>();
+  command->add_option("-m,--model", o->model, "Model alias or .gguf path")->capture_default_str();
+  command->add_option("--served-model-name", o->served_name, "Name clients use in \"model\" (default: the alias or file name)");
+  command->add_option("--host", o->server.host, "Address to listen on")->capture_default_str();
+  command->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str();
+  command->add_option("-t,--threads", o->threads, "Compute threads (0: one per core)")->capture_default_str()->check(CLI::Range(0, 1024));
+  command->add_option("--io-threads", o->server.io_threads, "HTTP I/O threads")->capture_default_str()->check(CLI::Range(1, 64));
+  command->add_option("-c,--context", o->context, "Longest request, prompt + output, in tokens (default: the model's, at most 8192)")
+      ->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
+  command->add_option("--kv-cache-memory", o->kv_cache_memory, "KV cache size, e.g. 2G (default: 1/4 of available memory, at most 4G)");
+  command->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens computed per engine step")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  command->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse the KV cache of shared prompt prefixes");
+  command->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's)");
+  command->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body")->capture_default_str();
+  command->add_option("--drain-timeout", o->drain_timeout_s, "Seconds in-flight requests may finish after SIGTERM")->capture_default_str()->check(CLI::Range(0.0, 86400.0));
+  command->add_option("--read-timeout", o->read_timeout_s, "Seconds a client has to send a whole request")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  command->add_option("--write-timeout", o->write_timeout_s, "Seconds one write may wait on a client that stopped reading")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  return [o]() { return serve(*o); };
+}
+
+}  // namespace tern::cli

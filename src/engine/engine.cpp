@@ -1,0 +1,293 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+
+#include "engine/stop_matcher.h"
+#include "tokenizer/detokenizer.h"
+
+namespace tern::engine {
+namespace {
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+/// Log-probabilities of the model's distribution (before penalties and temperature, as OpenAI and
+/// vLLM report them): the chosen token's and the `top` most likely.
+TokenLogprob logprobs_of(std::span<const float> logits, int32_t token, int top) {
+  float max_logit = -INFINITY;
+  for (float v : logits) max_logit = std::max(max_logit, v);
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v - max_logit));
+  const float log_norm = max_logit + static_cast<float>(std::log(sum));
+  TokenLogprob out{.token = token, .logprob = logits[static_cast<size_t>(token)] - log_norm, .top = {}};
+  if (top > 0) {
+    std::vector<int32_t> ids(logits.size());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+    const size_t k = std::min(static_cast<size_t>(top), ids.size());
+    std::partial_sort(ids.begin(), ids.begin() + static_cast<long>(k), ids.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    for (size_t i = 0; i < k; ++i) out.top.emplace_back(ids[i], logits[ids[i]] - log_norm);
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Engine::Active {
+  SchedRequest sched;
+  GenerationRequest request;
+  EventSink sink;
+  Sampler sampler;
+  tok::IncrementalDetokenizer detokenizer;
+  StopMatcher stop;
+  int64_t num_generated = 0;
+  bool counted_prompt = false;
+  Clock::time_point first_scheduled{}, first_token{}, last_token{};
+
+  Active(GenerationRequest r, EventSink s, const tok::Tokenizer& tokenizer)
+      : request(std::move(r)), sink(std::move(s)), sampler(request.sampling), detokenizer(tokenizer), stop(request.stop) {}
+};
+
+Engine::Engine(model::Model& model, kernels::ThreadPool& pool, EngineConfig config)
+    : model_(model),
+      pool_(pool),
+      config_(std::move(config)),
+      cache_(model.config(), config_.num_kv_blocks, config_.block_size),
+      kv_(config_.num_kv_blocks, config_.block_size, config_.prefix_caching),
+      scheduler_(config_.scheduler, kv_),
+      metrics_(config_.model_name) {
+  publish_gauges();
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::expected<uint64_t, SubmitFailure> Engine::submit(GenerationRequest request, EventSink sink) {
+  const int64_t total = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  if (request.prompt.empty()) return std::unexpected(SubmitFailure{SubmitError::kTooLong, "the prompt has no tokens"});
+  if (total > config_.max_model_len) {
+    return std::unexpected(SubmitFailure{
+        SubmitError::kTooLong,
+        fmt::format("this model's maximum context length is {} tokens; the request needs {} ({} in the prompt, {} to "
+                    "generate): shorten the prompt or lower max_tokens",
+                    config_.max_model_len, total, request.prompt.size(), request.max_tokens)});
+  }
+  if (kv_.blocks_for(total) > config_.num_kv_blocks) {
+    return std::unexpected(SubmitFailure{
+        SubmitError::kTooLong, fmt::format("the request needs {} tokens of KV cache; the server holds {} (--kv-cache-memory)",
+                                           total, config_.num_kv_blocks * config_.block_size)});
+  }
+  auto active = std::make_unique<Active>(std::move(request), std::move(sink), model_.tokenizer());
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return std::unexpected(SubmitFailure{SubmitError::kStopped, "the server is shutting down"});
+    if (queued_.load() >= config_.max_waiting) {
+      return std::unexpected(SubmitFailure{SubmitError::kQueueFull,
+                                           fmt::format("{} requests are already waiting; retry later", queued_.load())});
+    }
+    id = next_id_++;
+    active->sched.id = id;
+    inbox_.push_back(std::move(active));
+    queued_.fetch_add(1);
+    in_flight_.fetch_add(1);
+  }
+  wake_.notify_one();
+  return id;
+}
+
+void Engine::cancel(uint64_t id) {
+  {
+    std::lock_guard lock(mutex_);
+    cancels_.push_back(id);
+  }
+  wake_.notify_one();
+}
+
+void Engine::admit(std::unique_ptr<Active> active) {
+  SchedRequest& s = active->sched;
+  s.tokens = active->request.prompt;
+  s.num_prompt_tokens = static_cast<int64_t>(s.tokens.size());
+  const std::string_view parts[] = {config_.model_name, active->request.cache_salt};
+  s.cache_key = KvManager::extra_key(parts);
+  scheduler_.add(&s);
+  active_.emplace(s.id, std::move(active));
+}
+
+void Engine::publish_gauges() {
+  metrics_.set_gauges({.running = scheduler_.num_running(),
+                       .waiting = scheduler_.num_waiting(),
+                       .kv_usage = kv_.usage(),
+                       .prefix_queries = kv_.prefix_stats().queries,
+                       .prefix_hits = kv_.prefix_stats().hits});
+}
+
+void Engine::loop() {
+  std::vector<std::unique_ptr<Active>> arrived;
+  std::vector<uint64_t> cancelled;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !cancels_.empty() || scheduler_.has_work(); });
+      if (stopping_) break;
+      arrived.swap(inbox_);
+      cancelled.swap(cancels_);
+    }
+    for (auto& active : arrived) admit(std::move(active));
+    arrived.clear();
+    for (uint64_t id : cancelled) {
+      if (auto it = active_.find(id); it != active_.end()) finish(*it->second, "abort");
+    }
+    cancelled.clear();
+
+    const SchedulerOutput output = scheduler_.schedule();
+    queued_.store(scheduler_.num_waiting() + [&] { std::lock_guard lock(mutex_); return static_cast<int64_t>(inbox_.size()); }());
+    if (output.chunks.empty()) {
+      publish_gauges();
+      if (scheduler_.num_running() == 0 && scheduler_.num_waiting() > 0) {
+        // Cannot happen for requests that passed submit()'s size check; never spin on it.
+        std::vector<uint64_t> stuck;
+        for (auto& [id, active] : active_) stuck.push_back(id);
+        for (uint64_t id : stuck) finish(*active_.at(id), "abort", "the request does not fit the KV cache");
+      }
+      continue;
+    }
+    run_step(output);
+    metrics_.on_step(output.num_tokens, output.num_preempted);
+    publish_gauges();
+  }
+  // Shutdown: whatever is left ends now.
+  std::vector<uint64_t> ids;
+  for (auto& [id, active] : active_) ids.push_back(id);
+  for (uint64_t id : ids) finish(*active_.at(id), "abort");
+  std::lock_guard lock(mutex_);
+  for (auto& active : inbox_) {
+    GenerationEvent event;
+    event.finished = true;
+    event.finish_reason = "abort";
+    active->sink(std::move(event));
+    in_flight_.fetch_sub(1);
+  }
+  inbox_.clear();
+}
+
+void Engine::run_step(const SchedulerOutput& output) {
+  const auto now = Clock::now();
+  batch_.clear();
+  batch_.block_tables.clear();
+  for (size_t slot = 0; slot < output.chunks.size(); ++slot) {
+    const ScheduledChunk& chunk = output.chunks[slot];
+    auto& active = *active_.at(chunk.request->id);
+    if (active.first_scheduled == Clock::time_point{}) active.first_scheduled = now;
+    if (!active.counted_prompt) {
+      metrics_.on_prompt_tokens(chunk.request->num_prompt_tokens);
+      active.counted_prompt = true;
+    }
+    batch_.block_tables.emplace_back(chunk.request->blocks.table);
+    for (int64_t i = 0; i < chunk.num_tokens; ++i) {
+      const int64_t index = chunk.start + i;
+      batch_.add(chunk.request->tokens[static_cast<size_t>(index)], static_cast<int32_t>(index), static_cast<int32_t>(slot),
+                 chunk.samples && i + 1 == chunk.num_tokens);
+    }
+  }
+  auto ok = model_.forward(batch_, cache_, pool_, logits_);
+  if (!ok) {
+    for (const ScheduledChunk& chunk : output.chunks) finish(*active_.at(chunk.request->id), "abort", ok.error().message);
+    return;
+  }
+  scheduler_.on_computed(output);
+  const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+  size_t row = 0;
+  for (const ScheduledChunk& chunk : output.chunks) {
+    if (!chunk.samples) continue;
+    std::span<float> logits(logits_.data() + row * vocab, vocab);
+    ++row;
+    auto& active = *active_.at(chunk.request->id);
+    // Logprobs come from the raw distribution, so they are taken before the sampler edits the row.
+    std::optional<TokenLogprob> logprob;
+    std::vector<float> raw;
+    if (active.request.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());
+    const int32_t token = active.sampler.sample(logits, active.sched.tokens);
+    if (!raw.empty()) logprob = logprobs_of(raw, token, active.request.top_logprobs);
+    process_token(active, token, std::move(logprob));
+  }
+}
+
+void Engine::process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob) {
+  const auto now = Clock::now();
+  if (active.num_generated == 0) {
+    active.first_token = now;
+    metrics_.on_first_token(seconds(now - active.request.arrival));
+  } else {
+    metrics_.on_inter_token(seconds(now - active.last_token));
+  }
+  active.last_token = now;
+  ++active.num_generated;
+  metrics_.on_generation_token();
+
+  GenerationEvent event;
+  if (logprob) event.logprobs.push_back(std::move(*logprob));
+  const auto& end_tokens = model_.end_of_generation_tokens();
+  const bool is_end = !active.request.ignore_eos && std::find(end_tokens.begin(), end_tokens.end(), token) != end_tokens.end();
+  std::string reason;
+  if (is_end) {
+    reason = "stop";
+  } else {
+    active.sched.tokens.push_back(token);
+    auto step = active.stop.push(active.detokenizer.push(token));
+    event.text = std::move(step.text);
+    if (step.stopped) {
+      reason = "stop";
+    } else if (active.num_generated >= active.request.max_tokens ||
+               static_cast<int64_t>(active.sched.tokens.size()) >= config_.max_model_len) {
+      reason = "length";
+    }
+  }
+  if (reason.empty()) {
+    if (!event.text.empty() || !event.logprobs.empty()) active.sink(std::move(event));
+    return;
+  }
+  if (reason == "length" || is_end) {
+    // Nothing was cut by a stop string: release what the detokenizer and the stop matcher held back.
+    auto step = active.stop.push(active.detokenizer.flush());
+    event.text += step.text;
+    if (!step.stopped) event.text += active.stop.flush();
+  }
+  if (!event.text.empty() || !event.logprobs.empty()) active.sink(std::move(event));
+  finish(active, reason);
+}
+
+void Engine::finish(Active& active, const std::string& reason, const std::string& error) {
+  const auto now = Clock::now();
+  const uint64_t id = active.sched.id;
+  GenerationEvent event;
+  event.finished = true;
+  event.finish_reason = reason;
+  event.error = error;
+  event.usage = {.prompt_tokens = active.sched.num_prompt_tokens,
+                 .completion_tokens = active.num_generated,
+                 .cached_tokens = std::max<int64_t>(active.sched.num_cached_prompt_tokens, 0)};
+  const auto started = active.first_scheduled == Clock::time_point{} ? now : active.first_scheduled;
+  const auto first = active.first_token == Clock::time_point{} ? now : active.first_token;
+  metrics_.on_finished(reason, seconds(now - active.request.arrival), seconds(started - active.request.arrival),
+                       seconds(first - started), seconds(now - first), active.sched.num_prompt_tokens, active.num_generated);
+  scheduler_.remove(&active.sched);
+  active.sink(std::move(event));
+  active_.erase(id);  // destroys `active`
+  in_flight_.fetch_sub(1);
+}
+
+}  // namespace tern::engine

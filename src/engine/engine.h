@@ -1,0 +1,142 @@
+#pragma once
+// The serving engine: one thread that owns the scheduler, the KV cache and the model, and runs
+//     schedule -> forward (one flat batch) -> sample -> detokenize -> stop checks -> emit events
+// in a loop. Other threads reach it only through submit() and cancel(), which post to one queue
+// (all locking is here); events come back through each request's sink, called on the engine thread.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/engine_metrics.h"
+#include "engine/kv/kv_cache.h"
+#include "engine/kv/kv_manager.h"
+#include "engine/sampling/sampler.h"
+#include "engine/sched/scheduler.h"
+#include "kernels/cpu/thread_pool.h"
+#include "model/model.h"
+
+namespace tern::engine {
+
+using Clock = std::chrono::steady_clock;
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int64_t max_tokens = 16;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  int top_logprobs = -1;  ///< -1: no logprobs; 0..20: the sampled token's and this many alternatives
+  std::string cache_salt;
+  Clock::time_point arrival = Clock::now();
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;  ///< most likely tokens, best first
+};
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_tokens = 0;
+};
+
+/// What a request's sink receives: new text (possibly empty), then a last event with `finished`.
+struct GenerationEvent {
+  std::string text;
+  std::vector<TokenLogprob> logprobs;  ///< for each token sampled since the previous event
+  bool finished = false;
+  std::string finish_reason;  ///< "stop", "length", "abort"; with finished
+  std::string error;          ///< non-empty: the request failed inside the engine
+  Usage usage;                ///< with finished
+};
+
+/// Called on the engine thread; must not block (post the event to your own thread).
+using EventSink = std::function<void(GenerationEvent&&)>;
+
+struct EngineConfig {
+  std::string model_name;
+  int64_t num_kv_blocks = 0;
+  int64_t block_size = 16;
+  int64_t max_model_len = 4096;  ///< prompt + generated tokens of one request
+  int64_t max_waiting = 4096;    ///< queued requests before submit() refuses
+  bool prefix_caching = true;
+  SchedulerConfig scheduler;
+};
+
+enum class SubmitError { kQueueFull, kTooLong, kStopped };
+
+struct SubmitFailure {
+  SubmitError kind;
+  std::string message;
+};
+
+class Engine {
+ public:
+  Engine(model::Model& model, kernels::ThreadPool& pool, EngineConfig config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  void start();
+  /// Finishes every request still in the engine with "abort" and joins the thread.
+  void stop();
+
+  /// Queues a request; its id, or why it was refused (queue full, too long for the context or KV
+  /// cache, engine stopped).
+  std::expected<uint64_t, SubmitFailure> submit(GenerationRequest request, EventSink sink);
+  /// Finishes the request with "abort" and frees its blocks at the next step (no-op if done).
+  void cancel(uint64_t id);
+
+  /// Requests submitted and not yet finished.
+  int64_t num_in_flight() const { return in_flight_.load(); }
+  const EngineMetrics& metrics() const { return metrics_; }
+  const EngineConfig& config() const { return config_; }
+
+ private:
+  struct Active;
+
+  void loop();
+  void admit(std::unique_ptr<Active> active);
+  void run_step(const SchedulerOutput& output);
+  void process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob);
+  void finish(Active& active, const std::string& reason, const std::string& error = {});
+  void publish_gauges();
+
+  model::Model& model_;
+  kernels::ThreadPool& pool_;
+  EngineConfig config_;
+  KvCache cache_;
+  KvManager kv_;
+  Scheduler scheduler_;
+  EngineMetrics metrics_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::unique_ptr<Active>> inbox_;
+  std::vector<uint64_t> cancels_;
+  bool stopping_ = false;
+  uint64_t next_id_ = 1;
+  std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> queued_{0};  // submitted and not yet admitted to running
+
+  // Engine-thread state.
+  std::unordered_map<uint64_t, std::unique_ptr<Active>> active_;
+  model::Batch batch_;
+  std::vector<float> logits_;
+  std::thread thread_;
+};
+
+}  // namespace tern::engine

@@ -1,0 +1,150 @@
+#include "engine/engine_metrics.h"
+
+#include <fmt/format.h>
+
+namespace tern::engine {
+namespace {
+
+std::vector<double> latency_buckets() {
+  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0};
+}
+std::vector<double> token_buckets() { return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}; }
+
+std::string escape_label(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') { out += "\\n"; continue; }
+    out += c;
+  }
+  return out;
+}
+
+void header(std::string& out, const char* name, const char* type, const char* help) {
+  out += fmt::format("# HELP tern:{} {}\n# TYPE tern:{} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+void Histogram::observe(double value) {
+  size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += value;
+  ++count_;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, bounds_[i], cumulative);
+  }
+  out += fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels, count_);
+  out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, sum_, name, labels, count_);
+}
+
+EngineMetrics::EngineMetrics(std::string model_name)
+    : labels_(fmt::format("model_name=\"{}\"", escape_label(model_name))),
+      ttft_(latency_buckets()),
+      itl_(latency_buckets()),
+      e2e_(latency_buckets()),
+      queue_(latency_buckets()),
+      prefill_(latency_buckets()),
+      decode_(latency_buckets()),
+      step_tokens_(token_buckets()),
+      request_prompt_tokens_(token_buckets()),
+      request_generation_tokens_(token_buckets()) {
+  for (const char* reason : {"stop", "length", "abort"}) finished_[reason] = 0;
+}
+
+void EngineMetrics::set_gauges(const EngineGauges& gauges) {
+  std::lock_guard lock(mutex_);
+  gauges_ = gauges;
+}
+
+EngineGauges EngineMetrics::gauges() const {
+  std::lock_guard lock(mutex_);
+  return gauges_;
+}
+
+void EngineMetrics::on_step(int64_t num_tokens, int64_t num_preemptions) {
+  std::lock_guard lock(mutex_);
+  step_tokens_.observe(static_cast<double>(num_tokens));
+  preemptions_ += num_preemptions;
+}
+
+void EngineMetrics::on_prompt_tokens(int64_t n) {
+  std::lock_guard lock(mutex_);
+  prompt_tokens_ += n;
+}
+
+void EngineMetrics::on_generation_token() {
+  std::lock_guard lock(mutex_);
+  ++generation_tokens_;
+}
+
+void EngineMetrics::on_first_token(double ttft_seconds) {
+  std::lock_guard lock(mutex_);
+  ttft_.observe(ttft_seconds);
+}
+
+void EngineMetrics::on_inter_token(double seconds) {
+  std::lock_guard lock(mutex_);
+  itl_.observe(seconds);
+}
+
+void EngineMetrics::on_finished(const std::string& finish_reason, double e2e_seconds, double queue_seconds,
+                                double prefill_seconds, double decode_seconds, int64_t prompt_tokens,
+                                int64_t generation_tokens) {
+  std::lock_guard lock(mutex_);
+  ++finished_[finish_reason];
+  e2e_.observe(e2e_seconds);
+  queue_.observe(queue_seconds);
+  prefill_.observe(prefill_seconds);
+  decode_.observe(decode_seconds);
+  request_prompt_tokens_.observe(static_cast<double>(prompt_tokens));
+  request_generation_tokens_.observe(static_cast<double>(generation_tokens));
+}
+
+std::string EngineMetrics::render() const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  const std::string& l = labels_;
+  header(out, "num_requests_running", "gauge", "Requests holding KV blocks and being computed.");
+  out += fmt::format("tern:num_requests_running{{{}}} {}\n", l, gauges_.running);
+  header(out, "num_requests_waiting", "gauge", "Requests queued for admission.");
+  out += fmt::format("tern:num_requests_waiting{{{}}} {}\n", l, gauges_.waiting);
+  header(out, "kv_cache_usage_perc", "gauge", "Fraction of KV cache blocks held by requests (0..1).");
+  out += fmt::format("tern:kv_cache_usage_perc{{{}}} {}\n", l, gauges_.kv_usage);
+  header(out, "prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.");
+  out += fmt::format("tern:prefix_cache_queries_total{{{}}} {}\n", l, gauges_.prefix_queries);
+  header(out, "prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.");
+  out += fmt::format("tern:prefix_cache_hits_total{{{}}} {}\n", l, gauges_.prefix_hits);
+  header(out, "prompt_tokens_total", "counter", "Prompt tokens of admitted requests.");
+  out += fmt::format("tern:prompt_tokens_total{{{}}} {}\n", l, prompt_tokens_);
+  header(out, "generation_tokens_total", "counter", "Generated tokens.");
+  out += fmt::format("tern:generation_tokens_total{{{}}} {}\n", l, generation_tokens_);
+  header(out, "num_preemptions_total", "counter", "Requests preempted (KV blocks freed, recomputed later).");
+  out += fmt::format("tern:num_preemptions_total{{{}}} {}\n", l, preemptions_);
+  header(out, "request_success_total", "counter", "Finished requests by finish reason.");
+  for (const auto& [reason, count] : finished_) {
+    out += fmt::format("tern:request_success_total{{{},finished_reason=\"{}\"}} {}\n", l, reason, count);
+  }
+  const auto histogram = [&](const char* name, const char* help, const Histogram& h) {
+    header(out, name, "histogram", help);
+    h.render(out, fmt::format("tern:{}", name), l);
+  };
+  histogram("time_to_first_token_seconds", "Arrival to first generated token.", ttft_);
+  histogram("inter_token_latency_seconds", "Between consecutive generated tokens of a request.", itl_);
+  histogram("e2e_request_latency_seconds", "Arrival to finish.", e2e_);
+  histogram("request_queue_time_seconds", "Arrival to first scheduled.", queue_);
+  histogram("request_prefill_time_seconds", "First scheduled to first token.", prefill_);
+  histogram("request_decode_time_seconds", "First token to finish.", decode_);
+  histogram("iteration_tokens_total", "Tokens computed per engine step.", step_tokens_);
+  histogram("request_prompt_tokens", "Prompt tokens per finished request.", request_prompt_tokens_);
+  histogram("request_generation_tokens", "Generated tokens per finished request.", request_generation_tokens_);
+  return out;
+}
+
+}  // namespace tern::engine

@@ -1,0 +1,67 @@
+#pragma once
+// The engine's counters, gauges and histograms, rendered in Prometheus text format under vLLM's
+// metric names with a `tern:` prefix (so dashboards written for vLLM work with a prefix change).
+// The engine thread records; the HTTP side renders; one mutex between them.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace tern::engine {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+  void observe(double value);
+  /// Appends `name_bucket{le=..}`, `name_sum`, `name_count` lines.
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+  uint64_t count() const { return count_; }
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative; the last is +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+struct EngineGauges {
+  int64_t running = 0;
+  int64_t waiting = 0;
+  double kv_usage = 0;  ///< 0..1
+  int64_t prefix_queries = 0;
+  int64_t prefix_hits = 0;
+};
+
+class EngineMetrics {
+ public:
+  explicit EngineMetrics(std::string model_name);
+
+  // Recorded by the engine thread.
+  void set_gauges(const EngineGauges& gauges);
+  void on_step(int64_t num_tokens, int64_t num_preemptions);
+  void on_prompt_tokens(int64_t n);
+  void on_generation_token();
+  void on_first_token(double ttft_seconds);
+  void on_inter_token(double seconds);
+  void on_finished(const std::string& finish_reason, double e2e_seconds, double queue_seconds, double prefill_seconds,
+                   double decode_seconds, int64_t prompt_tokens, int64_t generation_tokens);
+
+  /// Prometheus text exposition format 0.0.4.
+  std::string render() const;
+  EngineGauges gauges() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::string labels_;  // model_name="..."
+  EngineGauges gauges_;
+  int64_t prompt_tokens_ = 0;
+  int64_t generation_tokens_ = 0;
+  int64_t preemptions_ = 0;
+  std::map<std::string, int64_t> finished_;  // by finish reason
+  Histogram ttft_, itl_, e2e_, queue_, prefill_, decode_, step_tokens_, request_prompt_tokens_, request_generation_tokens_;
+};
+
+}  // namespace tern::engine
