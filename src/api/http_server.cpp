@@ -5,6 +5,7 @@
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include <array>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -96,6 +97,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return close();
     }
     if (ec == http::error::body_limit) {
+      linger_ = true;  // the client may still be sending the body: read it before closing
       return send_error({.status = 413, .message = fmt::format("the request body is over the limit of {} bytes", server_.config.max_body_bytes),
                          .type = "invalid_request_error", .param = {}, .code = "request_too_large"}, false);
     }
@@ -214,18 +216,15 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void watch_for_disconnect() {
-    // Only the generation that armed this wait may act on it: a later request on the same connection
-    // also makes the socket readable. The wait holds the session alive while the engine works.
-    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), id = engine_id_](beast::error_code ec) {
-      if (self->finished_ || self->engine_id_ != id) return;
-      beast::error_code available_ec;
-      const size_t available = self->stream_.socket().available(available_ec);
-      if (ec || available_ec || available == 0) {  // readable with nothing to read: the peer closed
-        self->cancel_generation();
-        self->close();
-      }
-      // Data: a pipelined next request; it is read after this response.
-    });
+    // A peek (data stays in the socket) completes with EOF or an error when the client goes away, or
+    // with data when it pipelines its next request, which is then read after this response. Only the
+    // generation that armed it may act on it; it holds the session alive while the engine works.
+    stream_.socket().async_receive(net::buffer(peek_byte_), tcp::socket::message_peek,
+                                   [self = shared_from_this(), id = engine_id_](beast::error_code ec, size_t) {
+                                     if (self->finished_ || self->engine_id_ != id || !ec) return;
+                                     self->cancel_generation();
+                                     self->close();
+                                   });
   }
 
   void cancel_generation() {
@@ -299,6 +298,7 @@ class Session : public std::enable_shared_from_this<Session> {
       response_complete_ = false;
       reset_request_state();
       if (keep_alive_ && !server_.draining.load()) return do_read(false);
+      if (linger_) return lingering_close();
       return close();
     }
   }
@@ -335,6 +335,25 @@ class Session : public std::enable_shared_from_this<Session> {
     send_response(error.status, dump(error.to_json()), "application/json", retry_after);
   }
 
+  // After an early error response: stop sending, then discard what the client still sends (up to a
+  // bound, within the read timeout) so it can finish its upload and read the response instead of
+  // failing on a reset connection.
+  void lingering_close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(server_.config.read_timeout);
+    discard_more();
+  }
+
+  void discard_more() {
+    discard_.resize(64 * 1024);
+    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->discarded_ += n;
+      if (ec || self->discarded_ > (size_t{64} << 20)) return self->close();
+      self->discard_more();
+    });
+  }
+
   void close() {
     if (closed_) return;
     closed_ = true;
@@ -363,6 +382,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool response_complete_ = false;
   bool closed_ = false;
+  bool linger_ = false;
+  std::array<char, 1> peek_byte_{};
+  std::string discard_;
+  size_t discarded_ = 0;
 };
 
 }  // namespace
