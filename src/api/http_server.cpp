@@ -112,7 +112,12 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_never();
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive() && !server_.draining.load();
-    route();
+    try {
+      route();
+    } catch (const std::exception& e) {  // a bug must cost one request, never the server
+      std::fprintf(stderr, "tern serve: internal error on %s: %s\n", std::string(request_.target()).c_str(), e.what());
+      send_error({.status = 500, .message = "internal error", .type = "server_error", .param = {}, .code = {}}, false);
+    }
   }
 
   void route() {

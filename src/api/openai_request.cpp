@@ -181,7 +181,8 @@ std::expected<void, ApiError> check_neutral_fields(const json& body) {
   if (const json* v = field(body, "logit_bias"); v != nullptr && !(v->is_object() && v->empty())) {
     return Error(unsupported("logit_bias", ""));
   }
-  if (const json* v = field(body, "response_format"); v != nullptr && !(v->is_object() && v->value("type", "") == "text")) {
+  if (const json* v = field(body, "response_format");
+      v != nullptr && !(v->is_object() && v->contains("type") && (*v)["type"].is_string() && (*v)["type"] == "text")) {
     return Error(unsupported("response_format", ": only {\"type\": \"text\"} (structured output is not implemented)"));
   }
   if (const json* v = field(body, "tools"); v != nullptr && !(v->is_array() && v->empty())) {
@@ -209,7 +210,7 @@ std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, s
   json body;
   try {
     body = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax errors, and numbers beyond a double (1e400)
     return Error(bad_request(fmt::format("the request body is not valid JSON: {}", e.what())));
   }
   if (!body.is_object()) return Error(bad_request("the request body must be a JSON object"));
@@ -298,6 +299,9 @@ std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, s
       if (key != "include_usage" && key != "continuous_usage_stats") {
         return Error(bad_request(fmt::format("unknown field 'stream_options.{}'", key), "stream_options"));
       }
+    }
+    if (const json* include = field(*options, "include_usage"); include != nullptr && !include->is_boolean()) {
+      return Error(bad_request("'stream_options.include_usage' must be a boolean", "stream_options.include_usage"));
     }
     auto include = boolean(*options, "include_usage");
     if (!include) return Error(include.error());

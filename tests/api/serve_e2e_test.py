@@ -99,6 +99,14 @@ class Server:
                 self.proc.wait()
 
 
+def thread_count(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return -1
+
+
 def stream_chat(client, messages, **kw):
     """Streams a chat; returns (text, finish_reason, usage, ttft seconds)."""
     start = time.perf_counter()
@@ -367,6 +375,50 @@ class LifecycleTest(unittest.TestCase):
             for status, headers, _ in results:
                 if status == 429:
                     self.assertEqual(headers.get("Retry-After"), "1")
+        finally:
+            server.stop()
+
+    def test_2000_open_streaming_connections(self):
+        """2,000 clients stream at once; the server keeps every connection on its fixed threads."""
+        import resource
+        import selectors
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard < 2200:
+            self.skipTest(f"the descriptor limit {hard} is under 2,200")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        server = Server()
+        try:
+            threads_before = thread_count(server.proc.pid)
+            body = json.dumps({"model": MODEL, "prompt": "Hello", "max_tokens": 3, "stream": True,
+                               "ignore_eos": True}).encode()
+            request = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            sel = selectors.DefaultSelector()
+            received = {}
+            for _ in range(2000):
+                sock = socket.create_connection(("127.0.0.1", server.port))
+                sock.setblocking(False)
+                sel.register(sock, selectors.EVENT_READ)
+                received[sock] = b""
+            for sock in received:
+                sock.sendall(request)
+            peak_connections = server.metric("tern:http_connections_open")
+            threads_during = thread_count(server.proc.pid)
+            done = 0
+            deadline = time.time() + 600
+            while done < len(received) and time.time() < deadline:
+                for key, _ in sel.select(timeout=1):
+                    data = key.fileobj.recv(65536)
+                    received[key.fileobj] += data
+                    if not data or received[key.fileobj].endswith(b"0\r\n\r\n"):
+                        sel.unregister(key.fileobj)
+                        done += 1
+            complete = sum(1 for r in received.values() if r.startswith(b"HTTP/1.1 200") and b"data: [DONE]" in r)
+            for sock in received:
+                sock.close()
+            self.assertGreaterEqual(peak_connections, 2000)
+            self.assertEqual(threads_during, threads_before)
+            self.assertEqual(complete, 2000)
         finally:
             server.stop()
 

@@ -42,6 +42,8 @@ class KvManager {
   /// Fraction of blocks held by requests (cached-but-free blocks count as free).
   double usage() const { return num_blocks_ == 0 ? 0.0 : 1.0 - static_cast<double>(num_free_) / num_blocks_; }
   const PrefixCacheStats& prefix_stats() const { return stats_; }
+  /// Undoes the statistics of a lookup whose request was not admitted (it will look up again).
+  void restore_prefix_stats(const PrefixCacheStats& stats) { stats_ = stats; }
   int64_t blocks_for(int64_t num_tokens) const { return (num_tokens + block_size_ - 1) / block_size_; }
 
   /// For a request with no blocks yet: takes the longest cached prefix of `tokens` (whole blocks,

@@ -38,36 +38,44 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
 
+  // Work in O(vocab): only top-k and top-p need an order, and top-p only as far as its nucleus goes,
+  // so the full vocabulary is never sorted.
   candidates_.clear();
   candidates_.reserve(static_cast<size_t>(vocab));
   for (int32_t token = 0; token < vocab; ++token) candidates_.emplace_back(logits[token] / params_.temperature, token);
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  size_t keep = candidates_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = static_cast<size_t>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), candidates_.end(), by_logit);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < candidates_.size()) {
+    const auto keep = static_cast<long>(params_.top_k);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
+    candidates_.resize(static_cast<size_t>(keep));
   }
-  candidates_.resize(keep);
-  // Probabilities of the survivors (sorted, so the max is first).
-  const float max_logit = candidates_.front().first;
+  float max_logit = -INFINITY;
+  for (const auto& c : candidates_) max_logit = std::max(max_logit, c.first);
+  if (params_.min_p > 0.0f) {
+    // p / p_max = exp(value - max): keep value >= max + log(min_p).
+    const float threshold = max_logit + std::log(params_.min_p);
+    std::erase_if(candidates_, [threshold](const auto& c) { return c.first < threshold; });
+  }
   double total = 0;
   for (auto& [value, token] : candidates_) total += (value = std::exp(value - max_logit));
-  if (params_.min_p > 0.0f) {
-    const float threshold = params_.min_p * candidates_.front().first;
-    size_t n = 1;
-    while (n < candidates_.size() && candidates_[n].first >= threshold) ++n;
-    candidates_.resize(n);
-  }
   if (params_.top_p < 1.0f) {
-    double sum = 0, kept_total = 0;
-    for (const auto& c : candidates_) kept_total += c.first;
+    // Sort a growing prefix until it holds the nucleus (a prefix of a sort by a strict order is the
+    // same as that prefix of the full sort).
+    const double target = params_.top_p * total;
+    size_t sorted = 0;
     size_t n = 0;
-    while (n < candidates_.size()) {
-      sum += candidates_[n].first;
-      ++n;
-      if (sum >= params_.top_p * kept_total) break;
+    double sum = 0;
+    while (true) {
+      const size_t want = std::min(candidates_.size(), std::max<size_t>(64, sorted * 4));
+      std::partial_sort(candidates_.begin() + static_cast<long>(sorted), candidates_.begin() + static_cast<long>(want),
+                        candidates_.end(), by_logit);
+      sorted = want;
+      while (n < sorted) {
+        sum += candidates_[n].first;
+        ++n;
+        if (sum >= target) break;
+      }
+      if (sum >= target || sorted == candidates_.size()) break;
     }
     candidates_.resize(n);
   }

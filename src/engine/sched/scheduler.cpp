@@ -16,28 +16,21 @@ void Scheduler::remove(SchedRequest* request) {
   request->state = RequestState::kFinished;
 }
 
-bool Scheduler::preempt_for(SchedRequest* request, SchedulerOutput& output, int64_t& budget) {
-  // The newest running request other than `request` gives up its blocks.
-  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-    SchedRequest* victim = *it;
-    if (victim == request) continue;
-    auto chunk = std::find_if(output.chunks.begin(), output.chunks.end(),
-                              [victim](const ScheduledChunk& c) { return c.request == victim; });
-    if (chunk != output.chunks.end()) {
-      budget += chunk->num_tokens;
-      output.num_tokens -= chunk->num_tokens;
-      output.chunks.erase(chunk);
-    }
-    kv_.free(victim->blocks);
-    victim->num_computed = 0;
-    victim->state = RequestState::kWaiting;
-    ++victim->num_preemptions;
-    ++output.num_preempted;
-    running_.erase(std::next(it).base());
-    waiting_.push_front(victim);
-    return true;
+void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget) {
+  auto chunk = std::find_if(output.chunks.begin(), output.chunks.end(),
+                            [victim](const ScheduledChunk& c) { return c.request == victim; });
+  if (chunk != output.chunks.end()) {
+    budget += chunk->num_tokens;
+    output.num_tokens -= chunk->num_tokens;
+    output.chunks.erase(chunk);
   }
-  return false;
+  kv_.free(victim->blocks);
+  victim->num_computed = 0;
+  victim->state = RequestState::kWaiting;
+  ++victim->num_preemptions;
+  ++output.num_preempted;
+  std::erase(running_, victim);
+  waiting_.push_front(victim);
 }
 
 SchedulerOutput Scheduler::schedule() {
@@ -51,13 +44,19 @@ SchedulerOutput Scheduler::schedule() {
       const int64_t remaining = request->remaining();
       if (remaining <= 0 || (remaining == 1) != decode_pass) continue;
       const int64_t n = std::min(remaining, budget);
+      // Out of blocks: the newest running request gives its blocks up, which may be this one.
       bool fits = kv_.allocate_slots(request->blocks, request->num_computed + n);
-      while (!fits && preempt_for(request, output, budget)) {
+      bool preempted_self = false;
+      while (!fits) {
+        SchedRequest* victim = running_.back();
+        preempt(victim, output, budget);
+        if (victim == request) {
+          preempted_self = true;
+          break;
+        }
         fits = kv_.allocate_slots(request->blocks, request->num_computed + n);
-        // The victim may have stood before `request` (when `request` is the newest): re-find it.
-        i = static_cast<size_t>(std::find(running_.begin(), running_.end(), request) - running_.begin());
       }
-      if (!fits) break;  // nothing left to preempt: wait for requests to finish
+      if (preempted_self) break;  // everything newer is gone too: nothing after it to schedule
       output.chunks.push_back({request, request->num_computed, n, request->num_computed + n == static_cast<int64_t>(request->tokens.size())});
       output.num_tokens += n;
       budget -= n;
@@ -68,17 +67,20 @@ SchedulerOutput Scheduler::schedule() {
   while (output.num_preempted == 0 && budget > 0 && !waiting_.empty() &&
          static_cast<int64_t>(running_.size()) < config_.max_running) {
     SchedRequest* request = waiting_.front();
+    const PrefixCacheStats stats_before = kv_.prefix_stats();
     if (request->blocks.table.empty()) {
       request->num_computed = kv_.acquire_cached_prefix(request->blocks, request->tokens, request->cache_key);
-      if (request->num_cached_prompt_tokens < 0) {
-        request->num_cached_prompt_tokens = std::min(request->num_computed, request->num_prompt_tokens);
-      }
     }
     const int64_t n = std::min(request->remaining(), budget);
     if (!kv_.allocate_slots(request->blocks, request->num_computed + n)) {
+      // Not admitted after all: give the prefix back, and do not count a lookup that will be redone.
       kv_.free(request->blocks);
+      kv_.restore_prefix_stats(stats_before);
       request->num_computed = 0;
       break;
+    }
+    if (request->num_cached_prompt_tokens < 0) {
+      request->num_cached_prompt_tokens = std::min(request->num_computed, request->num_prompt_tokens);
     }
     waiting_.pop_front();
     request->state = RequestState::kRunning;

@@ -9,7 +9,8 @@
 //      while long prompts arrive;
 //   2. running requests part-way through their prompt (chunked prefill), oldest first;
 //   3. waiting requests, first come first served, with their cached prefix taken from the KV manager.
-// When KV blocks run out, the most recently admitted running request is preempted: its blocks are
+// When KV blocks run out, the most recently admitted running request is preempted (even when it is the
+// one that needs the block, so older requests keep their progress, as in vLLM): its blocks are
 // freed and it goes back to the front of the queue to be recomputed (its full blocks usually remain
 // in the prefix cache, so recomputing is cheap).
 
@@ -76,8 +77,8 @@ class Scheduler {
   const SchedulerConfig& config() const { return config_; }
 
  private:
-  /// Frees blocks so that `request` can grow; false when only preempting `request` itself would do.
-  bool preempt_for(SchedRequest* request, SchedulerOutput& output, int64_t& budget);
+  /// Frees the victim's blocks, drops it from this step's output and queues it first for recompute.
+  void preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget);
 
   SchedulerConfig config_;
   KvManager& kv_;

@@ -1,0 +1,80 @@
+// Sampler: the O(vocab) truncation (top-k by partial sort, min-p by threshold, top-p by a growing
+// sorted prefix) keeps exactly the tokens a full sort would, and draws them with the right
+// frequencies. The reference below is the textbook algorithm: sort everything, cut, renormalise.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "engine/sampling/sampler.h"
+
+namespace tern::engine {
+namespace {
+
+std::map<int32_t, double> reference_distribution(const std::vector<float>& logits, const SamplingParams& p) {
+  std::vector<std::pair<double, int32_t>> c;
+  for (size_t i = 0; i < logits.size(); ++i) c.emplace_back(logits[i] / p.temperature, static_cast<int32_t>(i));
+  std::sort(c.begin(), c.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < c.size()) c.resize(static_cast<size_t>(p.top_k));
+  const double max = c.front().first;
+  for (auto& [v, t] : c) v = std::exp(v - max);
+  if (p.min_p > 0) std::erase_if(c, [&](auto& x) { return x.first < p.min_p; });  // p / p_max, p_max = 1 here
+  double total = 0;
+  for (auto& x : c) total += x.first;
+  if (p.top_p < 1) {
+    double sum = 0;
+    size_t n = 0;
+    while (n < c.size()) {
+      sum += c[n++].first;
+      if (sum >= p.top_p * total) break;
+    }
+    c.resize(n);
+  }
+  total = 0;
+  for (auto& x : c) total += x.first;
+  std::map<int32_t, double> out;
+  for (auto& [w, t] : c) out[t] = w / total;
+  return out;
+}
+
+class SamplerTruncation : public ::testing::TestWithParam<SamplingParams> {};
+
+TEST_P(SamplerTruncation, MatchesTheFullSortReference) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(997);  // odd size, above the 64-entry first prefix of top-p
+  for (float& v : logits) v = normal(rng);
+  const SamplingParams params = GetParam();
+  const auto expected = reference_distribution(logits, params);
+
+  Sampler sampler(params);
+  std::map<int32_t, int> counts;
+  constexpr int kDraws = 40000;
+  for (int i = 0; i < kDraws; ++i) {
+    std::vector<float> row = logits;
+    ++counts[sampler.sample(row, {})];
+  }
+  for (const auto& [token, n] : counts) EXPECT_TRUE(expected.contains(token)) << "token " << token << " is outside the kept set";
+  // Frequencies within 5 standard errors (binomial) plus a little: a wrong cut or weight shows far beyond.
+  for (const auto& [token, prob] : expected) {
+    const double freq = static_cast<double>(counts[token]) / kDraws;
+    const double tolerance = 5 * std::sqrt(prob * (1 - prob) / kDraws) + 1e-3;
+    EXPECT_NEAR(freq, prob, tolerance) << "token " << token;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Settings, SamplerTruncation,
+    ::testing::Values(SamplingParams{.temperature = 1.0f},
+                      SamplingParams{.temperature = 0.7f, .top_k = 40},
+                      SamplingParams{.temperature = 1.0f, .top_p = 0.9f},
+                      SamplingParams{.temperature = 1.5f, .top_p = 0.99f},  // a nucleus far past 64 entries
+                      SamplingParams{.temperature = 0.8f, .min_p = 0.05f},
+                      SamplingParams{.temperature = 1.0f, .top_k = 100, .top_p = 0.8f, .min_p = 0.02f}));
+
+}  // namespace
+}  // namespace tern::engine
