@@ -88,6 +88,19 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return on_read_error(ec);
     // From the headers on, the whole request must arrive within the read timeout (slow clients).
     stream_.expires_after(server_.config.read_timeout);
+    if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      // curl asks before sending a body over 1 KiB; without an answer it waits a second first.
+      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      net::async_write(stream_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code write_ec, size_t) {
+        if (write_ec) return self->close();
+        self->read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
