@@ -15,7 +15,7 @@ WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows
 
 void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
                  int64_t row_begin, int64_t row_end) {
-  float out[2 * kMaxActRows];
+  float out[kMaxTileWeightRows * kMaxActRows];
   // Activation rows in the outer loop keep a group of them hot in L1 while a band of weight rows
   // streams past; the band is small enough that its rows stay in L2 for the next group.
   constexpr int64_t kBand = 16;
@@ -24,6 +24,19 @@ void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, i
     for (int64_t i = 0; i < m; i += kMaxActRows) {
       const int num = static_cast<int>(std::min<int64_t>(kMaxActRows, m - i));
       int64_t j = band;
+      if (w.kernel.tile != nullptr) {
+        // One activation row (decoding) is bound by memory bandwidth: one weight row at a time streams
+        // the matrix sequentially, which the prefetchers like best. Several rows are bound by compute:
+        // 4 x num tiles. The arithmetic per output is the same either way.
+        const int64_t step = num == 1 ? 1 : kMaxTileWeightRows;
+        for (; j < band_end; j += step) {
+          const int num_w = static_cast<int>(std::min<int64_t>(step, band_end - j));
+          w.kernel.tile(w.row_length, w.data + j * w.row_bytes, w.row_bytes, num_w, act + i * act_stride, act_stride, num, out);
+          for (int x = 0; x < num_w; ++x) {
+            for (int r = 0; r < num; ++r) y[(i + r) * w.num_rows + j + x] = out[x * kMaxActRows + r];
+          }
+        }
+      }
       if (w.kernel.pair != nullptr && num > 1) {
         for (; j + 2 <= band_end; j += 2) {
           w.kernel.pair(w.row_length, w.data + j * w.row_bytes, w.row_bytes, act + i * act_stride, act_stride, num, out);

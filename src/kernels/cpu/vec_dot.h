@@ -27,11 +27,19 @@ using VecDotFn = void (*)(int64_t k, const void* weight_row, const void* act, si
 using VecDotPairFn = void (*)(int64_t k, const void* weight_rows, size_t weight_stride, const void* act, size_t act_stride,
                               int num_act_rows, float* out);
 
+/// Up to 4 consecutive weight rows (`weight_stride` apart) against up to kMaxActRows activation rows:
+/// out[x * kMaxActRows + r] for weight row x, activation row r. Where a type has one, matmul uses it for
+/// every shape (so a row's result never depends on the batch it is in).
+using VecDotTileFn = void (*)(int64_t k, const void* weight_rows, size_t weight_stride, int num_weight_rows,
+                              const void* act, size_t act_stride, int num_act_rows, float* out);
+inline constexpr int kMaxTileWeightRows = 4;
+
 struct VecDotKernel {
   ActFormat act_format;
   VecDotFn fn;
   Isa isa;
   VecDotPairFn pair = nullptr;  ///< optional
+  VecDotTileFn tile = nullptr;  ///< optional (AVX-512 VNNI)
 };
 
 /// The kernel for `type` on this machine. Types without a direct kernel use a dequantizing F32 path.
