@@ -33,18 +33,21 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 }  // namespace
 
 struct HttpServer::Impl {
+  // State sessions read, declared before the io_context: sessions still queued in it are destroyed
+  // with it, and must find these alive.
   ServerConfig config;
+  std::atomic<ServedModel*> model{nullptr};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> engine_stopped{false};  ///< after this, sessions no longer call into the engine
+  std::atomic<int64_t> open_connections{0};
+  std::atomic<int64_t> active_generations{0};
+
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   net::steady_timer drain_timer{ioc};
   std::vector<std::thread> threads;
-  std::atomic<ServedModel*> model{nullptr};
-  std::atomic<bool> draining{false};
-  std::atomic<int64_t> open_connections{0};
-  std::atomic<int64_t> active_generations{0};
   std::chrono::steady_clock::time_point drain_deadline;
-  bool engine_stopped = false;
 
   std::mutex done_mutex;
   std::condition_variable done_cv;
@@ -246,7 +249,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void cancel_generation() {
-    if (ServedModel* model = model_; model != nullptr && engine_id_ != 0 && !finished_) {
+    if (ServedModel* model = model_; model != nullptr && engine_id_ != 0 && !finished_ && !server_.engine_stopped.load()) {
       model->engine().cancel(engine_id_);
       finished_ = true;
       server_.active_generations.fetch_sub(1);
@@ -440,8 +443,7 @@ void HttpServer::Impl::poll_drain() {
   const int64_t in_flight = m != nullptr ? m->engine().num_in_flight() : 0;
   if (in_flight == 0 || std::chrono::steady_clock::now() >= drain_deadline) {
     if (in_flight > 0) std::fprintf(stderr, "tern serve: drain timeout; aborting %lld requests\n", static_cast<long long>(in_flight));
-    if (m != nullptr && !engine_stopped) {
-      engine_stopped = true;
+    if (m != nullptr && !engine_stopped.exchange(true)) {
       m->engine().stop();  // aborts what is left; their sessions get a final event
     }
     // Give sessions a moment to write their last bytes.

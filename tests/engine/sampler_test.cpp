@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/sampling/sampler.h"
@@ -74,7 +75,12 @@ INSTANTIATE_TEST_SUITE_P(
                       SamplingParams{.temperature = 1.0f, .top_p = 0.9f},
                       SamplingParams{.temperature = 1.5f, .top_p = 0.99f},  // a nucleus far past 64 entries
                       SamplingParams{.temperature = 0.8f, .min_p = 0.05f},
-                      SamplingParams{.temperature = 1.0f, .top_k = 100, .top_p = 0.8f, .min_p = 0.02f}));
+                      SamplingParams{.temperature = 1.0f, .top_k = 100, .top_p = 0.8f, .min_p = 0.02f}),
+    [](const ::testing::TestParamInfo<SamplingParams>& info) {
+      const SamplingParams& p = info.param;
+      return "t" + std::to_string(static_cast<int>(p.temperature * 100)) + "_k" + std::to_string(p.top_k) + "_p" +
+             std::to_string(static_cast<int>(p.top_p * 100)) + "_minp" + std::to_string(static_cast<int>(p.min_p * 100));
+    });
 
 }  // namespace
 }  // namespace tern::engine
