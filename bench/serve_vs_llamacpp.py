@@ -3,7 +3,7 @@
 venv's llama-cpp-python by tools/build_llama_server.sh), same model, same threads, one server at a time
 on this machine, load from `tern bench`.
 
-    .venv/bin/python bench/serve_vs_llamacpp.py [--levels 1,4,16,64] [--threads 2]
+    .venv/bin/python bench/serve_vs_llamacpp.py [--levels 1,4,16,64] [--threads 2] [--peers llama-server,llama-cpp-python]
 
 1. Concurrency sweep: 256-token prompts, 128 output tokens (ignore_eos), closed loop at each level:
    output tokens/s, TTFT and ITL p50/p99, per server, and tern/llama.cpp ratios.
@@ -29,7 +29,7 @@ def wait_ready(url, proc, timeout=120):
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
-        for path in ("/ready", "/health"):
+        for path in ("/ready", "/health", "/v1/models"):
             try:
                 with urllib.request.urlopen(url + path, timeout=2) as r:
                     if r.status == 200:
@@ -85,6 +85,14 @@ def llama_server(args, port, slots, ctx_per_slot):
                                    "-c", str(slots * ctx_per_slot), "-b", "512", "-ub", "512", "--no-webui"], port)
 
 
+def llama_cpp_python_server(args, port):
+    """llama-cpp-python's `[server]` extra: one request at a time (no batching across requests)."""
+    path = subprocess.run([args.tern, "pull", args.model], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return Server("llama-cpp-python", [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", args.model,
+                                       "--port", str(port), "--n_threads", str(args.threads),
+                                       "--n_threads_batch", str(args.threads), "--n_ctx", "2048"], port)
+
+
 def bench(args, server, workload, tag):
     wl_path = os.path.join(OUT, f"{tag}-{server.name}.workload.json")
     out_path = os.path.join(OUT, f"{tag}-{server.name}.json")
@@ -117,6 +125,8 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "build/serve-bench"))
     p.add_argument("--skip-sweep", action="store_true")
     p.add_argument("--skip-prefix", action="store_true")
+    p.add_argument("--peers", default="llama-server",
+                   help="comma list: llama-server (continuous batching), llama-cpp-python (its [server] extra)")
     args = p.parse_args()
     OUT = args.out
     os.makedirs(OUT, exist_ok=True)
@@ -128,7 +138,13 @@ def main():
                     "stages": [{"arrival": {"type": "concurrency", "concurrency": c}, "requests": max(8, 2 * c)}
                                for c in levels]}
         sweep = {}
-        for make in (lambda: tern_server(args, 18180), lambda: llama_server(args, 18181, max(levels), 256 + 128 + 64)):
+        peers = args.peers.split(",")
+        makers = [lambda: tern_server(args, 18180)]
+        if "llama-server" in peers:
+            makers.append(lambda: llama_server(args, 18181, max(levels), 256 + 128 + 64))
+        if "llama-cpp-python" in peers:
+            makers.append(lambda: llama_cpp_python_server(args, 18185))
+        for make in makers:
             server = make()
             try:
                 sweep[server.name] = [summary(r) for r in bench(args, server, workload, "sweep")]
@@ -138,17 +154,19 @@ def main():
         print(f"\n## Concurrency sweep: 256-token prompts, 128 output tokens, {args.threads} threads\n")
         print("| concurrency | server | out tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | failed |")
         print("|---|---|---|---|---|---|")
+        names = [n for n in ("tern", "llama-server", "llama-cpp-python") if n in sweep]
         for i, c in enumerate(levels):
-            for name in ("tern", "llama-server"):
+            for name in names:
                 s = sweep[name][i]
                 print(f"| {c} | {name} | {s['out_tok_s']:.1f} | {s['ttft_p50']:.0f} / {s['ttft_p99']:.0f} | "
                       f"{s['itl_p50']:.1f} / {s['itl_p99']:.1f} | {s['failed']} |")
-        print("\n| concurrency | throughput tern / llama.cpp | TTFT p99 tern / llama.cpp |")
-        print("|---|---|---|")
-        for i, c in enumerate(levels):
-            t, l = sweep["tern"][i], sweep["llama-server"][i]
-            print(f"| {c} | {t['out_tok_s'] / l['out_tok_s']:.2f}x | {t['ttft_p99'] / l['ttft_p99']:.2f} |")
-        print(f"\npeak RSS: tern {sweep['tern_peak_rss_mib']:.0f} MiB, llama-server {sweep['llama-server_peak_rss_mib']:.0f} MiB")
+        for peer in names[1:]:
+            print(f"\n| concurrency | throughput tern / {peer} | TTFT p99 tern / {peer} |")
+            print("|---|---|---|")
+            for i, c in enumerate(levels):
+                t, l = sweep["tern"][i], sweep[peer][i]
+                print(f"| {c} | {t['out_tok_s'] / l['out_tok_s']:.2f}x | {t['ttft_p99'] / l['ttft_p99']:.2f} |")
+        print("\npeak RSS: " + ", ".join(f"{n} {sweep[n + '_peak_rss_mib']:.0f} MiB" for n in names))
 
     if not args.skip_prefix:
         workload = {"seed": 7, "input_tokens": 32, "output_tokens": 32, "ignore_eos": True, "temperature": 0,
