@@ -1,6 +1,7 @@
 // Loading checks on small crafted models: a clear error for an unsupported architecture, a missing or
 // misshapen tensor, and a prompt longer than the context; and a forward pass that runs on a valid one.
 
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -54,7 +55,12 @@ std::string write_tiny_llama(const std::string& arch,
   add("blk.0.ffn_up.weight", {kEmbd, kFf});
   add("blk.0.ffn_down.weight", {kFf, kEmbd});
   add("output_norm.weight", {kEmbd});
-  const std::string path = (std::filesystem::temp_directory_path() / ("tern_tiny_" + std::to_string(std::rand()) + ".gguf")).string();
+  // ctest runs each test in its own process, two at a time: the pid keeps their files apart (an
+  // unseeded std::rand() gave every process the same name).
+  static int counter = 0;
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("tern_tiny_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".gguf"))
+                               .string();
   std::ofstream(path, std::ios::binary) << b.build();
   return path;
 }
