@@ -8,11 +8,7 @@ namespace tern::api {
 
 ServedModel::ServedModel(std::string name, model::Model& model, engine::Engine& engine,
                          std::optional<chat::ChatTemplate> chat_template)
-    : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)) {
-  const auto& vocab = model_.tokenizer().vocab();
-  if (vocab.bos) bos_text_ = vocab.tokens[static_cast<size_t>(*vocab.bos)];
-  if (vocab.eos) eos_text_ = vocab.tokens[static_cast<size_t>(*vocab.eos)];
-}
+    : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)) {}
 
 bool ServedModel::answers_to(const std::string& requested) const {
   return requested == name_ || requested == model_.file().name();
@@ -25,16 +21,9 @@ std::expected<engine::GenerationRequest, ApiError> ServedModel::prepare(const Op
       return std::unexpected(bad_request(fmt::format("model '{}' has no chat template (a base model?): use /v1/completions, "
                                                      "or start the server with --chat-template FILE", name_)));
     }
-    auto text = chat_template_->render(nlohmann::ordered_json{{"messages", request.messages},
-                                                              {"tools", nullptr},
-                                                              {"add_generation_prompt", true},
-                                                              {"bos_token", bos_text_},
-                                                              {"eos_token", eos_text_}});
-    if (!text) return std::unexpected(bad_request(fmt::format("the chat template failed on these messages: {}", text.error().message), "messages"));
-    // Special-token text is recognised in the rendered prompt, since the template's turn markers must
-    // be. As in llama.cpp's server, a user who types such markers in a message can forge a turn.
-    const bool template_has_bos = !bos_text_.empty() && text->starts_with(bos_text_);
-    out.prompt = model_.tokenizer().encode(*text, {.add_special = !template_has_bos, .parse_special = true});
+    auto ids = chat::encode_chat(*chat_template_, model_.tokenizer(), request.messages);
+    if (!ids) return std::unexpected(bad_request(fmt::format("the chat template failed on these messages: {}", ids.error().message), "messages"));
+    out.prompt = std::move(*ids);
   } else if (request.prompt) {
     out.prompt = model_.tokenizer().encode(*request.prompt, {.add_special = true, .parse_special = false});
   } else {

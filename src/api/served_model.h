@@ -9,7 +9,7 @@
 #include "api/openai_request.h"
 #include "engine/engine.h"
 #include "model/model.h"
-#include "tokenizer/template/chat_template.h"
+#include "tokenizer/template/chat_prompt.h"
 
 namespace tern::api {
 
@@ -22,7 +22,6 @@ class ServedModel {
   bool answers_to(const std::string& requested) const;
   engine::Engine& engine() const { return engine_; }
   const tok::Tokenizer& tokenizer() const { return model_.tokenizer(); }
-  bool has_chat_template() const { return chat_template_.has_value(); }
   int64_t max_model_len() const { return engine_.config().max_model_len; }
 
   /// Renders and tokenizes the prompt, fills the engine request (max_tokens default, seed) and checks
@@ -34,7 +33,6 @@ class ServedModel {
   model::Model& model_;
   engine::Engine& engine_;
   std::optional<chat::ChatTemplate> chat_template_;
-  std::string bos_text_, eos_text_;
 };
 
 }  // namespace tern::api

@@ -11,7 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/generation.h"
-#include "tokenizer/template/chat_template.h"
+#include "tokenizer/template/chat_prompt.h"
 
 namespace tern::cli {
 namespace {
@@ -56,9 +56,6 @@ Runner add_chat_command(CLI::App& app) {
       std::fprintf(stderr, "error: %s\n", chat_template.error().message.c_str());
       return 1;
     }
-    const tok::Vocab& vocab = model.tokenizer().vocab();
-    const std::string bos = vocab.bos ? vocab.tokens[*vocab.bos] : "";
-    const std::string eos = vocab.eos ? vocab.tokens[*vocab.eos] : "";
     std::signal(SIGINT, on_interrupt);
     const bool interactive = ::isatty(STDIN_FILENO) == 1;
     if (interactive) std::fprintf(stderr, "Type a message; Ctrl-C stops a reply; /reset clears the conversation; /exit or Ctrl-D quits.\n");
@@ -75,20 +72,16 @@ Runner add_chat_command(CLI::App& app) {
         continue;
       }
       messages.push_back({{"role", "user"}, {"content", line}});
-      auto prompt = chat_template->render(nlohmann::ordered_json{{"messages", messages}, {"tools", nullptr}, {"add_generation_prompt", true},
-                                           {"bos_token", bos}, {"eos_token", eos}});
-      if (!prompt) {
-        std::fprintf(stderr, "error: %s\n", prompt.error().message.c_str());
+      auto ids = chat::encode_chat(*chat_template, model.tokenizer(), messages);
+      if (!ids) {
+        std::fprintf(stderr, "error: %s\n", ids.error().message.c_str());
         messages.erase(messages.end() - 1);
         continue;
       }
-      // The template usually writes the BOS text itself; add BOS only when it did not.
-      const bool template_has_bos = !bos.empty() && prompt->starts_with(bos);
-      const auto ids = model.tokenizer().encode(*prompt, {.add_special = !template_has_bos, .parse_special = true});
       std::string reply;
       g_stop = false;
       g_generating = true;
-      auto stats = (*session)->generate(ids, [&](std::string_view text) {
+      auto stats = (*session)->generate(*ids, [&](std::string_view text) {
         reply += text;
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);

@@ -159,9 +159,7 @@ void Engine::loop() {
       publish_gauges();
       if (scheduler_.num_running() == 0 && scheduler_.num_waiting() > 0) {
         // Cannot happen for requests that passed submit()'s size check; never spin on it.
-        std::vector<uint64_t> stuck;
-        for (auto& [id, active] : active_) stuck.push_back(id);
-        for (uint64_t id : stuck) finish(*active_.at(id), "abort", "the request does not fit the KV cache");
+        abort_all("the request does not fit the KV cache");
       }
       continue;
     }
@@ -170,9 +168,7 @@ void Engine::loop() {
     publish_gauges();
   }
   // Shutdown: whatever is left ends now.
-  std::vector<uint64_t> ids;
-  for (auto& [id, active] : active_) ids.push_back(id);
-  for (uint64_t id : ids) finish(*active_.at(id), "abort");
+  abort_all();
   std::lock_guard lock(mutex_);
   for (auto& active : inbox_) {
     GenerationEvent event;
@@ -182,6 +178,12 @@ void Engine::loop() {
     in_flight_.fetch_sub(1);
   }
   inbox_.clear();
+}
+
+void Engine::abort_all(const std::string& error) {
+  std::vector<uint64_t> ids;  // finish() erases from active_
+  for (const auto& [id, active] : active_) ids.push_back(id);
+  for (uint64_t id : ids) finish(*active_.at(id), "abort", error);
 }
 
 void Engine::run_step(const SchedulerOutput& output) {

@@ -113,6 +113,8 @@ class Engine {
   void run_step(const SchedulerOutput& output);
   void process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob);
   void finish(Active& active, const std::string& reason, const std::string& error = {});
+  /// Finishes every admitted request with "abort".
+  void abort_all(const std::string& error = {});
   void publish_gauges();
 
   model::Model& model_;

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "token_sequences.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -19,12 +21,7 @@
 namespace tern::engine {
 namespace {
 
-/// Tokens first, first + 1, ..., first + n - 1.
-std::vector<int32_t> seq(int32_t first, int64_t n) {
-  std::vector<int32_t> out(static_cast<size_t>(n));
-  std::iota(out.begin(), out.end(), first);
-  return out;
-}
+using test_tokens::seq;
 
 std::vector<int32_t> concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
   a.insert(a.end(), b.begin(), b.end());

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "token_sequences.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -19,11 +21,7 @@
 namespace tern::engine {
 namespace {
 
-std::vector<int32_t> seq(int32_t first, int64_t n) {
-  std::vector<int32_t> out(static_cast<size_t>(n));
-  std::iota(out.begin(), out.end(), first);
-  return out;
-}
+using test_tokens::seq;
 
 /// The token a request "samples" as its index-th generated token: deterministic, so a preempted
 /// and recomputed request must end with exactly the same tokens.
@@ -368,16 +366,22 @@ TEST(SchedulerTest, FcfsHeadOfLineBlocksSmallerRequests) {
   EXPECT_LE(sim.sim(big_waiting).first_step, sim.sim(small).first_step);
 }
 
-// With a small KV pool, running requests outgrow it: the newest is preempted, recomputed later, and
-// every request still finishes with exactly the tokens it would have had without preemption.
-TEST(SchedulerTest, PreemptionWhenBlocksRunOut) {
-  // 3 requests of 8 + 8 tokens need 4 blocks each (12); the pool has 8.
-  Sim sim(8, 4, {.max_batch_tokens = 512, .max_running = 8});
+/// Three requests of 8 prompt + 8 generated tokens: 4 blocks of 4 each, 12 in all.
+std::vector<std::vector<int32_t>> add_three_requests(Sim& sim) {
   std::vector<std::vector<int32_t>> prompts;
   for (int i = 0; i < 3; ++i) {
     prompts.push_back(seq(1000 * (i + 1), 8));
     sim.add(prompts.back(), 8);
   }
+  return prompts;
+}
+
+// With a small KV pool, running requests outgrow it: the newest is preempted, recomputed later, and
+// every request still finishes with exactly the tokens it would have had without preemption.
+TEST(SchedulerTest, PreemptionWhenBlocksRunOut) {
+  // 3 requests of 8 + 8 tokens need 4 blocks each (12); the pool has 8.
+  Sim sim(8, 4, {.max_batch_tokens = 512, .max_running = 8});
+  const auto prompts = add_three_requests(sim);
   sim.run();
   EXPECT_GT(sim.total_preemptions, 0);
   int64_t preempted_requests = 0;
@@ -396,11 +400,7 @@ TEST(SchedulerTest, PreemptionWhenBlocksRunOut) {
 // Same as above without prefix caching: recompute from scratch still finishes correctly.
 TEST(SchedulerTest, PreemptionWithoutPrefixCaching) {
   Sim sim(8, 4, {.max_batch_tokens = 512, .max_running = 8}, /*prefix_caching=*/false);
-  std::vector<std::vector<int32_t>> prompts;
-  for (int i = 0; i < 3; ++i) {
-    prompts.push_back(seq(1000 * (i + 1), 8));
-    sim.add(prompts.back(), 8);
-  }
+  const auto prompts = add_three_requests(sim);
   sim.run();
   EXPECT_GT(sim.total_preemptions, 0);
   sim.expect_all_finished(prompts);

@@ -36,6 +36,13 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
 SchedulerOutput Scheduler::schedule() {
   SchedulerOutput output;
   int64_t budget = config_.max_batch_tokens;
+  // Tokens [num_computed, num_computed + n) of `request` go into this step.
+  const auto take = [&](SchedRequest* request, int64_t n) {
+    const bool samples = request->num_computed + n == static_cast<int64_t>(request->tokens.size());
+    output.chunks.push_back({request, request->num_computed, n, samples});
+    output.num_tokens += n;
+    budget -= n;
+  };
 
   // Running requests: decodes first, then prompts part-way through prefill.
   for (const bool decode_pass : {true, false}) {
@@ -45,21 +52,13 @@ SchedulerOutput Scheduler::schedule() {
       if (remaining <= 0 || (remaining == 1) != decode_pass) continue;
       const int64_t n = std::min(remaining, budget);
       // Out of blocks: the newest running request gives its blocks up, which may be this one.
-      bool fits = kv_.allocate_slots(request->blocks, request->num_computed + n);
-      bool preempted_self = false;
-      while (!fits) {
+      while (!kv_.allocate_slots(request->blocks, request->num_computed + n)) {
         SchedRequest* victim = running_.back();
         preempt(victim, output, budget);
-        if (victim == request) {
-          preempted_self = true;
-          break;
-        }
-        fits = kv_.allocate_slots(request->blocks, request->num_computed + n);
+        if (victim == request) break;
       }
-      if (preempted_self) break;  // everything newer is gone too: nothing after it to schedule
-      output.chunks.push_back({request, request->num_computed, n, request->num_computed + n == static_cast<int64_t>(request->tokens.size())});
-      output.num_tokens += n;
-      budget -= n;
+      if (request->state != RequestState::kRunning) break;  // preempted itself: everything newer is gone too
+      take(request, n);
     }
   }
 
@@ -85,9 +84,7 @@ SchedulerOutput Scheduler::schedule() {
     waiting_.pop_front();
     request->state = RequestState::kRunning;
     running_.push_back(request);
-    output.chunks.push_back({request, request->num_computed, n, request->num_computed + n == static_cast<int64_t>(request->tokens.size())});
-    output.num_tokens += n;
-    budget -= n;
+    take(request, n);
   }
   return output;
 }

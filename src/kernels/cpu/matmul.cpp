@@ -36,6 +36,7 @@ void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, i
             for (int r = 0; r < num; ++r) y[(i + r) * w.num_rows + j + x] = out[x * kMaxActRows + r];
           }
         }
+        continue;  // the tile covers every shape
       }
       if (w.kernel.pair != nullptr && num > 1) {
         for (; j + 2 <= band_end; j += 2) {
