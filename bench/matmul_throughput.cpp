@@ -1,5 +1,6 @@
 // One matrix product on one thread, for comparing kernel changes: quantized weights (random values,
-// scales 1.0) times m activation rows; prints GMAC/s per shape (median of the repeats).
+// scales 1.0) times m activation rows; prints GMAC/s per shape (median of the repeats), for the file
+// layout and, where this machine has one, the interleaved layout.
 //   build/bench/matmul_throughput [TYPE=q4_1|q4_0|q5_0|q5_1|q8_0] [K=640] [N=2048] [M=1,16,64,512] [repeats=7]
 
 #include <algorithm>
@@ -44,22 +45,26 @@ int main(int argc, char** argv) {
     weights[off] = 0x00, weights[off + 1] = 0x3C;
     if (type == DType::Q4_1 || type == DType::Q5_1) weights[off + 2] = 0x00, weights[off + 3] = 0x3C;
   }
-  const auto w = kernels::make_weight_matrix(type, k, n, weights.data());
   kernels::ThreadPool pool(1);
   kernels::MatmulScratch scratch;
   std::normal_distribution<float> normal;
-  std::printf("%s K=%lld N=%lld, 1 thread\n", std::string(info.name).c_str(), static_cast<long long>(k), static_cast<long long>(n));
-  for (int64_t m : ms) {
-    std::vector<float> x(static_cast<size_t>(m * k)), y(static_cast<size_t>(m * n));
-    for (float& v : x) v = normal(rng);
-    std::vector<double> seconds;
-    for (int r = 0; r < repeats; ++r) {
-      const auto start = std::chrono::steady_clock::now();
-      kernels::matmul(pool, w, x.data(), m, y.data(), scratch);
-      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  for (auto layout : {kernels::WeightLayout::FILE, kernels::WeightLayout::FASTEST}) {
+    const auto w = kernels::make_weight_matrix(type, k, n, weights.data(), layout);
+    if (layout == kernels::WeightLayout::FASTEST && !w.interleaved) break;
+    std::printf("%s K=%lld N=%lld, 1 thread, %s layout\n", std::string(info.name).c_str(), static_cast<long long>(k),
+                static_cast<long long>(n), w.interleaved ? "interleaved" : "file");
+    for (int64_t m : ms) {
+      std::vector<float> x(static_cast<size_t>(m * k)), y(static_cast<size_t>(m * n));
+      for (float& v : x) v = normal(rng);
+      std::vector<double> seconds;
+      for (int r = 0; r < repeats; ++r) {
+        const auto start = std::chrono::steady_clock::now();
+        kernels::matmul(pool, w, x.data(), m, y.data(), scratch);
+        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      std::sort(seconds.begin(), seconds.end());
+      const double median = seconds[seconds.size() / 2];
+      std::printf("  M=%-4lld %8.2f GMAC/s  %8.3f ms\n", static_cast<long long>(m), static_cast<double>(m * k * n) / median / 1e9, median * 1e3);
     }
-    std::sort(seconds.begin(), seconds.end());
-    const double median = seconds[seconds.size() / 2];
-    std::printf("  M=%-4lld %8.2f GMAC/s  %8.3f ms\n", static_cast<long long>(m), static_cast<double>(m * k * n) / median / 1e9, median * 1e3);
   }
 }

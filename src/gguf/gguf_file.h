@@ -126,6 +126,8 @@ class GgufFile {
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }
   uint64_t file_bytes() const { return bytes_.size(); }
+  /// Whether the bytes are a read-only map of a file (opened with open(), not parse()).
+  bool is_mapped() const { return file_ != nullptr; }
 
   const std::vector<std::pair<std::string_view, Value>>& metadata() const { return metadata_; }
   const Value* find(std::string_view key) const;

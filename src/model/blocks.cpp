@@ -85,17 +85,19 @@ void project(kernels::ThreadPool& pool, std::span<const kernels::WeightMatrix* c
   if (m >= 8) pool.parallel_for(m, quantize);
   else quantize(0, m);
 
-  // Split the rows of all matrices together across threads.
-  int64_t total_rows = 0;
-  for (const auto* w : weights) total_rows += w->num_rows;
-  pool.parallel_for(total_rows, [&](int64_t begin, int64_t end) {
+  // Split the rows of all matrices together across threads, in units of kRowUnit rows.
+  int64_t total_units = 0;
+  for (const auto* w : weights) total_units += kernels::row_units(*w);
+  pool.parallel_for(total_units, [&](int64_t begin, int64_t end) {
     int64_t first = 0;
     for (size_t j = 0; j < weights.size(); ++j) {
-      const int64_t last = first + weights[j]->num_rows;
+      const int64_t last = first + kernels::row_units(*weights[j]);
       const int64_t lo = std::max(begin, first), hi = std::min(end, last);
       if (lo < hi) {
         const int f = format_of[j];
-        kernels::matmul_rows(*weights[j], scratch.act.data() + offsets[f], strides[f], m, outputs[j], lo - first, hi - first);
+        const int64_t row_end = std::min(weights[j]->num_rows, (hi - first) * kernels::kRowUnit);
+        kernels::matmul_rows(*weights[j], scratch.act.data() + offsets[f], strides[f], m, outputs[j],
+                             (lo - first) * kernels::kRowUnit, row_end);
       }
       first = last;
     }

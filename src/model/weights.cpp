@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include "tensor/dequantize.h"
+#include "util/mapped_file.h"
 
 namespace tern::model {
 namespace {
@@ -29,10 +30,16 @@ class TensorFinder {
     return tensor;
   }
 
-  Result<kernels::WeightMatrix> matrix(const std::string& name, int64_t k, int64_t n) const {
+  // FASTEST layout: a copy rearranged for this machine's kernels where that is faster, after which the
+  // file's pages are released; FILE for a matrix whose rows are also read in place (a tied embedding).
+  Result<kernels::WeightMatrix> matrix(const std::string& name, int64_t k, int64_t n,
+                                       kernels::WeightLayout layout = kernels::WeightLayout::FASTEST) const {
     auto tensor = find(name, {static_cast<uint64_t>(k), static_cast<uint64_t>(n)});
     if (!tensor) return std::unexpected(tensor.error());
-    auto w = kernels::make_weight_matrix((*tensor)->type, k, n, (*tensor)->data.data());
+    const bool whole_blocks = k % dtype_info((*tensor)->type).block_size == 0;
+    auto w = kernels::make_weight_matrix((*tensor)->type, k, n, (*tensor)->data.data(),
+                                         whole_blocks ? layout : kernels::WeightLayout::FILE);
+    if (w.interleaved && file_.is_mapped()) release_mapped_pages((*tensor)->data);
     if (w.kernel.fn == nullptr) return fail("{}: no matrix kernel for '{}' of type {}", file_.name(), name, dtype_info(w.type).name);
     if (k % dtype_info(w.type).block_size != 0) return fail("{}: '{}' rows are not whole blocks", file_.name(), name);
     if (w.kernel.act_format == kernels::ActFormat::Q8 && k % 32 != 0) return fail("{}: '{}' rows of {} are not a multiple of 32", file_.name(), name, k);
@@ -105,7 +112,8 @@ Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig&
   if (file.find_tensor("output.weight") != nullptr) {
     TERN_TRY(w.output, find.matrix("output.weight", c.embedding_length, c.vocab_size));
   } else {
-    TERN_TRY(w.output, find.matrix("token_embd.weight", c.embedding_length, c.vocab_size));  // tied
+    // Tied: the embedding's rows are read in place too, so the matrix keeps the file's layout.
+    TERN_TRY(w.output, find.matrix("token_embd.weight", c.embedding_length, c.vocab_size, kernels::WeightLayout::FILE));
   }
 #undef TERN_TRY
   return w;

@@ -33,4 +33,9 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+/// Drops this process's pages of `bytes`, a range of a MappedFile (whole pages inside it only): for data
+/// that was copied elsewhere (e.g. weights rearranged at load), so it stops counting in the RSS. The
+/// bytes stay readable; touching them again reads them back from the page cache or the file.
+void release_mapped_pages(std::span<const uint8_t> bytes);
+
 }  // namespace tern

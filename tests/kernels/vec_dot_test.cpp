@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/interleave.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/vector_ops.h"
@@ -141,29 +142,82 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot,
                                            DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32, DType::F16),
                          [](const auto& info) { return std::string(dtype_info(info.param).name); });
 
+// The interleaved layout and its kernel against the scalar reference on the file rows: every row
+// count of a group (13 rows = one full and one partial group), odd numbers of blocks, every count of
+// activation rows; and a row's output is the same whatever activation rows share its call.
+class Interleaved : public ::testing::TestWithParam<DType> {};
+
+TEST_P(Interleaved, MatchesScalarReference) {
+  const DType type = GetParam();
+  const DTypeInfo& info = dtype_info(type);
+  ASSERT_TRUE(can_interleave(type));
+  const VecDotKernel kernel = vec_dot_kernel(type);
+  if (kernel.interleaved == nullptr) GTEST_SKIP() << "no interleaved kernel on this machine";
+  std::mt19937 rng(11);
+  const int64_t n = 13;
+  for (int64_t num_blocks : {1, 3, 7, 10}) {
+    const int64_t k = num_blocks * 32;
+    const auto weights = random_weights(type, k, n, rng);
+    const size_t row_bytes = dtype_bytes(info, k);
+    const WeightMatrix w = make_weight_matrix(type, k, n, weights.data(), WeightLayout::FASTEST);
+    ASSERT_TRUE(w.interleaved);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> x(k * kMaxActRows);
+    for (float& v : x) v = normal(rng);
+    const size_t stride = act_row_bytes(kernel.act_format, k);
+    std::vector<uint8_t> act(stride * kMaxActRows);
+    for (int r = 0; r < kMaxActRows; ++r) quantize_act_row(kernel.act_format, x.data() + r * k, act.data() + r * stride, k);
+    const VecDotKernel reference = scalar_vec_dot(type);
+    for (int rows = 1; rows <= kMaxActRows; ++rows) {
+      std::vector<float> y(rows * n, -1.0f);
+      matmul_rows(w, act.data(), stride, rows, y.data(), 0, n);
+      for (int64_t j = 0; j < n; ++j) {
+        float want[kMaxActRows];
+        reference.fn(k, weights.data() + j * row_bytes, act.data(), stride, rows, want);
+        for (int r = 0; r < rows; ++r) {
+          EXPECT_NEAR(y[r * n + j], want[r], 1e-4f * (1.0f + std::fabs(want[r])))
+              << info.name << " k=" << k << " rows=" << rows << " weight row " << j << " r=" << r;
+        }
+      }
+      std::vector<float> alone(n);
+      matmul_rows(w, act.data(), stride, 1, alone.data(), 0, n);
+      for (int64_t j = 0; j < n; ++j) EXPECT_EQ(alone[j], y[j]) << info.name << " batch invariance, row " << j;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BlockTypes, Interleaved,
+                         ::testing::Values(DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0),
+                         [](const auto& info) { return std::string(dtype_info(info.param).name); });
+
+// Whole products split across threads (in units of 8 rows; 37 rows leave a partial unit), in the
+// file layout and the interleaved one.
 TEST(Matmul, MatchesPerRowDotsForEveryRowCountAndThreadCount) {
-  std::mt19937 rng(3);
-  const int64_t k = 3 * 256, n = 37;
-  const auto weights = random_weights(DType::Q4_K, k, n, rng);
-  const WeightMatrix w = make_weight_matrix(DType::Q4_K, k, n, weights.data());
-  std::vector<float> dequantized(k * n);
-  ASSERT_TRUE(dequantize(DType::Q4_K, weights, dequantized));
-  for (int threads : {1, 2, 3}) {
-    ThreadPool pool(threads);
-    for (int64_t m : {1, 5, 9}) {
-      std::normal_distribution<float> normal(0.0f, 1.0f);
-      std::vector<float> x(k * m), y(n * m);
-      for (float& v : x) v = normal(rng);
-      MatmulScratch scratch;
-      matmul(pool, w, x.data(), m, y.data(), scratch);
-      for (int64_t i = 0; i < m; ++i) {
-        for (int64_t j = 0; j < n; ++j) {
-          double exact = 0, magnitude = 0;
-          for (int64_t c = 0; c < k; ++c) {
-            exact += static_cast<double>(dequantized[j * k + c]) * x[i * k + c];
-            magnitude += std::fabs(dequantized[j * k + c] * x[i * k + c]);
+  for (DType type : {DType::Q4_K, DType::Q4_1, DType::Q5_0}) {
+    std::mt19937 rng(3);
+    const int64_t k = 3 * 256, n = 37;
+    const auto weights = random_weights(type, k, n, rng);
+    const WeightMatrix w = make_weight_matrix(type, k, n, weights.data(), WeightLayout::FASTEST);
+    std::vector<float> dequantized(k * n);
+    ASSERT_TRUE(dequantize(type, weights, dequantized));
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      for (int64_t m : {1, 5, 9}) {
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        std::vector<float> x(k * m), y(n * m);
+        for (float& v : x) v = normal(rng);
+        MatmulScratch scratch;
+        matmul(pool, w, x.data(), m, y.data(), scratch);
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            double exact = 0, magnitude = 0;
+            for (int64_t c = 0; c < k; ++c) {
+              exact += static_cast<double>(dequantized[j * k + c]) * x[i * k + c];
+              magnitude += std::fabs(dequantized[j * k + c] * x[i * k + c]);
+            }
+            ASSERT_NEAR(y[i * n + j], exact, 0.01 * magnitude)
+                << dtype_info(type).name << (w.interleaved ? " interleaved" : "") << " m=" << m << " i=" << i << " j=" << j;
           }
-          ASSERT_NEAR(y[i * n + j], exact, 0.01 * magnitude) << "m=" << m << " i=" << i << " j=" << j;
         }
       }
     }

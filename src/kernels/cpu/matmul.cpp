@@ -1,8 +1,10 @@
 #include "kernels/cpu/matmul.h"
 
+#include "kernels/cpu/interleave.h"
+
 namespace tern::kernels {
 
-WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data) {
+WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data, WeightLayout layout) {
   WeightMatrix w;
   w.type = type;
   w.row_length = row_length;
@@ -10,11 +12,50 @@ WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows
   w.data = data;
   w.row_bytes = dtype_bytes(dtype_info(type), static_cast<uint64_t>(row_length));
   w.kernel = vec_dot_kernel(type);
+  if (layout == WeightLayout::FASTEST && w.kernel.interleaved != nullptr && can_interleave(type) && row_length % 32 == 0 &&
+      num_rows > 0) {
+    const size_t group_bytes = kInterleaveRows * w.row_bytes;
+    const int64_t num_groups = row_units(w);
+    std::shared_ptr<uint8_t[]> copy(new uint8_t[group_bytes * static_cast<size_t>(num_groups)]);
+    for (int64_t g = 0; g < num_groups; ++g) {
+      const int rows = static_cast<int>(std::min<int64_t>(kInterleaveRows, num_rows - g * kInterleaveRows));
+      interleave_group(type, data + g * group_bytes, w.row_bytes, rows, row_length, copy.get() + g * group_bytes);
+    }
+    w.data = copy.get();
+    w.storage = std::move(copy);
+    w.interleaved = true;
+  }
   return w;
 }
 
+namespace {
+
+// Bands of 4 groups (32 weight rows) stay in L1/L2 while every activation row passes them.
+void matmul_interleaved(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
+                        int64_t row_begin, int64_t row_end) {
+  constexpr int64_t kBand = 4 * kInterleaveRows;
+  const size_t group_bytes = kInterleaveRows * w.row_bytes;
+  for (int64_t band = row_begin; band < row_end; band += kBand) {
+    const int64_t band_end = std::min(row_end, band + kBand);
+    for (int64_t i = 0; i < m; i += kMaxActRows) {
+      const int num = static_cast<int>(std::min<int64_t>(kMaxActRows, m - i));
+      for (int64_t j = band; j < band_end; j += kInterleaveRows) {
+        const int num_w = static_cast<int>(std::min<int64_t>(kInterleaveRows, band_end - j));
+        w.kernel.interleaved(w.row_length, w.data + (j / kInterleaveRows) * group_bytes, act + i * act_stride, act_stride,
+                             num, y + i * w.num_rows + j, static_cast<size_t>(w.num_rows), num_w);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
                  int64_t row_begin, int64_t row_end) {
+  if (w.interleaved) {
+    matmul_interleaved(w, act, act_stride, m, y, row_begin, row_end);
+    return;
+  }
   float out[kMaxTileWeightRows * kMaxActRows];
   // Activation rows in the outer loop keep a group of them hot in L1 while a band of weight rows
   // streams past; the band is small enough that its rows stay in L2 for the next group.
@@ -69,8 +110,8 @@ void matmul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t m, 
       quantize_act_row(w.kernel.act_format, x + i * w.row_length, scratch.act.data() + i * stride, w.row_length);
     }
   }
-  pool.parallel_for(w.num_rows, [&](int64_t begin, int64_t end) {
-    matmul_rows(w, scratch.act.data(), stride, m, y, begin, end);
+  pool.parallel_for(row_units(w), [&](int64_t begin, int64_t end) {
+    matmul_rows(w, scratch.act.data(), stride, m, y, begin * kRowUnit, std::min(w.num_rows, end * kRowUnit));
   });
 }
 

@@ -4,6 +4,7 @@
 // threads and each row is dotted with up to kMaxActRows activation rows per pass.
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -13,18 +14,32 @@
 
 namespace tern::kernels {
 
-/// A weight matrix in the file's layout: `num_rows` rows of `row_length` weights of `type`.
+/// A weight matrix: `num_rows` rows of `row_length` weights of `type`, in the file's layout (read in
+/// place) or interleaved in groups of 8 rows (kernels/cpu/interleave.h, a copy this object owns).
 struct WeightMatrix {
   DType type = DType::F32;
   int64_t row_length = 0;  ///< k
   int64_t num_rows = 0;    ///< n
   const uint8_t* data = nullptr;
-  size_t row_bytes = 0;
+  size_t row_bytes = 0;  ///< of a file row; group g of an interleaved matrix starts at data + 8 * g * row_bytes
   VecDotKernel kernel{};
+  bool interleaved = false;
+  std::shared_ptr<const uint8_t[]> storage;  ///< owns `data` when interleaved
 };
 
-/// Fills row_bytes and picks the kernel; an empty kernel fn if the type has none.
-WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data);
+enum class WeightLayout {
+  FILE,     ///< read the rows in place
+  FASTEST,  ///< interleave where this machine has a kernel for that (AVX-512 VNNI, 32-value block types)
+};
+
+/// Fills row_bytes and picks the kernel (an empty kernel fn if the type has none); with FASTEST,
+/// copies the rows into the interleaved layout where that is faster.
+WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data,
+                                WeightLayout layout = WeightLayout::FILE);
+
+/// Threads split a matrix's rows in units of this many (an interleaved group).
+inline constexpr int64_t kRowUnit = 8;
+inline int64_t row_units(const WeightMatrix& w) { return (w.num_rows + kRowUnit - 1) / kRowUnit; }
 
 /// Reusable buffer for quantized activations (one per forward pass / thread of control).
 struct MatmulScratch {
@@ -35,7 +50,8 @@ struct MatmulScratch {
 void matmul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t m, float* y, MatmulScratch& scratch);
 
 /// Same, for weight rows [row_begin, row_end) only (y keeps stride n): lets callers fuse several
-/// matrices into one parallel region or compute a slice (e.g. logits for some rows).
+/// matrices into one parallel region or compute a slice (e.g. logits for some rows). row_begin must
+/// be a multiple of kRowUnit, and row_end too unless it is num_rows.
 void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
                  int64_t row_begin, int64_t row_end);
 

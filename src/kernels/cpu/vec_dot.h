@@ -34,12 +34,18 @@ using VecDotTileFn = void (*)(int64_t k, const void* weight_rows, size_t weight_
                               const void* act, size_t act_stride, int num_act_rows, float* out);
 inline constexpr int kMaxTileWeightRows = 4;
 
+/// One group of 8 interleaved weight rows (kernels/cpu/interleave.h) against up to kMaxActRows
+/// activation rows: y[r * y_stride + x] for activation row r and weight row x < num_weight_rows.
+using InterleavedFn = void (*)(int64_t k, const void* group, const void* act, size_t act_stride, int num_act_rows, float* y,
+                               size_t y_stride, int num_weight_rows);
+
 struct VecDotKernel {
   ActFormat act_format;
   VecDotFn fn;
   Isa isa;
-  VecDotPairFn pair = nullptr;  ///< optional
-  VecDotTileFn tile = nullptr;  ///< optional (AVX-512 VNNI)
+  VecDotPairFn pair = nullptr;          ///< optional
+  VecDotTileFn tile = nullptr;          ///< optional (AVX-512 VNNI)
+  InterleavedFn interleaved = nullptr;  ///< optional (AVX-512 VNNI): for matrices in the interleaved layout
 };
 
 /// The kernel for `type` on this machine. Types without a direct kernel use a dequantizing F32 path.

@@ -1,0 +1,81 @@
+#include "kernels/cpu/interleave.h"
+
+#include <cstring>
+
+#include "tensor/quant_blocks.h"
+
+namespace tern::kernels {
+namespace {
+
+struct BlockShape {
+  int bits = 0;          // 4, 5 or 8; 0: no interleaved layout
+  bool has_min = false;  // Q4_1, Q5_1
+  size_t qh_offset = 0;  // in the file block (Q5 types)
+  size_t qs_offset = 0;  // in the file block
+  size_t block_bytes = 0;
+};
+
+BlockShape shape_of(DType type) {
+  switch (type) {
+    case DType::Q4_0: return {4, false, 0, 2, sizeof(BlockQ4_0)};
+    case DType::Q4_1: return {4, true, 0, 4, sizeof(BlockQ4_1)};
+    case DType::Q5_0: return {5, false, 2, 6, sizeof(BlockQ5_0)};
+    case DType::Q5_1: return {5, true, 4, 8, sizeof(BlockQ5_1)};
+    case DType::Q8_0: return {8, false, 0, 2, sizeof(BlockQ8_0)};
+    default: return {};
+  }
+}
+
+// Weight j's code in a file block: the nibble with its 5th bit, or the int8 byte.
+void block_codes(const BlockShape& s, const uint8_t* block, uint8_t codes[kQK]) {
+  if (s.bits == 8) {
+    std::memcpy(codes, block + s.qs_offset, kQK);
+    return;
+  }
+  uint32_t qh = 0;
+  if (s.bits == 5) std::memcpy(&qh, block + s.qh_offset, 4);
+  for (int j = 0; j < kQK / 2; ++j) {
+    const uint8_t byte = block[s.qs_offset + j];
+    codes[j] = static_cast<uint8_t>((byte & 0x0F) | (((qh >> j) & 1) << 4));
+    codes[j + 16] = static_cast<uint8_t>((byte >> 4) | (((qh >> (j + 16)) & 1) << 4));
+  }
+}
+
+}  // namespace
+
+bool can_interleave(DType type) { return shape_of(type).bits != 0; }
+
+void interleave_group(DType type, const uint8_t* rows, size_t row_bytes, int num_rows, int64_t k, uint8_t* out) {
+  const BlockShape s = shape_of(type);
+  const int64_t num_blocks = k / kQK;
+  const size_t head = 16 + (s.has_min ? 16 : 0);
+  const size_t qh_bytes = s.bits == 5 ? 32 : 0;
+  const size_t out_block = kInterleaveRows * s.block_bytes;
+  std::memset(out, 0, out_block * static_cast<size_t>(num_blocks));
+  for (int64_t i = 0; i < num_blocks; ++i) {
+    uint8_t* group = out + i * out_block;
+    uint8_t* qh = group + head;
+    uint8_t* qs = qh + qh_bytes;
+    for (int row = 0; row < num_rows; ++row) {
+      const uint8_t* block = rows + row * row_bytes + i * s.block_bytes;
+      std::memcpy(group + 2 * row, block, 2);                          // d
+      if (s.has_min) std::memcpy(group + 16 + 2 * row, block + 2, 2);  // m
+      uint8_t codes[kQK];
+      block_codes(s, block, codes);
+      for (int j = 0; j < kQK; ++j) {
+        const int chunk = j / 4, lane_byte = 4 * row + j % 4;
+        if (s.bits == 8) {
+          qs[32 * chunk + lane_byte] = codes[j];
+          continue;
+        }
+        // Chunks 0-3 (weights 0-15) are low nibbles of vectors 0-3, chunks 4-7 their high nibbles.
+        const uint8_t nibble = codes[j] & 0x0F;
+        if (chunk < 4) qs[32 * chunk + lane_byte] |= nibble;
+        else qs[32 * (chunk - 4) + lane_byte] |= static_cast<uint8_t>(nibble << 4);
+        if (s.bits == 5 && (codes[j] & 0x10) != 0) qh[4 * chunk + lane_byte / 8] |= static_cast<uint8_t>(1u << (lane_byte % 8));
+      }
+    }
+  }
+}
+
+}  // namespace tern::kernels

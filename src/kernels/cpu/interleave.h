@@ -1,0 +1,37 @@
+#pragma once
+// Interleaved weight layout for the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), used on
+// machines with AVX-512 VNNI. Eight consecutive weight rows form a group; block i of the group holds
+// block i of each of the eight rows, rearranged so that one 256-bit vector carries four consecutive
+// weights of all eight rows:
+//
+//   d[8] (f16) | m[8] (f16, Q4_1 / Q5_1 only) | qh (Q5 types only) | qs
+//
+//   qs, 4- and 5-bit types: 4 vectors of 32 bytes; byte 4*row + b of vector v holds weight 4v + b of
+//       that row in its low nibble and weight 16 + 4v + b in its high nibble, so the low nibbles of
+//       vector v are chunk v (weights 4v..4v+3) and the high nibbles chunk v + 4;
+//   qh, Q5 types: 8 words of 32 bits; bit 4*row + b of word c is the 5th bit of weight 4c + b;
+//   qs, Q8_0: 8 vectors of 32 bytes; byte 4*row + b of vector c is weight 4c + b.
+//
+// A dot product then runs with the rows in the vector lanes: each vpdpbusd multiplies four weights of
+// eight rows by the same four activations (broadcast), so a block's sums for eight rows take eight
+// instructions plus one conversion and one scaling for all eight, where the row-major layout needs a
+// conversion and two scalings per row. The layout has exactly the bytes of the eight file rows; a
+// partial last group is padded with zero rows.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace tern::kernels {
+
+inline constexpr int kInterleaveRows = 8;
+
+/// Whether `type` has an interleaved layout.
+bool can_interleave(DType type);
+
+/// Rearranges `num_rows` (1..8) file rows of `k` weights (`row_bytes` apart) into one group of
+/// 8 * row_bytes bytes at `out`; missing rows become zeros.
+void interleave_group(DType type, const uint8_t* rows, size_t row_bytes, int num_rows, int64_t k, uint8_t* out);
+
+}  // namespace tern::kernels
