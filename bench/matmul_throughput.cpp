@@ -1,7 +1,7 @@
 // One matrix product on one thread, for comparing kernel changes: quantized weights (random values,
 // scales 1.0) times m activation rows; prints GMAC/s per shape (median of the repeats), for the file
 // layout and, where this machine has one, the interleaved layout.
-//   build/bench/matmul_throughput [TYPE=q4_1|q4_0|q5_0|q5_1|q8_0] [K=640] [N=2048] [M=1,16,64,512] [repeats=7]
+//   build/bench/matmul_throughput [TYPE=q4_1|q4_0|q5_0|q5_1|q8_0|q4_k|q6_k] [K=640] [N=2048] [M=1,16,64,512] [repeats=7]
 
 #include <algorithm>
 #include <chrono>
@@ -35,15 +35,19 @@ int main(int argc, char** argv) {
   else if (type_name == "q5_0") type = DType::Q5_0;
   else if (type_name == "q5_1") type = DType::Q5_1;
   else if (type_name == "q8_0") type = DType::Q8_0;
+  else if (type_name == "q4_k") type = DType::Q4_K;
+  else if (type_name == "q6_k") type = DType::Q6_K;
   const DTypeInfo& info = dtype_info(type);
   const size_t row_bytes = dtype_bytes(info, static_cast<uint64_t>(k));
   std::vector<uint8_t> weights(row_bytes * static_cast<size_t>(n));
   std::mt19937 rng(1);
   for (auto& b : weights) b = static_cast<uint8_t>(rng());
-  // Every 32-value block starts with d (and Q4_1/Q5_1 then m): make them 1.0 (f16 0x3C00), not NaN.
+  // Block scales (d, and m / dmin where there is one) 1.0 (f16 0x3C00), not random bit patterns (NaN).
+  const bool has_second = type == DType::Q4_1 || type == DType::Q5_1 || type == DType::Q4_K;
+  const size_t d_offset = type == DType::Q6_K ? 208 : 0;
   for (size_t off = 0; off + info.block_bytes <= weights.size(); off += info.block_bytes) {
-    weights[off] = 0x00, weights[off + 1] = 0x3C;
-    if (type == DType::Q4_1 || type == DType::Q5_1) weights[off + 2] = 0x00, weights[off + 3] = 0x3C;
+    weights[off + d_offset] = 0x00, weights[off + d_offset + 1] = 0x3C;
+    if (has_second) weights[off + 2] = 0x00, weights[off + 3] = 0x3C;
   }
   kernels::ThreadPool pool(1);
   kernels::MatmulScratch scratch;

@@ -4,9 +4,13 @@ llama.cpp (llama-cpp-python, CPU, F16 KV cache) on the same GGUF files.
 
 For each prompt: the prompt's token ids (llama.cpp's tokenizer, BOS as the model asks), the 64
 largest last-position logits (ids and values), and the 64-token greedy continuation (argmax at
-every step, no stop tokens).
+every step, no stop tokens). For each step of that continuation also llama.cpp's 8 largest logits
+(ids and values) at the step's position, from the same run: the test uses them to say how close a
+call llama.cpp itself faced where tern's continuation takes the other branch.
 
-Usage: .venv/bin/python tools/make_logit_goldens.py NAME=MODEL.gguf [...]
+Usage: .venv/bin/python tools/make_logit_goldens.py [--threads N] NAME=MODEL.gguf [...]
+(--threads: llama.cpp's threads, default 2 as the goldens were made with; ggml gives each output row
+to one thread, so 1 thread reproduces the same goldens bit for bit.)
 (the random qwen2 fixture: NAME=qwen2-random, made by tools/make_random_qwen2.py; its prompts are
 random token ids since its vocabulary is a fragment.)
 """
@@ -44,6 +48,7 @@ PROMPTS = [
 ]
 STEPS = 64
 TOP = 64
+STEP_TOP = 8
 
 
 def last_logits(llm):
@@ -52,8 +57,13 @@ def last_logits(llm):
     return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float32)
 
 
-def run(name, path):
-    llm = Llama(model_path=path, n_ctx=512, n_batch=512, n_threads=2, logits_all=False, verbose=False)
+def top_of(logits, count):
+    return np.argsort(-logits, kind="stable")[:count]
+
+
+def run(name, path, threads):
+    llm = Llama(model_path=path, n_ctx=512, n_batch=512, n_threads=threads, n_threads_batch=threads,
+                logits_all=False, verbose=False)
     vocab = llm.n_vocab()
     cases = []
     rng = np.random.default_rng(11)
@@ -65,12 +75,15 @@ def run(name, path):
         llm.reset()
         llm.eval(tokens)
         logits = last_logits(llm)
-        top = np.argsort(-logits, kind="stable")[:TOP]
-        continuation = []
+        top = top_of(logits, TOP)
+        continuation, step_top_ids, step_top_logits = [], [], []
         for _ in range(STEPS):
             step_logits = last_logits(llm)
             token = int(np.argmax(step_logits))
             continuation.append(token)
+            step_top = top_of(step_logits, STEP_TOP)
+            step_top_ids.append([int(t) for t in step_top])
+            step_top_logits.append([float(step_logits[t]) for t in step_top])
             llm.eval([token])
         cases.append({
             "prompt": prompt if name != "qwen2-random" else None,
@@ -78,6 +91,9 @@ def run(name, path):
             "top_ids": [int(t) for t in top],
             "top_logits": [float(logits[t]) for t in top],
             "greedy": continuation,
+            # greedy_top_ids[t] / greedy_top_logits[t]: llama.cpp's 8 largest logits where it chose greedy[t].
+            "greedy_top_ids": step_top_ids,
+            "greedy_top_logits": step_top_logits,
         })
     with open(os.path.join(OUT, f"{name}.json"), "w") as f:
         with open(path, "rb") as model_file:
@@ -88,9 +104,13 @@ def run(name, path):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for arg in sys.argv[1:]:
+    args = sys.argv[1:]
+    threads = 2
+    if args[:1] == ["--threads"]:
+        threads, args = int(args[1]), args[2:]
+    for arg in args:
         name, path = arg.split("=", 1)
-        run(name, path)
+        run(name, path, threads)
 
 
 if __name__ == "__main__":

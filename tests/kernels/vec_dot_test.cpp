@@ -156,7 +156,7 @@ TEST_P(Interleaved, MatchesScalarReference) {
   std::mt19937 rng(11);
   const int64_t n = 13;
   for (int64_t num_blocks : {1, 3, 7, 10}) {
-    const int64_t k = num_blocks * 32;
+    const int64_t k = num_blocks * info.block_size;
     const auto weights = random_weights(type, k, n, rng);
     const size_t row_bytes = dtype_bytes(info, k);
     const WeightMatrix w = make_weight_matrix(type, k, n, weights.data(), WeightLayout::FASTEST);
@@ -187,17 +187,19 @@ TEST_P(Interleaved, MatchesScalarReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BlockTypes, Interleaved,
-                         ::testing::Values(DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0),
+                         ::testing::Values(DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K,
+                                           DType::Q6_K),
                          [](const auto& info) { return std::string(dtype_info(info.param).name); });
 
 // Whole products split across threads (in units of 8 rows; 37 rows leave a partial unit), in the
 // file layout and the interleaved one.
 TEST(Matmul, MatchesPerRowDotsForEveryRowCountAndThreadCount) {
-  for (DType type : {DType::Q4_K, DType::Q4_1, DType::Q5_0}) {
+  for (DType type : {DType::Q4_K, DType::Q6_K, DType::Q4_1, DType::Q5_0}) {
+   for (WeightLayout layout : {WeightLayout::FILE, WeightLayout::FASTEST}) {
     std::mt19937 rng(3);
     const int64_t k = 3 * 256, n = 37;
     const auto weights = random_weights(type, k, n, rng);
-    const WeightMatrix w = make_weight_matrix(type, k, n, weights.data(), WeightLayout::FASTEST);
+    const WeightMatrix w = make_weight_matrix(type, k, n, weights.data(), layout);
     std::vector<float> dequantized(k * n);
     ASSERT_TRUE(dequantize(type, weights, dequantized));
     for (int threads : {1, 2, 3}) {
@@ -221,6 +223,7 @@ TEST(Matmul, MatchesPerRowDotsForEveryRowCountAndThreadCount) {
         }
       }
     }
+   }
   }
 }
 

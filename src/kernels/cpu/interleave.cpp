@@ -41,17 +41,83 @@ void block_codes(const BlockShape& s, const uint8_t* block, uint8_t codes[kQK]) 
   }
 }
 
+constexpr size_t kQ4KGroupBlock = 16 + 16 + 64 + 128 + 1024;
+constexpr size_t kQ6KGroupBlock = 16 + 128 + 2048;
+static_assert(kQ4KGroupBlock == 1248 && kQ6KGroupBlock == 2192);
+
+void interleave_q4_k(const uint8_t* rows, size_t row_bytes, int num_rows, int64_t k, uint8_t* out) {
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    uint8_t* group = out + i * kQ4KGroupBlock;
+    uint8_t* scales = group + 32;
+    auto* mins = reinterpret_cast<int16_t*>(group + 96);
+    uint8_t* qs = group + 224;
+    for (int row = 0; row < num_rows; ++row) {
+      BlockQ4_K b;
+      std::memcpy(&b, rows + row * row_bytes + i * sizeof(BlockQ4_K), sizeof(b));
+      std::memcpy(group + 2 * row, &b.d, 2);
+      std::memcpy(group + 16 + 2 * row, &b.dmin, 2);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t scale, min;
+        scale_min_k4(j, b.scales, &scale, &min);
+        scales[8 * j + row] = scale;
+        mins[(j / 2) * 16 + 2 * row + j % 2] = min;
+      }
+      // Weight l of sub-block 2t (2t + 1) is the low (high) nibble of qs[32t + l]: the bytes move
+      // whole, to chunk l / 4 of pair t.
+      for (int t = 0; t < 4; ++t) {
+        for (int l = 0; l < 32; ++l) qs[256 * t + 32 * (l / 4) + 4 * row + l % 4] = b.qs[32 * t + l];
+      }
+    }
+  }
+}
+
+void interleave_q6_k(const uint8_t* rows, size_t row_bytes, int num_rows, int64_t k, uint8_t* out) {
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    uint8_t* group = out + i * kQ6KGroupBlock;
+    auto* scales = reinterpret_cast<int8_t*>(group + 16);
+    uint8_t* q = group + 144;
+    for (int row = 0; row < num_rows; ++row) {
+      BlockQ6_K b;
+      std::memcpy(&b, rows + row * row_bytes + i * sizeof(BlockQ6_K), sizeof(b));
+      std::memcpy(group + 2 * row, &b.d, 2);
+      for (int s = 0; s < 16; ++s) scales[8 * s + row] = b.scales[s];
+      // Weight 128h + 32t + l: low 4 bits from ql (byte l or l + 32 of the half, low or high nibble),
+      // high 2 bits from bits 2t of qh[32h + l] (see dequantize.cpp).
+      for (int h = 0; h < 2; ++h) {
+        for (int t = 0; t < 4; ++t) {
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t low_byte = b.ql[64 * h + l + (t % 2) * 32];
+            const int low = t < 2 ? (low_byte & 0x0F) : (low_byte >> 4);
+            const int high = (b.qh[32 * h + l] >> (2 * t)) & 3;
+            const int w = 128 * h + 32 * t + l;
+            const int sub = w / 16, chunk = (w % 16) / 4, lane_byte = 4 * row + w % 4;
+            q[128 * sub + 32 * chunk + lane_byte] = static_cast<uint8_t>(low | (high << 4));
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
-bool can_interleave(DType type) { return shape_of(type).bits != 0; }
+bool can_interleave(DType type) { return shape_of(type).bits != 0 || type == DType::Q4_K || type == DType::Q6_K; }
+
+size_t interleaved_group_bytes(DType type, int64_t k) {
+  if (type == DType::Q4_K) return kQ4KGroupBlock * static_cast<size_t>(k / kQK_K);
+  if (type == DType::Q6_K) return kQ6KGroupBlock * static_cast<size_t>(k / kQK_K);
+  return kInterleaveRows * shape_of(type).block_bytes * static_cast<size_t>(k / kQK);
+}
 
 void interleave_group(DType type, const uint8_t* rows, size_t row_bytes, int num_rows, int64_t k, uint8_t* out) {
+  std::memset(out, 0, interleaved_group_bytes(type, k));
+  if (type == DType::Q4_K) return interleave_q4_k(rows, row_bytes, num_rows, k, out);
+  if (type == DType::Q6_K) return interleave_q6_k(rows, row_bytes, num_rows, k, out);
   const BlockShape s = shape_of(type);
   const int64_t num_blocks = k / kQK;
   const size_t head = 16 + (s.has_min ? 16 : 0);
   const size_t qh_bytes = s.bits == 5 ? 32 : 0;
   const size_t out_block = kInterleaveRows * s.block_bytes;
-  std::memset(out, 0, out_block * static_cast<size_t>(num_blocks));
   for (int64_t i = 0; i < num_blocks; ++i) {
     uint8_t* group = out + i * out_block;
     uint8_t* qh = group + head;

@@ -12,14 +12,15 @@ WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows
   w.data = data;
   w.row_bytes = dtype_bytes(dtype_info(type), static_cast<uint64_t>(row_length));
   w.kernel = vec_dot_kernel(type);
-  if (layout == WeightLayout::FASTEST && w.kernel.interleaved != nullptr && can_interleave(type) && row_length % 32 == 0 &&
-      num_rows > 0) {
-    const size_t group_bytes = kInterleaveRows * w.row_bytes;
+  if (layout == WeightLayout::FASTEST && w.kernel.interleaved != nullptr && can_interleave(type) &&
+      row_length % dtype_info(type).block_size == 0 && num_rows > 0) {
+    w.group_bytes = interleaved_group_bytes(type, row_length);
     const int64_t num_groups = row_units(w);
-    std::shared_ptr<uint8_t[]> copy(new uint8_t[group_bytes * static_cast<size_t>(num_groups)]);
+    std::shared_ptr<uint8_t[]> copy(new uint8_t[w.group_bytes * static_cast<size_t>(num_groups)]);
     for (int64_t g = 0; g < num_groups; ++g) {
       const int rows = static_cast<int>(std::min<int64_t>(kInterleaveRows, num_rows - g * kInterleaveRows));
-      interleave_group(type, data + g * group_bytes, w.row_bytes, rows, row_length, copy.get() + g * group_bytes);
+      interleave_group(type, data + g * kInterleaveRows * w.row_bytes, w.row_bytes, rows, row_length,
+                       copy.get() + g * w.group_bytes);
     }
     w.data = copy.get();
     w.storage = std::move(copy);
@@ -34,14 +35,13 @@ namespace {
 void matmul_interleaved(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
                         int64_t row_begin, int64_t row_end) {
   constexpr int64_t kBand = 4 * kInterleaveRows;
-  const size_t group_bytes = kInterleaveRows * w.row_bytes;
   for (int64_t band = row_begin; band < row_end; band += kBand) {
     const int64_t band_end = std::min(row_end, band + kBand);
     for (int64_t i = 0; i < m; i += kMaxActRows) {
       const int num = static_cast<int>(std::min<int64_t>(kMaxActRows, m - i));
       for (int64_t j = band; j < band_end; j += kInterleaveRows) {
         const int num_w = static_cast<int>(std::min<int64_t>(kInterleaveRows, band_end - j));
-        w.kernel.interleaved(w.row_length, w.data + (j / kInterleaveRows) * group_bytes, act + i * act_stride, act_stride,
+        w.kernel.interleaved(w.row_length, w.data + (j / kInterleaveRows) * w.group_bytes, act + i * act_stride, act_stride,
                              num, y + i * w.num_rows + j, static_cast<size_t>(w.num_rows), num_w);
       }
     }

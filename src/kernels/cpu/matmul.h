@@ -21,9 +21,10 @@ struct WeightMatrix {
   int64_t row_length = 0;  ///< k
   int64_t num_rows = 0;    ///< n
   const uint8_t* data = nullptr;
-  size_t row_bytes = 0;  ///< of a file row; group g of an interleaved matrix starts at data + 8 * g * row_bytes
+  size_t row_bytes = 0;  ///< of a file row
   VecDotKernel kernel{};
   bool interleaved = false;
+  size_t group_bytes = 0;  ///< interleaved: group g (rows 8g..8g+7) starts at data + g * group_bytes
   std::shared_ptr<const uint8_t[]> storage;  ///< owns `data` when interleaved
 };
 
