@@ -200,7 +200,7 @@ void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const
       // attention weights are rounded to F16 before weighting V: same inputs, closer results.
       thread_local std::vector<float> rounded_query;
       rounded_query.resize(static_cast<size_t>(head_dim));
-      for (int64_t d = 0; d < head_dim; ++d) rounded_query[d] = f16_to_float(float_to_f16(query[d]));
+      ops.round_f16(head_dim, query, rounded_query.data());
       query = rounded_query.data();
       scores.resize(static_cast<size_t>(pos - first + 1));
       // Walk the sequence's blocks: each call covers the positions of one block.
@@ -210,9 +210,7 @@ void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const
         ops.dot_rows_f16(query, keys, cache.key_width(), count, head_dim, scores.data() + (j - first));
         j += count;
       }
-      for (float& score : scores) score *= config.attention_scale;
-      kernels::softmax(scores.data(), pos - first + 1);
-      for (float& weight : scores) weight = f16_to_float(float_to_f16(weight));
+      ops.softmax_f16(pos - first + 1, config.attention_scale, scores.data());
       float* result = out + (i * num_heads + h) * value_dim;
       std::fill(result, result + value_dim, 0.0f);
       for (int64_t j = first; j <= pos;) {

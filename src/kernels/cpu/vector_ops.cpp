@@ -1,5 +1,7 @@
 #include "kernels/cpu/vector_ops.h"
 
+#include <cmath>
+
 #include "kernels/cpu/cpu_features.h"
 #include "tensor/half.h"
 
@@ -25,10 +27,25 @@ void axpy_rows_f16(const float* weights, const uint16_t* rows, int64_t stride, i
   for (int64_t r = 0; r < num_rows; ++r) axpy_f16(dim, weights[r], rows + r * stride, out);
 }
 
+void round_f16(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f16_to_float(float_to_f16(x[i]));
+}
+void softmax_f16(int64_t n, float scale, float* x) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) x[i] *= scale, max = std::max(max, x[i]);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = x[i] - max < -87.0f ? 0.0f : std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inverse = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] = f16_to_float(float_to_f16(x[i] * inverse));
+}
+
 }  // namespace
 
 const VectorOps& scalar_vector_ops() {
-  static const VectorOps ops{dot_f32_f16, axpy_f16, to_f16, dot_rows_f16, axpy_rows_f16};
+  static const VectorOps ops{dot_f32_f16, axpy_f16, to_f16, dot_rows_f16, axpy_rows_f16, round_f16, softmax_f16};
   return ops;
 }
 

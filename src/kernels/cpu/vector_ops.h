@@ -16,6 +16,11 @@ struct VectorOps {
   void (*dot_rows_f16)(const float* q, const uint16_t* rows, int64_t stride, int64_t num_rows, int64_t dim, float* out);
   /// out[d] += sum_r weights[r] * half(rows[r * stride + d]) (one KV block of values)
   void (*axpy_rows_f16)(const float* weights, const uint16_t* rows, int64_t stride, int64_t num_rows, int64_t dim, float* out);
+  /// y[i] = float(half(x[i])): x rounded to F16 precision (y may be x)
+  void (*round_f16)(int64_t n, const float* x, float* y);
+  /// x = half(softmax(scale * x)) in place: attention weights, rounded to F16 as llama.cpp's F16 V
+  /// product rounds them. Terms below e^-87 of the largest are taken as 0 (they round to 0 anyway).
+  void (*softmax_f16)(int64_t n, float scale, float* x);
 };
 
 /// The best implementation for this machine.
