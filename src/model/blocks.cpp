@@ -188,35 +188,41 @@ void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const
   const int64_t group = config.num_heads / config.num_kv_heads;
   const int64_t head_dim = config.head_dim, value_dim = config.value_dim;
   const int64_t bs = cache.block_size();
-  pool.parallel_for(batch.size() * num_heads, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
+  // The heads that share a KV head go together, so each key and value is converted once for all of
+  // them, when that still leaves a few tasks per thread; otherwise one head per task. A head's
+  // arithmetic is the same either way, so its result never depends on the batch.
+  const int64_t heads_per_task = batch.size() * config.num_kv_heads >= 4 * pool.num_threads() ? group : 1;
+  const int64_t tasks_per_row = num_heads / heads_per_task;
+  pool.parallel_for(batch.size() * tasks_per_row, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores, rounded_queries;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / num_heads, h = task % num_heads, kv_head = h / group;
+      const int64_t i = task / tasks_per_row, first_head = (task % tasks_per_row) * heads_per_task;
+      const int64_t kv_head = first_head / group;
+      const int num_q = static_cast<int>(heads_per_task);
       const int64_t pos = batch.positions[i];
       const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+      const int64_t length = pos - first + 1;
       const std::span<const int32_t> table = batch.block_tables[batch.seq_slots[i]];
-      const float* query = q + (i * num_heads + h) * head_dim;
-      // Like llama.cpp (F16 KV cache, no flash attention), the query is rounded to F16 for q.k and the
-      // attention weights are rounded to F16 before weighting V: same inputs, closer results.
-      thread_local std::vector<float> rounded_query;
-      rounded_query.resize(static_cast<size_t>(head_dim));
-      ops.round_f16(head_dim, query, rounded_query.data());
-      query = rounded_query.data();
-      scores.resize(static_cast<size_t>(pos - first + 1));
+      // Like llama.cpp (F16 KV cache, no flash attention), the queries are rounded to F16 for q.k and
+      // the attention weights are rounded to F16 before weighting V: same inputs, closer results.
+      rounded_queries.resize(static_cast<size_t>(num_q * head_dim));
+      ops.round_f16(num_q * head_dim, q + (i * num_heads + first_head) * head_dim, rounded_queries.data());
+      scores.resize(static_cast<size_t>(num_q * length));
       // Walk the sequence's blocks: each call covers the positions of one block.
       for (int64_t j = first; j <= pos;) {
         const int64_t count = std::min(bs - j % bs, pos - j + 1);
         const uint16_t* keys = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
-        ops.dot_rows_f16(query, keys, cache.key_width(), count, head_dim, scores.data() + (j - first));
+        ops.dot_rows_f16(rounded_queries.data(), num_q, keys, cache.key_width(), count, head_dim, scores.data() + (j - first),
+                         length);
         j += count;
       }
-      ops.softmax_f16(pos - first + 1, config.attention_scale, scores.data());
-      float* result = out + (i * num_heads + h) * value_dim;
-      std::fill(result, result + value_dim, 0.0f);
+      for (int g = 0; g < num_q; ++g) ops.softmax_f16(length, config.attention_scale, scores.data() + g * length);
+      float* result = out + (i * num_heads + first_head) * value_dim;
+      std::fill(result, result + num_q * value_dim, 0.0f);
       for (int64_t j = first; j <= pos;) {
         const int64_t count = std::min(bs - j % bs, pos - j + 1);
         const uint16_t* values = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
-        ops.axpy_rows_f16(scores.data() + (j - first), values, cache.value_width(), count, value_dim, result);
+        ops.axpy_rows_f16(scores.data() + (j - first), length, num_q, values, cache.value_width(), count, value_dim, result);
         j += count;
       }
     }

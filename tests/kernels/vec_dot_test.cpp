@@ -239,20 +239,34 @@ TEST(VectorOps, SimdMatchesScalar) {
     avx2_vector_ops().axpy_f16(n, 0.5f, h.data(), y.data());
     scalar_vector_ops().axpy_f16(n, 0.5f, h.data(), y2.data());
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], y2[i], 1e-5);
-    if (n % 8 == 0 || n == 33) {  // block helpers: rows of n with a wider stride, 1 to 5 rows
+    if (n % 8 == 0 || n == 33) {  // block helpers: rows of n with a wider stride, 1 to 5 rows, 1 to 6 queries
       const int64_t stride = n + 8;
       std::vector<uint16_t> rows(stride * 5);
       for (auto& v : rows) v = float_to_f16(normal(rng));
-      std::vector<float> weights = {0.5f, -1.0f, 0.25f, 2.0f, 0.1f};
-      for (int64_t count = 1; count <= 5; ++count) {
-        float fast[5], slow[5];
-        avx2_vector_ops().dot_rows_f16(x.data(), rows.data(), stride, count, n, fast);
-        scalar_vector_ops().dot_rows_f16(x.data(), rows.data(), stride, count, n, slow);
-        for (int64_t r = 0; r < count; ++r) EXPECT_NEAR(fast[r], slow[r], 1e-4 * n);
-        std::vector<float> out_fast(n, 1.0f), out_slow(n, 1.0f);
-        avx2_vector_ops().axpy_rows_f16(weights.data(), rows.data(), stride, count, n, out_fast.data());
-        scalar_vector_ops().axpy_rows_f16(weights.data(), rows.data(), stride, count, n, out_slow.data());
-        for (int64_t d = 0; d < n; ++d) EXPECT_NEAR(out_fast[d], out_slow[d], 1e-4);
+      std::vector<float> queries(6 * n), weights(6 * 5);
+      for (float& v : queries) v = normal(rng);
+      for (float& v : weights) v = normal(rng);
+      for (int num_q = 1; num_q <= 6; ++num_q) {
+        for (int64_t count = 1; count <= 5; ++count) {
+          float fast[6 * 5], slow[6 * 5];
+          avx2_vector_ops().dot_rows_f16(queries.data(), num_q, rows.data(), stride, count, n, fast, 5);
+          scalar_vector_ops().dot_rows_f16(queries.data(), num_q, rows.data(), stride, count, n, slow, 5);
+          for (int g = 0; g < num_q; ++g) {
+            for (int64_t r = 0; r < count; ++r) EXPECT_NEAR(fast[g * 5 + r], slow[g * 5 + r], 1e-4 * n);
+            float alone[5];  // a query's scores do not depend on the queries beside it
+            avx2_vector_ops().dot_rows_f16(queries.data() + g * n, 1, rows.data(), stride, count, n, alone, 5);
+            for (int64_t r = 0; r < count; ++r) EXPECT_EQ(alone[r], fast[g * 5 + r]);
+          }
+          std::vector<float> out_fast(num_q * n, 1.0f), out_slow(num_q * n, 1.0f);
+          avx2_vector_ops().axpy_rows_f16(weights.data(), 5, num_q, rows.data(), stride, count, n, out_fast.data());
+          scalar_vector_ops().axpy_rows_f16(weights.data(), 5, num_q, rows.data(), stride, count, n, out_slow.data());
+          for (int64_t d = 0; d < num_q * n; ++d) EXPECT_NEAR(out_fast[d], out_slow[d], 1e-4);
+          for (int g = 0; g < num_q; ++g) {
+            std::vector<float> alone(n, 1.0f);
+            avx2_vector_ops().axpy_rows_f16(weights.data() + g * 5, 5, 1, rows.data(), stride, count, n, alone.data());
+            for (int64_t d = 0; d < n; ++d) EXPECT_EQ(alone[d], out_fast[g * n + d]);
+          }
+        }
       }
     }
     avx2_vector_ops().to_f16(n, x.data(), h.data());
@@ -288,6 +302,23 @@ TEST(VectorOps, SoftmaxF16MatchesScalar) {
     scalar_vector_ops().round_f16(n, x.data(), rounded_reference.data());
     EXPECT_EQ(rounded, rounded_reference);
   }
+}
+
+// The SIMD activation quantizer writes the reference's bytes, including all-zero and tiny blocks.
+TEST(VectorOps, QuantizeQ8MatchesReferenceBytes) {
+  if (best_isa() == Isa::SCALAR) GTEST_SKIP();
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const int64_t k = 32 * 9;
+  std::vector<float> x(k);
+  for (float& v : x) v = normal(rng);
+  for (int j = 32; j < 64; ++j) x[j] = 0.0f;
+  for (int j = 64; j < 96; ++j) x[j] *= 1e-30f;
+  x[100] = 1e6f;
+  std::vector<ActQ8> fast(k / 32), reference(k / 32);
+  avx2_vector_ops().quantize_q8(x.data(), fast.data(), k);
+  quantize_q8_reference(x.data(), reference.data(), k);
+  EXPECT_EQ(std::memcmp(fast.data(), reference.data(), fast.size() * sizeof(ActQ8)), 0);
 }
 
 TEST(Ops, RmsNormSoftmaxRope) {

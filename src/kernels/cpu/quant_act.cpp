@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/vector_ops.h"
 #include "tensor/half.h"
 
 namespace tern::kernels {
@@ -16,28 +17,31 @@ size_t act_row_bytes(ActFormat format, int64_t k) {
   return 0;
 }
 
+void quantize_q8_reference(const float* x, ActQ8* blocks, int64_t k) {
+  for (int64_t b = 0; b < k / 32; ++b, x += 32) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float inverse = amax != 0 ? 127.0f / amax : 0.0f;  // as llama.cpp's x86 code computes it
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int q = static_cast<int>(std::nearbyint(x[j] * inverse));
+      blocks[b].qs[j] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    blocks[b].d = float_to_f16(d);
+    blocks[b].sum = static_cast<int16_t>(sum);
+    blocks[b].s = float_to_f16(d * static_cast<float>(sum));
+  }
+}
+
 void quantize_act_row(ActFormat format, const float* x, void* out, int64_t k) {
   if (format == ActFormat::F32) {
     std::memcpy(out, x, static_cast<size_t>(k) * 4);
     return;
   }
   if (format == ActFormat::Q8) {
-    auto* blocks = static_cast<ActQ8*>(out);
-    for (int64_t b = 0; b < k / 32; ++b, x += 32) {
-      float amax = 0;
-      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-      const float d = amax / 127.0f;
-      const float inverse = amax != 0 ? 127.0f / amax : 0.0f;  // as llama.cpp's x86 code computes it
-      int sum = 0;
-      for (int j = 0; j < 32; ++j) {
-        const int q = static_cast<int>(std::nearbyint(x[j] * inverse));
-        blocks[b].qs[j] = static_cast<int8_t>(q);
-        sum += q;
-      }
-      blocks[b].d = float_to_f16(d);
-      blocks[b].sum = static_cast<int16_t>(sum);
-      blocks[b].s = float_to_f16(d * static_cast<float>(sum));
-    }
+    vector_ops().quantize_q8(x, static_cast<ActQ8*>(out), k);
     return;
   }
   auto* blocks = static_cast<ActQ8K*>(out);

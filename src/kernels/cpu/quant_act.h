@@ -37,7 +37,10 @@ enum class ActFormat { F32, Q8, Q8K };
 /// Bytes one activation row of `k` values takes in `format`.
 size_t act_row_bytes(ActFormat format, int64_t k);
 
-/// Quantizes one row (k a multiple of the format's block size).
+/// Quantizes one row (k a multiple of the format's block size), with SIMD where the machine has it.
 void quantize_act_row(ActFormat format, const float* x, void* out, int64_t k);
+
+/// The scalar reference for ActQ8 rows (the SIMD version gives the same bytes).
+void quantize_q8_reference(const float* x, ActQ8* out, int64_t k);
 
 }  // namespace tern::kernels

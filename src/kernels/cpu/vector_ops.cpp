@@ -20,11 +20,17 @@ void to_f16(int64_t n, const float* x, uint16_t* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = float_to_f16(x[i]);
 }
 
-void dot_rows_f16(const float* q, const uint16_t* rows, int64_t stride, int64_t num_rows, int64_t dim, float* out) {
-  for (int64_t r = 0; r < num_rows; ++r) out[r] = dot_f32_f16(dim, q, rows + r * stride);
+void dot_rows_f16(const float* q, int num_q, const uint16_t* rows, int64_t stride, int64_t num_rows, int64_t dim, float* out,
+                  int64_t out_stride) {
+  for (int g = 0; g < num_q; ++g) {
+    for (int64_t r = 0; r < num_rows; ++r) out[g * out_stride + r] = dot_f32_f16(dim, q + g * dim, rows + r * stride);
+  }
 }
-void axpy_rows_f16(const float* weights, const uint16_t* rows, int64_t stride, int64_t num_rows, int64_t dim, float* out) {
-  for (int64_t r = 0; r < num_rows; ++r) axpy_f16(dim, weights[r], rows + r * stride, out);
+void axpy_rows_f16(const float* weights, int64_t weights_stride, int num_q, const uint16_t* rows, int64_t stride,
+                   int64_t num_rows, int64_t dim, float* out) {
+  for (int g = 0; g < num_q; ++g) {
+    for (int64_t r = 0; r < num_rows; ++r) axpy_f16(dim, weights[g * weights_stride + r], rows + r * stride, out + g * dim);
+  }
 }
 
 void round_f16(int64_t n, const float* x, float* y) {
@@ -45,7 +51,8 @@ void softmax_f16(int64_t n, float scale, float* x) {
 }  // namespace
 
 const VectorOps& scalar_vector_ops() {
-  static const VectorOps ops{dot_f32_f16, axpy_f16, to_f16, dot_rows_f16, axpy_rows_f16, round_f16, softmax_f16};
+  static const VectorOps ops{dot_f32_f16,   axpy_f16,  to_f16,      dot_rows_f16,
+                             axpy_rows_f16, round_f16, softmax_f16, quantize_q8_reference};
   return ops;
 }
 
