@@ -1,5 +1,7 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <algorithm>
+
 namespace tern::kernels {
 
 ThreadPool::ThreadPool(int num_threads) {
@@ -61,10 +63,21 @@ void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  run_on_all([&](int index, int count) {
-    const int64_t begin = n * index / count;
-    const int64_t end = n * (index + 1) / count;
-    if (begin < end) fn(begin, end);
+  const int count = num_threads();
+  if (count == 1 || n == 1) {
+    fn(0, n);
+    return;
+  }
+  // A few contiguous chunks per thread, claimed from a counter: on a busy machine a descheduled thread
+  // holds up only the chunk it is in, and the others take the rest (with one fixed chunk per thread,
+  // every op would wait for it).
+  const int64_t num_chunks = std::min<int64_t>(n, 4 * static_cast<int64_t>(count));
+  std::atomic<int64_t> next{0};
+  run_on_all([&](int, int) {
+    for (int64_t chunk = next.fetch_add(1, std::memory_order_relaxed); chunk < num_chunks;
+         chunk = next.fetch_add(1, std::memory_order_relaxed)) {
+      fn(n * chunk / num_chunks, n * (chunk + 1) / num_chunks);
+    }
   });
 }
 

@@ -24,7 +24,8 @@ class ThreadPool {
   /// Runs fn(thread_index, num_threads) on every thread (caller included) and waits for all.
   void run_on_all(const std::function<void(int, int)>& fn);
 
-  /// Splits [0, n) into contiguous chunks, one per thread: fn(begin, end).
+  /// Splits [0, n) into contiguous chunks (a few per thread, claimed dynamically) and runs fn(begin, end)
+  /// on each; returns when all are done.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
