@@ -26,15 +26,22 @@ void Workspace::prepare(const ModelConfig& c, int64_t m) {
   for (auto* buffer : {&gate, &up, &activated}) grow(*buffer, m * c.ffn_length);
 }
 
-void embed_tokens(const gguf::TensorInfo& embedding, const Batch& batch, int64_t n_embd, float scale, float* hidden,
+void embed_tokens(const ModelWeights& weights, const Batch& batch, int64_t n_embd, float scale, float* hidden,
                   kernels::ThreadPool& pool) {
+  const gguf::TensorInfo& embedding = *weights.token_embedding;
   const DTypeInfo& info = dtype_info(embedding.type);
   const size_t row_bytes = dtype_bytes(info, static_cast<uint64_t>(n_embd));
   pool.parallel_for(batch.size(), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<uint8_t> file_row;
     for (int64_t i = begin; i < end; ++i) {
       float* row = hidden + i * n_embd;
-      (void)dequantize(embedding.type, embedding.data.subspan(static_cast<size_t>(batch.tokens[i]) * row_bytes, row_bytes),
-                       {row, static_cast<size_t>(n_embd)});
+      std::span<const uint8_t> bytes = embedding.data.subspan(static_cast<size_t>(batch.tokens[i]) * row_bytes, row_bytes);
+      if (weights.output_is_embedding) {  // the file's pages may be released: read the matrix's copy
+        file_row.resize(row_bytes);
+        kernels::copy_file_row(weights.output, batch.tokens[i], file_row.data());
+        bytes = file_row;
+      }
+      (void)dequantize(embedding.type, bytes, {row, static_cast<size_t>(n_embd)});
       if (scale != 1.0f) {
         for (int64_t j = 0; j < n_embd; ++j) row[j] *= scale;
       }

@@ -16,8 +16,8 @@ namespace tern::model {
 
 void grow(std::vector<float>& buffer, int64_t size);
 
-/// hidden[i] = embedding row of tokens[i] * scale.
-void embed_tokens(const gguf::TensorInfo& embedding, const Batch& batch, int64_t n_embd, float scale, float* hidden,
+/// hidden[i] = embedding row of tokens[i] * scale (from the tied output matrix when there is one).
+void embed_tokens(const ModelWeights& weights, const Batch& batch, int64_t n_embd, float scale, float* hidden,
                   kernels::ThreadPool& pool);
 
 /// RMSNorm of each of `rows` rows of width n.

@@ -30,16 +30,15 @@ class TensorFinder {
     return tensor;
   }
 
-  // FASTEST layout: a copy rearranged for this machine's kernels where that is faster, after which the
-  // file's pages are released; FILE for a matrix whose rows are also read in place (a tied embedding).
+  // A copy rearranged for this machine's kernels where that is faster (the file's pages are released
+  // as they are copied), else the file's bytes in place.
   Result<kernels::WeightMatrix> matrix(const std::string& name, int64_t k, int64_t n,
                                        kernels::WeightLayout layout = kernels::WeightLayout::FASTEST) const {
     auto tensor = find(name, {static_cast<uint64_t>(k), static_cast<uint64_t>(n)});
     if (!tensor) return std::unexpected(tensor.error());
     const bool whole_blocks = k % dtype_info((*tensor)->type).block_size == 0;
     auto w = kernels::make_weight_matrix((*tensor)->type, k, n, (*tensor)->data.data(),
-                                         whole_blocks ? layout : kernels::WeightLayout::FILE);
-    if (w.interleaved && file_.is_mapped()) release_mapped_pages((*tensor)->data);
+                                         whole_blocks ? layout : kernels::WeightLayout::FILE, file_.is_mapped());
     if (w.kernel.fn == nullptr) return fail("{}: no matrix kernel for '{}' of type {}", file_.name(), name, dtype_info(w.type).name);
     if (k % dtype_info(w.type).block_size != 0) return fail("{}: '{}' rows are not whole blocks", file_.name(), name);
     if (w.kernel.act_format == kernels::ActFormat::Q8 && k % 32 != 0) return fail("{}: '{}' rows of {} are not a multiple of 32", file_.name(), name, k);
@@ -112,8 +111,9 @@ Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig&
   if (file.find_tensor("output.weight") != nullptr) {
     TERN_TRY(w.output, find.matrix("output.weight", c.embedding_length, c.vocab_size));
   } else {
-    // Tied: the embedding's rows are read in place too, so the matrix keeps the file's layout.
-    TERN_TRY(w.output, find.matrix("token_embd.weight", c.embedding_length, c.vocab_size, kernels::WeightLayout::FILE));
+    // Tied: one copy serves both; token rows are then looked up through the matrix (embed_tokens).
+    TERN_TRY(w.output, find.matrix("token_embd.weight", c.embedding_length, c.vocab_size));
+    w.output_is_embedding = true;
   }
 #undef TERN_TRY
   return w;

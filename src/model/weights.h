@@ -33,6 +33,7 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> output_norm;                     // [n_embd]
   kernels::WeightMatrix output;                       // [n_embd, n_vocab]; the embedding when tied
+  bool output_is_embedding = false;                   // tied: embed through `output` (the file's pages are released)
 };
 
 /// Finds and checks every tensor; a missing or misshapen one is an error naming it.

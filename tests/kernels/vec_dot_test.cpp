@@ -186,6 +186,23 @@ TEST_P(Interleaved, MatchesScalarReference) {
   }
 }
 
+// Every row comes back byte for byte from its interleaved group (tied embeddings are read this way).
+TEST_P(Interleaved, RowsComeBackExactly) {
+  const DType type = GetParam();
+  const DTypeInfo& info = dtype_info(type);
+  std::mt19937 rng(17);
+  const int64_t k = 3 * (info.block_size == 256 ? 256 : 64), n = 13;
+  const auto weights = random_weights(type, k, n, rng);
+  const size_t row_bytes = dtype_bytes(info, k), group_bytes = interleaved_group_bytes(type, k);
+  std::vector<uint8_t> groups(2 * group_bytes), row(row_bytes);
+  interleave_group(type, weights.data(), row_bytes, 8, k, groups.data());
+  interleave_group(type, weights.data() + 8 * row_bytes, row_bytes, 5, k, groups.data() + group_bytes);
+  for (int64_t j = 0; j < n; ++j) {
+    deinterleave_row(type, groups.data() + (j / 8) * group_bytes, static_cast<int>(j % 8), k, row.data());
+    EXPECT_EQ(std::memcmp(row.data(), weights.data() + j * row_bytes, row_bytes), 0) << info.name << " row " << j;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(BlockTypes, Interleaved,
                          ::testing::Values(DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4_K,
                                            DType::Q6_K),

@@ -144,4 +144,75 @@ void interleave_group(DType type, const uint8_t* rows, size_t row_bytes, int num
   }
 }
 
+void deinterleave_row(DType type, const uint8_t* group, int lane, int64_t k, uint8_t* row) {
+  if (type == DType::Q4_K) {
+    for (int64_t i = 0; i < k / kQK_K; ++i) {
+      const uint8_t* g = group + i * kQ4KGroupBlock;
+      BlockQ4_K b{};
+      std::memcpy(&b.d, g + 2 * lane, 2);
+      std::memcpy(&b.dmin, g + 16 + 2 * lane, 2);
+      uint8_t scale[8], min[8];
+      for (int j = 0; j < 8; ++j) {
+        int16_t m;
+        std::memcpy(&m, g + 96 + 2 * ((j / 2) * 16 + 2 * lane + j % 2), 2);
+        scale[j] = g[32 + 8 * j + lane], min[j] = static_cast<uint8_t>(m);
+      }
+      for (int j = 0; j < 4; ++j) {  // the packing scale_min_k4 reads
+        b.scales[j] = static_cast<uint8_t>((scale[j] & 63) | ((scale[j + 4] >> 4) << 6));
+        b.scales[j + 4] = static_cast<uint8_t>((min[j] & 63) | ((min[j + 4] >> 4) << 6));
+        b.scales[j + 8] = static_cast<uint8_t>((scale[j + 4] & 0x0F) | ((min[j + 4] & 0x0F) << 4));
+      }
+      for (int t = 0; t < 4; ++t) {
+        for (int l = 0; l < 32; ++l) b.qs[32 * t + l] = g[224 + 256 * t + 32 * (l / 4) + 4 * lane + l % 4];
+      }
+      std::memcpy(row + i * sizeof(BlockQ4_K), &b, sizeof(b));
+    }
+    return;
+  }
+  if (type == DType::Q6_K) {
+    for (int64_t i = 0; i < k / kQK_K; ++i) {
+      const uint8_t* g = group + i * kQ6KGroupBlock;
+      BlockQ6_K b{};
+      std::memcpy(&b.d, g + 2 * lane, 2);
+      for (int sub = 0; sub < 16; ++sub) b.scales[sub] = static_cast<int8_t>(g[16 + 8 * sub + lane]);
+      for (int h = 0; h < 2; ++h) {
+        for (int t = 0; t < 4; ++t) {
+          for (int l = 0; l < 32; ++l) {
+            const int w = 128 * h + 32 * t + l;
+            const uint8_t q = g[144 + 128 * (w / 16) + 32 * ((w % 16) / 4) + 4 * lane + w % 4];
+            b.ql[64 * h + l + (t % 2) * 32] |= static_cast<uint8_t>(t < 2 ? (q & 0x0F) : (q & 0x0F) << 4);
+            b.qh[32 * h + l] |= static_cast<uint8_t>((q >> 4) << (2 * t));
+          }
+        }
+      }
+      std::memcpy(row + i * sizeof(BlockQ6_K), &b, sizeof(b));
+    }
+    return;
+  }
+  const BlockShape s = shape_of(type);
+  const size_t head = 16 + (s.has_min ? 16 : 0);
+  const size_t qh_bytes = s.bits == 5 ? 32 : 0;
+  for (int64_t i = 0; i < k / kQK; ++i) {
+    const uint8_t* g = group + i * kInterleaveRows * s.block_bytes;
+    uint8_t* block = row + i * s.block_bytes;
+    std::memset(block, 0, s.block_bytes);
+    std::memcpy(block, g + 2 * lane, 2);
+    if (s.has_min) std::memcpy(block + 2, g + 16 + 2 * lane, 2);
+    uint32_t qh = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int chunk = j / 4, lane_byte = 4 * lane + j % 4;
+      const uint8_t* qs = g + head + qh_bytes;
+      if (s.bits == 8) {
+        block[s.qs_offset + j] = qs[32 * chunk + lane_byte];
+        continue;
+      }
+      const uint8_t nibble = chunk < 4 ? (qs[32 * chunk + lane_byte] & 0x0F) : (qs[32 * (chunk - 4) + lane_byte] >> 4);
+      if (j < 16) block[s.qs_offset + j] |= nibble;
+      else block[s.qs_offset + j - 16] |= static_cast<uint8_t>(nibble << 4);
+      if (s.bits == 5 && ((g[head + 4 * chunk + lane_byte / 8] >> (lane_byte % 8)) & 1) != 0) qh |= 1u << j;
+    }
+    if (s.bits == 5) std::memcpy(block + s.qh_offset, &qh, 4);
+  }
+}
+
 }  // namespace tern::kernels

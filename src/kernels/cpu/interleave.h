@@ -47,4 +47,8 @@ size_t interleaved_group_bytes(DType type, int64_t k);
 /// interleaved_group_bytes(type, k) bytes at `out`; missing rows become zeros.
 void interleave_group(DType type, const uint8_t* rows, size_t row_bytes, int num_rows, int64_t k, uint8_t* out);
 
+/// The inverse for one row: writes row `lane` (0..7) of an interleaved group back in the file's layout
+/// (the bytes of one file row of `k` weights), e.g. to look up a token's row of a tied embedding.
+void deinterleave_row(DType type, const uint8_t* group, int lane, int64_t k, uint8_t* row);
+
 }  // namespace tern::kernels

@@ -1,10 +1,14 @@
 #include "kernels/cpu/matmul.h"
 
+#include <cstring>
+
 #include "kernels/cpu/interleave.h"
+#include "util/mapped_file.h"
 
 namespace tern::kernels {
 
-WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data, WeightLayout layout) {
+WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data, WeightLayout layout,
+                                bool release_source) {
   WeightMatrix w;
   w.type = type;
   w.row_length = row_length;
@@ -17,16 +21,35 @@ WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows
     w.group_bytes = interleaved_group_bytes(type, row_length);
     const int64_t num_groups = row_units(w);
     std::shared_ptr<uint8_t[]> copy(new uint8_t[w.group_bytes * static_cast<size_t>(num_groups)]);
+    const size_t source_bytes = static_cast<size_t>(num_rows) * w.row_bytes;
+    size_t released = 0;
     for (int64_t g = 0; g < num_groups; ++g) {
       const int rows = static_cast<int>(std::min<int64_t>(kInterleaveRows, num_rows - g * kInterleaveRows));
       interleave_group(type, data + g * kInterleaveRows * w.row_bytes, w.row_bytes, rows, row_length,
                        copy.get() + g * w.group_bytes);
+      const size_t done = std::min(source_bytes, static_cast<size_t>(g + 1) * kInterleaveRows * w.row_bytes);
+      if (release_source && (done - released >= (size_t{4} << 20) || done == source_bytes)) {
+        // Starting a page early covers the page that straddled the previous boundary (releasing a map's
+        // page is always safe: it is read back from the file if touched again).
+        const size_t from = released >= 4096 ? released - 4096 : 0;
+        release_mapped_pages({data + from, done - from});
+        released = done;
+      }
     }
     w.data = copy.get();
     w.storage = std::move(copy);
     w.interleaved = true;
   }
   return w;
+}
+
+void copy_file_row(const WeightMatrix& w, int64_t row, uint8_t* out) {
+  if (!w.interleaved) {
+    std::memcpy(out, w.data + row * w.row_bytes, w.row_bytes);
+    return;
+  }
+  deinterleave_row(w.type, w.data + (row / kInterleaveRows) * w.group_bytes, static_cast<int>(row % kInterleaveRows),
+                   w.row_length, out);
 }
 
 namespace {

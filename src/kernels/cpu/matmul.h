@@ -34,9 +34,14 @@ enum class WeightLayout {
 };
 
 /// Fills row_bytes and picks the kernel (an empty kernel fn if the type has none); with FASTEST,
-/// copies the rows into the interleaved layout where that is faster.
+/// copies the rows into the interleaved layout where that is faster. `release_source`: `data` is part
+/// of a read-only file map, and its pages are released as they are copied (so a large matrix never
+/// counts twice in the RSS).
 WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data,
-                                WeightLayout layout = WeightLayout::FILE);
+                                WeightLayout layout = WeightLayout::FILE, bool release_source = false);
+
+/// Row `row` of `w` in the file's layout (row_bytes bytes at `out`), whatever the layout of `w`.
+void copy_file_row(const WeightMatrix& w, int64_t row, uint8_t* out);
 
 /// Threads split a matrix's rows in units of this many (an interleaved group).
 inline constexpr int64_t kRowUnit = 8;

@@ -28,7 +28,7 @@ void forward_gemma3(const ModelConfig& c, const ModelWeights& w, const Batch& ba
   rope_tables(batch, c.rotary_dims, c.rope_base_sliding, ws.rope_cos, ws.rope_sin);
 
   float* x = ws.hidden.data();
-  embed_tokens(*w.token_embedding, batch, n, c.embedding_scale, x, pool);
+  embed_tokens(w, batch, n, c.embedding_scale, x, pool);
   for (int64_t il = 0; il < c.num_layers; ++il) {
     const LayerWeights& layer = w.layers[il];
     const bool is_local = c.layer_is_sliding[il];

@@ -21,7 +21,7 @@ void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& bat
   rope_tables(batch, c.rotary_dims, c.rope_base, ws.rope_cos, ws.rope_sin);
 
   float* x = ws.hidden.data();
-  embed_tokens(*w.token_embedding, batch, n, c.embedding_scale, x, pool);
+  embed_tokens(w, batch, n, c.embedding_scale, x, pool);
   for (int64_t il = 0; il < c.num_layers; ++il) {
     const LayerWeights& layer = w.layers[il];
     rms_norm_rows(pool, x, layer.attn_norm, ws.normed.data(), m, n, c.norm_eps);
