@@ -126,6 +126,10 @@ void interleave_group(DType type, const uint8_t* rows, size_t row_bytes, int num
       const uint8_t* block = rows + row * row_bytes + i * s.block_bytes;
       std::memcpy(group + 2 * row, block, 2);                          // d
       if (s.has_min) std::memcpy(group + 16 + 2 * row, block + 2, 2);  // m
+      if (s.bits == 8) {  // whole 4-byte chunks (the large tied embeddings are Q8_0: this is their load time)
+        for (int chunk = 0; chunk < 8; ++chunk) std::memcpy(qs + 32 * chunk + 4 * row, block + s.qs_offset + 4 * chunk, 4);
+        continue;
+      }
       uint8_t codes[kQK];
       block_codes(s, block, codes);
       for (int j = 0; j < kQK; ++j) {
