@@ -338,6 +338,25 @@ TEST(VectorOps, QuantizeQ8MatchesReferenceBytes) {
   EXPECT_EQ(std::memcmp(fast.data(), reference.data(), fast.size() * sizeof(ActQ8)), 0);
 }
 
+// The same for the K types' 256-value format: ties in magnitude with opposite signs (the first one
+// sets the scale's sign), an all-zero block, a value that rounds to +128 before the cap.
+TEST(VectorOps, QuantizeQ8KMatchesReferenceBytes) {
+  if (best_isa() == Isa::SCALAR) GTEST_SKIP();
+  std::mt19937 rng(19);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const int64_t k = 256 * 5;
+  std::vector<float> x(k);
+  for (float& v : x) v = normal(rng);
+  for (int j = 256; j < 512; ++j) x[j] = 0.0f;
+  x[520] = -9.0f, x[700] = 9.0f;   // block 2: first of equal magnitudes is negative
+  x[800] = 9.0f, x[900] = -9.0f;   // block 3: positive first
+  x[1100] = -8.0f, x[1101] = 8.0f;  // block 4: +8 maps to +127, not past it
+  std::vector<ActQ8K> fast(k / 256), reference(k / 256);
+  avx2_vector_ops().quantize_q8k(x.data(), fast.data(), k);
+  quantize_q8k_reference(x.data(), reference.data(), k);
+  EXPECT_EQ(std::memcmp(fast.data(), reference.data(), fast.size() * sizeof(ActQ8K)), 0);
+}
+
 TEST(Ops, RmsNormSoftmaxRope) {
   std::vector<float> x = {1, 2, 3, 4};
   std::vector<float> out(4);

@@ -44,7 +44,10 @@ void quantize_act_row(ActFormat format, const float* x, void* out, int64_t k) {
     vector_ops().quantize_q8(x, static_cast<ActQ8*>(out), k);
     return;
   }
-  auto* blocks = static_cast<ActQ8K*>(out);
+  vector_ops().quantize_q8k(x, static_cast<ActQ8K*>(out), k);
+}
+
+void quantize_q8k_reference(const float* x, ActQ8K* blocks, int64_t k) {
   for (int64_t b = 0; b < k / 256; ++b, x += 256) {
     // Like ggml's Q8_K: scale by the signed value of largest magnitude, so it maps to -127 exactly.
     float max = 0, amax = 0;

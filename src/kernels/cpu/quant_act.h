@@ -40,7 +40,8 @@ size_t act_row_bytes(ActFormat format, int64_t k);
 /// Quantizes one row (k a multiple of the format's block size), with SIMD where the machine has it.
 void quantize_act_row(ActFormat format, const float* x, void* out, int64_t k);
 
-/// The scalar reference for ActQ8 rows (the SIMD version gives the same bytes).
+/// The scalar references for ActQ8 and ActQ8K rows (the SIMD versions give the same bytes).
 void quantize_q8_reference(const float* x, ActQ8* out, int64_t k);
+void quantize_q8k_reference(const float* x, ActQ8K* out, int64_t k);
 
 }  // namespace tern::kernels

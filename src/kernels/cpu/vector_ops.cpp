@@ -52,7 +52,7 @@ void softmax_f16(int64_t n, float scale, float* x) {
 
 const VectorOps& scalar_vector_ops() {
   static const VectorOps ops{dot_f32_f16,   axpy_f16,  to_f16,      dot_rows_f16,
-                             axpy_rows_f16, round_f16, softmax_f16, quantize_q8_reference};
+                             axpy_rows_f16, round_f16, softmax_f16, quantize_q8_reference, quantize_q8k_reference};
   return ops;
 }
 

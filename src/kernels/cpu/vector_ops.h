@@ -31,6 +31,8 @@ struct VectorOps {
   void (*softmax_f16)(int64_t n, float scale, float* x);
   /// One row of k activations to ActQ8 blocks (bit-identical to quantize_q8_reference)
   void (*quantize_q8)(const float* x, ActQ8* out, int64_t k);
+  /// One row of k activations to ActQ8K blocks (bit-identical to quantize_q8k_reference)
+  void (*quantize_q8k)(const float* x, ActQ8K* out, int64_t k);
 };
 
 /// The best implementation for this machine.
