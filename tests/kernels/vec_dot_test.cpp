@@ -151,16 +151,20 @@ TEST_P(Interleaved, MatchesScalarReference) {
   const DType type = GetParam();
   const DTypeInfo& info = dtype_info(type);
   ASSERT_TRUE(can_interleave(type));
-  const VecDotKernel kernel = vec_dot_kernel(type);
-  if (kernel.interleaved == nullptr) GTEST_SKIP() << "no interleaved kernel on this machine";
+  if (vec_dot_kernel(type).interleaved == nullptr) GTEST_SKIP() << "no interleaved kernel on this machine";
   std::mt19937 rng(11);
   const int64_t n = 13;
-  for (int64_t num_blocks : {1, 3, 7, 10}) {
+  for (Isa isa : {Isa::AVX2, Isa::AVX512_VNNI}) {  // one layout, a kernel per ISA
+   if (static_cast<int>(isa) > static_cast<int>(best_isa())) continue;
+   const VecDotKernel kernel = vec_dot_kernel(type, isa);
+   ASSERT_NE(kernel.interleaved, nullptr) << isa_name(isa);
+   for (int64_t num_blocks : {1, 3, 7, 10}) {
     const int64_t k = num_blocks * info.block_size;
     const auto weights = random_weights(type, k, n, rng);
     const size_t row_bytes = dtype_bytes(info, k);
-    const WeightMatrix w = make_weight_matrix(type, k, n, weights.data(), WeightLayout::FASTEST);
+    WeightMatrix w = make_weight_matrix(type, k, n, weights.data(), WeightLayout::FASTEST);
     ASSERT_TRUE(w.interleaved);
+    w.kernel = kernel;
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<float> x(k * kMaxActRows);
     for (float& v : x) v = normal(rng);
@@ -176,13 +180,14 @@ TEST_P(Interleaved, MatchesScalarReference) {
         reference.fn(k, weights.data() + j * row_bytes, act.data(), stride, rows, want);
         for (int r = 0; r < rows; ++r) {
           EXPECT_NEAR(y[r * n + j], want[r], 1e-4f * (1.0f + std::fabs(want[r])))
-              << info.name << " k=" << k << " rows=" << rows << " weight row " << j << " r=" << r;
+              << info.name << " " << isa_name(isa) << " k=" << k << " rows=" << rows << " weight row " << j << " r=" << r;
         }
       }
       std::vector<float> alone(n);
       matmul_rows(w, act.data(), stride, 1, alone.data(), 0, n);
       for (int64_t j = 0; j < n; ++j) EXPECT_EQ(alone[j], y[j]) << info.name << " batch invariance, row " << j;
     }
+   }
   }
 }
 

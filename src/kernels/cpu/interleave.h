@@ -1,6 +1,6 @@
 #pragma once
-// Interleaved weight layout for the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), used on
-// machines with AVX-512 VNNI. Eight consecutive weight rows form a group; block i of the group holds
+// Interleaved weight layout for the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and Q4_K /
+// Q6_K, used on machines with AVX2 or AVX-512 VNNI (the scalar path keeps the file layout). Eight consecutive weight rows form a group; block i of the group holds
 // block i of each of the eight rows, rearranged so that one 256-bit vector carries four consecutive
 // weights of all eight rows:
 //

@@ -30,7 +30,7 @@ struct WeightMatrix {
 
 enum class WeightLayout {
   FILE,     ///< read the rows in place
-  FASTEST,  ///< interleave where this machine has a kernel for that (AVX-512 VNNI, 32-value block types)
+  FASTEST,  ///< interleave where this machine has a kernel for that (AVX2 / AVX-512 VNNI; see interleave.h)
 };
 
 /// Fills row_bytes and picks the kernel (an empty kernel fn if the type has none); with FASTEST,

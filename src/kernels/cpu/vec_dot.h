@@ -45,7 +45,7 @@ struct VecDotKernel {
   Isa isa;
   VecDotPairFn pair = nullptr;          ///< optional
   VecDotTileFn tile = nullptr;          ///< optional (AVX-512 VNNI)
-  InterleavedFn interleaved = nullptr;  ///< optional (AVX-512 VNNI): for matrices in the interleaved layout
+  InterleavedFn interleaved = nullptr;  ///< optional (AVX2, AVX-512 VNNI): for matrices in the interleaved layout
 };
 
 /// The kernel for `type` on this machine. Types without a direct kernel use a dequantizing F32 path.
