@@ -36,7 +36,7 @@ void embed_tokens(const ModelWeights& weights, const Batch& batch, int64_t n_emb
     for (int64_t i = begin; i < end; ++i) {
       float* row = hidden + i * n_embd;
       std::span<const uint8_t> bytes = embedding.data.subspan(static_cast<size_t>(batch.tokens[i]) * row_bytes, row_bytes);
-      if (weights.output_is_embedding) {  // the file's pages may be released: read the matrix's copy
+      if (weights.output_is_embedding && weights.output.interleaved) {  // the file's pages were released
         file_row.resize(row_bytes);
         kernels::copy_file_row(weights.output, batch.tokens[i], file_row.data());
         bytes = file_row;
@@ -102,9 +102,7 @@ void project(kernels::ThreadPool& pool, std::span<const kernels::WeightMatrix* c
       const int64_t lo = std::max(begin, first), hi = std::min(end, last);
       if (lo < hi) {
         const int f = format_of[j];
-        const int64_t row_end = std::min(weights[j]->num_rows, (hi - first) * kernels::kRowUnit);
-        kernels::matmul_rows(*weights[j], scratch.act.data() + offsets[f], strides[f], m, outputs[j],
-                             (lo - first) * kernels::kRowUnit, row_end);
+        kernels::matmul_units(*weights[j], scratch.act.data() + offsets[f], strides[f], m, outputs[j], lo - first, hi - first);
       }
       first = last;
     }

@@ -32,13 +32,11 @@ class TensorFinder {
 
   // A copy rearranged for this machine's kernels where that is faster (the file's pages are released
   // as they are copied), else the file's bytes in place.
-  Result<kernels::WeightMatrix> matrix(const std::string& name, int64_t k, int64_t n,
-                                       kernels::WeightLayout layout = kernels::WeightLayout::FASTEST) const {
+  Result<kernels::WeightMatrix> matrix(const std::string& name, int64_t k, int64_t n) const {
     auto tensor = find(name, {static_cast<uint64_t>(k), static_cast<uint64_t>(n)});
     if (!tensor) return std::unexpected(tensor.error());
-    const bool whole_blocks = k % dtype_info((*tensor)->type).block_size == 0;
     auto w = kernels::make_weight_matrix((*tensor)->type, k, n, (*tensor)->data.data(),
-                                         whole_blocks ? layout : kernels::WeightLayout::FILE, file_.is_mapped());
+                                         kernels::WeightLayout::FASTEST, file_.is_mapped());
     if (w.kernel.fn == nullptr) return fail("{}: no matrix kernel for '{}' of type {}", file_.name(), name, dtype_info(w.type).name);
     if (k % dtype_info(w.type).block_size != 0) return fail("{}: '{}' rows are not whole blocks", file_.name(), name);
     if (w.kernel.act_format == kernels::ActFormat::Q8 && k % 32 != 0) return fail("{}: '{}' rows of {} are not a multiple of 32", file_.name(), name, k);

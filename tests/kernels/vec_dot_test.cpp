@@ -174,7 +174,7 @@ TEST_P(Interleaved, MatchesScalarReference) {
     const VecDotKernel reference = scalar_vec_dot(type);
     for (int rows = 1; rows <= kMaxActRows; ++rows) {
       std::vector<float> y(rows * n, -1.0f);
-      matmul_rows(w, act.data(), stride, rows, y.data(), 0, n);
+      matmul_units(w, act.data(), stride, rows, y.data(), 0, row_units(w));
       for (int64_t j = 0; j < n; ++j) {
         float want[kMaxActRows];
         reference.fn(k, weights.data() + j * row_bytes, act.data(), stride, rows, want);
@@ -184,7 +184,7 @@ TEST_P(Interleaved, MatchesScalarReference) {
         }
       }
       std::vector<float> alone(n);
-      matmul_rows(w, act.data(), stride, 1, alone.data(), 0, n);
+      matmul_units(w, act.data(), stride, 1, alone.data(), 0, row_units(w));
       for (int64_t j = 0; j < n; ++j) EXPECT_EQ(alone[j], y[j]) << info.name << " batch invariance, row " << j;
     }
    }

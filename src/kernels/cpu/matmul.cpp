@@ -73,8 +73,9 @@ void matmul_interleaved(const WeightMatrix& w, const uint8_t* act, size_t act_st
 
 }  // namespace
 
-void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
-                 int64_t row_begin, int64_t row_end) {
+void matmul_units(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y, int64_t unit_begin,
+                  int64_t unit_end) {
+  const int64_t row_begin = unit_begin * kRowUnit, row_end = std::min(w.num_rows, unit_end * kRowUnit);
   if (w.interleaved) {
     matmul_interleaved(w, act, act_stride, m, y, row_begin, row_end);
     return;
@@ -134,7 +135,7 @@ void matmul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t m, 
     }
   }
   pool.parallel_for(row_units(w), [&](int64_t begin, int64_t end) {
-    matmul_rows(w, scratch.act.data(), stride, m, y, begin * kRowUnit, std::min(w.num_rows, end * kRowUnit));
+    matmul_units(w, scratch.act.data(), stride, m, y, begin, end);
   });
 }
 

@@ -55,10 +55,10 @@ struct MatmulScratch {
 /// y[i * n + j] = sum_k x[i * k + c] * W[j][c], for i < m.
 void matmul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t m, float* y, MatmulScratch& scratch);
 
-/// Same, for weight rows [row_begin, row_end) only (y keeps stride n): lets callers fuse several
-/// matrices into one parallel region or compute a slice (e.g. logits for some rows). row_begin must
-/// be a multiple of kRowUnit, and row_end too unless it is num_rows.
-void matmul_rows(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
-                 int64_t row_begin, int64_t row_end);
+/// Same, for the weight rows of units [unit_begin, unit_end) only (rows kRowUnit * unit_begin up to
+/// kRowUnit * unit_end or num_rows; y keeps stride n): lets callers fuse several matrices into one
+/// parallel region or compute a slice (e.g. logits for some rows).
+void matmul_units(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y, int64_t unit_begin,
+                  int64_t unit_end);
 
 }  // namespace tern::kernels
