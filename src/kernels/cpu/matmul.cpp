@@ -80,7 +80,7 @@ void matmul_units(const WeightMatrix& w, const uint8_t* act, size_t act_stride, 
     matmul_interleaved(w, act, act_stride, m, y, row_begin, row_end);
     return;
   }
-  float out[kMaxTileWeightRows * kMaxActRows];
+  float out[kMaxActRows];
   // Activation rows in the outer loop keep a group of them hot in L1 while a band of weight rows
   // streams past; the band is small enough that its rows stay in L2 for the next group.
   constexpr int64_t kBand = 16;
@@ -88,31 +88,7 @@ void matmul_units(const WeightMatrix& w, const uint8_t* act, size_t act_stride, 
     const int64_t band_end = std::min(row_end, band + kBand);
     for (int64_t i = 0; i < m; i += kMaxActRows) {
       const int num = static_cast<int>(std::min<int64_t>(kMaxActRows, m - i));
-      int64_t j = band;
-      if (w.kernel.tile != nullptr) {
-        // One activation row (decoding) is bound by memory bandwidth: one weight row at a time streams
-        // the matrix sequentially, which the prefetchers like best. Several rows are bound by compute:
-        // 4 x num tiles. The arithmetic per output is the same either way.
-        const int64_t step = num == 1 ? 1 : kMaxTileWeightRows;
-        for (; j < band_end; j += step) {
-          const int num_w = static_cast<int>(std::min<int64_t>(step, band_end - j));
-          w.kernel.tile(w.row_length, w.data + j * w.row_bytes, w.row_bytes, num_w, act + i * act_stride, act_stride, num, out);
-          for (int x = 0; x < num_w; ++x) {
-            for (int r = 0; r < num; ++r) y[(i + r) * w.num_rows + j + x] = out[x * kMaxActRows + r];
-          }
-        }
-        continue;  // the tile covers every shape
-      }
-      if (w.kernel.pair != nullptr && num > 1) {
-        for (; j + 2 <= band_end; j += 2) {
-          w.kernel.pair(w.row_length, w.data + j * w.row_bytes, w.row_bytes, act + i * act_stride, act_stride, num, out);
-          for (int r = 0; r < num; ++r) {
-            y[(i + r) * w.num_rows + j] = out[r];
-            y[(i + r) * w.num_rows + j + 1] = out[kMaxActRows + r];
-          }
-        }
-      }
-      for (; j < band_end; ++j) {
+      for (int64_t j = band; j < band_end; ++j) {
         w.kernel.fn(w.row_length, w.data + j * w.row_bytes, act + i * act_stride, act_stride, num, out);
         for (int r = 0; r < num; ++r) y[(i + r) * w.num_rows + j] = out[r];
       }

@@ -21,19 +21,6 @@ inline constexpr int kMaxActRows = 4;
 using VecDotFn = void (*)(int64_t k, const void* weight_row, const void* act, size_t act_stride, int num_act_rows,
                           float* out);
 
-/// Two consecutive weight rows (`weight_stride` bytes apart) against the same activation rows:
-/// out[0..num_act_rows) for the first row, out[kMaxActRows..) for the second. Halves activation loads
-/// and scale conversions in prompt processing.
-using VecDotPairFn = void (*)(int64_t k, const void* weight_rows, size_t weight_stride, const void* act, size_t act_stride,
-                              int num_act_rows, float* out);
-
-/// Up to 4 consecutive weight rows (`weight_stride` apart) against up to kMaxActRows activation rows:
-/// out[x * kMaxActRows + r] for weight row x, activation row r. Where a type has one, matmul uses it for
-/// every shape (so a row's result never depends on the batch it is in).
-using VecDotTileFn = void (*)(int64_t k, const void* weight_rows, size_t weight_stride, int num_weight_rows,
-                              const void* act, size_t act_stride, int num_act_rows, float* out);
-inline constexpr int kMaxTileWeightRows = 4;
-
 /// One group of 8 interleaved weight rows (kernels/cpu/interleave.h) against up to kMaxActRows
 /// activation rows: y[r * y_stride + x] for activation row r and weight row x < num_weight_rows.
 using InterleavedFn = void (*)(int64_t k, const void* group, const void* act, size_t act_stride, int num_act_rows, float* y,
@@ -43,8 +30,6 @@ struct VecDotKernel {
   ActFormat act_format;
   VecDotFn fn;
   Isa isa;
-  VecDotPairFn pair = nullptr;          ///< optional
-  VecDotTileFn tile = nullptr;          ///< optional (AVX-512 VNNI)
   InterleavedFn interleaved = nullptr;  ///< optional (AVX2, AVX-512 VNNI): for matrices in the interleaved layout
 };
 
