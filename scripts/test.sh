@@ -3,6 +3,10 @@
 #   scripts/test.sh          full tier: all tests, then the unit tests again under ASan+UBSan, then a
 #                            bounded fuzz run of the GGUF reader and tokenizer
 #   scripts/test.sh --fast   fast tier (< 5 min): the tests labelled "fast" in the Release build
+# The kernels are chosen at run time from the CPU; the full tier also reruns the tests labelled "isa"
+# (kernels, model goldens, the CLI) with the dispatch capped at each lower ISA (TERN_ISA=avx2, scalar),
+# so an AVX-512 machine tests the AVX2 and scalar paths too. `TERN_ISA=avx2 scripts/test.sh` runs
+# everything on the AVX2 path, as on an AVX2-only CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tier="${1:---full}"
@@ -26,6 +30,8 @@ if [[ ! -f "$fixture" ]]; then
   .venv-tests/bin/python tools/make_random_qwen2.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$fixture"
 fi
 
+echo "machine: $(build/tern --version) | $(nproc) cores${TERN_ISA:+ | TERN_ISA=$TERN_ISA}"
+
 if [[ "$tier" == "--fast" ]]; then
   step "fast tier"
   ctest --test-dir build -L fast -j "$jobs" --output-on-failure
@@ -34,6 +40,18 @@ fi
 
 step "all tests (Release)"
 ctest --test-dir build -j "$jobs" --output-on-failure
+
+# Each ISA below the one in use: the kernel tests against the scalar reference, the forward-pass
+# goldens and the CLI, through that ISA's kernels; at AVX2 also the serving end-to-end test.
+native_isa="$(build/tern --version | sed -E 's/.*kernels: ([a-z0-9-]+).*/\1/')"
+for isa in avx2 scalar; do
+  case "$native_isa:$isa" in avx512-vnni:avx2 | avx512-vnni:scalar | avx2:scalar) ;; *) continue ;; esac
+  # The scalar reference kernels are ~10x slower: there the goldens check their first 4 prompts.
+  labels="isa|serve" cases=""
+  [[ "$isa" == scalar ]] && labels="isa" cases=4
+  step "kernel, model and CLI tests with the kernels capped at $isa (TERN_ISA=$isa; native: $native_isa)"
+  TERN_ISA="$isa" TERN_GOLDEN_CASES="$cases" ctest --test-dir build -L "$labels" -j "$jobs" --output-on-failure
+done
 
 step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 if [[ ! -f build-asan/build.ninja ]]; then

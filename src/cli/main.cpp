@@ -2,14 +2,35 @@
 // own files; this one only wires them up.
 
 #include <cstdio>
+#include <fstream>
 #include <map>
+#include <string>
 
 #include "cli/commands.h"
+#include "kernels/cpu/cpu_features.h"
+
+namespace {
+
+/// "tern 0.1.0 (kernels: avx2; CPU: AMD EPYC 7B13)": which kernels run here, for bug reports and for
+/// the figures in benchmark tables.
+std::string version_text() {
+  std::string cpu = "unknown";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.starts_with("model name")) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return "tern 0.1.0 (kernels: " + std::string(tern::kernels::isa_name(tern::kernels::best_isa())) + "; CPU: " + cpu + ")";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"tern: serve, run and benchmark open-weight LLMs"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("tern 0.1.0"));
+  app.set_version_flag("--version", version_text());
   std::map<std::string, tern::cli::Runner> runners;
   runners["pull"] = tern::cli::add_pull_command(app);
   runners["models"] = tern::cli::add_models_command(app);

@@ -356,10 +356,10 @@ class LifecycleTest(unittest.TestCase):
         try:
             with socket.create_connection(("127.0.0.1", server.port)) as s:
                 s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+                # The server must close it; a server that never does trips the socket's own timeout
+                # (10x the configured one: a liveness bound, not a timing check) and the test errors.
                 s.settimeout(10)
-                start = time.time()
-                self.assertEqual(s.recv(100), b"")  # the server closed it
-                self.assertLess(time.time() - start, 5)
+                self.assertEqual(s.recv(100), b"")
         finally:
             server.stop()
 

@@ -1,6 +1,11 @@
-// `tern bench` against the deterministic fixture server: measured latencies must match the server's known
-// delays within 1 ms at p50 and p99, open-loop sends must follow the planned schedule, and usage, caching,
-// sessions and errors must be accounted as the server reported them.
+// `tern bench` against the deterministic fixture server: what the client measured must match what the
+// server actually did to the same requests (its own chunk write times, same process, same steady clock),
+// open-loop sends must follow the planned schedule, and usage, caching, sessions and errors must be
+// accounted as the server reported them.
+//
+// No check compares a measurement with a *configured* delay: the server's timers fire when the machine
+// lets them (a fraction of a millisecond late on a quiet virtual machine, several under load), and that
+// slack is the machine's, not the client's. Every timing check is measured against measured.
 
 #include <gtest/gtest.h>
 
@@ -20,9 +25,12 @@ namespace {
 using testing::FixtureConfig;
 using testing::FixtureServer;
 
-// The bar: within 1 ms of the truth at p50 and p99. Sanitizer builds (scripts/test.sh runs the
-// tests again under ASan + UBSan) slow every handler several-fold, so there the checks run for coverage
-// with a looser bound; the 1 ms claim is about the Release build.
+// What is tested is the client's clock reading of each chunk: the time from the server handing a chunk
+// to the kernel to the client recording it (loopback delivery, one event-loop wake-up, SSE parsing;
+// tens of microseconds when the client thread has a core). docs/bench.md promises 1 ms, so that is the
+// tolerance on that lag; every other figure is a difference or a sum of chunk times, so its bound
+// follows from this one. Sanitizer builds (scripts/test.sh runs the tests again under ASan + UBSan) slow
+// every handler several-fold, so there the checks run for coverage with a looser bound.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr double kToleranceMs = 5.0;
 #else
@@ -70,40 +78,81 @@ Workload closed_loop(int concurrency, int requests, int input_tokens, int output
   return workload;
 }
 
-/// The truth a measurement is checked against: what the server actually did to each request (its chunk
-/// write times, same process and clock), so that server timer slop on a busy machine is not charged to the
-/// client. `measured` and `truth` hold per-request TTFT and E2E and per-gap ITL in ms.
+/// The client's figures beside the server's own account of the same requests, matched by prompt text.
+/// Times in ms. `lag` is, for every content chunk, when the client recorded it minus when the server
+/// wrote it (same steady clock); the other pairs are per request (TTFT, E2E, TPOT) or per gap (ITL).
 struct TruthComparison {
+  std::vector<double> lag;
   std::vector<double> measured_ttft, true_ttft, measured_e2e, true_e2e, measured_itl, true_itl;
+  std::vector<double> measured_itl_token, true_itl_token, measured_tpot, true_tpot;
+  int max_output_tokens = 0;
 };
 
-TruthComparison compare_with_server(const RunOutput& out, const FixtureServer& server) {
+TruthComparison compare_with_server(const RunOutput& out, const FixtureServer& server, size_t target = 0) {
   std::map<std::string, testing::FixtureRequestLog> by_input;
   for (testing::FixtureRequestLog& entry : server.log()) by_input[entry.last_input] = std::move(entry);
+  const int tokens_per_chunk = server.config().tokens_per_chunk;
   TruthComparison comparison;
   for (const RequestRecord& record : out.result.records) {
+    if (record.target != target || !record.is_ok()) continue;
     const PlannedTurn& turn = out.plan.stages[record.stage].sessions[record.session].turns[record.turn];
     const testing::FixtureRequestLog& entry = by_input.at(turn.user_text);
-    const int64_t scheduled = out.result.epoch_steady_ns + record.scheduled_ns;
+    EXPECT_EQ(record.chunk_ns.size(), entry.chunk_write_ns.size());
+    const size_t num_chunks = std::min(record.chunk_ns.size(), entry.chunk_write_ns.size());
+    if (num_chunks == 0) continue;
+    const int64_t epoch = out.result.epoch_steady_ns, scheduled = epoch + record.scheduled_ns;
+    for (size_t i = 0; i < num_chunks; ++i) comparison.lag.push_back((epoch + record.chunk_ns[i] - entry.chunk_write_ns[i]) / 1e6);
+    comparison.lag.push_back((epoch + record.end_ns - entry.last_write_ns) / 1e6);
     comparison.measured_ttft.push_back(ttft_ms_of(record));
     comparison.true_ttft.push_back((entry.chunk_write_ns.front() - scheduled) / 1e6);
     comparison.measured_e2e.push_back(e2e_ms_of(record));
     comparison.true_e2e.push_back((entry.last_write_ns - scheduled) / 1e6);
-    for (size_t i = 1; i < record.chunk_ns.size(); ++i) {
+    for (size_t i = 1; i < num_chunks; ++i) {
       comparison.measured_itl.push_back((record.chunk_ns[i] - record.chunk_ns[i - 1]) / 1e6);
       comparison.true_itl.push_back((entry.chunk_write_ns[i] - entry.chunk_write_ns[i - 1]) / 1e6);
     }
+    const int num_tokens = entry.num_output_tokens;
+    comparison.max_output_tokens = std::max(comparison.max_output_tokens, num_tokens);
+    if (num_tokens >= 2) {
+      comparison.measured_tpot.push_back(tpot_ms_of(record));
+      comparison.true_tpot.push_back((entry.last_write_ns - entry.chunk_write_ns.front()) / 1e6 / (num_tokens - 1));
+    }
   }
+  // Per-token ITL splits a chunk's gap over the tokens it carried (full chunks here, by construction).
+  for (double gap : comparison.measured_itl) comparison.measured_itl_token.push_back(gap / tokens_per_chunk);
+  for (double gap : comparison.true_itl) comparison.true_itl_token.push_back(gap / tokens_per_chunk);
   return comparison;
 }
 
-/// Whether p50 and p99 of `measured` are within the tolerance of the truth's; prints both.
-bool is_within_tolerance(const std::vector<double>& measured, const std::vector<double>& truth, const char* what) {
+/// Whether p50 and p99 of `measured` are within `tolerance_ms` of the truth's; prints both.
+bool is_within(const std::vector<double>& measured, const std::vector<double>& truth, double tolerance_ms, const char* what) {
   const Summary measured_summary = summarize(measured), true_summary = summarize(truth);
-  std::printf("%-5s measured p50 %.3f p99 %.3f | server truth p50 %.3f p99 %.3f ms\n", what, measured_summary.p50,
+  std::printf("%-9s measured p50 %.3f p99 %.3f | server truth p50 %.3f p99 %.3f ms\n", what, measured_summary.p50,
               measured_summary.p99, true_summary.p50, true_summary.p99);
-  return std::abs(measured_summary.p50 - true_summary.p50) < kToleranceMs &&
-         std::abs(measured_summary.p99 - true_summary.p99) < kToleranceMs;
+  return std::abs(measured_summary.p50 - true_summary.p50) < tolerance_ms &&
+         std::abs(measured_summary.p99 - true_summary.p99) < tolerance_ms;
+}
+
+/// The client against the server's truth. The per-chunk lag can never be negative (the client cannot
+/// see a chunk before it was written: a hard check of the clocks and the matching); its p50 and p99 must
+/// be under the tolerance. TTFT, ITL and E2E are one or two chunk times each, so each is within the
+/// tolerance of the truth; TPOT divides a difference of two chunk times by the tokens between them.
+bool matches_server_truth(const TruthComparison& truth, bool check_per_token = false) {
+  EXPECT_FALSE(truth.lag.empty());
+  const Summary lag = summarize(truth.lag);
+  const double min_lag = *std::min_element(truth.lag.begin(), truth.lag.end());
+  EXPECT_GE(min_lag, 0.0) << "a chunk was recorded by the client before the server wrote it";
+  std::printf("chunk lag p50 %.3f p99 %.3f max %.3f ms\n", lag.p50, lag.p99, lag.max);
+  bool is_ok = lag.p50 < kToleranceMs && lag.p99 < kToleranceMs;
+  is_ok = is_within(truth.measured_ttft, truth.true_ttft, kToleranceMs, "TTFT") && is_ok;
+  is_ok = is_within(truth.measured_itl, truth.true_itl, kToleranceMs, "ITL") && is_ok;
+  is_ok = is_within(truth.measured_e2e, truth.true_e2e, kToleranceMs, "E2E") && is_ok;
+  if (check_per_token) {
+    const double token_bound = kToleranceMs / std::max(1, truth.max_output_tokens - 1);
+    is_ok = is_within(truth.measured_itl_token, truth.true_itl_token, kToleranceMs, "ITL/token") && is_ok;
+    is_ok = is_within(truth.measured_tpot, truth.true_tpot, std::max(token_bound, 1e-3), "TPOT") && is_ok;
+  }
+  return is_ok;
 }
 
 /// Timing checks share a 2-core machine with builds and other tests: a process that takes the core from the
@@ -111,7 +160,7 @@ bool is_within_tolerance(const std::vector<double>& measured, const std::vector<
 /// one of three runs is within tolerance; a client that is really off fails all three.
 constexpr int kTimingAttempts = 3;
 
-TEST(BenchFixture, LatenciesMatchTheServersKnownDelays) {
+TEST(BenchFixture, LatenciesMatchWhatTheServerDid) {
   FixtureConfig config;
   config.ttft_ms = 30;
   config.itl_ms = 4;
@@ -124,22 +173,11 @@ TEST(BenchFixture, LatenciesMatchTheServersKnownDelays) {
     out = run(closed_loop(16, 96, 32, output_tokens), {target_for(fresh)});
     ASSERT_EQ(out.metrics.size(), 1u);
     ASSERT_EQ(out.metrics[0].num_ok, 96u);
-    // Against what the server did, at p50 and p99...
-    const TruthComparison truth = compare_with_server(out, fresh);
-    const bool ttft_ok = is_within_tolerance(truth.measured_ttft, truth.true_ttft, "TTFT");
-    const bool itl_ok = is_within_tolerance(truth.measured_itl, truth.true_itl, "ITL");
-    const bool e2e_ok = is_within_tolerance(truth.measured_e2e, truth.true_e2e, "E2E");
-    is_accurate = ttft_ok && itl_ok && e2e_ok;
+    is_accurate = matches_server_truth(compare_with_server(out, fresh), true);
   }
-  EXPECT_TRUE(is_accurate) << "TTFT / ITL / E2E off the server's truth by over 1 ms in all " << kTimingAttempts << " runs";
+  EXPECT_TRUE(is_accurate) << "the client is off the server's truth by over " << kToleranceMs << " ms in all "
+                           << kTimingAttempts << " runs";
   const Metrics& metrics = out.metrics[0];
-  // ...and against the configured delays at p50 (the p99 of those also carries the server's timer slop).
-  const double e2e_nominal = config.ttft_ms + (output_tokens - 1) * config.itl_ms;
-  EXPECT_NEAR(metrics.latency.ttft_ms.p50, config.ttft_ms, kToleranceMs);
-  EXPECT_NEAR(metrics.latency.itl_chunk_ms.p50, config.itl_ms, kToleranceMs);
-  EXPECT_NEAR(metrics.latency.itl_token_ms.p50, config.itl_ms, kToleranceMs);
-  EXPECT_NEAR(metrics.latency.e2e_ms.p50, e2e_nominal, 2 * kToleranceMs);  // the server's own slop adds up over 20 chunks
-  EXPECT_NEAR(metrics.latency.tpot_ms.p50, config.itl_ms, kToleranceMs / 10);
   EXPECT_EQ(metrics.latency.itl_chunk_ms.count, 96u * (output_tokens - 1));
   // Usage: the fixture counts whitespace words, as the fallback prompt builder does.
   EXPECT_EQ(metrics.tokens.server_output_tokens, 96 * output_tokens);
@@ -153,17 +191,20 @@ TEST(BenchFixture, PerTokenInterTokenLatencySplitsMultiTokenChunks) {
   config.ttft_ms = 10;
   config.itl_ms = 8;
   config.tokens_per_chunk = 4;
-  FixtureServer server(config);
-  server.start();
-  RunOutput out = run(closed_loop(4, 16, 8, 16), {target_for(server, ApiKind::kCompletions)});
-  const Metrics& metrics = out.metrics[0];
-  EXPECT_EQ(metrics.num_ok, 16u);
-  EXPECT_NEAR(metrics.latency.itl_chunk_ms.p50, 8, kToleranceMs);
-  EXPECT_NEAR(metrics.latency.itl_token_ms.p50, 2, kToleranceMs / 4);
-  EXPECT_EQ(metrics.latency.itl_token_ms.count, 16u * 12);  // 3 gaps of 4 tokens per request
-  // 16 tokens in 4 chunks: E2E = 10 + 3 * 8 ms; TPOT spreads the 24 ms over 15 tokens.
-  EXPECT_NEAR(metrics.latency.e2e_ms.p50, 34, kToleranceMs);
-  EXPECT_NEAR(metrics.latency.tpot_ms.p50, 24.0 / 15, kToleranceMs / 10);
+  bool is_accurate = false;
+  for (int attempt = 0; attempt < kTimingAttempts && !is_accurate; ++attempt) {
+    FixtureServer server(config);
+    server.start();
+    RunOutput out = run(closed_loop(4, 16, 8, 16), {target_for(server, ApiKind::kCompletions)});
+    const Metrics& metrics = out.metrics[0];
+    ASSERT_EQ(metrics.num_ok, 16u);
+    ASSERT_EQ(metrics.latency.itl_chunk_ms.count, 16u * 3);   // 16 tokens in 4 chunks: 3 gaps
+    ASSERT_EQ(metrics.latency.itl_token_ms.count, 16u * 12);  // each gap counted once per token it carried
+    // The per-token figures are the chunk gaps split 4 ways, exactly, in the metrics too.
+    EXPECT_NEAR(metrics.latency.itl_token_ms.p50 * 4, metrics.latency.itl_chunk_ms.p50, 1e-9);
+    is_accurate = matches_server_truth(compare_with_server(out, server), true);
+  }
+  EXPECT_TRUE(is_accurate) << "per-token latencies off the server's truth in all " << kTimingAttempts << " runs";
 }
 
 TEST(BenchFixture, OpenLoopPoissonSendsFollowTheSchedule) {
@@ -184,7 +225,7 @@ TEST(BenchFixture, OpenLoopPoissonSendsFollowTheSchedule) {
     server.start();
     RunOutput out = run(workload, {target_for(server)});
     ASSERT_EQ(out.result.records.size(), 300u);
-    // Each send was scheduled at its planned offset from the stage start...
+    // Each send was scheduled at its planned offset from the stage start (exact: no clock involved)...
     const int64_t stage_start = out.result.stages[0].start_ns;
     std::vector<double> lateness_ms, server_lag_ms;
     for (const RequestRecord& record : out.result.records) {
@@ -193,7 +234,7 @@ TEST(BenchFixture, OpenLoopPoissonSendsFollowTheSchedule) {
       ASSERT_GE(record.dispatched_ns, record.scheduled_ns);
       lateness_ms.push_back((record.dispatched_ns - record.scheduled_ns) / 1e6);
     }
-    // ...went out then, and reached the server then (same process, same steady clock).
+    // ...went out then, and reached the server then (the server's arrival stamps, same steady clock).
     std::vector<testing::FixtureRequestLog> log = server.log();
     ASSERT_EQ(log.size(), 300u);
     std::vector<int64_t> scheduled;
@@ -204,16 +245,14 @@ TEST(BenchFixture, OpenLoopPoissonSendsFollowTheSchedule) {
     const Summary lateness = summarize(lateness_ms), server_lag = summarize(server_lag_ms);
     std::printf("send lateness p50 %.3f p95 %.3f p99 %.3f ms; arrival at server p50 %.3f p95 %.3f p99 %.3f ms\n",
                 lateness.p50, lateness.p95, lateness.p99, server_lag.p50, server_lag.p95, server_lag.p99);
-    // Open-loop latency still matches the truth.
-    const TruthComparison truth = compare_with_server(out, server);
-    const bool ttft_ok = is_within_tolerance(truth.measured_ttft, truth.true_ttft, "TTFT");
-    const bool e2e_ok = is_within_tolerance(truth.measured_e2e, truth.true_e2e, "E2E");
-    // The schedule is held at p95; its p99 is the machine's (another process holding the core when a
-    // send is due delays the timer), and it is charged to latency anyway, which the truth check covers.
-    is_accurate = lateness.p95 < kToleranceMs && server_lag.p95 < kToleranceMs && ttft_ok && e2e_ok &&
-                  std::abs(out.metrics[0].latency.ttft_ms.p50 - config.ttft_ms) < kToleranceMs;
+    // Open-loop latency still matches the truth. The schedule is held at p95; its p99 is the machine's
+    // (another process holding the core when a send is due delays the timer), and it is charged to
+    // latency anyway, which the truth check covers.
+    const bool truth_ok = matches_server_truth(compare_with_server(out, server));
+    is_accurate = lateness.p95 < kToleranceMs && server_lag.p95 < kToleranceMs && truth_ok;
   }
-  EXPECT_TRUE(is_accurate) << "open-loop schedule or latencies off by over 1 ms in all " << kTimingAttempts << " runs";
+  EXPECT_TRUE(is_accurate) << "open-loop schedule or latencies off by over " << kToleranceMs << " ms in all "
+                           << kTimingAttempts << " runs";
 }
 
 TEST(BenchFixture, TwoTargetsSideBySideGetTheSameTraffic) {
@@ -221,20 +260,27 @@ TEST(BenchFixture, TwoTargetsSideBySideGetTheSameTraffic) {
   fast_config.ttft_ms = 5;
   slow_config.ttft_ms = 25;
   fast_config.itl_ms = slow_config.itl_ms = 2;
-  FixtureServer fast(fast_config), slow(slow_config);
-  fast.start();
-  slow.start();
-  TargetSpec fast_target = target_for(fast), slow_target = target_for(slow);
-  fast_target.name = "fast";
-  slow_target.name = "slow";
-  RunOutput out = run(closed_loop(4, 24, 16, 8), {fast_target, slow_target});
-  ASSERT_EQ(out.metrics.size(), 2u);
-  EXPECT_EQ(out.metrics[0].target_name, "fast");
-  EXPECT_NEAR(out.metrics[0].latency.ttft_ms.p50, 5, kToleranceMs);
-  EXPECT_NEAR(out.metrics[1].latency.ttft_ms.p50, 25, kToleranceMs);
-  EXPECT_EQ(out.metrics[0].num_ok, 24u);
-  EXPECT_EQ(out.metrics[1].num_ok, 24u);
-  EXPECT_EQ(out.metrics[0].tokens.server_prompt_tokens, out.metrics[1].tokens.server_prompt_tokens);
+  bool is_accurate = false;
+  for (int attempt = 0; attempt < kTimingAttempts && !is_accurate; ++attempt) {
+    FixtureServer fast(fast_config), slow(slow_config);
+    fast.start();
+    slow.start();
+    TargetSpec fast_target = target_for(fast), slow_target = target_for(slow);
+    fast_target.name = "fast";
+    slow_target.name = "slow";
+    RunOutput out = run(closed_loop(4, 24, 16, 8), {fast_target, slow_target});
+    ASSERT_EQ(out.metrics.size(), 2u);
+    EXPECT_EQ(out.metrics[0].target_name, "fast");
+    EXPECT_EQ(out.metrics[0].num_ok, 24u);
+    EXPECT_EQ(out.metrics[1].num_ok, 24u);
+    EXPECT_EQ(out.metrics[0].tokens.server_prompt_tokens, out.metrics[1].tokens.server_prompt_tokens);
+    // Each target's figures are its own server's (not mixed up), and the slower one is seen as slower.
+    EXPECT_GT(out.metrics[1].latency.ttft_ms.p50, out.metrics[0].latency.ttft_ms.p50);
+    const bool fast_ok = matches_server_truth(compare_with_server(out, fast, 0));
+    const bool slow_ok = matches_server_truth(compare_with_server(out, slow, 1));
+    is_accurate = fast_ok && slow_ok;
+  }
+  EXPECT_TRUE(is_accurate) << "side-by-side latencies off their servers' truth in all " << kTimingAttempts << " runs";
 }
 
 TEST(BenchFixture, SharedPrefixesShowUpAsCachedTokensAndLowerEffectiveCost) {
@@ -316,13 +362,26 @@ TEST(BenchFixture, GoodputCountsOnlyRequestsWithinTheSlo) {
   FixtureServer server(config);
   server.start();
   Workload workload = closed_loop(2, 8, 8, 4);
-  workload.slo.ttft_ms = 10;  // every request misses it
+  // The fixture's timer never fires early, so no first token can come within 10 ms: every request misses.
+  workload.slo.ttft_ms = 10;
   RunOutput missed = run(workload, {target_for(server)});
   EXPECT_EQ(missed.metrics[0].num_good, 0u);
-  workload.slo.ttft_ms = 50;
+  // With an SLO between the fastest and the slowest measured TTFT of one run, goodput counts exactly the
+  // requests at or under it (measured against the run's own records, not against the configured delay).
   RunOutput met = run(workload, {target_for(server)});
-  EXPECT_EQ(met.metrics[0].num_good, 8u);
-  EXPECT_NEAR(met.metrics[0].goodput, met.metrics[0].request_throughput, 1e-9);
+  std::vector<double> ttfts;
+  for (const RequestRecord& record : met.result.records) ttfts.push_back(ttft_ms_of(record));
+  std::sort(ttfts.begin(), ttfts.end());
+  ASSERT_EQ(ttfts.size(), 8u);
+  workload.slo.ttft_ms = ttfts[3];
+  const std::vector<Metrics> metrics = compute_metrics(met.result, met.plan, {target_for(server)}, workload.slo);
+  const auto expected_good = static_cast<size_t>(std::count_if(ttfts.begin(), ttfts.end(), [&](double t) { return t <= ttfts[3]; }));
+  EXPECT_EQ(metrics[0].num_good, expected_good);
+  EXPECT_GE(expected_good, 4u);
+  workload.slo.ttft_ms = ttfts.back();
+  const std::vector<Metrics> all_good = compute_metrics(met.result, met.plan, {target_for(server)}, workload.slo);
+  EXPECT_EQ(all_good[0].num_good, 8u);
+  EXPECT_NEAR(all_good[0].goodput, all_good[0].request_throughput, 1e-9);
 }
 
 }  // namespace

@@ -192,12 +192,11 @@ TEST(ChatTemplateErrors, UnsupportedRuntimeFeaturesFailLoudly) {
       "chat template line 1: printing a generator (the result of select/map/items/...) is not supported; add |list");
 }
 
+// 10^10 iterations would run for hours; the error proves the cap stopped them (a count, not a clock).
 TEST(ChatTemplateLimits, IterationCapStopsNestedLoops) {
-  const auto start = std::chrono::steady_clock::now();
   const std::string message =
       render_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
   EXPECT_NE(message.find("loop iterations and macro calls (limit)"), std::string::npos) << message;
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 TEST(ChatTemplateLimits, OutputCap) {
