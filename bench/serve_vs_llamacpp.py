@@ -3,7 +3,7 @@
 venv's llama-cpp-python by tools/build_llama_server.sh), same model, same threads, one server at a time
 on this machine, load from `tern bench`.
 
-    .venv/bin/python bench/serve_vs_llamacpp.py [--levels 1,4,16,64] [--threads 2] [--peers llama-server,llama-cpp-python]
+    .venv/bin/python bench/serve_vs_llamacpp.py [--levels 1,4,16,64] [--threads 2] [--peers llama-server,llama-cpp-python,tern-itl-off]
 
 1. Concurrency sweep: 256-token prompts, 128 output tokens (ignore_eos), closed loop at each level:
    output tokens/s, TTFT and ITL p50/p99, per server, and tern/llama.cpp ratios.
@@ -71,8 +71,8 @@ class Server:
         return rss
 
 
-def tern_server(args, port, extra=()):
-    return Server("tern" + "".join(extra).replace("--", "-"),
+def tern_server(args, port, extra=(), name=None):
+    return Server(name or "tern" + "".join(extra).replace("--", "-"),
                   [args.tern, "serve", "-m", args.model, "--port", str(port), "-t", str(args.threads),
                    "--max-running", "64", "--kv-cache-memory", "1G", *extra], port)
 
@@ -144,6 +144,8 @@ def main():
             makers.append(lambda: llama_server(args, 18181, max(levels), 256 + 128 + 64))
         if "llama-cpp-python" in peers:
             makers.append(lambda: llama_cpp_python_server(args, 18185))
+        if "tern-itl-off" in peers:  # tern without the inter-token target: chunks fill --max-batch-tokens
+            makers.append(lambda: tern_server(args, 18186, ("--itl-target", "off"), name="tern-itl-off"))
         for make in makers:
             server = make()
             try:
@@ -154,18 +156,19 @@ def main():
         print(f"\n## Concurrency sweep: 256-token prompts, 128 output tokens, {args.threads} threads\n")
         print("| concurrency | server | out tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | failed |")
         print("|---|---|---|---|---|---|")
-        names = [n for n in ("tern", "llama-server", "llama-cpp-python") if n in sweep]
+        names = [n for n in sweep if not n.endswith("_peak_rss_mib")]
         for i, c in enumerate(levels):
             for name in names:
                 s = sweep[name][i]
                 print(f"| {c} | {name} | {s['out_tok_s']:.1f} | {s['ttft_p50']:.0f} / {s['ttft_p99']:.0f} | "
                       f"{s['itl_p50']:.1f} / {s['itl_p99']:.1f} | {s['failed']} |")
         for peer in names[1:]:
-            print(f"\n| concurrency | throughput tern / {peer} | TTFT p99 tern / {peer} |")
-            print("|---|---|---|")
+            print(f"\n| concurrency | throughput tern / {peer} | TTFT p99 tern / {peer} | ITL p99 tern / {peer} |")
+            print("|---|---|---|---|")
             for i, c in enumerate(levels):
                 t, l = sweep["tern"][i], sweep[peer][i]
-                print(f"| {c} | {t['out_tok_s'] / l['out_tok_s']:.2f}x | {t['ttft_p99'] / l['ttft_p99']:.2f} |")
+                print(f"| {c} | {t['out_tok_s'] / l['out_tok_s']:.2f}x | {t['ttft_p99'] / l['ttft_p99']:.2f} | "
+                      f"{t['itl_p99'] / l['itl_p99']:.2f} |")
         print("\npeak RSS: " + ", ".join(f"{n} {sweep[n + '_peak_rss_mib']:.0f} MiB" for n in names))
 
     if not args.skip_prefix:

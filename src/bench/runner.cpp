@@ -337,6 +337,35 @@ Result<RunResult> run_benchmark(const Plan& plan, const std::vector<TargetSpec>&
   return runner.run();
 }
 
+Result<RunResult> run_benchmark_sequential(const Plan& plan, const std::vector<TargetSpec>& targets,
+                                           const RunOptions& options, const std::function<void(size_t)>& on_target) {
+  if (targets.empty()) return fail("no target to benchmark");
+  RunResult merged;
+  for (size_t target = 0; target < targets.size(); ++target) {
+    if (on_target) on_target(target);
+    auto one = run_benchmark(plan, {targets[target]}, options);
+    if (!one) return std::unexpected(one.error());
+    if (target == 0) {
+      merged.epoch_steady_ns = one->epoch_steady_ns;
+      merged.stages = one->stages;
+    }
+    // Each run has its own clock origin: move its times so that its stages start where the first
+    // target's did. Latencies are differences and do not change; "time into the stage" lines up.
+    for (RequestRecord& record : one->records) {
+      const int64_t shift = merged.stages[record.stage].start_ns - one->stages[record.stage].start_ns;
+      for (int64_t* t : {&record.scheduled_ns, &record.dispatched_ns, &record.first_token_ns, &record.end_ns}) {
+        if (*t >= 0) *t += shift;
+      }
+      for (int64_t& t : record.chunk_ns) t += shift;
+      for (int64_t& t : record.raw_event_ns) t += shift;
+      record.target = target;
+      merged.stages[record.stage].end_ns = std::max(merged.stages[record.stage].end_ns, record.end_ns);
+      merged.records.push_back(std::move(record));
+    }
+  }
+  return merged;
+}
+
 void count_client_tokens(RunResult& result, const PromptBuilder& builder) {
   // Answers of earlier turns, per (target, stage, session), in turn order.
   std::map<std::tuple<size_t, size_t, size_t>, int64_t> history_answers;

@@ -92,6 +92,12 @@ struct RunOptions {
 /// problems (a target URL that does not parse or resolve); request failures are recorded, not returned.
 Result<RunResult> run_benchmark(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options);
 
+/// The same plan against each target in turn, alone (two servers sharing this machine's cores must not
+/// be loaded at the same moment); one result, as if side by side: every target's records are moved in
+/// time so that its stages start where the first target's did. `on_target` is called before each.
+Result<RunResult> run_benchmark_sequential(const Plan& plan, const std::vector<TargetSpec>& targets,
+                                           const RunOptions& options, const std::function<void(size_t)>& on_target = {});
+
 /// Parses a record's raw SSE payloads into its text, chunk times, usage and errors (run_benchmark does this
 /// for every record before returning).
 void finalize_record(RequestRecord& record, ApiKind api);

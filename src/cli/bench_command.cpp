@@ -49,6 +49,7 @@ struct BenchOptions {
   std::optional<std::string> json_path, html_path;
   bool include_requests = false;
   bool is_quiet = false;
+  bool is_sequential = false;
 };
 
 int report_error(const Error& error) {
@@ -268,7 +269,14 @@ int run_bench(const BenchOptions& options) {
   run_options.body.temperature = workload->temperature;
   if (!options.is_quiet) run_options.on_progress = progress_printer();
   const std::string started_at = utc_now();
-  auto result = bench::run_benchmark(plan, workload->targets, run_options);
+  const auto announce = [&](size_t target) {
+    if (!options.is_quiet) {
+      std::fprintf(stderr, "%starget %zu/%zu: %s (sequential)\n", target > 0 && ::isatty(STDERR_FILENO) == 1 ? "\n" : "",
+                   target + 1, workload->targets.size(), workload->targets[target].name.c_str());
+    }
+  };
+  auto result = options.is_sequential ? bench::run_benchmark_sequential(plan, workload->targets, run_options, announce)
+                                      : bench::run_benchmark(plan, workload->targets, run_options);
   if (!options.is_quiet && ::isatty(STDERR_FILENO) == 1) std::fputc('\n', stderr);
   if (!result) return report_error(result.error());
   bench::count_client_tokens(*result, *builder);
@@ -316,6 +324,8 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--html", options->html_path, "Write the self-contained HTML report here");
   command->add_flag("--json-requests", options->include_requests, "Include every request in the JSON report");
   command->add_flag("-q,--quiet", options->is_quiet, "No progress on stderr");
+  command->add_flag("--sequential", options->is_sequential,
+                    "Run the targets one after another, each alone (servers sharing this machine's cores), instead of side by side");
 
   auto* profile = command->add_subcommand("profile", "Derive a workload file from a request log (JSONL)");
   struct ProfileArgs {

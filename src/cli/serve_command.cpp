@@ -28,6 +28,8 @@ struct ServeOptions {
   int64_t context = 0;
   std::string kv_cache_memory;
   int64_t max_batch_tokens = 512;
+  std::string itl_target = "100ms";
+  std::string max_prefill_wait = "2s";
   int64_t max_running = 64;
   int64_t max_waiting = 4096;
   bool no_prefix_caching = false;
@@ -55,6 +57,24 @@ Result<int64_t> parse_bytes(const std::string& text) {
   else if (!unit.empty()) return fail("'{}' has an unknown unit (use K, M or G)", text);
   if (!(value > 0)) return fail("'{}' must be positive", text);
   return static_cast<int64_t>(value * scale);
+}
+
+/// "100ms", "0.25s", "2" (seconds) -> seconds; "off" or "0" -> 0.
+Result<double> parse_seconds(const std::string& text) {
+  if (text == "off") return 0.0;
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+    return fail("'{}' is not a duration (examples: 100ms, 0.5s, off)", text);
+  }
+  const std::string unit = text.substr(used);
+  double scale = 1;
+  if (unit == "ms") scale = 1e-3;
+  else if (unit != "s" && !unit.empty()) return fail("'{}' has an unknown unit (use ms or s)", text);
+  if (!(value >= 0) || value * scale > 3600) return fail("'{}' must be between 0 and 1 hour", text);
+  return value * scale;
 }
 
 int64_t available_memory_bytes() {
@@ -143,7 +163,17 @@ int serve(const ServeOptions& o) {
   }
   config.max_waiting = o.max_waiting;
   config.prefix_caching = !o.no_prefix_caching;
-  config.scheduler = {.max_batch_tokens = o.max_batch_tokens, .max_running = o.max_running};
+  auto itl_target = parse_seconds(o.itl_target);
+  auto max_prefill_wait = parse_seconds(o.max_prefill_wait);
+  if (!itl_target || !max_prefill_wait) {
+    std::fprintf(stderr, "error: %s: %s\n", itl_target ? "--max-prefill-wait" : "--itl-target",
+                 (itl_target ? max_prefill_wait : itl_target).error().message.c_str());
+    return 1;
+  }
+  config.scheduler = {.max_batch_tokens = o.max_batch_tokens,
+                      .max_running = o.max_running,
+                      .itl_target_s = *itl_target,
+                      .max_prefill_wait_s = *max_prefill_wait};
 
   kernels::ThreadPool pool(o.threads);
   engine::Engine engine(*model, pool, config);
@@ -152,12 +182,13 @@ int serve(const ServeOptions& o) {
   server.set_model(&served);
   std::fprintf(stderr,
                "tern serve: ready: model '%s' (%s), %d threads, %s kernels, context %lld, KV cache %lld tokens (%lld MiB), "
-               "prefix caching %s, max %lld running / %lld tokens per step\n",
+               "prefix caching %s, max %lld running / %lld tokens per step, ITL target %s\n",
                config.model_name.c_str(), model->config().arch_name.c_str(), pool.num_threads(),
                kernels::isa_name(kernels::best_isa()), static_cast<long long>(config.max_model_len),
                static_cast<long long>(config.num_kv_blocks * config.block_size),
                static_cast<long long>((config.num_kv_blocks * block_bytes) >> 20), config.prefix_caching ? "on" : "off",
-               static_cast<long long>(config.scheduler.max_running), static_cast<long long>(config.scheduler.max_batch_tokens));
+               static_cast<long long>(config.scheduler.max_running), static_cast<long long>(config.scheduler.max_batch_tokens),
+               config.scheduler.itl_target_s > 0 ? o.itl_target.c_str() : "off");
   server.wait();
   engine.stop();
   std::fprintf(stderr, "tern serve: stopped\n");
@@ -179,6 +210,13 @@ Runner add_serve_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 22));
   command->add_option("--kv-cache-memory", o->kv_cache_memory, "KV cache size, e.g. 2G (default: 1/4 of available memory, at most 4G)");
   command->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens computed per engine step")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  command->add_option("--itl-target", o->itl_target,
+                      "Keep steps that carry decoding streams under this time by sizing prompt chunks from a learned "
+                      "step-time model (e.g. 100ms; off: chunks fill --max-batch-tokens)")
+      ->capture_default_str();
+  command->add_option("--max-prefill-wait", o->max_prefill_wait,
+                      "Past this wait since arrival, a prompt plans against --itl-target scaled by wait / this (ageing: prompts never starve)")
+      ->capture_default_str();
   command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   command->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse the KV cache of shared prompt prefixes");

@@ -123,6 +123,7 @@ void Engine::admit(std::unique_ptr<Active> active) {
   s.num_prompt_tokens = static_cast<int64_t>(s.tokens.size());
   const std::string_view parts[] = {config_.model_name, active->request.cache_salt};
   s.cache_key = KvManager::extra_key(parts);
+  s.arrival = active->request.arrival;
   scheduler_.add(&s);
   active_.emplace(s.id, std::move(active));
 }
@@ -163,8 +164,20 @@ void Engine::loop() {
       }
       continue;
     }
+    const auto step_start = Clock::now();
     run_step(output);
-    metrics_.on_step(output.num_tokens, output.num_preempted);
+    const double step_seconds = seconds(Clock::now() - step_start);
+    scheduler_.on_step_time(output, step_seconds);
+    const StepCostModel::Coefficients& cost = scheduler_.cost_model().coefficients();
+    metrics_.on_step({.num_tokens = output.num_tokens,
+                      .num_prefill_tokens = output.num_prefill_tokens,
+                      .num_preemptions = output.num_preempted,
+                      .measured_seconds = step_seconds,
+                      .predicted_seconds = output.predicted_seconds,
+                      .is_itl_limited = output.is_itl_limited,
+                      .cost_fixed_s = cost.fixed_s,
+                      .cost_per_token_s = cost.per_token_s,
+                      .cost_per_context_s = cost.per_context_s});
     publish_gauges();
   }
   // Shutdown: whatever is left ends now.

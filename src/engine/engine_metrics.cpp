@@ -54,7 +54,10 @@ EngineMetrics::EngineMetrics(std::string model_name)
       decode_(latency_buckets()),
       step_tokens_(token_buckets()),
       request_prompt_tokens_(token_buckets()),
-      request_generation_tokens_(token_buckets()) {
+      request_generation_tokens_(token_buckets()),
+      step_seconds_(latency_buckets()),
+      step_prefill_tokens_(token_buckets()),
+      step_prediction_error_({-0.1, -0.05, -0.02, -0.01, -0.005, 0.005, 0.01, 0.02, 0.05, 0.1}) {
   for (const char* reason : {"stop", "length", "abort"}) finished_[reason] = 0;
 }
 
@@ -68,10 +71,15 @@ EngineGauges EngineMetrics::gauges() const {
   return gauges_;
 }
 
-void EngineMetrics::on_step(int64_t num_tokens, int64_t num_preemptions) {
+void EngineMetrics::on_step(const StepRecord& step) {
   std::lock_guard lock(mutex_);
-  step_tokens_.observe(static_cast<double>(num_tokens));
-  preemptions_ += num_preemptions;
+  step_tokens_.observe(static_cast<double>(step.num_tokens));
+  step_seconds_.observe(step.measured_seconds);
+  if (step.num_prefill_tokens > 0) step_prefill_tokens_.observe(static_cast<double>(step.num_prefill_tokens));
+  step_prediction_error_.observe(step.measured_seconds - step.predicted_seconds);
+  preemptions_ += step.num_preemptions;
+  if (step.is_itl_limited) ++itl_limited_steps_;
+  last_step_ = step;
 }
 
 void EngineMetrics::on_prompt_tokens(int64_t n) {
@@ -127,6 +135,19 @@ std::string EngineMetrics::render() const {
   out += fmt::format("tern:generation_tokens_total{{{}}} {}\n", l, generation_tokens_);
   header(out, "num_preemptions_total", "counter", "Requests preempted (KV blocks freed, recomputed later).");
   out += fmt::format("tern:num_preemptions_total{{{}}} {}\n", l, preemptions_);
+  header(out, "itl_limited_steps_total", "counter", "Steps whose prompt chunk was cut to keep under --itl-target.");
+  out += fmt::format("tern:itl_limited_steps_total{{{}}} {}\n", l, itl_limited_steps_);
+  header(out, "step_time_predicted_seconds", "gauge", "The step-time model's estimate for the last step.");
+  out += fmt::format("tern:step_time_predicted_seconds{{{}}} {}\n", l, last_step_.predicted_seconds);
+  header(out, "step_time_last_seconds", "gauge", "Measured wall time of the last step.");
+  out += fmt::format("tern:step_time_last_seconds{{{}}} {}\n", l, last_step_.measured_seconds);
+  header(out, "step_prefill_chunk_tokens", "gauge", "Prompt tokens the scheduler put into the last step.");
+  out += fmt::format("tern:step_prefill_chunk_tokens{{{}}} {}\n", l, last_step_.num_prefill_tokens);
+  header(out, "step_cost_model_seconds", "gauge",
+         "The learned step-time model: fixed seconds per step, per token, per attention (query, key) pair.");
+  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"fixed\"}} {}\n", l, last_step_.cost_fixed_s);
+  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_token\"}} {}\n", l, last_step_.cost_per_token_s);
+  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_context_pair\"}} {}\n", l, last_step_.cost_per_context_s);
   header(out, "request_success_total", "counter", "Finished requests by finish reason.");
   for (const auto& [reason, count] : finished_) {
     out += fmt::format("tern:request_success_total{{{},finished_reason=\"{}\"}} {}\n", l, reason, count);
@@ -143,6 +164,9 @@ std::string EngineMetrics::render() const {
   histogram("request_decode_time_seconds", "First token to finish.", decode_);
   histogram("iteration_tokens_total", "Tokens computed per engine step.", step_tokens_);
   histogram("request_prompt_tokens", "Prompt tokens per finished request.", request_prompt_tokens_);
+  histogram("step_time_seconds", "Measured wall time of each engine step (forward pass and sampling).", step_seconds_);
+  histogram("step_prefill_tokens", "Prompt tokens per step that carried any.", step_prefill_tokens_);
+  histogram("step_time_prediction_error_seconds", "Measured minus predicted step time.", step_prediction_error_);
   histogram("request_generation_tokens", "Generated tokens per finished request.", request_generation_tokens_);
   return out;
 }

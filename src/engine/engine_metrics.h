@@ -35,13 +35,24 @@ struct EngineGauges {
   int64_t prefix_hits = 0;
 };
 
+/// One engine step as the scheduler planned it and the engine measured it.
+struct StepRecord {
+  int64_t num_tokens = 0;
+  int64_t num_prefill_tokens = 0;  ///< the prompt chunk(s) the scheduler chose
+  int64_t num_preemptions = 0;
+  double measured_seconds = 0;
+  double predicted_seconds = 0;    ///< the step-time model's estimate before the step ran
+  bool is_itl_limited = false;     ///< a prompt chunk was cut to keep under the ITL target
+  double cost_fixed_s = 0, cost_per_token_s = 0, cost_per_context_s = 0;  ///< the model after this step
+};
+
 class EngineMetrics {
  public:
   explicit EngineMetrics(std::string model_name);
 
   // Recorded by the engine thread.
   void set_gauges(const EngineGauges& gauges);
-  void on_step(int64_t num_tokens, int64_t num_preemptions);
+  void on_step(const StepRecord& step);
   void on_prompt_tokens(int64_t n);
   void on_generation_token();
   void on_first_token(double ttft_seconds);
@@ -60,8 +71,11 @@ class EngineMetrics {
   int64_t prompt_tokens_ = 0;
   int64_t generation_tokens_ = 0;
   int64_t preemptions_ = 0;
+  int64_t itl_limited_steps_ = 0;
+  StepRecord last_step_;
   std::map<std::string, int64_t> finished_;  // by finish reason
   Histogram ttft_, itl_, e2e_, queue_, prefill_, decode_, step_tokens_, request_prompt_tokens_, request_generation_tokens_;
+  Histogram step_seconds_, step_prefill_tokens_, step_prediction_error_;
 };
 
 }  // namespace tern::engine

@@ -32,6 +32,11 @@ check "minimal run succeeds" "20/20" "$out"
 check "token accounting" "prompt 640 vs 640 (+0.0%)" "$out"
 check "json written" '"schema": "tern.bench.report"' "$(cat "$scratch/one.json")"
 
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --target "http://127.0.0.1:$port_b/v1" --name a --name b \
+      --model fixture -c 2 -n 6 --input-tokens 16 --output-tokens 4 --tokenizer none --sequential 2>&1)
+check "sequential: targets one at a time" "target 2/2: b (sequential)" "$out"
+check "sequential: one report for both" "6/6" "$out"
+
 cat > "$scratch/workload.json" <<JSON
 {
   "seed": 7,

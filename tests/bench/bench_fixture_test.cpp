@@ -283,6 +283,57 @@ TEST(BenchFixture, TwoTargetsSideBySideGetTheSameTraffic) {
   EXPECT_TRUE(is_accurate) << "side-by-side latencies off their servers' truth in all " << kTimingAttempts << " runs";
 }
 
+TEST(BenchFixture, SequentialTargetsAreLoadedOneAtATime) {
+  FixtureConfig fast_config, slow_config;
+  fast_config.ttft_ms = 5;
+  slow_config.ttft_ms = 25;
+  fast_config.itl_ms = slow_config.itl_ms = 2;
+  FixtureServer fast(fast_config), slow(slow_config);
+  fast.start();
+  slow.start();
+  TargetSpec fast_target = target_for(fast), slow_target = target_for(slow);
+  fast_target.name = "fast";
+  slow_target.name = "slow";
+  const PromptBuilder builder = PromptBuilder::whitespace_words();
+  RunOutput out;
+  out.plan = build_plan(closed_loop(4, 24, 16, 8), builder);
+  RunOptions options;
+  options.timeout = std::chrono::seconds(20);
+  std::vector<size_t> announced;
+  auto result = run_benchmark_sequential(out.plan, {fast_target, slow_target}, options,
+                                         [&](size_t target) { announced.push_back(target); });
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+  out.result = std::move(*result);
+  count_client_tokens(out.result, builder);
+  out.metrics = compute_metrics(out.result, out.plan, {fast_target, slow_target}, {});
+  EXPECT_EQ(announced, (std::vector<size_t>{0, 1}));
+  // Never both at once: the slow server's first request arrived after the fast server's last answer.
+  const std::vector<testing::FixtureRequestLog> fast_log = fast.log(), slow_log = slow.log();
+  ASSERT_EQ(fast_log.size(), 24u);
+  ASSERT_EQ(slow_log.size(), 24u);
+  int64_t fast_last = 0, slow_first = INT64_MAX;
+  for (const auto& entry : fast_log) fast_last = std::max(fast_last, entry.last_write_ns);
+  for (const auto& entry : slow_log) slow_first = std::min(slow_first, entry.arrival_ns);
+  EXPECT_LT(fast_last, slow_first);
+  // One report as if side by side: both targets, the same traffic, each against its own server's truth
+  // (the merge moved the second run's clock; latencies, being differences, must not change).
+  ASSERT_EQ(out.metrics.size(), 2u);
+  EXPECT_EQ(out.metrics[0].num_ok, 24u);
+  EXPECT_EQ(out.metrics[1].num_ok, 24u);
+  EXPECT_EQ(out.metrics[0].tokens.server_prompt_tokens, out.metrics[1].tokens.server_prompt_tokens);
+  for (const RequestRecord& record : out.result.records) EXPECT_GE(record.scheduled_ns, out.result.stages[0].start_ns);
+  EXPECT_GT(out.metrics[1].latency.ttft_ms.p50, out.metrics[0].latency.ttft_ms.p50);
+  // Per request, TTFT is unchanged by the shift: compare with each server's own log (same prompts).
+  std::map<std::string, double> slow_truth_ttft;
+  for (const auto& entry : slow_log) slow_truth_ttft[entry.last_input] = (entry.first_write_ns - entry.arrival_ns) / 1e6;
+  for (const RequestRecord& record : out.result.records) {
+    if (record.target != 1) continue;
+    const PlannedTurn& turn = out.plan.stages[record.stage].sessions[record.session].turns[record.turn];
+    // The client's TTFT includes sending; the server's starts when the request was read: never shorter.
+    EXPECT_GE(ttft_ms_of(record), slow_truth_ttft.at(turn.user_text));
+  }
+}
+
 TEST(BenchFixture, SharedPrefixesShowUpAsCachedTokensAndLowerEffectiveCost) {
   FixtureConfig config;
   config.ttft_ms = 2;

@@ -193,8 +193,11 @@ TEST(EngineMetricsTest, RecordedValuesRendered) {
   m.on_prompt_tokens(17);
   m.on_prompt_tokens(5);
   for (int i = 0; i < 4; ++i) m.on_generation_token();
-  m.on_step(7, 2);
-  m.on_step(9, 0);
+  m.on_step({.num_tokens = 7, .num_prefill_tokens = 5, .num_preemptions = 2, .measured_seconds = 0.03,
+             .predicted_seconds = 0.024, .is_itl_limited = true, .cost_fixed_s = 0.002, .cost_per_token_s = 0.001,
+             .cost_per_context_s = 1e-6});
+  m.on_step({.num_tokens = 9, .num_prefill_tokens = 0, .measured_seconds = 0.02, .predicted_seconds = 0.021,
+             .cost_fixed_s = 0.003, .cost_per_token_s = 0.0011, .cost_per_context_s = 2e-6});
   m.on_first_token(0.05);
   m.on_inter_token(0.01);
   m.on_inter_token(0.02);
@@ -232,6 +235,20 @@ TEST(EngineMetricsTest, RecordedValuesRendered) {
   EXPECT_EQ(value_of(s, "tern:iteration_tokens_total_bucket{model_name=\"m\",le=\"16\"}"), 2);
   EXPECT_EQ(value_of(s, "tern:request_prompt_tokens_count" + l), 3);
   EXPECT_EQ(value_of(s, "tern:request_generation_tokens_sum" + l), 36);
+  // The scheduler's step-time model and chosen chunk: the last step's values, and histograms of all.
+  EXPECT_EQ(value_of(s, "tern:itl_limited_steps_total" + l), 1);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:step_time_predicted_seconds" + l), 0.021);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:step_time_last_seconds" + l), 0.02);
+  EXPECT_EQ(value_of(s, "tern:step_prefill_chunk_tokens" + l), 0);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:step_cost_model_seconds{model_name=\"m\",term=\"fixed\"}"), 0.003);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:step_cost_model_seconds{model_name=\"m\",term=\"per_token\"}"), 0.0011);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:step_cost_model_seconds{model_name=\"m\",term=\"per_context_pair\"}"), 2e-6);
+  EXPECT_EQ(value_of(s, "tern:step_time_seconds_count" + l), 2);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:step_time_seconds_sum" + l), 0.05);
+  EXPECT_EQ(value_of(s, "tern:step_prefill_tokens_count" + l), 1);  // only steps that carried a prompt chunk
+  EXPECT_EQ(value_of(s, "tern:step_prefill_tokens_sum" + l), 5);
+  EXPECT_EQ(value_of(s, "tern:step_time_prediction_error_seconds_bucket{model_name=\"m\",le=\"0.005\"}"), 1);
+  EXPECT_EQ(value_of(s, "tern:step_time_prediction_error_seconds_bucket{model_name=\"m\",le=\"0.01\"}"), 2);
 
   const EngineGauges g = m.gauges();
   EXPECT_EQ(g.running, 3);
@@ -244,7 +261,7 @@ TEST(EngineMetricsTest, AllHistogramsCumulative) {
   for (int i = 0; i < 50; ++i) {
     m.on_first_token(0.003 * i);
     m.on_inter_token(0.0007 * i * i);
-    m.on_step(i * 37, 0);
+    m.on_step({.num_tokens = i * 37, .num_prefill_tokens = i * 30 + 1, .measured_seconds = 0.001 * i, .predicted_seconds = 0.0012 * i});
     m.on_finished(i % 2 ? "stop" : "length", 0.4 * i, 0.01 * i, 0.02 * i, 0.3 * i, i * 100, i * 3);
   }
   const std::string out = m.render();
@@ -252,7 +269,8 @@ TEST(EngineMetricsTest, AllHistogramsCumulative) {
   for (const char* name : {"tern:time_to_first_token_seconds", "tern:inter_token_latency_seconds", "tern:e2e_request_latency_seconds",
                            "tern:request_queue_time_seconds", "tern:request_prefill_time_seconds",
                            "tern:request_decode_time_seconds", "tern:iteration_tokens_total", "tern:request_prompt_tokens",
-                           "tern:request_generation_tokens"}) {
+                           "tern:request_generation_tokens", "tern:step_time_seconds", "tern:step_prefill_tokens",
+                           "tern:step_time_prediction_error_seconds"}) {
     const auto buckets = buckets_of(out, name);
     ASSERT_GT(buckets.size(), 1u) << name;
     for (size_t i = 1; i < buckets.size(); ++i) EXPECT_GE(buckets[i].second, buckets[i - 1].second) << name;

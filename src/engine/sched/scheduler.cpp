@@ -1,8 +1,23 @@
 #include "engine/sched/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace tern::engine {
+namespace {
+
+/// Recomputes what the step computes from its chunks (after a preemption dropped one).
+void recount(SchedulerOutput& output) {
+  output.shape = {};
+  output.num_decode_tokens = output.num_prefill_tokens = 0;
+  for (const ScheduledChunk& chunk : output.chunks) {
+    output.shape.add_chunk(chunk.start, chunk.num_tokens);
+    const bool is_decode = chunk.start >= chunk.request->num_prompt_tokens;
+    (is_decode ? output.num_decode_tokens : output.num_prefill_tokens) += chunk.num_tokens;
+  }
+}
+
+}  // namespace
 
 void Scheduler::add(SchedRequest* request) {
   request->state = RequestState::kWaiting;
@@ -23,6 +38,7 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
     budget += chunk->num_tokens;
     output.num_tokens -= chunk->num_tokens;
     output.chunks.erase(chunk);
+    recount(output);
   }
   kv_.free(victim->blocks);
   victim->num_computed = 0;
@@ -33,7 +49,36 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
   waiting_.push_front(victim);
 }
 
-SchedulerOutput Scheduler::schedule() {
+int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
+                                     Clock::time_point now) const {
+  // Nobody is streaming in this step: the token budget decides.
+  if (config_.itl_target_s <= 0 || output.num_decode_tokens == 0) return wanted;
+  // Ageing: past max_prefill_wait_s the target this prompt plans against grows with its wait (twice the
+  // wait, twice the target), so a backlog of prompts drains with gradually longer steps instead of
+  // either starving or jumping to full-budget steps that stall every stream at once.
+  double target_s = config_.itl_target_s;
+  if (request.arrival != Clock::time_point{} && config_.max_prefill_wait_s > 0) {
+    const double waited_s = std::chrono::duration<double>(now - request.arrival).count();
+    target_s *= std::max(1.0, waited_s / config_.max_prefill_wait_s);
+  }
+  // The largest n whose step still fits the target (the cost only grows with n: binary search).
+  const auto fits = [&](int64_t n) {
+    StepShape shape = output.shape;
+    shape.add_chunk(request.num_computed, n);
+    return cost_model_.predict(shape) <= target_s;
+  };
+  int64_t lo = 0, hi = wanted;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  // Prompts never starve: the first prompt of the step (the oldest in progress) always moves.
+  if (output.num_prefill_tokens == 0) lo = std::max(lo, std::min(wanted, config_.min_prefill_chunk));
+  return lo;
+}
+
+SchedulerOutput Scheduler::schedule(Clock::time_point now) {
   SchedulerOutput output;
   int64_t budget = config_.max_batch_tokens;
   // Tokens [num_computed, num_computed + n) of `request` go into this step.
@@ -41,7 +86,17 @@ SchedulerOutput Scheduler::schedule() {
     const bool samples = request->num_computed + n == static_cast<int64_t>(request->tokens.size());
     output.chunks.push_back({request, request->num_computed, n, samples});
     output.num_tokens += n;
+    output.shape.add_chunk(request->num_computed, n);
+    (request->num_computed >= request->num_prompt_tokens ? output.num_decode_tokens : output.num_prefill_tokens) += n;
     budget -= n;
+  };
+  // How many of `request`'s remaining tokens this step takes: the budget, and for prompts the ITL target.
+  const auto chunk_size = [&](const SchedRequest& request) {
+    const int64_t wanted = std::min(request.remaining(), budget);
+    if (request.remaining() == 1) return wanted;  // a decode
+    const int64_t allowed = prefill_allowance(request, wanted, output, now);
+    if (allowed < wanted) output.is_itl_limited = true;
+    return allowed;
   };
 
   // Running requests: decodes first, then prompts part-way through prefill.
@@ -50,7 +105,8 @@ SchedulerOutput Scheduler::schedule() {
       SchedRequest* request = running_[i];
       const int64_t remaining = request->remaining();
       if (remaining <= 0 || (remaining == 1) != decode_pass) continue;
-      const int64_t n = std::min(remaining, budget);
+      const int64_t n = chunk_size(*request);
+      if (n <= 0) break;  // the step is full under the ITL target; older prompts go first next step
       // Out of blocks: the newest running request gives its blocks up, which may be this one.
       while (!kv_.allocate_slots(request->blocks, request->num_computed + n)) {
         SchedRequest* victim = running_.back();
@@ -70,8 +126,8 @@ SchedulerOutput Scheduler::schedule() {
     if (request->blocks.table.empty()) {
       request->num_computed = kv_.acquire_cached_prefix(request->blocks, request->tokens, request->cache_key);
     }
-    const int64_t n = std::min(request->remaining(), budget);
-    if (!kv_.allocate_slots(request->blocks, request->num_computed + n)) {
+    const int64_t n = chunk_size(*request);
+    if (n <= 0 || !kv_.allocate_slots(request->blocks, request->num_computed + n)) {
       // Not admitted after all: give the prefix back, and do not count a lookup that will be redone.
       kv_.free(request->blocks);
       kv_.restore_prefix_stats(stats_before);
@@ -86,6 +142,7 @@ SchedulerOutput Scheduler::schedule() {
     running_.push_back(request);
     take(request, n);
   }
+  output.predicted_seconds = cost_model_.predict(output.shape);
   return output;
 }
 

@@ -9,22 +9,39 @@
 //      while long prompts arrive;
 //   2. running requests part-way through their prompt (chunked prefill), oldest first;
 //   3. waiting requests, first come first served, with their cached prefix taken from the KV manager.
+//
+// Inter-token target (stall-free batching): with `itl_target_s` set, a step that carries decodes takes
+// prompt tokens only as far as the step-time model (step_cost_model.h) predicts the step to stay under
+// the target, so a long prompt arriving does not stall every running stream. Prompts still progress:
+// the oldest prompt in progress gets at least `min_prefill_chunk` tokens every step, and a prompt that
+// has waited longer than `max_prefill_wait_s` since it arrived plans against a target scaled by its wait
+// (ageing: 2x the wait, 2x the target), so a backlog drains with gradually longer steps rather than
+// starving. `max_batch_tokens` bounds every step either way.
+//
 // When KV blocks run out, the most recently admitted running request is preempted (even when it is the
 // one that needs the block, so older requests keep their progress, as in vLLM): its blocks are
 // freed and it goes back to the front of the queue to be recomputed (its full blocks usually remain
 // in the prefix cache, so recomputing is cheap).
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <vector>
 
 #include "engine/kv/kv_manager.h"
+#include "engine/sched/step_cost_model.h"
 
 namespace tern::engine {
+
+using Clock = std::chrono::steady_clock;
 
 struct SchedulerConfig {
   int64_t max_batch_tokens = 512;  ///< tokens computed per step, all requests together
   int64_t max_running = 64;        ///< requests holding KV blocks at once
+  double itl_target_s = 0;         ///< predicted step time to keep under while streams decode; 0: off
+  int64_t min_prefill_chunk = 16;  ///< prompt tokens the oldest prompt in progress gets per step, at least
+  double max_prefill_wait_s = 2.0; ///< after this long since arrival, a prompt's target grows with its wait
+  StepCostCoefficients step_cost_prior{};
 };
 
 enum class RequestState { kWaiting, kRunning, kFinished };
@@ -40,6 +57,7 @@ struct SchedRequest {
   RequestBlocks blocks;
   RequestState state = RequestState::kWaiting;
   int64_t num_preemptions = 0;
+  Clock::time_point arrival{};  ///< for the ageing rule
 
   int64_t remaining() const { return static_cast<int64_t>(tokens.size()) - num_computed; }
 };
@@ -55,21 +73,30 @@ struct SchedulerOutput {
   std::vector<ScheduledChunk> chunks;
   int64_t num_tokens = 0;
   int64_t num_preempted = 0;
+  int64_t num_decode_tokens = 0;
+  int64_t num_prefill_tokens = 0;  ///< the chosen prompt chunk(s), all requests together
+  StepShape shape;                 ///< what the step computes, for the step-time model
+  double predicted_seconds = 0;    ///< the model's estimate for this step
+  bool is_itl_limited = false;     ///< the ITL target cut a prompt chunk short
 };
 
 class Scheduler {
  public:
-  Scheduler(SchedulerConfig config, KvManager& kv) : config_(config), kv_(kv) {}
+  Scheduler(SchedulerConfig config, KvManager& kv) : config_(config), kv_(kv), cost_model_(config.step_cost_prior) {}
 
   /// Queues a request (at the back).
   void add(SchedRequest* request);
   /// Drops a finished or cancelled request from either queue and frees its blocks at once.
   void remove(SchedRequest* request);
 
-  SchedulerOutput schedule();
+  SchedulerOutput schedule(Clock::time_point now = Clock::now());
   /// After the forward pass of `output`: advances each request's computed tokens and puts newly full
   /// blocks into the prefix cache.
   void on_computed(const SchedulerOutput& output);
+  /// The measured wall time of the step `output` described (forward pass and sampling): teaches the
+  /// step-time model.
+  void on_step_time(const SchedulerOutput& output, double seconds) { cost_model_.observe(output.shape, seconds); }
+  const StepCostModel& cost_model() const { return cost_model_; }
 
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
@@ -79,9 +106,13 @@ class Scheduler {
  private:
   /// Frees the victim's blocks, drops it from this step's output and queues it first for recompute.
   void preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget);
+  /// How many of `request`'s next `wanted` prompt tokens fit this step under the ITL target.
+  int64_t prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
+                            Clock::time_point now) const;
 
   SchedulerConfig config_;
   KvManager& kv_;
+  StepCostModel cost_model_;
   std::deque<SchedRequest*> waiting_;
   std::vector<SchedRequest*> running_;  // in admission order
 };
