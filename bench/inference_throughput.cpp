@@ -9,11 +9,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "engine/sequence_runner.h"
+#include "model/kv_cache.h"
 #include "model/model.h"
 
 namespace {
@@ -70,20 +71,35 @@ int main(int argc, char** argv) {
 
   std::vector<double> prefill_rates, decode_rates;
   for (int r = 0; r < repeats; ++r) {
-    tern::engine::SequenceRunner runner(model, pool, prompt_tokens + decode_tokens + 16);
+    // The model's batched forward pass on one sequence (no scheduler): the kernels' speed alone.
+    const int64_t num_blocks = (prompt_tokens + decode_tokens + 16 + 15) / 16;
+    tern::model::KvCache cache(model.config(), num_blocks, 16);
+    std::vector<int32_t> block_table(static_cast<size_t>(num_blocks));
+    for (int64_t b = 0; b < num_blocks; ++b) block_table[static_cast<size_t>(b)] = static_cast<int32_t>(b);
+    tern::model::Batch batch;
+    std::vector<float> logits;
+    int32_t position = 0;
+    const auto feed = [&](std::span<const int32_t> tokens) {
+      for (size_t done = 0; done < tokens.size(); done += 512) {  // prompt chunks of 512, as the engine's default
+        batch.clear();
+        batch.block_tables = {std::span<const int32_t>(block_table)};
+        const size_t count = std::min<size_t>(512, tokens.size() - done);
+        for (size_t i = 0; i < count; ++i) batch.add(tokens[done + i], position++, 0, done + i + 1 == tokens.size());
+        if (auto ok = model.forward(batch, cache, pool, logits); !ok) {
+          std::fprintf(stderr, "error: %s\n", ok.error().message.c_str());
+          std::exit(1);
+        }
+      }
+    };
     auto start = std::chrono::steady_clock::now();
-    auto logits = runner.feed(prompt);
-    if (!logits) {
-      std::fprintf(stderr, "error: %s\n", logits.error().message.c_str());
-      return 1;
-    }
+    feed(prompt);
     prefill_rates.push_back(prompt_tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    std::vector<float> row(logits->begin(), logits->end());
+    std::vector<float> row(logits);
     start = std::chrono::steady_clock::now();
     for (int i = 0; i < decode_tokens; ++i) {
       const int32_t token[] = {static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin())};
-      auto step = runner.feed(token);
-      row.assign(step->begin(), step->end());
+      feed(token);
+      row.assign(logits.begin(), logits.end());
     }
     decode_rates.push_back(decode_tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }

@@ -1,14 +1,16 @@
 #include "cli/generation.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <random>
 
 #include "cli/commands.h"
+#include "engine/kv/kv_sizing.h"
 #include "kernels/cpu/cpu_features.h"
-#include "tokenizer/detokenizer.h"
 
 namespace tern::cli {
 
@@ -62,67 +64,92 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   if (!options.seed_given) session->options_.sampling.seed = std::random_device{}();
   session->model_ = std::move(*model);
   session->pool_ = std::make_unique<kernels::ThreadPool>(options.threads);
-  const int64_t context = std::min<int64_t>(options.context, session->model_->config().context_length);
-  session->runner_ = std::make_unique<engine::SequenceRunner>(*session->model_, *session->pool_, context);
-  session->sampler_ = engine::Sampler(session->options_.sampling);
+  // One user: the KV cache holds exactly one full context (the engine's sizing policy).
+  auto kv = engine::size_kv_cache(session->model_->config(), {.context = options.context});
+  if (!kv) return std::unexpected(kv.error());
+  engine::EngineConfig config;
+  config.model_name = session->model_->file().name();
+  config.max_model_len = kv->max_model_len;
+  config.num_kv_blocks = kv->num_blocks;
+  config.max_waiting = 1;
+  config.scheduler.max_running = 1;
+  session->engine_ = std::make_unique<engine::Engine>(*session->model_, *session->pool_, std::move(config));
+  session->engine_->start();
   std::fprintf(stderr, "%s: %s, %d threads, %s kernels, context %lld\n", session->model_->file().name().c_str(),
                session->model_->config().arch_name.c_str(), session->pool_->num_threads(),
-               kernels::isa_name(kernels::best_isa()), static_cast<long long>(context));
+               kernels::isa_name(kernels::best_isa()), static_cast<long long>(kv->max_model_len));
   return session;
+}
+
+GenerationSession::~GenerationSession() {
+  if (engine_) engine_->stop();
 }
 
 Result<GenerationStats> GenerationSession::generate(std::span<const int32_t> tokens,
                                                     const std::function<void(std::string_view)>& emit,
                                                     const std::atomic<bool>* stop) {
   using Clock = std::chrono::steady_clock;
-  GenerationStats stats;
   if (tokens.empty()) return fail("the prompt has no tokens");
-  // Reuse the cached prefix: only tokens past the common prefix are computed.
-  const auto& cached = runner_->tokens();
-  size_t common = 0;
-  while (common < cached.size() && common < tokens.size() - 1 && cached[common] == tokens[common]) ++common;
-  runner_->truncate(static_cast<int64_t>(common));
-  if (static_cast<int64_t>(tokens.size()) >= runner_->max_tokens()) {
-    return fail("the prompt is {} tokens; the context holds {} (use --context)", tokens.size(), runner_->max_tokens());
+  const int64_t context = engine_->config().max_model_len;
+  if (static_cast<int64_t>(tokens.size()) >= context) {
+    return fail("the prompt is {} tokens; the context holds {} (use --context)", tokens.size(), context);
   }
-  std::vector<int32_t> history(tokens.begin(), tokens.end());
-  const auto prefill_start = Clock::now();
-  auto logits = runner_->feed(tokens.subspan(common));
-  if (!logits) return std::unexpected(logits.error());
-  stats.prompt_tokens = static_cast<int64_t>(tokens.size() - common);
-  stats.prefill_seconds = std::chrono::duration<double>(Clock::now() - prefill_start).count();
+  engine::GenerationRequest request;
+  request.prompt.assign(tokens.begin(), tokens.end());
+  request.sampling = options_.sampling;
+  request.sampling.seed += num_turns_++;  // same seed, same conversation; turns draw differently
+  // Generation stops at the end of the context, as a "length" finish.
+  request.max_tokens = std::min<int64_t>(options_.max_tokens, context - static_cast<int64_t>(tokens.size()));
+  request.report_every_token = true;  // first-token and decode timing, even for tokens with no text yet
 
-  tok::IncrementalDetokenizer detokenizer(model_->tokenizer());
-  const auto& end_tokens = model_->end_of_generation_tokens();
-  std::vector<float> row(logits->begin(), logits->end());
-  Clock::time_point first_token_time;
-  stats.finish_reason = "length";
-  for (int i = 0; i < options_.max_tokens; ++i) {
-    const int32_t token = sampler_.sample(row, history);
-    if (i == 0) first_token_time = Clock::now();
-    ++stats.generated_tokens;
-    if (std::find(end_tokens.begin(), end_tokens.end(), token) != end_tokens.end()) {
-      stats.finish_reason = "stop";
-      break;
+  // The engine calls the sink on its thread; this thread waits, writes text, and watches `stop`.
+  struct Channel {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::vector<engine::GenerationEvent> events;
+  };
+  auto channel = std::make_shared<Channel>();
+  const auto submitted = Clock::now();
+  auto id = engine_->submit(std::move(request), [channel](engine::GenerationEvent&& event) {
+    std::lock_guard lock(channel->mutex);
+    channel->events.push_back(std::move(event));
+    channel->ready.notify_one();
+  });
+  if (!id) return fail("{}", id.error().message);
+
+  GenerationStats stats;
+  Clock::time_point first_token{}, last_token{};
+  bool is_cancelled = false;
+  std::vector<engine::GenerationEvent> batch;
+  for (bool is_finished = false; !is_finished;) {
+    {
+      std::unique_lock lock(channel->mutex);
+      channel->ready.wait_for(lock, std::chrono::milliseconds(20), [&] { return !channel->events.empty(); });
+      batch.swap(channel->events);
     }
-    emit(detokenizer.push(token));
-    history.push_back(token);
-    if (stop != nullptr && stop->load()) {
-      stats.finish_reason = "interrupted";
-      break;
+    if (stop != nullptr && stop->load() && !is_cancelled) {
+      engine_->cancel(*id);
+      is_cancelled = true;
     }
-    if (i + 1 == options_.max_tokens) break;
-    if (static_cast<int64_t>(runner_->tokens().size()) + 1 >= runner_->max_tokens()) {
-      stats.finish_reason = "length";
-      break;
+    for (engine::GenerationEvent& event : batch) {
+      if (event.num_tokens > 0) {
+        last_token = Clock::now();
+        if (first_token == Clock::time_point{}) first_token = last_token;
+      }
+      if (!event.text.empty()) emit(event.text);
+      if (!event.finished) continue;
+      if (!event.error.empty()) return fail("{}", event.error);
+      is_finished = true;
+      stats.prompt_tokens = event.usage.prompt_tokens - event.usage.cached_tokens;
+      stats.generated_tokens = event.usage.completion_tokens;
+      stats.finish_reason = is_cancelled && event.finish_reason == "abort" ? "interrupted" : event.finish_reason;
     }
-    const int32_t next[] = {token};
-    auto step = runner_->feed(next);
-    if (!step) return std::unexpected(step.error());
-    row.assign(step->begin(), step->end());
+    batch.clear();
   }
-  emit(detokenizer.flush());
-  stats.decode_seconds = std::chrono::duration<double>(Clock::now() - first_token_time).count();
+  if (first_token != Clock::time_point{}) {
+    stats.prefill_seconds = std::chrono::duration<double>(first_token - submitted).count();
+    stats.decode_seconds = std::chrono::duration<double>(last_token - first_token).count();
+  }
   return stats;
 }
 

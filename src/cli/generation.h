@@ -1,5 +1,6 @@
 #pragma once
-// What `tern run` and `tern chat` share: options, loading, the generate loop, speed figures.
+// What `tern run` and `tern chat` share: options, loading, generation through the engine (the same
+// scheduler, KV manager and sampler as `tern serve`: one generation path), speed figures.
 
 #include <atomic>
 #include <functional>
@@ -8,9 +9,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/engine.h"
 #include "engine/sampling/sampler.h"
 #include "model/catalog.h"
-#include "engine/sequence_runner.h"
 #include "model/model.h"
 
 namespace tern::cli {
@@ -40,24 +41,26 @@ struct GenerationStats {
 
 void print_stats(const GenerationStats& stats);
 
+/// One model and its engine, for one user at a time. A chat's turns reuse the KV of the conversation
+/// so far through the engine's prefix cache (full blocks of 16 tokens).
 class GenerationSession {
  public:
   static Result<std::unique_ptr<GenerationSession>> create(const GenerationOptions& options);
+  ~GenerationSession();
 
-  /// Feeds `tokens` (the whole sequence so far; the cached prefix is reused) and generates until an
-  /// end token, max_tokens, or `*stop` becomes true; text goes to `emit` as it completes.
+  /// Generates after `tokens` (the whole sequence so far) until an end token, max_tokens, the end of
+  /// the context, or `*stop` becoming true; text goes to `emit` as it completes.
   Result<GenerationStats> generate(std::span<const int32_t> tokens, const std::function<void(std::string_view)>& emit,
                                    const std::atomic<bool>* stop = nullptr);
 
   model::Model& model() { return *model_; }
-  engine::SequenceRunner& runner() { return *runner_; }
 
  private:
   GenerationOptions options_;
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<kernels::ThreadPool> pool_;
-  std::unique_ptr<engine::SequenceRunner> runner_;
-  engine::Sampler sampler_{engine::SamplingParams{}};
+  std::unique_ptr<engine::Engine> engine_;
+  uint64_t num_turns_ = 0;
 };
 
 }  // namespace tern::cli

@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/generation.h"
 #include "engine/engine.h"
+#include "engine/kv/kv_sizing.h"
 #include "kernels/cpu/cpu_features.h"
 
 namespace tern::cli {
@@ -38,27 +39,6 @@ struct ServeOptions {
   double write_timeout_s = 30;
 };
 
-/// "2G", "512M", "64MiB", "1000000" -> bytes.
-Result<int64_t> parse_bytes(const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (...) {
-    return fail("'{}' is not a size (examples: 2G, 512M, 1000000)", text);
-  }
-  std::string unit = text.substr(used);
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
-  double scale = 1;
-  if (unit == "K" || unit == "k") scale = 1024.0;
-  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
-  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
-  else if (!unit.empty()) return fail("'{}' has an unknown unit (use K, M or G)", text);
-  if (!(value > 0)) return fail("'{}' must be positive", text);
-  return static_cast<int64_t>(value * scale);
-}
-
 /// "100ms", "0.25s", "2" (seconds) -> seconds; "off" or "0" -> 0.
 Result<double> parse_seconds(const std::string& text) {
   if (text == "off") return 0.0;
@@ -75,17 +55,6 @@ Result<double> parse_seconds(const std::string& text) {
   else if (unit != "s" && !unit.empty()) return fail("'{}' has an unknown unit (use ms or s)", text);
   if (!(value >= 0) || value * scale > 3600) return fail("'{}' must be between 0 and 1 hour", text);
   return value * scale;
-}
-
-int64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  int64_t kb = 0;
-  std::string unit;
-  while (meminfo >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
-  return int64_t{4} << 30;
 }
 
 /// Thousands of connections need thousands of descriptors: lift the soft limit to the hard one.
@@ -138,29 +107,25 @@ int serve(const ServeOptions& o) {
 
   engine::EngineConfig config;
   config.model_name = o.served_name.empty() ? (o.model.ends_with(".gguf") ? model->file().name() : o.model) : o.served_name;
-  const int64_t model_context = model->config().context_length;
-  config.max_model_len = o.context > 0 ? std::min(o.context, model_context) : std::min<int64_t>(model_context, 8192);
-  const int64_t block_bytes = engine::KvCache::bytes_per_block(model->config(), config.block_size);
-  int64_t kv_bytes = 0;
-  if (!o.kv_cache_memory.empty()) {
-    auto bytes = parse_bytes(o.kv_cache_memory);
+  engine::KvSizingRequest kv_request{.context = o.context, .block_size = config.block_size};
+  if (o.kv_cache_memory.empty()) {
+    kv_request.memory_bytes = engine::default_kv_memory_bytes();
+  } else {
+    auto bytes = engine::parse_bytes(o.kv_cache_memory);
     if (!bytes) {
       std::fprintf(stderr, "error: --kv-cache-memory: %s\n", bytes.error().message.c_str());
       return 1;
     }
-    kv_bytes = *bytes;
-  } else {
-    // A quarter of the memory available now, at most 4 GiB; pages are touched only as blocks are used.
-    kv_bytes = std::min<int64_t>(available_memory_bytes() / 4, int64_t{4} << 30);
+    kv_request.memory_bytes = *bytes;
   }
-  config.num_kv_blocks = kv_bytes / block_bytes;
-  const int64_t min_blocks = (config.max_model_len + config.block_size - 1) / config.block_size;
-  if (config.num_kv_blocks < min_blocks) {
-    std::fprintf(stderr, "error: --kv-cache-memory %s holds %lld tokens, less than one full context of %lld (needs %lld MiB)\n",
-                 o.kv_cache_memory.c_str(), static_cast<long long>(config.num_kv_blocks * config.block_size),
-                 static_cast<long long>(config.max_model_len), static_cast<long long>((min_blocks * block_bytes) >> 20));
+  auto kv = engine::size_kv_cache(model->config(), kv_request);
+  if (!kv) {
+    std::fprintf(stderr, "error: --kv-cache-memory %s: %s\n", o.kv_cache_memory.empty() ? "(default)" : o.kv_cache_memory.c_str(),
+                 kv.error().message.c_str());
     return 1;
   }
+  config.max_model_len = kv->max_model_len;
+  config.num_kv_blocks = kv->num_blocks;
   config.max_waiting = o.max_waiting;
   config.prefix_caching = !o.no_prefix_caching;
   auto itl_target = parse_seconds(o.itl_target);
@@ -186,7 +151,7 @@ int serve(const ServeOptions& o) {
                config.model_name.c_str(), model->config().arch_name.c_str(), pool.num_threads(),
                kernels::isa_name(kernels::best_isa()), static_cast<long long>(config.max_model_len),
                static_cast<long long>(config.num_kv_blocks * config.block_size),
-               static_cast<long long>((config.num_kv_blocks * block_bytes) >> 20), config.prefix_caching ? "on" : "off",
+               static_cast<long long>(kv->bytes() >> 20), config.prefix_caching ? "on" : "off",
                static_cast<long long>(config.scheduler.max_running), static_cast<long long>(config.scheduler.max_batch_tokens),
                config.scheduler.itl_target_s > 0 ? o.itl_target.c_str() : "off");
   server.wait();

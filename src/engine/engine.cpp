@@ -231,6 +231,7 @@ void Engine::run_step(const SchedulerOutput& output) {
     std::span<float> logits(logits_.data() + row * vocab, vocab);
     ++row;
     auto& active = *active_.at(chunk.request->id);
+    if (config_.logits_observer) config_.logits_observer(chunk.request->id, logits);
     // Logprobs come from the raw distribution, so they are taken before the sampler edits the row.
     std::optional<TokenLogprob> logprob;
     std::vector<float> raw;
@@ -254,6 +255,7 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
   metrics_.on_generation_token();
 
   GenerationEvent event;
+  event.num_tokens = 1;
   if (logprob) event.logprobs.push_back(std::move(*logprob));
   const auto& end_tokens = model_.end_of_generation_tokens();
   const bool is_end = !active.request.ignore_eos && std::find(end_tokens.begin(), end_tokens.end(), token) != end_tokens.end();
@@ -271,8 +273,9 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
       reason = "length";
     }
   }
+  const bool is_worth_sending = !event.text.empty() || !event.logprobs.empty() || active.request.report_every_token;
   if (reason.empty()) {
-    if (!event.text.empty() || !event.logprobs.empty()) active.sink(std::move(event));
+    if (is_worth_sending) active.sink(std::move(event));
     return;
   }
   if (reason == "length" || is_end) {
@@ -281,7 +284,7 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
     event.text += step.text;
     if (!step.stopped) event.text += active.stop.flush();
   }
-  if (!event.text.empty() || !event.logprobs.empty()) active.sink(std::move(event));
+  if (is_worth_sending || !event.text.empty()) active.sink(std::move(event));
   finish(active, reason);
 }
 

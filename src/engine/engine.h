@@ -13,13 +13,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "engine/engine_metrics.h"
-#include "engine/kv/kv_cache.h"
 #include "engine/kv/kv_manager.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sched/scheduler.h"
@@ -38,6 +38,7 @@ struct GenerationRequest {
   bool ignore_eos = false;
   int top_logprobs = -1;  ///< -1: no logprobs; 0..20: the sampled token's and this many alternatives
   std::string cache_salt;
+  bool report_every_token = false;  ///< an event per sampled token even when it adds no text (terminal timing)
   Clock::time_point arrival = Clock::now();
 };
 
@@ -57,6 +58,7 @@ struct Usage {
 struct GenerationEvent {
   std::string text;
   std::vector<TokenLogprob> logprobs;  ///< for each token sampled since the previous event
+  int64_t num_tokens = 0;              ///< tokens sampled since the previous event
   bool finished = false;
   std::string finish_reason;  ///< "stop", "length", "abort"; with finished
   std::string error;          ///< non-empty: the request failed inside the engine
@@ -65,6 +67,9 @@ struct GenerationEvent {
 
 /// Called on the engine thread; must not block (post the event to your own thread).
 using EventSink = std::function<void(GenerationEvent&&)>;
+/// Sees the raw logits of every row that samples, before penalties and sampling, on the engine thread
+/// (the forward-pass goldens compare them with llama.cpp's through the same batched path).
+using LogitsObserver = std::function<void(uint64_t request_id, std::span<const float> logits)>;
 
 struct EngineConfig {
   std::string model_name;
@@ -74,6 +79,7 @@ struct EngineConfig {
   int64_t max_waiting = 4096;    ///< queued requests before submit() refuses
   bool prefix_caching = true;
   SchedulerConfig scheduler;
+  LogitsObserver logits_observer;  ///< optional
 };
 
 enum class SubmitError { kQueueFull, kTooLong, kStopped };
@@ -120,7 +126,7 @@ class Engine {
   model::Model& model_;
   kernels::ThreadPool& pool_;
   EngineConfig config_;
-  KvCache cache_;
+  model::KvCache cache_;
   KvManager kv_;
   Scheduler scheduler_;
   EngineMetrics metrics_;

@@ -174,7 +174,7 @@ void apply_rope(kernels::ThreadPool& pool, float* x, int64_t rows, int64_t num_h
   });
 }
 
-void store_kv(const Batch& batch, engine::KvCache& cache, int64_t layer, const float* k, const float* v) {
+void store_kv(const Batch& batch, KvCache& cache, int64_t layer, const float* k, const float* v) {
   const kernels::VectorOps& ops = kernels::vector_ops();
   const int64_t bs = cache.block_size();
   for (int64_t i = 0; i < batch.size(); ++i) {
@@ -186,7 +186,7 @@ void store_kv(const Batch& batch, engine::KvCache& cache, int64_t layer, const f
   }
 }
 
-void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const Batch& batch, engine::KvCache& cache,
+void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const Batch& batch, KvCache& cache,
                      int64_t layer, const float* q, int64_t window, float* out) {
   const kernels::VectorOps& ops = kernels::vector_ops();
   const int64_t num_heads = config.num_heads;

@@ -5,7 +5,7 @@
 #include <span>
 #include <vector>
 
-#include "engine/kv/kv_cache.h"
+#include "model/kv_cache.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/thread_pool.h"
 #include "model/batch.h"
@@ -50,12 +50,12 @@ void apply_rope(kernels::ThreadPool& pool, float* x, int64_t rows, int64_t num_h
                 const std::vector<double>& cos, const std::vector<double>& sin);
 
 /// Writes each row's K and V into the cache at its sequence position.
-void store_kv(const Batch& batch, engine::KvCache& cache, int64_t layer, const float* k, const float* v);
+void store_kv(const Batch& batch, KvCache& cache, int64_t layer, const float* k, const float* v);
 
 /// Causal attention of each row's query heads over its sequence's cached keys/values (GQA: query head
 /// h reads KV head h / (num_heads / num_kv_heads)); `window` > 0 limits keys to the last `window`
 /// positions. out is [rows, num_heads * value_dim].
-void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const Batch& batch, engine::KvCache& cache,
+void paged_attention(kernels::ThreadPool& pool, const ModelConfig& config, const Batch& batch, KvCache& cache,
                      int64_t layer, const float* q, int64_t window, float* out);
 
 /// Final norm and output projection for the rows that want logits.

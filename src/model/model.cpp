@@ -32,7 +32,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
   return model;
 }
 
-Result<void> Model::check_batch(const Batch& batch, const engine::KvCache& cache) const {
+Result<void> Model::check_batch(const Batch& batch, const KvCache& cache) const {
   const size_t n = batch.tokens.size();
   if (batch.positions.size() != n || batch.seq_slots.size() != n || batch.wants_logits.size() != n) {
     return fail("batch fields have different lengths");
@@ -55,7 +55,7 @@ Result<void> Model::check_batch(const Batch& batch, const engine::KvCache& cache
   return {};
 }
 
-Result<void> Model::forward(const Batch& batch, engine::KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits) {
+Result<void> Model::forward(const Batch& batch, KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits) {
   if (auto ok = check_batch(batch, cache); !ok) return ok;
   if (batch.size() == 0) {
     logits.clear();

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/kv/kv_cache.h"
+#include "model/kv_cache.h"
 #include "gguf/gguf_file.h"
 #include "kernels/cpu/thread_pool.h"
 #include "model/batch.h"
@@ -40,11 +40,11 @@ class Model {
   /// Runs the batch: writes its K/V into `cache` and returns logits (num_logit_rows x vocab_size,
   /// row-major) in `logits`. Errors for bad batches (token out of range, position past the block
   /// table) leave the cache unchanged.
-  Result<void> forward(const Batch& batch, engine::KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits);
+  Result<void> forward(const Batch& batch, KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits);
 
  private:
   Model(gguf::GgufFile file) : file_(std::move(file)) {}
-  Result<void> check_batch(const Batch& batch, const engine::KvCache& cache) const;
+  Result<void> check_batch(const Batch& batch, const KvCache& cache) const;
 
   gguf::GgufFile file_;
   ModelConfig config_;
@@ -55,9 +55,9 @@ class Model {
 };
 
 // One forward pass per architecture family (model/arch/*.cpp), over the blocks in model/blocks.h.
-void forward_llama(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, engine::KvCache& cache,
+void forward_llama(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, KvCache& cache,
                    kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits);
-void forward_gemma3(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, engine::KvCache& cache,
+void forward_gemma3(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, KvCache& cache,
                     kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits);
 
 }  // namespace tern::model

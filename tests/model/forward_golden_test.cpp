@@ -26,7 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "engine/sequence_runner.h"
+#include "engine_harness.h"
 #include "kernels/cpu/cpu_features.h"
 #include "model/model.h"
 #include "test_support.h"
@@ -96,7 +96,9 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
   auto loaded = Model::load(path);
   ASSERT_TRUE(loaded) << loaded.error().message;
   Model& model = **loaded;
-  kernels::ThreadPool pool(2);
+  // Through the serving engine (scheduler, KV manager, batched forward, sampler), prefix caching off so
+  // every prompt is computed from scratch; the logits observer hands back every sampled row.
+  testing::EngineHarness engine(model, 2, 64, /*keep_logits=*/true);
 
   const Limits limits = limits_for(name);
   int identical_continuations = 0;
@@ -112,10 +114,12 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
   if (const char* limit = std::getenv("TERN_GOLDEN_CASES"); limit && *limit) num_cases = std::min(num_cases, static_cast<size_t>(std::max(1, std::atoi(limit))));
   for (size_t c = 0; c < num_cases; ++c) {
     const auto tokens = cases[c].at("tokens").get<std::vector<int32_t>>();
-    engine::SequenceRunner runner(model, pool, 512);
-    auto logits = runner.feed(tokens);
-    ASSERT_TRUE(logits) << logits.error().message;
-    const std::vector<float> row(logits->begin(), logits->end());
+    const auto expected = cases[c].at("greedy").get<std::vector<int32_t>>();
+    testing::EngineOutput run = engine.run(tokens, static_cast<int64_t>(expected.size()));
+    ASSERT_TRUE(run.error.empty()) << run.error;
+    ASSERT_EQ(run.tokens.size(), expected.size());
+    ASSERT_EQ(run.logit_rows.size(), expected.size());
+    const std::vector<float>& row = run.logit_rows[0];
     const auto top_ids = cases[c].at("top_ids").get<std::vector<int32_t>>();
     const auto top_logits = cases[c].at("top_logits").get<std::vector<float>>();
 
@@ -133,18 +137,12 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
     worst_difference = std::max(worst_difference, difference);
     worst_overlap = std::min(worst_overlap, overlap);
 
-    const auto expected = cases[c].at("greedy").get<std::vector<int32_t>>();
-    std::vector<int32_t> greedy;
-    std::vector<float> step(row);
-    std::vector<float> logits_at_divergence;  // tern's logits where it first leaves llama.cpp's continuation
-    for (size_t i = 0; i < expected.size(); ++i) {
-      const int32_t token = static_cast<int32_t>(std::max_element(step.begin(), step.end()) - step.begin());
-      if (token != expected[i] && logits_at_divergence.empty()) logits_at_divergence = step;
-      greedy.push_back(token);
-      const int32_t next[] = {token};
-      auto out = runner.feed(next);
-      ASSERT_TRUE(out) << out.error().message;
-      step.assign(out->begin(), out->end());
+    // The engine's greedy sampler chose each token from the row before it; the first row where its
+    // choice leaves llama.cpp's continuation is where the margins are read.
+    const std::vector<int32_t>& greedy = run.tokens;
+    std::vector<float> logits_at_divergence;
+    for (size_t i = 0; i < expected.size() && logits_at_divergence.empty(); ++i) {
+      if (greedy[i] != expected[i]) logits_at_divergence = run.logit_rows[i];
     }
     size_t first_difference = 0;
     while (first_difference < greedy.size() && greedy[first_difference] == expected[first_difference]) ++first_difference;

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <functional>
 
+#include "engine/engine.h"
 #include "engine/sampling/sampler.h"
-#include "engine/sequence_runner.h"
 #include "gguf/gguf_builder.h"
 #include "model/model.h"
 
@@ -18,6 +18,19 @@ namespace tern::model {
 namespace {
 
 using testing::GgufBuilder;
+
+/// One forward pass of `prompt` as a single sequence at positions 0..n-1 (logits of the last token).
+Result<std::vector<float>> forward_prompt(Model& model, kernels::ThreadPool& pool, std::span<const int32_t> prompt) {
+  KvCache cache(model.config(), 4, 16);
+  const std::vector<int32_t> block_table = {0, 1, 2, 3};
+  Batch batch;
+  batch.block_tables = {std::span<const int32_t>(block_table)};
+  for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size());
+  std::vector<float> logits;
+  auto ok = model.forward(batch, cache, pool, logits);
+  if (!ok) return std::unexpected(ok.error());
+  return logits;
+}
 
 constexpr int kEmbd = 32, kFf = 64, kVocab = 8;
 
@@ -70,9 +83,8 @@ TEST(ModelLoad, TinyLlamaRunsAndSamples) {
   auto model = Model::load(path);
   ASSERT_TRUE(model) << model.error().message;
   kernels::ThreadPool pool(2);
-  engine::SequenceRunner runner(**model, pool, 64);
   const int32_t prompt[] = {0, 2, 3, 4};
-  auto logits = runner.feed(prompt);
+  auto logits = forward_prompt(**model, pool, prompt);
   ASSERT_TRUE(logits) << logits.error().message;
   ASSERT_EQ(logits->size(), static_cast<size_t>(kVocab));
   std::vector<float> row(logits->begin(), logits->end());
@@ -117,11 +129,15 @@ TEST(ModelLoad, PromptLongerThanTheContextIsAClearError) {
   auto model = Model::load(path);
   ASSERT_TRUE(model);
   kernels::ThreadPool pool(1);
-  engine::SequenceRunner runner(**model, pool, 16);
-  std::vector<int32_t> prompt(17, 2);
-  auto logits = runner.feed(prompt);
-  ASSERT_FALSE(logits);
-  EXPECT_NE(logits.error().message.find("more than the context of 16 tokens"), std::string::npos) << logits.error().message;
+  engine::Engine engine(**model, pool, {.model_name = "tiny", .num_kv_blocks = 1, .block_size = 16, .max_model_len = 16});
+  engine::GenerationRequest request;
+  request.prompt.assign(17, 2);
+  request.max_tokens = 1;
+  auto id = engine.submit(std::move(request), [](engine::GenerationEvent&&) {});
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().kind, engine::SubmitError::kTooLong);
+  EXPECT_NE(id.error().message.find("maximum context length is 16 tokens; the request needs 18"), std::string::npos)
+      << id.error().message;
   std::filesystem::remove(path);
 }
 
@@ -130,9 +146,8 @@ TEST(ModelLoad, BatchWithBadTokenIsRejected) {
   auto model = Model::load(path);
   ASSERT_TRUE(model);
   kernels::ThreadPool pool(1);
-  engine::SequenceRunner runner(**model, pool, 16);
   const int32_t prompt[] = {0, 99};
-  auto logits = runner.feed(prompt);
+  auto logits = forward_prompt(**model, pool, prompt);
   ASSERT_FALSE(logits);
   EXPECT_NE(logits.error().message.find("token id 99 is outside the vocabulary"), std::string::npos);
   std::filesystem::remove(path);

@@ -19,7 +19,7 @@
 
 namespace tern::model {
 
-void forward_gemma3(const ModelConfig& c, const ModelWeights& w, const Batch& batch, engine::KvCache& cache,
+void forward_gemma3(const ModelConfig& c, const ModelWeights& w, const Batch& batch, KvCache& cache,
                     kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits) {
   const int64_t m = batch.size(), n = c.embedding_length;
   ws.prepare(c, m);

@@ -6,37 +6,31 @@
 //   layer L keys:  | block 0: [block_size][n_kv_heads * head_dim] f16 | block 1 | ... |
 //   layer L values likewise with value_dim.
 //
-// This class owns the memory and a free list; deciding which request gets which blocks (and prefix
-// caching) belongs to the KV manager built on top of it.
+// This class owns the memory only; which request gets which blocks (and prefix caching) is the KV
+// manager's (engine/kv/kv_manager.h), which hands block ids to the forward pass through the batch.
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "model/config.h"
 
-namespace tern::engine {
+namespace tern::model {
 
 class KvCache {
  public:
-  KvCache(const model::ModelConfig& config, int64_t num_blocks, int64_t block_size = 16);
+  KvCache(const ModelConfig& config, int64_t num_blocks, int64_t block_size = 16);
 
   /// Bytes one block takes over all layers.
-  static int64_t bytes_per_block(const model::ModelConfig& config, int64_t block_size);
+  static int64_t bytes_per_block(const ModelConfig& config, int64_t block_size);
 
   int64_t block_size() const { return block_size_; }
   int64_t num_blocks() const { return num_blocks_; }
-  int64_t num_free_blocks() const { return static_cast<int64_t>(free_.size()); }
 
   uint16_t* keys(int64_t layer, int32_t block) { return keys_[layer].get() + block * block_size_ * key_width_; }
   uint16_t* values(int64_t layer, int32_t block) { return values_[layer].get() + block * block_size_ * value_width_; }
   int64_t key_width() const { return key_width_; }
   int64_t value_width() const { return value_width_; }
-
-  /// A free block, or nullopt when the cache is full.
-  std::optional<int32_t> allocate();
-  void release(int32_t block);
 
  private:
   int64_t block_size_;
@@ -47,7 +41,6 @@ class KvCache {
   // large cache cost no resident memory until used.
   std::vector<std::unique_ptr<uint16_t[]>> keys_;
   std::vector<std::unique_ptr<uint16_t[]>> values_;
-  std::vector<int32_t> free_;
 };
 
-}  // namespace tern::engine
+}  // namespace tern::model
