@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "model/kv_cache.h"
+#include "backend/backend.h"
 #include "model/model.h"
 
 namespace {
@@ -54,13 +54,13 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") threads = value;
     else if (flag == "--repeats") repeats = value;
   }
-  auto loaded = tern::model::Model::load(argv[1]);
+  const std::unique_ptr<tern::backend::Backend> cpu = tern::backend::make_cpu_backend(threads);
+  auto loaded = tern::model::Model::load(argv[1], *cpu);
   if (!loaded) {
     std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
     return 1;
   }
   tern::model::Model& model = **loaded;
-  tern::kernels::ThreadPool pool(threads);
   // A fixed, ordinary prompt: the tokens of some English text, repeated to length.
   const auto text_tokens = model.tokenizer().encode(
       "The history of natural language processing generally started in the 1950s, although work can be found from "
@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeats; ++r) {
     // The model's batched forward pass on one sequence (no scheduler): the kernels' speed alone.
     const int64_t num_blocks = (prompt_tokens + decode_tokens + 16 + 15) / 16;
-    tern::model::KvCache cache(model.config(), num_blocks, 16);
+    const std::unique_ptr<tern::backend::KvCache> cache = model.make_kv_cache(num_blocks, 16);
     std::vector<int32_t> block_table(static_cast<size_t>(num_blocks));
     for (int64_t b = 0; b < num_blocks; ++b) block_table[static_cast<size_t>(b)] = static_cast<int32_t>(b);
     tern::model::Batch batch;
@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
         batch.block_tables = {std::span<const int32_t>(block_table)};
         const size_t count = std::min<size_t>(512, tokens.size() - done);
         for (size_t i = 0; i < count; ++i) batch.add(tokens[done + i], position++, 0, done + i + 1 == tokens.size());
-        if (auto ok = model.forward(batch, cache, pool, logits); !ok) {
+        if (auto ok = model.forward(batch, *cache, logits); !ok) {
           std::fprintf(stderr, "error: %s\n", ok.error().message.c_str());
           std::exit(1);
         }
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   for (const auto& tensor : model.file().tensors()) {
     if (tensor.name != "token_embd.weight") bytes_per_token += tensor.data.size();
   }
-  if (model.file().find_tensor("output.weight") == nullptr) bytes_per_token += model.weights().output.row_bytes * model.weights().output.num_rows;
+  if (model.file().find_tensor("output.weight") == nullptr) bytes_per_token += model.weights().output.file_bytes();
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   const double bandwidth = copy_bandwidth_bytes_per_second();

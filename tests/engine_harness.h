@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "engine/engine.h"
-#include "kernels/cpu/thread_pool.h"
 #include "model/model.h"
 
 namespace tern::testing {
@@ -27,9 +26,8 @@ struct EngineOutput {
 class EngineHarness {
  public:
   /// `keep_logits`: record every sampled row (memory: rows x vocab floats per request).
-  EngineHarness(model::Model& model, int threads, int64_t num_kv_blocks, bool keep_logits, bool prefix_caching = false,
-                int64_t max_batch_tokens = 512)
-      : pool_(threads) {
+  EngineHarness(model::Model& model, int64_t num_kv_blocks, bool keep_logits, bool prefix_caching = false,
+                int64_t max_batch_tokens = 512) {
     engine::EngineConfig config;
     config.model_name = "test";
     config.num_kv_blocks = num_kv_blocks;
@@ -42,7 +40,7 @@ class EngineHarness {
         outputs_[id].logit_rows.emplace_back(logits.begin(), logits.end());
       };
     }
-    engine_ = std::make_unique<engine::Engine>(model, pool_, std::move(config));
+    engine_ = std::make_unique<engine::Engine>(model, std::move(config));
     engine_->start();
   }
   ~EngineHarness() { engine_->stop(); }
@@ -94,7 +92,6 @@ class EngineHarness {
   }
 
  private:
-  kernels::ThreadPool pool_;
   std::unique_ptr<engine::Engine> engine_;
   std::mutex mutex_;
   std::condition_variable done_;

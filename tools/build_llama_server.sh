@@ -2,8 +2,9 @@
 # Builds llama.cpp's own HTTP server (llama-server) from the llama.cpp source vendored in the same
 # llama-cpp-python release as the dev venv, for bench/serve_vs_llamacpp.py. llama-cpp-python's
 # `[server]` extra serves one request at a time; llama-server has continuous batching (-np slots), so
-# it is the fair peer for a serving benchmark. About 15 minutes on 2 cores.
-#   tools/build_llama_server.sh [OUT_DIR]     (default: build-peer/) -> OUT_DIR/bin/llama-server
+# it is the fair peer for a serving benchmark. llama-bench is built beside it (the peer for prefill and
+# decode speed, without Python in the loop). About 15 minutes on 2 cores.
+#   tools/build_llama_server.sh [OUT_DIR]     (default: build-peer/) -> OUT_DIR/bin/llama-server, llama-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${1:-build-peer}")"
@@ -11,11 +12,12 @@ version="$(sed -n 's/^llama-cpp-python\(\[server\]\)\?==//p' tools/requirements-
 work="$out/src"
 mkdir -p "$work"
 if [[ ! -d "$work/llama_cpp_python-$version" ]]; then
-  .venv/bin/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work"
+  pip=.venv/bin/pip; [[ -x "$pip" ]] || pip="python3 -m pip"  # only the sdist is needed, not the dev venv
+  $pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work"
   tar -xzf "$work/llama_cpp_python-$version.tar.gz" -C "$work"
 fi
 cmake -S "$work/llama_cpp_python-$version/vendor/llama.cpp" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
   -DLLAMA_OPENSSL=OFF >/dev/null
-ninja -C "$out" -j "${JOBS:-$(nproc)}" llama-server
-echo "built $out/bin/llama-server"
+ninja -C "$out" -j "${JOBS:-$(nproc)}" llama-server llama-bench
+echo "built $out/bin/llama-server and $out/bin/llama-bench"

@@ -57,13 +57,13 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   if (auto ok = options.sampling.validate(); !ok) return std::unexpected(ok.error());
   auto path = models::resolve_model(options.model, stderr_progress());
   if (!path) return std::unexpected(path.error());
-  auto model = model::Model::load(*path);
-  if (!model) return std::unexpected(model.error());
   auto session = std::make_unique<GenerationSession>();
+  session->backend_ = backend::make_cpu_backend(options.threads);
+  auto model = model::Model::load(*path, *session->backend_);
+  if (!model) return std::unexpected(model.error());
   session->options_ = options;
   if (!options.seed_given) session->options_.sampling.seed = std::random_device{}();
   session->model_ = std::move(*model);
-  session->pool_ = std::make_unique<kernels::ThreadPool>(options.threads);
   // One user: the KV cache holds exactly one full context (the engine's sizing policy).
   auto kv = engine::size_kv_cache(session->model_->config(), {.context = options.context});
   if (!kv) return std::unexpected(kv.error());
@@ -73,10 +73,10 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   config.num_kv_blocks = kv->num_blocks;
   config.max_waiting = 1;
   config.scheduler.max_running = 1;
-  session->engine_ = std::make_unique<engine::Engine>(*session->model_, *session->pool_, std::move(config));
+  session->engine_ = std::make_unique<engine::Engine>(*session->model_, std::move(config));
   session->engine_->start();
   std::fprintf(stderr, "%s: %s, %d threads, %s kernels, context %lld\n", session->model_->file().name().c_str(),
-               session->model_->config().arch_name.c_str(), session->pool_->num_threads(),
+               session->model_->config().arch_name.c_str(), session->backend_->num_threads(),
                kernels::isa_name(kernels::best_isa()), static_cast<long long>(kv->max_model_len));
   return session;
 }

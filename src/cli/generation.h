@@ -57,8 +57,8 @@ class GenerationSession {
 
  private:
   GenerationOptions options_;
+  std::unique_ptr<backend::Backend> backend_;  // outlives the model and the engine
   std::unique_ptr<model::Model> model_;
-  std::unique_ptr<kernels::ThreadPool> pool_;
   std::unique_ptr<engine::Engine> engine_;
   uint64_t num_turns_ = 0;
 };

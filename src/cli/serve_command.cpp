@@ -83,7 +83,8 @@ int serve(const ServeOptions& o) {
 
   auto path = resolve_model_or_report(o.model);
   if (!path) return 1;
-  auto loaded = model::Model::load(*path);
+  std::unique_ptr<backend::Backend> backend = backend::make_cpu_backend(o.threads);
+  auto loaded = model::Model::load(*path, *backend);
   if (!loaded) {
     std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
     return 1;
@@ -140,15 +141,14 @@ int serve(const ServeOptions& o) {
                       .itl_target_s = *itl_target,
                       .max_prefill_wait_s = *max_prefill_wait};
 
-  kernels::ThreadPool pool(o.threads);
-  engine::Engine engine(*model, pool, config);
+  engine::Engine engine(*model, config);
   engine.start();
   api::ServedModel served(config.model_name, *model, engine, std::move(chat_template));
   server.set_model(&served);
   std::fprintf(stderr,
                "tern serve: ready: model '%s' (%s), %d threads, %s kernels, context %lld, KV cache %lld tokens (%lld MiB), "
                "prefix caching %s, max %lld running / %lld tokens per step, ITL target %s\n",
-               config.model_name.c_str(), model->config().arch_name.c_str(), pool.num_threads(),
+               config.model_name.c_str(), model->config().arch_name.c_str(), backend->num_threads(),
                kernels::isa_name(kernels::best_isa()), static_cast<long long>(config.max_model_len),
                static_cast<long long>(config.num_kv_blocks * config.block_size),
                static_cast<long long>(kv->bytes() >> 20), config.prefix_caching ? "on" : "off",

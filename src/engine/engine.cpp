@@ -49,11 +49,10 @@ struct Engine::Active {
       : request(std::move(r)), sink(std::move(s)), sampler(request.sampling), detokenizer(tokenizer), stop(request.stop) {}
 };
 
-Engine::Engine(model::Model& model, kernels::ThreadPool& pool, EngineConfig config)
+Engine::Engine(model::Model& model, EngineConfig config)
     : model_(model),
-      pool_(pool),
       config_(std::move(config)),
-      cache_(model.config(), config_.num_kv_blocks, config_.block_size),
+      cache_(model.make_kv_cache(config_.num_kv_blocks, config_.block_size)),
       kv_(config_.num_kv_blocks, config_.block_size, config_.prefix_caching),
       scheduler_(config_.scheduler, kv_),
       metrics_(config_.model_name) {
@@ -218,7 +217,7 @@ void Engine::run_step(const SchedulerOutput& output) {
                  chunk.samples && i + 1 == chunk.num_tokens);
     }
   }
-  auto ok = model_.forward(batch_, cache_, pool_, logits_);
+  auto ok = model_.forward(batch_, *cache_, logits_);
   if (!ok) {
     for (const ScheduledChunk& chunk : output.chunks) finish(*active_.at(chunk.request->id), "abort", ok.error().message);
     return;

@@ -23,7 +23,6 @@
 #include "engine/kv/kv_manager.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sched/scheduler.h"
-#include "kernels/cpu/thread_pool.h"
 #include "model/model.h"
 
 namespace tern::engine {
@@ -91,7 +90,8 @@ struct SubmitFailure {
 
 class Engine {
  public:
-  Engine(model::Model& model, kernels::ThreadPool& pool, EngineConfig config);
+  /// Computes through the model's backend; the KV cache is made there too.
+  Engine(model::Model& model, EngineConfig config);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -124,9 +124,8 @@ class Engine {
   void publish_gauges();
 
   model::Model& model_;
-  kernels::ThreadPool& pool_;
   EngineConfig config_;
-  model::KvCache cache_;
+  std::unique_ptr<backend::KvCache> cache_;
   KvManager kv_;
   Scheduler scheduler_;
   EngineMetrics metrics_;

@@ -1,11 +1,13 @@
 #include "model/model.h"
 
+#include <algorithm>
+
 namespace tern::model {
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, backend::Backend& backend) {
   auto file = gguf::GgufFile::open(path);
   if (!file) return std::unexpected(file.error());
-  std::unique_ptr<Model> model(new Model(std::move(*file)));
+  std::unique_ptr<Model> model(new Model(std::move(*file), backend));
   auto config = read_config(model->file_);
   if (!config) return std::unexpected(config.error());
   model->config_ = std::move(*config);
@@ -16,7 +18,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
     return fail("{}: vocabulary of {} tokens but {} in the config", path, model->tokenizer_->vocab().size(),
                 model->config_.vocab_size);
   }
-  auto weights = load_weights(model->file_, model->config_);
+  auto weights = load_weights(model->file_, model->config_, backend);
   if (!weights) return std::unexpected(weights.error());
   model->weights_ = std::move(*weights);
 
@@ -32,7 +34,15 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
   return model;
 }
 
-Result<void> Model::check_batch(const Batch& batch, const KvCache& cache) const {
+backend::KvCacheShape Model::kv_cache_shape(int64_t block_size) const {
+  return {.num_layers = config_.num_layers, .key_width = config_.kv_width(), .value_width = config_.v_width(), .block_size = block_size};
+}
+
+std::unique_ptr<backend::KvCache> Model::make_kv_cache(int64_t num_blocks, int64_t block_size) const {
+  return backend_.make_kv_cache(kv_cache_shape(block_size), num_blocks);
+}
+
+Result<void> Model::check_batch(const Batch& batch, const backend::KvCache& cache) const {
   const size_t n = batch.tokens.size();
   if (batch.positions.size() != n || batch.seq_slots.size() != n || batch.wants_logits.size() != n) {
     return fail("batch fields have different lengths");
@@ -55,7 +65,11 @@ Result<void> Model::check_batch(const Batch& batch, const KvCache& cache) const 
   return {};
 }
 
-Result<void> Model::forward(const Batch& batch, KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits) {
+Result<void> Model::forward(const Batch& batch, backend::KvCache& cache, std::vector<float>& logits) {
+  if (cache.shape().num_layers != config_.num_layers || cache.key_width() != config_.kv_width() ||
+      cache.value_width() != config_.v_width()) {
+    return fail("the KV cache was made for another model");
+  }
   if (auto ok = check_batch(batch, cache); !ok) return ok;
   if (batch.size() == 0) {
     logits.clear();
@@ -64,10 +78,10 @@ Result<void> Model::forward(const Batch& batch, KvCache& cache, kernels::ThreadP
   switch (config_.arch) {
     case Arch::LLAMA:
     case Arch::QWEN2:
-      forward_llama(config_, weights_, batch, cache, pool, workspace_, logits);
+      forward_llama(config_, weights_, batch, cache, backend_, workspace_, logits);
       break;
     case Arch::GEMMA3:
-      forward_gemma3(config_, weights_, batch, cache, pool, workspace_, logits);
+      forward_gemma3(config_, weights_, batch, cache, backend_, workspace_, logits);
       break;
   }
   return {};

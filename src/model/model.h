@@ -5,9 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "model/kv_cache.h"
+#include "backend/backend.h"
 #include "gguf/gguf_file.h"
-#include "kernels/cpu/thread_pool.h"
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -15,12 +14,11 @@
 
 namespace tern::model {
 
-/// Buffers of one forward pass, reused between calls (grown to the largest batch seen).
+/// Activation rows of one forward pass, reused between calls (grown to the largest batch seen).
 struct Workspace {
   std::vector<float> hidden, normed, q, k, v, attention, projected, gate, up, activated;
   std::vector<float> logit_rows;
-  kernels::MatmulScratch matmul;
-  std::vector<double> rope_cos, rope_sin;  // per token row, per rotary pair, per RoPE base
+  backend::RopeTable rope, rope_global;  // gemma3: local (sliding) and global bases
 
   /// Grows every activation buffer to hold a batch of `num_tokens` rows.
   void prepare(const ModelConfig& config, int64_t num_tokens);
@@ -28,7 +26,9 @@ struct Workspace {
 
 class Model {
  public:
-  static Result<std::unique_ptr<Model>> load(const std::string& path);
+  /// Loads the file; its matrices go to `backend`, which must outlive the model and computes its
+  /// forward passes.
+  static Result<std::unique_ptr<Model>> load(const std::string& path, backend::Backend& backend);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -37,16 +37,23 @@ class Model {
   /// Token ids that end generation: EOS and the end-of-turn tokens of chat formats.
   const std::vector<tok::TokenId>& end_of_generation_tokens() const { return end_tokens_; }
 
+  backend::Backend& backend() const { return backend_; }
+  /// The shape of this model's KV cache with blocks of `block_size` positions.
+  backend::KvCacheShape kv_cache_shape(int64_t block_size) const;
+  /// A KV cache of `num_blocks` blocks, through the backend.
+  std::unique_ptr<backend::KvCache> make_kv_cache(int64_t num_blocks, int64_t block_size) const;
+
   /// Runs the batch: writes its K/V into `cache` and returns logits (num_logit_rows x vocab_size,
   /// row-major) in `logits`. Errors for bad batches (token out of range, position past the block
   /// table) leave the cache unchanged.
-  Result<void> forward(const Batch& batch, KvCache& cache, kernels::ThreadPool& pool, std::vector<float>& logits);
+  Result<void> forward(const Batch& batch, backend::KvCache& cache, std::vector<float>& logits);
 
  private:
-  Model(gguf::GgufFile file) : file_(std::move(file)) {}
-  Result<void> check_batch(const Batch& batch, const KvCache& cache) const;
+  Model(gguf::GgufFile file, backend::Backend& backend) : file_(std::move(file)), backend_(backend) {}
+  Result<void> check_batch(const Batch& batch, const backend::KvCache& cache) const;
 
   gguf::GgufFile file_;
+  backend::Backend& backend_;
   ModelConfig config_;
   ModelWeights weights_;
   std::unique_ptr<tok::Tokenizer> tokenizer_;
@@ -55,9 +62,9 @@ class Model {
 };
 
 // One forward pass per architecture family (model/arch/*.cpp), over the blocks in model/blocks.h.
-void forward_llama(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, KvCache& cache,
-                   kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits);
-void forward_gemma3(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, KvCache& cache,
-                    kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits);
+void forward_llama(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, backend::KvCache& cache,
+                   backend::Backend& be, Workspace& ws, std::vector<float>& logits);
+void forward_gemma3(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, backend::KvCache& cache,
+                    backend::Backend& be, Workspace& ws, std::vector<float>& logits);
 
 }  // namespace tern::model

@@ -8,7 +8,7 @@ namespace {
 
 class TensorFinder {
  public:
-  explicit TensorFinder(const gguf::GgufFile& file) : file_(file) {}
+  TensorFinder(const gguf::GgufFile& file, backend::Backend& backend) : file_(file), backend_(backend) {}
 
   Result<const gguf::TensorInfo*> find(const std::string& name, std::vector<uint64_t> shape, bool required = true) const {
     const gguf::TensorInfo* tensor = file_.find_tensor(name);
@@ -30,17 +30,13 @@ class TensorFinder {
     return tensor;
   }
 
-  // A copy rearranged for this machine's kernels where that is faster (the file's pages are released
+  // The backend's copy: rearranged for its kernels where that is faster (the file's pages are released
   // as they are copied), else the file's bytes in place.
-  Result<kernels::WeightMatrix> matrix(const std::string& name, int64_t k, int64_t n) const {
+  Result<backend::Matrix> matrix(const std::string& name, int64_t k, int64_t n) const {
     auto tensor = find(name, {static_cast<uint64_t>(k), static_cast<uint64_t>(n)});
     if (!tensor) return std::unexpected(tensor.error());
-    auto w = kernels::make_weight_matrix((*tensor)->type, k, n, (*tensor)->data.data(),
-                                         kernels::WeightLayout::FASTEST, file_.is_mapped());
-    if (w.kernel.fn == nullptr) return fail("{}: no matrix kernel for '{}' of type {}", file_.name(), name, dtype_info(w.type).name);
-    if (k % dtype_info(w.type).block_size != 0) return fail("{}: '{}' rows are not whole blocks", file_.name(), name);
-    if (w.kernel.act_format == kernels::ActFormat::Q8 && k % 32 != 0) return fail("{}: '{}' rows of {} are not a multiple of 32", file_.name(), name, k);
-    if (w.kernel.act_format == kernels::ActFormat::Q8K && k % 256 != 0) return fail("{}: '{}' rows of {} are not a multiple of 256", file_.name(), name, k);
+    auto w = backend_.load_matrix((*tensor)->type, k, n, (*tensor)->data.data(), file_.is_mapped());
+    if (!w) return fail("{}: tensor '{}' ({}): {}", file_.name(), name, dtype_info((*tensor)->type).name, w.error().message);
     return w;
   }
 
@@ -62,12 +58,13 @@ class TensorFinder {
     return out + "]";
   }
   const gguf::GgufFile& file_;
+  backend::Backend& backend_;
 };
 
 }  // namespace
 
-Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig& c) {
-  TensorFinder find(file);
+Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig& c, backend::Backend& backend) {
+  TensorFinder find(file, backend);
   ModelWeights w;
   auto embedding = find.find("token_embd.weight", {static_cast<uint64_t>(c.embedding_length), static_cast<uint64_t>(c.vocab_size)});
   if (!embedding) return std::unexpected(embedding.error());

@@ -19,7 +19,8 @@ namespace {
 
 TEST(EngineBatch, GreedyOutputAloneEqualsInsideAMixedBatchOf16) {
   TERN_REQUIRE_MODEL(path, "smollm2-135m");
-  auto loaded = Model::load(path);
+  const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
+  auto loaded = Model::load(path, *cpu);
   ASSERT_TRUE(loaded) << loaded.error().message;
   Model& model = **loaded;
   const auto encode = [&](const std::string& text) { return model.tokenizer().encode(text, {.add_special = true}); };
@@ -30,7 +31,7 @@ TEST(EngineBatch, GreedyOutputAloneEqualsInsideAMixedBatchOf16) {
   }
   const int64_t kTokens = 24;
   // A small step budget so that prompts are split into chunks and steps mix prefill with decodes.
-  testing::EngineHarness engine(model, 2, 256, /*keep_logits=*/false, /*prefix_caching=*/false, /*max_batch_tokens=*/40);
+  testing::EngineHarness engine(model, 256, /*keep_logits=*/false, /*prefix_caching=*/false, /*max_batch_tokens=*/40);
   std::vector<std::vector<int32_t>> alone;
   for (const auto& prompt : prompts) alone.push_back(engine.run(prompt, kTokens).tokens);
 

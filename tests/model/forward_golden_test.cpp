@@ -93,12 +93,13 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
   }
   ASSERT_TRUE(goldens.at("cases").at(0).contains("greedy_top_logits"))
       << "goldens predate the per-step top logits: remake them with tools/make_logit_goldens.py";
-  auto loaded = Model::load(path);
+  const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
+  auto loaded = Model::load(path, *cpu);
   ASSERT_TRUE(loaded) << loaded.error().message;
   Model& model = **loaded;
   // Through the serving engine (scheduler, KV manager, batched forward, sampler), prefix caching off so
   // every prompt is computed from scratch; the logits observer hands back every sampled row.
-  testing::EngineHarness engine(model, 2, 64, /*keep_logits=*/true);
+  testing::EngineHarness engine(model, 64, /*keep_logits=*/true);
 
   const Limits limits = limits_for(name);
   int identical_continuations = 0;

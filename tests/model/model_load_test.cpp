@@ -19,15 +19,20 @@ namespace {
 
 using testing::GgufBuilder;
 
+backend::Backend& cpu() {
+  static const std::unique_ptr<backend::Backend> backend = backend::make_cpu_backend(2);
+  return *backend;
+}
+
 /// One forward pass of `prompt` as a single sequence at positions 0..n-1 (logits of the last token).
-Result<std::vector<float>> forward_prompt(Model& model, kernels::ThreadPool& pool, std::span<const int32_t> prompt) {
-  KvCache cache(model.config(), 4, 16);
+Result<std::vector<float>> forward_prompt(Model& model, std::span<const int32_t> prompt) {
+  const std::unique_ptr<backend::KvCache> cache = model.make_kv_cache(4, 16);
   const std::vector<int32_t> block_table = {0, 1, 2, 3};
   Batch batch;
   batch.block_tables = {std::span<const int32_t>(block_table)};
   for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size());
   std::vector<float> logits;
-  auto ok = model.forward(batch, cache, pool, logits);
+  auto ok = model.forward(batch, *cache, logits);
   if (!ok) return std::unexpected(ok.error());
   return logits;
 }
@@ -80,11 +85,10 @@ std::string write_tiny_llama(const std::string& arch,
 
 TEST(ModelLoad, TinyLlamaRunsAndSamples) {
   const std::string path = write_tiny_llama("llama");
-  auto model = Model::load(path);
+  auto model = Model::load(path, cpu());
   ASSERT_TRUE(model) << model.error().message;
-  kernels::ThreadPool pool(2);
   const int32_t prompt[] = {0, 2, 3, 4};
-  auto logits = forward_prompt(**model, pool, prompt);
+  auto logits = forward_prompt(**model, prompt);
   ASSERT_TRUE(logits) << logits.error().message;
   ASSERT_EQ(logits->size(), static_cast<size_t>(kVocab));
   std::vector<float> row(logits->begin(), logits->end());
@@ -97,7 +101,7 @@ TEST(ModelLoad, TinyLlamaRunsAndSamples) {
 
 TEST(ModelLoad, UnknownArchitectureIsAClearError) {
   const std::string path = write_tiny_llama("mamba");
-  auto model = Model::load(path);
+  auto model = Model::load(path, cpu());
   ASSERT_FALSE(model);
   EXPECT_NE(model.error().message.find("architecture 'mamba' is not supported"), std::string::npos) << model.error().message;
   std::filesystem::remove(path);
@@ -105,7 +109,7 @@ TEST(ModelLoad, UnknownArchitectureIsAClearError) {
 
 TEST(ModelLoad, MissingTensorIsNamed) {
   const std::string path = write_tiny_llama("llama", [](std::string& name, auto&) { return name != "blk.0.ffn_up.weight"; });
-  auto model = Model::load(path);
+  auto model = Model::load(path, cpu());
   ASSERT_FALSE(model);
   EXPECT_NE(model.error().message.find("missing tensor 'blk.0.ffn_up.weight'"), std::string::npos) << model.error().message;
   std::filesystem::remove(path);
@@ -116,7 +120,7 @@ TEST(ModelLoad, MisshapenTensorIsNamed) {
     if (name == "blk.0.attn_k.weight") shape = {kEmbd, kEmbd};
     return true;
   });
-  auto model = Model::load(path);
+  auto model = Model::load(path, cpu());
   ASSERT_FALSE(model);
   EXPECT_NE(model.error().message.find("tensor 'blk.0.attn_k.weight' has shape [32, 32] but the config implies [32, 16]"),
             std::string::npos)
@@ -126,10 +130,9 @@ TEST(ModelLoad, MisshapenTensorIsNamed) {
 
 TEST(ModelLoad, PromptLongerThanTheContextIsAClearError) {
   const std::string path = write_tiny_llama("llama");
-  auto model = Model::load(path);
+  auto model = Model::load(path, cpu());
   ASSERT_TRUE(model);
-  kernels::ThreadPool pool(1);
-  engine::Engine engine(**model, pool, {.model_name = "tiny", .num_kv_blocks = 1, .block_size = 16, .max_model_len = 16});
+  engine::Engine engine(**model, {.model_name = "tiny", .num_kv_blocks = 1, .block_size = 16, .max_model_len = 16});
   engine::GenerationRequest request;
   request.prompt.assign(17, 2);
   request.max_tokens = 1;
@@ -143,11 +146,10 @@ TEST(ModelLoad, PromptLongerThanTheContextIsAClearError) {
 
 TEST(ModelLoad, BatchWithBadTokenIsRejected) {
   const std::string path = write_tiny_llama("llama");
-  auto model = Model::load(path);
+  auto model = Model::load(path, cpu());
   ASSERT_TRUE(model);
-  kernels::ThreadPool pool(1);
   const int32_t prompt[] = {0, 99};
-  auto logits = forward_prompt(**model, pool, prompt);
+  auto logits = forward_prompt(**model, prompt);
   ASSERT_FALSE(logits);
   EXPECT_NE(logits.error().message.find("token id 99 is outside the vocabulary"), std::string::npos);
   std::filesystem::remove(path);

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <fstream>
 
-#include "model/kv_cache.h"
+#include "backend/kv_cache.h"
 
 namespace tern::engine {
 namespace {
@@ -26,7 +26,9 @@ Result<KvSizing> size_kv_cache(const model::ModelConfig& config, const KvSizingR
   const int64_t model_context = config.context_length;
   sizing.max_model_len = request.context > 0 ? std::min(request.context, model_context)
                                              : std::min(model_context, request.default_context_cap);
-  sizing.block_bytes = model::KvCache::bytes_per_block(config, request.block_size);
+  const backend::KvCacheShape shape{.num_layers = config.num_layers, .key_width = config.kv_width(),
+                                    .value_width = config.v_width(), .block_size = request.block_size};
+  sizing.block_bytes = shape.bytes_per_block();
   const int64_t min_blocks = (sizing.max_model_len + request.block_size - 1) / request.block_size;
   if (!request.memory_bytes) {
     sizing.num_blocks = min_blocks;

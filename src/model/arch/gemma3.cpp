@@ -13,51 +13,49 @@
 //               x = x + rmsnorm((gelu(h Wgate) * (h Wup)) Wdown) * post_ffw_norm
 //   logits = (rmsnorm(x) * output_norm) Wembedding
 
-#include "kernels/cpu/ops.h"
 #include "model/blocks.h"
 #include "model/model.h"
 
 namespace tern::model {
 
-void forward_gemma3(const ModelConfig& c, const ModelWeights& w, const Batch& batch, KvCache& cache,
-                    kernels::ThreadPool& pool, Workspace& ws, std::vector<float>& logits) {
+void forward_gemma3(const ModelConfig& c, const ModelWeights& w, const Batch& batch, backend::KvCache& cache,
+                    backend::Backend& be, Workspace& ws, std::vector<float>& logits) {
   const int64_t m = batch.size(), n = c.embedding_length;
   ws.prepare(c, m);
-  std::vector<double> global_cos, global_sin;
-  rope_tables(batch, c.rotary_dims, c.rope_base, global_cos, global_sin);
-  rope_tables(batch, c.rotary_dims, c.rope_base_sliding, ws.rope_cos, ws.rope_sin);
+  const backend::TokenRows rows = token_rows(batch);
+  be.rope_table(batch.positions, c.rotary_dims, c.rope_base, ws.rope_global);
+  be.rope_table(batch.positions, c.rotary_dims, c.rope_base_sliding, ws.rope);
 
   float* x = ws.hidden.data();
-  embed_tokens(w, batch, n, c.embedding_scale, x, pool);
+  be.embed(embedding_table(w), batch.tokens, n, c.embedding_scale, x);
   for (int64_t il = 0; il < c.num_layers; ++il) {
     const LayerWeights& layer = w.layers[il];
     const bool is_local = c.layer_is_sliding[il];
-    rms_norm_rows(pool, x, layer.attn_norm, ws.normed.data(), m, n, c.norm_eps);
-    const kernels::WeightMatrix* qkv[] = {&layer.wq, &layer.wk, &layer.wv};
+    be.rms_norm(x, layer.attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
+    const backend::Matrix* qkv[] = {&layer.wq, &layer.wk, &layer.wv};
     float* qkv_out[] = {ws.q.data(), ws.k.data(), ws.v.data()};
-    project(pool, qkv, ws.normed.data(), m, qkv_out, ws.matmul);
-    rms_norm_rows(pool, ws.q.data(), layer.q_norm, ws.q.data(), m * c.num_heads, c.head_dim, c.norm_eps);
-    rms_norm_rows(pool, ws.k.data(), layer.k_norm, ws.k.data(), m * c.num_kv_heads, c.head_dim, c.norm_eps);
-    const auto& cos = is_local ? ws.rope_cos : global_cos;
-    const auto& sin = is_local ? ws.rope_sin : global_sin;
-    apply_rope(pool, ws.q.data(), m, c.num_heads, c.head_dim, c.rotary_dims, c.rope_style, cos, sin);
-    apply_rope(pool, ws.k.data(), m, c.num_kv_heads, c.head_dim, c.rotary_dims, c.rope_style, cos, sin);
-    store_kv(batch, cache, il, ws.k.data(), ws.v.data());
-    paged_attention(pool, c, batch, cache, il, ws.q.data(), is_local ? c.sliding_window : 0, ws.attention.data());
-    kernels::matmul(pool, layer.wo, ws.attention.data(), m, ws.projected.data(), ws.matmul);
-    rms_norm_rows(pool, ws.projected.data(), layer.post_attn_norm, ws.projected.data(), m, n, c.norm_eps);
-    add_residual(pool, x, ws.projected.data(), m * n);
+    be.project(qkv, ws.normed.data(), m, qkv_out);
+    be.rms_norm(ws.q.data(), layer.q_norm.data(), ws.q.data(), m * c.num_heads, c.head_dim, c.norm_eps);
+    be.rms_norm(ws.k.data(), layer.k_norm.data(), ws.k.data(), m * c.num_kv_heads, c.head_dim, c.norm_eps);
+    const backend::RopeTable& rope = is_local ? ws.rope : ws.rope_global;
+    be.apply_rope(ws.q.data(), m, c.num_heads, c.head_dim, c.rope_style, rope);
+    be.apply_rope(ws.k.data(), m, c.num_kv_heads, c.head_dim, c.rope_style, rope);
+    be.store_kv(cache, il, rows, ws.k.data(), ws.v.data());
+    be.attention(cache, il, rows, attention_shape(c, is_local ? c.sliding_window : 0), ws.q.data(), ws.attention.data());
+    be.matmul(layer.wo, ws.attention.data(), m, ws.projected.data());
+    be.rms_norm(ws.projected.data(), layer.post_attn_norm.data(), ws.projected.data(), m, n, c.norm_eps);
+    be.add_residual(x, ws.projected.data(), m * n);
 
-    rms_norm_rows(pool, x, layer.ffn_norm, ws.normed.data(), m, n, c.norm_eps);
-    const kernels::WeightMatrix* gate_up[] = {&layer.w_gate, &layer.w_up};
+    be.rms_norm(x, layer.ffn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
+    const backend::Matrix* gate_up[] = {&layer.w_gate, &layer.w_up};
     float* gate_up_out[] = {ws.gate.data(), ws.up.data()};
-    project(pool, gate_up, ws.normed.data(), m, gate_up_out, ws.matmul);
-    gated_activation(pool, Gating::GELU, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
-    kernels::matmul(pool, layer.w_down, ws.activated.data(), m, ws.projected.data(), ws.matmul);
-    rms_norm_rows(pool, ws.projected.data(), layer.post_ffn_norm, ws.projected.data(), m, n, c.norm_eps);
-    add_residual(pool, x, ws.projected.data(), m * n);
+    be.project(gate_up, ws.normed.data(), m, gate_up_out);
+    be.gated_activation(backend::Gating::GELU, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
+    be.matmul(layer.w_down, ws.activated.data(), m, ws.projected.data());
+    be.rms_norm(ws.projected.data(), layer.post_ffn_norm.data(), ws.projected.data(), m, n, c.norm_eps);
+    be.add_residual(x, ws.projected.data(), m * n);
   }
-  compute_logits(pool, c, w, batch, x, ws.logit_rows, ws.matmul, logits);
+  compute_logits(be, c, w, batch, x, ws.logit_rows, logits);
 }
 
 }  // namespace tern::model

@@ -1,0 +1,126 @@
+#pragma once
+// The operations the forward passes call, behind one interface, so that a device backend (CUDA later)
+// is a new folder (backend/cuda/) rather than edits through every architecture file. The CPU backend
+// (backend/cpu/) is the first and the reference.
+//
+// The interface speaks of pointers to float rows and of shapes; it knows nothing of models, requests or
+// scheduling (model/ sits above it, engine/ above that). Memory that a device would hold is created
+// through it: weight matrices (load_matrix: the backend picks their layout), the KV cache
+// (make_kv_cache) and the ops' scratch (inside each backend). Activation rows are host floats today;
+// a device backend will own those too when it comes.
+//
+// Every op exists once per backend; each CPU op is tested against its scalar reference in
+// tests/kernels/, and the forward passes end to end against llama.cpp's logits (tests/model/).
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "backend/kv_cache.h"
+#include "kernels/cpu/ops.h"
+#include "tensor/dtype.h"
+#include "util/result.h"
+
+namespace tern::backend {
+
+/// A weight matrix of `num_rows` rows of `row_length` weights, stored as its backend chose (rearranged
+/// for its kernels, or uploaded). The model keeps it and passes it back to the ops; only the backend
+/// that made it looks inside.
+class Matrix {
+ public:
+  Matrix() = default;
+  Matrix(DType type, int64_t row_length, int64_t num_rows, std::shared_ptr<const void> impl)
+      : type_(type), row_length_(row_length), num_rows_(num_rows), impl_(std::move(impl)) {}
+  DType type() const { return type_; }
+  int64_t row_length() const { return row_length_; }
+  int64_t num_rows() const { return num_rows_; }
+  /// Bytes of the matrix in its file's layout (what a decode step reads).
+  uint64_t file_bytes() const { return dtype_bytes(dtype_info(type_), static_cast<uint64_t>(row_length_)) * num_rows_; }
+  const void* impl() const { return impl_.get(); }
+
+ private:
+  DType type_ = DType::F32;
+  int64_t row_length_ = 0;
+  int64_t num_rows_ = 0;
+  std::shared_ptr<const void> impl_;
+};
+
+/// The rows of a batch as attention sees them: each row's position and sequence slot, and each slot's
+/// block table (its KV blocks in position order).
+struct TokenRows {
+  std::span<const int32_t> positions;
+  std::span<const int32_t> seq_slots;
+  std::span<const std::span<const int32_t>> block_tables;
+  int64_t size() const { return static_cast<int64_t>(positions.size()); }
+};
+
+/// The token embedding: the file's table, or the tied output matrix when the backend rearranged it
+/// (then the file's bytes may be gone and rows come from the matrix).
+struct EmbeddingTable {
+  DType type = DType::F32;
+  std::span<const uint8_t> file_bytes;
+  const Matrix* tied_output = nullptr;
+};
+
+struct AttentionShape {
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, value_dim = 0;
+  float scale = 1.0f;  ///< multiplies q.k
+  int64_t window = 0;  ///< > 0: keys limited to the last `window` positions (sliding-window layers)
+};
+
+/// cos/sin of every row's rotary angles for one RoPE base, made once per forward pass and reused by
+/// every layer.
+struct RopeTable {
+  int64_t rotary_dims = 0;
+  std::vector<double> cos, sin;  // [rows][rotary_dims / 2]
+};
+
+enum class Gating { SILU, GELU };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int num_threads() const = 0;
+
+  // ---- Memory created through the backend.
+  /// A matrix from `data` (the file's bytes, row-major, `num_rows` rows of `row_length`): kept in
+  /// place or rearranged for this backend's kernels. `data_is_file_map`: its pages may be released as
+  /// they are copied. An error when the backend cannot compute with this type or shape.
+  virtual Result<Matrix> load_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data,
+                                     bool data_is_file_map) = 0;
+  virtual std::unique_ptr<KvCache> make_kv_cache(const KvCacheShape& shape, int64_t num_blocks) = 0;
+
+  // ---- Ops. Rows are row-major floats; `m` is the number of rows.
+  /// out[i] = embedding row of tokens[i] * scale.
+  virtual void embed(const EmbeddingTable& table, std::span<const int32_t> tokens, int64_t width, float scale, float* out) = 0;
+  /// RMSNorm of each of `rows` rows of width n, times `weight` (n values).
+  virtual void rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps) = 0;
+  /// outputs[j] = x W_j^T for every j, in one pass over x (Q, K and V; gate and up).
+  virtual void project(std::span<const Matrix* const> weights, const float* x, int64_t m, std::span<float* const> outputs) = 0;
+  /// out = x W^T.
+  virtual void matmul(const Matrix& w, const float* x, int64_t m, float* out) = 0;
+  /// x[i][j] += bias[j] for each of `rows` rows of bias.size().
+  virtual void add_bias(float* x, std::span<const float> bias, int64_t rows) = 0;
+  /// x[i] += y[i] for i < n.
+  virtual void add_residual(float* x, const float* y, int64_t n) = 0;
+  /// out[i] = act(gate[i]) * up[i], act SiLU or GELU.
+  virtual void gated_activation(Gating gating, const float* gate, const float* up, float* out, int64_t n) = 0;
+  virtual void rope_table(std::span<const int32_t> positions, int64_t rotary_dims, float base, RopeTable& table) = 0;
+  /// RoPE on each of `num_heads` heads of each of `m` rows.
+  virtual void apply_rope(float* x, int64_t m, int64_t num_heads, int64_t head_dim, kernels::RopeStyle style,
+                          const RopeTable& table) = 0;
+  /// Each row's K and V into the cache at its position, layer `layer`.
+  virtual void store_kv(KvCache& cache, int64_t layer, const TokenRows& rows, const float* k, const float* v) = 0;
+  /// Causal attention of each row's query heads over its sequence's cached K/V (GQA: query head h reads
+  /// KV head h / (num_heads / num_kv_heads)); out is [rows, num_heads * value_dim].
+  virtual void attention(KvCache& cache, int64_t layer, const TokenRows& rows, const AttentionShape& shape, const float* q,
+                         float* out) = 0;
+};
+
+/// The CPU backend: SIMD kernels chosen at run time (AVX-512 VNNI, AVX2, scalar), `num_threads` threads
+/// (0: one per core).
+std::unique_ptr<Backend> make_cpu_backend(int num_threads);
+
+}  // namespace tern::backend

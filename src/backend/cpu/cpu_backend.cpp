@@ -1,0 +1,265 @@
+// The CPU backend: the ops of backend.h on the kernels of kernels/cpu/ and a persistent thread pool.
+// Weight matrices are kernels::WeightMatrix (interleaved where this machine has a kernel for that).
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "backend/backend.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/quant_act.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/cpu/vector_ops.h"
+#include "tensor/dequantize.h"
+
+namespace tern::backend {
+namespace {
+
+const kernels::WeightMatrix& cpu_matrix(const Matrix& m) { return *static_cast<const kernels::WeightMatrix*>(m.impl()); }
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int num_threads) : pool_(num_threads) {}
+
+  const char* name() const override { return "cpu"; }
+  int num_threads() const override { return pool_.num_threads(); }
+
+  Result<Matrix> load_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data,
+                             bool data_is_file_map) override {
+    // Checked before anything is rearranged (and file pages released).
+    const int64_t k = row_length;
+    if (k % dtype_info(type).block_size != 0) return fail("rows are not whole blocks");
+    auto w = std::make_shared<kernels::WeightMatrix>(
+        kernels::make_weight_matrix(type, row_length, num_rows, data, kernels::WeightLayout::FASTEST, data_is_file_map));
+    if (w->kernel.fn == nullptr) return fail("no matrix kernel for type {}", dtype_info(type).name);
+    if (w->kernel.act_format == kernels::ActFormat::Q8 && k % 32 != 0) return fail("rows of {} are not a multiple of 32", k);
+    if (w->kernel.act_format == kernels::ActFormat::Q8K && k % 256 != 0) return fail("rows of {} are not a multiple of 256", k);
+    return Matrix(type, row_length, num_rows, std::move(w));
+  }
+
+  std::unique_ptr<KvCache> make_kv_cache(const KvCacheShape& shape, int64_t num_blocks) override {
+    return std::make_unique<KvCache>(shape, num_blocks);
+  }
+
+  void embed(const EmbeddingTable& table, std::span<const int32_t> tokens, int64_t width, float scale, float* out) override {
+    const size_t row_bytes = dtype_bytes(dtype_info(table.type), static_cast<uint64_t>(width));
+    const kernels::WeightMatrix* tied = table.tied_output != nullptr ? &cpu_matrix(*table.tied_output) : nullptr;
+    pool_.parallel_for(static_cast<int64_t>(tokens.size()), [&](int64_t begin, int64_t end) {
+      thread_local std::vector<uint8_t> file_row;
+      for (int64_t i = begin; i < end; ++i) {
+        float* row = out + i * width;
+        std::span<const uint8_t> bytes = table.file_bytes.subspan(static_cast<size_t>(tokens[i]) * row_bytes, row_bytes);
+        if (tied != nullptr && tied->interleaved) {  // the file's pages were released when it was rearranged
+          file_row.resize(row_bytes);
+          kernels::copy_file_row(*tied, tokens[i], file_row.data());
+          bytes = file_row;
+        }
+        (void)dequantize(table.type, bytes, {row, static_cast<size_t>(width)});
+        if (scale != 1.0f) {
+          for (int64_t j = 0; j < width; ++j) row[j] *= scale;
+        }
+      }
+    });
+  }
+
+  void rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps) override {
+    auto body = [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) kernels::rms_norm(x + i * n, weight, out + i * n, n, eps);
+    };
+    if (rows >= 16) pool_.parallel_for(rows, body);
+    else body(0, rows);
+  }
+
+  void project(std::span<const Matrix* const> weights, const float* x, int64_t m, std::span<float* const> outputs) override {
+    // One quantized copy of x per activation format in use (usually one).
+    const int64_t k = weights[0]->row_length();
+    kernels::ActFormat formats[3];
+    size_t offsets[3];
+    size_t strides[3];
+    int num_formats = 0;
+    std::vector<int> format_of(weights.size());
+    size_t total = 0;
+    for (size_t j = 0; j < weights.size(); ++j) {
+      const kernels::ActFormat format = cpu_matrix(*weights[j]).kernel.act_format;
+      int f = 0;
+      while (f < num_formats && formats[f] != format) ++f;
+      if (f == num_formats) {
+        formats[f] = format;
+        strides[f] = kernels::act_row_bytes(format, k);
+        offsets[f] = total;
+        total += strides[f] * static_cast<size_t>(m);
+        ++num_formats;
+      }
+      format_of[j] = f;
+    }
+    if (scratch_.act.size() < total) scratch_.act.resize(total);
+    auto quantize = [&](int64_t begin, int64_t end) {
+      for (int f = 0; f < num_formats; ++f) {
+        for (int64_t i = begin; i < end; ++i) {
+          kernels::quantize_act_row(formats[f], x + i * k, scratch_.act.data() + offsets[f] + i * strides[f], k);
+        }
+      }
+    };
+    if (m >= 8) pool_.parallel_for(m, quantize);
+    else quantize(0, m);
+
+    // Split the rows of all matrices together across threads, in units of kRowUnit rows.
+    int64_t total_units = 0;
+    for (const Matrix* w : weights) total_units += kernels::row_units(cpu_matrix(*w));
+    pool_.parallel_for(total_units, [&](int64_t begin, int64_t end) {
+      int64_t first = 0;
+      for (size_t j = 0; j < weights.size(); ++j) {
+        const kernels::WeightMatrix& w = cpu_matrix(*weights[j]);
+        const int64_t last = first + kernels::row_units(w);
+        const int64_t lo = std::max(begin, first), hi = std::min(end, last);
+        if (lo < hi) {
+          const int f = format_of[j];
+          kernels::matmul_units(w, scratch_.act.data() + offsets[f], strides[f], m, outputs[j], lo - first, hi - first);
+        }
+        first = last;
+      }
+    });
+  }
+
+  void matmul(const Matrix& w, const float* x, int64_t m, float* out) override {
+    kernels::matmul(pool_, cpu_matrix(w), x, m, out, scratch_);
+  }
+
+  void add_bias(float* x, std::span<const float> bias, int64_t rows) override {
+    if (bias.empty()) return;
+    const auto n = static_cast<int64_t>(bias.size());
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < n; ++j) x[i * n + j] += bias[j];
+    }
+  }
+
+  void add_residual(float* x, const float* y, int64_t n) override {
+    parallel_range(n, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) x[i] += y[i];
+    });
+  }
+
+  void gated_activation(Gating gating, const float* gate, const float* up, float* out, int64_t n) override {
+    parallel_range(n, 1 << 14, [&](int64_t begin, int64_t end) {
+      if (gating == Gating::SILU) kernels::silu_mul(gate + begin, up + begin, out + begin, end - begin);
+      else kernels::gelu_mul(gate + begin, up + begin, out + begin, end - begin);
+    });
+  }
+
+  void rope_table(std::span<const int32_t> positions, int64_t rotary_dims, float base, RopeTable& table) override {
+    // Angles follow llama.cpp's float recurrence (theta *= base^(-2/d) per pair) rather than exact
+    // powers: the few-ulp differences in early layers otherwise grow into different greedy tokens.
+    const int64_t half = rotary_dims / 2;
+    table.rotary_dims = rotary_dims;
+    table.cos.resize(positions.size() * static_cast<size_t>(half));
+    table.sin.resize(table.cos.size());
+    const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rotary_dims));
+    for (size_t i = 0; i < positions.size(); ++i) {
+      float theta = static_cast<float>(positions[i]);
+      for (int64_t d = 0; d < half; ++d) {
+        table.cos[i * half + d] = std::cos(theta);
+        table.sin[i * half + d] = std::sin(theta);
+        theta *= theta_scale;
+      }
+    }
+  }
+
+  void apply_rope(float* x, int64_t m, int64_t num_heads, int64_t head_dim, kernels::RopeStyle style,
+                  const RopeTable& table) override {
+    const int64_t half = table.rotary_dims / 2;
+    parallel_range(m, 32, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const double* c = table.cos.data() + i * half;
+        const double* s = table.sin.data() + i * half;
+        for (int64_t h = 0; h < num_heads; ++h) {
+          float* head = x + (i * num_heads + h) * head_dim;
+          for (int64_t d = 0; d < half; ++d) {
+            const int64_t a = style == kernels::RopeStyle::NORM ? 2 * d : d;
+            const int64_t b = style == kernels::RopeStyle::NORM ? 2 * d + 1 : d + half;
+            const float x0 = head[a], x1 = head[b];
+            const float cos_theta = static_cast<float>(c[d]), sin_theta = static_cast<float>(s[d]);
+            head[a] = x0 * cos_theta - x1 * sin_theta;
+            head[b] = x0 * sin_theta + x1 * cos_theta;
+          }
+        }
+      }
+    });
+  }
+
+  void store_kv(KvCache& cache, int64_t layer, const TokenRows& rows, const float* k, const float* v) override {
+    const kernels::VectorOps& ops = kernels::vector_ops();
+    const int64_t bs = cache.block_size();
+    for (int64_t i = 0; i < rows.size(); ++i) {
+      const int32_t pos = rows.positions[i];
+      const int32_t block = rows.block_tables[rows.seq_slots[i]][pos / bs];
+      const int64_t offset = pos % bs;
+      ops.to_f16(cache.key_width(), k + i * cache.key_width(), cache.keys(layer, block) + offset * cache.key_width());
+      ops.to_f16(cache.value_width(), v + i * cache.value_width(), cache.values(layer, block) + offset * cache.value_width());
+    }
+  }
+
+  void attention(KvCache& cache, int64_t layer, const TokenRows& rows, const AttentionShape& shape, const float* q,
+                 float* out) override {
+    const kernels::VectorOps& ops = kernels::vector_ops();
+    const int64_t num_heads = shape.num_heads;
+    const int64_t group = shape.num_heads / shape.num_kv_heads;
+    const int64_t head_dim = shape.head_dim, value_dim = shape.value_dim;
+    const int64_t bs = cache.block_size();
+    // The heads that share a KV head go together, so each key and value is converted once for all of
+    // them, when that still leaves a few tasks per thread; otherwise one head per task. A head's
+    // arithmetic is the same either way, so its result never depends on the batch.
+    const int64_t heads_per_task = rows.size() * shape.num_kv_heads >= 4 * pool_.num_threads() ? group : 1;
+    const int64_t tasks_per_row = num_heads / heads_per_task;
+    pool_.parallel_for(rows.size() * tasks_per_row, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> scores, rounded_queries;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t i = task / tasks_per_row, first_head = (task % tasks_per_row) * heads_per_task;
+        const int64_t kv_head = first_head / group;
+        const int num_q = static_cast<int>(heads_per_task);
+        const int64_t pos = rows.positions[i];
+        const int64_t first = shape.window > 0 ? std::max<int64_t>(0, pos - shape.window + 1) : 0;
+        const int64_t length = pos - first + 1;
+        const std::span<const int32_t> table = rows.block_tables[rows.seq_slots[i]];
+        // Like llama.cpp (F16 KV cache, no flash attention), the queries are rounded to F16 for q.k and
+        // the attention weights are rounded to F16 before weighting V: same inputs, closer results.
+        rounded_queries.resize(static_cast<size_t>(num_q * head_dim));
+        ops.round_f16(num_q * head_dim, q + (i * num_heads + first_head) * head_dim, rounded_queries.data());
+        scores.resize(static_cast<size_t>(num_q * length));
+        // Walk the sequence's blocks: each call covers the positions of one block.
+        for (int64_t j = first; j <= pos;) {
+          const int64_t count = std::min(bs - j % bs, pos - j + 1);
+          const uint16_t* keys = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
+          ops.dot_rows_f16(rounded_queries.data(), num_q, keys, cache.key_width(), count, head_dim, scores.data() + (j - first),
+                           length);
+          j += count;
+        }
+        for (int g = 0; g < num_q; ++g) ops.softmax_f16(length, shape.scale, scores.data() + g * length);
+        float* result = out + (i * num_heads + first_head) * value_dim;
+        std::fill(result, result + num_q * value_dim, 0.0f);
+        for (int64_t j = first; j <= pos;) {
+          const int64_t count = std::min(bs - j % bs, pos - j + 1);
+          const uint16_t* values = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
+          ops.axpy_rows_f16(scores.data() + (j - first), length, num_q, values, cache.value_width(), count, value_dim, result);
+          j += count;
+        }
+      }
+    });
+  }
+
+ private:
+  /// fn(begin, end) over [0, n) on the pool when n is large enough to pay for it, else inline:
+  /// element-wise steps of a long prompt would otherwise leave the other cores idle.
+  void parallel_range(int64_t n, int64_t min_parallel, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n >= min_parallel) pool_.parallel_for(n, fn);
+    else fn(0, n);
+  }
+
+  kernels::ThreadPool pool_;
+  kernels::MatmulScratch scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int num_threads) { return std::make_unique<CpuBackend>(num_threads); }
+
+}  // namespace tern::backend

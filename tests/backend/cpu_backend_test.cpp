@@ -1,0 +1,180 @@
+// The CPU backend op by op against plain references written here (double-precision loops, no SIMD, no
+// threads), on random data with odd sizes. Tolerances: element-wise ops and RoPE must match the float
+// formulas to float rounding (1e-5 relative; RoPE angles follow llama.cpp's float recurrence, which is
+// the definition here); attention keeps K/V in F16 and rounds queries and weights to F16 as llama.cpp
+// does, so it is compared with a reference that does the same roundings, allowing each weight to land
+// one F16 ulp (2^-10 relative) the other way: the bound is sum_j w_j |v_j| 2^-10; a projection of several
+// matrices must equal separate matmuls exactly (same kernels, same order).
+
+#include "backend/backend.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "tensor/half.h"
+
+namespace tern::backend {
+namespace {
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+float round_f16(float x) { return f16_to_float(float_to_f16(x)); }
+
+TEST(CpuBackend, ElementWiseOpsMatchTheFormulas) {
+  auto be = make_cpu_backend(2);
+  std::mt19937 rng(1);
+  const int64_t rows = 37, n = 131;  // odd sizes, enough rows to go parallel
+  const auto x = random_floats(rows * n, rng), w = random_floats(n, rng), y = random_floats(rows * n, rng);
+  std::vector<float> out(rows * n);
+  be->rms_norm(x.data(), w.data(), out.data(), rows, n, 1e-6f);
+  for (int64_t i = 0; i < rows; ++i) {
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) sum += double(x[i * n + j]) * x[i * n + j];
+    const double inv = 1.0 / std::sqrt(sum / n + 1e-6);
+    for (int64_t j = 0; j < n; ++j) ASSERT_NEAR(out[i * n + j], x[i * n + j] * inv * w[j], 1e-5 * (1 + std::abs(out[i * n + j])));
+  }
+  std::vector<float> sum = x;
+  be->add_residual(sum.data(), y.data(), rows * n);
+  for (int64_t i = 0; i < rows * n; ++i) ASSERT_EQ(sum[i], x[i] + y[i]);
+  std::vector<float> biased = x;
+  be->add_bias(biased.data(), w, rows);
+  for (int64_t i = 0; i < rows * n; ++i) ASSERT_EQ(biased[i], x[i] + w[i % n]);
+  be->gated_activation(Gating::SILU, x.data(), y.data(), out.data(), rows * n);
+  for (int64_t i = 0; i < rows * n; ++i) {
+    const double silu = x[i] / (1.0 + std::exp(-double(x[i])));
+    ASSERT_NEAR(out[i], silu * y[i], 1e-5 * (1 + std::abs(silu * y[i])));
+  }
+  be->gated_activation(Gating::GELU, x.data(), y.data(), out.data(), rows * n);
+  for (int64_t i = 0; i < rows * n; ++i) {
+    const double g = x[i], gelu = 0.5 * g * (1 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)));
+    ASSERT_NEAR(out[i], gelu * y[i], 2e-3 * (1 + std::abs(gelu * y[i]))) << "GELU is tabulated (kernels/cpu/ops.h)";
+  }
+}
+
+TEST(CpuBackend, RopeMatchesThePerPositionReference) {
+  auto be = make_cpu_backend(2);
+  std::mt19937 rng(2);
+  const std::vector<int32_t> positions = {0, 1, 7, 100, 4095, 33, 2};
+  const int64_t heads = 3, head_dim = 64, rotary = 64;
+  for (kernels::RopeStyle style : {kernels::RopeStyle::NORM, kernels::RopeStyle::NEOX}) {
+    const auto x = random_floats(positions.size() * heads * head_dim, rng);
+    std::vector<float> ours = x, theirs = x;
+    RopeTable table;
+    be->rope_table(positions, rotary, 10000.0f, table);
+    be->apply_rope(ours.data(), static_cast<int64_t>(positions.size()), heads, head_dim, style, table);
+    const float theta_scale = std::pow(10000.0f, -2.0f / rotary);
+    for (size_t i = 0; i < positions.size(); ++i) {
+      for (int64_t h = 0; h < heads; ++h) {
+        float* head = theirs.data() + (i * heads + h) * head_dim;
+        float theta = static_cast<float>(positions[i]);
+        for (int64_t d = 0; d < rotary / 2; ++d, theta *= theta_scale) {
+          const int64_t a = style == kernels::RopeStyle::NORM ? 2 * d : d;
+          const int64_t b = style == kernels::RopeStyle::NORM ? 2 * d + 1 : d + rotary / 2;
+          const double c = std::cos(double(theta)), sn = std::sin(double(theta)), x0 = head[a], x1 = head[b];
+          head[a] = static_cast<float>(x0 * c - x1 * sn);
+          head[b] = static_cast<float>(x0 * sn + x1 * c);
+        }
+      }
+    }
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(ours[i], theirs[i], 1e-5 * (1 + std::abs(theirs[i]))) << i;
+  }
+}
+
+TEST(CpuBackend, AttentionMatchesANaiveReferenceWithTheSameRoundings) {
+  auto be = make_cpu_backend(2);
+  std::mt19937 rng(3);
+  const AttentionShape shape{.num_heads = 6, .num_kv_heads = 2, .head_dim = 16, .value_dim = 16, .scale = 0.25f, .window = 0};
+  const KvCacheShape kv_shape{.num_layers = 1, .key_width = 2 * 16, .value_width = 2 * 16, .block_size = 16};
+  auto cache = be->make_kv_cache(kv_shape, 8);
+  // Two sequences in scattered blocks; a batch of their positions (a prefill of 21 and one decode).
+  const std::vector<int32_t> table_a = {5, 2}, table_b = {7, 0, 3};
+  const std::vector<std::span<const int32_t>> tables = {table_a, table_b};
+  std::vector<int32_t> positions, slots;
+  for (int32_t p = 0; p < 21; ++p) positions.push_back(p), slots.push_back(0);
+  for (int32_t p = 0; p < 40; ++p) positions.push_back(p), slots.push_back(1);
+  const TokenRows rows{.positions = positions, .seq_slots = slots, .block_tables = tables};
+  const int64_t m = rows.size();
+  const auto k = random_floats(m * kv_shape.key_width, rng), v = random_floats(m * kv_shape.value_width, rng);
+  const auto q = random_floats(m * shape.num_heads * shape.head_dim, rng);
+  be->store_kv(*cache, 0, rows, k.data(), v.data());
+  for (int64_t window : {int64_t{0}, int64_t{9}}) {
+    AttentionShape s = shape;
+    s.window = window;
+    std::vector<float> out(m * s.num_heads * s.value_dim);
+    be->attention(*cache, 0, rows, s, q.data(), out.data());
+    for (int64_t i = 0; i < m; ++i) {
+      // This row's sequence: the rows of the same slot at positions <= its own (the batch holds them all).
+      const int64_t first_row = slots[i] == 0 ? 0 : 21, pos = positions[i];
+      const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+      for (int64_t h = 0; h < s.num_heads; ++h) {
+        const int64_t kv = h / (s.num_heads / s.num_kv_heads);
+        std::vector<double> scores;
+        double max_score = -1e30;
+        for (int64_t j = first; j <= pos; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < s.head_dim; ++d) {
+            dot += double(round_f16(q[(i * s.num_heads + h) * s.head_dim + d])) *
+                   round_f16(k[(first_row + j) * kv_shape.key_width + kv * s.head_dim + d]);
+          }
+          scores.push_back(dot * s.scale);
+          max_score = std::max(max_score, scores.back());
+        }
+        double total = 0;
+        for (double& sc : scores) total += (sc = std::exp(sc - max_score));
+        for (int64_t d = 0; d < s.value_dim; ++d) {
+          double expected = 0, bound = 1e-6;
+          for (int64_t j = first; j <= pos; ++j) {
+            const double weight = scores[j - first] / total;
+            const double value = round_f16(v[(first_row + j) * kv_shape.value_width + kv * s.value_dim + d]);
+            expected += round_f16(static_cast<float>(weight)) * value;
+            bound += weight * std::abs(value) * std::ldexp(1.0, -10);
+          }
+          ASSERT_NEAR(out[(i * s.num_heads + h) * s.value_dim + d], expected, bound)
+              << "row " << i << " head " << h << " window " << window;
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuBackend, ProjectEqualsSeparateMatmulsAndEmbedMatchesTheTable) {
+  auto be = make_cpu_backend(2);
+  std::mt19937 rng(4);
+  const int64_t k = 96, m = 5;
+  std::vector<float> wa = random_floats(40 * k, rng, 0.1f), wb = random_floats(24 * k, rng, 0.1f);
+  const auto bytes = [](const std::vector<float>& w) { return reinterpret_cast<const uint8_t*>(w.data()); };
+  auto a = be->load_matrix(DType::F32, k, 40, bytes(wa), false), b = be->load_matrix(DType::F32, k, 24, bytes(wb), false);
+  ASSERT_TRUE(a && b);
+  const auto x = random_floats(m * k, rng);
+  std::vector<float> ya(m * 40), yb(m * 24), pa(m * 40), pb(m * 24);
+  be->matmul(*a, x.data(), m, ya.data());
+  be->matmul(*b, x.data(), m, yb.data());
+  const Matrix* both[] = {&*a, &*b};
+  float* outs[] = {pa.data(), pb.data()};
+  be->project(both, x.data(), m, outs);
+  EXPECT_EQ(pa, ya);
+  EXPECT_EQ(pb, yb);
+  // Embedding rows straight from an F32 table, scaled.
+  const std::vector<int32_t> tokens = {3, 0, 39, 3};
+  std::vector<float> embedded(tokens.size() * k);
+  const EmbeddingTable table{.type = DType::F32, .file_bytes = {bytes(wa), wa.size() * 4}, .tied_output = nullptr};
+  be->embed(table, tokens, k, 2.0f, embedded.data());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    for (int64_t j = 0; j < k; ++j) ASSERT_EQ(embedded[i * k + j], wa[tokens[i] * k + j] * 2.0f);
+  }
+  // A matrix whose rows are not whole quant blocks is refused before any byte is read.
+  auto bad = be->load_matrix(DType::Q4_0, 95, 2, nullptr, false);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().message, "rows are not whole blocks");
+}
+
+}  // namespace
+}  // namespace tern::backend
