@@ -255,20 +255,32 @@ TEST(BenchFixture, OpenLoopPoissonSendsFollowTheSchedule) {
                            << kTimingAttempts << " runs";
 }
 
-TEST(BenchFixture, TwoTargetsSideBySideGetTheSameTraffic) {
-  FixtureConfig fast_config, slow_config;
-  fast_config.ttft_ms = 5;
-  slow_config.ttft_ms = 25;
-  fast_config.itl_ms = slow_config.itl_ms = 2;
-  bool is_accurate = false;
-  for (int attempt = 0; attempt < kTimingAttempts && !is_accurate; ++attempt) {
-    FixtureServer fast(fast_config), slow(slow_config);
+/// Two fixture servers, one answering 20 ms later than the other, started, with their targets.
+struct FastAndSlow {
+  static FixtureConfig config(double ttft_ms) {
+    FixtureConfig c;
+    c.ttft_ms = ttft_ms;
+    c.itl_ms = 2;
+    return c;
+  }
+  FixtureServer fast{config(5)}, slow{config(25)};
+  TargetSpec fast_target, slow_target;
+  FastAndSlow() {
     fast.start();
     slow.start();
-    TargetSpec fast_target = target_for(fast), slow_target = target_for(slow);
+    fast_target = target_for(fast);
+    slow_target = target_for(slow);
     fast_target.name = "fast";
     slow_target.name = "slow";
-    RunOutput out = run(closed_loop(4, 24, 16, 8), {fast_target, slow_target});
+  }
+};
+
+TEST(BenchFixture, TwoTargetsSideBySideGetTheSameTraffic) {
+  bool is_accurate = false;
+  for (int attempt = 0; attempt < kTimingAttempts && !is_accurate; ++attempt) {
+    FastAndSlow servers;
+    FixtureServer &fast = servers.fast, &slow = servers.slow;
+    RunOutput out = run(closed_loop(4, 24, 16, 8), {servers.fast_target, servers.slow_target});
     ASSERT_EQ(out.metrics.size(), 2u);
     EXPECT_EQ(out.metrics[0].target_name, "fast");
     EXPECT_EQ(out.metrics[0].num_ok, 24u);
@@ -284,16 +296,9 @@ TEST(BenchFixture, TwoTargetsSideBySideGetTheSameTraffic) {
 }
 
 TEST(BenchFixture, SequentialTargetsAreLoadedOneAtATime) {
-  FixtureConfig fast_config, slow_config;
-  fast_config.ttft_ms = 5;
-  slow_config.ttft_ms = 25;
-  fast_config.itl_ms = slow_config.itl_ms = 2;
-  FixtureServer fast(fast_config), slow(slow_config);
-  fast.start();
-  slow.start();
-  TargetSpec fast_target = target_for(fast), slow_target = target_for(slow);
-  fast_target.name = "fast";
-  slow_target.name = "slow";
+  FastAndSlow servers;
+  FixtureServer &fast = servers.fast, &slow = servers.slow;
+  const TargetSpec &fast_target = servers.fast_target, &slow_target = servers.slow_target;
   const PromptBuilder builder = PromptBuilder::whitespace_words();
   RunOutput out;
   out.plan = build_plan(closed_loop(4, 24, 16, 8), builder);
