@@ -65,7 +65,9 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   if (!options.seed_given) session->options_.sampling.seed = std::random_device{}();
   session->model_ = std::move(*model);
   // One user: the KV cache holds exactly one full context (the engine's sizing policy).
-  auto kv = engine::size_kv_cache(session->model_->config(), {.context = options.context});
+  engine::KvSizingRequest kv_request;
+  kv_request.context = options.context;
+  auto kv = engine::size_kv_cache(session->model_->config(), kv_request);
   if (!kv) return std::unexpected(kv.error());
   engine::EngineConfig config;
   config.model_name = session->model_->file().name();

@@ -108,7 +108,9 @@ int serve(const ServeOptions& o) {
 
   engine::EngineConfig config;
   config.model_name = o.served_name.empty() ? (o.model.ends_with(".gguf") ? model->file().name() : o.model) : o.served_name;
-  engine::KvSizingRequest kv_request{.context = o.context, .block_size = config.block_size};
+  engine::KvSizingRequest kv_request;
+  kv_request.context = o.context;
+  kv_request.block_size = config.block_size;
   if (o.kv_cache_memory.empty()) {
     kv_request.memory_bytes = engine::default_kv_memory_bytes();
   } else {

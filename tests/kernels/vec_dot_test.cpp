@@ -289,7 +289,9 @@ TEST(VectorOps, SoftmaxF16MatchesScalar) {
       sum += fast[i];
     }
     EXPECT_NEAR(sum, 1.0, 1e-3 * n / 8 + 1e-3) << "n=" << n;
-    if (n > 3) EXPECT_EQ(fast[1], 0.0f);
+    if (n > 3) {
+      EXPECT_EQ(fast[1], 0.0f);
+    }
     std::vector<float> rounded(n), rounded_reference(n);
     avx2_vector_ops().round_f16(n, x.data(), rounded.data());
     scalar_vector_ops().round_f16(n, x.data(), rounded_reference.data());

@@ -132,7 +132,11 @@ TEST(ModelLoad, PromptLongerThanTheContextIsAClearError) {
   const std::string path = write_tiny_llama("llama");
   auto model = Model::load(path, cpu());
   ASSERT_TRUE(model);
-  engine::Engine engine(**model, {.model_name = "tiny", .num_kv_blocks = 1, .block_size = 16, .max_model_len = 16});
+  engine::EngineConfig config;
+  config.model_name = "tiny";
+  config.num_kv_blocks = 1;
+  config.max_model_len = 16;
+  engine::Engine engine(**model, config);
   engine::GenerationRequest request;
   request.prompt.assign(17, 2);
   request.max_tokens = 1;
