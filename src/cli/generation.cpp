@@ -2,11 +2,11 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
+#include <mutex>
 #include <random>
+#include <sstream>
 
 #include "cli/commands.h"
 #include "engine/kv/kv_sizing.h"
@@ -67,7 +67,7 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   // One user: the KV cache holds exactly one full context (the engine's sizing policy).
   engine::KvSizingRequest kv_request;
   kv_request.context = options.context;
-  auto kv = engine::size_kv_cache(session->model_->config(), kv_request);
+  auto kv = engine::size_kv_cache(*session->model_, kv_request);
   if (!kv) return std::unexpected(kv.error());
   engine::EngineConfig config;
   config.model_name = session->model_->file().name();

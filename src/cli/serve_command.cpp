@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -16,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/kv/kv_sizing.h"
 #include "kernels/cpu/cpu_features.h"
+#include "util/units.h"
 
 namespace tern::cli {
 namespace {
@@ -38,24 +38,6 @@ struct ServeOptions {
   double read_timeout_s = 30;
   double write_timeout_s = 30;
 };
-
-/// "100ms", "0.25s", "2" (seconds) -> seconds; "off" or "0" -> 0.
-Result<double> parse_seconds(const std::string& text) {
-  if (text == "off") return 0.0;
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (...) {
-    return fail("'{}' is not a duration (examples: 100ms, 0.5s, off)", text);
-  }
-  const std::string unit = text.substr(used);
-  double scale = 1;
-  if (unit == "ms") scale = 1e-3;
-  else if (unit != "s" && !unit.empty()) return fail("'{}' has an unknown unit (use ms or s)", text);
-  if (!(value >= 0) || value * scale > 3600) return fail("'{}' must be between 0 and 1 hour", text);
-  return value * scale;
-}
 
 /// Thousands of connections need thousands of descriptors: lift the soft limit to the hard one.
 void raise_descriptor_limit() {
@@ -114,14 +96,14 @@ int serve(const ServeOptions& o) {
   if (o.kv_cache_memory.empty()) {
     kv_request.memory_bytes = engine::default_kv_memory_bytes();
   } else {
-    auto bytes = engine::parse_bytes(o.kv_cache_memory);
+    auto bytes = parse_bytes(o.kv_cache_memory);
     if (!bytes) {
       std::fprintf(stderr, "error: --kv-cache-memory: %s\n", bytes.error().message.c_str());
       return 1;
     }
     kv_request.memory_bytes = *bytes;
   }
-  auto kv = engine::size_kv_cache(model->config(), kv_request);
+  auto kv = engine::size_kv_cache(*model, kv_request);
   if (!kv) {
     std::fprintf(stderr, "error: --kv-cache-memory %s: %s\n", o.kv_cache_memory.empty() ? "(default)" : o.kv_cache_memory.c_str(),
                  kv.error().message.c_str());

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <fstream>
 
-#include "backend/kv_cache.h"
+#include "model/model.h"
 
 namespace tern::engine {
 namespace {
@@ -21,14 +21,12 @@ int64_t available_memory_bytes() {
 
 }  // namespace
 
-Result<KvSizing> size_kv_cache(const model::ModelConfig& config, const KvSizingRequest& request) {
+Result<KvSizing> size_kv_cache(const model::Model& model, const KvSizingRequest& request) {
   KvSizing sizing;
-  const int64_t model_context = config.context_length;
+  const int64_t model_context = model.config().context_length;
   sizing.max_model_len = request.context > 0 ? std::min(request.context, model_context)
                                              : std::min(model_context, request.default_context_cap);
-  const backend::KvCacheShape shape{.num_layers = config.num_layers, .key_width = config.kv_width(),
-                                    .value_width = config.v_width(), .block_size = request.block_size};
-  sizing.block_bytes = shape.bytes_per_block();
+  sizing.block_bytes = model.kv_cache_shape(request.block_size).bytes_per_block();
   const int64_t min_blocks = (sizing.max_model_len + request.block_size - 1) / request.block_size;
   if (!request.memory_bytes) {
     sizing.num_blocks = min_blocks;
@@ -44,25 +42,5 @@ Result<KvSizing> size_kv_cache(const model::ModelConfig& config, const KvSizingR
 }
 
 int64_t default_kv_memory_bytes() { return std::min<int64_t>(available_memory_bytes() / 4, int64_t{4} << 30); }
-
-Result<int64_t> parse_bytes(const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (...) {
-    return fail("'{}' is not a size (examples: 2G, 512M, 1000000)", text);
-  }
-  std::string unit = text.substr(used);
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
-  double scale = 1;
-  if (unit == "K" || unit == "k") scale = 1024.0;
-  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
-  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
-  else if (!unit.empty()) return fail("'{}' has an unknown unit (use K, M or G)", text);
-  if (!(value > 0) || value * scale > 9e18) return fail("'{}' must be positive and below 8 EiB", text);
-  return static_cast<int64_t>(value * scale);
-}
 
 }  // namespace tern::engine

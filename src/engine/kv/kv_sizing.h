@@ -4,9 +4,8 @@
 
 #include <cstdint>
 #include <optional>
-#include <string>
 
-#include "model/config.h"
+#include "model/model.h"
 #include "util/result.h"
 
 namespace tern::engine {
@@ -27,13 +26,10 @@ struct KvSizingRequest {
 
 /// The context (never past the model's) and the block count. An error when the budget cannot hold
 /// one full context, naming what it holds and what it would need.
-Result<KvSizing> size_kv_cache(const model::ModelConfig& config, const KvSizingRequest& request);
+Result<KvSizing> size_kv_cache(const model::Model& model, const KvSizingRequest& request);
 
 /// The default budget of a server: a quarter of the memory available now, at most 4 GiB (pages are
 /// touched only as blocks fill).
 int64_t default_kv_memory_bytes();
-
-/// "2G", "512M", "64MiB", "1000000" -> bytes.
-Result<int64_t> parse_bytes(const std::string& text);
 
 }  // namespace tern::engine
