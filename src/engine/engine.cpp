@@ -167,16 +167,13 @@ void Engine::loop() {
     run_step(output);
     const double step_seconds = seconds(Clock::now() - step_start);
     scheduler_.on_step_time(output, step_seconds);
-    const StepCostModel::Coefficients& cost = scheduler_.cost_model().coefficients();
     metrics_.on_step({.num_tokens = output.num_tokens,
                       .num_prefill_tokens = output.num_prefill_tokens,
                       .num_preemptions = output.num_preempted,
                       .measured_seconds = step_seconds,
                       .predicted_seconds = output.predicted_seconds,
                       .is_itl_limited = output.is_itl_limited,
-                      .cost_fixed_s = cost.fixed_s,
-                      .cost_per_token_s = cost.per_token_s,
-                      .cost_per_context_s = cost.per_context_s});
+                      .cost = scheduler_.cost_model().coefficients()});
     publish_gauges();
   }
   // Shutdown: whatever is left ends now.

@@ -119,35 +119,28 @@ std::string EngineMetrics::render() const {
   std::lock_guard lock(mutex_);
   std::string out;
   const std::string& l = labels_;
-  header(out, "num_requests_running", "gauge", "Requests holding KV blocks and being computed.");
-  out += fmt::format("tern:num_requests_running{{{}}} {}\n", l, gauges_.running);
-  header(out, "num_requests_waiting", "gauge", "Requests queued for admission.");
-  out += fmt::format("tern:num_requests_waiting{{{}}} {}\n", l, gauges_.waiting);
-  header(out, "kv_cache_usage_perc", "gauge", "Fraction of KV cache blocks held by requests (0..1).");
-  out += fmt::format("tern:kv_cache_usage_perc{{{}}} {}\n", l, gauges_.kv_usage);
-  header(out, "prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.");
-  out += fmt::format("tern:prefix_cache_queries_total{{{}}} {}\n", l, gauges_.prefix_queries);
-  header(out, "prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.");
-  out += fmt::format("tern:prefix_cache_hits_total{{{}}} {}\n", l, gauges_.prefix_hits);
-  header(out, "prompt_tokens_total", "counter", "Prompt tokens of admitted requests.");
-  out += fmt::format("tern:prompt_tokens_total{{{}}} {}\n", l, prompt_tokens_);
-  header(out, "generation_tokens_total", "counter", "Generated tokens.");
-  out += fmt::format("tern:generation_tokens_total{{{}}} {}\n", l, generation_tokens_);
-  header(out, "num_preemptions_total", "counter", "Requests preempted (KV blocks freed, recomputed later).");
-  out += fmt::format("tern:num_preemptions_total{{{}}} {}\n", l, preemptions_);
-  header(out, "itl_limited_steps_total", "counter", "Steps whose prompt chunk was cut to keep under --itl-target.");
-  out += fmt::format("tern:itl_limited_steps_total{{{}}} {}\n", l, itl_limited_steps_);
-  header(out, "step_time_predicted_seconds", "gauge", "The step-time model's estimate for the last step.");
-  out += fmt::format("tern:step_time_predicted_seconds{{{}}} {}\n", l, last_step_.predicted_seconds);
-  header(out, "step_time_last_seconds", "gauge", "Measured wall time of the last step.");
-  out += fmt::format("tern:step_time_last_seconds{{{}}} {}\n", l, last_step_.measured_seconds);
-  header(out, "step_prefill_chunk_tokens", "gauge", "Prompt tokens the scheduler put into the last step.");
-  out += fmt::format("tern:step_prefill_chunk_tokens{{{}}} {}\n", l, last_step_.num_prefill_tokens);
+  // One sample per metric with only the model label: counters and gauges.
+  const auto single = [&](const char* name, const char* type, const char* help, auto value) {
+    header(out, name, type, help);
+    out += fmt::format("tern:{}{{{}}} {}\n", name, l, value);
+  };
+  single("num_requests_running", "gauge", "Requests holding KV blocks and being computed.", gauges_.running);
+  single("num_requests_waiting", "gauge", "Requests queued for admission.", gauges_.waiting);
+  single("kv_cache_usage_perc", "gauge", "Fraction of KV cache blocks held by requests (0..1).", gauges_.kv_usage);
+  single("prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.", gauges_.prefix_queries);
+  single("prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.", gauges_.prefix_hits);
+  single("prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", prompt_tokens_);
+  single("generation_tokens_total", "counter", "Generated tokens.", generation_tokens_);
+  single("num_preemptions_total", "counter", "Requests preempted (KV blocks freed, recomputed later).", preemptions_);
+  single("itl_limited_steps_total", "counter", "Steps whose prompt chunk was cut to keep under --itl-target.", itl_limited_steps_);
+  single("step_time_predicted_seconds", "gauge", "The step-time model's estimate for the last step.", last_step_.predicted_seconds);
+  single("step_time_last_seconds", "gauge", "Measured wall time of the last step.", last_step_.measured_seconds);
+  single("step_prefill_chunk_tokens", "gauge", "Prompt tokens the scheduler put into the last step.", last_step_.num_prefill_tokens);
   header(out, "step_cost_model_seconds", "gauge",
          "The learned step-time model: fixed seconds per step, per token, per attention (query, key) pair.");
-  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"fixed\"}} {}\n", l, last_step_.cost_fixed_s);
-  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_token\"}} {}\n", l, last_step_.cost_per_token_s);
-  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_context_pair\"}} {}\n", l, last_step_.cost_per_context_s);
+  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"fixed\"}} {}\n", l, last_step_.cost.fixed_s);
+  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_token\"}} {}\n", l, last_step_.cost.per_token_s);
+  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_context_pair\"}} {}\n", l, last_step_.cost.per_context_s);
   header(out, "request_success_total", "counter", "Finished requests by finish reason.");
   for (const auto& [reason, count] : finished_) {
     out += fmt::format("tern:request_success_total{{{},finished_reason=\"{}\"}} {}\n", l, reason, count);

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/sched/step_cost_model.h"
+
 namespace tern::engine {
 
 class Histogram {
@@ -43,7 +45,7 @@ struct StepRecord {
   double measured_seconds = 0;
   double predicted_seconds = 0;    ///< the step-time model's estimate before the step ran
   bool is_itl_limited = false;     ///< a prompt chunk was cut to keep under the ITL target
-  double cost_fixed_s = 0, cost_per_token_s = 0, cost_per_context_s = 0;  ///< the model after this step
+  StepCostCoefficients cost;       ///< the step-time model after this step
 };
 
 class EngineMetrics {

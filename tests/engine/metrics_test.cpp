@@ -194,10 +194,10 @@ TEST(EngineMetricsTest, RecordedValuesRendered) {
   m.on_prompt_tokens(5);
   for (int i = 0; i < 4; ++i) m.on_generation_token();
   m.on_step({.num_tokens = 7, .num_prefill_tokens = 5, .num_preemptions = 2, .measured_seconds = 0.03,
-             .predicted_seconds = 0.024, .is_itl_limited = true, .cost_fixed_s = 0.002, .cost_per_token_s = 0.001,
-             .cost_per_context_s = 1e-6});
+             .predicted_seconds = 0.024, .is_itl_limited = true,
+             .cost = {.fixed_s = 0.002, .per_token_s = 0.001, .per_context_s = 1e-6}});
   m.on_step({.num_tokens = 9, .num_prefill_tokens = 0, .measured_seconds = 0.02, .predicted_seconds = 0.021,
-             .cost_fixed_s = 0.003, .cost_per_token_s = 0.0011, .cost_per_context_s = 2e-6});
+             .cost = {.fixed_s = 0.003, .per_token_s = 0.0011, .per_context_s = 2e-6}});
   m.on_first_token(0.05);
   m.on_inter_token(0.01);
   m.on_inter_token(0.02);
@@ -261,7 +261,7 @@ TEST(EngineMetricsTest, AllHistogramsCumulative) {
   for (int i = 0; i < 50; ++i) {
     m.on_first_token(0.003 * i);
     m.on_inter_token(0.0007 * i * i);
-    m.on_step({.num_tokens = i * 37, .num_prefill_tokens = i * 30 + 1, .measured_seconds = 0.001 * i, .predicted_seconds = 0.0012 * i});
+    m.on_step({.num_tokens = i * 37, .num_prefill_tokens = i * 30 + 1, .measured_seconds = 0.001 * i, .predicted_seconds = 0.0012 * i, .cost = {}});
     m.on_finished(i % 2 ? "stop" : "length", 0.4 * i, 0.01 * i, 0.02 * i, 0.3 * i, i * 100, i * 3);
   }
   const std::string out = m.render();

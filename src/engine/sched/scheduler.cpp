@@ -1,20 +1,23 @@
 #include "engine/sched/scheduler.h"
 
 #include <algorithm>
-#include <limits>
 
 namespace tern::engine {
 namespace {
+
+/// Adds a chunk to the step's shape and its decode / prompt token counts (a chunk past the prompt
+/// is a decode; a recompute after preemption counts as prompt work).
+void count_chunk(SchedulerOutput& output, const ScheduledChunk& chunk) {
+  output.shape.add_chunk(chunk.start, chunk.num_tokens);
+  const bool is_decode = chunk.start >= chunk.request->num_prompt_tokens;
+  (is_decode ? output.num_decode_tokens : output.num_prefill_tokens) += chunk.num_tokens;
+}
 
 /// Recomputes what the step computes from its chunks (after a preemption dropped one).
 void recount(SchedulerOutput& output) {
   output.shape = {};
   output.num_decode_tokens = output.num_prefill_tokens = 0;
-  for (const ScheduledChunk& chunk : output.chunks) {
-    output.shape.add_chunk(chunk.start, chunk.num_tokens);
-    const bool is_decode = chunk.start >= chunk.request->num_prompt_tokens;
-    (is_decode ? output.num_decode_tokens : output.num_prefill_tokens) += chunk.num_tokens;
-  }
+  for (const ScheduledChunk& chunk : output.chunks) count_chunk(output, chunk);
 }
 
 }  // namespace
@@ -85,9 +88,8 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
   const auto take = [&](SchedRequest* request, int64_t n) {
     const bool samples = request->num_computed + n == static_cast<int64_t>(request->tokens.size());
     output.chunks.push_back({request, request->num_computed, n, samples});
+    count_chunk(output, output.chunks.back());
     output.num_tokens += n;
-    output.shape.add_chunk(request->num_computed, n);
-    (request->num_computed >= request->num_prompt_tokens ? output.num_decode_tokens : output.num_prefill_tokens) += n;
     budget -= n;
   };
   // How many of `request`'s remaining tokens this step takes: the budget, and for prompts the ITL target.
