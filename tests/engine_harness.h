@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "engine/engine.h"
@@ -82,7 +83,7 @@ class EngineHarness {
         output.finish_reason = event.finish_reason;
         output.error = event.error;
         output.usage = event.usage;
-        finished_.insert({*slot, true});
+        finished_.insert(*slot);
       }
       done_.notify_all();
     });
@@ -96,7 +97,7 @@ class EngineHarness {
   std::mutex mutex_;
   std::condition_variable done_;
   std::map<uint64_t, EngineOutput> outputs_;
-  std::map<uint64_t, bool> finished_;
+  std::set<uint64_t> finished_;
 };
 
 }  // namespace tern::testing

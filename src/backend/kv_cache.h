@@ -24,6 +24,7 @@ struct KvCacheShape {
 
   /// Bytes one block takes over all layers (F16 keys and values).
   int64_t bytes_per_block() const { return num_layers * block_size * (key_width + value_width) * 2; }
+  bool operator==(const KvCacheShape&) const = default;
 };
 
 class KvCache {

@@ -66,10 +66,7 @@ Result<void> Model::check_batch(const Batch& batch, const backend::KvCache& cach
 }
 
 Result<void> Model::forward(const Batch& batch, backend::KvCache& cache, std::vector<float>& logits) {
-  if (cache.shape().num_layers != config_.num_layers || cache.key_width() != config_.kv_width() ||
-      cache.value_width() != config_.v_width()) {
-    return fail("the KV cache was made for another model");
-  }
+  if (cache.shape() != kv_cache_shape(cache.block_size())) return fail("the KV cache was made for another model");
   if (auto ok = check_batch(batch, cache); !ok) return ok;
   if (batch.size() == 0) {
     logits.clear();
