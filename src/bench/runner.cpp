@@ -74,7 +74,7 @@ class Runner {
 
   Result<RunResult> run() {
     for (const TargetSpec& target : targets_) {
-      auto endpoint = parse_http_url(target.url);
+      auto endpoint = http::parse_url(target.url);
       if (!endpoint) return with_context(fmt::format("target '{}'", target.name), endpoint.error());
       auto client = HttpStreamClient::create(io_, *endpoint, target.max_connections, target.headers);
       if (!client) return with_context(fmt::format("target '{}'", target.name), client.error());

@@ -17,13 +17,20 @@
 #include <string>
 #include <vector>
 
-#include "bench/http_client.h"
+#include "http/client.h"
 #include "bench/openai_stream.h"
 #include "bench/plan.h"
 #include "bench/workload.h"
 #include "util/result.h"
 
 namespace tern::bench {
+
+// The HTTP client and its clock are shared with the gateway (src/http/).
+using http::Clock;
+using http::ErrorKind;
+using http::error_kind_name;
+using http::HttpStreamClient;
+using http::StreamCallbacks;
 
 /// What one request saw. Times are nanoseconds since the run's start; -1 = never happened.
 struct RequestRecord {

@@ -8,8 +8,10 @@
 #include <memory>
 #include <string>
 
-#include "api/http_server.h"
-#include "api/served_model.h"
+#include "api/gateway.h"
+#include "http/server.h"
+#include "router/local_provider.h"
+#include "router/router.h"
 #include "cli/commands.h"
 #include "cli/generation.h"
 #include "engine/engine.h"
@@ -24,7 +26,7 @@ struct ServeOptions {
   std::string model{models::kDefaultModel};
   std::string served_name;
   std::string chat_template;
-  api::ServerConfig server;
+  http::ServerConfig server;
   int threads = 0;
   int64_t context = 0;
   std::string kv_cache_memory;
@@ -50,11 +52,12 @@ void raise_descriptor_limit() {
 
 int serve(const ServeOptions& o) {
   raise_descriptor_limit();
-  api::ServerConfig server_config = o.server;
+  http::ServerConfig server_config = o.server;
   server_config.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout_s * 1000));
   server_config.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.read_timeout_s * 1000));
   server_config.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.write_timeout_s * 1000));
-  api::HttpServer server(server_config);
+  http::Server server(server_config);
+  api::Gateway gateway(server);
   auto port = server.listen();
   if (!port) {
     std::fprintf(stderr, "error: %s\n", port.error().message.c_str());
@@ -127,8 +130,16 @@ int serve(const ServeOptions& o) {
 
   engine::Engine engine(*model, config);
   engine.start();
-  api::ServedModel served(config.model_name, *model, engine, std::move(chat_template));
-  server.set_model(&served);
+  router::Router router;
+  auto local = std::make_shared<router::LocalProvider>(config.model_name, *model, engine, std::move(chat_template));
+  // A local queue-full answers at once (no retry on the same engine); other deployments may still take it.
+  router.add_deployment({.name = config.model_name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}}, local);
+  std::vector<std::string> aliases;
+  if (local->file_name() != config.model_name) aliases.push_back(local->file_name());
+  router.add_model(config.model_name, {config.model_name}, router::Policy::kLeastOutstanding, aliases, config.max_model_len);
+  gateway.set_metrics_source([&engine] { return engine.metrics().render(); });
+  server.set_drain_hook([&router] { router.stop_all(); });
+  gateway.set_router(&router);
   std::fprintf(stderr,
                "tern serve: ready: model '%s' (%s), %d threads, %s kernels, context %lld, KV cache %lld tokens (%lld MiB), "
                "prefix caching %s, max %lld running / %lld tokens per step, ITL target %s\n",

@@ -1,7 +1,8 @@
 // parse_openai_request: valid chat and completion bodies, and every rejected body: a 400 whose
 // `param` names the offending field (empty for a body that is not a JSON object).
 
-#include "api/openai_request.h"
+#include "api/openai/request.h"
+#include "api/openai/response.h"
 
 #include <gtest/gtest.h>
 
@@ -25,15 +26,15 @@ std::string completion(const json& extra = json::object()) {
   return body.dump();
 }
 
-OpenAiRequest ok(Endpoint endpoint, const std::string& body) {
-  auto r = parse_openai_request(endpoint, body);
+Request ok(RequestKind kind, const std::string& body) {
+  auto r = parse_openai_request(kind, body);
   EXPECT_TRUE(r.has_value()) << body << " -> " << (r ? "" : r.error().message);
-  return r ? *r : OpenAiRequest{};
+  return r ? *r : Request{};
 }
 
 /// Expects a 400 naming `param`; returns the message.
-std::string rejected(Endpoint endpoint, const std::string& body, const std::string& param) {
-  auto r = parse_openai_request(endpoint, body);
+std::string rejected(RequestKind kind, const std::string& body, const std::string& param) {
+  auto r = parse_openai_request(kind, body);
   if (r.has_value()) {
     ADD_FAILURE() << "accepted: " << body;
     return {};
@@ -48,8 +49,8 @@ std::string rejected(Endpoint endpoint, const std::string& body, const std::stri
 // ---- valid bodies -----------------------------------------------------------------------------
 
 // A chat body with the common sampling fields.
-TEST(OpenAiRequestTest, ValidChat) {
-  const auto r = ok(Endpoint::kChat, R"({
+TEST(RequestTest, ValidChat) {
+  const auto r = ok(RequestKind::kChat, R"({
     "model": "qwen", "messages": [
       {"role": "system", "content": "Be brief."},
       {"role": "user", "content": "Hello", "name": "alice"},
@@ -63,7 +64,7 @@ TEST(OpenAiRequestTest, ValidChat) {
     "cache_salt": "s", "user": "u", "n": 1, "tools": [], "tool_choice": "none",
     "response_format": {"type": "text"}, "logit_bias": {}, "metadata": {"a": "b"}, "store": false
   })");
-  EXPECT_EQ(r.endpoint, Endpoint::kChat);
+  EXPECT_EQ(r.kind, RequestKind::kChat);
   EXPECT_EQ(r.model, "qwen");
   ASSERT_EQ(r.messages.size(), 5u);
   EXPECT_EQ(r.messages[0]["role"], "system");
@@ -93,8 +94,8 @@ TEST(OpenAiRequestTest, ValidChat) {
 }
 
 // The smallest chat body: defaults everywhere.
-TEST(OpenAiRequestTest, MinimalChatDefaults) {
-  const auto r = ok(Endpoint::kChat, chat());
+TEST(RequestTest, MinimalChatDefaults) {
+  const auto r = ok(RequestKind::kChat, chat());
   EXPECT_EQ(r.model, "m");
   EXPECT_FALSE(r.max_tokens.has_value());
   EXPECT_FALSE(r.stream);
@@ -110,10 +111,10 @@ TEST(OpenAiRequestTest, MinimalChatDefaults) {
 }
 
 // A completion body with a text prompt.
-TEST(OpenAiRequestTest, ValidCompletion) {
-  const auto r = ok(Endpoint::kCompletions, completion({{"max_tokens", 8}, {"logprobs", 2}, {"echo", false}, {"suffix", ""},
+TEST(RequestTest, ValidCompletion) {
+  const auto r = ok(RequestKind::kCompletion, completion({{"max_tokens", 8}, {"logprobs", 2}, {"echo", false}, {"suffix", ""},
                                                         {"best_of", 1}, {"temperature", 0}}));
-  EXPECT_EQ(r.endpoint, Endpoint::kCompletions);
+  EXPECT_EQ(r.kind, RequestKind::kCompletion);
   ASSERT_TRUE(r.prompt.has_value());
   EXPECT_EQ(*r.prompt, "Once upon a time");
   EXPECT_TRUE(r.prompt_tokens.empty());
@@ -124,30 +125,30 @@ TEST(OpenAiRequestTest, ValidCompletion) {
 }
 
 // A prompt as an array of one string.
-TEST(OpenAiRequestTest, CompletionPromptArrayOfOneString) {
-  const auto r = ok(Endpoint::kCompletions, completion({{"prompt", {"only one"}}}));
+TEST(RequestTest, CompletionPromptArrayOfOneString) {
+  const auto r = ok(RequestKind::kCompletion, completion({{"prompt", {"only one"}}}));
   ASSERT_TRUE(r.prompt.has_value());
   EXPECT_EQ(*r.prompt, "only one");
 }
 
 // A prompt given as token ids.
-TEST(OpenAiRequestTest, TokenIdPromptAccepted) {
-  const auto r = ok(Endpoint::kCompletions, completion({{"prompt", {1, 2, 3, 2147483647}}}));
+TEST(RequestTest, TokenIdPromptAccepted) {
+  const auto r = ok(RequestKind::kCompletion, completion({{"prompt", {1, 2, 3, 2147483647}}}));
   EXPECT_FALSE(r.prompt.has_value());
   EXPECT_EQ(r.prompt_tokens, (std::vector<int32_t>{1, 2, 3, 2147483647}));
 }
 
 // Token ids must be non-negative 32-bit integers, all of them.
-TEST(OpenAiRequestTest, TokenIdPromptValidated) {
-  rejected(Endpoint::kCompletions, completion({{"prompt", {1, -2, 3}}}), "prompt");
-  rejected(Endpoint::kCompletions, completion({{"prompt", {1, 2147483648LL}}}), "prompt");
-  rejected(Endpoint::kCompletions, completion({{"prompt", json::parse(R"([1, "two"])")}}), "prompt");
-  rejected(Endpoint::kCompletions, completion({{"prompt", json::parse(R"([1, 2.5])")}}), "prompt");
+TEST(RequestTest, TokenIdPromptValidated) {
+  rejected(RequestKind::kCompletion, completion({{"prompt", {1, -2, 3}}}), "prompt");
+  rejected(RequestKind::kCompletion, completion({{"prompt", {1, 2147483648LL}}}), "prompt");
+  rejected(RequestKind::kCompletion, completion({{"prompt", json::parse(R"([1, "two"])")}}), "prompt");
+  rejected(RequestKind::kCompletion, completion({{"prompt", json::parse(R"([1, 2.5])")}}), "prompt");
 }
 
 // Null fields are treated as absent.
-TEST(OpenAiRequestTest, NullFieldsTreatedAsAbsent) {
-  const auto r = ok(Endpoint::kChat, chat({{"temperature", nullptr}, {"top_p", nullptr}, {"max_tokens", nullptr},
+TEST(RequestTest, NullFieldsTreatedAsAbsent) {
+  const auto r = ok(RequestKind::kChat, chat({{"temperature", nullptr}, {"top_p", nullptr}, {"max_tokens", nullptr},
                                            {"stream", nullptr}, {"stream_options", nullptr}, {"stop", nullptr},
                                            {"seed", nullptr}, {"n", nullptr}, {"tools", nullptr}, {"tool_choice", nullptr},
                                            {"logprobs", nullptr}, {"top_logprobs", nullptr}, {"user", nullptr},
@@ -161,239 +162,239 @@ TEST(OpenAiRequestTest, NullFieldsTreatedAsAbsent) {
   EXPECT_EQ(r.sampling.temperature, engine::SamplingParams{}.temperature);
 
   // A null required field is missing.
-  rejected(Endpoint::kChat, chat({{"model", nullptr}}), "model");
-  rejected(Endpoint::kChat, chat({{"messages", nullptr}}), "messages");
-  rejected(Endpoint::kCompletions, completion({{"prompt", nullptr}}), "prompt");
+  rejected(RequestKind::kChat, chat({{"model", nullptr}}), "model");
+  rejected(RequestKind::kChat, chat({{"messages", nullptr}}), "messages");
+  rejected(RequestKind::kCompletion, completion({{"prompt", nullptr}}), "prompt");
 }
 
 // max_completion_tokens (chat) overrides max_tokens.
-TEST(OpenAiRequestTest, MaxCompletionTokensOverrides) {
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"max_tokens", 10}, {"max_completion_tokens", 20}})).max_tokens, 20);
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"max_completion_tokens", 7}})).max_tokens, 7);
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"max_tokens", 10}, {"max_completion_tokens", nullptr}})).max_tokens, 10);
-  rejected(Endpoint::kChat, chat({{"max_completion_tokens", 0}}), "max_completion_tokens");
+TEST(RequestTest, MaxCompletionTokensOverrides) {
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"max_tokens", 10}, {"max_completion_tokens", 20}})).max_tokens, 20);
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"max_completion_tokens", 7}})).max_tokens, 7);
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"max_tokens", 10}, {"max_completion_tokens", nullptr}})).max_tokens, 10);
+  rejected(RequestKind::kChat, chat({{"max_completion_tokens", 0}}), "max_completion_tokens");
   // Completions do not know it.
-  rejected(Endpoint::kCompletions, completion({{"max_completion_tokens", 5}}), "max_completion_tokens");
+  rejected(RequestKind::kCompletion, completion({{"max_completion_tokens", 5}}), "max_completion_tokens");
 }
 
 // stop: a string or a list of strings.
-TEST(OpenAiRequestTest, StopStringOrList) {
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"stop", "\n"}})).stop, (std::vector<std::string>{"\n"}));
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"stop", {"a", "bc"}}})).stop, (std::vector<std::string>{"a", "bc"}));
-  EXPECT_TRUE(ok(Endpoint::kChat, chat({{"stop", json::array()}})).stop.empty());
-  EXPECT_EQ(ok(Endpoint::kCompletions, completion({{"stop", "END"}})).stop, (std::vector<std::string>{"END"}));
+TEST(RequestTest, StopStringOrList) {
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"stop", "\n"}})).stop, (std::vector<std::string>{"\n"}));
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"stop", {"a", "bc"}}})).stop, (std::vector<std::string>{"a", "bc"}));
+  EXPECT_TRUE(ok(RequestKind::kChat, chat({{"stop", json::array()}})).stop.empty());
+  EXPECT_EQ(ok(RequestKind::kCompletion, completion({{"stop", "END"}})).stop, (std::vector<std::string>{"END"}));
 }
 
 // stop: at most 16 strings of 1..256 bytes, strings only.
-TEST(OpenAiRequestTest, StopValidated) {
+TEST(RequestTest, StopValidated) {
   json sixteen = json::array(), seventeen = json::array();
   for (int i = 0; i < 17; ++i) {
     const std::string s(static_cast<size_t>(i + 1), 's');
     if (i < 16) sixteen.push_back(s);
     seventeen.push_back(s);
   }
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"stop", sixteen}})).stop.size(), 16u);
-  rejected(Endpoint::kChat, chat({{"stop", seventeen}}), "stop");
-  rejected(Endpoint::kChat, chat({{"stop", 5}}), "stop");
-  rejected(Endpoint::kChat, chat({{"stop", {"ok", 5}}}), "stop");
-  rejected(Endpoint::kChat, chat({{"stop", ""}}), "stop");
-  rejected(Endpoint::kChat, chat({{"stop", std::string(257, 'x')}}), "stop");
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"stop", std::string(256, 'x')}})).stop.size(), 1u);
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"stop", sixteen}})).stop.size(), 16u);
+  rejected(RequestKind::kChat, chat({{"stop", seventeen}}), "stop");
+  rejected(RequestKind::kChat, chat({{"stop", 5}}), "stop");
+  rejected(RequestKind::kChat, chat({{"stop", {"ok", 5}}}), "stop");
+  rejected(RequestKind::kChat, chat({{"stop", ""}}), "stop");
+  rejected(RequestKind::kChat, chat({{"stop", std::string(257, 'x')}}), "stop");
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"stop", std::string(256, 'x')}})).stop.size(), 1u);
 }
 
 // Seeds: any integer, negative ones wrap to uint64.
-TEST(OpenAiRequestTest, Seed) {
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"seed", -1}})).sampling.seed, UINT64_MAX);
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"seed", 18446744073709551615ULL}})).sampling.seed, UINT64_MAX);
-  rejected(Endpoint::kChat, chat({{"seed", "7"}}), "seed");
-  rejected(Endpoint::kChat, chat({{"seed", 1.5}}), "seed");
+TEST(RequestTest, Seed) {
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"seed", -1}})).sampling.seed, UINT64_MAX);
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"seed", 18446744073709551615ULL}})).sampling.seed, UINT64_MAX);
+  rejected(RequestKind::kChat, chat({{"seed", "7"}}), "seed");
+  rejected(RequestKind::kChat, chat({{"seed", 1.5}}), "seed");
 }
 
 // top_k: -1 (vLLM's "off") means 0; below -1 is out of range.
-TEST(OpenAiRequestTest, TopK) {
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"top_k", -1}})).sampling.top_k, 0);
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"top_k", 0}})).sampling.top_k, 0);
-  rejected(Endpoint::kChat, chat({{"top_k", -2}}), "top_k");
-  rejected(Endpoint::kChat, chat({{"top_k", 0.5}}), "top_k");
+TEST(RequestTest, TopK) {
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"top_k", -1}})).sampling.top_k, 0);
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"top_k", 0}})).sampling.top_k, 0);
+  rejected(RequestKind::kChat, chat({{"top_k", -2}}), "top_k");
+  rejected(RequestKind::kChat, chat({{"top_k", 0.5}}), "top_k");
 }
 
 // Range edges that are allowed.
-TEST(OpenAiRequestTest, RangeEdgesAccepted) {
-  ok(Endpoint::kChat, chat({{"temperature", 0}, {"top_p", 1}, {"presence_penalty", -2}, {"frequency_penalty", 2},
+TEST(RequestTest, RangeEdgesAccepted) {
+  ok(RequestKind::kChat, chat({{"temperature", 0}, {"top_p", 1}, {"presence_penalty", -2}, {"frequency_penalty", 2},
                             {"min_p", 1}, {"max_tokens", 1}, {"top_logprobs", 20}, {"logprobs", true}}));
-  ok(Endpoint::kChat, chat({{"temperature", 2.0}, {"top_p", 1e-9}, {"repetition_penalty", 2}}));
-  ok(Endpoint::kCompletions, completion({{"logprobs", 0}}));
-  ok(Endpoint::kCompletions, completion({{"logprobs", 20}}));
+  ok(RequestKind::kChat, chat({{"temperature", 2.0}, {"top_p", 1e-9}, {"repetition_penalty", 2}}));
+  ok(RequestKind::kCompletion, completion({{"logprobs", 0}}));
+  ok(RequestKind::kCompletion, completion({{"logprobs", 20}}));
 }
 
 // ---- rejected bodies --------------------------------------------------------------------------
 
 // Not JSON, or JSON that is not an object: 400 without a param.
-TEST(OpenAiRequestTest, MalformedJson) {
+TEST(RequestTest, MalformedJson) {
   for (const char* body : {"", "{", "{\"model\": }", "not json", "{\"model\": \"m\",}", "{'model': 'm'}"}) {
-    const std::string message = rejected(Endpoint::kChat, body, "");
+    const std::string message = rejected(RequestKind::kChat, body, "");
     EXPECT_NE(message.find("JSON"), std::string::npos) << message;
   }
 }
 
-TEST(OpenAiRequestTest, NonObjectBody) {
+TEST(RequestTest, NonObjectBody) {
   for (const char* body : {"[]", "[{\"model\": \"m\"}]", "\"text\"", "42", "null", "true"}) {
-    rejected(Endpoint::kChat, body, "");
-    rejected(Endpoint::kCompletions, body, "");
+    rejected(RequestKind::kChat, body, "");
+    rejected(RequestKind::kCompletion, body, "");
   }
 }
 
-TEST(OpenAiRequestTest, MissingModel) {
-  rejected(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "hi"}]})", "model");
-  rejected(Endpoint::kCompletions, R"({"prompt": "hi"})", "model");
-  rejected(Endpoint::kChat, chat({{"model", 5}}), "model");
+TEST(RequestTest, MissingModel) {
+  rejected(RequestKind::kChat, R"({"messages": [{"role": "user", "content": "hi"}]})", "model");
+  rejected(RequestKind::kCompletion, R"({"prompt": "hi"})", "model");
+  rejected(RequestKind::kChat, chat({{"model", 5}}), "model");
 }
 
-TEST(OpenAiRequestTest, MissingMessagesOrPrompt) {
-  rejected(Endpoint::kChat, R"({"model": "m"})", "messages");
-  rejected(Endpoint::kCompletions, R"({"model": "m"})", "prompt");
-  rejected(Endpoint::kChat, chat({{"messages", json::array()}}), "messages");
-  rejected(Endpoint::kChat, chat({{"messages", "hi"}}), "messages");
-  rejected(Endpoint::kCompletions, completion({{"prompt", json::array()}}), "prompt");
-  rejected(Endpoint::kCompletions, completion({{"prompt", 5}}), "prompt");
+TEST(RequestTest, MissingMessagesOrPrompt) {
+  rejected(RequestKind::kChat, R"({"model": "m"})", "messages");
+  rejected(RequestKind::kCompletion, R"({"model": "m"})", "prompt");
+  rejected(RequestKind::kChat, chat({{"messages", json::array()}}), "messages");
+  rejected(RequestKind::kChat, chat({{"messages", "hi"}}), "messages");
+  rejected(RequestKind::kCompletion, completion({{"prompt", json::array()}}), "prompt");
+  rejected(RequestKind::kCompletion, completion({{"prompt", 5}}), "prompt");
 }
 
 // Each message is checked: an object, a known role, content present (except for assistant).
-TEST(OpenAiRequestTest, InvalidMessages) {
-  rejected(Endpoint::kChat, chat({{"messages", {"hi"}}}), "messages[0]");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"content", "hi"}}}}}), "messages[0].role");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"role", "wizard"}, {"content", "hi"}}}}}), "messages[0].role");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"role", 1}, {"content", "hi"}}}}}), "messages[0].role");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"role", "user"}, {"content", "a"}}, {{"role", "user"}}}}}), "messages[1].content");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"role", "user"}, {"content", 5}}}}}), "messages[0].content");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"role", "user"}, {"content", {"text"}}}}}}), "messages[0].content");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}}}}}}}}), "messages[0].content");
-  rejected(Endpoint::kChat, chat({{"messages", {{{"role", "assistant"}, {"tool_calls", {{{"id", "x"}}}}}}}}),
+TEST(RequestTest, InvalidMessages) {
+  rejected(RequestKind::kChat, chat({{"messages", {"hi"}}}), "messages[0]");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"content", "hi"}}}}}), "messages[0].role");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "wizard"}, {"content", "hi"}}}}}), "messages[0].role");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", 1}, {"content", "hi"}}}}}), "messages[0].role");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", "a"}}, {{"role", "user"}}}}}), "messages[1].content");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", 5}}}}}), "messages[0].content");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", {"text"}}}}}}), "messages[0].content");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}}}}}}}}), "messages[0].content");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "assistant"}, {"tool_calls", {{{"id", "x"}}}}}}}}),
            "messages[0].tool_calls");
 }
 
 // An image content part is refused (text only), naming the message's content.
-TEST(OpenAiRequestTest, ImageContentPartRejected) {
+TEST(RequestTest, ImageContentPartRejected) {
   const std::string message = rejected(
-      Endpoint::kChat, chat({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "look"}},
+      RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "look"}},
                                                                            {{"type", "image_url"}, {"image_url", {{"url", "http://x/y.png"}}}}}}}}}}),
       "messages[0].content");
   EXPECT_NE(message.find("image_url"), std::string::npos) << message;
 }
 
 // Wrong JSON types.
-TEST(OpenAiRequestTest, WrongTypes) {
-  rejected(Endpoint::kChat, chat({{"temperature", "hot"}}), "temperature");
-  rejected(Endpoint::kChat, chat({{"max_tokens", 1.5}}), "max_tokens");
-  rejected(Endpoint::kChat, chat({{"max_tokens", "100"}}), "max_tokens");
-  rejected(Endpoint::kChat, chat({{"max_tokens", true}}), "max_tokens");
-  rejected(Endpoint::kChat, chat({{"stream", "yes"}}), "stream");
-  rejected(Endpoint::kChat, chat({{"stream", 1}}), "stream");
-  rejected(Endpoint::kChat, chat({{"top_p", {0.5}}}), "top_p");
-  rejected(Endpoint::kChat, chat({{"logprobs", 1}}), "logprobs");  // chat: a boolean
-  rejected(Endpoint::kCompletions, completion({{"logprobs", true}}), "logprobs");  // completions: an integer
-  rejected(Endpoint::kChat, chat({{"ignore_eos", "no"}}), "ignore_eos");
-  rejected(Endpoint::kChat, chat({{"cache_salt", 5}}), "cache_salt");
-  rejected(Endpoint::kChat, chat({{"user", 5}}), "user");
-  rejected(Endpoint::kChat, chat({{"n", "1"}}), "n");
-  rejected(Endpoint::kChat, chat({{"stream", true}, {"stream_options", "yes"}}), "stream_options");
-  const std::string message = rejected(Endpoint::kChat, chat({{"temperature", "hot"}}), "temperature");
+TEST(RequestTest, WrongTypes) {
+  rejected(RequestKind::kChat, chat({{"temperature", "hot"}}), "temperature");
+  rejected(RequestKind::kChat, chat({{"max_tokens", 1.5}}), "max_tokens");
+  rejected(RequestKind::kChat, chat({{"max_tokens", "100"}}), "max_tokens");
+  rejected(RequestKind::kChat, chat({{"max_tokens", true}}), "max_tokens");
+  rejected(RequestKind::kChat, chat({{"stream", "yes"}}), "stream");
+  rejected(RequestKind::kChat, chat({{"stream", 1}}), "stream");
+  rejected(RequestKind::kChat, chat({{"top_p", {0.5}}}), "top_p");
+  rejected(RequestKind::kChat, chat({{"logprobs", 1}}), "logprobs");  // chat: a boolean
+  rejected(RequestKind::kCompletion, completion({{"logprobs", true}}), "logprobs");  // completions: an integer
+  rejected(RequestKind::kChat, chat({{"ignore_eos", "no"}}), "ignore_eos");
+  rejected(RequestKind::kChat, chat({{"cache_salt", 5}}), "cache_salt");
+  rejected(RequestKind::kChat, chat({{"user", 5}}), "user");
+  rejected(RequestKind::kChat, chat({{"n", "1"}}), "n");
+  rejected(RequestKind::kChat, chat({{"stream", true}, {"stream_options", "yes"}}), "stream_options");
+  const std::string message = rejected(RequestKind::kChat, chat({{"temperature", "hot"}}), "temperature");
   EXPECT_NE(message.find("a string"), std::string::npos) << message;
 }
 
 // Numbers out of range.
-TEST(OpenAiRequestTest, OutOfRange) {
-  rejected(Endpoint::kChat, chat({{"temperature", 3}}), "temperature");
-  rejected(Endpoint::kChat, chat({{"temperature", -0.1}}), "temperature");
-  rejected(Endpoint::kChat, chat({{"top_p", 0}}), "top_p");
-  rejected(Endpoint::kChat, chat({{"top_p", 1.5}}), "top_p");
-  rejected(Endpoint::kChat, chat({{"min_p", -0.5}}), "min_p");
-  rejected(Endpoint::kChat, chat({{"logprobs", true}, {"top_logprobs", 21}}), "top_logprobs");
-  rejected(Endpoint::kChat, chat({{"logprobs", true}, {"top_logprobs", -1}}), "top_logprobs");
-  rejected(Endpoint::kChat, chat({{"presence_penalty", 5}}), "presence_penalty");
-  rejected(Endpoint::kChat, chat({{"frequency_penalty", -3}}), "frequency_penalty");
-  rejected(Endpoint::kChat, chat({{"repetition_penalty", 0}}), "repetition_penalty");
-  rejected(Endpoint::kChat, chat({{"repetition_penalty", 2.5}}), "repetition_penalty");
-  rejected(Endpoint::kChat, chat({{"max_tokens", 0}}), "max_tokens");
-  rejected(Endpoint::kChat, chat({{"max_tokens", -5}}), "max_tokens");
-  rejected(Endpoint::kChat, chat({{"max_tokens", 18446744073709551615ULL}}), "max_tokens");
-  rejected(Endpoint::kChat, chat({{"max_tokens", (int64_t{1} << 30) + 1}}), "max_tokens");
-  rejected(Endpoint::kCompletions, completion({{"logprobs", 21}}), "logprobs");
+TEST(RequestTest, OutOfRange) {
+  rejected(RequestKind::kChat, chat({{"temperature", 3}}), "temperature");
+  rejected(RequestKind::kChat, chat({{"temperature", -0.1}}), "temperature");
+  rejected(RequestKind::kChat, chat({{"top_p", 0}}), "top_p");
+  rejected(RequestKind::kChat, chat({{"top_p", 1.5}}), "top_p");
+  rejected(RequestKind::kChat, chat({{"min_p", -0.5}}), "min_p");
+  rejected(RequestKind::kChat, chat({{"logprobs", true}, {"top_logprobs", 21}}), "top_logprobs");
+  rejected(RequestKind::kChat, chat({{"logprobs", true}, {"top_logprobs", -1}}), "top_logprobs");
+  rejected(RequestKind::kChat, chat({{"presence_penalty", 5}}), "presence_penalty");
+  rejected(RequestKind::kChat, chat({{"frequency_penalty", -3}}), "frequency_penalty");
+  rejected(RequestKind::kChat, chat({{"repetition_penalty", 0}}), "repetition_penalty");
+  rejected(RequestKind::kChat, chat({{"repetition_penalty", 2.5}}), "repetition_penalty");
+  rejected(RequestKind::kChat, chat({{"max_tokens", 0}}), "max_tokens");
+  rejected(RequestKind::kChat, chat({{"max_tokens", -5}}), "max_tokens");
+  rejected(RequestKind::kChat, chat({{"max_tokens", 18446744073709551615ULL}}), "max_tokens");
+  rejected(RequestKind::kChat, chat({{"max_tokens", (int64_t{1} << 30) + 1}}), "max_tokens");
+  rejected(RequestKind::kCompletion, completion({{"logprobs", 21}}), "logprobs");
 }
 
 // top_logprobs needs logprobs: true.
-TEST(OpenAiRequestTest, TopLogprobsNeedsLogprobs) {
-  rejected(Endpoint::kChat, chat({{"top_logprobs", 2}}), "top_logprobs");
-  rejected(Endpoint::kChat, chat({{"top_logprobs", 2}, {"logprobs", false}}), "top_logprobs");
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"logprobs", true}})).top_logprobs, 0);
-  EXPECT_EQ(ok(Endpoint::kChat, chat({{"logprobs", false}})).top_logprobs, -1);
+TEST(RequestTest, TopLogprobsNeedsLogprobs) {
+  rejected(RequestKind::kChat, chat({{"top_logprobs", 2}}), "top_logprobs");
+  rejected(RequestKind::kChat, chat({{"top_logprobs", 2}, {"logprobs", false}}), "top_logprobs");
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"logprobs", true}})).top_logprobs, 0);
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"logprobs", false}})).top_logprobs, -1);
 }
 
 // n > 1 is not supported; n = 1 is.
-TEST(OpenAiRequestTest, NGreaterThanOne) {
-  rejected(Endpoint::kChat, chat({{"n", 2}}), "n");
-  rejected(Endpoint::kCompletions, completion({{"n", 2}}), "n");
-  rejected(Endpoint::kChat, chat({{"n", 0}}), "n");
-  ok(Endpoint::kChat, chat({{"n", 1}}));
+TEST(RequestTest, NGreaterThanOne) {
+  rejected(RequestKind::kChat, chat({{"n", 2}}), "n");
+  rejected(RequestKind::kCompletion, completion({{"n", 2}}), "n");
+  rejected(RequestKind::kChat, chat({{"n", 0}}), "n");
+  ok(RequestKind::kChat, chat({{"n", 1}}));
 }
 
 // Unknown fields are refused by name, including fields of the other endpoint.
-TEST(OpenAiRequestTest, UnknownField) {
-  rejected(Endpoint::kChat, chat({{"frobnicate", true}}), "frobnicate");
-  rejected(Endpoint::kChat, chat({{"prompt", "x"}}), "prompt");
-  rejected(Endpoint::kChat, chat({{"echo", false}}), "echo");
-  rejected(Endpoint::kCompletions, completion({{"messages", json::array()}}), "messages");
-  rejected(Endpoint::kCompletions, completion({{"top_logprobs", 1}}), "top_logprobs");
-  rejected(Endpoint::kCompletions, completion({{"tools", json::array()}}), "tools");
+TEST(RequestTest, UnknownField) {
+  rejected(RequestKind::kChat, chat({{"frobnicate", true}}), "frobnicate");
+  rejected(RequestKind::kChat, chat({{"prompt", "x"}}), "prompt");
+  rejected(RequestKind::kChat, chat({{"echo", false}}), "echo");
+  rejected(RequestKind::kCompletion, completion({{"messages", json::array()}}), "messages");
+  rejected(RequestKind::kCompletion, completion({{"top_logprobs", 1}}), "top_logprobs");
+  rejected(RequestKind::kCompletion, completion({{"tools", json::array()}}), "tools");
   // Even when null.
-  rejected(Endpoint::kChat, chat({{"frobnicate", nullptr}}), "frobnicate");
+  rejected(RequestKind::kChat, chat({{"frobnicate", nullptr}}), "frobnicate");
 }
 
 // Tool calling and other unsupported features: only their neutral values pass.
-TEST(OpenAiRequestTest, UnsupportedFeatures) {
-  rejected(Endpoint::kChat, chat({{"tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}}}), "tools");
-  rejected(Endpoint::kChat, chat({{"tools", "yes"}}), "tools");
-  rejected(Endpoint::kChat, chat({{"tool_choice", "auto"}}), "tool_choice");
-  rejected(Endpoint::kChat, chat({{"functions", json::array()}}), "functions");
-  rejected(Endpoint::kChat, chat({{"logit_bias", {{"50256", -100}}}}), "logit_bias");
-  rejected(Endpoint::kChat, chat({{"response_format", {{"type", "json_object"}}}}), "response_format");
-  rejected(Endpoint::kChat, chat({{"response_format", "json"}}), "response_format");
-  rejected(Endpoint::kCompletions, completion({{"echo", true}}), "echo");
-  rejected(Endpoint::kCompletions, completion({{"suffix", "end"}}), "suffix");
-  rejected(Endpoint::kCompletions, completion({{"best_of", 2}}), "best_of");
+TEST(RequestTest, UnsupportedFeatures) {
+  rejected(RequestKind::kChat, chat({{"tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}}}), "tools");
+  rejected(RequestKind::kChat, chat({{"tools", "yes"}}), "tools");
+  rejected(RequestKind::kChat, chat({{"tool_choice", "auto"}}), "tool_choice");
+  rejected(RequestKind::kChat, chat({{"functions", json::array()}}), "functions");
+  rejected(RequestKind::kChat, chat({{"logit_bias", {{"50256", -100}}}}), "logit_bias");
+  rejected(RequestKind::kChat, chat({{"response_format", {{"type", "json_object"}}}}), "response_format");
+  rejected(RequestKind::kChat, chat({{"response_format", "json"}}), "response_format");
+  rejected(RequestKind::kCompletion, completion({{"echo", true}}), "echo");
+  rejected(RequestKind::kCompletion, completion({{"suffix", "end"}}), "suffix");
+  rejected(RequestKind::kCompletion, completion({{"best_of", 2}}), "best_of");
 }
 
 // stream_options only with "stream": true, and only its known keys.
-TEST(OpenAiRequestTest, StreamOptions) {
-  rejected(Endpoint::kChat, chat({{"stream_options", {{"include_usage", true}}}}), "stream_options");
-  rejected(Endpoint::kChat, chat({{"stream", false}, {"stream_options", {{"include_usage", true}}}}), "stream_options");
-  rejected(Endpoint::kChat, chat({{"stream", true}, {"stream_options", {{"bogus", true}}}}), "stream_options");
-  const auto r = ok(Endpoint::kChat, chat({{"stream", true}, {"stream_options", {{"include_usage", false}, {"continuous_usage_stats", true}}}}));
+TEST(RequestTest, StreamOptions) {
+  rejected(RequestKind::kChat, chat({{"stream_options", {{"include_usage", true}}}}), "stream_options");
+  rejected(RequestKind::kChat, chat({{"stream", false}, {"stream_options", {{"include_usage", true}}}}), "stream_options");
+  rejected(RequestKind::kChat, chat({{"stream", true}, {"stream_options", {{"bogus", true}}}}), "stream_options");
+  const auto r = ok(RequestKind::kChat, chat({{"stream", true}, {"stream_options", {{"include_usage", false}, {"continuous_usage_stats", true}}}}));
   EXPECT_TRUE(r.stream);
   EXPECT_FALSE(r.include_usage);
-  EXPECT_TRUE(ok(Endpoint::kCompletions, completion({{"stream", true}, {"stream_options", {{"include_usage", true}}}})).include_usage);
+  EXPECT_TRUE(ok(RequestKind::kCompletion, completion({{"stream", true}, {"stream_options", {{"include_usage", true}}}})).include_usage);
 }
 
 // A non-boolean include_usage should be reported as a stream_options field.
-TEST(OpenAiRequestTest, StreamOptionsIncludeUsageParam) {
-  rejected(Endpoint::kChat, chat({{"stream", true}, {"stream_options", {{"include_usage", "yes"}}}}),
+TEST(RequestTest, StreamOptionsIncludeUsageParam) {
+  rejected(RequestKind::kChat, chat({{"stream", true}, {"stream_options", {{"include_usage", "yes"}}}}),
            "stream_options.include_usage");
 }
 
 // Several prompts in one completion request are refused.
-TEST(OpenAiRequestTest, SeveralPromptsRejected) {
-  const std::string message = rejected(Endpoint::kCompletions, completion({{"prompt", {"one", "two"}}}), "prompt");
+TEST(RequestTest, SeveralPromptsRejected) {
+  const std::string message = rejected(RequestKind::kCompletion, completion({{"prompt", {"one", "two"}}}), "prompt");
   EXPECT_NE(message.find("several"), std::string::npos) << message;
-  rejected(Endpoint::kCompletions, completion({{"prompt", json::parse("[[1, 2], [3, 4]]")}}), "prompt");
+  rejected(RequestKind::kCompletion, completion({{"prompt", json::parse("[[1, 2], [3, 4]]")}}), "prompt");
 }
 
 // Malformed values inside otherwise valid JSON must give a 400, never escape as an exception (the
 // HTTP server calls this on its I/O threads and catches nothing).
-TEST(OpenAiRequestTest, ResponseFormatWithNonStringTypeIsA400) {
+TEST(RequestTest, ResponseFormatWithNonStringTypeIsA400) {
   for (const char* type : {"1", "null", "{}", "[\"text\"]"}) {
     const std::string body = chat({{"response_format", json::parse(std::string("{\"type\": ") + type + "}")}});
     EXPECT_NO_THROW({
-      auto r = parse_openai_request(Endpoint::kChat, body);
+      auto r = parse_openai_request(RequestKind::kChat, body);
       EXPECT_FALSE(r.has_value());
       if (!r) {
         EXPECT_EQ(r.error().param, "response_format");
@@ -402,10 +403,10 @@ TEST(OpenAiRequestTest, ResponseFormatWithNonStringTypeIsA400) {
   }
 }
 
-TEST(OpenAiRequestTest, NumberOverflowIsA400) {
+TEST(RequestTest, NumberOverflowIsA400) {
   const std::string body = R"({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e400})";
   EXPECT_NO_THROW({
-    auto r = parse_openai_request(Endpoint::kChat, body);
+    auto r = parse_openai_request(RequestKind::kChat, body);
     EXPECT_FALSE(r.has_value());
     if (!r) {
       EXPECT_EQ(r.error().status, 400);
@@ -414,17 +415,17 @@ TEST(OpenAiRequestTest, NumberOverflowIsA400) {
 }
 
 // ApiError serialises as OpenAI's {"error": {...}} with null param/code when empty.
-TEST(OpenAiRequestTest, ErrorJson) {
-  auto r = parse_openai_request(Endpoint::kChat, chat({{"temperature", 3}}));
+TEST(RequestTest, ErrorJson) {
+  auto r = parse_openai_request(RequestKind::kChat, chat({{"temperature", 3}}));
   ASSERT_FALSE(r.has_value());
-  const json j = r.error().to_json();
+  const json j = OpenAiRenderer::error_json(r.error());
   EXPECT_EQ(j["error"]["param"], "temperature");
   EXPECT_EQ(j["error"]["type"], "invalid_request_error");
   EXPECT_TRUE(j["error"]["code"].is_null());
   EXPECT_TRUE(j["error"]["message"].is_string());
-  auto bad = parse_openai_request(Endpoint::kChat, "[]");
+  auto bad = parse_openai_request(RequestKind::kChat, "[]");
   ASSERT_FALSE(bad.has_value());
-  EXPECT_TRUE(bad.error().to_json()["error"]["param"].is_null());
+  EXPECT_TRUE(OpenAiRenderer::error_json(bad.error())["error"]["param"].is_null());
 }
 
 }  // namespace

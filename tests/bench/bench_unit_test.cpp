@@ -7,20 +7,24 @@
 #include <filesystem>
 #include <fstream>
 
-#include "bench/chunked_decoder.h"
+#include "http/chunked_decoder.h"
 #include "bench/cost.h"
 #include "bench/metrics.h"
 #include "bench/profile.h"
 #include "bench/report.h"
-#include "bench/http_client.h"
+#include "http/client.h"
 #include "bench/openai_stream.h"
 #include "bench/plan.h"
-#include "bench/sse_parser.h"
+#include "http/sse_parser.h"
 #include "bench/stats.h"
 #include "bench/workload.h"
 
 namespace tern::bench {
 namespace {
+
+using http::ChunkedDecoder;
+using http::parse_url;
+using http::SseParser;
 
 TEST(SseParser, EventsSurviveArbitrarySplits) {
   const std::string stream = ": ping\r\ndata: {\"a\":1}\r\n\r\ndata: line1\ndata: line2\n\nevent: x\ndata: [DONE]\n\n";
@@ -78,14 +82,14 @@ TEST(OpenAiStream, RequestBodyAsksForStreamedUsage) {
 }
 
 TEST(HttpUrl, ParsesHostPortAndPath) {
-  auto endpoint = parse_http_url("http://127.0.0.1:8000/v1/");
+  auto endpoint = parse_url("http://127.0.0.1:8000/v1/");
   ASSERT_TRUE(endpoint);
   EXPECT_EQ(endpoint->host, "127.0.0.1");
   EXPECT_EQ(endpoint->port, 8000);
   EXPECT_EQ(endpoint->base_path, "/v1");
-  EXPECT_EQ(parse_http_url("http://localhost")->port, 80);
-  EXPECT_FALSE(parse_http_url("https://api.example.com/v1"));
-  EXPECT_FALSE(parse_http_url("http://host:99999/"));
+  EXPECT_EQ(parse_url("http://localhost")->port, 80);
+  EXPECT_FALSE(parse_url("https://api.example.com/v1"));
+  EXPECT_FALSE(parse_url("http://host:99999/"));
 }
 
 TEST(Stats, PercentilesInterpolateLikeNumpy) {

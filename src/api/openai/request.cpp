@@ -1,4 +1,4 @@
-#include "api/openai_request.h"
+#include "api/openai/request.h"
 
 #include <fmt/format.h>
 
@@ -125,7 +125,7 @@ std::expected<nlohmann::ordered_json, ApiError> parse_messages(const json& body)
   return out;
 }
 
-std::expected<void, ApiError> parse_stop(const json& body, OpenAiRequest& out) {
+std::expected<void, ApiError> parse_stop(const json& body, Request& out) {
   const json* stop = field(body, "stop");
   if (stop == nullptr) return {};
   std::vector<json> items;
@@ -150,7 +150,7 @@ std::expected<void, ApiError> parse_stop(const json& body, OpenAiRequest& out) {
   return {};
 }
 
-std::expected<void, ApiError> parse_prompt(const json& body, OpenAiRequest& out) {
+std::expected<void, ApiError> parse_prompt(const json& body, Request& out) {
   const json* prompt = field(body, "prompt");
   if (prompt == nullptr) return Error(bad_request("'prompt' is required", "prompt"));
   if (prompt->is_string()) {
@@ -204,9 +204,73 @@ std::expected<void, ApiError> check_neutral_fields(const json& body) {
   return {};
 }
 
+
+std::expected<std::vector<std::string>, ApiError> string_list(const json& body, const char* name, const std::string& param) {
+  std::vector<std::string> out;
+  const json* v = field(body, name);
+  if (v == nullptr) return out;
+  if (!v->is_array()) return Error(bad_request(fmt::format("'{}' must be an array of strings", param), param));
+  if (v->size() > 32) return Error(bad_request(fmt::format("'{}' has {} entries; at most 32", param, v->size()), param));
+  for (const json& item : *v) {
+    if (!item.is_string() || item.get<std::string>().empty()) {
+      return Error(bad_request(fmt::format("'{}' must contain only non-empty strings", param), param));
+    }
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+// OpenRouter's routing fields: `models` and `provider`.
+std::expected<void, ApiError> parse_routing(const json& body, Request& out) {
+  auto models = string_list(body, "models", "models");
+  if (!models) return Error(models.error());
+  for (auto& m : *models) {
+    if (m != out.model) out.fallback_models.push_back(std::move(m));
+  }
+  const json* provider = field(body, "provider");
+  if (provider == nullptr) return {};
+  if (!provider->is_object()) return Error(bad_request("'provider' must be an object", "provider"));
+  static const std::set<std::string> known = {"order", "only", "ignore", "allow_fallbacks", "sort", "max_price",
+                                              "require_parameters", "data_collection"};
+  for (const auto& [key, value] : provider->items()) {
+    if (!known.contains(key)) return Error(bad_request(fmt::format("unknown field 'provider.{}'", key), "provider." + key));
+  }
+  auto& prefs = out.provider;
+  for (auto [name, list] : {std::pair{"order", &prefs.order}, std::pair{"only", &prefs.only}, std::pair{"ignore", &prefs.ignore}}) {
+    auto parsed = string_list(*provider, name, fmt::format("provider.{}", name));
+    if (!parsed) return Error(parsed.error());
+    *list = std::move(*parsed);
+  }
+  auto fallbacks = boolean(*provider, "allow_fallbacks");
+  if (!fallbacks) return Error(fallbacks.error());
+  prefs.allow_fallbacks = fallbacks->value_or(true);
+  auto sort = string(*provider, "sort");
+  if (!sort) return Error(sort.error());
+  if (*sort && **sort != "price" && **sort != "throughput" && **sort != "latency") {
+    return Error(bad_request("'provider.sort' must be one of price, throughput, latency", "provider.sort"));
+  }
+  prefs.sort = sort->value_or("");
+  if (const json* max_price = field(*provider, "max_price"); max_price != nullptr) {
+    if (!max_price->is_object()) return Error(bad_request("'provider.max_price' must be an object", "provider.max_price"));
+    for (const auto& [key, value] : max_price->items()) {
+      if (key != "prompt" && key != "completion") {
+        return Error(bad_request(fmt::format("unknown field 'provider.max_price.{}' (prompt, completion: USD per 1M tokens)", key),
+                                 "provider.max_price." + key));
+      }
+    }
+    auto prompt = number(*max_price, "prompt", 0, 1e9);
+    auto completion = number(*max_price, "completion", 0, 1e9);
+    if (!prompt) return Error(prompt.error());
+    if (!completion) return Error(completion.error());
+    prefs.max_prompt_price = *prompt;
+    prefs.max_completion_price = *completion;
+  }
+  return {};
+}
+
 }  // namespace
 
-std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, std::string_view text) {
+std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::string_view text) {
   json body;
   try {
     body = json::parse(text);
@@ -218,11 +282,11 @@ std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, s
   static const std::set<std::string> common = {
       "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
       "repetition_penalty", "seed", "stop", "n", "stream", "stream_options", "user", "logprobs", "ignore_eos",
-      "cache_salt", "logit_bias", "metadata", "store", "service_tier", "best_of"};
+      "cache_salt", "logit_bias", "metadata", "store", "service_tier", "best_of", "models", "provider"};
   static const std::set<std::string> chat_only = {"messages", "max_completion_tokens", "top_logprobs", "response_format",
                                                   "tools", "tool_choice", "functions", "parallel_tool_calls"};
   static const std::set<std::string> completion_only = {"prompt", "echo", "suffix"};
-  const auto& own = endpoint == Endpoint::kChat ? chat_only : completion_only;
+  const auto& own = kind == RequestKind::kChat ? chat_only : completion_only;
   for (const auto& [key, value] : body.items()) {
     if (!common.contains(key) && !own.contains(key)) {
       return Error(bad_request(fmt::format("unknown or unsupported field '{}'", key), key));
@@ -230,14 +294,15 @@ std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, s
   }
   if (auto ok = check_neutral_fields(body); !ok) return Error(ok.error());
 
-  OpenAiRequest out;
-  out.endpoint = endpoint;
+  Request out;
+  out.kind = kind;
   auto model = string(body, "model");
   if (!model) return Error(model.error());
   if (!*model) return Error(bad_request("'model' is required", "model"));
   out.model = **model;
+  if (auto ok = parse_routing(body, out); !ok) return Error(ok.error());
 
-  if (endpoint == Endpoint::kChat) {
+  if (kind == RequestKind::kChat) {
     auto messages = parse_messages(body);
     if (!messages) return Error(messages.error());
     out.messages = std::move(*messages);
@@ -249,7 +314,7 @@ std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, s
   auto max_tokens = integer(body, "max_tokens", 1, kMaxTokens);
   if (!max_tokens) return Error(max_tokens.error());
   out.max_tokens = *max_tokens;
-  if (endpoint == Endpoint::kChat) {
+  if (kind == RequestKind::kChat) {
     auto max_completion = integer(body, "max_completion_tokens", 1, kMaxTokens);
     if (!max_completion) return Error(max_completion.error());
     if (*max_completion) out.max_tokens = *max_completion;
@@ -308,7 +373,7 @@ std::expected<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, s
     out.include_usage = include->value_or(false);
   }
 
-  if (endpoint == Endpoint::kChat) {
+  if (kind == RequestKind::kChat) {
     auto logprobs = boolean(body, "logprobs");
     if (!logprobs) return Error(logprobs.error());
     auto top = integer(body, "top_logprobs", 0, kMaxTopLogprobs);

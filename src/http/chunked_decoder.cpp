@@ -1,8 +1,8 @@
-#include "bench/chunked_decoder.h"
+#include "http/chunked_decoder.h"
 
 #include <charconv>
 
-namespace tern::bench {
+namespace tern::http {
 
 bool ChunkedDecoder::feed(std::string_view bytes, std::string& payload) {
   size_t position = 0;
@@ -51,4 +51,4 @@ bool ChunkedDecoder::feed(std::string_view bytes, std::string& payload) {
   return true;
 }
 
-}  // namespace tern::bench
+}  // namespace tern::http

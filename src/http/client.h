@@ -1,6 +1,7 @@
 #pragma once
-// A streaming HTTP/1.1 client for load generation: plain HTTP (no TLS), Boost.Asio/Beast, driven by the
-// caller's single-threaded io_context. One `HttpStreamClient` per target owns a keep-alive connection
+// A streaming HTTP/1.1 client, shared by `tern bench` (load generation) and the gateway (upstream
+// providers): plain HTTP (no TLS yet), Boost.Asio/Beast, driven by the caller's single-threaded
+// io_context. One `HttpStreamClient` per target owns a keep-alive connection
 // pool; a request that finds every allowed connection busy waits in a FIFO (that wait is the client-side
 // queue delay a report shows, so it is never hidden).
 //
@@ -23,27 +24,29 @@
 
 #include "util/result.h"
 
-namespace tern::bench {
+namespace tern::http {
 
 using Clock = std::chrono::steady_clock;
 
 /// Where a target listens: from "http://host:port/base/path".
-struct Endpoint {
+struct Url {
   std::string host;
   uint16_t port = 80;
   std::string base_path;  ///< without trailing slash, e.g. "/v1"
 };
 
 /// Parses an http:// URL. https:// is refused with a message saying so (TLS is not supported yet).
-Result<Endpoint> parse_http_url(std::string_view url);
+Result<Url> parse_url(std::string_view url);
 
 /// Why a request failed; `kNone` for success. Reports group errors by these names.
-enum class ErrorKind { kNone, kConnect, kHttpStatus, kTimeout, kIncompleteStream, kBadChunk, kServerError, kIo };
+enum class ErrorKind { kNone, kConnect, kHttpStatus, kTimeout, kIncompleteStream, kBadChunk, kServerError, kIo, kCancelled };
 std::string_view error_kind_name(ErrorKind kind);
 
 struct StreamCallbacks {
   /// The request got a connection slot and is being written (end of client-side queueing).
   std::function<void(Clock::time_point)> on_dispatched;
+  /// The response's status line and headers arrived; `retry_after` is its Retry-After header (or empty).
+  std::function<void(int http_status, std::string_view retry_after, Clock::time_point arrival)> on_response;
   /// One SSE `data:` payload of a 2xx response, with the time its bytes arrived.
   std::function<void(std::string_view data, Clock::time_point arrival)> on_event;
   /// The exchange ended: kNone when the response completed, else why not. `detail` is a short message
@@ -54,19 +57,33 @@ struct StreamCallbacks {
 class Exchange;
 struct Connection;
 
+/// Cancels an exchange: its connection is closed and on_finished reports kCancelled (unless it had
+/// already finished). Call it on the client's io_context thread.
+class ExchangeHandle {
+ public:
+  ExchangeHandle() = default;
+  explicit ExchangeHandle(std::weak_ptr<Exchange> exchange) : exchange_(std::move(exchange)) {}
+  void cancel();
+
+ private:
+  std::weak_ptr<Exchange> exchange_;
+};
+
 class HttpStreamClient {
  public:
   /// Resolves the host once (blocking) so that no request pays for DNS. `max_connections` bounds the
   /// open connections; extra requests queue.
-  static Result<std::unique_ptr<HttpStreamClient>> create(boost::asio::io_context& io, Endpoint endpoint,
+  static Result<std::unique_ptr<HttpStreamClient>> create(boost::asio::io_context& io, Url endpoint,
                                                           size_t max_connections,
                                                           std::vector<std::pair<std::string, std::string>> headers);
   ~HttpStreamClient();
 
   /// Starts a POST of `body` to base_path + `path`, streaming the response through `callbacks`. The
   /// exchange fails with kTimeout if not finished within `timeout`.
-  void post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
-                   StreamCallbacks callbacks);
+  ExchangeHandle post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
+                             StreamCallbacks callbacks, const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+
+  const Url& url() const { return url_; }
 
   size_t num_waiting() const { return waiting_.size(); }
   size_t num_open_connections() const { return num_open_; }
@@ -75,13 +92,13 @@ class HttpStreamClient {
 
  private:
   friend class Exchange;
-  HttpStreamClient(boost::asio::io_context& io, Endpoint endpoint, boost::asio::ip::tcp::endpoint address,
+  HttpStreamClient(boost::asio::io_context& io, Url endpoint, boost::asio::ip::tcp::endpoint address,
                    size_t max_connections, std::vector<std::pair<std::string, std::string>> headers);
   void acquire(std::shared_ptr<Exchange> exchange);
   void release(std::unique_ptr<Connection> connection, bool is_reusable);
 
   boost::asio::io_context& io_;
-  Endpoint endpoint_;
+  Url url_;
   boost::asio::ip::tcp::endpoint address_;
   size_t max_connections_;
   std::vector<std::pair<std::string, std::string>> headers_;
@@ -90,4 +107,4 @@ class HttpStreamClient {
   std::deque<std::shared_ptr<Exchange>> waiting_;
 };
 
-}  // namespace tern::bench
+}  // namespace tern::http

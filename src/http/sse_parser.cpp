@@ -1,6 +1,6 @@
-#include "bench/sse_parser.h"
+#include "http/sse_parser.h"
 
-namespace tern::bench {
+namespace tern::http {
 
 const std::vector<std::string>& SseParser::feed(std::string_view bytes) {
   completed_.clear();
@@ -56,4 +56,4 @@ std::string SseParser::flush() {
   return data;
 }
 
-}  // namespace tern::bench
+}  // namespace tern::http

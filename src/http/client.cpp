@@ -1,4 +1,4 @@
-#include "bench/http_client.h"
+#include "http/client.h"
 
 #include <array>
 #include <charconv>
@@ -10,10 +10,10 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include "bench/chunked_decoder.h"
-#include "bench/sse_parser.h"
+#include "http/chunked_decoder.h"
+#include "http/sse_parser.h"
 
-namespace tern::bench {
+namespace tern::http {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -21,7 +21,7 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
-Result<Endpoint> parse_http_url(std::string_view url) {
+Result<Url> parse_url(std::string_view url) {
   constexpr std::string_view kScheme = "http://";
   if (url.starts_with("https://")) {
     return fail("'{}': https is not supported yet; benchmark a plain http:// endpoint (a local proxy can "
@@ -33,7 +33,7 @@ Result<Endpoint> parse_http_url(std::string_view url) {
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   while (path.ends_with('/')) path.remove_suffix(1);
-  Endpoint endpoint;
+  Url endpoint;
   const size_t colon = authority.rfind(':');
   if (colon != std::string_view::npos) {
     std::string_view port_text = authority.substr(colon + 1);
@@ -61,6 +61,7 @@ std::string_view error_kind_name(ErrorKind kind) {
     case ErrorKind::kBadChunk: return "bad_chunk";
     case ErrorKind::kServerError: return "server_error";
     case ErrorKind::kIo: return "io";
+    case ErrorKind::kCancelled: return "cancelled";
   }
   return "unknown";
 }
@@ -94,6 +95,17 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         self->finish(ErrorKind::kTimeout, 0, "timed out waiting for a connection");
       }
     });
+  }
+
+  void cancel() {
+    if (is_finished_) return;
+    is_cancelled_ = true;
+    if (connection_) {
+      error_code ignored;
+      connection_->socket.close(ignored);  // pending operations fail with operation_aborted
+    } else {
+      finish(ErrorKind::kCancelled, 0, "cancelled");
+    }
   }
 
   void start(std::unique_ptr<Connection> connection) {
@@ -138,6 +150,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     status_ = static_cast<int>(parser_->get().result_int());
     is_keep_alive_ = parser_->keep_alive();
     is_chunked_ = parser_->chunked();
+    if (callbacks_.on_response) {
+      const auto retry_after = parser_->get()[http::field::retry_after];
+      callbacks_.on_response(status_, std::string_view(retry_after.data(), retry_after.size()), now);
+      if (is_finished_) return;
+    }
     if (!is_chunked_ && parser_->content_length()) {
       has_length_ = true;
       remaining_length_ = *parser_->content_length();
@@ -206,6 +223,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void fail_io(ErrorKind kind, error_code error) {
     if (is_finished_) return;
+    if (is_cancelled_) return finish(ErrorKind::kCancelled, status_, "cancelled", Clock::now(), false);
     if (is_timed_out_) return finish(ErrorKind::kTimeout, status_, "timed out", Clock::now(), false);
     // A keep-alive connection the server closed while idle fails before any response byte: retry once on a
     // fresh connection, which is what every HTTP client does and no server counts as a request.
@@ -253,11 +271,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool has_response_ = false;
   bool has_retried_ = false;
   bool is_timed_out_ = false;
+  bool is_cancelled_ = false;
   bool is_finished_ = false;
 };
 
+void ExchangeHandle::cancel() {
+  if (auto exchange = exchange_.lock()) exchange->cancel();
+}
+
 Result<std::unique_ptr<HttpStreamClient>> HttpStreamClient::create(
-    asio::io_context& io, Endpoint endpoint, size_t max_connections,
+    asio::io_context& io, Url endpoint, size_t max_connections,
     std::vector<std::pair<std::string, std::string>> headers) {
   tcp::resolver resolver(io);
   error_code error;
@@ -270,27 +293,31 @@ Result<std::unique_ptr<HttpStreamClient>> HttpStreamClient::create(
       new HttpStreamClient(io, std::move(endpoint), address, max_connections, std::move(headers)));
 }
 
-HttpStreamClient::HttpStreamClient(asio::io_context& io, Endpoint endpoint, tcp::endpoint address,
+HttpStreamClient::HttpStreamClient(asio::io_context& io, Url endpoint, tcp::endpoint address,
                                    size_t max_connections, std::vector<std::pair<std::string, std::string>> headers)
-    : io_(io), endpoint_(std::move(endpoint)), address_(address), max_connections_(std::max<size_t>(1, max_connections)),
+    : io_(io), url_(std::move(endpoint)), address_(address), max_connections_(std::max<size_t>(1, max_connections)),
       headers_(std::move(headers)) {}
 
 HttpStreamClient::~HttpStreamClient() = default;
 
-void HttpStreamClient::post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
-                                   StreamCallbacks callbacks) {
-  http::request<http::string_body> request{http::verb::post, endpoint_.base_path + std::string(path), 11};
-  request.set(http::field::host, fmt::format("{}:{}", endpoint_.host, endpoint_.port));
+ExchangeHandle HttpStreamClient::post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
+                                             StreamCallbacks callbacks,
+                                             const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  http::request<http::string_body> request{http::verb::post, url_.base_path + std::string(path), 11};
+  request.set(http::field::host, fmt::format("{}:{}", url_.host, url_.port));
   request.set(http::field::content_type, "application/json");
   request.set(http::field::accept, "text/event-stream");
-  request.set(http::field::user_agent, "tern-bench/0.1");
+  request.set(http::field::user_agent, "tern/0.1");
   for (const auto& [name, value] : headers_) request.set(name, value);
+  for (const auto& [name, value] : extra_headers) request.set(name, value);
   request.keep_alive(true);
   request.body() = std::move(body);
   request.prepare_payload();
   auto exchange = std::make_shared<Exchange>(*this, std::move(request), timeout, std::move(callbacks));
   exchange->arm_timeout();
+  ExchangeHandle handle(exchange);
   acquire(std::move(exchange));
+  return handle;
 }
 
 void HttpStreamClient::acquire(std::shared_ptr<Exchange> exchange) {
@@ -338,4 +365,4 @@ void HttpStreamClient::close_idle() {
   idle_.clear();
 }
 
-}  // namespace tern::bench
+}  // namespace tern::http

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace tern::bench {
+namespace tern::http {
 
 class ChunkedDecoder {
  public:
@@ -25,4 +25,4 @@ class ChunkedDecoder {
   std::string line_;  // partial size or trailer line
 };
 
-}  // namespace tern::bench
+}  // namespace tern::http

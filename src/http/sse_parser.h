@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace tern::bench {
+namespace tern::http {
 
 class SseParser {
  public:
@@ -34,4 +34,4 @@ class SseParser {
   std::vector<std::string> completed_;
 };
 
-}  // namespace tern::bench
+}  // namespace tern::http

@@ -1,0 +1,34 @@
+#pragma once
+// How a schema adapter writes neutral events back to its client: the bytes of a stream (SSE) or one
+// whole response, and errors in its own shape. One renderer per request; the gateway drives it on
+// the connection's strand.
+
+#include <string>
+#include <vector>
+
+#include "api/types.h"
+#include "http/server.h"
+
+namespace tern::api {
+
+class Renderer {
+ public:
+  virtual ~Renderer() = default;
+  /// Bytes that open a stream, sent with the first event (`model` is who answered).
+  virtual std::string stream_start(const std::string& model) = 0;
+  /// SSE bytes for one event; the last event's bytes also close the stream ([DONE], message_stop).
+  virtual std::string stream_event(const Event& event) = 0;
+  /// An error after the stream began, closing it (never a silent truncation).
+  virtual std::string stream_error(const ApiError& error) = 0;
+  /// The whole non-streamed response from everything the events carried.
+  virtual std::string full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) = 0;
+  /// An error response, before anything was sent.
+  virtual http::Response error_response(const ApiError& error) const = 0;
+};
+
+/// "data: <json>\n\n" with invalid UTF-8 replaced (a token may end mid-character).
+std::string sse_data(const nlohmann::json& payload);
+/// "event: <name>\ndata: <json>\n\n" (Anthropic's framing).
+std::string sse_event(std::string_view name, const nlohmann::json& payload);
+
+}  // namespace tern::api

@@ -1,0 +1,106 @@
+#pragma once
+// The neutral request, event and usage types between the schema adapters (api/openai, api/anthropic)
+// and the router's providers (local engine, remote OpenAI- or Anthropic-compatible upstreams). Nothing
+// here is in either wire format: an adapter parses its schema into a Request and renders Events back.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/sampling/sampler.h"
+
+namespace tern::api {
+
+/// A failure as the client will see it, whatever the schema: an HTTP status, a message, and a kind.
+/// `type` uses OpenAI's names (invalid_request_error, authentication_error, permission_error,
+/// not_found_error, rate_limit_error, server_error, overloaded_error, timeout_error); the Anthropic
+/// adapter maps them onto its own.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  ///< the offending request field, if any
+  std::string code;
+  /// Another deployment might succeed (connect failure, 429, 5xx, timeout) — the router may fall back.
+  bool is_retryable = false;
+  std::string retry_after;  ///< seconds, from a 429 (Retry-After)
+};
+
+inline ApiError bad_request(std::string message, std::string param = {}) {
+  return {.status = 400, .message = std::move(message), .type = "invalid_request_error", .param = std::move(param),
+          .code = {}, .is_retryable = false, .retry_after = {}};
+}
+
+inline ApiError server_error(int status, std::string message, std::string code = {}, bool is_retryable = false) {
+  return {.status = status, .message = std::move(message), .type = status == 429 ? "rate_limit_error" : "server_error",
+          .param = {}, .code = std::move(code), .is_retryable = is_retryable, .retry_after = {}};
+}
+
+enum class RequestKind { kChat, kCompletion };
+
+/// OpenRouter's `provider` object: which deployments of a model may answer, and in what order.
+struct ProviderPreferences {
+  std::vector<std::string> order;   ///< deployments to try first, in this order
+  std::vector<std::string> only;    ///< if set, only these
+  std::vector<std::string> ignore;  ///< never these
+  bool allow_fallbacks = true;      ///< false: only the first candidate is tried
+  std::string sort;                 ///< "", "price", "throughput" or "latency"
+  std::optional<double> max_prompt_price;      ///< USD per 1M input tokens
+  std::optional<double> max_completion_price;  ///< USD per 1M output tokens
+};
+
+struct Request {
+  RequestKind kind = RequestKind::kChat;
+  std::string model;                       ///< the public model name asked for
+  std::vector<std::string> fallback_models;  ///< OpenRouter `models`: tried in order after `model`
+  ProviderPreferences provider;
+  nlohmann::ordered_json messages;      ///< chat: [{role, content (string), name?}], system first if any
+  std::optional<std::string> prompt;    ///< completion: text prompt
+  std::vector<int32_t> prompt_tokens;   ///< completion: a prompt given as token ids (local models only)
+  std::optional<int64_t> max_tokens;    ///< absent: fill the context (chat) or 16 (completions)
+  bool stream = false;
+  bool include_usage = false;
+  int top_logprobs = -1;  ///< -1: no logprobs
+  bool seed_given = false;
+  engine::SamplingParams sampling;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  std::string cache_salt;
+};
+
+/// One sampled token's log-probability, as text (providers resolve token ids themselves).
+struct TokenLogprob {
+  std::string bytes;        ///< the token as it prints (special tokens by name)
+  int64_t text_length = 0;  ///< bytes it adds to the output text (0 for special tokens)
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;  ///< most likely tokens, best first
+};
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_tokens = 0;       ///< prompt tokens read from a prompt cache
+  int64_t cache_write_tokens = 0;  ///< prompt tokens written to a provider's prompt cache
+  std::optional<double> cost_usd;  ///< from the deployment's prices; set by the router
+};
+
+/// What a provider streams back: new text (possibly empty), then a last event with `finished`.
+struct Event {
+  std::string text;
+  std::vector<TokenLogprob> logprobs;
+  bool finished = false;
+  std::string finish_reason;      ///< "stop", "length", "abort"; with finished
+  std::optional<ApiError> error;  ///< the request failed (with finished)
+  Usage usage;                    ///< with finished
+  std::string model;              ///< the public model name that answered; set by the router
+};
+
+/// Called on a provider's thread; must not block.
+using EventSink = std::function<void(Event&&)>;
+
+}  // namespace tern::api

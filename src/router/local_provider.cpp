@@ -1,0 +1,110 @@
+#include "router/local_provider.h"
+
+#include <fmt/format.h>
+
+#include <random>
+
+namespace tern::router {
+namespace {
+
+using api::ApiError;
+using api::bad_request;
+using api::RequestKind;
+
+class LocalCall final : public Call {
+ public:
+  LocalCall(engine::Engine& engine, uint64_t id) : engine_(engine), id_(id) {}
+  void cancel() override { engine_.cancel(id_); }
+
+ private:
+  engine::Engine& engine_;
+  uint64_t id_;
+};
+
+}  // namespace
+
+LocalProvider::LocalProvider(std::string name, model::Model& model, engine::Engine& engine,
+                             std::optional<chat::ChatTemplate> chat_template)
+    : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)) {}
+
+const std::string& LocalProvider::file_name() const { return model_.file().name(); }
+
+std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const api::Request& request) const {
+  engine::GenerationRequest out;
+  const bool is_chat = request.kind == RequestKind::kChat;
+  if (is_chat) {
+    if (!chat_template_) {
+      return std::unexpected(bad_request(fmt::format("model '{}' has no chat template (a base model?): use /v1/completions, "
+                                                     "or start the server with --chat-template FILE", name_)));
+    }
+    auto ids = chat::encode_chat(*chat_template_, model_.tokenizer(), request.messages);
+    if (!ids) return std::unexpected(bad_request(fmt::format("the chat template failed on these messages: {}", ids.error().message), "messages"));
+    out.prompt = std::move(*ids);
+  } else if (request.prompt) {
+    out.prompt = model_.tokenizer().encode(*request.prompt, {.add_special = true, .parse_special = false});
+  } else {
+    const int64_t vocab = model_.config().vocab_size;
+    for (int32_t t : request.prompt_tokens) {
+      if (t >= vocab) return std::unexpected(bad_request(fmt::format("prompt token id {} is outside the vocabulary of {}", t, vocab), "prompt"));
+    }
+    out.prompt = request.prompt_tokens;
+  }
+  if (out.prompt.empty()) return std::unexpected(bad_request("the prompt is empty", is_chat ? "messages" : "prompt"));
+  const int64_t prompt_len = static_cast<int64_t>(out.prompt.size());
+  const int64_t room = max_model_len() - prompt_len;
+  if (room < 1 || (request.max_tokens && *request.max_tokens > room)) {
+    return std::unexpected(bad_request(
+        fmt::format("this model's maximum context length is {} tokens; the prompt has {} and {} were requested to generate",
+                    max_model_len(), prompt_len, request.max_tokens ? fmt::to_string(*request.max_tokens) : std::string("at least 1")),
+        request.max_tokens ? "max_tokens" : (is_chat ? "messages" : "prompt")));
+  }
+  // Defaults as OpenAI's: completions 16 tokens, chat up to the context.
+  out.max_tokens = request.max_tokens.value_or(is_chat ? room : std::min<int64_t>(16, room));
+  out.sampling = request.sampling;
+  if (!request.seed_given) out.sampling.seed = std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32);
+  out.stop = request.stop;
+  out.ignore_eos = request.ignore_eos;
+  out.top_logprobs = request.top_logprobs;
+  out.cache_salt = request.cache_salt;
+  return out;
+}
+
+std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const api::Request& request, api::EventSink sink) {
+  auto prepared = prepare(request);
+  if (!prepared) return std::unexpected(prepared.error());
+  // Runs on the engine thread: only moves, plus token text when logprobs were asked for.
+  auto convert = [this, sink = std::move(sink)](engine::GenerationEvent&& in) {
+    api::Event out;
+    out.text = std::move(in.text);
+    const tok::Tokenizer& tokenizer = model_.tokenizer();
+    for (const auto& lp : in.logprobs) {
+      api::TokenLogprob entry{.bytes = tokenizer.token_bytes(lp.token, /*render_special=*/true),
+                              .text_length = static_cast<int64_t>(tokenizer.token_bytes(lp.token).size()),
+                              .logprob = lp.logprob,
+                              .top = {}};
+      for (const auto& [id, value] : lp.top) entry.top.emplace_back(tokenizer.token_bytes(id, true), value);
+      out.logprobs.push_back(std::move(entry));
+    }
+    out.finished = in.finished;
+    out.finish_reason = std::move(in.finish_reason);
+    if (!in.error.empty()) out.error = api::server_error(500, std::move(in.error));
+    out.usage = {.prompt_tokens = in.usage.prompt_tokens, .completion_tokens = in.usage.completion_tokens,
+                 .cached_tokens = in.usage.cached_tokens, .cache_write_tokens = 0, .cost_usd = std::nullopt};
+    sink(std::move(out));
+  };
+  auto id = engine_.submit(std::move(*prepared), std::move(convert));
+  if (!id) {
+    switch (id.error().kind) {
+      case engine::SubmitError::kQueueFull: {
+        ApiError error = api::server_error(429, id.error().message, "queue_full", /*is_retryable=*/true);
+        error.retry_after = "1";
+        return std::unexpected(error);
+      }
+      case engine::SubmitError::kTooLong: return std::unexpected(bad_request(id.error().message, "max_tokens"));
+      case engine::SubmitError::kStopped: return std::unexpected(api::server_error(503, id.error().message, "shutting_down"));
+    }
+  }
+  return std::make_shared<LocalCall>(engine_, *id);
+}
+
+}  // namespace tern::router

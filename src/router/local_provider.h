@@ -1,0 +1,41 @@
+#pragma once
+// A model loaded in this process, as a Provider: its engine, and how a request becomes tokens (chat
+// template for chat, plain text or token ids for completions).
+
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include "engine/engine.h"
+#include "model/model.h"
+#include "router/provider.h"
+#include "tokenizer/template/chat_prompt.h"
+
+namespace tern::router {
+
+class LocalProvider final : public Provider {
+ public:
+  LocalProvider(std::string name, model::Model& model, engine::Engine& engine, std::optional<chat::ChatTemplate> chat_template);
+
+  const std::string& name() const { return name_; }
+  /// Names a request's "model" field may use for this model besides the public one: the file's name.
+  const std::string& file_name() const;
+  engine::Engine& engine() const { return engine_; }
+  int64_t max_model_len() const { return engine_.config().max_model_len; }
+
+  /// Renders and tokenizes the prompt, fills the engine request (max_tokens default, seed) and checks
+  /// it against the context.
+  std::expected<engine::GenerationRequest, api::ApiError> prepare(const api::Request& request) const;
+
+  std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink) override;
+  int64_t num_in_flight() const override { return engine_.num_in_flight(); }
+  void stop() override { engine_.stop(); }
+
+ private:
+  std::string name_;
+  model::Model& model_;
+  engine::Engine& engine_;
+  std::optional<chat::ChatTemplate> chat_template_;
+};
+
+}  // namespace tern::router

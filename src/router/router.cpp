@@ -1,0 +1,437 @@
+#include "router/router.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <deque>
+#include <functional>
+#include <random>
+#include <thread>
+
+namespace tern::router {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using api::ApiError;
+
+constexpr double kEwmaWeight = 0.2;  // of the newest sample
+constexpr std::chrono::milliseconds kBaseBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{5'000};
+
+double ewma(double old_value, double sample) { return old_value == 0 ? sample : (1 - kEwmaWeight) * old_value + kEwmaWeight * sample; }
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+/// The backoff before retry number `attempt` (1, 2, ...): exponential with full jitter, or the
+/// upstream's Retry-After (seconds) when it gave one, both capped.
+std::chrono::milliseconds backoff(int attempt, const std::string& retry_after) {
+  double seconds = 0;
+  if (!retry_after.empty()) {
+    auto [end, ec] = std::from_chars(retry_after.data(), retry_after.data() + retry_after.size(), seconds);
+    if (ec == std::errc{} && seconds >= 0) {
+      return std::min(kMaxBackoff, std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+    }
+  }
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  const int64_t cap = std::min<int64_t>(kMaxBackoff.count(), kBaseBackoff.count() << std::min(attempt, 6));
+  return std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng));
+}
+
+}  // namespace
+
+double call_cost_usd(const Prices& prices, const api::Usage& usage) {
+  const int64_t cached = std::clamp<int64_t>(usage.cached_tokens, 0, usage.prompt_tokens);
+  const int64_t written = std::clamp<int64_t>(usage.cache_write_tokens, 0, usage.prompt_tokens - cached);
+  const int64_t uncached = usage.prompt_tokens - cached - written;
+  const double cached_price = prices.cached_input > 0 ? prices.cached_input : prices.input;
+  const double write_price = prices.cache_write > 0 ? prices.cache_write : prices.input;
+  return (uncached * prices.input + cached * cached_price + written * write_price + usage.completion_tokens * prices.output) / 1e6;
+}
+
+std::string_view policy_name(Policy policy) {
+  switch (policy) {
+    case Policy::kPrice: return "price";
+    case Policy::kLatency: return "latency";
+    case Policy::kLeastOutstanding: return "least-outstanding";
+    case Policy::kPrefixAffinity: return "prefix-affinity";
+  }
+  return "?";
+}
+
+struct Router::Deployment {
+  DeploymentConfig config;
+  std::shared_ptr<Provider> provider;
+  std::atomic<int64_t> outstanding{0};
+
+  mutable std::mutex mutex;  // guards everything below
+  int64_t requests = 0;
+  int64_t failures = 0;
+  double ttft_ewma_s = 0;
+  double itl_ewma_s = 0;
+  std::deque<Clock::time_point> recent_failures;
+  Clock::time_point open_until{};
+  bool is_open = false;
+  bool probe_in_flight = false;
+
+  double total_price() const { return config.prices.input + config.prices.output; }
+
+  /// Whether the breaker lets a request through now; a half-open breaker lets one probe through.
+  bool admit() {
+    std::lock_guard lock(mutex);
+    if (!is_open) return true;
+    if (Clock::now() < open_until || probe_in_flight) return false;
+    probe_in_flight = true;
+    return true;
+  }
+
+  void record_success() {
+    std::lock_guard lock(mutex);
+    ++requests;
+    is_open = false;
+    probe_in_flight = false;
+    recent_failures.clear();
+  }
+
+  void record_failure() {
+    std::lock_guard lock(mutex);
+    ++requests;
+    ++failures;
+    const auto now = Clock::now();
+    recent_failures.push_back(now);
+    while (!recent_failures.empty() && now - recent_failures.front() > config.breaker.window) recent_failures.pop_front();
+    if (probe_in_flight || static_cast<int>(recent_failures.size()) >= config.breaker.failures_to_open) {
+      is_open = true;
+      probe_in_flight = false;
+      open_until = now + config.breaker.open_for;
+    }
+  }
+
+  void record_latency(double ttft_s, double itl_s) {
+    std::lock_guard lock(mutex);
+    if (ttft_s > 0) ttft_ewma_s = ewma(ttft_ewma_s, ttft_s);
+    if (itl_s > 0) itl_ewma_s = ewma(itl_ewma_s, itl_s);
+  }
+
+  double ttft() const {
+    std::lock_guard lock(mutex);
+    return ttft_ewma_s;
+  }
+  double itl() const {
+    std::lock_guard lock(mutex);
+    return itl_ewma_s;
+  }
+};
+
+struct Router::ModelRoute {
+  std::string name;
+  std::vector<Deployment*> deployments;
+  Policy policy = Policy::kPrice;
+  int64_t max_model_len = 0;
+};
+
+struct Router::Timers {
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{io.get_executor()};
+  std::thread thread{[this] { io.run(); }};
+
+  ~Timers() {
+    guard.reset();
+    io.stop();
+    thread.join();
+  }
+
+  void after(std::chrono::milliseconds delay, std::function<void()> work) {
+    auto timer = std::make_shared<boost::asio::steady_timer>(io, delay);
+    timer->async_wait([timer, work = std::move(work)](boost::system::error_code ec) {
+      if (!ec) work();
+    });
+  }
+};
+
+/// One client request across its candidates: the retries, the fallbacks, and the event stream it
+/// commits to once the first event has gone to the client.
+class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt> {
+ public:
+  Attempt(Router& router, api::Request request, api::EventSink sink, std::vector<std::pair<Deployment*, std::string>> candidates)
+      : router_(router), request_(std::move(request)), sink_(std::move(sink)), candidates_(std::move(candidates)) {}
+
+  /// Tries candidates until one starts, or a retry is scheduled. An error: nothing started or pending.
+  std::optional<ApiError> launch() {
+    std::unique_lock lock(mutex_);
+    while (index_ < candidates_.size()) {
+      if (cancelled_) return std::nullopt;
+      Deployment& d = *candidates_[index_].first;
+      if (!d.admit() || (d.config.max_concurrency > 0 && d.outstanding.load() >= d.config.max_concurrency)) {
+        last_error_ = api::server_error(d.config.max_concurrency > 0 ? 429 : 503,
+                                        fmt::format("deployment '{}' is unavailable (circuit open or at its concurrency limit)", d.config.name),
+                                        "unavailable", true);
+        ++index_;
+        tries_ = 0;
+        continue;
+      }
+      d.outstanding.fetch_add(1);
+      const uint64_t generation = ++generation_;
+      started_at_ = Clock::now();
+      std::weak_ptr<Attempt> weak = shared_from_this();
+      auto sink = [weak, generation](api::Event&& event) {
+        if (auto self = weak.lock()) self->on_event(generation, std::move(event));
+      };
+      lock.unlock();
+      auto call = d.provider->submit(request_, std::move(sink));
+      lock.lock();
+      if (call) {
+        call_ = std::move(*call);
+        if (cancelled_) call_->cancel();
+        return std::nullopt;
+      }
+      d.outstanding.fetch_sub(1);
+      if (!call.error().is_retryable) {
+        d.record_success();  // the deployment answered; the request was at fault
+        return call.error();
+      }
+      d.record_failure();
+      last_error_ = call.error();
+      if (schedule_retry_locked()) return std::nullopt;
+    }
+    return last_error_.value_or(api::server_error(503, "no deployment could take the request", "unavailable"));
+  }
+
+  void cancel() override {
+    std::shared_ptr<Call> call;
+    {
+      std::lock_guard lock(mutex_);
+      cancelled_ = true;
+      call = call_;
+    }
+    if (call) call->cancel();
+  }
+
+ private:
+  /// After a retryable failure: retry the same deployment after a backoff, or move on to the next.
+  /// Returns whether a retry was scheduled (else the loop in launch() goes on with the next).
+  bool schedule_retry_locked() {
+    Deployment& d = *candidates_[index_].first;
+    if (tries_ < d.config.retries) {
+      ++tries_;
+      std::weak_ptr<Attempt> weak = shared_from_this();
+      router_.timers_->after(backoff(tries_, last_error_->retry_after), [weak] {
+        if (auto self = weak.lock()) self->relaunch();
+      });
+      return true;
+    }
+    ++index_;
+    tries_ = 0;
+    return false;
+  }
+
+  /// From the timer thread, or a provider thread after an asynchronous failure.
+  void relaunch() {
+    if (auto error = launch()) {
+      api::Event last;
+      last.finished = true;
+      last.finish_reason = "error";
+      last.error = std::move(*error);
+      deliver(std::move(last));
+    }
+  }
+
+  void deliver(api::Event&& event) {
+    {
+      std::lock_guard lock(mutex_);
+      if (cancelled_ || delivered_final_) return;
+      if (event.finished) delivered_final_ = true;
+    }
+    sink_(std::move(event));
+  }
+
+  void on_event(uint64_t generation, api::Event&& event) {
+    std::unique_lock lock(mutex_);
+    if (generation != generation_ || index_ >= candidates_.size()) return;
+    Deployment& d = *candidates_[index_].first;
+    const auto now = Clock::now();
+    if (!committed_) {
+      if (event.finished && event.error && event.error->is_retryable && event.text.empty() && !cancelled_) {
+        // Failed before anything reached the client: retry or fall back.
+        d.outstanding.fetch_sub(1);
+        d.record_failure();
+        last_error_ = std::move(event.error);
+        call_.reset();
+        const bool scheduled = schedule_retry_locked();
+        lock.unlock();
+        if (!scheduled) relaunch();
+        return;
+      }
+      committed_ = true;
+      first_event_at_ = now;
+    }
+    if (!event.text.empty()) ++num_text_events_;
+    if (event.finished) {
+      d.outstanding.fetch_sub(1);
+      if (event.error && event.error->status >= 500) d.record_failure();
+      else d.record_success();
+      const double ttft = std::chrono::duration<double>(first_event_at_ - started_at_).count();
+      const double itl = num_text_events_ > 1 ? std::chrono::duration<double>(now - first_event_at_).count() / (num_text_events_ - 1) : 0;
+      d.record_latency(ttft, itl);
+      event.usage.cost_usd = call_cost_usd(d.config.prices, event.usage);
+    }
+    event.model = candidates_[index_].second;
+    lock.unlock();
+    deliver(std::move(event));
+  }
+
+  Router& router_;
+  api::Request request_;
+  api::EventSink sink_;
+  std::vector<std::pair<Deployment*, std::string>> candidates_;  // deployment, public model name
+
+  std::mutex mutex_;
+  size_t index_ = 0;
+  int tries_ = 0;
+  uint64_t generation_ = 0;  // events of an abandoned try are ignored
+  std::shared_ptr<Call> call_;
+  std::optional<ApiError> last_error_;
+  bool committed_ = false;
+  bool cancelled_ = false;
+  bool delivered_final_ = false;
+  Clock::time_point started_at_{};
+  Clock::time_point first_event_at_{};
+  int64_t num_text_events_ = 0;
+};
+
+Router::Router() : timers_(std::make_unique<Timers>()) {}
+Router::~Router() = default;
+
+void Router::add_deployment(DeploymentConfig config, std::shared_ptr<Provider> provider) {
+  auto d = std::make_unique<Deployment>();
+  d->config = std::move(config);
+  d->provider = std::move(provider);
+  const std::string name = d->config.name;
+  deployments_[name] = std::move(d);
+}
+
+void Router::add_model(std::string name, std::vector<std::string> deployments, Policy policy, std::vector<std::string> aliases,
+                       int64_t max_model_len) {
+  auto route = std::make_shared<ModelRoute>();
+  route->name = name;
+  route->policy = policy;
+  route->max_model_len = max_model_len;
+  for (const auto& d : deployments) {
+    auto it = deployments_.find(d);
+    if (it != deployments_.end()) route->deployments.push_back(it->second.get());
+  }
+  models_[name] = route;
+  for (auto& alias : aliases) models_.emplace(std::move(alias), route);
+  model_list_.push_back(std::move(route));
+}
+
+bool Router::has_model(const std::string& name) const { return models_.contains(name); }
+
+std::vector<ModelInfo> Router::models() const {
+  std::vector<ModelInfo> out;
+  for (const auto& route : model_list_) {
+    ModelInfo info{.name = route->name, .deployments = {}, .max_model_len = route->max_model_len};
+    for (const Deployment* d : route->deployments) info.deployments.push_back(d->config.name);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+std::vector<DeploymentStats> Router::stats() const {
+  std::vector<DeploymentStats> out;
+  for (const auto& [name, d] : deployments_) {
+    std::lock_guard lock(d->mutex);
+    const bool half_open = d->is_open && Clock::now() >= d->open_until;
+    out.push_back({.name = name, .kind = d->config.kind, .outstanding = d->outstanding.load(), .requests = d->requests,
+                   .failures = d->failures, .ttft_ewma_s = d->ttft_ewma_s, .itl_ewma_s = d->itl_ewma_s,
+                   .breaker = !d->is_open ? "closed" : half_open ? "half_open" : "open"});
+  }
+  return out;
+}
+
+int64_t Router::num_in_flight() const {
+  int64_t total = 0;
+  for (const auto& [name, d] : deployments_) total += d->provider->num_in_flight();
+  return total;
+}
+
+void Router::stop_all() {
+  for (const auto& [name, d] : deployments_) d->provider->stop();
+}
+
+std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(const api::Request& request, ApiError& why_none) const {
+  const api::ProviderPreferences& prefs = request.provider;
+  std::vector<std::string> names{request.model};
+  names.insert(names.end(), request.fallback_models.begin(), request.fallback_models.end());
+  std::vector<std::pair<Deployment*, std::string>> out;
+  for (size_t n = 0; n < names.size(); ++n) {
+    auto route_it = models_.find(names[n]);
+    if (route_it == models_.end()) {
+      why_none = {.status = 404, .message = fmt::format("the model '{}' does not exist", names[n]), .type = "invalid_request_error",
+                  .param = n == 0 ? "model" : "models", .code = "model_not_found", .is_retryable = false, .retry_after = {}};
+      return {};
+    }
+    const ModelRoute& route = *route_it->second;
+    std::vector<Deployment*> list;
+    for (Deployment* d : route.deployments) {
+      const std::string& name = d->config.name;
+      if (!prefs.only.empty() && !contains(prefs.only, name)) continue;
+      if (contains(prefs.ignore, name)) continue;
+      if (prefs.max_prompt_price && d->config.prices.input > *prefs.max_prompt_price) continue;
+      if (prefs.max_completion_price && d->config.prices.output > *prefs.max_completion_price) continue;
+      list.push_back(d);
+    }
+    // The model's policy, then provider.sort over it, then provider.order over that (stable sorts).
+    const std::string sort = prefs.sort.empty() ? std::string(policy_name(route.policy)) : prefs.sort;
+    if (sort == "price") {
+      std::stable_sort(list.begin(), list.end(), [](Deployment* a, Deployment* b) { return a->total_price() < b->total_price(); });
+    } else if (sort == "latency") {
+      std::stable_sort(list.begin(), list.end(), [](Deployment* a, Deployment* b) { return a->ttft() < b->ttft(); });
+    } else if (sort == "throughput") {
+      std::stable_sort(list.begin(), list.end(), [](Deployment* a, Deployment* b) { return a->itl() < b->itl(); });
+    } else if (sort == "least-outstanding") {
+      std::stable_sort(list.begin(), list.end(), [](Deployment* a, Deployment* b) { return a->outstanding.load() < b->outstanding.load(); });
+    } else if (sort == "prefix-affinity" && !list.empty()) {
+      // Rendezvous hashing of the prompt's start: a repeated prefix lands on the same deployment (whose
+      // prefix cache has it) unless that one is loaded well above the mean (the load bound).
+      const std::string text = request.kind == api::RequestKind::kChat ? request.messages.dump() : request.prompt.value_or("");
+      const std::string_view prefix = std::string_view(text).substr(0, 256);
+      auto score = [&](Deployment* d) { return std::hash<std::string>{}(std::string(prefix) + '\0' + d->config.name); };
+      std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) { return score(a) > score(b); });
+      double mean = 0;
+      for (Deployment* d : list) mean += static_cast<double>(d->outstanding.load());
+      mean /= static_cast<double>(list.size());
+      std::stable_partition(list.begin(), list.end(), [&](Deployment* d) { return d->outstanding.load() <= 1.25 * mean + 1; });
+    }
+    if (!prefs.order.empty()) {
+      auto rank = [&](Deployment* d) {
+        auto it = std::find(prefs.order.begin(), prefs.order.end(), d->config.name);
+        return it == prefs.order.end() ? prefs.order.size() : static_cast<size_t>(it - prefs.order.begin());
+      };
+      std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) { return rank(a) < rank(b); });
+    }
+    for (Deployment* d : list) out.emplace_back(d, route.name);
+  }
+  if (!prefs.allow_fallbacks && out.size() > 1) out.resize(1);
+  if (out.empty()) {
+    why_none = {.status = 404, .message = fmt::format("no deployment of '{}' matches the request's provider preferences", request.model),
+                .type = "invalid_request_error", .param = "provider", .code = "no_deployment", .is_retryable = false, .retry_after = {}};
+  }
+  return out;
+}
+
+std::expected<std::shared_ptr<Call>, ApiError> Router::submit(const api::Request& request, api::EventSink sink) {
+  ApiError why_none;
+  auto list = candidates(request, why_none);
+  if (list.empty()) return std::unexpected(why_none);
+  auto attempt = std::make_shared<Attempt>(*this, request, std::move(sink), std::move(list));
+  if (auto error = attempt->launch()) return std::unexpected(*error);
+  return attempt;
+}
+
+}  // namespace tern::router

@@ -1,0 +1,120 @@
+#pragma once
+// The router: public model names → deployments (a local engine, a remote endpoint), a policy that
+// orders a request's candidates, retries and fallbacks, a circuit breaker per deployment, and the
+// cost of every answered call.
+//
+//   submit(request) ─► candidates = for each name in [model] + request.fallback_models (OpenRouter
+//                       `models`): its deployments, filtered by `provider` {only, ignore, max_price},
+//                       skipping open breakers and full deployments, ordered by `provider.order`,
+//                       then `provider.sort`, then the model's policy
+//                    ─► try candidate 1; a retryable failure (connect, 429, 5xx, timeout) before the
+//                       first event reached the client: retry the same deployment after a jittered
+//                       backoff (429: its Retry-After), up to `retries` times, then the next candidate
+//                    ─► once an event has been forwarded the call is committed: a later failure ends
+//                       the client's stream with an error, never a silent switch or truncation
+//
+// Threading: submit() and Call::cancel() from any thread; provider events arrive on provider threads;
+// backoff timers run on the router's own timer thread. One mutex per call and one per deployment.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "router/provider.h"
+
+namespace tern::router {
+
+/// USD per 1M tokens.
+struct Prices {
+  double input = 0;
+  double cached_input = 0;
+  double cache_write = 0;
+  double output = 0;
+};
+
+/// The cost of one call from its usage: cached and cache-write tokens are priced apart from the rest
+/// of the prompt (cached_input defaults to input when a deployment states no cached price).
+double call_cost_usd(const Prices& prices, const api::Usage& usage);
+
+enum class Policy { kPrice, kLatency, kLeastOutstanding, kPrefixAffinity };
+std::string_view policy_name(Policy policy);
+
+struct BreakerConfig {
+  int failures_to_open = 5;                       ///< failures within the window that open the breaker
+  std::chrono::milliseconds window{30'000};
+  std::chrono::milliseconds open_for{10'000};     ///< then one probe request (half-open)
+};
+
+struct DeploymentConfig {
+  std::string name;  ///< unique; what `provider.only` / `order` / `ignore` name
+  std::string kind;  ///< "local", "openai", "anthropic" (for /v1/models and metrics)
+  Prices prices;
+  int64_t max_concurrency = 0;  ///< 0: unbounded
+  int retries = 1;              ///< extra attempts on the same deployment before falling back
+  BreakerConfig breaker;
+};
+
+/// A deployment's live state, for metrics and the latency policy.
+struct DeploymentStats {
+  std::string name;
+  std::string kind;
+  int64_t outstanding = 0;
+  int64_t requests = 0;
+  int64_t failures = 0;
+  double ttft_ewma_s = 0;  ///< 0 until measured
+  double itl_ewma_s = 0;
+  std::string breaker;     ///< "closed", "open", "half_open"
+};
+
+struct ModelInfo {
+  std::string name;
+  std::vector<std::string> deployments;
+  int64_t max_model_len = 0;  ///< the local engine's context, 0 for remote
+};
+
+class Router {
+ public:
+  Router();
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  /// Adds a deployment (names must be unique).
+  void add_deployment(DeploymentConfig config, std::shared_ptr<Provider> provider);
+  /// A public model name over deployments added before; `aliases` are other names it answers to.
+  void add_model(std::string name, std::vector<std::string> deployments, Policy policy, std::vector<std::string> aliases = {},
+                 int64_t max_model_len = 0);
+
+  bool has_model(const std::string& name) const;
+  std::vector<ModelInfo> models() const;
+  std::vector<DeploymentStats> stats() const;
+  /// Requests in flight on every deployment.
+  int64_t num_in_flight() const;
+  /// Stops every provider (shutdown): what is in flight ends.
+  void stop_all();
+
+  /// Routes and starts `request`; events reach `sink` with `model` set to the public name that
+  /// answered and, on the last, usage.cost_usd. An error here: nothing could start (unknown model, a
+  /// non-retryable refusal, every candidate failing at once).
+  std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink);
+
+  struct Deployment;
+  struct ModelRoute;
+  class Attempt;
+
+ private:
+  std::vector<std::pair<Deployment*, std::string>> candidates(const api::Request& request, api::ApiError& why_none) const;
+
+  std::map<std::string, std::unique_ptr<Deployment>> deployments_;
+  std::map<std::string, std::shared_ptr<ModelRoute>> models_;  // by name and by alias
+  std::vector<std::shared_ptr<ModelRoute>> model_list_;
+  struct Timers;
+  std::unique_ptr<Timers> timers_;
+};
+
+}  // namespace tern::router
