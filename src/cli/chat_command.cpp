@@ -46,7 +46,7 @@ Runner add_chat_command(CLI::App& app) {
       return 1;
     }
     model::Model& model = (*session)->model();
-    auto source = chat_template_source(model, *template_file);
+    auto source = model::chat_template_source(model, *template_file);
     if (!source) {
       std::fprintf(stderr, "error: %s\n", source.error().message.c_str());
       return 1;

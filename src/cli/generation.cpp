@@ -30,21 +30,6 @@ void add_generation_options(CLI::App& command, GenerationOptions& o) {
   command.add_flag("--special", o.parse_special, "Recognise special-token text in the prompt");
 }
 
-Result<std::string> chat_template_source(const model::Model& model, const std::string& template_file) {
-  if (!template_file.empty()) {
-    std::ifstream in(template_file);
-    if (!in) return fail("cannot read chat template {}", template_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-  auto source = model.file().get_string("tokenizer.chat_template");
-  if (!source) {
-    return fail("{} has no chat template (it may be a base model); give one with --template FILE", model.file().name());
-  }
-  return std::string(*source);
-}
-
 void print_stats(const GenerationStats& s) {
   std::fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s (%.1f tokens/s); %s\n",
                static_cast<long long>(s.prompt_tokens), s.prefill_seconds,

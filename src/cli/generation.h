@@ -28,9 +28,6 @@ struct GenerationOptions {
 
 void add_generation_options(CLI::App& command, GenerationOptions& options);
 
-/// The chat template: `template_file` if given, else the model's own; an error if neither exists.
-Result<std::string> chat_template_source(const model::Model& model, const std::string& template_file);
-
 struct GenerationStats {
   int64_t prompt_tokens = 0;     ///< tokens computed for the prompt (cached ones excluded)
   double prefill_seconds = 0;

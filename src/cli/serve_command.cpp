@@ -1,28 +1,30 @@
-// `tern serve`: the OpenAI-compatible server over one local model (docs/serving.md). The listening
-// socket opens first, so /health answers and /ready says "loading" while the model loads.
+// `tern serve`: the OpenAI- and Anthropic-compatible server over local models and remote deployments
+// (docs/serving.md, docs/gateway.md). With -m it serves one local model; with --config, everything
+// the file names. The listening socket opens first, so /health answers and /ready says "loading"
+// while models load.
 
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "api/gateway.h"
-#include "http/server.h"
-#include "router/local_provider.h"
-#include "router/router.h"
 #include "cli/commands.h"
-#include "cli/generation.h"
-#include "engine/engine.h"
-#include "engine/kv/kv_sizing.h"
+#include "http/server.h"
 #include "kernels/cpu/cpu_features.h"
+#include "router/config.h"
+#include "router/local_model.h"
+#include "router/router.h"
 #include "util/units.h"
 
 namespace tern::cli {
 namespace {
 
 struct ServeOptions {
+  std::string config_file;
   std::string model{models::kDefaultModel};
   std::string served_name;
   std::string chat_template;
@@ -39,6 +41,10 @@ struct ServeOptions {
   double drain_timeout_s = 30;
   double read_timeout_s = 30;
   double write_timeout_s = 30;
+  // Which of the overlapping flags were given (they win over the config file's `server:`).
+  bool host_given = false;
+  bool port_given = false;
+  bool model_given = false;
 };
 
 /// Thousands of connections need thousands of descriptors: lift the soft limit to the hard one.
@@ -50,107 +56,105 @@ void raise_descriptor_limit() {
   }
 }
 
+/// -m and its flags as a one-model config.
+Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
+  router::LocalModelEntry entry;
+  router::LocalModelConfig& m = entry.model;
+  m.model = o.model;
+  m.name = o.served_name.empty() ? (o.model.ends_with(".gguf") ? std::filesystem::path(o.model).filename().string() : o.model) : o.served_name;
+  m.chat_template = o.chat_template;
+  m.threads = o.threads;
+  m.context = o.context;
+  if (!o.kv_cache_memory.empty()) {
+    auto bytes = parse_bytes(o.kv_cache_memory);
+    if (!bytes) return fail("--kv-cache-memory: {}", bytes.error().message);
+    m.kv_cache_memory = *bytes;
+  }
+  auto itl_target = parse_seconds(o.itl_target);
+  if (!itl_target) return fail("--itl-target: {}", itl_target.error().message);
+  auto max_prefill_wait = parse_seconds(o.max_prefill_wait);
+  if (!max_prefill_wait) return fail("--max-prefill-wait: {}", max_prefill_wait.error().message);
+  m.scheduler = {.max_batch_tokens = o.max_batch_tokens, .max_running = o.max_running, .itl_target_s = *itl_target,
+                 .max_prefill_wait_s = *max_prefill_wait};
+  m.max_waiting = o.max_waiting;
+  m.prefix_caching = !o.no_prefix_caching;
+  m.preload = true;
+  entry.deployment = {.name = m.name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}};
+  router::GatewayConfig config;
+  config.local.push_back(std::move(entry));
+  return config;
+}
+
 int serve(const ServeOptions& o) {
   raise_descriptor_limit();
+  if (!o.config_file.empty() && o.model_given) {
+    std::fprintf(stderr, "error: give either -m or --config (the config file names its models)\n");
+    return 2;
+  }
+  auto config = o.config_file.empty() ? config_from_flags(o) : router::load_gateway_config(o.config_file);
+  if (!config) {
+    std::fprintf(stderr, "error: %s\n", config.error().message.c_str());
+    return 1;
+  }
   http::ServerConfig server_config = o.server;
+  if (!o.host_given && !config->host.empty()) server_config.host = config->host;
+  if (!o.port_given && config->port >= 0) server_config.port = static_cast<uint16_t>(config->port);
   server_config.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout_s * 1000));
   server_config.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.read_timeout_s * 1000));
   server_config.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.write_timeout_s * 1000));
+
+  // Declared in this order so that they are destroyed in the reverse: the server's sessions last.
   http::Server server(server_config);
   api::Gateway gateway(server);
+  router::LocalModelSet local_models(config->memory_budget_bytes);
+  router::Router router;
   auto port = server.listen();
   if (!port) {
     std::fprintf(stderr, "error: %s\n", port.error().message.c_str());
     return 1;
   }
   server.start();
-  std::fprintf(stderr, "tern serve: listening on http://%s:%u (loading the model)\n", o.server.host.c_str(), *port);
+  std::fprintf(stderr, "tern serve: listening on http://%s:%u (loading)\n", server_config.host.c_str(), *port);
 
-  auto path = resolve_model_or_report(o.model);
-  if (!path) return 1;
-  std::unique_ptr<backend::Backend> backend = backend::make_cpu_backend(o.threads);
-  auto loaded = model::Model::load(*path, *backend);
-  if (!loaded) {
-    std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
-    return 1;
+  for (auto& entry : config->local) {
+    router::LocalModel& model = local_models.add(entry.model);
+    if (entry.model.preload) {
+      if (auto loaded = model.load(); !loaded) {
+        std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
+        return 1;
+      }
+    }
+    std::shared_ptr<router::Provider> provider(std::shared_ptr<router::Provider>{}, &model);  // owned by local_models
+    router.add_deployment(entry.deployment, provider);
   }
-  std::unique_ptr<model::Model> model = std::move(*loaded);
-  std::optional<chat::ChatTemplate> chat_template;
-  if (auto source = chat_template_source(*model, o.chat_template); source) {
-    auto parsed = chat::ChatTemplate::parse(*source);
-    if (!parsed) {
-      std::fprintf(stderr, "error: the chat template: %s\n", parsed.error().message.c_str());
+  for (auto& entry : config->remote) {
+    auto provider = router::make_remote_provider(entry.remote);
+    if (!provider) {
+      std::fprintf(stderr, "error: %s\n", provider.error().message.c_str());
       return 1;
     }
-    chat_template = std::move(*parsed);
-  } else if (!o.chat_template.empty()) {
-    std::fprintf(stderr, "error: %s\n", source.error().message.c_str());
-    return 1;
-  } else {
-    std::fprintf(stderr, "tern serve: %s has no chat template: /v1/chat/completions will answer 400 (use --chat-template)\n",
-                 model->file().name().c_str());
+    router.add_deployment(entry.deployment, std::move(*provider));
   }
+  for (size_t i = 0; i < config->local.size(); ++i) {
+    const auto& entry = config->local[i];
+    router::LocalModel& model = *local_models.models()[i];
+    std::vector<std::string> aliases = entry.aliases;
+    if (const std::string file = model.file_name(); !file.empty() && file != entry.model.name && !router.has_model(file)) aliases.push_back(file);
+    router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, aliases, model.max_model_len());
+  }
+  for (const auto& entry : config->remote) router.add_model(entry.remote.name, {entry.remote.name}, router::Policy::kPrice);
+  for (const auto& route : config->routes) router.add_model(route.name, route.deployments, route.policy, route.aliases);
 
-  engine::EngineConfig config;
-  config.model_name = o.served_name.empty() ? (o.model.ends_with(".gguf") ? model->file().name() : o.model) : o.served_name;
-  engine::KvSizingRequest kv_request;
-  kv_request.context = o.context;
-  kv_request.block_size = config.block_size;
-  if (o.kv_cache_memory.empty()) {
-    kv_request.memory_bytes = engine::default_kv_memory_bytes();
-  } else {
-    auto bytes = parse_bytes(o.kv_cache_memory);
-    if (!bytes) {
-      std::fprintf(stderr, "error: --kv-cache-memory: %s\n", bytes.error().message.c_str());
-      return 1;
-    }
-    kv_request.memory_bytes = *bytes;
-  }
-  auto kv = engine::size_kv_cache(*model, kv_request);
-  if (!kv) {
-    std::fprintf(stderr, "error: --kv-cache-memory %s: %s\n", o.kv_cache_memory.empty() ? "(default)" : o.kv_cache_memory.c_str(),
-                 kv.error().message.c_str());
-    return 1;
-  }
-  config.max_model_len = kv->max_model_len;
-  config.num_kv_blocks = kv->num_blocks;
-  config.max_waiting = o.max_waiting;
-  config.prefix_caching = !o.no_prefix_caching;
-  auto itl_target = parse_seconds(o.itl_target);
-  auto max_prefill_wait = parse_seconds(o.max_prefill_wait);
-  if (!itl_target || !max_prefill_wait) {
-    std::fprintf(stderr, "error: %s: %s\n", itl_target ? "--max-prefill-wait" : "--itl-target",
-                 (itl_target ? max_prefill_wait : itl_target).error().message.c_str());
-    return 1;
-  }
-  config.scheduler = {.max_batch_tokens = o.max_batch_tokens,
-                      .max_running = o.max_running,
-                      .itl_target_s = *itl_target,
-                      .max_prefill_wait_s = *max_prefill_wait};
-
-  engine::Engine engine(*model, config);
-  engine.start();
-  router::Router router;
-  auto local = std::make_shared<router::LocalProvider>(config.model_name, *model, engine, std::move(chat_template));
-  // A local queue-full answers at once (no retry on the same engine); other deployments may still take it.
-  router.add_deployment({.name = config.model_name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}}, local);
-  std::vector<std::string> aliases;
-  if (local->file_name() != config.model_name) aliases.push_back(local->file_name());
-  router.add_model(config.model_name, {config.model_name}, router::Policy::kLeastOutstanding, aliases, config.max_model_len);
-  gateway.set_metrics_source([&engine] { return engine.metrics().render(); });
+  gateway.set_metrics_source([&local_models] { return local_models.metrics_text(); });
   server.set_drain_hook([&router] { router.stop_all(); });
   gateway.set_router(&router);
-  std::fprintf(stderr,
-               "tern serve: ready: model '%s' (%s), %d threads, %s kernels, context %lld, KV cache %lld tokens (%lld MiB), "
-               "prefix caching %s, max %lld running / %lld tokens per step, ITL target %s\n",
-               config.model_name.c_str(), model->config().arch_name.c_str(), backend->num_threads(),
-               kernels::isa_name(kernels::best_isa()), static_cast<long long>(config.max_model_len),
-               static_cast<long long>(config.num_kv_blocks * config.block_size),
-               static_cast<long long>(kv->bytes() >> 20), config.prefix_caching ? "on" : "off",
-               static_cast<long long>(config.scheduler.max_running), static_cast<long long>(config.scheduler.max_batch_tokens),
-               config.scheduler.itl_target_s > 0 ? o.itl_target.c_str() : "off");
+  std::string names;
+  for (const auto& m : router.models()) names += (names.empty() ? "'" : ", '") + m.name + "'";
+  std::fprintf(stderr, "tern serve: ready: %s; %s kernels; %zu local, %zu remote deployments%s\n", names.c_str(),
+               kernels::isa_name(kernels::best_isa()), config->local.size(), config->remote.size(),
+               o.config_file.empty() ? "" : (" from " + o.config_file).c_str());
   server.wait();
-  engine.stop();
+  router.stop_all();
   std::fprintf(stderr, "tern serve: stopped\n");
   return 0;
 }
@@ -158,12 +162,13 @@ int serve(const ServeOptions& o) {
 }  // namespace
 
 Runner add_serve_command(CLI::App& app) {
-  auto* command = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  auto* command = app.add_subcommand("serve", "Serve models over OpenAI- and Anthropic-compatible HTTP APIs");
   auto o = std::make_shared<ServeOptions>();
-  command->add_option("-m,--model", o->model, "Model alias or .gguf path")->capture_default_str();
+  command->add_option("--config", o->config_file, "Gateway config (YAML): local models, remote deployments, routes, prices (docs/gateway.md)");
+  auto* model = command->add_option("-m,--model", o->model, "Model alias or .gguf path (one local model; or use --config)")->capture_default_str();
   command->add_option("--served-model-name", o->served_name, "Name clients use in \"model\" (default: the alias or file name)");
-  command->add_option("--host", o->server.host, "Address to listen on")->capture_default_str();
-  command->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str();
+  auto* host = command->add_option("--host", o->server.host, "Address to listen on")->capture_default_str();
+  auto* port = command->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str();
   command->add_option("-t,--threads", o->threads, "Compute threads (0: one per core)")->capture_default_str()->check(CLI::Range(0, 1024));
   command->add_option("--io-threads", o->server.io_threads, "HTTP I/O threads")->capture_default_str()->check(CLI::Range(1, 64));
   command->add_option("-c,--context", o->context, "Longest request, prompt + output, in tokens (default: the model's, at most 8192)")
@@ -185,7 +190,12 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--drain-timeout", o->drain_timeout_s, "Seconds in-flight requests may finish after SIGTERM")->capture_default_str()->check(CLI::Range(0.0, 86400.0));
   command->add_option("--read-timeout", o->read_timeout_s, "Seconds a client has to send a whole request")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
   command->add_option("--write-timeout", o->write_timeout_s, "Seconds one write may wait on a client that stopped reading")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
-  return [o]() { return serve(*o); };
+  return [o, model, host, port]() {
+    o->model_given = model->count() > 0;
+    o->host_given = host->count() > 0;
+    o->port_given = port->count() > 0;
+    return serve(*o);
+  };
 }
 
 }  // namespace tern::cli

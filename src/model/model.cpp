@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include <fstream>
+#include <sstream>
+
 #include <algorithm>
 
 namespace tern::model {
@@ -82,6 +85,21 @@ Result<void> Model::forward(const Batch& batch, backend::KvCache& cache, std::ve
       break;
   }
   return {};
+}
+
+Result<std::string> chat_template_source(const Model& model, const std::string& template_file) {
+  if (!template_file.empty()) {
+    std::ifstream in(template_file);
+    if (!in) return fail("cannot read chat template {}", template_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  auto source = model.file().get_string("tokenizer.chat_template");
+  if (!source) {
+    return fail("{} has no chat template (it may be a base model); give one with --template FILE", model.file().name());
+  }
+  return std::string(*source);
 }
 
 }  // namespace tern::model

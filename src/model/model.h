@@ -67,4 +67,8 @@ void forward_llama(const ModelConfig& config, const ModelWeights& weights, const
 void forward_gemma3(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, backend::KvCache& cache,
                     backend::Backend& be, Workspace& ws, std::vector<float>& logits);
 
+/// The chat template's Jinja source: `template_file` if given, else the model's own
+/// (tokenizer.chat_template); an error if neither exists.
+Result<std::string> chat_template_source(const Model& model, const std::string& template_file);
+
 }  // namespace tern::model

@@ -1,0 +1,333 @@
+#include "router/config.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "util/units.h"
+
+namespace tern::router {
+namespace {
+
+/// Walks the YAML tree keeping the path of keys ("deployments[0].prices.input") for messages.
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  template <typename... Args>
+  std::unexpected<Error> error(const YAML::Node& node, const std::string& key, fmt::format_string<Args...> format, Args&&... args) const {
+    const YAML::Mark mark = node.Mark();
+    const std::string where = mark.line >= 0 ? fmt::format("{}:{}:{}", file_, mark.line + 1, mark.column + 1) : file_;
+    return std::unexpected(Error{fmt::format("{}: {}: {}", where, key, fmt::format(format, std::forward<Args>(args)...))});
+  }
+
+  /// Refuses keys not in `known` (a typo must not silently become a default).
+  Result<void> only_keys(const YAML::Node& map, const std::string& at, const std::set<std::string>& known) const {
+    if (!map.IsMap()) return error(map, at.empty() ? "(top level)" : at, "must be a mapping of keys");
+    for (const auto& item : map) {
+      const std::string key = item.first.as<std::string>();
+      if (!known.contains(key)) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        return error(item.first, join(at, key), "unknown key (known: {})", list);
+      }
+    }
+    return {};
+  }
+
+  Result<std::string> string(const YAML::Node& map, const std::string& at, const char* key, bool required, std::string fallback = {}) const {
+    const YAML::Node node = map[key];
+    if (!node) {
+      if (required) return error(map, join(at, key), "required");
+      return fallback;
+    }
+    if (!node.IsScalar() || node.Tag() == "tag:yaml.org,2002:null") return error(node, join(at, key), "must be a string");
+    return node.as<std::string>();
+  }
+
+  Result<double> number(const YAML::Node& map, const std::string& at, const char* key, double lo, double hi, double fallback) const {
+    const YAML::Node node = map[key];
+    if (!node) return fallback;
+    double value = 0;
+    if (!node.IsScalar() || !YAML::convert<double>::decode(node, value)) return error(node, join(at, key), "must be a number");
+    if (!(value >= lo && value <= hi)) return error(node, join(at, key), "must be from {} to {} (got {})", lo, hi, value);
+    return value;
+  }
+
+  Result<int64_t> integer(const YAML::Node& map, const std::string& at, const char* key, int64_t lo, int64_t hi, int64_t fallback) const {
+    const YAML::Node node = map[key];
+    if (!node) return fallback;
+    int64_t value = 0;
+    if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, value)) return error(node, join(at, key), "must be an integer");
+    if (value < lo || value > hi) return error(node, join(at, key), "must be from {} to {} (got {})", lo, hi, value);
+    return value;
+  }
+
+  Result<bool> boolean(const YAML::Node& map, const std::string& at, const char* key, bool fallback) const {
+    const YAML::Node node = map[key];
+    if (!node) return fallback;
+    bool value = false;
+    if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) return error(node, join(at, key), "must be true or false");
+    return value;
+  }
+
+  /// "30s", "500ms", "2m" or a plain number of seconds.
+  Result<double> seconds(const YAML::Node& map, const std::string& at, const char* key, double fallback) const {
+    const YAML::Node node = map[key];
+    if (!node) return fallback;
+    if (!node.IsScalar()) return error(node, join(at, key), "must be a duration such as 30s or 500ms");
+    auto parsed = parse_seconds(node.as<std::string>());
+    if (!parsed) return error(node, join(at, key), "{}", parsed.error().message);
+    return *parsed;
+  }
+
+  /// "2G", "512M" or a plain number of bytes.
+  Result<int64_t> bytes(const YAML::Node& map, const std::string& at, const char* key) const {
+    const YAML::Node node = map[key];
+    if (!node) return int64_t{0};
+    if (!node.IsScalar()) return error(node, join(at, key), "must be a size such as 512M or 2G");
+    auto parsed = parse_bytes(node.as<std::string>());
+    if (!parsed) return error(node, join(at, key), "{}", parsed.error().message);
+    return *parsed;
+  }
+
+  Result<std::vector<std::string>> strings(const YAML::Node& map, const std::string& at, const char* key) const {
+    std::vector<std::string> out;
+    const YAML::Node node = map[key];
+    if (!node) return out;
+    if (!node.IsSequence()) return error(node, join(at, key), "must be a list of strings");
+    for (const auto& item : node) {
+      if (!item.IsScalar()) return error(item, join(at, key), "must be a list of strings");
+      out.push_back(item.as<std::string>());
+    }
+    return out;
+  }
+
+  static std::string join(const std::string& at, const std::string& key) { return at.empty() ? key : at + "." + key; }
+
+ private:
+  std::string file_;
+};
+
+#define TRY_ASSIGN(target, expression)            \
+  do {                                            \
+    auto result_ = (expression);                  \
+    if (!result_) return std::unexpected(result_.error()); \
+    target = std::move(*result_);                 \
+  } while (0)
+
+Result<Prices> read_prices(const Reader& r, const YAML::Node& entry, const std::string& at) {
+  Prices prices;
+  const YAML::Node node = entry["prices"];
+  if (!node) return prices;
+  const std::string here = Reader::join(at, "prices");
+  if (auto ok = r.only_keys(node, here, {"input", "cached_input", "cache_write", "output"}); !ok) return std::unexpected(ok.error());
+  TRY_ASSIGN(prices.input, r.number(node, here, "input", 0, 1e6, 0));
+  TRY_ASSIGN(prices.cached_input, r.number(node, here, "cached_input", 0, 1e6, 0));
+  TRY_ASSIGN(prices.cache_write, r.number(node, here, "cache_write", 0, 1e6, 0));
+  TRY_ASSIGN(prices.output, r.number(node, here, "output", 0, 1e6, 0));
+  return prices;
+}
+
+Result<DeploymentConfig> read_deployment(const Reader& r, const YAML::Node& entry, const std::string& at, const std::string& name,
+                                         const std::string& kind, int default_retries) {
+  DeploymentConfig d;
+  d.name = name;
+  d.kind = kind;
+  TRY_ASSIGN(d.prices, read_prices(r, entry, at));
+  TRY_ASSIGN(d.max_concurrency, r.integer(entry, at, "max_concurrency", 0, 1 << 20, 0));
+  int64_t retries = 0;
+  TRY_ASSIGN(retries, r.integer(entry, at, "retries", 0, 10, default_retries));
+  d.retries = static_cast<int>(retries);
+  if (const YAML::Node breaker = entry["breaker"]; breaker) {
+    const std::string here = Reader::join(at, "breaker");
+    if (auto ok = r.only_keys(breaker, here, {"failures", "window", "open_for"}); !ok) return std::unexpected(ok.error());
+    int64_t failures = 0;
+    double window = 0, open_for = 0;
+    TRY_ASSIGN(failures, r.integer(breaker, here, "failures", 1, 1000, d.breaker.failures_to_open));
+    TRY_ASSIGN(window, r.seconds(breaker, here, "window", 30));
+    TRY_ASSIGN(open_for, r.seconds(breaker, here, "open_for", 10));
+    d.breaker.failures_to_open = static_cast<int>(failures);
+    d.breaker.window = std::chrono::milliseconds(static_cast<int64_t>(window * 1000));
+    d.breaker.open_for = std::chrono::milliseconds(static_cast<int64_t>(open_for * 1000));
+  }
+  return d;
+}
+
+Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::string& at) {
+  std::string name;
+  TRY_ASSIGN(name, r.string(entry, at, "policy", false, "price"));
+  for (Policy p : {Policy::kPrice, Policy::kLatency, Policy::kLeastOutstanding, Policy::kPrefixAffinity}) {
+    if (policy_name(p) == name) return p;
+  }
+  return r.error(entry["policy"], Reader::join(at, "policy"), "must be one of price, latency, least-outstanding, prefix-affinity (got \"{}\")", name);
+}
+
+Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, const std::string& at) {
+  if (auto ok = r.only_keys(entry, at, {"name", "model", "chat_template", "threads", "context", "kv_cache_memory", "max_batch_tokens",
+                                        "itl_target", "max_prefill_wait", "max_running", "max_waiting", "prefix_caching", "preload",
+                                        "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases"});
+      !ok) {
+    return std::unexpected(ok.error());
+  }
+  LocalModelEntry out;
+  LocalModelConfig& m = out.model;
+  TRY_ASSIGN(m.model, r.string(entry, at, "model", true));
+  TRY_ASSIGN(m.name, r.string(entry, at, "name", false, m.model));
+  TRY_ASSIGN(m.chat_template, r.string(entry, at, "chat_template", false));
+  int64_t threads = 0;
+  TRY_ASSIGN(threads, r.integer(entry, at, "threads", 0, 1024, 0));
+  m.threads = static_cast<int>(threads);
+  TRY_ASSIGN(m.context, r.integer(entry, at, "context", 0, int64_t{1} << 22, 0));
+  if (m.context != 0 && m.context < 16) return r.error(entry["context"], Reader::join(at, "context"), "must be at least 16 tokens");
+  TRY_ASSIGN(m.kv_cache_memory, r.bytes(entry, at, "kv_cache_memory"));
+  TRY_ASSIGN(m.scheduler.max_batch_tokens, r.integer(entry, at, "max_batch_tokens", 1, 1 << 16, 512));
+  TRY_ASSIGN(m.scheduler.itl_target_s, r.seconds(entry, at, "itl_target", 0.1));
+  TRY_ASSIGN(m.scheduler.max_prefill_wait_s, r.seconds(entry, at, "max_prefill_wait", 2.0));
+  TRY_ASSIGN(m.scheduler.max_running, r.integer(entry, at, "max_running", 1, 1 << 16, 64));
+  TRY_ASSIGN(m.max_waiting, r.integer(entry, at, "max_waiting", 0, 1 << 20, 4096));
+  TRY_ASSIGN(m.prefix_caching, r.boolean(entry, at, "prefix_caching", true));
+  TRY_ASSIGN(m.preload, r.boolean(entry, at, "preload", true));
+  TRY_ASSIGN(m.idle_unload_s, r.seconds(entry, at, "idle_unload", 0));
+  TRY_ASSIGN(out.deployment, read_deployment(r, entry, at, m.name, "local", 0));
+  TRY_ASSIGN(out.aliases, r.strings(entry, at, "aliases"));
+  return out;
+}
+
+Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const std::string& at) {
+  if (auto ok = r.only_keys(entry, at, {"name", "kind", "base_url", "api_key_env", "model", "prices", "max_concurrency", "retries",
+                                        "breaker", "timeout", "first_byte_timeout", "default_max_tokens", "max_connections"});
+      !ok) {
+    return std::unexpected(ok.error());
+  }
+  RemoteEntry out;
+  RemoteConfig& c = out.remote;
+  TRY_ASSIGN(c.name, r.string(entry, at, "name", true));
+  std::string kind;
+  TRY_ASSIGN(kind, r.string(entry, at, "kind", false, "openai"));
+  if (kind != "openai" && kind != "anthropic") {
+    return r.error(entry["kind"], Reader::join(at, "kind"), "must be one of openai, anthropic (got \"{}\")", kind);
+  }
+  c.kind = kind == "anthropic" ? RemoteKind::kAnthropic : RemoteKind::kOpenAi;
+  TRY_ASSIGN(c.base_url, r.string(entry, at, "base_url", true));
+  TRY_ASSIGN(c.upstream_model, r.string(entry, at, "model", true));
+  TRY_ASSIGN(out.api_key_env, r.string(entry, at, "api_key_env", false));
+  if (!out.api_key_env.empty()) {
+    const char* value = std::getenv(out.api_key_env.c_str());
+    if (value == nullptr || *value == '\0') {
+      return r.error(entry["api_key_env"], Reader::join(at, "api_key_env"), "the environment variable {} is not set", out.api_key_env);
+    }
+    c.api_key = value;
+  }
+  double timeout = 0, first_byte = 0;
+  TRY_ASSIGN(timeout, r.seconds(entry, at, "timeout", 600));
+  TRY_ASSIGN(first_byte, r.seconds(entry, at, "first_byte_timeout", 30));
+  c.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout * 1000));
+  c.first_byte_timeout = std::chrono::milliseconds(static_cast<int64_t>(first_byte * 1000));
+  TRY_ASSIGN(c.default_max_tokens, r.integer(entry, at, "default_max_tokens", 1, 1 << 24, 4096));
+  int64_t connections = 0;
+  TRY_ASSIGN(connections, r.integer(entry, at, "max_connections", 1, 100000, 64));
+  c.max_connections = static_cast<size_t>(connections);
+  TRY_ASSIGN(out.deployment, read_deployment(r, entry, at, c.name, kind, 1));
+  return out;
+}
+
+}  // namespace
+
+Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return fail("{}:{}:{}: not valid YAML: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  const Reader r(path);
+  GatewayConfig out;
+  out.path = path;
+  if (!root || root.IsNull()) return fail("{}: the file is empty", path);
+  try {
+    if (auto ok = r.only_keys(root, "", {"server", "models", "deployments", "routes", "memory_budget"}); !ok) return std::unexpected(ok.error());
+    TRY_ASSIGN(out.memory_budget_bytes, r.bytes(root, "", "memory_budget"));
+    if (const YAML::Node server = root["server"]; server) {
+      if (auto ok = r.only_keys(server, "server", {"host", "port"}); !ok) return std::unexpected(ok.error());
+      TRY_ASSIGN(out.host, r.string(server, "server", "host", false));
+      int64_t port = -1;
+      TRY_ASSIGN(port, r.integer(server, "server", "port", 0, 65535, -1));
+      out.port = static_cast<int>(port);
+    }
+    std::set<std::string> names;
+    auto claim = [&](const YAML::Node& node, const std::string& at, const std::string& name) -> Result<void> {
+      if (name.empty()) return r.error(node, at, "must not be empty");
+      if (!names.insert(name).second) return r.error(node, at, "the name \"{}\" is used twice (models, deployments and routes share one namespace)", name);
+      return {};
+    };
+    auto sequence = [&](const char* key) -> Result<YAML::Node> {
+      YAML::Node node = root[key];
+      if (node && !node.IsSequence()) return r.error(node, key, "must be a list");
+      return node;
+    };
+    YAML::Node models, deployments, routes;
+    TRY_ASSIGN(models, sequence("models"));
+    TRY_ASSIGN(deployments, sequence("deployments"));
+    TRY_ASSIGN(routes, sequence("routes"));
+    for (size_t i = 0; models && i < models.size(); ++i) {
+      const std::string at = fmt::format("models[{}]", i);
+      LocalModelEntry entry;
+      TRY_ASSIGN(entry, read_local(r, models[i], at));
+      if (auto ok = claim(models[i], at + ".name", entry.model.name); !ok) return std::unexpected(ok.error());
+      for (const auto& alias : entry.aliases) {
+        if (auto ok = claim(models[i]["aliases"], at + ".aliases", alias); !ok) return std::unexpected(ok.error());
+      }
+      out.local.push_back(std::move(entry));
+    }
+    for (size_t i = 0; deployments && i < deployments.size(); ++i) {
+      const std::string at = fmt::format("deployments[{}]", i);
+      RemoteEntry entry;
+      TRY_ASSIGN(entry, read_remote(r, deployments[i], at));
+      if (auto ok = claim(deployments[i], at + ".name", entry.remote.name); !ok) return std::unexpected(ok.error());
+      out.remote.push_back(std::move(entry));
+    }
+    std::set<std::string> deployment_names;
+    for (const auto& l : out.local) deployment_names.insert(l.model.name);
+    for (const auto& d : out.remote) deployment_names.insert(d.remote.name);
+    for (size_t i = 0; routes && i < routes.size(); ++i) {
+      const std::string at = fmt::format("routes[{}]", i);
+      const YAML::Node entry = routes[i];
+      if (auto ok = r.only_keys(entry, at, {"name", "deployments", "policy", "aliases"}); !ok) return std::unexpected(ok.error());
+      RouteEntry route;
+      TRY_ASSIGN(route.name, r.string(entry, at, "name", true));
+      if (auto ok = claim(entry, at + ".name", route.name); !ok) return std::unexpected(ok.error());
+      TRY_ASSIGN(route.deployments, r.strings(entry, at, "deployments"));
+      if (route.deployments.empty()) return r.error(entry, at + ".deployments", "required: the models or deployments this name routes to");
+      for (const auto& d : route.deployments) {
+        if (!deployment_names.contains(d)) {
+          return r.error(entry["deployments"], at + ".deployments", "\"{}\" is not a model or deployment defined in this file", d);
+        }
+      }
+      TRY_ASSIGN(route.policy, read_policy(r, entry, at));
+      TRY_ASSIGN(route.aliases, r.strings(entry, at, "aliases"));
+      for (const auto& alias : route.aliases) {
+        if (auto ok = claim(entry["aliases"], at + ".aliases", alias); !ok) return std::unexpected(ok.error());
+      }
+      out.routes.push_back(std::move(route));
+    }
+    if (out.local.empty() && out.remote.empty()) return fail("{}: nothing to serve: add a local model under `models:` or a remote one under `deployments:`", path);
+  } catch (const YAML::Exception& e) {  // a conversion yaml-cpp refuses; the mark says where
+    return fail("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  return out;
+}
+
+Result<GatewayConfig> load_gateway_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail("cannot read the config file {}", path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_gateway_config(text.str(), path);
+}
+
+}  // namespace tern::router

@@ -1,0 +1,54 @@
+#pragma once
+// `tern serve --config tern.yaml`: the models this server answers for and where they run (local
+// engines, remote OpenAI- or Anthropic-compatible deployments), how each public name routes, and
+// prices. Every key is documented, with an example, in docs/gateway.md. A bad file is refused at
+// start with the file, line and key in the message:
+//
+//   tern.yaml:14:5: deployments[0].kind: must be one of openai, anthropic (got "azure")
+
+#include <string>
+#include <vector>
+
+#include "router/local_model.h"
+#include "router/remote_provider.h"
+#include "router/router.h"
+#include "util/result.h"
+
+namespace tern::router {
+
+struct LocalModelEntry {
+  LocalModelConfig model;
+  DeploymentConfig deployment;  ///< prices, concurrency, breaker
+  std::vector<std::string> aliases;
+};
+
+struct RemoteEntry {
+  RemoteConfig remote;
+  DeploymentConfig deployment;
+  std::string api_key_env;  ///< where remote.api_key came from (for messages)
+};
+
+struct RouteEntry {
+  std::string name;
+  std::vector<std::string> deployments;
+  Policy policy = Policy::kPrice;
+  std::vector<std::string> aliases;
+};
+
+struct GatewayConfig {
+  std::string path;  ///< the file it came from
+  std::vector<LocalModelEntry> local;
+  std::vector<RemoteEntry> remote;
+  std::vector<RouteEntry> routes;   ///< every local model and remote deployment is also a route of its own name
+  int64_t memory_budget_bytes = 0;  ///< 0: no budget
+  // `server:` — flags on the command line win over these.
+  std::string host;
+  int port = -1;  ///< -1: not set
+};
+
+/// Reads and validates a config file; API keys are read from the environment variables it names.
+Result<GatewayConfig> load_gateway_config(const std::string& path);
+/// The same from text (tests); `path` only names it in messages.
+Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::string& path);
+
+}  // namespace tern::router

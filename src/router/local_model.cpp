@@ -1,0 +1,362 @@
+#include "router/local_model.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "backend/backend.h"
+#include "engine/kv/kv_sizing.h"
+#include "model/catalog.h"
+
+namespace tern::router {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Joins the Prometheus text of several engines so that each metric family keeps one HELP/TYPE
+/// header with every model's samples under it (duplicate headers are invalid exposition format).
+std::string merge_families(const std::vector<std::string>& texts) {
+  std::vector<std::string> order;
+  std::map<std::string, std::pair<std::string, std::string>> families;  // name -> (header, samples)
+  for (const std::string& text : texts) {
+    std::string current;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      const std::string line = text.substr(pos, end - pos);
+      pos = end + 1;
+      if (line.starts_with("# HELP ") || line.starts_with("# TYPE ")) {
+        const std::string name = line.substr(7, line.find(' ', 7) - 7);
+        if (!families.contains(name)) order.push_back(name);
+        auto& family = families[name];
+        if (current != name || family.first.find(line) == std::string::npos) {
+          if (family.first.find(line.substr(0, 7 + name.size())) == std::string::npos) family.first += line + "\n";
+        }
+        current = name;
+      } else if (!line.empty()) {
+        if (current.empty()) {
+          current = line.substr(0, line.find_first_of("{ "));
+          if (!families.contains(current)) order.push_back(current);
+        }
+        families[current].second += line + "\n";
+      }
+    }
+  }
+  std::string out;
+  for (const auto& name : order) out += families[name].first + families[name].second;
+  return out;
+}
+
+}  // namespace
+
+struct LocalModel::Loaded {
+  std::unique_ptr<backend::Backend> backend;  // outlives the model and the engine
+  std::unique_ptr<model::Model> model;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<LocalProvider> provider;
+  int64_t resident_bytes = 0;
+
+  ~Loaded() {
+    if (engine) engine->stop();
+  }
+};
+
+/// A request that arrived while the model was loading; it goes to the engine when the load ends.
+struct LocalModel::Pending final : Call {
+  api::Request request;
+  api::EventSink sink;
+  std::mutex mutex;
+  bool cancelled = false;
+  std::shared_ptr<Call> inner;
+
+  void cancel() override {
+    std::shared_ptr<Call> call;
+    {
+      std::lock_guard lock(mutex);
+      cancelled = true;
+      call = inner;
+    }
+    if (call) call->cancel();
+  }
+};
+
+LocalModel::LocalModel(LocalModelConfig config, LocalModelSet& set) : config_(std::move(config)), set_(set), last_used_(Clock::now()) {}
+
+LocalModel::~LocalModel() {
+  stop();
+  if (loader_.joinable()) loader_.join();
+}
+
+Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
+  const auto started = Clock::now();
+  auto path = models::resolve_model(config_.model, {});
+  if (!path) return fail("model '{}': {}", config_.name, path.error().message);
+  auto loaded = std::make_unique<Loaded>();
+  loaded->backend = backend::make_cpu_backend(config_.threads);
+  auto model = model::Model::load(*path, *loaded->backend);
+  if (!model) return fail("model '{}': {}", config_.name, model.error().message);
+  loaded->model = std::move(*model);
+  std::optional<chat::ChatTemplate> chat_template;
+  if (auto source = model::chat_template_source(*loaded->model, config_.chat_template); source) {
+    auto parsed = chat::ChatTemplate::parse(*source);
+    if (!parsed) return fail("model '{}': the chat template: {}", config_.name, parsed.error().message);
+    chat_template = std::move(*parsed);
+  } else if (!config_.chat_template.empty()) {
+    return fail("model '{}': {}", config_.name, source.error().message);
+  } else {
+    std::fprintf(stderr, "tern serve: %s has no chat template: chat requests to '%s' will answer 400 (set chat_template)\n",
+                 loaded->model->file().name().c_str(), config_.name.c_str());
+  }
+  engine::EngineConfig engine_config;
+  engine_config.model_name = config_.name;
+  engine::KvSizingRequest kv_request{.context = config_.context, .default_context_cap = 8192,
+                                     .memory_bytes = config_.kv_cache_memory > 0 ? config_.kv_cache_memory : engine::default_kv_memory_bytes(),
+                                     .block_size = engine_config.block_size};
+  auto kv = engine::size_kv_cache(*loaded->model, kv_request);
+  if (!kv) return fail("model '{}': KV cache: {}", config_.name, kv.error().message);
+  std::error_code ec;
+  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(*path, ec));
+  loaded->resident_bytes = (ec ? 0 : file_bytes) + kv->bytes();
+  if (!set_.reserve(loaded->resident_bytes, this)) {
+    return fail("model '{}' needs {} MiB (weights + KV cache) and the memory budget of {} MiB is taken by models in use",
+                config_.name, loaded->resident_bytes >> 20, set_.budget_bytes() >> 20);
+  }
+  engine_config.max_model_len = kv->max_model_len;
+  engine_config.num_kv_blocks = kv->num_blocks;
+  engine_config.max_waiting = config_.max_waiting;
+  engine_config.prefix_caching = config_.prefix_caching;
+  engine_config.scheduler = config_.scheduler;
+  loaded->engine = std::make_unique<engine::Engine>(*loaded->model, engine_config);
+  loaded->engine->start();
+  loaded->provider = std::make_unique<LocalProvider>(config_.name, *loaded->model, *loaded->engine, std::move(chat_template));
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  std::fprintf(stderr,
+               "tern serve: loaded model '%s' (%s, %s) in %.2f s: %d threads, context %lld, KV cache %lld tokens (%lld MiB), "
+               "prefix caching %s, ITL target %s\n",
+               config_.name.c_str(), loaded->model->file().name().c_str(), loaded->model->config().arch_name.c_str(), seconds,
+               loaded->backend->num_threads(), static_cast<long long>(engine_config.max_model_len),
+               static_cast<long long>(engine_config.num_kv_blocks * engine_config.block_size), static_cast<long long>(kv->bytes() >> 20),
+               engine_config.prefix_caching ? "on" : "off",
+               config_.scheduler.itl_target_s > 0 ? fmt::format("{} ms", config_.scheduler.itl_target_s * 1000).c_str() : "off");
+  {
+    std::lock_guard lock(mutex_);
+    last_load_seconds_ = seconds;
+    ++num_loads_;
+  }
+  return loaded;
+}
+
+Result<void> LocalModel::load() {
+  auto loaded = do_load();
+  if (!loaded) return std::unexpected(loaded.error());
+  std::lock_guard lock(mutex_);
+  resident_bytes_ = (*loaded)->resident_bytes;
+  loaded_ = std::move(*loaded);
+  last_used_ = Clock::now();
+  return {};
+}
+
+void LocalModel::load_in_background() {
+  if (loader_.joinable()) loader_.join();  // the previous load's thread has finished (loading_ was false)
+  loader_ = std::thread([this] {
+    auto loaded = do_load();
+    std::deque<std::shared_ptr<Pending>> waiting;
+    std::shared_ptr<Loaded> now_loaded;
+    {
+      std::lock_guard lock(mutex_);
+      loading_ = false;
+      if (loaded && !stopped_) {
+        resident_bytes_ = (*loaded)->resident_bytes;
+        loaded_ = std::move(*loaded);
+        last_used_ = Clock::now();
+      }
+      now_loaded = loaded_;
+      waiting.swap(pending_);
+    }
+    for (auto& p : waiting) {
+      std::lock_guard lock(p->mutex);
+      if (p->cancelled) continue;
+      if (!loaded) {
+        std::fprintf(stderr, "tern serve: %s\n", loaded.error().message.c_str());
+        api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error",
+                        .error = api::server_error(503, loaded.error().message, "model_load_failed"), .usage = {}, .model = {}};
+        p->sink(std::move(last));
+        continue;
+      }
+      auto call = now_loaded ? now_loaded->provider->submit(p->request, p->sink)
+                             : std::expected<std::shared_ptr<Call>, api::ApiError>(std::unexpected(api::server_error(503, "the server is stopping")));
+      if (call) {
+        p->inner = *call;
+      } else {
+        api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = call.error(), .usage = {}, .model = {}};
+        p->sink(std::move(last));
+      }
+    }
+  });
+}
+
+std::expected<std::shared_ptr<Call>, api::ApiError> LocalModel::submit(const api::Request& request, api::EventSink sink) {
+  std::unique_lock lock(mutex_);
+  last_used_ = Clock::now();
+  if (stopped_) return std::unexpected(api::server_error(503, "the server is shutting down", "shutting_down"));
+  if (loaded_) {
+    std::shared_ptr<Loaded> loaded = loaded_;
+    lock.unlock();
+    return loaded->provider->submit(request, std::move(sink));
+  }
+  auto pending = std::make_shared<Pending>();
+  pending->request = request;
+  pending->sink = std::move(sink);
+  pending_.push_back(pending);
+  if (!loading_) {
+    loading_ = true;
+    std::fprintf(stderr, "tern serve: loading model '%s' for a request (cold start)\n", config_.name.c_str());
+    load_in_background();
+  }
+  return pending;
+}
+
+bool LocalModel::is_loaded() const {
+  std::lock_guard lock(mutex_);
+  return loaded_ != nullptr;
+}
+
+int64_t LocalModel::max_model_len() const {
+  std::lock_guard lock(mutex_);
+  return loaded_ ? loaded_->engine->config().max_model_len : 0;
+}
+
+std::string LocalModel::file_name() const {
+  std::lock_guard lock(mutex_);
+  return loaded_ ? loaded_->provider->file_name() : std::string();
+}
+
+int64_t LocalModel::resident_bytes() const {
+  std::lock_guard lock(mutex_);
+  return loaded_ ? resident_bytes_ : 0;
+}
+
+std::string LocalModel::metrics_text() const {
+  std::lock_guard lock(mutex_);
+  return loaded_ ? loaded_->engine->metrics().render() : std::string();
+}
+
+double LocalModel::last_load_seconds() const {
+  std::lock_guard lock(mutex_);
+  return last_load_seconds_;
+}
+
+int64_t LocalModel::num_loads() const {
+  std::lock_guard lock(mutex_);
+  return num_loads_;
+}
+
+int64_t LocalModel::num_in_flight() const {
+  std::lock_guard lock(mutex_);
+  return (loaded_ ? loaded_->engine->num_in_flight() : 0) + static_cast<int64_t>(pending_.size());
+}
+
+void LocalModel::stop() {
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
+  if (loaded_) loaded_->engine->stop();
+}
+
+std::chrono::steady_clock::time_point LocalModel::last_used() const {
+  std::lock_guard lock(mutex_);
+  return last_used_;
+}
+
+bool LocalModel::unload_if_idle(Clock::time_point now, bool ignore_idle_time) {
+  std::shared_ptr<Loaded> victim;
+  {
+    std::lock_guard lock(mutex_);
+    if (!loaded_ || loading_ || loaded_->engine->num_in_flight() > 0) return false;
+    if (!ignore_idle_time && (config_.idle_unload_s <= 0 || std::chrono::duration<double>(now - last_used_).count() < config_.idle_unload_s)) {
+      return false;
+    }
+    victim = std::move(loaded_);
+    resident_bytes_ = 0;
+  }
+  std::fprintf(stderr, "tern serve: unloaded model '%s' (%s)\n", config_.name.c_str(), ignore_idle_time ? "to make room" : "idle");
+  return true;  // victim's engine stops and its memory is released here
+}
+
+LocalModelSet::LocalModelSet(int64_t memory_budget_bytes) : budget_bytes_(memory_budget_bytes), janitor_([this] { janitor(); }) {}
+
+LocalModelSet::~LocalModelSet() {
+  {
+    std::lock_guard lock(janitor_mutex_);
+    janitor_stop_ = true;
+  }
+  janitor_wake_.notify_all();
+  janitor_.join();
+}
+
+LocalModel& LocalModelSet::add(LocalModelConfig config) {
+  models_.push_back(std::make_shared<LocalModel>(std::move(config), *this));
+  return *models_.back();
+}
+
+std::vector<LocalModel*> LocalModelSet::models() const {
+  std::vector<LocalModel*> out;
+  for (const auto& m : models_) out.push_back(m.get());
+  return out;
+}
+
+bool LocalModelSet::reserve(int64_t bytes, const LocalModel* for_model) {
+  if (budget_bytes_ <= 0) return true;
+  auto used = [&] {
+    int64_t total = 0;
+    for (const auto& m : models_) {
+      if (m.get() != for_model) total += m->resident_bytes();
+    }
+    return total;
+  };
+  std::vector<LocalModel*> idle;
+  for (const auto& m : models_) {
+    if (m.get() != for_model) idle.push_back(m.get());
+  }
+  std::sort(idle.begin(), idle.end(), [](LocalModel* a, LocalModel* b) { return a->last_used() < b->last_used(); });
+  for (LocalModel* m : idle) {
+    if (used() + bytes <= budget_bytes_) break;
+    m->unload_if_idle(Clock::now(), /*ignore_idle_time=*/true);
+  }
+  return used() + bytes <= budget_bytes_;
+}
+
+std::string LocalModelSet::metrics_text() const {
+  std::vector<std::string> texts;
+  std::string own;
+  own += "# HELP tern:model_loaded 1 while a local model is loaded.\n# TYPE tern:model_loaded gauge\n";
+  for (const auto& m : models_) own += fmt::format("tern:model_loaded{{model_name=\"{}\"}} {}\n", m->config().name, m->is_loaded() ? 1 : 0);
+  own += "# HELP tern:model_loads_total Loads of a local model (start and cold starts).\n# TYPE tern:model_loads_total counter\n";
+  for (const auto& m : models_) own += fmt::format("tern:model_loads_total{{model_name=\"{}\"}} {}\n", m->config().name, m->num_loads());
+  own += "# HELP tern:model_load_seconds How long the last load of a local model took.\n# TYPE tern:model_load_seconds gauge\n";
+  for (const auto& m : models_) own += fmt::format("tern:model_load_seconds{{model_name=\"{}\"}} {}\n", m->config().name, m->last_load_seconds());
+  own += "# HELP tern:model_resident_bytes Weights and KV cache of a loaded local model.\n# TYPE tern:model_resident_bytes gauge\n";
+  for (const auto& m : models_) own += fmt::format("tern:model_resident_bytes{{model_name=\"{}\"}} {}\n", m->config().name, m->resident_bytes());
+  for (const auto& m : models_) texts.push_back(m->metrics_text());
+  return merge_families(texts) + own;
+}
+
+void LocalModelSet::stop_all() {
+  for (const auto& m : models_) m->stop();
+}
+
+void LocalModelSet::janitor() {
+  std::unique_lock lock(janitor_mutex_);
+  while (!janitor_stop_) {
+    janitor_wake_.wait_for(lock, std::chrono::seconds(1));
+    if (janitor_stop_) break;
+    lock.unlock();
+    for (const auto& m : models_) m->unload_if_idle(Clock::now(), false);
+    lock.lock();
+  }
+}
+
+}  // namespace tern::router
