@@ -46,8 +46,10 @@ Result<double> parse_seconds(const std::string& text) {
   if (!parsed) return fail("'{}' is not a duration (examples: 100ms, 0.5s, off)", text);
   double scale = 1;
   if (parsed->unit == "ms") scale = 1e-3;
-  else if (parsed->unit != "s" && !parsed->unit.empty()) return fail("'{}' has an unknown unit (use ms or s)", text);
-  if (!(parsed->value >= 0) || parsed->value * scale > 3600) return fail("'{}' must be between 0 and 1 hour", text);
+  else if (parsed->unit == "m") scale = 60;
+  else if (parsed->unit == "h") scale = 3600;
+  else if (parsed->unit != "s" && !parsed->unit.empty()) return fail("'{}' has an unknown unit (use ms, s, m or h)", text);
+  if (!(parsed->value >= 0) || parsed->value * scale > 7 * 86400) return fail("'{}' must be between 0 and 7 days", text);
   return parsed->value * scale;
 }
 

@@ -1,0 +1,133 @@
+// tern.yaml: a full config parses into what it says, and every mistake is refused with the file, the
+// line and column, and the key path.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "router/config.h"
+#include "util/units.h"
+
+namespace tern::router {
+namespace {
+
+const char* kFull = R"(server:
+  host: 0.0.0.0
+  port: 9000
+memory_budget: 2G
+models:
+  - name: smol
+    model: smollm2-135m
+    threads: 2
+    kv_cache_memory: 256M
+    itl_target: 80ms
+    preload: false
+    idle_unload: 5m
+    aliases: [small]
+deployments:
+  - name: gpt
+    kind: openai
+    base_url: http://127.0.0.1:1/v1
+    api_key_env: TERN_TEST_KEY
+    model: gpt-4o-mini
+    prices: {input: 0.15, cached_input: 0.075, output: 0.6}
+    max_concurrency: 32
+    timeout: 120s
+    first_byte_timeout: 10s
+    retries: 2
+    breaker: {failures: 3, window: 1m, open_for: 20s}
+  - name: claude
+    kind: anthropic
+    base_url: http://127.0.0.1:2/v1
+    model: claude-haiku
+routes:
+  - name: chat
+    deployments: [smol, gpt, claude]
+    policy: prefix-affinity
+    aliases: [default]
+)";
+
+TEST(GatewayConfig, AFullFileParses) {
+  setenv("TERN_TEST_KEY", "sk-123", 1);
+  auto c = parse_gateway_config(kFull, "tern.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->host, "0.0.0.0");
+  EXPECT_EQ(c->port, 9000);
+  EXPECT_EQ(c->memory_budget_bytes, int64_t{2} << 30);
+  ASSERT_EQ(c->local.size(), 1u);
+  const auto& m = c->local[0];
+  EXPECT_EQ(m.model.name, "smol");
+  EXPECT_EQ(m.model.threads, 2);
+  EXPECT_EQ(m.model.kv_cache_memory, int64_t{256} << 20);
+  EXPECT_DOUBLE_EQ(m.model.scheduler.itl_target_s, 0.08);
+  EXPECT_FALSE(m.model.preload);
+  EXPECT_DOUBLE_EQ(m.model.idle_unload_s, 300);
+  EXPECT_EQ(m.aliases, std::vector<std::string>{"small"});
+  ASSERT_EQ(c->remote.size(), 2u);
+  const auto& gpt = c->remote[0];
+  EXPECT_EQ(gpt.remote.api_key, "sk-123");
+  EXPECT_EQ(gpt.remote.upstream_model, "gpt-4o-mini");
+  EXPECT_EQ(gpt.remote.timeout, std::chrono::milliseconds(120'000));
+  EXPECT_EQ(gpt.remote.first_byte_timeout, std::chrono::milliseconds(10'000));
+  EXPECT_DOUBLE_EQ(gpt.deployment.prices.cached_input, 0.075);
+  EXPECT_EQ(gpt.deployment.max_concurrency, 32);
+  EXPECT_EQ(gpt.deployment.retries, 2);
+  EXPECT_EQ(gpt.deployment.breaker.failures_to_open, 3);
+  EXPECT_EQ(gpt.deployment.breaker.window, std::chrono::milliseconds(60'000));
+  EXPECT_EQ(c->remote[1].remote.kind, RemoteKind::kAnthropic);
+  ASSERT_EQ(c->routes.size(), 1u);
+  EXPECT_EQ(c->routes[0].policy, Policy::kPrefixAffinity);
+  EXPECT_EQ(c->routes[0].deployments.size(), 3u);
+}
+
+/// The error for `text`, which must be refused.
+std::string refused(const std::string& text) {
+  auto c = parse_gateway_config(text, "t.yaml");
+  EXPECT_FALSE(c) << "accepted:\n" << text;
+  return c ? std::string() : c.error().message;
+}
+
+TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
+  EXPECT_EQ(refused("models:\n  - model: x\n    threds: 2\n"),
+            "t.yaml:3:5: models[0].threds: unknown key (known: aliases, breaker, chat_template, context, idle_unload, itl_target, "
+            "kv_cache_memory, max_batch_tokens, max_concurrency, max_prefill_wait, max_running, max_waiting, model, name, "
+            "prefix_caching, preload, prices, retries, threads)");
+  EXPECT_EQ(refused("deployments:\n  - name: a\n    kind: azure\n    base_url: http://x/v1\n    model: m\n"),
+            "t.yaml:3:11: deployments[0].kind: must be one of openai, anthropic (got \"azure\")");
+  EXPECT_EQ(refused("models:\n  - model: x\n    threads: many\n"), "t.yaml:3:14: models[0].threads: must be an integer");
+  EXPECT_EQ(refused("models:\n  - model: x\n    threads: 5000\n"), "t.yaml:3:14: models[0].threads: must be from 0 to 1024 (got 5000)");
+  EXPECT_EQ(refused("models:\n  - model: x\n    idle_unload: soon\n"),
+            "t.yaml:3:18: models[0].idle_unload: " + parse_seconds("soon").error().message);
+  EXPECT_EQ(refused("deployments:\n  - name: a\n    base_url: http://x/v1\n"), "t.yaml:2:5: deployments[0].model: required");
+  EXPECT_EQ(refused("deployments:\n  - name: a\n    base_url: http://x/v1\n    model: m\n    prices: {input: -1}\n"),
+            "t.yaml:5:21: deployments[0].prices.input: must be from 0 to 1000000 (got -1)");
+  unsetenv("TERN_NOT_SET");
+  EXPECT_EQ(refused("deployments:\n  - name: a\n    base_url: http://x/v1\n    model: m\n    api_key_env: TERN_NOT_SET\n"),
+            "t.yaml:5:18: deployments[0].api_key_env: the environment variable TERN_NOT_SET is not set");
+  EXPECT_EQ(refused("models:\n  - model: x\n  - model: x\n"),
+            "t.yaml:3:5: models[1].name: the name \"x\" is used twice (models, deployments and routes share one namespace)");
+  EXPECT_EQ(refused("models:\n  - model: x\nroutes:\n  - name: r\n    deployments: [x, y]\n"),
+            "t.yaml:5:18: routes[0].deployments: \"y\" is not a model or deployment defined in this file");
+  EXPECT_EQ(refused("models:\n  - model: x\nroutes:\n  - name: r\n    deployments: [x]\n    policy: random\n"),
+            "t.yaml:6:13: routes[0].policy: must be one of price, latency, least-outstanding, prefix-affinity (got \"random\")");
+  EXPECT_EQ(refused("modles: []\n").substr(0, 28), "t.yaml:1:1: modles: unknown ");
+  EXPECT_EQ(refused("models: {a: 1}\n"), "t.yaml:1:9: models: must be a list");
+  EXPECT_EQ(refused(""), "t.yaml: the file is empty");
+  EXPECT_EQ(refused("server: {port: 1}\n"), "t.yaml: nothing to serve: add a local model under `models:` or a remote one under `deployments:`");
+  EXPECT_EQ(refused("models: [\n").substr(0, 25), "t.yaml:2:1: not valid YAM");
+}
+
+TEST(GatewayConfig, HostileInputIsRefusedNotCrashed) {
+  // Anchors, deep nesting, binary and odd scalars: each is an error or a valid config, never a crash.
+  for (const char* text : {"models: &a [*a]\n", "models:\n  - model: [[[[[[[[[[]]]]]]]]]]\n", "\x01\x02\x03", "models: [~]\n",
+                           "models:\n  - model: x\n    prices: 7\n", "routes: [{name: r, deployments: 3}]\nmodels: [{model: x}]\n",
+                           "deployments: [{name: a, base_url: http://x/v1, model: m, timeout: [1]}]\n"}) {
+    auto c = parse_gateway_config(text, "t.yaml");
+    if (!c) {
+      EXPECT_FALSE(c.error().message.empty());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tern::router

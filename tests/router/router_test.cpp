@@ -1,0 +1,307 @@
+// The router over real remote providers against a fake upstream that injects faults: retries,
+// fallbacks, the circuit breaker, cost, provider preferences, and that nothing is sent twice once it
+// began streaming. No model needed.
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "router/remote_provider.h"
+#include "router/router.h"
+#include "upstream_fixture.h"
+
+namespace tern::router {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::UpstreamFixture;
+
+/// Everything one request produced.
+struct Outcome {
+  std::string text;
+  std::vector<api::Event> events;
+  std::optional<api::ApiError> refused;  ///< submit() itself failed
+  api::Event last;
+  double seconds = 0;
+};
+
+class Collector {
+ public:
+  api::EventSink sink() {
+    return [this](api::Event&& e) {
+      std::lock_guard lock(mutex_);
+      outcome_.text += e.text;
+      const bool finished = e.finished;
+      outcome_.events.push_back(e);
+      if (finished) {
+        outcome_.last = std::move(e);
+        done_ = true;
+        cv_.notify_all();
+      }
+    };
+  }
+  bool wait(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return done_; });
+  }
+  Outcome outcome() {
+    std::lock_guard lock(mutex_);
+    return outcome_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  Outcome outcome_;
+};
+
+api::Request chat(const std::string& model) {
+  api::Request r;
+  r.kind = api::RequestKind::kChat;
+  r.model = model;
+  r.messages = nlohmann::ordered_json::array({{{"role", "system"}, {"content", "be brief"}}, {{"role", "user"}, {"content", "hello"}}});
+  r.max_tokens = 16;
+  return r;
+}
+
+class RouterTest : public ::testing::Test {
+ protected:
+  /// A remote deployment `name` on the fixture whose upstream model (the fault) is `behaviour`.
+  void deploy(const std::string& name, const std::string& behaviour, RemoteKind kind = RemoteKind::kOpenAi, Prices prices = {},
+              int retries = 1, int breaker_failures = 5) {
+    RemoteConfig remote{.name = name, .kind = kind, .base_url = upstream.base_url(), .api_key = "sk-test", .upstream_model = behaviour,
+                        .max_connections = 8, .first_byte_timeout = 300ms, .timeout = 10s, .default_max_tokens = 64};
+    auto provider = make_remote_provider(remote);
+    ASSERT_TRUE(provider) << provider.error().message;
+    DeploymentConfig d{.name = name, .kind = kind == RemoteKind::kOpenAi ? "openai" : "anthropic", .prices = prices,
+                       .max_concurrency = 0, .retries = retries, .breaker = {}};
+    d.breaker.failures_to_open = breaker_failures;
+    router.add_deployment(d, std::move(*provider));
+  }
+
+  Outcome run(const api::Request& request, std::chrono::milliseconds timeout = 10s) {
+    Collector collector;
+    const auto start = std::chrono::steady_clock::now();
+    auto call = router.submit(request, collector.sink());
+    if (!call) {
+      Outcome out;
+      out.refused = call.error();
+      return out;
+    }
+    EXPECT_TRUE(collector.wait(timeout)) << "no final event";
+    Outcome out = collector.outcome();
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return out;
+  }
+
+  UpstreamFixture upstream{4};
+  Router router;
+};
+
+TEST_F(RouterTest, StreamsFromAnOpenAiUpstreamWithUsageAndCost) {
+  deploy("a", "ok", RemoteKind::kOpenAi, {.input = 1.0, .cached_input = 0.5, .cache_write = 0, .output = 2.0});
+  router.add_model("m", {"a"}, Policy::kPrice);
+  const Outcome out = run(chat("m"));
+  ASSERT_FALSE(out.refused);
+  EXPECT_EQ(out.text, " w0 w1 w2 w3");
+  EXPECT_FALSE(out.last.error);
+  EXPECT_EQ(out.last.finish_reason, "stop");
+  EXPECT_EQ(out.last.model, "m");
+  EXPECT_EQ(out.last.usage.prompt_tokens, 12);
+  EXPECT_EQ(out.last.usage.completion_tokens, 4);
+  EXPECT_EQ(out.last.usage.cached_tokens, 4);
+  // 8 uncached at $1/M, 4 cached at $0.5/M, 4 output at $2/M.
+  ASSERT_TRUE(out.last.usage.cost_usd);
+  EXPECT_NEAR(*out.last.usage.cost_usd, (8 * 1.0 + 4 * 0.5 + 4 * 2.0) / 1e6, 1e-15);
+  // The upstream got the OpenAI schema with its own model name, streaming, and the key.
+  const auto requests = upstream.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].path, "/v1/chat/completions");
+  EXPECT_EQ(requests[0].authorization, "Bearer sk-test");
+  const auto body = nlohmann::json::parse(requests[0].body);
+  EXPECT_EQ(body["stream"], true);
+  EXPECT_EQ(body["messages"].size(), 2u);
+  EXPECT_EQ(body["max_tokens"], 16);
+}
+
+TEST_F(RouterTest, TranslatesToAnAnthropicUpstream) {
+  deploy("claude", "ok", RemoteKind::kAnthropic, {.input = 3.0, .cached_input = 0.3, .cache_write = 3.75, .output = 15.0});
+  router.add_model("m", {"claude"}, Policy::kPrice);
+  const Outcome out = run(chat("m"));
+  ASSERT_FALSE(out.refused);
+  EXPECT_EQ(out.text, " w0 w1 w2 w3");
+  EXPECT_EQ(out.last.finish_reason, "stop");
+  // input 7 + cache read 3 + cache write 2 = 12 prompt tokens.
+  EXPECT_EQ(out.last.usage.prompt_tokens, 12);
+  EXPECT_EQ(out.last.usage.cached_tokens, 3);
+  EXPECT_EQ(out.last.usage.cache_write_tokens, 2);
+  EXPECT_EQ(out.last.usage.completion_tokens, 4);
+  EXPECT_NEAR(*out.last.usage.cost_usd, (7 * 3.0 + 3 * 0.3 + 2 * 3.75 + 4 * 15.0) / 1e6, 1e-15);
+  const auto requests = upstream.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].path, "/v1/messages");
+  EXPECT_EQ(requests[0].authorization, "sk-test");
+  const auto body = nlohmann::json::parse(requests[0].body);
+  EXPECT_EQ(body["system"], "be brief");  // the system message moves to Anthropic's top-level field
+  ASSERT_EQ(body["messages"].size(), 1u);
+  EXPECT_EQ(body["messages"][0]["role"], "user");
+  EXPECT_EQ(body["max_tokens"], 16);
+}
+
+TEST_F(RouterTest, RetriesA500ThenFallsBackToTheNextDeployment) {
+  deploy("broken", "fail-500", RemoteKind::kOpenAi, {.input = 0.1, .cached_input = 0, .cache_write = 0, .output = 0.1}, /*retries=*/1);
+  deploy("good", "ok", RemoteKind::kOpenAi, {.input = 1, .cached_input = 0, .cache_write = 0, .output = 1});
+  router.add_model("m", {"broken", "good"}, Policy::kPrice);  // cheapest first: broken
+  const Outcome out = run(chat("m"));
+  ASSERT_FALSE(out.refused);
+  EXPECT_FALSE(out.last.error);
+  EXPECT_EQ(out.text, " w0 w1 w2 w3");
+  EXPECT_EQ(upstream.count("fail-500"), 2);  // the first try and one retry
+  EXPECT_EQ(upstream.count("ok"), 1);
+  // Only the answer reached the sink: no event from the failed attempts.
+  for (const auto& e : out.events) EXPECT_FALSE(e.error);
+}
+
+TEST_F(RouterTest, HonoursRetryAfterOnA429) {
+  deploy("limited", "rate-limit-once", RemoteKind::kOpenAi, {}, /*retries=*/1);
+  router.add_model("m", {"limited"}, Policy::kPrice);
+  const Outcome out = run(chat("m"));
+  ASSERT_FALSE(out.refused);
+  EXPECT_FALSE(out.last.error);
+  EXPECT_EQ(upstream.count("rate-limit-once"), 2);
+  EXPECT_GE(out.seconds, 0.95);  // Retry-After: 1
+}
+
+TEST_F(RouterTest, AHangBeforeTheFirstByteTimesOutAndFallsBack) {
+  deploy("stuck", "hang", RemoteKind::kOpenAi, {}, /*retries=*/0);
+  deploy("good", "ok");
+  router.add_model("m", {"stuck", "good"}, Policy::kLeastOutstanding);
+  const Outcome out = run(chat("m"));
+  EXPECT_FALSE(out.last.error);
+  EXPECT_EQ(out.text, " w0 w1 w2 w3");
+  EXPECT_EQ(upstream.count("hang"), 1);
+  EXPECT_TRUE(upstream.wait_client_left("hang", 2000));  // the timed-out upstream request was closed
+}
+
+TEST_F(RouterTest, AResetMidStreamEndsTheStreamWithAnErrorAndIsNotResent) {
+  deploy("flaky", "reset-midstream");
+  deploy("good", "ok");
+  router.add_model("m", {"flaky", "good"}, Policy::kLeastOutstanding);
+  const Outcome out = run(chat("m"));
+  EXPECT_EQ(out.text, " w0 w1");
+  ASSERT_TRUE(out.last.error);
+  EXPECT_NE(out.last.error->message.find("mid-stream"), std::string::npos) << out.last.error->message;
+  EXPECT_EQ(upstream.count("reset-midstream"), 1);
+  EXPECT_EQ(upstream.count("ok"), 0);  // committed: no second upstream request for it
+}
+
+TEST_F(RouterTest, MalformedStreamsAreErrorsNeverSilentTruncation) {
+  deploy("bad-first", "bad-json-first", RemoteKind::kOpenAi, {}, 0);
+  deploy("good", "ok");
+  router.add_model("first", {"bad-first", "good"}, Policy::kLeastOutstanding);
+  const Outcome first = run(chat("first"));
+  EXPECT_FALSE(first.last.error);  // nothing reached the client yet: fell back
+  EXPECT_EQ(first.text, " w0 w1 w2 w3");
+
+  deploy("bad-mid", "bad-json-midstream");
+  deploy("cut", "truncated");
+  router.add_model("mid", {"bad-mid"}, Policy::kPrice);
+  router.add_model("cut", {"cut"}, Policy::kPrice);
+  const Outcome mid = run(chat("mid"));
+  EXPECT_EQ(mid.text, " w0 w1");
+  ASSERT_TRUE(mid.last.error);
+  EXPECT_NE(mid.last.error->message.find("malformed"), std::string::npos) << mid.last.error->message;
+  const Outcome cut = run(chat("cut"));
+  EXPECT_EQ(cut.text, " w0 w1");
+  ASSERT_TRUE(cut.last.error);
+  EXPECT_NE(cut.last.error->message.find("without finishing"), std::string::npos) << cut.last.error->message;
+}
+
+TEST_F(RouterTest, ARequestFaultIsPassedThroughWithoutRetryOrFallback) {
+  deploy("strict", "fail-400", RemoteKind::kOpenAi, {}, 3);
+  deploy("good", "ok");
+  router.add_model("m", {"strict", "good"}, Policy::kLeastOutstanding);
+  const Outcome out = run(chat("m"));
+  ASSERT_TRUE(out.last.error);
+  EXPECT_EQ(out.last.error->status, 400);
+  EXPECT_EQ(upstream.count("fail-400"), 1);
+  EXPECT_EQ(upstream.count("ok"), 0);
+}
+
+TEST_F(RouterTest, TheBreakerOpensAfterRepeatedFailuresAndSkipsTheDeployment) {
+  deploy("broken", "fail-500", RemoteKind::kOpenAi, {}, /*retries=*/0, /*breaker_failures=*/2);
+  deploy("good", "ok", RemoteKind::kOpenAi, {.input = 5, .cached_input = 0, .cache_write = 0, .output = 5});
+  router.add_model("m", {"broken", "good"}, Policy::kPrice);
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(run(chat("m")).last.error);
+  EXPECT_EQ(upstream.count("fail-500"), 2);  // open after two failures: later requests skip it
+  EXPECT_EQ(upstream.count("ok"), 4);
+  bool saw_open = false;
+  for (const auto& s : router.stats()) saw_open |= s.name == "broken" && s.breaker == "open";
+  EXPECT_TRUE(saw_open);
+}
+
+TEST_F(RouterTest, ModelsFallbackListAndProviderPreferences) {
+  deploy("cheap", "ok", RemoteKind::kOpenAi, {.input = 0.1, .cached_input = 0, .cache_write = 0, .output = 0.1});
+  deploy("pricey", "ok", RemoteKind::kAnthropic, {.input = 10, .cached_input = 0, .cache_write = 0, .output = 10});
+  deploy("dead", "fail-500", RemoteKind::kOpenAi, {}, 0);
+  router.add_model("m", {"cheap", "pricey"}, Policy::kPrice);
+  router.add_model("down", {"dead"}, Policy::kPrice);
+
+  api::Request r = chat("m");
+  r.provider.order = {"pricey"};
+  EXPECT_EQ(run(r).last.usage.cache_write_tokens, 2);  // the Anthropic fixture answered
+  r = chat("m");
+  r.provider.ignore = {"cheap"};
+  EXPECT_EQ(run(r).last.usage.cache_write_tokens, 2);
+  r = chat("m");
+  r.provider.max_completion_price = 1.0;
+  r.provider.order = {"pricey"};
+  EXPECT_EQ(run(r).last.usage.cache_write_tokens, 0);  // pricey is over the price cap
+  r = chat("m");
+  r.provider.only = {"nowhere"};
+  ASSERT_TRUE(run(r).refused);
+
+  // `models`: the first model's only deployment fails, the next model answers; `model` says which.
+  r = chat("down");
+  r.fallback_models = {"m"};
+  const Outcome out = run(r);
+  EXPECT_FALSE(out.last.error);
+  EXPECT_EQ(out.last.model, "m");
+  r = chat("down");
+  r.fallback_models = {"m"};
+  r.provider.allow_fallbacks = false;
+  EXPECT_TRUE(run(r).last.error || run(r).refused);
+
+  r = chat("no-such-model");
+  const Outcome missing = run(r);
+  ASSERT_TRUE(missing.refused);
+  EXPECT_EQ(missing.refused->status, 404);
+  EXPECT_EQ(missing.refused->code, "model_not_found");
+}
+
+TEST_F(RouterTest, CancellingClosesTheUpstreamRequest) {
+  deploy("slow", "hang");
+  router.add_model("m", {"slow"}, Policy::kPrice);
+  Collector collector;
+  auto call = router.submit(chat("m"), collector.sink());
+  ASSERT_TRUE(call);
+  std::this_thread::sleep_for(100ms);
+  (*call)->cancel();
+  EXPECT_TRUE(upstream.wait_client_left("hang", 2000));
+}
+
+TEST(CallCost, PricesCachedAndCacheWriteTokensApart) {
+  const Prices p{.input = 2, .cached_input = 0.5, .cache_write = 2.5, .output = 8};
+  api::Usage u{.prompt_tokens = 1000, .completion_tokens = 100, .cached_tokens = 600, .cache_write_tokens = 300, .cost_usd = {}};
+  EXPECT_NEAR(call_cost_usd(p, u), (100 * 2 + 600 * 0.5 + 300 * 2.5 + 100 * 8) / 1e6, 1e-15);
+  // No cached price: cached tokens cost the input price.
+  EXPECT_NEAR(call_cost_usd({.input = 2, .cached_input = 0, .cache_write = 0, .output = 0}, u), 1000 * 2 / 1e6, 1e-15);
+  // Inconsistent usage from an upstream cannot make a negative cost.
+  u.cached_tokens = 5000;
+  EXPECT_GE(call_cost_usd(p, u), 0);
+}
+
+}  // namespace
+}  // namespace tern::router
