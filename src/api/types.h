@@ -98,6 +98,7 @@ struct Event {
   std::optional<ApiError> error;  ///< the request failed (with finished)
   Usage usage;                    ///< with finished
   std::string model;              ///< the public model name that answered; set by the router
+  std::string deployment;         ///< the deployment that answered; set by the router
 };
 
 /// Called on a provider's thread; must not block.

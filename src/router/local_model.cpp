@@ -183,7 +183,7 @@ void LocalModel::load_in_background() {
       if (!loaded) {
         std::fprintf(stderr, "tern serve: %s\n", loaded.error().message.c_str());
         api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error",
-                        .error = api::server_error(503, loaded.error().message, "model_load_failed"), .usage = {}, .model = {}};
+                        .error = api::server_error(503, loaded.error().message, "model_load_failed"), .usage = {}, .model = {}, .deployment = {}};
         p->sink(std::move(last));
         continue;
       }
@@ -192,7 +192,7 @@ void LocalModel::load_in_background() {
       if (call) {
         p->inner = *call;
       } else {
-        api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = call.error(), .usage = {}, .model = {}};
+        api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = call.error(), .usage = {}, .model = {}, .deployment = {}};
         p->sink(std::move(last));
       }
     }

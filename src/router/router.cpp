@@ -281,6 +281,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       event.usage.cost_usd = call_cost_usd(d.config.prices, event.usage);
     }
     event.model = candidates_[index_].second;
+    event.deployment = d.config.name;
     lock.unlock();
     deliver(std::move(event));
   }

@@ -414,6 +414,28 @@ TEST(RequestTest, NumberOverflowIsA400) {
   });
 }
 
+// OpenRouter's routing fields: `models` (ordered fallbacks, the primary model left out) and `provider`.
+TEST(RequestTest, OpenRouterRoutingFields) {
+  const auto r = ok(RequestKind::kChat, chat({{"models", {"m", "backup-1", "backup-2"}},
+                                              {"provider", {{"order", {"a", "b"}}, {"only", {"a", "b", "c"}}, {"ignore", {"d"}},
+                                                            {"allow_fallbacks", false}, {"sort", "latency"},
+                                                            {"max_price", {{"prompt", 1.5}, {"completion", 3}}}}}}));
+  EXPECT_EQ(r.fallback_models, (std::vector<std::string>{"backup-1", "backup-2"}));
+  EXPECT_EQ(r.provider.order, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r.provider.only.size(), 3u);
+  EXPECT_EQ(r.provider.ignore, std::vector<std::string>{"d"});
+  EXPECT_FALSE(r.provider.allow_fallbacks);
+  EXPECT_EQ(r.provider.sort, "latency");
+  EXPECT_DOUBLE_EQ(*r.provider.max_prompt_price, 1.5);
+  EXPECT_DOUBLE_EQ(*r.provider.max_completion_price, 3.0);
+  rejected(RequestKind::kChat, chat({{"models", "backup"}}), "models");
+  rejected(RequestKind::kChat, chat({{"models", {1}}}), "models");
+  rejected(RequestKind::kChat, chat({{"provider", {{"sort", "cheapest"}}}}), "provider.sort");
+  rejected(RequestKind::kChat, chat({{"provider", {{"orderr", {"a"}}}}}), "provider.orderr");
+  rejected(RequestKind::kChat, chat({{"provider", {{"max_price", {{"request", 1}}}}}}), "provider.max_price.request");
+  rejected(RequestKind::kChat, chat({{"provider", {{"max_price", {{"prompt", -1}}}}}}), "prompt");
+}
+
 // ApiError serialises as OpenAI's {"error": {...}} with null param/code when empty.
 TEST(RequestTest, ErrorJson) {
   auto r = parse_openai_request(RequestKind::kChat, chat({{"temperature", 3}}));

@@ -61,9 +61,13 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
     return Error(bad_request(fmt::format("the request body is not valid JSON: {}", e.what())));
   }
   if (!body.is_object()) return Error(bad_request("the request body must be a JSON object"));
+  // Today's API (and SDK) fields, and the sampling fields older clients still send. Fields that only
+  // steer Anthropic's own fleet (service_tier, inference_geo, speed, ...) are accepted and have no effect;
+  // top-level cache_control is accepted because tern caches prompt prefixes on its own.
   static const std::set<std::string> known = {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p",
                                               "top_k", "stream", "metadata", "tools", "tool_choice", "thinking", "service_tier",
-                                              "models", "provider"};
+                                              "cache_control", "container", "diagnostics", "inference_geo", "output_config", "speed",
+                                              "user_profile_id", "workspace_id", "models", "provider"};
   for (const auto& [key, value] : body.items()) {
     if (!known.contains(key)) return Error(bad_request(fmt::format("{}: Extra inputs are not permitted", key), key));
   }
@@ -73,6 +77,11 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
     }
   }
   if (const json* v = field(body, "tool_choice"); v != nullptr) return Error(bad_request("tool_choice: not supported by tern yet", "tool_choice"));
+  for (const char* name : {"container", "output_config"}) {
+    if (const json* v = field(body, name); v != nullptr && !(v->is_object() && v->empty())) {
+      return Error(bad_request(fmt::format("{}: not supported by tern yet", name), name));
+    }
+  }
 
   Request out;
   out.kind = RequestKind::kChat;

@@ -141,7 +141,9 @@ std::string OpenAiRenderer::stream_event(const Event& event) {
   std::string out;
   if (event.error) out += sse_data(error_json(*event.error));
   if (!event.text.empty() || !event.logprobs.empty() || event.finished) {
-    out += sse_data(delta_chunk(event.text, event.logprobs, event.finished ? event.finish_reason : ""));
+    json chunk = delta_chunk(event.text, event.logprobs, event.finished ? event.finish_reason : "");
+    if (event.finished && !event.deployment.empty()) chunk["provider"] = event.deployment;  // OpenRouter's field
+    out += sse_data(chunk);
   }
   if (event.finished) {
     if (include_usage_) {
@@ -170,6 +172,7 @@ std::string OpenAiRenderer::full_response(const std::string& text, const std::ve
   choice["finish_reason"] = finish(last.finish_reason);
   out["choices"] = json::array({std::move(choice)});
   out["usage"] = usage_json(last.usage);
+  if (!last.deployment.empty()) out["provider"] = last.deployment;  // OpenRouter's field: which deployment answered
   return dump(out);
 }
 

@@ -1,0 +1,116 @@
+// The Anthropic Messages adapter: bodies parsed into the neutral request (system and content blocks
+// flattened, Anthropic's required fields enforced), and events rendered in Anthropic's shapes.
+
+#include "api/anthropic/messages.h"
+
+#include <gtest/gtest.h>
+
+namespace tern::api {
+namespace {
+
+using json = nlohmann::json;
+
+std::string body(const json& extra = json::object()) {
+  json b = {{"model", "m"}, {"max_tokens", 32}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  for (const auto& [k, v] : extra.items()) b[k] = v;
+  return b.dump();
+}
+
+std::string refused(const std::string& text, const std::string& param) {
+  auto r = parse_anthropic_request(text);
+  if (r) {
+    ADD_FAILURE() << "accepted: " << text;
+    return {};
+  }
+  EXPECT_EQ(r.error().status, 400) << text;
+  EXPECT_EQ(r.error().param, param) << text << " -> " << r.error().message;
+  return r.error().message;
+}
+
+TEST(AnthropicRequest, SystemBlocksAndSamplingBecomeTheNeutralRequest) {
+  auto r = parse_anthropic_request(body({{"system", {{{"type", "text"}, {"text", "Be "}}, {{"type", "text"}, {"text", "brief."}}}},
+                                         {"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "a"}}, {{"type", "text"}, {"text", "b"}}}}},
+                                                       {{"role", "assistant"}, {"content", "c"}},
+                                                       {{"role", "user"}, {"content", "d"}}}},
+                                         {"stop_sequences", {"END"}}, {"temperature", 0.5}, {"top_p", 0.9}, {"top_k", 40},
+                                         {"stream", true}, {"metadata", {{"user_id", "u1"}}}, {"service_tier", "auto"},
+                                         {"cache_control", {{"type", "ephemeral"}}}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->kind, RequestKind::kChat);
+  EXPECT_EQ(r->max_tokens, 32);
+  ASSERT_EQ(r->messages.size(), 4u);
+  EXPECT_EQ(r->messages[0]["role"], "system");
+  EXPECT_EQ(r->messages[0]["content"], "Be brief.");
+  EXPECT_EQ(r->messages[1]["content"], "ab");
+  EXPECT_EQ(r->messages[2]["role"], "assistant");
+  EXPECT_EQ(r->stop, std::vector<std::string>{"END"});
+  EXPECT_FLOAT_EQ(r->sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r->sampling.top_p, 0.9f);
+  EXPECT_EQ(r->sampling.top_k, 40);
+  EXPECT_TRUE(r->stream);
+  EXPECT_TRUE(r->include_usage);
+}
+
+TEST(AnthropicRequest, RefusesWhatItCannotHonourNamingTheField) {
+  EXPECT_EQ(refused(json{{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}}.dump(), "max_tokens"), "max_tokens: Field required");
+  refused(body({{"max_tokens", 0}}), "max_tokens");
+  refused(body({{"model", ""}}), "model");
+  refused(body({{"messages", json::array()}}), "messages");
+  refused(body({{"messages", {{{"role", "system"}, {"content", "x"}}}}}), "messages.0.role");
+  refused(body({{"messages", {{{"role", "user"}}}}}), "messages.0.content");
+  refused(body({{"messages", {{{"role", "user"}, {"content", {{{"type", "image"}, {"source", {}}}}}}}}}), "messages.0.content.0.type");
+  refused(body({{"temperature", 1.5}}), "temperature");
+  refused(body({{"top_k", -1}}), "top_k");
+  refused(body({{"stop_sequences", {""}}}), "stop_sequences");
+  refused(body({{"tools", {{{"name", "x"}}}}}), "tools");
+  refused(body({{"metadata", {{"other", 1}}}}), "metadata.other");
+  EXPECT_EQ(refused(body({{"frequency_penalty", 1}}), "frequency_penalty"), "frequency_penalty: Extra inputs are not permitted");
+  refused("{not json", "");
+  refused("[1]", "");
+}
+
+TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
+  auto r = parse_anthropic_request(body());
+  ASSERT_TRUE(r);
+  AnthropicRenderer renderer(*r);
+  const Usage usage{.prompt_tokens = 100, .completion_tokens = 9, .cached_tokens = 60, .cache_write_tokens = 16, .cost_usd = 0.5};
+  const json u = AnthropicRenderer::usage_json(usage);
+  EXPECT_EQ(u["input_tokens"], 24);  // neither read from nor written to a cache
+  EXPECT_EQ(u["cache_read_input_tokens"], 60);
+  EXPECT_EQ(u["cache_creation_input_tokens"], 16);
+  EXPECT_EQ(u["output_tokens"], 9);
+  EXPECT_EQ(AnthropicRenderer::stop_reason("length"), "max_tokens");
+  EXPECT_EQ(AnthropicRenderer::stop_reason("stop"), "end_turn");
+  Event last;
+  last.finished = true;
+  last.finish_reason = "length";
+  last.usage = usage;
+  last.model = "served";
+  const json full = json::parse(renderer.full_response("hello", {}, last));
+  EXPECT_EQ(full["type"], "message");
+  EXPECT_EQ(full["model"], "served");
+  EXPECT_EQ(full["content"][0]["text"], "hello");
+  EXPECT_EQ(full["stop_reason"], "max_tokens");
+  for (auto [status, type] : {std::pair{400, "invalid_request_error"}, std::pair{401, "authentication_error"}, std::pair{404, "not_found_error"},
+                              std::pair{429, "rate_limit_error"}, std::pair{500, "api_error"}, std::pair{503, "overloaded_error"}}) {
+    const http::Response response = renderer.error_response(server_error(status, "boom"));
+    EXPECT_EQ(response.status, status);
+    EXPECT_EQ(json::parse(response.body), (json{{"type", "error"}, {"error", {{"type", type}, {"message", "boom"}}}}));
+  }
+  // A stream: start events, deltas, then the closing three; an error mid-stream is an `error` event.
+  const std::string start = renderer.stream_start("served");
+  EXPECT_EQ(start.find("event: message_start\n"), 0u);
+  EXPECT_NE(start.find("event: content_block_start\n"), std::string::npos);
+  EXPECT_NE(start.find("event: ping\n"), std::string::npos);
+  Event delta;
+  delta.text = "hi";
+  EXPECT_EQ(renderer.stream_event(delta),
+            "event: content_block_delta\ndata: {\"delta\":{\"text\":\"hi\",\"type\":\"text_delta\"},\"index\":0,\"type\":\"content_block_delta\"}\n\n");
+  const std::string end = renderer.stream_event(last);
+  EXPECT_LT(end.find("content_block_stop"), end.find("message_delta"));
+  EXPECT_LT(end.find("message_delta"), end.find("message_stop"));
+  EXPECT_EQ(renderer.stream_error(server_error(502, "upstream died")).find("event: error\n"), 0u);
+}
+
+}  // namespace
+}  // namespace tern::api

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `tern serve --config` as a gateway, through the official openai and anthropic
+SDKs: the Anthropic Messages API on a local model, each client API against a remote upstream of the
+other kind (translated both ways), fallbacks, usage.cost, lazy loading and idle unloading, and a bad
+config refused at start. The remote upstream is tests/router's fake upstream (faults on demand).
+
+    python tests/api/gateway_e2e_test.py --tern build/tern --upstream build/tests/router/upstream_fixture_server [-v]
+
+Exit code 77 (ctest: skipped) when the model or the SDKs are missing.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+try:
+    import anthropic
+    import openai
+except ImportError:
+    print("SKIP: the openai and anthropic packages are not installed (scripts/test.sh installs them in .venv-tests)")
+    sys.exit(77)
+
+TERN = None
+UPSTREAM = None
+MODEL = "smollm2-135m"
+PROMPT = [{"role": "user", "content": "Name three colours."}]
+
+
+class Upstream:
+    """The fake upstream program; models name its behaviour (ok, fail-500, hang, ...)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([UPSTREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+class Gateway:
+    def __init__(self, config_text, extra_env=None):
+        self.dir = tempfile.TemporaryDirectory()
+        self.config = os.path.join(self.dir.name, "tern.yaml")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        env = dict(os.environ, **(extra_env or {}))
+        self.proc = subprocess.Popen([TERN, "serve", "--config", self.config, "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)
+        self.log = []
+        self.port = None
+        for line in self.proc.stderr:
+            self.log.append(line)
+            m = re.search(r"listening on http://[\d.]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+            if "tern serve: ready" in line:
+                break
+        if self.port is None or self.proc.poll() is not None:
+            raise RuntimeError("tern serve did not start:\n" + "".join(self.log))
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.openai = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        self.anthropic = anthropic.Anthropic(base_url=self.url, api_key="unused", max_retries=0, timeout=120)
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return r.read().decode()
+
+    def metric(self, name, labels):
+        for line in self.get("/metrics").splitlines():
+            if line.startswith(f"{name}{{{labels}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{name}{{{labels}}} missing from /metrics")
+
+    def stop(self):
+        if os.environ.get("TERN_E2E_SHOW_LOG"):
+            sys.stderr.write("".join(self.log))
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.dir.cleanup()
+
+
+def config(upstream_url):
+    return f"""
+models:
+  - name: {MODEL}
+    model: {MODEL}
+    kv_cache_memory: 256M
+    prices: {{input: 0.10, cached_input: 0.05, output: 0.20}}
+  - name: lazy
+    model: {MODEL}
+    kv_cache_memory: 64M
+    context: 2048
+    preload: false
+    idle_unload: 2s
+deployments:
+  - name: up-openai
+    kind: openai
+    base_url: {upstream_url}
+    api_key_env: TERN_E2E_UPSTREAM_KEY
+    model: ok
+    prices: {{input: 1.0, cached_input: 0.5, output: 2.0}}
+  - name: up-anthropic
+    kind: anthropic
+    base_url: {upstream_url}
+    model: ok
+    prices: {{input: 3.0, cached_input: 0.3, cache_write: 3.75, output: 15.0}}
+  - name: up-dead
+    kind: openai
+    base_url: {upstream_url}
+    model: fail-500
+    retries: 0
+    prices: {{input: 0.01, output: 0.01}}
+routes:
+  - name: resilient
+    deployments: [up-dead, up-openai]
+    policy: price
+"""
+
+
+class GatewayTest(unittest.TestCase):
+    upstream = None
+    gateway = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = Upstream()
+        cls.gateway = Gateway(config(cls.upstream.url), {"TERN_E2E_UPSTREAM_KEY": "sk-e2e"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gateway.stop()
+        cls.upstream.stop()
+
+    # --- the Anthropic Messages API on a local model ------------------------------------------
+    def test_messages_on_a_local_model_match_chat_completions(self):
+        g = self.gateway
+        message = g.anthropic.messages.create(model=MODEL, max_tokens=24, system="You are terse.", messages=PROMPT,
+                                         extra_body={"temperature": 0})
+        self.assertEqual(message.type, "message")
+        self.assertEqual(message.role, "assistant")
+        self.assertEqual(message.model, MODEL)
+        self.assertIn(message.stop_reason, ("end_turn", "max_tokens"))
+        self.assertEqual(len(message.content), 1)
+        text = message.content[0].text
+        self.assertTrue(text)
+        self.assertGreater(message.usage.input_tokens, 0)
+        self.assertLessEqual(message.usage.output_tokens, 24)
+        # The same engine, greedy: the OpenAI API gives the same text for the same conversation.
+        chat = g.openai.chat.completions.create(model=MODEL, max_tokens=24, temperature=0,
+                                                messages=[{"role": "system", "content": "You are terse."}] + PROMPT)
+        self.assertEqual(chat.choices[0].message.content, text)
+        self.assertEqual(chat.usage.prompt_tokens, message.usage.input_tokens + message.usage.cache_read_input_tokens)
+
+    def test_messages_stream_in_anthropic_event_order(self):
+        g = self.gateway
+        stream = g.anthropic.messages.create(model=MODEL, max_tokens=16, messages=PROMPT, stream=True,
+                                             extra_body={"temperature": 0})
+        types, text, final_usage, stop_reason = [], "", None, None
+        for event in stream:
+            types.append(event.type)
+            if event.type == "content_block_delta":
+                text += event.delta.text
+            if event.type == "message_delta":
+                final_usage, stop_reason = event.usage, event.delta.stop_reason
+        # The SDK drops pings; the wire has one after content_block_start, and every `event:` line
+        # matches its data's type.
+        self.assertEqual(types[:2], ["message_start", "content_block_start"])
+        self.assertEqual(types[-3:], ["content_block_stop", "message_delta", "message_stop"])
+        self.assertTrue(all(t == "content_block_delta" for t in types[2:-3]))
+        body = json.dumps({"model": MODEL, "max_tokens": 16, "temperature": 0, "messages": PROMPT, "stream": True}).encode()
+        req = urllib.request.Request(g.url + "/v1/messages", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            self.assertEqual(r.headers["Content-Type"], "text/event-stream")
+            wire = r.read().decode()
+        frames = [f for f in wire.split("\n\n") if f.strip()]
+        names = []
+        for frame in frames:
+            event_line, data_line = frame.split("\n")
+            name = event_line.removeprefix("event: ")
+            self.assertEqual(json.loads(data_line.removeprefix("data: "))["type"], name)
+            names.append(name)
+        self.assertEqual(names[:3], ["message_start", "content_block_start", "ping"])
+        self.assertEqual(names[3:-3], types[2:-3])
+        self.assertIn(stop_reason, ("end_turn", "max_tokens"))
+        self.assertGreater(final_usage.output_tokens, 0)
+        # The SDK's own accumulation agrees with the events.
+        with g.anthropic.messages.stream(model=MODEL, max_tokens=16, messages=PROMPT, extra_body={"temperature": 0}) as s:
+            self.assertEqual(s.get_final_message().content[0].text, text)
+
+    def test_anthropic_errors_have_anthropic_shape(self):
+        g = self.gateway
+        with self.assertRaises(anthropic.NotFoundError) as e:
+            g.anthropic.messages.create(model="no-such-model", max_tokens=8, messages=PROMPT)
+        self.assertEqual(e.exception.body["type"], "error")
+        self.assertEqual(e.exception.body["error"]["type"], "not_found_error")
+        req = urllib.request.Request(g.url + "/v1/messages", data=json.dumps({"model": MODEL, "messages": PROMPT}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with self.assertRaises(urllib.error.HTTPError) as http_error:
+            urllib.request.urlopen(req, timeout=30)
+        self.assertEqual(http_error.exception.code, 400)
+        body = json.loads(http_error.exception.read())
+        self.assertEqual(body, {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}})
+
+    # --- either client API against either kind of upstream ------------------------------------
+    def test_openai_client_through_an_anthropic_upstream(self):
+        g = self.gateway
+        r = g.openai.chat.completions.create(model="up-anthropic", max_tokens=16, messages=PROMPT)
+        self.assertEqual(r.choices[0].message.content, " w0 w1 w2 w3")
+        self.assertEqual(r.model, "up-anthropic")
+        u = r.usage
+        self.assertEqual((u.prompt_tokens, u.completion_tokens, u.prompt_tokens_details.cached_tokens), (12, 4, 3))
+        self.assertAlmostEqual(u.model_extra["cost"], (7 * 3.0 + 3 * 0.3 + 2 * 3.75 + 4 * 15.0) / 1e6, places=12)
+        text, usage = "", None
+        for chunk in g.openai.chat.completions.create(model="up-anthropic", max_tokens=16, messages=PROMPT, stream=True,
+                                                      stream_options={"include_usage": True}):
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+            usage = chunk.usage or usage
+        self.assertEqual(text, " w0 w1 w2 w3")
+        self.assertIn("cost", usage.model_extra)
+
+    def test_anthropic_client_through_an_openai_upstream(self):
+        g = self.gateway
+        m = g.anthropic.messages.create(model="up-openai", max_tokens=16, system="be brief", messages=PROMPT)
+        self.assertEqual(m.content[0].text, " w0 w1 w2 w3")
+        self.assertEqual((m.usage.input_tokens, m.usage.cache_read_input_tokens, m.usage.output_tokens), (8, 4, 4))
+        with g.anthropic.messages.stream(model="up-openai", max_tokens=16, messages=PROMPT) as s:
+            self.assertEqual(s.get_final_message().content[0].text, " w0 w1 w2 w3")
+
+    # --- routing ------------------------------------------------------------------------------
+    def test_a_failing_deployment_falls_back_and_the_response_says_who_answered(self):
+        g = self.gateway
+        r = g.openai.chat.completions.create(model="resilient", max_tokens=16, messages=PROMPT)
+        self.assertEqual(r.choices[0].message.content, " w0 w1 w2 w3")
+        self.assertEqual(r.model, "resilient")
+        self.assertEqual(r.model_extra["provider"], "up-openai")
+        # OpenRouter's `models`: the first model fails, the next answers, and `model` names it.
+        r = g.openai.chat.completions.create(model="up-dead", max_tokens=16, messages=PROMPT,
+                                             extra_body={"models": ["up-dead", "up-anthropic"]})
+        self.assertEqual(r.model, "up-anthropic")
+        # provider.only pins a deployment: the dead one alone is an error, never a silent fallback.
+        with self.assertRaises(openai.APIStatusError) as e:
+            g.openai.chat.completions.create(model="resilient", max_tokens=16, messages=PROMPT,
+                                             extra_body={"provider": {"only": ["up-dead"]}})
+        self.assertEqual(e.exception.status_code, 502)
+
+    def test_local_usage_has_a_cost(self):
+        g = self.gateway
+        r = g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT)
+        u = r.usage
+        uncached = u.prompt_tokens - u.prompt_tokens_details.cached_tokens
+        expected = (uncached * 0.10 + u.prompt_tokens_details.cached_tokens * 0.05 + u.completion_tokens * 0.20) / 1e6
+        self.assertAlmostEqual(u.model_extra["cost"], expected, places=12)
+
+    def test_models_lists_every_public_name(self):
+        data = json.loads(self.gateway.get("/v1/models"))["data"]
+        self.assertEqual({m["id"] for m in data}, {MODEL, "lazy", "up-openai", "up-anthropic", "up-dead", "resilient"})
+
+    # --- local models that load on demand and unload when idle --------------------------------
+    def test_lazy_model_cold_starts_and_unloads_when_idle(self):
+        g = self.gateway
+        self.assertEqual(g.metric("tern:model_loaded", 'model_name="lazy"'), 0)
+        loads = g.metric("tern:model_loads_total", 'model_name="lazy"')
+        r = g.openai.chat.completions.create(model="lazy", max_tokens=4, messages=PROMPT)
+        self.assertTrue(r.choices[0].message.content)
+        self.assertEqual(g.metric("tern:model_loads_total", 'model_name="lazy"'), loads + 1)
+        self.assertGreater(g.metric("tern:model_load_seconds", 'model_name="lazy"'), 0)
+        deadline = time.time() + 15
+        while time.time() < deadline and g.metric("tern:model_loaded", 'model_name="lazy"') == 1:
+            time.sleep(0.5)
+        self.assertEqual(g.metric("tern:model_loaded", 'model_name="lazy"'), 0, "not unloaded after idle_unload")
+        self.assertTrue(any("unloaded model 'lazy' (idle)" in line for line in g.log))
+        # And back again on the next request.
+        r = g.openai.chat.completions.create(model="lazy", max_tokens=4, messages=PROMPT)
+        self.assertTrue(r.choices[0].message.content)
+
+
+class BadConfigTest(unittest.TestCase):
+    def test_a_bad_config_is_refused_with_file_line_and_key(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bad.yaml")
+            with open(path, "w") as f:
+                f.write(f"models:\n  - model: {MODEL}\n    threds: 2\n")
+            p = subprocess.run([TERN, "serve", "--config", path, "--port", "0"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(f"{path}:3:5: models[0].threds: unknown key", p.stderr)
+            p = subprocess.run([TERN, "serve", "--config", path, "-m", MODEL], capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("either -m or --config", p.stderr)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tern", required=True)
+    parser.add_argument("--upstream", required=True)
+    args, rest = parser.parse_known_args()
+    TERN, UPSTREAM = os.path.abspath(args.tern), os.path.abspath(args.upstream)
+    home = os.environ.get("TERN_HOME", os.path.expanduser("~/.cache/tern"))
+    if not os.path.exists(os.path.join(home, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")):
+        print("SKIP: the default model is not downloaded (scripts/test.sh pulls it)")
+        sys.exit(77)
+    unittest.main(argv=[sys.argv[0]] + rest)
