@@ -320,6 +320,20 @@ ExchangeHandle HttpStreamClient::post_stream(std::string_view path, std::string 
   return handle;
 }
 
+ExchangeHandle HttpStreamClient::get(std::string_view path, std::chrono::milliseconds timeout, StreamCallbacks callbacks) {
+  http::request<http::string_body> request{http::verb::get, url_.base_path + std::string(path), 11};
+  request.set(http::field::host, fmt::format("{}:{}", url_.host, url_.port));
+  request.set(http::field::user_agent, "tern/0.1");
+  for (const auto& [name, value] : headers_) request.set(name, value);
+  request.keep_alive(true);
+  request.prepare_payload();
+  auto exchange = std::make_shared<Exchange>(*this, std::move(request), timeout, std::move(callbacks));
+  exchange->arm_timeout();
+  ExchangeHandle handle(exchange);
+  acquire(std::move(exchange));
+  return handle;
+}
+
 void HttpStreamClient::acquire(std::shared_ptr<Exchange> exchange) {
   if (!idle_.empty()) {
     std::unique_ptr<Connection> connection = std::move(idle_.back());

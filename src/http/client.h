@@ -83,6 +83,9 @@ class HttpStreamClient {
   ExchangeHandle post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
                              StreamCallbacks callbacks, const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
+  /// A GET of base_path + `path` (health checks): on_finished tells the status; no events.
+  ExchangeHandle get(std::string_view path, std::chrono::milliseconds timeout, StreamCallbacks callbacks);
+
   const Url& url() const { return url_; }
 
   size_t num_waiting() const { return waiting_.size(); }

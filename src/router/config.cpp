@@ -200,7 +200,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
 
 Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "kind", "base_url", "api_key_env", "model", "prices", "max_concurrency", "retries",
-                                        "breaker", "timeout", "first_byte_timeout", "default_max_tokens", "max_connections"});
+                                        "breaker", "timeout", "first_byte_timeout", "default_max_tokens", "max_connections", "health_check"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -232,6 +232,16 @@ Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const 
   int64_t connections = 0;
   TRY_ASSIGN(connections, r.integer(entry, at, "max_connections", 1, 100000, 64));
   c.max_connections = static_cast<size_t>(connections);
+  if (const YAML::Node health = entry["health_check"]; health) {
+    const std::string here = Reader::join(at, "health_check");
+    if (auto ok = r.only_keys(health, here, {"path", "interval"}); !ok) return std::unexpected(ok.error());
+    TRY_ASSIGN(c.health_path, r.string(health, here, "path", false, "/ready"));
+    if (!c.health_path.starts_with("/")) return r.error(health["path"], Reader::join(here, "path"), "must start with /");
+    double interval = 0;
+    TRY_ASSIGN(interval, r.seconds(health, here, "interval", 5));
+    if (interval < 0.1) return r.error(health["interval"], Reader::join(here, "interval"), "must be at least 100ms");
+    c.health_interval = std::chrono::milliseconds(static_cast<int64_t>(interval * 1000));
+  }
   TRY_ASSIGN(out.deployment, read_deployment(r, entry, at, c.name, kind, 1));
   return out;
 }

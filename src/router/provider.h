@@ -29,6 +29,8 @@ class Provider {
   virtual int64_t num_in_flight() const = 0;
   /// Ends everything in flight (shutdown); their sinks get a final event.
   virtual void stop() {}
+  /// False while an active health check fails: the router tries such a deployment last.
+  virtual bool is_healthy() const { return true; }
 };
 
 }  // namespace tern::router

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <thread>
 
 #include "http/client.h"
@@ -219,9 +220,20 @@ class RemoteProvider final : public Provider {
     auto client = http::HttpStreamClient::create(io_, url_, config_.max_connections, std::move(headers));
     if (!client) return fail("deployment '{}': {}", config_.name, client.error().message);
     client_ = std::move(*client);
+    if (!config_.health_path.empty()) {
+      // The health path is on the server's root, not below the API's base path (/v1).
+      http::Url root = url_;
+      root.base_path.clear();
+      auto health = http::HttpStreamClient::create(io_, root, 1, {});
+      if (!health) return fail("deployment '{}': {}", config_.name, health.error().message);
+      health_client_ = std::move(*health);
+      asio::post(io_, [this] { check_health(); });
+    }
     thread_ = std::thread([this] { io_.run(); });
     return {};
   }
+
+  bool is_healthy() const override { return healthy_.load(); }
 
   std::expected<std::shared_ptr<Call>, ApiError> submit(const api::Request& request, api::EventSink sink) override {
     std::string body;
@@ -244,11 +256,32 @@ class RemoteProvider final : public Provider {
 
  private:
   friend class RemoteCall;
+
+  /// One probe now, the next after the interval (on the I/O thread).
+  void check_health() {
+    http::StreamCallbacks callbacks;
+    callbacks.on_finished = [this](http::ErrorKind kind, int status, std::string detail, http::Clock::time_point) {
+      const bool ok = kind == http::ErrorKind::kNone && status / 100 == 2;
+      if (healthy_.exchange(ok) != ok) {
+        std::fprintf(stderr, "tern serve: deployment '%s' is %s (%s%s)\n", config_.name.c_str(), ok ? "healthy again" : "unhealthy",
+                     config_.health_path.c_str(), ok ? "" : (": " + detail).c_str());
+      }
+      health_timer_.expires_after(config_.health_interval);
+      health_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) check_health();
+      });
+    };
+    health_client_->get(config_.health_path, std::max(config_.health_interval, std::chrono::milliseconds(1000)), std::move(callbacks));
+  }
+
   RemoteConfig config_;
   http::Url url_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
   std::unique_ptr<http::HttpStreamClient> client_;
+  std::unique_ptr<http::HttpStreamClient> health_client_;
+  asio::steady_timer health_timer_{io_};
+  std::atomic<bool> healthy_{true};
   std::thread thread_;
   std::atomic<int64_t> in_flight_{0};
 };

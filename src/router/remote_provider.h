@@ -36,6 +36,10 @@ struct RemoteConfig {
   std::chrono::milliseconds first_byte_timeout{30'000};  ///< until the response head and first event
   std::chrono::milliseconds timeout{600'000};            ///< the whole exchange
   int64_t default_max_tokens = 4096;  ///< Anthropic requires max_tokens; used when the client gave none
+  /// Active health check: GET base_url's origin + this path (e.g. "/ready" of a tern or vLLM replica)
+  /// every `health_interval`; a non-2xx or no answer marks the deployment unhealthy. Empty: none.
+  std::string health_path;
+  std::chrono::milliseconds health_interval{5'000};
 };
 
 /// Connects lazily; fails only on a bad URL or an unresolvable host.

@@ -416,6 +416,8 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
       };
       std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) { return rank(a) < rank(b); });
     }
+    // Deployments failing their health check go last: tried only when every healthy one failed.
+    std::stable_partition(list.begin(), list.end(), [](Deployment* d) { return d->provider->is_healthy(); });
     for (Deployment* d : list) out.emplace_back(d, route.name);
   }
   if (!prefs.allow_fallbacks && out.size() > 1) out.resize(1);

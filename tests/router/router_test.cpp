@@ -70,9 +70,10 @@ class RouterTest : public ::testing::Test {
  protected:
   /// A remote deployment `name` on the fixture whose upstream model (the fault) is `behaviour`.
   void deploy(const std::string& name, const std::string& behaviour, RemoteKind kind = RemoteKind::kOpenAi, Prices prices = {},
-              int retries = 1, int breaker_failures = 5) {
+              int retries = 1, int breaker_failures = 5, std::string health_path = {}) {
     RemoteConfig remote{.name = name, .kind = kind, .base_url = upstream.base_url(), .api_key = "sk-test", .upstream_model = behaviour,
-                        .max_connections = 8, .first_byte_timeout = 300ms, .timeout = 10s, .default_max_tokens = 64};
+                        .max_connections = 8, .first_byte_timeout = 300ms, .timeout = 10s, .default_max_tokens = 64,
+                        .health_path = std::move(health_path), .health_interval = 100ms};
     auto provider = make_remote_provider(remote);
     ASSERT_TRUE(provider) << provider.error().message;
     DeploymentConfig d{.name = name, .kind = kind == RemoteKind::kOpenAi ? "openai" : "anthropic", .prices = prices,
@@ -279,6 +280,14 @@ TEST_F(RouterTest, ModelsFallbackListAndProviderPreferences) {
   ASSERT_TRUE(missing.refused);
   EXPECT_EQ(missing.refused->status, 404);
   EXPECT_EQ(missing.refused->code, "model_not_found");
+}
+
+TEST_F(RouterTest, AnUnhealthyReplicaIsTriedLast) {
+  deploy("sick", "ok", RemoteKind::kOpenAi, {.input = 0.1, .cached_input = 0, .cache_write = 0, .output = 0.1}, 1, 5, "/unhealthy");
+  deploy("well", "ok", RemoteKind::kOpenAi, {.input = 1, .cached_input = 0, .cache_write = 0, .output = 1}, 1, 5, "/ready");
+  router.add_model("m", {"sick", "well"}, Policy::kPrice);  // the cheaper one is sick
+  std::this_thread::sleep_for(400ms);                         // a few health checks
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run(chat("m")).last.deployment, "well");
 }
 
 TEST_F(RouterTest, CancellingClosesTheUpstreamRequest) {

@@ -147,6 +147,15 @@ void UpstreamFixture::serve(int fd) {
     const std::string body = buffer.substr(head_end + 4, length);
     buffer.erase(0, head_end + 4 + length);
     const std::string path = head.substr(head.find(' ') + 1, head.find(' ', head.find(' ') + 1) - head.find(' ') - 1);
+    if (head.starts_with("GET ")) {  // health checks: /ready is healthy, anything else is not
+      const bool ready = path == "/ready";
+      const std::string text = ready ? R"({"status":"ready"})" : R"({"status":"down"})";
+      if (!write_all(fd, fmt::format("HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                                     ready ? "200 OK" : "503 Service Unavailable", text.size(), text))) {
+        break;
+      }
+      continue;
+    }
     json request = json::parse(body, nullptr, false);
     const std::string model = request.is_object() ? request.value("model", "") : "";
     const bool anthropic = path == "/v1/messages";

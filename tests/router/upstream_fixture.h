@@ -13,6 +13,7 @@
 //   bad-json-first     a malformed data payload before any text
 //   bad-json-midstream two chunks, then a malformed data payload
 //   truncated          two chunks, then a clean close without the end marker
+//   GET /ready         200 (a healthy replica); any other GET: 503
 //
 // Plain blocking sockets, a thread per connection: simple enough to be obviously right. Every request
 // is logged (path, model, body) so tests can count attempts — nothing may be sent twice after it began
