@@ -128,7 +128,7 @@ int serve(const ServeOptions& o) {
     router.add_deployment(entry.deployment, provider);
   }
   for (auto& entry : config->remote) {
-    auto provider = router::make_remote_provider(entry.remote);
+    auto provider = router::make_remote_provider(entry.remote, server.executor());
     if (!provider) {
       std::fprintf(stderr, "error: %s\n", provider.error().message.c_str());
       return 1;

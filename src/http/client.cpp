@@ -67,7 +67,7 @@ std::string_view error_kind_name(ErrorKind kind) {
 }
 
 struct Connection {
-  explicit Connection(asio::io_context& io) : socket(io) {}
+  explicit Connection(const asio::any_io_executor& executor) : socket(executor) {}
   tcp::socket socket;
   beast::flat_buffer buffer;
   bool is_connected = false;
@@ -81,7 +81,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Exchange(HttpStreamClient& client, http::request<http::string_body> request, std::chrono::milliseconds timeout,
            StreamCallbacks callbacks)
       : client_(client), request_(std::move(request)), timeout_(timeout), callbacks_(std::move(callbacks)),
-        timer_(client.io_) {}
+        timer_(client.executor_) {}
 
   void arm_timeout() {
     timer_.expires_after(timeout_);
@@ -207,9 +207,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       if (error_body_.size() < 300) error_body_.append(bytes.substr(0, 300 - error_body_.size()));
       return;
     }
-    for (const std::string& data : sse_.feed(bytes)) {
+    const auto& events = sse_.feed(bytes);
+    for (const std::string& data : events) {
       if (callbacks_.on_event) callbacks_.on_event(data, arrival);
     }
+    if (!events.empty() && callbacks_.on_events_end) callbacks_.on_events_end();
   }
 
   void complete(Clock::time_point now) {
@@ -280,9 +282,9 @@ void ExchangeHandle::cancel() {
 }
 
 Result<std::unique_ptr<HttpStreamClient>> HttpStreamClient::create(
-    asio::io_context& io, Url endpoint, size_t max_connections,
+    asio::any_io_executor executor, Url endpoint, size_t max_connections,
     std::vector<std::pair<std::string, std::string>> headers) {
-  tcp::resolver resolver(io);
+  tcp::resolver resolver(executor);
   error_code error;
   auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port), error);
   if (error || results.empty()) {
@@ -290,12 +292,12 @@ Result<std::unique_ptr<HttpStreamClient>> HttpStreamClient::create(
   }
   tcp::endpoint address = results.begin()->endpoint();
   return std::unique_ptr<HttpStreamClient>(
-      new HttpStreamClient(io, std::move(endpoint), address, max_connections, std::move(headers)));
+      new HttpStreamClient(std::move(executor), std::move(endpoint), address, max_connections, std::move(headers)));
 }
 
-HttpStreamClient::HttpStreamClient(asio::io_context& io, Url endpoint, tcp::endpoint address,
+HttpStreamClient::HttpStreamClient(asio::any_io_executor executor, Url endpoint, tcp::endpoint address,
                                    size_t max_connections, std::vector<std::pair<std::string, std::string>> headers)
-    : io_(io), url_(std::move(endpoint)), address_(address), max_connections_(std::max<size_t>(1, max_connections)),
+    : executor_(std::move(executor)), url_(std::move(endpoint)), address_(address), max_connections_(std::max<size_t>(1, max_connections)),
       headers_(std::move(headers)) {}
 
 HttpStreamClient::~HttpStreamClient() = default;
@@ -341,7 +343,7 @@ void HttpStreamClient::acquire(std::shared_ptr<Exchange> exchange) {
     exchange->start(std::move(connection));
   } else if (num_open_ < max_connections_) {
     ++num_open_;
-    exchange->start(std::make_unique<Connection>(io_));
+    exchange->start(std::make_unique<Connection>(executor_));
   } else {
     waiting_.push_back(std::move(exchange));
   }
@@ -363,7 +365,7 @@ void HttpStreamClient::release(std::unique_ptr<Connection> connection, bool is_r
       next->start(std::move(connection));
     } else {
       ++num_open_;
-      next->start(std::make_unique<Connection>(io_));
+      next->start(std::make_unique<Connection>(executor_));
     }
     return;
   }

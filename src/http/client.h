@@ -1,7 +1,8 @@
 #pragma once
 // A streaming HTTP/1.1 client, shared by `tern bench` (load generation) and the gateway (upstream
-// providers): plain HTTP (no TLS yet), Boost.Asio/Beast, driven by the caller's single-threaded
-// io_context. One `HttpStreamClient` per target owns a keep-alive connection
+// providers): plain HTTP (no TLS yet), Boost.Asio/Beast, driven by the caller's executor: a
+// single-threaded io_context, or a strand (the gateway runs its upstream clients on the server's own
+// I/O threads, each client on its strand, so relaying an event costs no thread hand-off). One `HttpStreamClient` per target owns a keep-alive connection
 // pool; a request that finds every allowed connection busy waits in a FIFO (that wait is the client-side
 // queue delay a report shows, so it is never hidden).
 //
@@ -19,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -49,6 +51,8 @@ struct StreamCallbacks {
   std::function<void(int http_status, std::string_view retry_after, Clock::time_point arrival)> on_response;
   /// One SSE `data:` payload of a 2xx response, with the time its bytes arrived.
   std::function<void(std::string_view data, Clock::time_point arrival)> on_event;
+  /// After the events of one socket read (a relay can forward them as one write instead of several).
+  std::function<void()> on_events_end;
   /// The exchange ended: kNone when the response completed, else why not. `detail` is a short message
   /// (HTTP status line and body start, the socket error).
   std::function<void(ErrorKind kind, int http_status, std::string detail, Clock::time_point at)> on_finished;
@@ -58,7 +62,7 @@ class Exchange;
 struct Connection;
 
 /// Cancels an exchange: its connection is closed and on_finished reports kCancelled (unless it had
-/// already finished). Call it on the client's io_context thread.
+/// already finished). Call it on the client's executor.
 class ExchangeHandle {
  public:
   ExchangeHandle() = default;
@@ -73,7 +77,7 @@ class HttpStreamClient {
  public:
   /// Resolves the host once (blocking) so that no request pays for DNS. `max_connections` bounds the
   /// open connections; extra requests queue.
-  static Result<std::unique_ptr<HttpStreamClient>> create(boost::asio::io_context& io, Url endpoint,
+  static Result<std::unique_ptr<HttpStreamClient>> create(boost::asio::any_io_executor executor, Url endpoint,
                                                           size_t max_connections,
                                                           std::vector<std::pair<std::string, std::string>> headers);
   ~HttpStreamClient();
@@ -95,12 +99,12 @@ class HttpStreamClient {
 
  private:
   friend class Exchange;
-  HttpStreamClient(boost::asio::io_context& io, Url endpoint, boost::asio::ip::tcp::endpoint address,
+  HttpStreamClient(boost::asio::any_io_executor executor, Url endpoint, boost::asio::ip::tcp::endpoint address,
                    size_t max_connections, std::vector<std::pair<std::string, std::string>> headers);
   void acquire(std::shared_ptr<Exchange> exchange);
   void release(std::unique_ptr<Connection> connection, bool is_reusable);
 
-  boost::asio::io_context& io_;
+  boost::asio::any_io_executor executor_;
   Url url_;
   boost::asio::ip::tcp::endpoint address_;
   size_t max_connections_;

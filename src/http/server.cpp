@@ -81,6 +81,10 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Server::Impl& server) : stream_(std::move(socket)), server_(server) {
     server_.open_connections.fetch_add(1);
+    // Streams are many small writes: without this, Nagle holds each one back until the client's
+    // delayed ACK (40 ms) whenever the previous write is still unacknowledged.
+    beast::error_code ignored;
+    stream_.socket().set_option(tcp::no_delay(true), ignored);
   }
   ~Session() {
     // No disconnect callback here: a session dies with its io_context at shutdown, after the
@@ -106,7 +110,7 @@ class Session : public std::enable_shared_from_this<Session> {
     text << out;
     pending_ += text.str();
     end_exchange();
-    flush();
+    schedule_flush();
   }
 
   void start_stream(uint64_t serial, const std::string& content_type, const Headers& headers) {
@@ -122,7 +126,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::ostringstream text;
     text << head.base();
     pending_ += text.str();
-    flush();
+    schedule_flush();
   }
 
   void write(uint64_t serial, const std::string& data) {
@@ -130,14 +134,14 @@ class Session : public std::enable_shared_from_this<Session> {
     pending_ += fmt::format("{:x}\r\n", data.size());
     pending_ += data;
     pending_ += "\r\n";
-    flush();
+    schedule_flush();
   }
 
   void end_stream(uint64_t serial) {
     if (!is_current(serial) || !is_streaming_) return;
     pending_ += "0\r\n\r\n";
     end_exchange();
-    flush();
+    schedule_flush();
   }
 
   void set_on_disconnect(uint64_t serial, std::function<void()> callback) {
@@ -283,6 +287,18 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // ---- writing ----------------------------------------------------------------------------------
+  /// Writes what is pending once the current handler is done, so that everything one handler
+  /// produces (a stream's head, its first event, the last event and the terminator) leaves in one
+  /// system call instead of one each.
+  void schedule_flush() {
+    if (flush_scheduled_ || writing_) return;
+    flush_scheduled_ = true;
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->flush_scheduled_ = false;
+      self->flush();
+    });
+  }
+
   void flush() {
     if (writing_ || pending_.empty() || closed_) return;
     writing_ = true;
@@ -347,6 +363,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string pending_;    // bytes waiting to be written
   std::string in_flight_;  // bytes being written
   bool writing_ = false;
+  bool flush_scheduled_ = false;
   bool response_complete_ = false;
   bool closed_ = false;
   bool linger_ = false;
@@ -505,6 +522,8 @@ void Server::wait() {
     if (t.joinable()) t.join();
   }
 }
+
+boost::asio::any_io_executor Server::executor() { return impl_->ioc.get_executor(); }
 
 bool Server::is_draining() const { return impl_->draining.load(); }
 int64_t Server::num_open_connections() const { return impl_->open_connections.load(); }

@@ -24,6 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "util/result.h"
 
 namespace tern::http {
@@ -110,6 +112,9 @@ class Server {
   void wait();
   /// Begins a graceful shutdown, as SIGTERM does.
   void request_shutdown();
+
+  /// The I/O threads' executor: clients that relay to this server's connections run on it too.
+  boost::asio::any_io_executor executor();
 
   bool is_draining() const;
   int64_t num_open_connections() const;

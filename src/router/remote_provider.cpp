@@ -3,6 +3,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -182,6 +183,7 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
 
  private:
   void on_data(std::string_view data);
+  void flush_text();
   void on_finished(http::ErrorKind kind, int status, const std::string& detail);
   void fail(ApiError error);
   void emit(api::Event&& event);
@@ -193,6 +195,7 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
   api::Usage usage_;
   std::string finish_reason_;
   std::string retry_after_;
+  std::string text_;  // text of the current socket read's events, forwarded as one event
   bool has_text_ = false;
   bool saw_end_ = false;
   bool timed_out_ = false;
@@ -202,11 +205,17 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
 
 class RemoteProvider final : public Provider {
  public:
-  RemoteProvider(RemoteConfig config, http::Url url) : config_(std::move(config)), url_(std::move(url)) {}
+  RemoteProvider(RemoteConfig config, http::Url url, std::optional<asio::any_io_executor> executor)
+      : config_(std::move(config)),
+        url_(std::move(url)),
+        own_io_(executor ? nullptr : std::make_unique<asio::io_context>()),
+        strand_(asio::make_strand(executor ? *executor : own_io_->get_executor())),
+        health_timer_(strand_) {}
   ~RemoteProvider() override {
-    guard_.reset();
-    io_.stop();
-    if (thread_.joinable()) thread_.join();
+    if (own_io_) {
+      own_io_->stop();
+      if (thread_.joinable()) thread_.join();
+    }
   }
 
   Result<void> start() {
@@ -217,19 +226,24 @@ class RemoteProvider final : public Provider {
     } else if (!config_.api_key.empty()) {
       headers.emplace_back("Authorization", "Bearer " + config_.api_key);
     }
-    auto client = http::HttpStreamClient::create(io_, url_, config_.max_connections, std::move(headers));
+    auto client = http::HttpStreamClient::create(strand_, url_, config_.max_connections, std::move(headers));
     if (!client) return fail("deployment '{}': {}", config_.name, client.error().message);
     client_ = std::move(*client);
     if (!config_.health_path.empty()) {
       // The health path is on the server's root, not below the API's base path (/v1).
       http::Url root = url_;
       root.base_path.clear();
-      auto health = http::HttpStreamClient::create(io_, root, 1, {});
+      auto health = http::HttpStreamClient::create(strand_, root, 1, {});
       if (!health) return fail("deployment '{}': {}", config_.name, health.error().message);
       health_client_ = std::move(*health);
-      asio::post(io_, [this] { check_health(); });
+      asio::post(strand_, [this] { check_health(); });
     }
-    thread_ = std::thread([this] { io_.run(); });
+    if (own_io_) {
+      thread_ = std::thread([this] {
+        auto guard = asio::make_work_guard(*own_io_);
+        own_io_->run();
+      });
+    }
     return {};
   }
 
@@ -248,7 +262,7 @@ class RemoteProvider final : public Provider {
                              : request.kind == api::RequestKind::kChat ? "/chat/completions" : "/completions";
     in_flight_.fetch_add(1);
     auto call = std::make_shared<RemoteCall>(*this, std::move(sink));
-    asio::post(io_, [call, path, body = std::move(body)]() mutable { call->start(path, std::move(body)); });
+    asio::post(strand_, [call, path, body = std::move(body)]() mutable { call->start(path, std::move(body)); });
     return call;
   }
 
@@ -276,21 +290,21 @@ class RemoteProvider final : public Provider {
 
   RemoteConfig config_;
   http::Url url_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
+  std::unique_ptr<asio::io_context> own_io_;  // without the server's executor
+  asio::any_io_executor strand_;
   std::unique_ptr<http::HttpStreamClient> client_;
   std::unique_ptr<http::HttpStreamClient> health_client_;
-  asio::steady_timer health_timer_{io_};
+  asio::steady_timer health_timer_;
   std::atomic<bool> healthy_{true};
   std::thread thread_;
   std::atomic<int64_t> in_flight_{0};
 };
 
 RemoteCall::RemoteCall(RemoteProvider& provider, api::EventSink sink)
-    : provider_(provider), sink_(std::move(sink)), first_byte_timer_(provider.io_) {}
+    : provider_(provider), sink_(std::move(sink)), first_byte_timer_(provider.strand_) {}
 
 void RemoteCall::cancel() {
-  asio::post(provider_.io_, [self = shared_from_this()] {
+  asio::post(provider_.strand_, [self = shared_from_this()] {
     self->cancelled_ = true;
     self->handle_.cancel();
   });
@@ -316,6 +330,10 @@ void RemoteCall::start(std::string path, std::string body) {
   callbacks.on_event = [weak](std::string_view data, http::Clock::time_point) {
     if (auto self = weak.lock()) self->on_data(data);
   };
+  // Events that arrived together go on as one: one hand-off to the client's connection per read.
+  callbacks.on_events_end = [weak] {
+    if (auto self = weak.lock()) self->flush_text();
+  };
   // The exchange owns the call until it finishes.
   callbacks.on_finished = [self = shared_from_this()](http::ErrorKind kind, int status, std::string detail, http::Clock::time_point) {
     self->on_finished(kind, status, detail);
@@ -327,11 +345,13 @@ void RemoteCall::on_data(std::string_view data) {
   if (finished_ || cancelled_) return;
   auto parsed = provider_.config_.kind == RemoteKind::kAnthropic ? parse_anthropic_event(data, usage_) : parse_openai_chunk(data, usage_);
   if (!parsed) {
+    flush_text();
     fail(upstream_error(502, fmt::format("deployment '{}' sent a malformed event: {}", provider_.config_.name, parsed.error()), !has_text_));
     handle_.cancel();
     return;
   }
   if (parsed->error) {
+    flush_text();
     fail(upstream_error(502, fmt::format("deployment '{}' reported an error: {}", provider_.config_.name, *parsed->error), !has_text_));
     handle_.cancel();
     return;
@@ -341,15 +361,22 @@ void RemoteCall::on_data(std::string_view data) {
   if (!parsed->text.empty()) {
     has_text_ = true;
     first_byte_timer_.cancel();
-    api::Event event;
-    event.text = std::move(parsed->text);
-    emit(std::move(event));
+    text_ += parsed->text;
   }
+}
+
+void RemoteCall::flush_text() {
+  if (text_.empty() || finished_) return;
+  api::Event event;
+  event.text = std::move(text_);
+  text_.clear();
+  emit(std::move(event));
 }
 
 void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string& detail) {
   first_byte_timer_.cancel();
   if (finished_) return;
+  flush_text();
   const std::string& name = provider_.config_.name;
   if (kind == http::ErrorKind::kNone) {
     if (!saw_end_ && finish_reason_.empty()) {
@@ -399,10 +426,10 @@ void RemoteCall::emit(api::Event&& event) {
 
 }  // namespace
 
-Result<std::shared_ptr<Provider>> make_remote_provider(RemoteConfig config) {
+Result<std::shared_ptr<Provider>> make_remote_provider(RemoteConfig config, std::optional<asio::any_io_executor> executor) {
   auto url = http::parse_url(config.base_url);
   if (!url) return fail("deployment '{}': base_url {}", config.name, url.error().message);
-  auto provider = std::make_shared<RemoteProvider>(std::move(config), std::move(*url));
+  auto provider = std::make_shared<RemoteProvider>(std::move(config), std::move(*url), std::move(executor));
   if (auto started = provider->start(); !started) return std::unexpected(started.error());
   return std::shared_ptr<Provider>(provider);
 }

@@ -13,11 +13,15 @@
 //   after the first text: reset, malformed SSE, a stream that ends early → an error event ending the
 //                                                                         client's stream
 //
-// Each provider runs its own I/O thread; submit() and cancel() post onto it.
+// Each provider runs on one strand (of the server's I/O threads, or of its own thread); submit() and
+// cancel() post onto it.
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include <boost/asio/any_io_executor.hpp>
 
 #include "router/provider.h"
 #include "util/result.h"
@@ -42,7 +46,8 @@ struct RemoteConfig {
   std::chrono::milliseconds health_interval{5'000};
 };
 
-/// Connects lazily; fails only on a bad URL or an unresolvable host.
-Result<std::shared_ptr<Provider>> make_remote_provider(RemoteConfig config);
+/// Connects lazily; fails only on a bad URL or an unresolvable host. With an executor (the HTTP
+/// server's), the provider runs on a strand of it; without, on a thread of its own.
+Result<std::shared_ptr<Provider>> make_remote_provider(RemoteConfig config, std::optional<boost::asio::any_io_executor> executor = {});
 
 }  // namespace tern::router
