@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake ninja-build pkg-config git unzip python3 python3-venv
+packages=(build-essential cmake ninja-build pkg-config git unzip python3 python3-venv openssl
           libfmt-dev nlohmann-json3-dev libcli11-dev libssl-dev libpcre2-dev
           libboost-dev libboost-system-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev curl)
 missing=()

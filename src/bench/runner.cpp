@@ -76,7 +76,7 @@ class Runner {
     for (const TargetSpec& target : targets_) {
       auto endpoint = http::parse_url(target.url);
       if (!endpoint) return with_context(fmt::format("target '{}'", target.name), endpoint.error());
-      auto client = HttpStreamClient::create(io_.get_executor(), *endpoint, target.max_connections, target.headers);
+      auto client = HttpStreamClient::create(io_.get_executor(), *endpoint, target.max_connections, target.headers, target.ca_file);
       if (!client) return with_context(fmt::format("target '{}'", target.name), client.error());
       clients_.push_back(std::move(*client));
     }

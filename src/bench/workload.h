@@ -95,6 +95,7 @@ struct TargetSpec {
   ApiKind api = ApiKind::kChat;
   std::vector<std::pair<std::string, std::string>> headers;
   size_t max_connections = 4096;
+  std::string ca_file;  ///< https: trust this PEM CA bundle instead of the system store
   PriceTable price;
 };
 

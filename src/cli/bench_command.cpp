@@ -44,6 +44,7 @@ struct BenchOptions {
   std::optional<double> timeout_s;
   std::optional<size_t> max_connections;
   std::optional<std::string> api_key_env;
+  std::string ca_file;
   std::optional<std::string> tokenizer;
   bool ignore_eos = false;
   std::optional<std::string> json_path, html_path;
@@ -161,6 +162,7 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
       target.api = *api;
     }
     if (options.max_connections) target.max_connections = *options.max_connections;
+    if (!options.ca_file.empty()) target.ca_file = options.ca_file;
     if (options.api_key_env) {
       const char* key = std::getenv(options.api_key_env->c_str());
       if (key == nullptr) return fail("--api-key-env: {} is not set", *options.api_key_env);
@@ -319,6 +321,7 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--timeout", options->timeout_s, "Seconds before a request counts as timed out (default 600)");
   command->add_option("--max-connections", options->max_connections, "Open connections per target (default 4096); more requests queue");
   command->add_option("--api-key-env", options->api_key_env, "Environment variable holding a bearer token");
+  command->add_option("--ca-file", options->ca_file, "https targets: trust this PEM CA bundle instead of the system store");
   command->add_flag("--ignore-eos", options->ignore_eos, "Ask the server to generate exactly max_tokens (vLLM/SGLang/llama.cpp extension)");
   command->add_option("--json", options->json_path, "Write the JSON report here");
   command->add_option("--html", options->html_path, "Write the self-contained HTML report here");

@@ -25,6 +25,8 @@ namespace {
 
 struct ServeOptions {
   std::string config_file;
+  std::string tls_cert;
+  std::string tls_key;
   std::string model{models::kDefaultModel};
   std::string served_name;
   std::string chat_template;
@@ -105,6 +107,16 @@ int serve(const ServeOptions& o) {
 
   // Declared in this order so that they are destroyed in the reverse: the server's sessions last.
   http::Server server(server_config);
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    std::fprintf(stderr, "error: give both --tls-cert and --tls-key\n");
+    return 2;
+  }
+  if (!o.tls_cert.empty()) {
+    if (auto ok = server.enable_tls(o.tls_cert, o.tls_key); !ok) {
+      std::fprintf(stderr, "error: %s\n", ok.error().message.c_str());
+      return 1;
+    }
+  }
   api::Gateway gateway(server);
   router::LocalModelSet local_models(config->memory_budget_bytes);
   router::Router router;
@@ -114,7 +126,7 @@ int serve(const ServeOptions& o) {
     return 1;
   }
   server.start();
-  std::fprintf(stderr, "tern serve: listening on http://%s:%u (loading)\n", server_config.host.c_str(), *port);
+  std::fprintf(stderr, "tern serve: listening on %s://%s:%u (loading)\n", server.is_tls() ? "https" : "http", server_config.host.c_str(), *port);
 
   for (auto& entry : config->local) {
     router::LocalModel& model = local_models.add(entry.model);
@@ -186,6 +198,8 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   command->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse the KV cache of shared prompt prefixes");
   command->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's)");
+  command->add_option("--tls-cert", o->tls_cert, "Serve HTTPS: certificate chain (PEM)");
+  command->add_option("--tls-key", o->tls_key, "Serve HTTPS: private key (PEM)");
   command->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body")->capture_default_str();
   command->add_option("--drain-timeout", o->drain_timeout_s, "Seconds in-flight requests may finish after SIGTERM")->capture_default_str()->check(CLI::Range(0.0, 86400.0));
   command->add_option("--read-timeout", o->read_timeout_s, "Seconds a client has to send a whole request")->capture_default_str()->check(CLI::Range(0.1, 3600.0));

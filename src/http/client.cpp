@@ -6,6 +6,7 @@
 #include <optional>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -22,18 +23,16 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
 Result<Url> parse_url(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.starts_with("https://")) {
-    return fail("'{}': https is not supported yet; benchmark a plain http:// endpoint (a local proxy can "
-                "terminate TLS)", url);
-  }
-  if (!url.starts_with(kScheme)) return fail("'{}': expected a URL starting with http://", url);
-  std::string_view rest = url.substr(kScheme.size());
+  const bool is_tls = url.starts_with("https://");
+  if (!is_tls && !url.starts_with("http://")) return fail("'{}': expected a URL starting with http:// or https://", url);
+  std::string_view rest = url.substr(is_tls ? 8 : 7);
   const size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   while (path.ends_with('/')) path.remove_suffix(1);
   Url endpoint;
+  endpoint.is_tls = is_tls;
+  endpoint.port = is_tls ? 443 : 80;
   const size_t colon = authority.rfind(':');
   if (colon != std::string_view::npos) {
     std::string_view port_text = authority.substr(colon + 1);
@@ -67,8 +66,18 @@ std::string_view error_kind_name(ErrorKind kind) {
 }
 
 struct Connection {
-  explicit Connection(const asio::any_io_executor& executor) : socket(executor) {}
+  Connection(const asio::any_io_executor& executor, asio::ssl::context* tls_context) : socket(executor) {
+    if (tls_context != nullptr) tls.emplace(socket, *tls_context);
+  }
+  /// Runs `operation` on the stream requests and responses travel through: TLS over the socket, or the
+  /// socket itself.
+  template <typename Operation>
+  void with_stream(Operation&& operation) {
+    if (tls) operation(*tls);
+    else operation(socket);
+  }
   tcp::socket socket;
+  std::optional<asio::ssl::stream<tcp::socket&>> tls;
   beast::flat_buffer buffer;
   bool is_connected = false;
   bool has_served = false;  ///< reused keep-alive connection: the server may have closed it meanwhile
@@ -122,26 +131,48 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     connection_->socket.async_connect(client_.address_, [self = shared_from_this()](error_code error) {
       if (error) return self->fail_io(ErrorKind::kConnect, error);
-      self->connection_->is_connected = true;
       error_code ignored;
       self->connection_->socket.set_option(tcp::no_delay(true), ignored);
-      self->write();
+      if (!self->connection_->tls) {
+        self->connection_->is_connected = true;
+        return self->write();
+      }
+      self->handshake();
     });
   }
 
  private:
+  /// TLS: name the server (SNI), verify its certificate chain and that it is for this host.
+  void handshake() {
+    auto& tls = *connection_->tls;
+    const std::string& host = client_.url_.host;
+    error_code ec;
+    asio::ip::make_address(host, ec);
+    if (ec) SSL_set_tlsext_host_name(tls.native_handle(), host.c_str());  // SNI takes names, not addresses
+    tls.set_verify_mode(asio::ssl::verify_peer);
+    tls.set_verify_callback(asio::ssl::host_name_verification(host));
+    tls.async_handshake(asio::ssl::stream_base::client, [self = shared_from_this()](error_code error) {
+      if (error) return self->fail_io(ErrorKind::kConnect, error);
+      self->connection_->is_connected = true;
+      self->write();
+    });
+  }
+
   void write() {
     parser_.emplace();
     // Beast 1.74 compares a Content-Length with an empty limit as `len > none`, always true (body_limit
     // error), so "unlimited" is spelled as the largest value. Only the header goes through this parser.
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-    http::async_write(connection_->socket, request_, [self = shared_from_this()](error_code error, size_t) {
-      if (error) return self->fail_io(ErrorKind::kIo, error);
-      http::async_read_header(self->connection_->socket, self->connection_->buffer, *self->parser_,
-                              [self](error_code error, size_t) {
-                                if (error) return self->fail_io(ErrorKind::kIo, error);
-                                self->on_header(Clock::now());
-                              });
+    connection_->with_stream([&](auto& stream) {
+      http::async_write(stream, request_, [self = shared_from_this()](error_code error, size_t) {
+        if (error) return self->fail_io(ErrorKind::kIo, error);
+        self->connection_->with_stream([&](auto& s) {
+          http::async_read_header(s, self->connection_->buffer, *self->parser_, [self](error_code error, size_t) {
+            if (error) return self->fail_io(ErrorKind::kIo, error);
+            self->on_header(Clock::now());
+          });
+        });
+      });
     });
   }
 
@@ -169,11 +200,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void read_more() {
-    connection_->socket.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](error_code error, size_t num_bytes) {
-      const Clock::time_point now = Clock::now();  // one timestamp for everything this read brought
-      if (error == asio::error::eof && !self->is_chunked_ && !self->has_length_) return self->complete(now);
-      if (error) return self->fail_io(ErrorKind::kIo, error);
-      if (self->consume_body({self->buffer_.data(), num_bytes}, now)) self->read_more();
+    connection_->with_stream([&](auto& stream) {
+      stream.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](error_code error, size_t num_bytes) {
+        const Clock::time_point now = Clock::now();  // one timestamp for everything this read brought
+        // A body that runs until the close; over TLS a close without close_notify reads as truncated.
+        const bool is_close = error == asio::error::eof || error == asio::ssl::error::stream_truncated;
+        if (is_close && !self->is_chunked_ && !self->has_length_) return self->complete(now);
+        if (error) return self->fail_io(ErrorKind::kIo, error);
+        if (self->consume_body({self->buffer_.data(), num_bytes}, now)) self->read_more();
+      });
     });
   }
 
@@ -283,7 +318,15 @@ void ExchangeHandle::cancel() {
 
 Result<std::unique_ptr<HttpStreamClient>> HttpStreamClient::create(
     asio::any_io_executor executor, Url endpoint, size_t max_connections,
-    std::vector<std::pair<std::string, std::string>> headers) {
+    std::vector<std::pair<std::string, std::string>> headers, const std::string& ca_file) {
+  std::unique_ptr<asio::ssl::context> tls;
+  if (endpoint.is_tls) {
+    tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    error_code ec;
+    if (!ca_file.empty()) tls->load_verify_file(ca_file, ec);
+    else tls->set_default_verify_paths(ec);
+    if (ec) return fail("{}: {}", ca_file.empty() ? "the system CA store" : "CA file " + ca_file, ec.message());
+  }
   tcp::resolver resolver(executor);
   error_code error;
   auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port), error);
@@ -292,12 +335,13 @@ Result<std::unique_ptr<HttpStreamClient>> HttpStreamClient::create(
   }
   tcp::endpoint address = results.begin()->endpoint();
   return std::unique_ptr<HttpStreamClient>(
-      new HttpStreamClient(std::move(executor), std::move(endpoint), address, max_connections, std::move(headers)));
+      new HttpStreamClient(std::move(executor), std::move(endpoint), address, max_connections, std::move(headers), std::move(tls)));
 }
 
 HttpStreamClient::HttpStreamClient(asio::any_io_executor executor, Url endpoint, tcp::endpoint address,
-                                   size_t max_connections, std::vector<std::pair<std::string, std::string>> headers)
-    : executor_(std::move(executor)), url_(std::move(endpoint)), address_(address), max_connections_(std::max<size_t>(1, max_connections)),
+                                   size_t max_connections, std::vector<std::pair<std::string, std::string>> headers,
+                                   std::unique_ptr<asio::ssl::context> tls)
+    : executor_(std::move(executor)), tls_(std::move(tls)), url_(std::move(endpoint)), address_(address), max_connections_(std::max<size_t>(1, max_connections)),
       headers_(std::move(headers)) {}
 
 HttpStreamClient::~HttpStreamClient() = default;
@@ -343,7 +387,7 @@ void HttpStreamClient::acquire(std::shared_ptr<Exchange> exchange) {
     exchange->start(std::move(connection));
   } else if (num_open_ < max_connections_) {
     ++num_open_;
-    exchange->start(std::make_unique<Connection>(executor_));
+    exchange->start(std::make_unique<Connection>(executor_, tls_.get()));
   } else {
     waiting_.push_back(std::move(exchange));
   }
@@ -365,7 +409,7 @@ void HttpStreamClient::release(std::unique_ptr<Connection> connection, bool is_r
       next->start(std::move(connection));
     } else {
       ++num_open_;
-      next->start(std::make_unique<Connection>(executor_));
+      next->start(std::make_unique<Connection>(executor_, tls_.get()));
     }
     return;
   }

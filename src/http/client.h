@@ -1,6 +1,7 @@
 #pragma once
 // A streaming HTTP/1.1 client, shared by `tern bench` (load generation) and the gateway (upstream
-// providers): plain HTTP (no TLS yet), Boost.Asio/Beast, driven by the caller's executor: a
+// providers): HTTP or HTTPS (OpenSSL through Asio: the peer's certificate and host name are verified
+// against the system CA store or a given CA file), Boost.Asio/Beast, driven by the caller's executor: a
 // single-threaded io_context, or a strand (the gateway runs its upstream clients on the server's own
 // I/O threads, each client on its strand, so relaying an event costs no thread hand-off). One `HttpStreamClient` per target owns a keep-alive connection
 // pool; a request that finds every allowed connection busy waits in a FIFO (that wait is the client-side
@@ -23,6 +24,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "util/result.h"
 
@@ -30,14 +32,15 @@ namespace tern::http {
 
 using Clock = std::chrono::steady_clock;
 
-/// Where a target listens: from "http://host:port/base/path".
+/// Where a target listens: from "http://host:port/base/path" or "https://...".
 struct Url {
   std::string host;
   uint16_t port = 80;
   std::string base_path;  ///< without trailing slash, e.g. "/v1"
+  bool is_tls = false;    ///< https: TLS (OpenSSL), the server's certificate verified against the CA store
 };
 
-/// Parses an http:// URL. https:// is refused with a message saying so (TLS is not supported yet).
+/// Parses an http:// or https:// URL (ports default to 80 and 443).
 Result<Url> parse_url(std::string_view url);
 
 /// Why a request failed; `kNone` for success. Reports group errors by these names.
@@ -77,9 +80,11 @@ class HttpStreamClient {
  public:
   /// Resolves the host once (blocking) so that no request pays for DNS. `max_connections` bounds the
   /// open connections; extra requests queue.
+  /// `ca_file`: for https, a PEM bundle to trust instead of the system's CA store.
   static Result<std::unique_ptr<HttpStreamClient>> create(boost::asio::any_io_executor executor, Url endpoint,
                                                           size_t max_connections,
-                                                          std::vector<std::pair<std::string, std::string>> headers);
+                                                          std::vector<std::pair<std::string, std::string>> headers,
+                                                          const std::string& ca_file = {});
   ~HttpStreamClient();
 
   /// Starts a POST of `body` to base_path + `path`, streaming the response through `callbacks`. The
@@ -100,11 +105,13 @@ class HttpStreamClient {
  private:
   friend class Exchange;
   HttpStreamClient(boost::asio::any_io_executor executor, Url endpoint, boost::asio::ip::tcp::endpoint address,
-                   size_t max_connections, std::vector<std::pair<std::string, std::string>> headers);
+                   size_t max_connections, std::vector<std::pair<std::string, std::string>> headers,
+                   std::unique_ptr<boost::asio::ssl::context> tls);
   void acquire(std::shared_ptr<Exchange> exchange);
   void release(std::unique_ptr<Connection> connection, bool is_reusable);
 
   boost::asio::any_io_executor executor_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;  // https only
   Url url_;
   boost::asio::ip::tcp::endpoint address_;
   size_t max_connections_;

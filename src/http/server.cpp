@@ -2,6 +2,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -52,6 +53,7 @@ struct Server::Impl {
   AuthHook auth_hook;
   ErrorRenderer error_renderer = default_error;
   std::function<void()> drain_hook;
+  std::unique_ptr<net::ssl::context> tls;  // --tls-cert / --tls-key
   std::atomic<bool> draining{false};
   std::atomic<int64_t> open_connections{0};
   std::atomic<int64_t> open_exchanges{0};
@@ -81,6 +83,7 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Server::Impl& server) : stream_(std::move(socket)), server_(server) {
     server_.open_connections.fetch_add(1);
+    if (server_.tls) tls_.emplace(stream_, *server_.tls);
     // Streams are many small writes: without this, Nagle holds each one back until the client's
     // delayed ACK (40 ms) whenever the previous write is still unacknowledged.
     beast::error_code ignored;
@@ -93,7 +96,14 @@ class Session : public std::enable_shared_from_this<Session> {
     server_.open_connections.fetch_sub(1);
   }
 
-  void start() { do_read(true); }
+  void start() {
+    if (!tls_) return do_read(true);
+    stream_.expires_after(server_.config.read_timeout);  // a client that never completes its handshake
+    tls_->async_handshake(net::ssl::stream_base::server, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->close();
+      self->do_read(true);
+    });
+  }
 
   // ---- the exchange, as the Responder drives it (on the strand) ------------------------------------
   void send(uint64_t serial, Response response) {
@@ -159,7 +169,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_.config.max_body_bytes);
     // The first request must arrive within the read timeout; a kept-alive connection may idle longer.
     stream_.expires_after(first ? server_.config.read_timeout : server_.config.idle_timeout);
-    bhttp::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_header, shared_from_this()));
+    with_stream([&](auto& s) {
+      bhttp::async_read_header(s, buffer_, *parser_, beast::bind_front_handler(&Session::on_header, shared_from_this()));
+    });
   }
 
   void on_header(beast::error_code ec, size_t) {
@@ -169,9 +181,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (beast::iequals(parser_->get()[bhttp::field::expect], "100-continue")) {
       // curl asks before sending a body over 1 KiB; without an answer it waits a second first.
       static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      net::async_write(stream_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code write_ec, size_t) {
-        if (write_ec) return self->close();
-        self->read_body();
+      with_stream([&](auto& s) {
+        net::async_write(s, net::buffer(kContinue), [self = shared_from_this()](beast::error_code write_ec, size_t) {
+          if (write_ec) return self->close();
+          self->read_body();
+        });
       });
       return;
     }
@@ -179,7 +193,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
-    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    with_stream([&](auto& s) { bhttp::async_read(s, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this())); });
   }
 
   void on_read_error(beast::error_code ec) {
@@ -305,7 +319,7 @@ class Session : public std::enable_shared_from_this<Session> {
     in_flight_.clear();
     in_flight_.swap(pending_);
     stream_.expires_after(server_.config.write_timeout);
-    net::async_write(stream_, net::buffer(in_flight_), beast::bind_front_handler(&Session::on_write, shared_from_this()));
+    with_stream([&](auto& s) { net::async_write(s, net::buffer(in_flight_), beast::bind_front_handler(&Session::on_write, shared_from_this())); });
   }
 
   void on_write(beast::error_code ec, size_t) {
@@ -333,10 +347,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void discard_more() {
     discard_.resize(64 * 1024);
-    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
-      self->discarded_ += n;
-      if (ec || self->discarded_ > (size_t{64} << 20)) return self->close();
-      self->discard_more();
+    with_stream([&](auto& s) {
+      s.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+        self->discarded_ += n;
+        if (ec || self->discarded_ > (size_t{64} << 20)) return self->close();
+        self->discard_more();
+      });
     });
   }
 
@@ -348,7 +364,15 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
-  beast::tcp_stream stream_;
+  /// Runs `operation` on the stream HTTP travels through: TLS over the TCP stream, or the TCP stream.
+  template <typename Operation>
+  void with_stream(Operation&& operation) {
+    if (tls_) operation(*tls_);
+    else operation(stream_);
+  }
+
+  beast::tcp_stream stream_;  // timeouts live here, also under TLS
+  std::optional<net::ssl::stream<beast::tcp_stream&>> tls_;
   Server::Impl& server_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -485,6 +509,21 @@ void Server::route(std::string method, std::string path, Handler handler, bool i
 void Server::set_auth_hook(AuthHook hook) { impl_->auth_hook = std::move(hook); }
 void Server::set_error_renderer(ErrorRenderer renderer) { impl_->error_renderer = std::move(renderer); }
 void Server::set_drain_hook(std::function<void()> hook) { impl_->drain_hook = std::move(hook); }
+
+Result<void> Server::enable_tls(const std::string& cert_file, const std::string& key_file) {
+  auto context = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+  context->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 | net::ssl::context::no_sslv3 |
+                       net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  context->use_certificate_chain_file(cert_file, ec);
+  if (ec) return fail("--tls-cert {}: {}", cert_file, ec.message());
+  context->use_private_key_file(key_file, net::ssl::context::pem, ec);
+  if (ec) return fail("--tls-key {}: {}", key_file, ec.message());
+  impl_->tls = std::move(context);
+  return {};
+}
+
+bool Server::is_tls() const { return impl_->tls != nullptr; }
 
 Result<uint16_t> Server::listen() {
   beast::error_code ec;

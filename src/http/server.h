@@ -104,6 +104,10 @@ class Server {
   /// is left (its exchanges still get their final writes in the next 300 ms).
   void set_drain_hook(std::function<void()> hook);
 
+  /// Serves HTTPS with this certificate chain and key (PEM); before listen().
+  Result<void> enable_tls(const std::string& cert_file, const std::string& key_file);
+  bool is_tls() const;
+
   /// Binds the listening socket; the bound port.
   Result<uint16_t> listen();
   /// Starts the I/O threads and the signal handler; returns at once.

@@ -200,7 +200,8 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
 
 Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "kind", "base_url", "api_key_env", "model", "prices", "max_concurrency", "retries",
-                                        "breaker", "timeout", "first_byte_timeout", "default_max_tokens", "max_connections", "health_check"});
+                                        "breaker", "timeout", "first_byte_timeout", "default_max_tokens", "max_connections", "health_check",
+                                        "ca_file"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -216,6 +217,10 @@ Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const 
   TRY_ASSIGN(c.base_url, r.string(entry, at, "base_url", true));
   TRY_ASSIGN(c.upstream_model, r.string(entry, at, "model", true));
   TRY_ASSIGN(out.api_key_env, r.string(entry, at, "api_key_env", false));
+  TRY_ASSIGN(c.ca_file, r.string(entry, at, "ca_file", false));
+  if (!c.ca_file.empty() && !c.base_url.starts_with("https://")) {
+    return r.error(entry["ca_file"], Reader::join(at, "ca_file"), "only applies to an https:// base_url");
+  }
   if (!out.api_key_env.empty()) {
     const char* value = std::getenv(out.api_key_env.c_str());
     if (value == nullptr || *value == '\0') {

@@ -226,14 +226,14 @@ class RemoteProvider final : public Provider {
     } else if (!config_.api_key.empty()) {
       headers.emplace_back("Authorization", "Bearer " + config_.api_key);
     }
-    auto client = http::HttpStreamClient::create(strand_, url_, config_.max_connections, std::move(headers));
+    auto client = http::HttpStreamClient::create(strand_, url_, config_.max_connections, std::move(headers), config_.ca_file);
     if (!client) return fail("deployment '{}': {}", config_.name, client.error().message);
     client_ = std::move(*client);
     if (!config_.health_path.empty()) {
       // The health path is on the server's root, not below the API's base path (/v1).
       http::Url root = url_;
       root.base_path.clear();
-      auto health = http::HttpStreamClient::create(strand_, root, 1, {});
+      auto health = http::HttpStreamClient::create(strand_, root, 1, {}, config_.ca_file);
       if (!health) return fail("deployment '{}': {}", config_.name, health.error().message);
       health_client_ = std::move(*health);
       asio::post(strand_, [this] { check_health(); });

@@ -36,6 +36,7 @@ struct RemoteConfig {
   std::string base_url;       ///< e.g. http://10.0.0.5:8000/v1 or https://api.anthropic.com/v1
   std::string api_key;        ///< sent as "Authorization: Bearer" (openai) or "x-api-key" (anthropic)
   std::string upstream_model;  ///< the model name the upstream knows
+  std::string ca_file;        ///< https: a PEM CA bundle to trust instead of the system store
   size_t max_connections = 64;
   std::chrono::milliseconds first_byte_timeout{30'000};  ///< until the response head and first event
   std::chrono::milliseconds timeout{600'000};            ///< the whole exchange

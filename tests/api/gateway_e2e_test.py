@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import urllib.request
 
 try:
     import anthropic
+    import httpx2 as httpx  # the openai SDK's HTTP client
     import openai
 except ImportError:
     print("SKIP: the openai and anthropic packages are not installed (scripts/test.sh installs them in .venv-tests)")
@@ -35,13 +37,15 @@ PROMPT = [{"role": "user", "content": "Name three colours."}]
 
 
 class Upstream:
-    """The fake upstream program; models name its behaviour (ok, fail-500, hang, ...)."""
+    """The fake upstream program; models name its behaviour (ok, fail-500, hang, ...). With a
+    certificate and key it serves HTTPS."""
 
-    def __init__(self):
-        self.proc = subprocess.Popen([UPSTREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, cert=None, key=None):
+        args = [UPSTREAM] + ([cert, key] if cert else [])
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.url = f"{'https' if cert else 'http'}://127.0.0.1:{self.port}/v1"
 
     def stop(self):
         self.proc.stdin.close()
@@ -49,18 +53,19 @@ class Upstream:
 
 
 class Gateway:
-    def __init__(self, config_text, extra_env=None):
+    def __init__(self, config_text, extra_env=None, extra_args=(), ca=None):
         self.dir = tempfile.TemporaryDirectory()
         self.config = os.path.join(self.dir.name, "tern.yaml")
         with open(self.config, "w") as f:
             f.write(config_text)
         env = dict(os.environ, **(extra_env or {}))
-        self.proc = subprocess.Popen([TERN, "serve", "--config", self.config, "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen([TERN, "serve", "--config", self.config, "--port", "0", *extra_args], stderr=subprocess.PIPE,
+                                     text=True, env=env)
         self.log = []
         self.port = None
         for line in self.proc.stderr:
             self.log.append(line)
-            m = re.search(r"listening on http://[\d.]+:(\d+)", line)
+            m = re.search(r"listening on https?://[\d.]+:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
             if "tern serve: ready" in line:
@@ -68,8 +73,9 @@ class Gateway:
         if self.port is None or self.proc.poll() is not None:
             raise RuntimeError("tern serve did not start:\n" + "".join(self.log))
         threading.Thread(target=self._drain, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.openai = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
+        http_client = httpx.Client(verify=ssl.create_default_context(cafile=ca)) if ca else None
+        self.openai = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=120, http_client=http_client)
         self.anthropic = anthropic.Anthropic(base_url=self.url, api_key="unused", max_retries=0, timeout=120)
 
     def _drain(self):
@@ -293,6 +299,50 @@ class GatewayTest(unittest.TestCase):
         # And back again on the next request.
         r = g.openai.chat.completions.create(model="lazy", max_tokens=4, messages=PROMPT)
         self.assertTrue(r.choices[0].message.content)
+
+
+def make_certificates(d):
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it (the openssl command)."""
+    def run(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem", "-days", "2",
+        "-subj", "/CN=tern-e2e-ca")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr", "-subj", "/CN=localhost")
+    with open(f"{d}/ext.cnf", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
+        "-out", f"{d}/server.pem", "-days", "2", "-extfile", f"{d}/ext.cnf")
+    return f"{d}/ca.pem", f"{d}/server.pem", f"{d}/server.key"
+
+
+class TlsTest(unittest.TestCase):
+    """HTTPS on both sides: clients reach tern over TLS, tern reaches an HTTPS upstream it trusts
+    through a CA file, and `tern bench` loads an https:// target through the same client."""
+
+    def test_https_listener_upstream_and_bench(self):
+        with tempfile.TemporaryDirectory() as d:
+            ca, cert, key = make_certificates(d)
+            upstream = Upstream(cert, key)
+            gateway = None
+            try:
+                gateway = Gateway(f"deployments:\n  - name: secure\n    kind: openai\n    base_url: {upstream.url}\n"
+                                  f"    ca_file: {ca}\n    model: ok\n", extra_args=["--tls-cert", cert, "--tls-key", key], ca=ca)
+                r = gateway.openai.chat.completions.create(model="secure", max_tokens=8, messages=PROMPT)
+                self.assertEqual(r.choices[0].message.content, " w0 w1 w2 w3")
+                # A client that does not trust the CA is refused in the handshake.
+                with self.assertRaises(openai.APIConnectionError):
+                    openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0, timeout=10).models.list()
+                report = os.path.join(d, "bench.json")
+                subprocess.run([TERN, "bench", "--target", gateway.url + "/v1", "--model", "secure", "--ca-file", ca, "-n", "20",
+                                "-c", "4", "--input-tokens", "8", "--output-tokens", "4", "--tokenizer", "none", "--json", report, "-q"],
+                               check=True, capture_output=True, timeout=120)
+                with open(report) as f:
+                    requests = json.load(f)["results"][0]["requests"]
+                self.assertEqual((requests["ok"], requests["total"]), (20, 20))
+            finally:
+                if gateway:
+                    gateway.stop()
+                upstream.stop()
 
 
 class BadConfigTest(unittest.TestCase):

@@ -76,8 +76,10 @@ out=$("$tern" bench --workload "$scratch/profiled.json" --target "http://127.0.0
       --tokenizer none --requests 10 2>&1)
 check "profiled workload replays" "10/10" "$out"
 
-out=$("$tern" bench --target https://api.example.com/v1 --model x --tokenizer none -n 1 2>&1)
-check "https refused with a reason" "https is not supported yet" "$out"
+out=$("$tern" bench --target "https://127.0.0.1:$port_a/v1" --model x --tokenizer none -n 1 2>&1)
+check "https to a plain-http server fails in the handshake, reported" "errors: connect=1" "$out"
+out=$("$tern" bench --target "https://127.0.0.1:$port_a/v1" --model x --tokenizer none -n 1 --ca-file /nonexistent.pem 2>&1)
+check "a missing CA file is named" "CA file /nonexistent.pem" "$out"
 out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --slo speed=1 2>&1)
 check "bad slo explained" "unknown objective 'speed'" "$out"
 

@@ -88,7 +88,12 @@ TEST(HttpUrl, ParsesHostPortAndPath) {
   EXPECT_EQ(endpoint->port, 8000);
   EXPECT_EQ(endpoint->base_path, "/v1");
   EXPECT_EQ(parse_url("http://localhost")->port, 80);
-  EXPECT_FALSE(parse_url("https://api.example.com/v1"));
+  auto https = parse_url("https://api.example.com/v1");
+  ASSERT_TRUE(https);
+  EXPECT_TRUE(https->is_tls);
+  EXPECT_EQ(https->port, 443);
+  EXPECT_EQ(https->base_path, "/v1");
+  EXPECT_FALSE(parse_url("ftp://host/"));
   EXPECT_FALSE(parse_url("http://host:99999/"));
 }
 

@@ -71,7 +71,7 @@ class RouterTest : public ::testing::Test {
   /// A remote deployment `name` on the fixture whose upstream model (the fault) is `behaviour`.
   void deploy(const std::string& name, const std::string& behaviour, RemoteKind kind = RemoteKind::kOpenAi, Prices prices = {},
               int retries = 1, int breaker_failures = 5, std::string health_path = {}) {
-    RemoteConfig remote{.name = name, .kind = kind, .base_url = upstream.base_url(), .api_key = "sk-test", .upstream_model = behaviour,
+    RemoteConfig remote{.name = name, .kind = kind, .base_url = upstream.base_url(), .api_key = "sk-test", .upstream_model = behaviour, .ca_file = {},
                         .max_connections = 8, .first_byte_timeout = 300ms, .timeout = 10s, .default_max_tokens = 64,
                         .health_path = std::move(health_path), .health_interval = 100ms};
     auto provider = make_remote_provider(remote);

@@ -13,20 +13,29 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
 
 namespace tern::testing {
 namespace {
 
 using json = nlohmann::json;
 
+// The connection being served: its socket, and its TLS session when serving HTTPS.
+thread_local SSL* tls_session = nullptr;
+
 bool write_all(int fd, const std::string& data) {
   size_t done = 0;
   while (done < data.size()) {
-    const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    const ssize_t n = tls_session != nullptr ? SSL_write(tls_session, data.data() + done, static_cast<int>(data.size() - done))
+                                             : ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
     if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
   return true;
+}
+
+ssize_t read_some(int fd, char* buffer, size_t size) {
+  return tls_session != nullptr ? SSL_read(tls_session, buffer, static_cast<int>(size)) : ::recv(fd, buffer, size, 0);
 }
 
 std::string chunk(const std::string& data) { return fmt::format("{:x}\r\n{}\r\n", data.size(), data); }
@@ -44,7 +53,15 @@ std::string header_value(const std::string& head, const std::string& name) {
 
 }  // namespace
 
-UpstreamFixture::UpstreamFixture(int num_chunks) : num_chunks_(num_chunks) {
+UpstreamFixture::UpstreamFixture(int num_chunks, const std::string& cert_file, const std::string& key_file) : num_chunks_(num_chunks) {
+  if (!cert_file.empty()) {
+    SSL_CTX* context = SSL_CTX_new(TLS_server_method());
+    if (SSL_CTX_use_certificate_chain_file(context, cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(context, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      throw std::runtime_error("upstream fixture: cannot load the certificate or key");
+    }
+    tls_ = context;
+  }
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -72,6 +89,7 @@ UpstreamFixture::~UpstreamFixture() {
     threads.swap(threads_);
   }
   for (auto& t : threads) t.join();
+  if (tls_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(tls_));
 }
 
 std::vector<UpstreamRequest> UpstreamFixture::requests() const {
@@ -117,16 +135,34 @@ void UpstreamFixture::accept_loop() {
 void UpstreamFixture::serve(int fd) {
   std::string buffer;
   char data[8192];
+  SSL* session = nullptr;
+  if (tls_ != nullptr) {
+    session = SSL_new(static_cast<SSL_CTX*>(tls_));
+    SSL_set_fd(session, fd);
+    if (SSL_accept(session) != 1) {  // e.g. the client refused our certificate
+      SSL_free(session);
+      ::close(fd);
+      return;
+    }
+  }
+  tls_session = session;
+  struct Cleanup {
+    SSL* session;
+    ~Cleanup() {
+      if (session != nullptr) SSL_free(session);
+      tls_session = nullptr;
+    }
+  } cleanup{session};
   while (!stopping_) {
     // One request: headers, then Content-Length bytes of body.
     size_t head_end;
     while ((head_end = buffer.find("\r\n\r\n")) == std::string::npos) {
       pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 100) == 0) {
+      if ((session == nullptr || SSL_pending(session) == 0) && ::poll(&p, 1, 100) == 0) {
         if (stopping_) break;
         continue;
       }
-      const ssize_t n = ::recv(fd, data, sizeof data, 0);
+      const ssize_t n = read_some(fd, data, sizeof data);
       if (n <= 0) {
         ::close(fd);
         return;
@@ -137,7 +173,7 @@ void UpstreamFixture::serve(int fd) {
     const std::string head = buffer.substr(0, head_end);
     const size_t length = std::stoul(header_value(head, "content-length").empty() ? "0" : header_value(head, "content-length"));
     while (buffer.size() < head_end + 4 + length) {
-      const ssize_t n = ::recv(fd, data, sizeof data, 0);
+      const ssize_t n = read_some(fd, data, sizeof data);
       if (n <= 0) {
         ::close(fd);
         return;
@@ -193,7 +229,7 @@ void UpstreamFixture::serve(int fd) {
       while (!stopping_) {
         pollfd p{fd, POLLIN, 0};
         if (::poll(&p, 1, 50) > 0) {
-          if (::recv(fd, data, sizeof data, 0) <= 0) {
+          if (read_some(fd, data, sizeof data) <= 0) {
             mark_left();
             break;
           }

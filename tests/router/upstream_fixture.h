@@ -15,6 +15,8 @@
 //   truncated          two chunks, then a clean close without the end marker
 //   GET /ready         200 (a healthy replica); any other GET: 503
 //
+// With a certificate and key it speaks HTTPS (OpenSSL) instead.
+//
 // Plain blocking sockets, a thread per connection: simple enough to be obviously right. Every request
 // is logged (path, model, body) so tests can count attempts — nothing may be sent twice after it began
 // streaming.
@@ -39,11 +41,12 @@ struct UpstreamRequest {
 
 class UpstreamFixture {
  public:
-  explicit UpstreamFixture(int num_chunks = 4);
+  /// `cert_file` / `key_file` (PEM): serve HTTPS.
+  explicit UpstreamFixture(int num_chunks = 4, const std::string& cert_file = {}, const std::string& key_file = {});
   ~UpstreamFixture();
 
   uint16_t port() const { return port_; }
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+  std::string base_url() const { return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_) + "/v1"; }
   std::vector<UpstreamRequest> requests() const;
   int count(const std::string& model) const;
   /// Waits up to `ms` for a `hang` request's client to leave; whether it did.
@@ -54,6 +57,7 @@ class UpstreamFixture {
   void serve(int fd);
 
   int num_chunks_;
+  void* tls_ = nullptr;  // SSL_CTX*
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
