@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <set>
 
 #include "router/remote_provider.h"
 #include "router/router.h"
@@ -288,6 +290,25 @@ TEST_F(RouterTest, AnUnhealthyReplicaIsTriedLast) {
   router.add_model("m", {"sick", "well"}, Policy::kPrice);  // the cheaper one is sick
   std::this_thread::sleep_for(400ms);                         // a few health checks
   for (int i = 0; i < 3; ++i) EXPECT_EQ(run(chat("m")).last.deployment, "well");
+}
+
+TEST_F(RouterTest, PrefixAffinityKeepsAPromptOnOneReplicaAndSpreadsOthers) {
+  for (const char* name : {"r1", "r2", "r3"}) deploy(name, "ok");
+  router.add_model("m", {"r1", "r2", "r3"}, Policy::kPrefixAffinity);
+  std::map<std::string, std::set<std::string>> replicas_by_prompt;
+  for (int round = 0; round < 3; ++round) {
+    for (int p = 0; p < 12; ++p) {
+      api::Request r = chat("m");
+      r.messages[1]["content"] = "shared system prompt number " + std::to_string(p);
+      replicas_by_prompt[std::to_string(p)].insert(run(r).last.deployment);
+    }
+  }
+  std::set<std::string> used;
+  for (const auto& [prompt, replicas] : replicas_by_prompt) {
+    EXPECT_EQ(replicas.size(), 1u) << "prompt " << prompt << " moved between replicas";  // sequential: no load skew
+    used.insert(*replicas.begin());
+  }
+  EXPECT_GE(used.size(), 2u);  // 12 prompts over 3 replicas do not all hash to one
 }
 
 TEST_F(RouterTest, CancellingClosesTheUpstreamRequest) {
