@@ -1,4 +1,5 @@
 #include "api/gateway.h"
+#include "api/json_util.h"
 
 #include <fmt/format.h>
 
@@ -11,10 +12,8 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 http::Response json_response(int status, const json& body) {
-  return {.status = status, .body = dump(body), .content_type = "application/json", .headers = {}, .close_connection = false};
+  return {.status = status, .body = dump_json(body), .content_type = "application/json", .headers = {}, .close_connection = false};
 }
 
 /// One generation request from the router's first event to its last, on the connection's strand.
@@ -68,7 +67,7 @@ Gateway::Gateway(http::Server& server) : server_(server) {
   server.set_error_renderer([](int status, std::string message, std::string code) {
     ApiError error{.status = status, .message = std::move(message), .type = status >= 500 ? "server_error" : "invalid_request_error",
                    .param = {}, .code = std::move(code), .is_retryable = false, .retry_after = {}};
-    return http::Response{.status = status, .body = dump(OpenAiRenderer::error_json(error)), .content_type = "application/json",
+    return http::Response{.status = status, .body = dump_json(OpenAiRenderer::error_json(error)), .content_type = "application/json",
                           .headers = {}, .close_connection = false};
   });
   server.route("GET", "/health", [](const http::Request&, std::shared_ptr<http::Responder> r) { r->send(json_response(200, {{"status", "ok"}})); }, true);

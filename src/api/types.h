@@ -43,6 +43,10 @@ inline ApiError server_error(int status, std::string message, std::string code =
 
 enum class RequestKind { kChat, kCompletion };
 
+/// Stop strings a request may carry, on either API.
+constexpr int kMaxStopStrings = 16;
+constexpr size_t kMaxStopLength = 256;
+
 /// OpenRouter's `provider` object: which deployments of a model may answer, and in what order.
 struct ProviderPreferences {
   std::vector<std::string> order;   ///< deployments to try first, in this order

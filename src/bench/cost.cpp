@@ -1,5 +1,7 @@
 #include "bench/cost.h"
 
+#include "metering/token_cost.h"
+
 namespace tern::bench {
 
 CostMetrics compute_cost(const PriceTable& price, const TokenTotals& totals) {
@@ -16,13 +18,12 @@ CostMetrics compute_cost(const PriceTable& price, const TokenTotals& totals) {
   } else {
     cost.basis = "tokens";
     const double input = price.input_per_mtok.value_or(0);
-    const double cached = price.cached_input_per_mtok.value_or(input);
-    const double write = price.cache_write_per_mtok.value_or(input);
     const double output = price.output_per_mtok.value_or(0);
-    const double uncached = static_cast<double>(totals.prompt_tokens - totals.cached_tokens - totals.cache_write_tokens);
+    const metering::TokenPrices prices{.input = input, .cached_input = price.cached_input_per_mtok.value_or(input),
+                                       .cache_write = price.cache_write_per_mtok.value_or(input), .output = output};
     cost.list_usd = (totals.prompt_tokens * input + totals.output_tokens * output) / 1e6;
-    cost.effective_usd = (uncached * input + totals.cached_tokens * cached + totals.cache_write_tokens * write +
-                          totals.output_tokens * output) / 1e6;
+    cost.effective_usd = metering::token_cost_usd(prices, {.prompt = totals.prompt_tokens, .cached = totals.cached_tokens,
+                                                           .cache_write = totals.cache_write_tokens, .output = totals.output_tokens});
   }
   const double requests = static_cast<double>(totals.num_requests);
   cost.list_per_request_usd = cost.list_usd / requests;

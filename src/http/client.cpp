@@ -349,29 +349,27 @@ HttpStreamClient::~HttpStreamClient() = default;
 ExchangeHandle HttpStreamClient::post_stream(std::string_view path, std::string body, std::chrono::milliseconds timeout,
                                              StreamCallbacks callbacks,
                                              const std::vector<std::pair<std::string, std::string>>& extra_headers) {
-  http::request<http::string_body> request{http::verb::post, url_.base_path + std::string(path), 11};
+  return start_exchange(http::verb::post, path, std::move(body), timeout, std::move(callbacks), extra_headers);
+}
+
+ExchangeHandle HttpStreamClient::get(std::string_view path, std::chrono::milliseconds timeout, StreamCallbacks callbacks) {
+  return start_exchange(http::verb::get, path, {}, timeout, std::move(callbacks), {});
+}
+
+ExchangeHandle HttpStreamClient::start_exchange(http::verb method, std::string_view path, std::string body,
+                                                std::chrono::milliseconds timeout, StreamCallbacks callbacks,
+                                                const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  http::request<http::string_body> request{method, url_.base_path + std::string(path), 11};
   request.set(http::field::host, fmt::format("{}:{}", url_.host, url_.port));
-  request.set(http::field::content_type, "application/json");
-  request.set(http::field::accept, "text/event-stream");
+  if (method == http::verb::post) {
+    request.set(http::field::content_type, "application/json");
+    request.set(http::field::accept, "text/event-stream");
+  }
   request.set(http::field::user_agent, "tern/0.1");
   for (const auto& [name, value] : headers_) request.set(name, value);
   for (const auto& [name, value] : extra_headers) request.set(name, value);
   request.keep_alive(true);
   request.body() = std::move(body);
-  request.prepare_payload();
-  auto exchange = std::make_shared<Exchange>(*this, std::move(request), timeout, std::move(callbacks));
-  exchange->arm_timeout();
-  ExchangeHandle handle(exchange);
-  acquire(std::move(exchange));
-  return handle;
-}
-
-ExchangeHandle HttpStreamClient::get(std::string_view path, std::chrono::milliseconds timeout, StreamCallbacks callbacks) {
-  http::request<http::string_body> request{http::verb::get, url_.base_path + std::string(path), 11};
-  request.set(http::field::host, fmt::format("{}:{}", url_.host, url_.port));
-  request.set(http::field::user_agent, "tern/0.1");
-  for (const auto& [name, value] : headers_) request.set(name, value);
-  request.keep_alive(true);
   request.prepare_payload();
   auto exchange = std::make_shared<Exchange>(*this, std::move(request), timeout, std::move(callbacks));
   exchange->arm_timeout();

@@ -25,6 +25,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/beast/http/verb.hpp>
 
 #include "util/result.h"
 
@@ -107,6 +108,9 @@ class HttpStreamClient {
   HttpStreamClient(boost::asio::any_io_executor executor, Url endpoint, boost::asio::ip::tcp::endpoint address,
                    size_t max_connections, std::vector<std::pair<std::string, std::string>> headers,
                    std::unique_ptr<boost::asio::ssl::context> tls);
+  ExchangeHandle start_exchange(boost::beast::http::verb method, std::string_view path, std::string body,
+                                std::chrono::milliseconds timeout, StreamCallbacks callbacks,
+                                const std::vector<std::pair<std::string, std::string>>& extra_headers);
   void acquire(std::shared_ptr<Exchange> exchange);
   void release(std::unique_ptr<Connection> connection, bool is_reusable);
 

@@ -95,11 +95,9 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const api::
   auto id = engine_.submit(std::move(*prepared), std::move(convert));
   if (!id) {
     switch (id.error().kind) {
-      case engine::SubmitError::kQueueFull: {
-        ApiError error = api::server_error(429, id.error().message, "queue_full", /*is_retryable=*/true);
-        error.retry_after = "1";
-        return std::unexpected(error);
-      }
+      case engine::SubmitError::kQueueFull:
+        return std::unexpected(ApiError{.status = 429, .message = id.error().message, .type = "rate_limit_error", .param = {},
+                                        .code = "queue_full", .is_retryable = true, .retry_after = "1"});
       case engine::SubmitError::kTooLong: return std::unexpected(bad_request(id.error().message, "max_tokens"));
       case engine::SubmitError::kStopped: return std::unexpected(api::server_error(503, id.error().message, "shutting_down"));
     }

@@ -1,5 +1,7 @@
 #include "router/router.h"
 
+#include "metering/token_cost.h"
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -46,12 +48,13 @@ std::chrono::milliseconds backoff(int attempt, const std::string& retry_after) {
 }  // namespace
 
 double call_cost_usd(const Prices& prices, const api::Usage& usage) {
-  const int64_t cached = std::clamp<int64_t>(usage.cached_tokens, 0, usage.prompt_tokens);
-  const int64_t written = std::clamp<int64_t>(usage.cache_write_tokens, 0, usage.prompt_tokens - cached);
-  const int64_t uncached = usage.prompt_tokens - cached - written;
-  const double cached_price = prices.cached_input > 0 ? prices.cached_input : prices.input;
-  const double write_price = prices.cache_write > 0 ? prices.cache_write : prices.input;
-  return (uncached * prices.input + cached * cached_price + written * write_price + usage.completion_tokens * prices.output) / 1e6;
+  // A deployment that states no cached or cache-write price bills those tokens as input.
+  const metering::TokenPrices resolved{.input = prices.input,
+                                       .cached_input = prices.cached_input > 0 ? prices.cached_input : prices.input,
+                                       .cache_write = prices.cache_write > 0 ? prices.cache_write : prices.input,
+                                       .output = prices.output};
+  return metering::token_cost_usd(resolved, {.prompt = usage.prompt_tokens, .cached = usage.cached_tokens,
+                                             .cache_write = usage.cache_write_tokens, .output = usage.completion_tokens});
 }
 
 std::string_view policy_name(Policy policy) {

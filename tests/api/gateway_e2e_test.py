@@ -11,13 +11,10 @@ Exit code 77 (ctest: skipped) when the model or the SDKs are missing.
 import argparse
 import json
 import os
-import re
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.request
@@ -29,6 +26,8 @@ try:
 except ImportError:
     print("SKIP: the openai and anthropic packages are not installed (scripts/test.sh installs them in .venv-tests)")
     sys.exit(77)
+
+from tern_process import TernServe
 
 TERN = None
 UPSTREAM = None
@@ -52,35 +51,18 @@ class Upstream:
         self.proc.wait(10)
 
 
-class Gateway:
+class Gateway(TernServe):
+    """`tern serve --config` on a file holding `config_text`, with SDK clients (trusting `ca` for https)."""
+
     def __init__(self, config_text, extra_env=None, extra_args=(), ca=None):
         self.dir = tempfile.TemporaryDirectory()
         self.config = os.path.join(self.dir.name, "tern.yaml")
         with open(self.config, "w") as f:
             f.write(config_text)
-        env = dict(os.environ, **(extra_env or {}))
-        self.proc = subprocess.Popen([TERN, "serve", "--config", self.config, "--port", "0", *extra_args], stderr=subprocess.PIPE,
-                                     text=True, env=env)
-        self.log = []
-        self.port = None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            m = re.search(r"listening on https?://[\d.]+:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-            if "tern serve: ready" in line:
-                break
-        if self.port is None or self.proc.poll() is not None:
-            raise RuntimeError("tern serve did not start:\n" + "".join(self.log))
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
+        super().__init__(TERN, ["--config", self.config, *extra_args], env=dict(os.environ, **(extra_env or {})))
         http_client = httpx.Client(verify=ssl.create_default_context(cafile=ca)) if ca else None
         self.openai = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=120, http_client=http_client)
         self.anthropic = anthropic.Anthropic(base_url=self.url, api_key="unused", max_retries=0, timeout=120)
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            self.log.append(line)
 
     def get(self, path):
         with urllib.request.urlopen(self.url + path, timeout=30) as r:
@@ -93,15 +75,7 @@ class Gateway:
         raise AssertionError(f"{name}{{{labels}}} missing from /metrics")
 
     def stop(self):
-        if os.environ.get("TERN_E2E_SHOW_LOG"):
-            sys.stderr.write("".join(self.log))
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop()
         self.dir.cleanup()
 
 

@@ -10,7 +10,6 @@ import argparse
 import concurrent.futures as futures
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,37 +26,18 @@ except ImportError:
     print("SKIP: the openai package is not installed (scripts/test.sh installs it in .venv-tests)")
     sys.exit(77)
 
+from tern_process import TernServe
+
 TERN = None
 MODEL = "smollm2-135m"
 
 
-class Server:
+class Server(TernServe):
     """A `tern serve` process on a free port; its stderr is kept for failure messages."""
 
     def __init__(self, *extra):
-        args = [TERN, "serve", "-m", MODEL, "--port", "0", "--kv-cache-memory", "256M", *extra]
-        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-        self.log = []
-        self.port = None
-        deadline = time.time() + 60
-        for line in self.proc.stderr:
-            self.log.append(line)
-            m = re.search(r"listening on http://[\d.]+:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-            if "tern serve: ready" in line:
-                break
-            if time.time() > deadline:
-                break
-        if self.port is None or self.proc.poll() is not None:
-            raise RuntimeError("tern serve did not start:\n" + "".join(self.log))
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(TERN, ["-m", MODEL, "--kv-cache-memory", "256M", *extra])
         self.client = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            self.log.append(line)
 
     def get(self, path):
         try:
@@ -87,16 +67,6 @@ class Server:
             raise AssertionError(f"metric {name} missing from /metrics")
         return total
 
-    def stop(self):
-        if os.environ.get("TERN_E2E_SHOW_LOG"):
-            sys.stderr.write("".join(self.log))
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def thread_count(pid):

@@ -1,4 +1,5 @@
 #include "api/anthropic/messages.h"
+#include "api/json_util.h"
 
 #include <fmt/format.h>
 
@@ -12,14 +13,6 @@ namespace {
 using json = nlohmann::json;
 using Error = std::unexpected<ApiError>;
 
-constexpr int kMaxStopSequences = 16;
-constexpr size_t kMaxStopLength = 256;
-
-const json* field(const json& body, const char* name) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return nullptr;
-  return &*it;
-}
 
 /// Text of a `content` (a string, or an array of blocks of which only text is supported).
 std::expected<std::string, ApiError> content_text(const json& content, const std::string& param) {
@@ -48,8 +41,6 @@ std::string random_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("msg_{:016x}{:08x}", rng(), static_cast<uint32_t>(rng()));
 }
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace
 
@@ -148,8 +139,8 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   }
   if (const json* stop = field(body, "stop_sequences"); stop != nullptr) {
     if (!stop->is_array()) return Error(bad_request("stop_sequences: must be an array of strings", "stop_sequences"));
-    if (static_cast<int>(stop->size()) > kMaxStopSequences) {
-      return Error(bad_request(fmt::format("stop_sequences: at most {}", kMaxStopSequences), "stop_sequences"));
+    if (static_cast<int>(stop->size()) > kMaxStopStrings) {
+      return Error(bad_request(fmt::format("stop_sequences: at most {}", kMaxStopStrings), "stop_sequences"));
     }
     for (const json& s : *stop) {
       if (!s.is_string() || s.get<std::string>().empty() || s.get<std::string>().size() > kMaxStopLength) {
@@ -263,14 +254,9 @@ std::string AnthropicRenderer::full_response(const std::string& text, const std:
               {"stop_reason", stop_reason(last.finish_reason)},
               {"stop_sequence", nullptr},
               {"usage", usage_json(last.usage)}};
-  return dump(out);
+  return dump_json(out);
 }
 
-http::Response AnthropicRenderer::error_response(const ApiError& error) const {
-  http::Response response{.status = error.status, .body = dump(error_json(error)), .content_type = "application/json", .headers = {},
-                          .close_connection = false};
-  if (!error.retry_after.empty()) response.headers.emplace_back("retry-after", error.retry_after);
-  return response;
-}
+http::Response AnthropicRenderer::error_response(const ApiError& error) const { return json_error_response(error, error_json(error)); }
 
 }  // namespace tern::api

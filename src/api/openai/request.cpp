@@ -1,4 +1,5 @@
 #include "api/openai/request.h"
+#include "api/json_util.h"
 
 #include <fmt/format.h>
 
@@ -11,8 +12,6 @@ namespace {
 using json = nlohmann::json;
 using Error = std::unexpected<ApiError>;
 
-constexpr int kMaxStopStrings = 16;
-constexpr size_t kMaxStopLength = 256;
 constexpr int kMaxTopLogprobs = 20;
 
 const char* type_name(const json& v) {
@@ -27,12 +26,6 @@ const char* type_name(const json& v) {
 }
 
 /// Present and not null.
-const json* field(const json& body, const char* name) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
 std::expected<std::optional<double>, ApiError> number(const json& body, const char* name, double lo, double hi) {
   const json* v = field(body, name);
   if (v == nullptr) return std::nullopt;

@@ -1,4 +1,5 @@
 #include "api/openai/response.h"
+#include "api/json_util.h"
 
 #include <fmt/format.h>
 
@@ -45,12 +46,10 @@ json token_entry(const std::string& bytes, float logprob) {
   return {{"token", printable(bytes)}, {"logprob", finite(logprob)}, {"bytes", byte_list}};
 }
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 }  // namespace
 
-std::string sse_data(const json& payload) { return "data: " + dump(payload) + "\n\n"; }
-std::string sse_event(std::string_view name, const json& payload) { return fmt::format("event: {}\ndata: {}\n\n", name, dump(payload)); }
+std::string sse_data(const json& payload) { return "data: " + dump_json(payload) + "\n\n"; }
+std::string sse_event(std::string_view name, const json& payload) { return fmt::format("event: {}\ndata: {}\n\n", name, dump_json(payload)); }
 
 OpenAiRenderer::OpenAiRenderer(const Request& request)
     : kind_(request.kind),
@@ -173,14 +172,9 @@ std::string OpenAiRenderer::full_response(const std::string& text, const std::ve
   out["choices"] = json::array({std::move(choice)});
   out["usage"] = usage_json(last.usage);
   if (!last.deployment.empty()) out["provider"] = last.deployment;  // OpenRouter's field: which deployment answered
-  return dump(out);
+  return dump_json(out);
 }
 
-http::Response OpenAiRenderer::error_response(const ApiError& error) const {
-  http::Response response{.status = error.status, .body = dump(error_json(error)), .content_type = "application/json", .headers = {},
-                          .close_connection = false};
-  if (!error.retry_after.empty()) response.headers.emplace_back("Retry-After", error.retry_after);
-  return response;
-}
+http::Response OpenAiRenderer::error_response(const ApiError& error) const { return json_error_response(error, error_json(error)); }
 
 }  // namespace tern::api

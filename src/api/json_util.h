@@ -1,0 +1,33 @@
+#pragma once
+// JSON helpers the schema adapters share: reading optional fields, and writing bodies that are always
+// valid UTF-8 (a token can end in the middle of a character).
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "api/types.h"
+#include "http/server.h"
+
+namespace tern::api {
+
+/// The member `name` of `body` if present and not null, else nullptr.
+inline const nlohmann::json* field(const nlohmann::json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+/// Compact JSON text, invalid UTF-8 replaced by U+FFFD.
+inline std::string dump_json(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+/// An error response with a JSON body, and Retry-After when the error carries one.
+inline http::Response json_error_response(const ApiError& error, const nlohmann::json& body) {
+  http::Response response{.status = error.status, .body = dump_json(body), .content_type = "application/json", .headers = {},
+                          .close_connection = false};
+  if (!error.retry_after.empty()) response.headers.emplace_back("Retry-After", error.retry_after);
+  return response;
+}
+
+}  // namespace tern::api

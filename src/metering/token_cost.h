@@ -1,0 +1,39 @@
+#pragma once
+// The price of a call's tokens, one formula for everything that prices tokens (the gateway's
+// usage.cost, tern bench's effective cost; the ledger later): prompt tokens read from a prompt cache
+// and tokens written to one are priced apart from the rest of the prompt.
+//
+//   cost = (prompt - cached - written) * input + cached * cached_input + written * cache_write
+//        + output * output_price,   all prices in USD per 1M tokens
+
+#include <algorithm>
+#include <cstdint>
+
+namespace tern::metering {
+
+struct TokenPrices {
+  double input = 0;
+  double cached_input = 0;
+  double cache_write = 0;
+  double output = 0;
+};
+
+struct TokenCounts {
+  int64_t prompt = 0;       ///< every prompt token, cached or not
+  int64_t cached = 0;       ///< of those, read from a cache
+  int64_t cache_write = 0;  ///< of those, written to a cache
+  int64_t output = 0;
+};
+
+/// USD. Counts from an upstream are not trusted to add up: cached and written tokens are clamped to
+/// the prompt, so the cost is never negative.
+inline double token_cost_usd(const TokenPrices& p, const TokenCounts& n) {
+  const int64_t cached = std::clamp<int64_t>(n.cached, 0, std::max<int64_t>(n.prompt, 0));
+  const int64_t written = std::clamp<int64_t>(n.cache_write, 0, std::max<int64_t>(n.prompt, 0) - cached);
+  const int64_t uncached = std::max<int64_t>(n.prompt, 0) - cached - written;
+  return (static_cast<double>(uncached) * p.input + static_cast<double>(cached) * p.cached_input +
+          static_cast<double>(written) * p.cache_write + static_cast<double>(std::max<int64_t>(n.output, 0)) * p.output) /
+         1e6;
+}
+
+}  // namespace tern::metering

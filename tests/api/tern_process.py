@@ -1,0 +1,44 @@
+"""A `tern serve` process for the end-to-end tests: started on a free port, waited for until ready,
+its stderr kept (for failure messages and log assertions), stopped with SIGTERM."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+class TernServe:
+    def __init__(self, tern, args, env=None, timeout=60):
+        self.proc = subprocess.Popen([tern, "serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=env)
+        self.log = []
+        self.port = None
+        self.scheme = "http"
+        deadline = time.time() + timeout
+        for line in self.proc.stderr:
+            self.log.append(line)
+            m = re.search(r"listening on (https?)://[\d.]+:(\d+)", line)
+            if m:
+                self.scheme, self.port = m.group(1), int(m.group(2))
+            if "tern serve: ready" in line or time.time() > deadline:
+                break
+        if self.port is None or self.proc.poll() is not None:
+            raise RuntimeError("tern serve did not start:\n" + "".join(self.log))
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def stop(self):
+        if os.environ.get("TERN_E2E_SHOW_LOG"):
+            sys.stderr.write("".join(self.log))
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
