@@ -218,6 +218,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (is_chunked_) {
       decoded_.clear();
       if (!chunked_.feed(raw, decoded_)) {
+        if (!decoded_.empty()) deliver(decoded_, now);  // what arrived intact before the bad framing
         finish(ErrorKind::kIo, status_, "malformed chunked encoding", now, false);
         return false;
       }

@@ -222,6 +222,28 @@ TEST_F(RouterTest, MalformedStreamsAreErrorsNeverSilentTruncation) {
   EXPECT_NE(cut.last.error->message.find("without finishing"), std::string::npos) << cut.last.error->message;
 }
 
+TEST_F(RouterTest, BrokenHttpFramingEndsTheStreamWithAnError) {
+  deploy("garbled", "bad-chunking");
+  router.add_model("m", {"garbled"}, Policy::kPrice);
+  const Outcome out = run(chat("m"));
+  EXPECT_EQ(out.text, " w0");
+  ASSERT_TRUE(out.last.error);
+  EXPECT_NE(out.last.error->message.find("malformed chunked encoding"), std::string::npos) << out.last.error->message;
+  EXPECT_EQ(upstream.count("bad-chunking"), 1);
+}
+
+TEST_F(RouterTest, ASlowTrickleIsRelayedAsItArrivesNotTimedOut) {
+  deploy("slow", "trickle");  // chunks 200 ms apart; the first byte comes at once, so no first-byte timeout
+  router.add_model("m", {"slow"}, Policy::kPrice);
+  const Outcome out = run(chat("m"));
+  EXPECT_FALSE(out.last.error);
+  EXPECT_EQ(out.text, " w0 w1 w2 w3");
+  EXPECT_GE(out.seconds, 0.55);
+  int text_events = 0;
+  for (const auto& e : out.events) text_events += e.text.empty() ? 0 : 1;
+  EXPECT_GE(text_events, 4);  // relayed chunk by chunk, not buffered to the end
+}
+
 TEST_F(RouterTest, ARequestFaultIsPassedThroughWithoutRetryOrFallback) {
   deploy("strict", "fail-400", RemoteKind::kOpenAi, {}, 3);
   deploy("good", "ok");

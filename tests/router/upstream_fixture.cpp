@@ -255,6 +255,12 @@ void UpstreamFixture::serve(int fd) {
                                                               {"usage", {{"input_tokens", 7}, {"cache_read_input_tokens", 3}, {"cache_creation_input_tokens", 2}, {"output_tokens", 1}}}}}}));
       ok = ok && write_all(fd, event("content_block_start", {{"type", "content_block_start"}, {"index", 0}, {"content_block", {{"type", "text"}, {"text", ""}}}}));
     }
+    if (model == "bad-chunking") {  // a chunk-size line that is not hex: broken HTTP framing
+      write_all(fd, text_event(0) + "zz\r\ndata: x\r\n");
+      ::shutdown(fd, SHUT_RDWR);
+      ::close(fd);
+      return;
+    }
     if (model == "bad-json-first") {
       write_all(fd, chunk("data: {not json\n\n"));
       ::shutdown(fd, SHUT_RDWR);

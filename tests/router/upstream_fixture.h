@@ -13,6 +13,7 @@
 //   bad-json-first     a malformed data payload before any text
 //   bad-json-midstream two chunks, then a malformed data payload
 //   truncated          two chunks, then a clean close without the end marker
+//   bad-chunking       one chunk, then a chunk-size line that is not hex (broken HTTP framing)
 //   GET /ready         200 (a healthy replica); any other GET: 503
 //
 // With a certificate and key it speaks HTTPS (OpenSSL) instead.

@@ -142,6 +142,9 @@ std::string OpenAiRenderer::stream_event(const Event& event) {
   if (!event.text.empty() || !event.logprobs.empty() || event.finished) {
     json chunk = delta_chunk(event.text, event.logprobs, event.finished ? event.finish_reason : "");
     if (event.finished && !event.deployment.empty()) chunk["provider"] = event.deployment;  // OpenRouter's field
+    // As OpenRouter does: the finishing chunk carries the usage (and its cost) even when the client did
+    // not ask for the separate usage chunk of stream_options.include_usage.
+    if (event.finished && !include_usage_) chunk["usage"] = usage_json(event.usage);
     out += sse_data(chunk);
   }
   if (event.finished) {
