@@ -6,6 +6,7 @@
 #include "api/anthropic/messages.h"
 #include "api/openai/request.h"
 #include "api/openai/response.h"
+#include "util/prometheus.h"
 
 namespace tern::api {
 namespace {
@@ -61,14 +62,16 @@ class Exchange {
   std::vector<TokenLogprob> logprobs_;
 };
 
+/// An error in the client's schema (before anything was sent).
+http::Response error_response(bool is_anthropic, const ApiError& error) {
+  return json_error_response(error, is_anthropic ? AnthropicRenderer::error_json(error) : OpenAiRenderer::error_json(error));
+}
+
 }  // namespace
 
 Gateway::Gateway(http::Server& server) : server_(server) {
   server.set_error_renderer([](int status, std::string message, std::string code) {
-    ApiError error{.status = status, .message = std::move(message), .type = status >= 500 ? "server_error" : "invalid_request_error",
-                   .param = {}, .code = std::move(code), .is_retryable = false, .retry_after = {}};
-    return http::Response{.status = status, .body = dump_json(OpenAiRenderer::error_json(error)), .content_type = "application/json",
-                          .headers = {}, .close_connection = false};
+    return error_response(false, server_error(status, std::move(message), std::move(code)));
   });
   server.route("GET", "/health", [](const http::Request&, std::shared_ptr<http::Responder> r) { r->send(json_response(200, {{"status", "ok"}})); }, true);
   server.route("GET", "/ready", [this](const http::Request&, std::shared_ptr<http::Responder> r) {
@@ -107,10 +110,7 @@ Gateway::Gateway(http::Server& server) : server_(server) {
 
 void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::Responder> responder, bool is_anthropic, RequestKind kind) {
   auto refuse = [&](const ApiError& error) {
-    Request empty;
-    std::unique_ptr<Renderer> renderer = is_anthropic ? std::unique_ptr<Renderer>(std::make_unique<AnthropicRenderer>(empty))
-                                                      : std::make_unique<OpenAiRenderer>(empty);
-    http::Response response = renderer->error_response(error);
+    http::Response response = error_response(is_anthropic, error);
     if (error.code == "shutting_down") response.close_connection = true;
     responder->send(std::move(response));
   };
@@ -130,19 +130,22 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   };
   auto call = router->submit(*parsed, std::move(sink));
   if (!call) return refuse(call.error());
-  // The call lives until it finishes (the router drops its sink then) or the client leaves.
+  // The connection holds the call (and so its retries and fallbacks) until the exchange ends; a client
+  // that leaves first cancels it.
   responder->on_disconnect([call = *call] { call->cancel(); });
 }
 
 std::string Gateway::metrics_text() const {
   std::string out = metrics_source_ ? metrics_source_() : std::string();
-  out += "# HELP tern:http_connections_open Open client connections.\n# TYPE tern:http_connections_open gauge\n";
+  prometheus_header(out, "http_connections_open", "gauge", "Open client connections.");
   out += fmt::format("tern:http_connections_open {}\n", server_.num_open_connections());
   if (router::Router* router = router_.load(); router != nullptr) {
     const auto stats = router->stats();
     auto family = [&](const char* name, const char* type, const char* help, auto value) {
-      out += fmt::format("# HELP tern:{} {}\n# TYPE tern:{} {}\n", name, help, name, type);
-      for (const auto& s : stats) out += fmt::format("tern:{}{{deployment=\"{}\",kind=\"{}\"}} {}\n", name, s.name, s.kind, value(s));
+      prometheus_header(out, name, type, help);
+      for (const auto& s : stats) {
+        out += fmt::format("tern:{}{{deployment=\"{}\",kind=\"{}\"}} {}\n", name, prometheus_label(s.name), s.kind, value(s));
+      }
     };
     family("deployment_outstanding", "gauge", "Requests in flight on a deployment.", [](const auto& s) { return s.outstanding; });
     family("deployment_requests_total", "counter", "Attempts sent to a deployment (retries included).", [](const auto& s) { return s.requests; });

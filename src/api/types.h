@@ -36,8 +36,10 @@ inline ApiError bad_request(std::string message, std::string param = {}) {
           .code = {}, .is_retryable = false, .retry_after = {}};
 }
 
+/// An error of any status; the type follows it (429: rate_limit_error, other 4xx: invalid_request_error).
 inline ApiError server_error(int status, std::string message, std::string code = {}, bool is_retryable = false) {
-  return {.status = status, .message = std::move(message), .type = status == 429 ? "rate_limit_error" : "server_error",
+  return {.status = status, .message = std::move(message),
+          .type = status == 429 ? "rate_limit_error" : status < 500 ? "invalid_request_error" : "server_error",
           .param = {}, .code = std::move(code), .is_retryable = is_retryable, .retry_after = {}};
 }
 

@@ -128,16 +128,20 @@ int serve(const ServeOptions& o) {
   server.start();
   std::fprintf(stderr, "tern serve: listening on %s://%s:%u (loading)\n", server.is_tls() ? "https" : "http", server_config.host.c_str(), *port);
 
-  for (auto& entry : config->local) {
-    router::LocalModel& model = local_models.add(entry.model);
+  // Each local model is a deployment and a public name of its own (plus its aliases and, once loaded,
+  // its file's name); remote deployments likewise; routes name several.
+  for (const auto& entry : config->local) {
+    std::shared_ptr<router::LocalModel> model = local_models.add(entry.model);
     if (entry.model.preload) {
-      if (auto loaded = model.load(); !loaded) {
+      if (auto loaded = model->load(); !loaded) {
         std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
         return 1;
       }
     }
-    std::shared_ptr<router::Provider> provider(std::shared_ptr<router::Provider>{}, &model);  // owned by local_models
-    router.add_deployment(entry.deployment, provider);
+    router.add_deployment(entry.deployment, model);
+    std::vector<std::string> aliases = entry.aliases;
+    if (const std::string file = model->file_name(); !file.empty() && file != entry.model.name && !router.has_model(file)) aliases.push_back(file);
+    router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, aliases, model->max_model_len());
   }
   for (auto& entry : config->remote) {
     auto provider = router::make_remote_provider(entry.remote, server.executor());
@@ -146,13 +150,6 @@ int serve(const ServeOptions& o) {
       return 1;
     }
     router.add_deployment(entry.deployment, std::move(*provider));
-  }
-  for (size_t i = 0; i < config->local.size(); ++i) {
-    const auto& entry = config->local[i];
-    router::LocalModel& model = *local_models.models()[i];
-    std::vector<std::string> aliases = entry.aliases;
-    if (const std::string file = model.file_name(); !file.empty() && file != entry.model.name && !router.has_model(file)) aliases.push_back(file);
-    router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, aliases, model.max_model_len());
   }
   for (const auto& entry : config->remote) router.add_model(entry.remote.name, {entry.remote.name}, router::Policy::kPrice);
   for (const auto& route : config->routes) router.add_model(route.name, route.deployments, route.policy, route.aliases);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "util/prometheus.h"
+
 namespace tern::engine {
 namespace {
 
@@ -9,20 +11,6 @@ std::vector<double> latency_buckets() {
   return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0};
 }
 std::vector<double> token_buckets() { return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}; }
-
-std::string escape_label(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') { out += "\\n"; continue; }
-    out += c;
-  }
-  return out;
-}
-
-void header(std::string& out, const char* name, const char* type, const char* help) {
-  out += fmt::format("# HELP tern:{} {}\n# TYPE tern:{} {}\n", name, help, name, type);
-}
 
 }  // namespace
 
@@ -45,7 +33,7 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 }
 
 EngineMetrics::EngineMetrics(std::string model_name)
-    : labels_(fmt::format("model_name=\"{}\"", escape_label(model_name))),
+    : labels_(fmt::format("model_name=\"{}\"", prometheus_label(model_name))),
       ttft_(latency_buckets()),
       itl_(latency_buckets()),
       e2e_(latency_buckets()),
@@ -121,7 +109,7 @@ std::string EngineMetrics::render() const {
   const std::string& l = labels_;
   // One sample per metric with only the model label: counters and gauges.
   const auto single = [&](const char* name, const char* type, const char* help, auto value) {
-    header(out, name, type, help);
+    prometheus_header(out, name, type, help);
     out += fmt::format("tern:{}{{{}}} {}\n", name, l, value);
   };
   single("num_requests_running", "gauge", "Requests holding KV blocks and being computed.", gauges_.running);
@@ -136,17 +124,17 @@ std::string EngineMetrics::render() const {
   single("step_time_predicted_seconds", "gauge", "The step-time model's estimate for the last step.", last_step_.predicted_seconds);
   single("step_time_last_seconds", "gauge", "Measured wall time of the last step.", last_step_.measured_seconds);
   single("step_prefill_chunk_tokens", "gauge", "Prompt tokens the scheduler put into the last step.", last_step_.num_prefill_tokens);
-  header(out, "step_cost_model_seconds", "gauge",
+  prometheus_header(out, "step_cost_model_seconds", "gauge",
          "The learned step-time model: fixed seconds per step, per token, per attention (query, key) pair.");
   out += fmt::format("tern:step_cost_model_seconds{{{},term=\"fixed\"}} {}\n", l, last_step_.cost.fixed_s);
   out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_token\"}} {}\n", l, last_step_.cost.per_token_s);
   out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_context_pair\"}} {}\n", l, last_step_.cost.per_context_s);
-  header(out, "request_success_total", "counter", "Finished requests by finish reason.");
+  prometheus_header(out, "request_success_total", "counter", "Finished requests by finish reason.");
   for (const auto& [reason, count] : finished_) {
     out += fmt::format("tern:request_success_total{{{},finished_reason=\"{}\"}} {}\n", l, reason, count);
   }
   const auto histogram = [&](const char* name, const char* help, const Histogram& h) {
-    header(out, name, "histogram", help);
+    prometheus_header(out, name, "histogram", help);
     h.render(out, fmt::format("tern:{}", name), l);
   };
   histogram("time_to_first_token_seconds", "Arrival to first generated token.", ttft_);

@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "engine/kv/kv_sizing.h"
 #include "model/catalog.h"
+#include "util/prometheus.h"
 
 namespace tern::router {
 namespace {
@@ -32,10 +33,8 @@ std::string merge_families(const std::vector<std::string>& texts) {
       if (line.starts_with("# HELP ") || line.starts_with("# TYPE ")) {
         const std::string name = line.substr(7, line.find(' ', 7) - 7);
         if (!families.contains(name)) order.push_back(name);
-        auto& family = families[name];
-        if (current != name || family.first.find(line) == std::string::npos) {
-          if (family.first.find(line.substr(0, 7 + name.size())) == std::string::npos) family.first += line + "\n";
-        }
+        auto& header = families[name].first;  // its HELP and TYPE lines, each kept once
+        if (header.find(line.substr(0, 7 + name.size()) + ' ') == std::string::npos) header += line + "\n";
         current = name;
       } else if (!line.empty()) {
         if (current.empty()) {
@@ -297,15 +296,9 @@ LocalModelSet::~LocalModelSet() {
   janitor_.join();
 }
 
-LocalModel& LocalModelSet::add(LocalModelConfig config) {
+std::shared_ptr<LocalModel> LocalModelSet::add(LocalModelConfig config) {
   models_.push_back(std::make_shared<LocalModel>(std::move(config), *this));
-  return *models_.back();
-}
-
-std::vector<LocalModel*> LocalModelSet::models() const {
-  std::vector<LocalModel*> out;
-  for (const auto& m : models_) out.push_back(m.get());
-  return out;
+  return models_.back();
 }
 
 bool LocalModelSet::reserve(int64_t bytes, const LocalModel* for_model) {
@@ -331,16 +324,16 @@ bool LocalModelSet::reserve(int64_t bytes, const LocalModel* for_model) {
 
 std::string LocalModelSet::metrics_text() const {
   std::vector<std::string> texts;
-  std::string own;
-  own += "# HELP tern:model_loaded 1 while a local model is loaded.\n# TYPE tern:model_loaded gauge\n";
-  for (const auto& m : models_) own += fmt::format("tern:model_loaded{{model_name=\"{}\"}} {}\n", m->config().name, m->is_loaded() ? 1 : 0);
-  own += "# HELP tern:model_loads_total Loads of a local model (start and cold starts).\n# TYPE tern:model_loads_total counter\n";
-  for (const auto& m : models_) own += fmt::format("tern:model_loads_total{{model_name=\"{}\"}} {}\n", m->config().name, m->num_loads());
-  own += "# HELP tern:model_load_seconds How long the last load of a local model took.\n# TYPE tern:model_load_seconds gauge\n";
-  for (const auto& m : models_) own += fmt::format("tern:model_load_seconds{{model_name=\"{}\"}} {}\n", m->config().name, m->last_load_seconds());
-  own += "# HELP tern:model_resident_bytes Weights and KV cache of a loaded local model.\n# TYPE tern:model_resident_bytes gauge\n";
-  for (const auto& m : models_) own += fmt::format("tern:model_resident_bytes{{model_name=\"{}\"}} {}\n", m->config().name, m->resident_bytes());
   for (const auto& m : models_) texts.push_back(m->metrics_text());
+  std::string own;
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    prometheus_header(own, name, type, help);
+    for (const auto& m : models_) own += fmt::format("tern:{}{{model_name=\"{}\"}} {}\n", name, prometheus_label(m->config().name), value(*m));
+  };
+  family("model_loaded", "gauge", "1 while a local model is loaded.", [](const LocalModel& m) { return m.is_loaded() ? 1 : 0; });
+  family("model_loads_total", "counter", "Loads of a local model (start and cold starts).", [](const LocalModel& m) { return m.num_loads(); });
+  family("model_load_seconds", "gauge", "How long the last load of a local model took.", [](const LocalModel& m) { return m.last_load_seconds(); });
+  family("model_resident_bytes", "gauge", "Weights and KV cache of a loaded local model.", [](const LocalModel& m) { return m.resident_bytes(); });
   return merge_families(texts) + own;
 }
 

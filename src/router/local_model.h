@@ -91,8 +91,8 @@ class LocalModelSet {
   explicit LocalModelSet(int64_t memory_budget_bytes);  ///< 0: no budget
   ~LocalModelSet();
 
-  LocalModel& add(LocalModelConfig config);
-  std::vector<LocalModel*> models() const;
+  /// A new model of the set (the set keeps it; the router shares it as a deployment's provider).
+  std::shared_ptr<LocalModel> add(LocalModelConfig config);
   /// Makes room for `bytes` by unloading idle models, least recently used first; false if it cannot.
   bool reserve(int64_t bytes, const LocalModel* for_model);
   int64_t budget_bytes() const { return budget_bytes_; }

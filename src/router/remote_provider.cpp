@@ -405,7 +405,6 @@ void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string
 
 void RemoteCall::fail(ApiError error) {
   if (finished_) return;
-  if (error.status == 400 || error.status == 413 || error.status == 422) error.type = "invalid_request_error";
   api::Event last;
   last.finished = true;
   last.finish_reason = "error";

@@ -1,7 +1,5 @@
 #include "router/router.h"
 
-#include "metering/token_cost.h"
-
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -49,7 +47,7 @@ std::chrono::milliseconds backoff(int attempt, const std::string& retry_after) {
 
 double call_cost_usd(const Prices& prices, const api::Usage& usage) {
   // A deployment that states no cached or cache-write price bills those tokens as input.
-  const metering::TokenPrices resolved{.input = prices.input,
+  const Prices resolved{.input = prices.input,
                                        .cached_input = prices.cached_input > 0 ? prices.cached_input : prices.input,
                                        .cache_write = prices.cache_write > 0 ? prices.cache_write : prices.input,
                                        .output = prices.output};

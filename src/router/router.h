@@ -25,17 +25,13 @@
 #include <string>
 #include <vector>
 
+#include "metering/token_cost.h"
 #include "router/provider.h"
 
 namespace tern::router {
 
-/// USD per 1M tokens.
-struct Prices {
-  double input = 0;
-  double cached_input = 0;
-  double cache_write = 0;
-  double output = 0;
-};
+/// A deployment's prices, USD per 1M tokens; a cached_input or cache_write of 0 means "as input".
+using Prices = metering::TokenPrices;
 
 /// The cost of one call from its usage: cached and cache-write tokens are priced apart from the rest
 /// of the prompt (cached_input defaults to input when a deployment states no cached price).
