@@ -22,6 +22,14 @@ inline const nlohmann::json* field(const nlohmann::json& body, const char* name)
 /// Compact JSON text, invalid UTF-8 replaced by U+FFFD.
 inline std::string dump_json(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
+/// "data: <json>\n\n", the SSE framing OpenAI streams use.
+inline std::string sse_data(const nlohmann::json& payload) { return "data: " + dump_json(payload) + "\n\n"; }
+
+/// "event: <name>\ndata: <json>\n\n", the SSE framing Anthropic streams use.
+inline std::string sse_event(std::string_view name, const nlohmann::json& payload) {
+  return "event: " + std::string(name) + "\ndata: " + dump_json(payload) + "\n\n";
+}
+
 /// An error response with a JSON body, and Retry-After when the error carries one.
 inline http::Response json_error_response(const ApiError& error, const nlohmann::json& body) {
   http::Response response{.status = error.status, .body = dump_json(body), .content_type = "application/json", .headers = {},

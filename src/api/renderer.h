@@ -26,9 +26,4 @@ class Renderer {
   virtual http::Response error_response(const ApiError& error) const = 0;
 };
 
-/// "data: <json>\n\n" with invalid UTF-8 replaced (a token may end mid-character).
-std::string sse_data(const nlohmann::json& payload);
-/// "event: <name>\ndata: <json>\n\n" (Anthropic's framing).
-std::string sse_event(std::string_view name, const nlohmann::json& payload);
-
 }  // namespace tern::api

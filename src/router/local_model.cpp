@@ -153,7 +153,6 @@ Result<void> LocalModel::load() {
   auto loaded = do_load();
   if (!loaded) return std::unexpected(loaded.error());
   std::lock_guard lock(mutex_);
-  resident_bytes_ = (*loaded)->resident_bytes;
   loaded_ = std::move(*loaded);
   last_used_ = Clock::now();
   return {};
@@ -169,18 +168,17 @@ void LocalModel::load_in_background() {
       std::lock_guard lock(mutex_);
       loading_ = false;
       if (loaded && !stopped_) {
-        resident_bytes_ = (*loaded)->resident_bytes;
         loaded_ = std::move(*loaded);
         last_used_ = Clock::now();
       }
       now_loaded = loaded_;
       waiting.swap(pending_);
     }
+    if (!loaded) std::fprintf(stderr, "tern serve: %s\n", loaded.error().message.c_str());
     for (auto& p : waiting) {
       std::lock_guard lock(p->mutex);
       if (p->cancelled) continue;
       if (!loaded) {
-        std::fprintf(stderr, "tern serve: %s\n", loaded.error().message.c_str());
         api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error",
                         .error = api::server_error(503, loaded.error().message, "model_load_failed"), .usage = {}, .model = {}, .deployment = {}};
         p->sink(std::move(last));
@@ -236,7 +234,7 @@ std::string LocalModel::file_name() const {
 
 int64_t LocalModel::resident_bytes() const {
   std::lock_guard lock(mutex_);
-  return loaded_ ? resident_bytes_ : 0;
+  return loaded_ ? loaded_->resident_bytes : 0;
 }
 
 std::string LocalModel::metrics_text() const {
@@ -279,7 +277,6 @@ bool LocalModel::unload_if_idle(Clock::time_point now, bool ignore_idle_time) {
       return false;
     }
     victim = std::move(loaded_);
-    resident_bytes_ = 0;
   }
   std::fprintf(stderr, "tern serve: unloaded model '%s' (%s)\n", config_.name.c_str(), ignore_idle_time ? "to make room" : "idle");
   return true;  // victim's engine stops and its memory is released here

@@ -81,7 +81,6 @@ class LocalModel final : public Provider {
   std::chrono::steady_clock::time_point last_used_;
   double last_load_seconds_ = 0;
   int64_t num_loads_ = 0;
-  int64_t resident_bytes_ = 0;
   std::thread loader_;
 };
 

@@ -48,9 +48,6 @@ json token_entry(const std::string& bytes, float logprob) {
 
 }  // namespace
 
-std::string sse_data(const json& payload) { return "data: " + dump_json(payload) + "\n\n"; }
-std::string sse_event(std::string_view name, const json& payload) { return fmt::format("event: {}\ndata: {}\n\n", name, dump_json(payload)); }
-
 OpenAiRenderer::OpenAiRenderer(const Request& request)
     : kind_(request.kind),
       include_usage_(request.include_usage),
