@@ -1,9 +1,12 @@
 #include "api/gateway.h"
-#include "api/json_util.h"
 
 #include <fmt/format.h>
 
+#include <chrono>
+
+#include "api/admin.h"
 #include "api/anthropic/messages.h"
+#include "api/json_util.h"
 #include "api/openai/request.h"
 #include "api/openai/response.h"
 #include "util/prometheus.h"
@@ -12,24 +15,110 @@ namespace tern::api {
 namespace {
 
 using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
 
 http::Response json_response(int status, const json& body) {
   return {.status = status, .body = dump_json(body), .content_type = "application/json", .headers = {}, .close_connection = false};
 }
 
-/// One generation request from the router's first event to its last, on the connection's strand.
-class Exchange {
- public:
-  Exchange(std::unique_ptr<Renderer> renderer, std::shared_ptr<http::Responder> responder, bool stream)
-      : renderer_(std::move(renderer)), responder_(std::move(responder)), stream_(stream) {}
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
-  void on_event(Event&& event) {
+/// An error in the client's schema (before anything was sent).
+http::Response error_response(bool is_anthropic, const ApiError& error) {
+  return json_error_response(error, is_anthropic ? AnthropicRenderer::error_json(error) : OpenAiRenderer::error_json(error));
+}
+
+/// What a request's prompt will cost in tokens, before anything tokenized it: ~4 bytes a token, plus
+/// the template's few tokens per message. Only reservations use it; they settle with the real count.
+int64_t estimate_prompt_tokens(const Request& request) {
+  if (request.kind == RequestKind::kCompletion) {
+    return static_cast<int64_t>(request.prompt.value_or("").size() / 4 + request.prompt_tokens.size());
+  }
+  int64_t bytes = 0;
+  for (const auto& message : request.messages) {
+    if (auto it = message.find("content"); it != message.end() && it->is_string()) bytes += static_cast<int64_t>(it->get_ref<const std::string&>().size());
+    bytes += 16;
+  }
+  return bytes / 4;
+}
+
+/// One generation request from admission to its ledger row. Events arrive on provider threads
+/// (accept); rendering runs on the connection's strand (render). The row is written once: at the
+/// last event, or — if no last event ever came (a cancelled upstream) — when the exchange is dropped.
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  struct Accounting {
+    metering::LedgerWriter* ledger = nullptr;
+    tenants::Tenants* tenants = nullptr;
+    std::unique_ptr<tenants::Admission> admission;
+    metering::LedgerRow row;  ///< time, request id, key, org and model filled in
+    Clock::time_point start;
+  };
+
+  Exchange(std::unique_ptr<Renderer> renderer, std::shared_ptr<http::Responder> responder, bool stream, http::Headers headers, Accounting accounting)
+      : renderer_(std::move(renderer)), responder_(std::move(responder)), stream_(stream), headers_(std::move(headers)),
+        accounting_(std::move(accounting)) {}
+
+  ~Exchange() {
+    if (!recorded_) record(nullptr);
+  }
+
+  void client_left() { client_left_.store(true); }
+
+  /// On the provider's thread, in event order.
+  void accept(Event&& event) {
+    if (first_event_at_ == Clock::time_point{} && (!event.text.empty() || event.finished)) first_event_at_ = Clock::now();
+    if (!event.finished) return post(std::move(event));
+    record(&event);
+    if (accounting_.ledger == nullptr) return post(std::move(event));
+    // The last bytes go out once the row is durable: a client that saw its whole response is billed.
+    accounting_.ledger->append(accounting_.row, [self = shared_from_this(), event = std::move(event)]() mutable { self->post(std::move(event)); });
+  }
+
+ private:
+  void post(Event&& event) {
+    // The responder is a handle (the connection behind it is weak): holding it keeps nothing alive.
+    responder_->run([self = shared_from_this(), event = std::move(event)]() mutable { self->render(std::move(event)); });
+  }
+
+  /// Fills and settles the row from the last event (null: none came); appends it unless the caller does.
+  void record(const Event* last) {
+    recorded_ = true;
+    metering::LedgerRow& row = accounting_.row;
+    const auto now = Clock::now();
+    row.e2e_ms = std::chrono::duration<double, std::milli>(now - accounting_.start).count();
+    if (first_event_at_ != Clock::time_point{}) row.ttft_ms = std::chrono::duration<double, std::milli>(first_event_at_ - accounting_.start).count();
+    Usage usage;
+    if (last != nullptr) {
+      usage = last->usage;
+      row.deployment = last->deployment;
+      row.finish_reason = last->finish_reason;
+      row.status = last->error ? last->error->status : 200;
+    } else {
+      row.finish_reason = "abort";
+      row.status = 499;
+    }
+    if (client_left_.load() && row.status == 200) row.status = 499;  // the client did not get it all
+    row.prompt_tokens = usage.prompt_tokens;
+    row.cached_tokens = usage.cached_tokens;
+    row.cache_write_tokens = usage.cache_write_tokens;
+    row.completion_tokens = usage.completion_tokens;
+    row.cost_usd = usage.cost_usd.value_or(0);
+    if (accounting_.admission) accounting_.admission->settle(usage.prompt_tokens + usage.completion_tokens, row.cost_usd);
+    if (accounting_.tenants && !row.key_id.empty()) accounting_.tenants->count_request(row.key_id, row.model, usage, row.status);
+    if (last == nullptr && accounting_.ledger != nullptr) accounting_.ledger->append(row);
+  }
+
+  /// On the connection's strand.
+  void render(Event&& event) {
     if (done_) return;
     if (stream_) {
       if (!started_) {
         if (event.finished && event.error && event.text.empty()) return finish_with(renderer_->error_response(*event.error));
         started_ = true;
-        responder_->start_stream();
+        responder_->start_stream("text/event-stream", headers_);
         responder_->write(renderer_->stream_start(event.model));
       }
       responder_->write(renderer_->stream_event(event));
@@ -44,10 +133,9 @@ class Exchange {
     if (!event.finished) return;
     if (event.error) return finish_with(renderer_->error_response(*event.error));
     finish_with({.status = 200, .body = renderer_->full_response(text_, logprobs_, event), .content_type = "application/json",
-                 .headers = {}, .close_connection = false});
+                 .headers = headers_, .close_connection = false});
   }
 
- private:
   void finish_with(http::Response response) {
     done_ = true;
     responder_->send(std::move(response));
@@ -56,24 +144,32 @@ class Exchange {
   std::unique_ptr<Renderer> renderer_;
   std::shared_ptr<http::Responder> responder_;
   bool stream_;
+  http::Headers headers_;  // x-ratelimit-*
+  Accounting accounting_;
+  std::atomic<bool> client_left_{false};
+  // Provider-thread state (events of one request arrive in order, one at a time).
+  Clock::time_point first_event_at_{};
+  bool recorded_ = false;
+  // Strand state.
   bool started_ = false;
   bool done_ = false;
   std::string text_;
   std::vector<TokenLogprob> logprobs_;
 };
 
-/// An error in the client's schema (before anything was sent).
-http::Response error_response(bool is_anthropic, const ApiError& error) {
-  return json_error_response(error, is_anthropic ? AnthropicRenderer::error_json(error) : OpenAiRenderer::error_json(error));
-}
-
 }  // namespace
 
-Gateway::Gateway(http::Server& server) : server_(server) {
+std::expected<std::optional<tenants::Principal>, ApiError> authenticate(tenants::Tenants* tenants, const http::Request& request) {
+  if (tenants == nullptr) return std::nullopt;
+  return tenants->authenticate(request.header("authorization"), request.header("x-api-key"));
+}
+
+Gateway::Gateway(http::Server& server, tenants::Tenants* tenants, metering::LedgerWriter* ledger)
+    : server_(server), tenants_(tenants), ledger_(ledger) {
   server.set_error_renderer([](int status, std::string message, std::string code) {
     return error_response(false, server_error(status, std::move(message), std::move(code)));
   });
-  server.route("GET", "/health", [](const http::Request&, std::shared_ptr<http::Responder> r) { r->send(json_response(200, {{"status", "ok"}})); }, true);
+  server.route("GET", "/health", [](const http::Request&, std::shared_ptr<http::Responder> r) { r->send(json_response(200, {{"status", "ok"}})); });
   server.route("GET", "/ready", [this](const http::Request&, std::shared_ptr<http::Responder> r) {
     router::Router* router = router_.load();
     if (server_.is_draining()) return r->send(json_response(503, {{"status", "draining"}}));
@@ -81,15 +177,18 @@ Gateway::Gateway(http::Server& server) : server_(server) {
     json names = json::array();
     for (const auto& m : router->models()) names.push_back(m.name);
     r->send(json_response(200, {{"status", "ready"}, {"model", names.empty() ? json(nullptr) : names[0]}, {"models", names}}));
-  }, true);
+  });
   server.route("GET", "/metrics", [this](const http::Request&, std::shared_ptr<http::Responder> r) {
     r->send({.status = 200, .body = metrics_text(), .content_type = "text/plain; version=0.0.4; charset=utf-8", .headers = {},
              .close_connection = false});
-  }, true);
-  server.route("GET", "/v1/models", [this](const http::Request&, std::shared_ptr<http::Responder> r) {
+  });
+  server.route("GET", "/v1/models", [this](const http::Request& q, std::shared_ptr<http::Responder> r) {
+    auto caller = authenticate(tenants_, q);
+    if (!caller) return r->send(error_response(false, caller.error()));
     json data = json::array();
     if (router::Router* router = router_.load(); router != nullptr) {
       for (const auto& m : router->models()) {
+        if (*caller && !tenants_->may_use(**caller, m.name)) continue;
         json entry = {{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "tern"}, {"deployments", m.deployments}};
         if (m.max_model_len > 0) entry["max_model_len"] = m.max_model_len;
         data.push_back(std::move(entry));
@@ -106,33 +205,79 @@ Gateway::Gateway(http::Server& server) : server_(server) {
   server.route("POST", "/v1/messages", [this](const http::Request& q, std::shared_ptr<http::Responder> r) {
     generate(q, std::move(r), true, RequestKind::kChat);
   });
+  register_admin_routes(server, tenants_, ledger_);
 }
 
 void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::Responder> responder, bool is_anthropic, RequestKind kind) {
-  auto refuse = [&](const ApiError& error) {
+  const auto start = Clock::now();
+  auto send_now = [&](const ApiError& error) {
     http::Response response = error_response(is_anthropic, error);
     if (error.code == "shutting_down") response.close_connection = true;
     responder->send(std::move(response));
   };
-  if (server_.is_draining()) return refuse(server_error(503, "the server is shutting down", "shutting_down"));
+  if (server_.is_draining()) return send_now(server_error(503, "the server is shutting down", "shutting_down"));
+  auto caller = authenticate(tenants_, http_request);
+  if (!caller) return send_now(caller.error());  // no row: nobody to bill
+  const tenants::Principal* principal = *caller ? &**caller : nullptr;
+
+  metering::LedgerRow row;
+  row.time_ms = unix_ms();
+  if (principal != nullptr) {
+    row.key_id = principal->key_id;
+    row.org = principal->org;
+  }
+  // From here on every answer has a ledger row, and goes out once the row is committed.
+  auto refuse = [&](const ApiError& error, const http::Headers& headers = {}) {
+    http::Response response = error_response(is_anthropic, error);
+    for (const auto& h : headers) response.headers.push_back(h);
+    if (ledger_ == nullptr) return responder->send(std::move(response));
+    row.status = error.status;
+    row.finish_reason = "error";
+    row.e2e_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    if (tenants_ != nullptr && !row.key_id.empty()) tenants_->count_request(row.key_id, row.model, {}, row.status);
+    ledger_->append(row, [responder, response = std::move(response)]() mutable { responder->send(std::move(response)); });
+  };
+
   router::Router* router = router_.load();
   if (router == nullptr) return refuse(server_error(503, "the model is still loading; see GET /ready", "loading"));
   auto parsed = is_anthropic ? parse_anthropic_request(http_request.body) : parse_openai_request(kind, http_request.body);
   if (!parsed) return refuse(parsed.error());
+  row.model = parsed->model;
+  std::unique_ptr<tenants::Admission> admission;
+  if (principal != nullptr) {
+    std::vector<std::string> names = {parsed->model};
+    names.insert(names.end(), parsed->fallback_models.begin(), parsed->fallback_models.end());
+    for (const auto& name : names) {
+      if (!tenants_->may_use(*principal, name)) {
+        ApiError error = server_error(403, fmt::format("key {} may not use model '{}'", principal->key_id, name), "model_not_allowed");
+        error.type = "permission_error";
+        error.param = "model";
+        return refuse(error);
+      }
+    }
+    const int64_t prompt_estimate = estimate_prompt_tokens(*parsed);
+    const int64_t completion_reserve = parsed->max_tokens.value_or(512);
+    auto admitted = tenants_->admit(*principal, prompt_estimate, parsed->max_tokens,
+                                    router->max_cost_usd(*parsed, prompt_estimate, completion_reserve));
+    if (!admitted) return refuse(admitted.error().error, admitted.error().headers);
+    admission = std::move(*admitted);
+    parsed->cache_salt = tenants::Tenants::cache_salt(principal, parsed->cache_salt);
+  }
   std::unique_ptr<Renderer> renderer = is_anthropic ? std::unique_ptr<Renderer>(std::make_unique<AnthropicRenderer>(*parsed))
                                                     : std::make_unique<OpenAiRenderer>(*parsed);
-  auto exchange = std::make_shared<Exchange>(std::move(renderer), responder, parsed->stream);
-  std::weak_ptr<http::Responder> weak_responder = responder;
-  auto sink = [exchange, weak_responder](Event&& event) {
-    if (auto r = weak_responder.lock()) {
-      r->run([exchange, event = std::move(event)]() mutable { exchange->on_event(std::move(event)); });
-    }
-  };
-  auto call = router->submit(*parsed, std::move(sink));
+  row.request_id = renderer->id();
+  http::Headers headers = admission ? admission->headers() : http::Headers{};
+  auto exchange = std::make_shared<Exchange>(
+      std::move(renderer), responder, parsed->stream, std::move(headers),
+      Exchange::Accounting{.ledger = ledger_, .tenants = tenants_, .admission = std::move(admission), .row = row, .start = start});
+  auto call = router->submit(*parsed, [exchange](Event&& event) { exchange->accept(std::move(event)); });
   if (!call) return refuse(call.error());
   // The connection holds the call (and so its retries and fallbacks) until the exchange ends; a client
   // that leaves first cancels it.
-  responder->on_disconnect([call = *call] { call->cancel(); });
+  responder->on_disconnect([call = *call, weak = std::weak_ptr<Exchange>(exchange)] {
+    if (auto e = weak.lock()) e->client_left();
+    call->cancel();
+  });
 }
 
 std::string Gateway::metrics_text() const {
@@ -153,6 +298,21 @@ std::string Gateway::metrics_text() const {
     family("deployment_ttft_ewma_seconds", "gauge", "Moving average of time to first event.", [](const auto& s) { return s.ttft_ewma_s; });
     family("deployment_breaker_open", "gauge", "1 while the deployment's circuit breaker is open or half-open.",
            [](const auto& s) { return s.breaker == "closed" ? 0 : 1; });
+  }
+  if (tenants_ != nullptr) out += tenants_->metrics_text();
+  if (ledger_ != nullptr) {
+    const metering::LedgerStats s = ledger_->stats();
+    auto one = [&](const char* name, const char* type, const char* help, auto value) {
+      prometheus_header(out, name, type, help);
+      out += fmt::format("tern:{} {}\n", name, value);
+    };
+    one("ledger_rows_written_total", "counter", "Ledger rows committed.", s.rows_written);
+    one("ledger_batches_total", "counter", "Ledger transactions committed.", s.batches);
+    one("ledger_write_errors_total", "counter", "Failed ledger transactions (each retried).", s.write_errors);
+    one("ledger_rows_spilled_total", "counter", "Rows the store refused after retries, appended to the spill file.", s.rows_spilled);
+    one("ledger_rows_deleted_total", "counter", "Rows deleted by retention.", s.rows_deleted);
+    one("ledger_queue_rows", "gauge", "Rows waiting for the writer thread.", s.queued);
+    one("ledger_last_commit_seconds", "gauge", "Duration of the last ledger transaction.", s.last_commit_seconds);
   }
   return out;
 }

@@ -1,12 +1,15 @@
 #pragma once
 // The API surface of `tern serve`: the OpenAI routes (/v1/chat/completions, /v1/completions,
-// /v1/models), the Anthropic route (/v1/messages) and the operational ones (/health, /ready,
-// /metrics), registered on the HTTP server's route table. Each generation request is parsed by its
-// schema adapter into a neutral api::Request, handed to the router, and the router's neutral events
-// are rendered back by the same adapter:
+// /v1/models, /v1/usage), the Anthropic route (/v1/messages), the admin API (/admin/..., admin.h) and
+// the operational ones (/health, /ready, /metrics), registered on the HTTP server's route table.
+// Each generation request is authenticated and admitted by the tenants layer, parsed by its schema
+// adapter into a neutral api::Request, handed to the router, and the router's neutral events are
+// rendered back by the same adapter:
 //
-//   http::Server ─► parse (openai/ | anthropic/) ─► Router::submit ─► Provider (local | remote)
+//   http::Server ─► key (tenants/) ─► parse (openai/ | anthropic/) ─► allow-list, limits, budget
+//     ─► Router::submit ─► Provider (local | remote)
 //   Responder ◄── Renderer (openai/ | anthropic/) ◄── events, run on the connection's strand
+//                      ▲ the last bytes wait for the request's ledger row to be committed
 //
 // A stream's head is sent with the first event, so a deployment that fails before answering can be
 // retried or replaced without the client seeing anything but the answer.
@@ -16,14 +19,17 @@
 #include <string>
 
 #include "http/server.h"
+#include "metering/ledger_writer.h"
 #include "router/router.h"
+#include "tenants/tenants.h"
 
 namespace tern::api {
 
 class Gateway {
  public:
-  /// Registers the routes on `server` (before server.start()).
-  explicit Gateway(http::Server& server);
+  /// Registers the routes on `server` (before server.start()). `tenants` (keys, limits, budgets) and
+  /// `ledger` may be null: an open server, and no ledger.
+  Gateway(http::Server& server, tenants::Tenants* tenants, metering::LedgerWriter* ledger);
 
   /// Makes the models servable; until then generation answers 503 and /ready says "loading".
   void set_router(router::Router* router) { router_.store(router); }
@@ -35,8 +41,14 @@ class Gateway {
   std::string metrics_text() const;
 
   http::Server& server_;
+  tenants::Tenants* tenants_;
+  metering::LedgerWriter* ledger_;
   std::atomic<router::Router*> router_{nullptr};
   std::function<std::string()> metrics_source_;
 };
+
+/// The caller of a request from its Authorization or x-api-key header: nullopt on an open server; an
+/// error (401) when a key is needed and missing or wrong.
+std::expected<std::optional<tenants::Principal>, ApiError> authenticate(tenants::Tenants* tenants, const http::Request& request);
 
 }  // namespace tern::api

@@ -14,6 +14,8 @@ namespace tern::api {
 class Renderer {
  public:
   virtual ~Renderer() = default;
+  /// The response's id (chatcmpl-..., msg_...): also the ledger's request id.
+  virtual const std::string& id() const = 0;
   /// Bytes that open a stream, sent with the first event (`model` is who answered).
   virtual std::string stream_start(const std::string& model) = 0;
   /// SSE bytes for one event; the last event's bytes also close the stream ([DONE], message_stop).

@@ -23,6 +23,8 @@ Runner add_bench_command(CLI::App& app);
 Runner add_run_command(CLI::App& app);
 Runner add_chat_command(CLI::App& app);
 Runner add_serve_command(CLI::App& app);
+Runner add_keys_command(CLI::App& app);
+Runner add_usage_command(CLI::App& app);
 
 /// Progress on stderr: a redrawn line on a terminal, one line per stage otherwise (logs stay short).
 models::ProgressFn stderr_progress();

@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   runners["run"] = tern::cli::add_run_command(app);
   runners["chat"] = tern::cli::add_chat_command(app);
   runners["serve"] = tern::cli::add_serve_command(app);
+  runners["keys"] = tern::cli::add_keys_command(app);
+  runners["usage"] = tern::cli::add_usage_command(app);
   CLI11_PARSE(app, argc, argv);
   for (CLI::App* command : app.get_subcommands()) {
     return runners.at(command->get_name())();

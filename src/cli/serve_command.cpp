@@ -11,7 +11,12 @@
 #include <memory>
 #include <string>
 
+#include <thread>
+
 #include "api/gateway.h"
+#include "metering/ledger_writer.h"
+#include "tenants/tenants.h"
+#include "util/tern_home.h"
 #include "cli/commands.h"
 #include "http/server.h"
 #include "kernels/cpu/cpu_features.h"
@@ -40,6 +45,11 @@ struct ServeOptions {
   int64_t max_running = 64;
   int64_t max_waiting = 4096;
   bool no_prefix_caching = false;
+  std::string keys_db;
+  std::string ledger;
+  int64_t ledger_retention_days = -1;
+  double budget_alert = 0.8;
+  bool insecure_no_auth = false;
   double drain_timeout_s = 30;
   double read_timeout_s = 30;
   double write_timeout_s = 30;
@@ -56,6 +66,43 @@ void raise_descriptor_limit() {
     limit.rlim_cur = limit.rlim_max;
     setrlimit(RLIMIT_NOFILE, &limit);
   }
+}
+
+bool is_loopback(const std::string& host) { return host == "localhost" || host == "::1" || host.starts_with("127."); }
+
+/// The key store, and the ledger unless it is "off"; the server refuses to start if either fails.
+struct Accounting {
+  std::unique_ptr<metering::LedgerWriter> ledger;
+  std::unique_ptr<tenants::Tenants> tenants;
+};
+
+Result<Accounting> open_accounting(const ServeOptions& o, const router::GatewayConfig& config) {
+  Accounting out;
+  const std::string location = !o.ledger.empty() ? o.ledger : !config.ledger.empty() ? config.ledger : metering::default_ledger_path();
+  if (location != "off") {
+    auto store = metering::open_ledger(location);
+    if (!store) return std::unexpected(store.error());
+    const int64_t retention = o.ledger_retention_days >= 0 ? o.ledger_retention_days : std::max<int64_t>(0, config.ledger_retention_days);
+    std::fprintf(stderr, "tern serve: ledger: %s%s\n", (*store)->describe().c_str(),
+                 retention > 0 ? fmt::format(" (rows kept {} days)", retention).c_str() : "");
+    out.ledger = std::make_unique<metering::LedgerWriter>(
+        std::move(*store), metering::LedgerWriterOptions{.retention_days = retention, .max_batch_rows = 8192, .retention_batch_rows = 5000,
+                                                         .spill_path = tern_home() + "/ledger-spill.jsonl"});
+  }
+  const std::string keys_path = !o.keys_db.empty() ? o.keys_db : !config.keys_db.empty() ? config.keys_db : tenants::KeyStore::default_path();
+  auto keys = tenants::KeyStore::open(keys_path);
+  if (!keys) return std::unexpected(keys.error());
+  metering::LedgerWriter* ledger = out.ledger.get();
+  auto spend = [ledger](const std::string& key_id, int64_t since_ms) -> Result<double> {
+    if (ledger == nullptr) return 0.0;
+    auto totals = ledger->store().usage({.from_ms = since_ms, .to_ms = INT64_MAX, .key_id = key_id, .group_by = metering::GroupBy::kNone});
+    if (!totals) return std::unexpected(totals.error());
+    return totals->empty() ? 0.0 : totals->front().cost_usd;
+  };
+  out.tenants = std::make_unique<tenants::Tenants>(std::move(*keys), spend, tenants::TenantOptions{.budget_alert_ratio = o.budget_alert});
+  std::fprintf(stderr, "tern serve: keys: %s (%s)\n", keys_path.c_str(),
+               out.tenants->auth_required() ? "every request needs a key" : "none yet: the server is open");
+  return out;
 }
 
 /// -m and its flags as a one-model config.
@@ -105,7 +152,28 @@ int serve(const ServeOptions& o) {
   server_config.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.read_timeout_s * 1000));
   server_config.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.write_timeout_s * 1000));
 
-  // Declared in this order so that they are destroyed in the reverse: the server's sessions last.
+  // Declared in this order so that they are destroyed in the reverse: the server's sessions before
+  // the ledger and the keys their exchanges still write to.
+  auto accounting = open_accounting(o, *config);
+  if (!accounting) {
+    std::fprintf(stderr, "error: %s\n", accounting.error().message.c_str());
+    return 1;
+  }
+  if (!accounting->tenants->auth_required() && !is_loopback(server_config.host) && !o.insecure_no_auth) {
+    std::fprintf(stderr,
+                 "error: no API keys exist, so anyone who can reach %s could use this server. Create one first "
+                 "(tern keys create --name NAME), listen on 127.0.0.1, or pass --insecure-no-auth\n",
+                 server_config.host.c_str());
+    return 2;
+  }
+  tenants::Tenants& tenants = *accounting->tenants;
+  // Keys created or revoked by `tern keys` in another process take effect within a second.
+  std::jthread key_watcher([&tenants](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      for (int i = 0; i < 10 && !stop.stop_requested(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      tenants.reload_if_changed();
+    }
+  });
   http::Server server(server_config);
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     std::fprintf(stderr, "error: give both --tls-cert and --tls-key\n");
@@ -117,7 +185,7 @@ int serve(const ServeOptions& o) {
       return 1;
     }
   }
-  api::Gateway gateway(server);
+  api::Gateway gateway(server, &tenants, accounting->ledger.get());
   router::LocalModelSet local_models(config->memory_budget_bytes);
   router::Router router;
   auto port = server.listen();
@@ -164,6 +232,8 @@ int serve(const ServeOptions& o) {
                o.config_file.empty() ? "" : (" from " + o.config_file).c_str());
   server.wait();
   router.stop_all();
+  // Rows of requests that just finished are committed while their connections can still be answered.
+  if (accounting->ledger) accounting->ledger->flush();
   std::fprintf(stderr, "tern serve: stopped\n");
   return 0;
 }
@@ -195,6 +265,14 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   command->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse the KV cache of shared prompt prefixes");
   command->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's)");
+  command->add_option("--keys-db", o->keys_db, "API key store (SQLite; default $TERN_HOME/keys.db; see tern keys)");
+  command->add_option("--ledger", o->ledger, "Where each request's usage and cost are recorded: a SQLite file (default $TERN_HOME/ledger.db), "
+                                             "a postgresql:// URL, or off");
+  command->add_option("--ledger-retention-days", o->ledger_retention_days, "Delete ledger rows older than this (0: keep everything)")
+      ->check(CLI::Range(int64_t{0}, int64_t{36500}));
+  command->add_option("--budget-alert", o->budget_alert, "Share of a key's budget past which tern:key_budget_alert is 1")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  command->add_flag("--insecure-no-auth", o->insecure_no_auth, "Listen on a non-loopback address although no API key exists");
   command->add_option("--tls-cert", o->tls_cert, "Serve HTTPS: certificate chain (PEM)");
   command->add_option("--tls-key", o->tls_key, "Serve HTTPS: private key (PEM)");
   command->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body")->capture_default_str();

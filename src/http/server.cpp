@@ -28,7 +28,6 @@ constexpr size_t kMaxHeaderBytes = 16 * 1024;
 
 struct Route {
   std::map<std::string, Handler> by_method;
-  bool is_public = false;
 };
 
 Response default_error(int status, std::string message, std::string code) {
@@ -45,12 +44,38 @@ std::string_view Request::header(std::string_view name) const {
   return {};
 }
 
+std::string Request::query_param(std::string_view name) const {
+  const size_t question = target.find('?');
+  if (question == std::string::npos) return {};
+  std::string_view query = std::string_view(target).substr(question + 1);
+  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    const std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    std::string value;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '+') value += ' ';
+      else if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
+        value += static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
+        i += 2;
+      } else {
+        value += raw[i];
+      }
+    }
+    return value;
+  }
+  return {};
+}
+
 struct Server::Impl {
   // State sessions read, declared before the io_context: sessions still queued in it are destroyed
   // with it, and must find these alive.
   ServerConfig config;
   std::map<std::string, Route> routes;
-  AuthHook auth_hook;
   ErrorRenderer error_renderer = default_error;
   std::function<void()> drain_hook;
   std::unique_ptr<net::ssl::context> tls;  // --tls-cert / --tls-key
@@ -253,9 +278,6 @@ class Session : public std::enable_shared_from_this<Session> {
       Response response = server_.error_renderer(405, fmt::format("use {} for {}", allowed, request.path), "method_not_allowed");
       response.headers.emplace_back("Allow", allowed);
       return send(serial_, std::move(response));
-    }
-    if (!route->second.is_public && server_.auth_hook) {
-      if (auto refused = server_.auth_hook(request)) return send(serial_, std::move(*refused));
     }
     handler->second(request, make_responder());
   }
@@ -500,13 +522,10 @@ Server::~Server() {
   }
 }
 
-void Server::route(std::string method, std::string path, Handler handler, bool is_public) {
-  Route& route = impl_->routes[std::move(path)];
-  route.by_method[std::move(method)] = std::move(handler);
-  route.is_public = is_public;
+void Server::route(std::string method, std::string path, Handler handler) {
+  impl_->routes[std::move(path)].by_method[std::move(method)] = std::move(handler);
 }
 
-void Server::set_auth_hook(AuthHook hook) { impl_->auth_hook = std::move(hook); }
 void Server::set_error_renderer(ErrorRenderer renderer) { impl_->error_renderer = std::move(renderer); }
 void Server::set_drain_hook(std::function<void()> hook) { impl_->drain_hook = std::move(hook); }
 

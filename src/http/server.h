@@ -4,7 +4,7 @@
 // buffers each. It knows routes, bodies, chunked streaming and timeouts — nothing of OpenAI or
 // Anthropic: the schema adapters (src/api/) register handlers on its route table.
 //
-//   request ─► read (header limit, body limit, read timeout) ─► auth hook ─► route table ─► handler
+//   request ─► read (header limit, body limit, read timeout) ─► route table ─► handler
 //   handler ─► Responder: send() a whole response, or start_stream() / write() ... / end_stream()
 //
 // A Responder may be used from any thread (engine and upstream threads stream through it): each call
@@ -41,6 +41,8 @@ struct Request {
 
   /// The first header of that name (case-insensitive), or empty.
   std::string_view header(std::string_view name) const;
+  /// A query parameter, percent-decoded ("+" as space); empty if absent.
+  std::string query_param(std::string_view name) const;
 };
 
 struct Response {
@@ -76,8 +78,6 @@ class Responder {
 
 /// Called on the connection's strand; must not block. It answers through the responder, now or later.
 using Handler = std::function<void(const Request& request, std::shared_ptr<Responder> responder)>;
-/// Runs before every non-public route's handler; a response refuses the request (401, 403, 429).
-using AuthHook = std::function<std::optional<Response>(const Request& request)>;
 
 struct ServerConfig {
   std::string host = "127.0.0.1";
@@ -96,9 +96,9 @@ class Server {
   explicit Server(ServerConfig config);
   ~Server();
 
-  /// Route table; register before start(). `is_public` routes skip the auth hook (health, metrics).
-  void route(std::string method, std::string path, Handler handler, bool is_public = false);
-  void set_auth_hook(AuthHook hook);
+  /// Route table; register before start(). Authentication is the handlers' business (the gateway
+  /// knows which schema a refusal must be written in, and who the caller is).
+  void route(std::string method, std::string path, Handler handler);
   void set_error_renderer(ErrorRenderer renderer);
   /// Called once on drain, when no exchange is open any more or the drain timeout passed: abort what
   /// is left (its exchanges still get their final writes in the next 300 ms).

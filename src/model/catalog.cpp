@@ -49,12 +49,6 @@ const CatalogEntry* find_in_catalog(std::string_view alias) {
   return nullptr;
 }
 
-std::string tern_home() {
-  if (const char* home = std::getenv("TERN_HOME"); home != nullptr && *home != '\0') return home;
-  const char* user_home = std::getenv("HOME");
-  return std::string(user_home != nullptr ? user_home : ".") + "/.cache/tern";
-}
-
 namespace {
 
 namespace fs = std::filesystem;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "util/result.h"
+#include "util/tern_home.h"
 
 namespace tern::models {
 
@@ -37,8 +38,7 @@ const CatalogEntry* find_in_catalog(std::string_view alias);
 /// The default model for commands given none.
 inline constexpr std::string_view kDefaultModel = "smollm2-135m";
 
-/// $TERN_HOME, else ~/.cache/tern.
-std::string tern_home();
+using tern::tern_home;  // util/tern_home.h
 
 /// Progress of a long step: what is being done, bytes done and total (total 0 when unknown).
 using ProgressFn = std::function<void(std::string_view stage, uint64_t done, uint64_t total)>;

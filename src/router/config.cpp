@@ -265,8 +265,15 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
   out.path = path;
   if (!root || root.IsNull()) return fail("{}: the file is empty", path);
   try {
-    if (auto ok = r.only_keys(root, "", {"server", "models", "deployments", "routes", "memory_budget"}); !ok) return std::unexpected(ok.error());
+    if (auto ok = r.only_keys(root, "", {"server", "models", "deployments", "routes", "memory_budget", "ledger",
+                                                "ledger_retention_days", "keys_db"});
+        !ok) {
+      return std::unexpected(ok.error());
+    }
     TRY_ASSIGN(out.memory_budget_bytes, r.bytes(root, "", "memory_budget"));
+    TRY_ASSIGN(out.ledger, r.string(root, "", "ledger", false));
+    TRY_ASSIGN(out.ledger_retention_days, r.integer(root, "", "ledger_retention_days", 0, 36500, -1));
+    TRY_ASSIGN(out.keys_db, r.string(root, "", "keys_db", false));
     if (const YAML::Node server = root["server"]; server) {
       if (auto ok = r.only_keys(server, "server", {"host", "port"}); !ok) return std::unexpected(ok.error());
       TRY_ASSIGN(out.host, r.string(server, "server", "host", false));

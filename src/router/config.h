@@ -41,6 +41,10 @@ struct GatewayConfig {
   std::vector<RemoteEntry> remote;
   std::vector<RouteEntry> routes;   ///< every local model and remote deployment is also a route of its own name
   int64_t memory_budget_bytes = 0;  ///< 0: no budget
+  // Tenants and metering — flags on the command line win over these.
+  std::string ledger;                  ///< a SQLite path or postgresql:// URL; empty: the default
+  int64_t ledger_retention_days = -1;  ///< -1: not set; 0: keep everything
+  std::string keys_db;                 ///< empty: $TERN_HOME/keys.db
   // `server:` — flags on the command line win over these.
   std::string host;
   int port = -1;  ///< -1: not set

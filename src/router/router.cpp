@@ -245,7 +245,8 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   void deliver(api::Event&& event) {
     {
       std::lock_guard lock(mutex_);
-      if (cancelled_ || delivered_final_) return;
+      // After a cancel only the last event goes on: it carries the usage the ledger records.
+      if (delivered_final_ || (cancelled_ && !event.finished)) return;
       if (event.finished) delivered_final_ = true;
     }
     sink_(std::move(event));
@@ -427,6 +428,15 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
                 .type = "invalid_request_error", .param = "provider", .code = "no_deployment", .is_retryable = false, .retry_after = {}};
   }
   return out;
+}
+
+double Router::max_cost_usd(const api::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const {
+  ApiError ignored;
+  double most = 0;
+  const api::Usage usage{.prompt_tokens = prompt_tokens, .completion_tokens = completion_tokens, .cached_tokens = 0,
+                         .cache_write_tokens = 0, .cost_usd = std::nullopt};
+  for (const auto& [d, unused] : candidates(request, ignored)) most = std::max(most, call_cost_usd(d->config.prices, usage));
+  return most;
 }
 
 std::expected<std::shared_ptr<Call>, ApiError> Router::submit(const api::Request& request, api::EventSink sink) {

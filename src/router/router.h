@@ -94,6 +94,10 @@ class Router {
   /// Stops every provider (shutdown): what is in flight ends.
   void stop_all();
 
+  /// The most `request` could cost on any deployment it may go to, for these token counts (budgets
+  /// hold this much while it runs).
+  double max_cost_usd(const api::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const;
+
   /// Routes and starts `request`; events reach `sink` with `model` set to the public name that
   /// answered and, on the last, usage.cost_usd. An error here: nothing could start (unknown model, a
   /// non-retryable refusal, every candidate failing at once).

@@ -40,7 +40,7 @@ Result<int64_t> parse_bytes(const std::string& text) {
   return static_cast<int64_t>(parsed->value * scale);
 }
 
-Result<double> parse_seconds(const std::string& text) {
+Result<double> parse_seconds(const std::string& text, double max_days) {
   if (text == "off") return 0.0;
   auto parsed = split_number(text);
   if (!parsed) return fail("'{}' is not a duration (examples: 100ms, 0.5s, off)", text);
@@ -48,8 +48,9 @@ Result<double> parse_seconds(const std::string& text) {
   if (parsed->unit == "ms") scale = 1e-3;
   else if (parsed->unit == "m") scale = 60;
   else if (parsed->unit == "h") scale = 3600;
-  else if (parsed->unit != "s" && !parsed->unit.empty()) return fail("'{}' has an unknown unit (use ms, s, m or h)", text);
-  if (!(parsed->value >= 0) || parsed->value * scale > 7 * 86400) return fail("'{}' must be between 0 and 7 days", text);
+  else if (parsed->unit == "d") scale = 86400;
+  else if (parsed->unit != "s" && !parsed->unit.empty()) return fail("'{}' has an unknown unit (use ms, s, m, h or d)", text);
+  if (!(parsed->value >= 0) || parsed->value * scale > max_days * 86400) return fail("'{}' must be between 0 and {} days", text, max_days);
   return parsed->value * scale;
 }
 

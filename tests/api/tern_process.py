@@ -1,7 +1,11 @@
 """A `tern serve` process for the end-to-end tests: started on a free port, waited for until ready,
-its stderr kept (for failure messages and log assertions), stopped with SIGTERM."""
+its stderr kept (for failure messages and log assertions), stopped with SIGTERM. Unless the test
+names them, its key store and ledger live in a temporary directory: a developer's own keys
+($TERN_HOME/keys.db) never close the test's server, and tests never write to their ledger."""
 import os
 import re
+import shutil
+import tempfile
 import signal
 import subprocess
 import sys
@@ -11,6 +15,12 @@ import time
 
 class TernServe:
     def __init__(self, tern, args, env=None, timeout=60):
+        args = list(args)
+        self.state_dir = tempfile.mkdtemp(prefix="tern-serve-")
+        if "--keys-db" not in args:
+            args += ["--keys-db", os.path.join(self.state_dir, "keys.db")]
+        if "--ledger" not in args:
+            args += ["--ledger", os.path.join(self.state_dir, "ledger.db")]
         self.proc = subprocess.Popen([tern, "serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=env)
         self.log = []
         self.port = None
@@ -42,3 +52,4 @@ class TernServe:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -28,9 +28,11 @@ TEST(Units, Seconds) {
   EXPECT_EQ(parse_seconds("soon").error().message, "'soon' is not a duration (examples: 100ms, 0.5s, off)");
   EXPECT_DOUBLE_EQ(*parse_seconds("5m"), 300.0);
   EXPECT_DOUBLE_EQ(*parse_seconds("2h"), 7200.0);
-  EXPECT_EQ(parse_seconds("5parsecs").error().message, "'5parsecs' has an unknown unit (use ms, s, m or h)");
+  EXPECT_EQ(parse_seconds("5parsecs").error().message, "'5parsecs' has an unknown unit (use ms, s, m, h or d)");
   EXPECT_EQ(parse_seconds("-1s").error().message, "'-1s' must be between 0 and 7 days");
   EXPECT_EQ(parse_seconds("169h").error().message, "'169h' must be between 0 and 7 days");
+  EXPECT_DOUBLE_EQ(*parse_seconds("30d", 36500), 30 * 86400.0);
+  EXPECT_EQ(parse_seconds("8d").error().message, "'8d' must be between 0 and 7 days");
 }
 
 }  // namespace

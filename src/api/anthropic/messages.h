@@ -24,6 +24,7 @@ class AnthropicRenderer final : public Renderer {
  public:
   explicit AnthropicRenderer(const Request& request);
 
+  const std::string& id() const override { return id_; }
   std::string stream_start(const std::string& model) override;
   std::string stream_event(const Event& event) override;
   std::string stream_error(const ApiError& error) override;

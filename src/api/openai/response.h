@@ -16,6 +16,7 @@ class OpenAiRenderer final : public Renderer {
  public:
   explicit OpenAiRenderer(const Request& request);
 
+  const std::string& id() const override { return id_; }
   std::string stream_start(const std::string& model) override;
   std::string stream_event(const Event& event) override;
   std::string stream_error(const ApiError& error) override;

@@ -1,0 +1,28 @@
+#pragma once
+// The admin API (admin keys only) and a key's own usage:
+//   GET  /admin/keys                     every key (never secrets or hashes)
+//   POST /admin/keys                     create: {name, org?, models?, rpm?, tpm?, max_parallel?,
+//                                        budget_usd?, budget_period?, expires?, admin?} -> the secret, once
+//   POST /admin/keys/update              {key: id or name, ...fields to change}
+//   POST /admin/keys/revoke              {key: id or name}
+//   GET  /admin/audit?limit=N            who created, changed or revoked what, newest first
+//   GET  /admin/usage?from&to&group_by&key   spend from the ledger
+//   GET  /v1/usage?from&to&group_by      the calling key's own spend
+// Key changes go through the same KeyStore as `tern keys`, audited with the admin key's id as actor.
+// Database work runs on the ledger's query thread, never on an I/O thread.
+
+#include "http/server.h"
+#include "metering/ledger_writer.h"
+#include "tenants/tenants.h"
+
+namespace tern::api {
+
+void register_admin_routes(http::Server& server, tenants::Tenants* tenants, metering::LedgerWriter* ledger);
+
+/// A usage query from request parameters (from, to: "2026-11-01", "2026-11-01T12:00:00Z" or Unix
+/// seconds; from defaults to the start of this month, to to now; group_by: key|org|model|deployment|day).
+Result<metering::UsageQuery> usage_query(const std::string& from, const std::string& to, const std::string& group_by);
+/// The JSON both usage endpoints answer with.
+nlohmann::json usage_json(const metering::UsageQuery& query, const std::vector<metering::UsageTotals>& totals);
+
+}  // namespace tern::api

@@ -1,0 +1,356 @@
+#include "tenants/tenants.h"
+
+#include <openssl/crypto.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+#include "util/prometheus.h"
+#include "util/sha256.h"
+
+namespace tern::tenants {
+
+/// One key's live state: its record, token buckets, in-flight count and spend this period.
+struct KeyState {
+  std::mutex mutex;
+  ApiKey key;
+  double request_bucket = 0;  // requests available now (capacity rpm, refilled at rpm/60 per second)
+  double token_bucket = 0;    // tokens available now (capacity tpm); negative after an overrun
+  int64_t refilled_ms = 0;
+  int64_t in_flight = 0;
+  double spent_usd = 0;       // this period, settled requests
+  double reserved_usd = 0;    // estimated cost of requests in flight
+  int64_t period_start = 0;
+  Tenants* owner = nullptr;
+};
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+/// Tops the buckets up for the time passed and starts a new budget period when one began.
+void refresh(KeyState& s, int64_t now) {
+  const double elapsed_s = std::max<int64_t>(0, now - s.refilled_ms) / 1000.0;
+  s.refilled_ms = now;
+  const KeyLimits& l = s.key.limits;
+  if (l.rpm > 0) s.request_bucket = std::min<double>(static_cast<double>(l.rpm), s.request_bucket + elapsed_s * static_cast<double>(l.rpm) / 60);
+  if (l.tpm > 0) s.token_bucket = std::min<double>(static_cast<double>(l.tpm), s.token_bucket + elapsed_s * static_cast<double>(l.tpm) / 60);
+  const int64_t period = period_start_ms(l.budget_period, now);
+  if (period != s.period_start) {
+    s.period_start = period;
+    s.spent_usd = 0;
+  }
+}
+
+/// "6m0s", "1s", "120ms" as OpenAI writes its x-ratelimit-reset-* headers.
+std::string reset_text(double seconds) {
+  if (seconds < 1) return fmt::format("{}ms", std::max(0, static_cast<int>(std::ceil(seconds * 1000))));
+  const int64_t whole = static_cast<int64_t>(std::ceil(seconds));
+  if (whole < 60) return fmt::format("{}s", whole);
+  return fmt::format("{}m{}s", whole / 60, whole % 60);
+}
+
+Headers limit_headers(const KeyState& s) {
+  Headers out;
+  const KeyLimits& l = s.key.limits;
+  if (l.rpm > 0) {
+    const double rate = static_cast<double>(l.rpm) / 60;
+    out.emplace_back("x-ratelimit-limit-requests", std::to_string(l.rpm));
+    out.emplace_back("x-ratelimit-remaining-requests", std::to_string(std::max<int64_t>(0, static_cast<int64_t>(s.request_bucket))));
+    out.emplace_back("x-ratelimit-reset-requests", reset_text((static_cast<double>(l.rpm) - s.request_bucket) / rate));
+  }
+  if (l.tpm > 0) {
+    const double rate = static_cast<double>(l.tpm) / 60;
+    out.emplace_back("x-ratelimit-limit-tokens", std::to_string(l.tpm));
+    out.emplace_back("x-ratelimit-remaining-tokens", std::to_string(std::max<int64_t>(0, static_cast<int64_t>(s.token_bucket))));
+    out.emplace_back("x-ratelimit-reset-tokens", reset_text((static_cast<double>(l.tpm) - s.token_bucket) / rate));
+  }
+  return out;
+}
+
+std::string day_text(int64_t ms) { return metering::utc_day(ms); }
+
+}  // namespace
+
+int64_t period_start_ms(BudgetPeriod period, int64_t now) {
+  const std::time_t seconds = static_cast<std::time_t>(now / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  if (period == BudgetPeriod::kWeek) tm.tm_mday -= (tm.tm_wday + 6) % 7;  // back to Monday
+  if (period == BudgetPeriod::kMonth) tm.tm_mday = 1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000;
+}
+
+int64_t period_end_ms(BudgetPeriod period, int64_t start_ms) {
+  if (period == BudgetPeriod::kDay) return start_ms + 86'400'000;
+  if (period == BudgetPeriod::kWeek) return start_ms + 7 * 86'400'000LL;
+  const std::time_t seconds = static_cast<std::time_t>(start_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  tm.tm_mon += 1;  // timegm normalises December + 1 into January of the next year
+  return static_cast<int64_t>(timegm(&tm)) * 1000;
+}
+
+Admission::Admission(std::shared_ptr<KeyState> state, int64_t reserved_tokens, double reserved_cost, Headers headers)
+    : state_(std::move(state)), reserved_tokens_(reserved_tokens), reserved_cost_(reserved_cost), headers_(std::move(headers)) {}
+
+Admission::~Admission() {
+  if (!settled_) settle(0, 0);
+}
+
+void Admission::settle(int64_t tokens_used, double cost_usd) {
+  if (settled_) return;
+  settled_ = true;
+  std::lock_guard lock(state_->mutex);
+  refresh(*state_, now_ms());
+  if (state_->key.limits.tpm > 0) state_->token_bucket += static_cast<double>(reserved_tokens_ - tokens_used);
+  if (state_->key.limits.tpm > 0) state_->token_bucket = std::min<double>(state_->token_bucket, static_cast<double>(state_->key.limits.tpm));
+  state_->in_flight -= 1;
+  state_->reserved_usd = std::max(0.0, state_->reserved_usd - reserved_cost_);
+  state_->spent_usd += cost_usd;
+}
+
+Tenants::Tenants(std::unique_ptr<KeyStore> keys, SpendSource spend_source, TenantOptions options)
+    : keys_(std::move(keys)), spend_source_(std::move(spend_source)), options_(options) {
+  reload();
+}
+
+Tenants::~Tenants() = default;
+
+bool Tenants::auth_required() const {
+  std::shared_lock lock(states_mutex_);
+  return any_usable_;
+}
+
+void Tenants::reload_if_changed() {
+  const int64_t version = keys_->data_version();
+  if (version == data_version_) return;
+  reload();
+}
+
+void Tenants::reload() {
+  data_version_ = keys_->data_version();
+  auto keys = keys_->list();
+  if (!keys) {
+    std::fprintf(stderr, "tern serve: keys: %s\n", keys.error().message.c_str());
+    return;
+  }
+  const int64_t now = now_ms();
+  for (const ApiKey& key : *keys) {
+    if (auto existing = state_of(key.id)) {
+      std::lock_guard lock(existing->mutex);
+      const bool limits_grew = key.limits.rpm != existing->key.limits.rpm || key.limits.tpm != existing->key.limits.tpm;
+      existing->key = key;
+      if (limits_grew) {
+        existing->request_bucket = std::min<double>(existing->request_bucket, static_cast<double>(key.limits.rpm));
+        existing->token_bucket = std::min<double>(existing->token_bucket, static_cast<double>(key.limits.tpm));
+      }
+      continue;
+    }
+    auto state = std::make_shared<KeyState>();
+    state->key = key;
+    state->owner = this;
+    state->request_bucket = static_cast<double>(key.limits.rpm);
+    state->token_bucket = static_cast<double>(key.limits.tpm);
+    state->refilled_ms = now;
+    state->period_start = period_start_ms(key.limits.budget_period, now);
+    // Budgets survive restarts: this period's spend so far is in the ledger.
+    if (spend_source_ && key.revoked_ms == 0) {
+      if (auto spent = spend_source_(key.id, state->period_start); spent) {
+        state->spent_usd = *spent;
+      } else {
+        std::fprintf(stderr, "tern serve: keys: reading %s's spend from the ledger: %s\n", key.id.c_str(), spent.error().message.c_str());
+      }
+    }
+    std::unique_lock lock(states_mutex_);
+    states_.emplace(key.id, std::move(state));
+  }
+  std::unique_lock lock(states_mutex_);
+  // Once any key exists the server requires keys; revoking every key does not open it again.
+  any_usable_ = !keys->empty();
+}
+
+std::shared_ptr<KeyState> Tenants::state_of(const std::string& key_id) const {
+  std::shared_lock lock(states_mutex_);
+  auto it = states_.find(key_id);
+  return it == states_.end() ? nullptr : it->second;
+}
+
+std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std::string_view authorization, std::string_view x_api_key) const {
+  std::string_view secret = x_api_key;
+  if (authorization.size() > 7 && (authorization.substr(0, 7) == "Bearer " || authorization.substr(0, 7) == "bearer ")) {
+    secret = authorization.substr(7);
+  }
+  while (!secret.empty() && secret.back() == ' ') secret.remove_suffix(1);
+  if (!auth_required()) return std::nullopt;  // open server: whatever the client sends is ignored
+  auto unauthorized = [](std::string message, std::string code) {
+    // OpenAI's shape: type invalid_request_error, code invalid_api_key; Anthropic's adapter maps 401
+    // to authentication_error.
+    return std::unexpected(api::server_error(401, std::move(message), std::move(code)));
+  };
+  if (secret.empty()) {
+    return unauthorized("no API key: send it as 'Authorization: Bearer tern-sk-...' or 'x-api-key: tern-sk-...'", "missing_api_key");
+  }
+  const std::string id = key_id_of(secret);
+  std::shared_ptr<KeyState> state = id.empty() ? nullptr : state_of(id);
+  if (state == nullptr) return unauthorized("invalid API key", "invalid_api_key");
+  std::lock_guard lock(state->mutex);
+  const std::string hash = hash_secret(state->key.salt, secret);
+  if (hash.size() != state->key.hash.size() || CRYPTO_memcmp(hash.data(), state->key.hash.data(), hash.size()) != 0) {
+    return unauthorized("invalid API key", "invalid_api_key");
+  }
+  if (state->key.revoked_ms != 0) return unauthorized(fmt::format("API key {} has been revoked", id), "revoked_api_key");
+  if (!state->key.is_usable(now_ms())) return unauthorized(fmt::format("API key {} expired on {}", id, day_text(state->key.expires_ms)), "expired_api_key");
+  return Principal{.key_id = state->key.id, .name = state->key.name, .org = state->key.org, .admin = state->key.admin};
+}
+
+bool Tenants::may_use(const Principal& principal, const std::string& model) const {
+  auto state = state_of(principal.key_id);
+  if (state == nullptr) return false;
+  std::lock_guard lock(state->mutex);
+  const auto& models = state->key.limits.models;
+  return models.empty() || std::find(models.begin(), models.end(), model) != models.end();
+}
+
+std::expected<std::unique_ptr<Admission>, Refusal> Tenants::admit(const Principal& principal, int64_t prompt_tokens_estimate,
+                                                                   std::optional<int64_t> max_tokens, double cost_estimate_usd) {
+  auto state = state_of(principal.key_id);
+  if (state == nullptr) return std::unexpected(Refusal{api::server_error(401, "invalid API key", "invalid_api_key"), {}});
+  std::unique_lock lock(state->mutex);
+  const int64_t now = now_ms();
+  refresh(*state, now);
+  const KeyLimits& l = state->key.limits;
+  auto too_many = [&](std::string reason, std::string message, double retry_after_s) {
+    Headers headers = limit_headers(*state);
+    api::ApiError error = api::server_error(429, std::move(message), reason);
+    error.retry_after = std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(retry_after_s))));
+    lock.unlock();
+    count_refusal(principal.key_id, reason);
+    return std::unexpected(Refusal{std::move(error), std::move(headers)});
+  };
+  if (l.max_parallel > 0 && state->in_flight >= l.max_parallel) {
+    return too_many("concurrency_limit_exceeded",
+                    fmt::format("key {} already has {} requests in flight (its limit is {})", principal.key_id, state->in_flight, l.max_parallel), 1);
+  }
+  if (l.rpm > 0 && state->request_bucket < 1) {
+    return too_many("rate_limit_requests",
+                    fmt::format("key {} is over its limit of {} requests per minute", principal.key_id, l.rpm),
+                    (1 - state->request_bucket) / (static_cast<double>(l.rpm) / 60));
+  }
+  int64_t reserve = prompt_tokens_estimate + max_tokens.value_or(options_.default_reserve_tokens);
+  if (l.tpm > 0) {
+    reserve = std::min(reserve, l.tpm);  // a request larger than a minute's tokens still runs once the bucket is full
+    if (state->token_bucket < static_cast<double>(reserve)) {
+      return too_many("rate_limit_tokens",
+                      fmt::format("key {} is over its limit of {} tokens per minute (this request reserves {})", principal.key_id, l.tpm, reserve),
+                      (static_cast<double>(reserve) - state->token_bucket) / (static_cast<double>(l.tpm) / 60));
+    }
+  }
+  if (l.budget_usd > 0 && (state->spent_usd >= l.budget_usd || state->spent_usd + state->reserved_usd + cost_estimate_usd > l.budget_usd)) {
+    api::ApiError error = api::server_error(402,
+        fmt::format("key {} has used ${:.4f} of its ${:.4f} {} budget{}; this request could cost up to ${:.4f}. The budget renews on {}",
+                    principal.key_id, state->spent_usd, l.budget_usd,
+                    l.budget_period == BudgetPeriod::kDay ? "daily" : l.budget_period == BudgetPeriod::kWeek ? "weekly" : "monthly",
+                    state->reserved_usd > 0 ? fmt::format(" (${:.4f} more in flight)", state->reserved_usd) : "", cost_estimate_usd,
+                    day_text(period_end_ms(l.budget_period, state->period_start))),
+        "budget_exceeded");
+    lock.unlock();
+    count_refusal(principal.key_id, "budget_exceeded");
+    return std::unexpected(Refusal{std::move(error), {}});
+  }
+  state->in_flight += 1;
+  if (l.rpm > 0) state->request_bucket -= 1;
+  if (l.tpm > 0) state->token_bucket -= static_cast<double>(reserve);
+  state->reserved_usd += cost_estimate_usd;
+  Headers headers = limit_headers(*state);
+  return std::make_unique<Admission>(state, l.tpm > 0 ? reserve : 0, cost_estimate_usd, std::move(headers));
+}
+
+std::string Tenants::cache_salt(const Principal* principal, const std::string& request_salt) {
+  if (principal == nullptr) return request_salt;
+  const std::string scope = principal->org.empty() ? "key:" + principal->key_id : "org:" + principal->org;
+  std::string material = scope;
+  material += '\0';
+  material += request_salt;
+  return sha256_hex({reinterpret_cast<const uint8_t*>(material.data()), material.size()}).substr(0, 32);
+}
+
+void Tenants::count_request(const std::string& key_id, const std::string& model, const api::Usage& usage, int status) {
+  std::lock_guard lock(metrics_mutex_);
+  auto label = std::pair{key_id, model};
+  if (!series_.contains(label) && series_.size() >= options_.max_metric_series) label = {"other", "other"};
+  Series& s = series_[label];
+  s.requests += 1;
+  if (status != 200) s.errors += 1;
+  s.prompt_tokens += usage.prompt_tokens;
+  s.cached_tokens += usage.cached_tokens;
+  s.completion_tokens += usage.completion_tokens;
+  s.cost_usd += usage.cost_usd.value_or(0);
+}
+
+void Tenants::count_refusal(const std::string& key_id, const std::string& reason) {
+  std::lock_guard lock(metrics_mutex_);
+  std::string label = key_id + '\x1f' + reason;
+  if (!refusals_.contains(label) && refusals_.size() >= options_.max_metric_series) label = std::string("other\x1f") + reason;
+  refusals_[label] += 1;
+}
+
+std::string Tenants::metrics_text() const {
+  std::string out;
+  {
+    std::lock_guard lock(metrics_mutex_);
+    auto family = [&](const char* name, const char* type, const char* help, auto value) {
+      prometheus_header(out, name, type, help);
+      for (const auto& [label, s] : series_) {
+        out += fmt::format("tern:{}{{key=\"{}\",model=\"{}\"}} {}\n", name, prometheus_label(label.first), prometheus_label(label.second), value(s));
+      }
+    };
+    family("key_requests_total", "counter", "Generation requests by API key and model.", [](const Series& s) { return s.requests; });
+    family("key_request_errors_total", "counter", "Requests that did not end with status 200.", [](const Series& s) { return s.errors; });
+    family("key_prompt_tokens_total", "counter", "Prompt tokens by API key and model.", [](const Series& s) { return s.prompt_tokens; });
+    family("key_cached_tokens_total", "counter", "Prompt tokens read from the prefix cache.", [](const Series& s) { return s.cached_tokens; });
+    family("key_completion_tokens_total", "counter", "Completion tokens by API key and model.", [](const Series& s) { return s.completion_tokens; });
+    family("key_cost_usd_total", "counter", "Cost in USD by API key and model.", [](const Series& s) { return s.cost_usd; });
+    prometheus_header(out, "key_refusals_total", "counter", "Requests refused by a key's limits or budget.");
+    for (const auto& [label, count] : refusals_) {
+      const size_t split = label.find('\x1f');
+      out += fmt::format("tern:key_refusals_total{{key=\"{}\",reason=\"{}\"}} {}\n", prometheus_label(label.substr(0, split)), label.substr(split + 1), count);
+    }
+  }
+  std::vector<std::shared_ptr<KeyState>> states;
+  {
+    std::shared_lock lock(states_mutex_);
+    for (const auto& [id, state] : states_) states.push_back(state);
+  }
+  std::string in_flight, spent, budget, alert;
+  const int64_t now = now_ms();
+  size_t shown = 0;
+  for (const auto& state : states) {
+    std::lock_guard lock(state->mutex);
+    if (state->key.revoked_ms != 0 || ++shown > options_.max_metric_series) continue;
+    refresh(*state, now);
+    const std::string key = prometheus_label(state->key.id);
+    in_flight += fmt::format("tern:key_in_flight{{key=\"{}\"}} {}\n", key, state->in_flight);
+    if (state->key.limits.budget_usd > 0) {
+      spent += fmt::format("tern:key_budget_spent_usd{{key=\"{}\"}} {}\n", key, state->spent_usd);
+      budget += fmt::format("tern:key_budget_usd{{key=\"{}\"}} {}\n", key, state->key.limits.budget_usd);
+      alert += fmt::format("tern:key_budget_alert{{key=\"{}\"}} {}\n", key, state->spent_usd >= options_.budget_alert_ratio * state->key.limits.budget_usd ? 1 : 0);
+    }
+  }
+  prometheus_header(out, "key_in_flight", "gauge", "Requests in flight by API key.");
+  out += in_flight;
+  prometheus_header(out, "key_budget_spent_usd", "gauge", "Spend in the key's current budget period.");
+  out += spent;
+  prometheus_header(out, "key_budget_usd", "gauge", "The key's budget per period.");
+  out += budget;
+  prometheus_header(out, "key_budget_alert", "gauge", "1 once a key has spent its soft threshold (--budget-alert) of its budget.");
+  out += alert;
+  return out;
+}
+
+}  // namespace tern::tenants
