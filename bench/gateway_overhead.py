@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Gateway overhead, side by side on one machine: a fixture upstream that answers at once with a
-32-chunk stream, reached (a) directly, (b) through `tern serve --config` and (c) through LiteLLM's proxy
-(its documented minimal config), each under the same `tern bench` load, one after another (the three
-share this machine's cores, so they are never loaded at the same moment):
+32-chunk stream, reached (a) directly, (b) through `tern serve --config` with no keys and no ledger,
+(c) through `tern serve` with everything a multi-tenant deployment runs — an API key checked on every
+request, its requests/min, tokens/min, concurrency and budget limits, and a SQLite ledger row committed
+before each response's last bytes — and (d) through LiteLLM's proxy (its documented minimal config),
+each under the same `tern bench` load, one after another (they share this machine's cores, so they are
+never loaded at the same moment):
 
   * open loop, Poisson arrivals at --rate req/s for --duration s;
   * closed loop, --concurrency requests in flight, --requests requests.
@@ -68,10 +71,14 @@ def cpu_seconds(pid):
     return total
 
 
-def bench(tern, url, load_args, out):
+def bench(tern, url, load_args, out, key=None):
     cmd = [tern, "bench", "--target", url, "--model", "fixture", "--input-tokens", "16", "--output-tokens", "32",
            "--tokenizer", "none", "--max-connections", "4096", "--json", out, "-q", *load_args]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if key:
+        cmd += ["--api-key-env", "TERN_OVERHEAD_KEY"]
+        env["TERN_OVERHEAD_KEY"] = key
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     with open(out) as f:
         result = json.load(f)["results"][0]
     lat = result["latency_ms"]
@@ -102,17 +109,26 @@ def main():
         upstream = f"http://127.0.0.1:{fixture_port}/v1"
         wait_http(upstream.rsplit("/v1", 1)[0] + "/health", fixture)
 
-        targets = {"direct": (upstream, None)}
-        tern_port = free_port()
+        targets = {"direct": (upstream, None, None)}
         tern_config = os.path.join(tmp.name, "tern.yaml")
         with open(tern_config, "w") as f:
             f.write(f"deployments:\n  - name: fixture\n    kind: openai\n    base_url: {upstream}\n    model: fixture\n"
-                    f"    max_connections: 4096\n")
-        tern_proc = subprocess.Popen([args.tern, "serve", "--config", tern_config, "--port", str(tern_port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(tern_proc)
-        wait_http(f"http://127.0.0.1:{tern_port}/ready", tern_proc)
-        targets["tern"] = (f"http://127.0.0.1:{tern_port}/v1", tern_proc)
+                    f"    max_connections: 4096\n    prices: {{input: 0.15, output: 0.60}}\n")
+        # (b) no keys, no ledger; (c) a key with every limit set (high enough never to refuse) and the
+        # SQLite ledger.
+        keys_db = os.path.join(tmp.name, "keys.db")
+        key = subprocess.run([args.tern, "keys", "--keys-db", keys_db, "create", "--name", "bench", "--org", "bench",
+                              "--rpm", "100000000", "--tpm", "100000000000", "--max-parallel", "1000000", "--budget", "1000000"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+        for name, extra, target_key in (
+                ("tern", ["--keys-db", os.path.join(tmp.name, "empty-keys.db"), "--ledger", "off"], None),
+                ("tern+tenants", ["--keys-db", keys_db, "--ledger", os.path.join(tmp.name, "ledger.db")], key)):
+            tern_port = free_port()
+            tern_proc = subprocess.Popen([args.tern, "serve", "--config", tern_config, "--port", str(tern_port), *extra],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(tern_proc)
+            wait_http(f"http://127.0.0.1:{tern_port}/ready", tern_proc)
+            targets[name] = (f"http://127.0.0.1:{tern_port}/v1", tern_proc, target_key)
 
         if args.litellm:
             litellm_port = free_port()
@@ -125,28 +141,35 @@ def main():
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             procs.append(litellm_proc)
             wait_http(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm_proc, timeout=180)
-            targets["litellm"] = (f"http://127.0.0.1:{litellm_port}/v1", litellm_proc)
+            targets["litellm"] = (f"http://127.0.0.1:{litellm_port}/v1", litellm_proc, None)
 
         loads = {"open": ["--rate", str(args.rate), "--duration", str(args.duration)],
                  "closed": ["-c", str(args.concurrency), "-n", str(args.requests)]}
         # Warm every path once (connections, LiteLLM's lazy imports).
-        for name, (url, _) in targets.items():
-            bench(args.tern, url, ["-c", "8", "-n", "200"], os.path.join(tmp.name, "warm.json"))
+        for name, (url, _, target_key) in targets.items():
+            bench(args.tern, url, ["-c", "8", "-n", "200"], os.path.join(tmp.name, "warm.json"), target_key)
 
         rounds = []
         for r in range(args.rounds):
             row = {}
             for load_name, load_args in loads.items():
-                for name, (url, proc) in targets.items():
+                for name, (url, proc, target_key) in targets.items():
                     before = cpu_seconds(proc.pid) if proc else 0
-                    figures = bench(args.tern, url, load_args, os.path.join(tmp.name, f"{name}.json"))
+                    figures = bench(args.tern, url, load_args, os.path.join(tmp.name, f"{name}.json"), target_key)
                     figures["cpu_ms_per_request"] = (cpu_seconds(proc.pid) - before) * 1000 / max(1, figures["total"]) if proc else 0
                     row[(load_name, name)] = figures
-                    print(f"round {r + 1} {load_name:6} {name:8} ok {figures['ok']}/{figures['total']}  "
+                    print(f"round {r + 1} {load_name:6} {name:12} ok {figures['ok']}/{figures['total']}  "
                           f"TTFT p50 {figures['ttft_p50']:.2f} p99 {figures['ttft_p99']:.2f}  "
                           f"E2E p50 {figures['e2e_p50']:.2f} p99 {figures['e2e_p99']:.2f} ms  "
                           f"CPU {figures['cpu_ms_per_request']:.3f} ms/req", file=sys.stderr)
             rounds.append(row)
+
+        # Every request through tern+tenants left a ledger row (the warm-up's 200 included).
+        import sqlite3
+        sent = 200 + sum(rw[(load_name, "tern+tenants")]["total"] for rw in rounds for load_name in loads)
+        with sqlite3.connect(os.path.join(tmp.name, "ledger.db")) as db:
+            ledger_rows = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        print(f"tern+tenants ledger: {ledger_rows} rows for {sent} requests sent", file=sys.stderr)
 
         cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         print(f"\nmachine: {cpu_model}, {os.cpu_count()} cores; medians of {args.rounds} rounds; "

@@ -134,8 +134,6 @@ class TenantsTest(unittest.TestCase):
         cls.state = State()
         cls.admin = cls.state.create_key("ops", "--admin")
         cls.alice = cls.state.create_key("alice", "--org", "acme")
-        cls.alice2 = cls.state.create_key("alice-ci", "--org", "acme")
-        cls.bob = cls.state.create_key("bob", "--org", "beta")
         cls.narrow = cls.state.create_key("narrow", "--models", "other")
         cls.server = cls.state.serve()
         cls.url = cls.server.url
