@@ -95,7 +95,7 @@ Timing time_it(int repeat, F&& f) {
   return {ms[ms.size() / 2], ms.back()};
 }
 
-int query_bench(const std::string& location, int64_t rows, int num_keys, int days, int repeat, bool fill) {
+int query_bench(const std::string& location, int64_t rows, int num_keys, int days, int repeat, bool fill, int64_t retention_batch) {
   auto store = open_ledger(location);
   if (!store) return std::fprintf(stderr, "error: %s\n", store.error().message.c_str()), 1;
   const int64_t end = 1'796'083'200'000;  // 2026-12-01T00:00Z
@@ -143,15 +143,15 @@ int query_bench(const std::string& location, int64_t rows, int num_keys, int day
   int64_t deleted = 0;
   for (;;) {
     const auto start = Clock::now();
-    auto n = (*store)->delete_before(begin + kDay, 5000);
+    auto n = (*store)->delete_before(begin + kDay, retention_batch);
     batch_ms.push_back(seconds_since(start) * 1000);
     if (!n) return std::fprintf(stderr, "error: %s\n", n.error().message.c_str()), 1;
     deleted += *n;
-    if (*n < 5000) break;
+    if (*n < retention_batch) break;
   }
   std::sort(batch_ms.begin(), batch_ms.end());
-  std::printf("retention: deleted %lld rows (the oldest day) in %zu batches of 5000: median %.2f ms, max %.2f ms per batch\n",
-              static_cast<long long>(deleted), batch_ms.size(), batch_ms[batch_ms.size() / 2], batch_ms.back());
+  std::printf("retention: deleted %lld rows (the oldest day) in %zu batches of %lld: median %.2f ms, max %.2f ms per batch\n",
+              static_cast<long long>(deleted), batch_ms.size(), static_cast<long long>(retention_batch), batch_ms[batch_ms.size() / 2], batch_ms.back());
   return 0;
 }
 
@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
   std::string location;
   int64_t rows = 200'000;
   int producers = 4, keys = 200, days = 90, repeat = 50;
+  int64_t retention_batch = 1000;
   bool no_fill = false;
   auto* write = app.add_subcommand("write", "Rows/s through LedgerWriter");
   write->add_option("--ledger", location, "SQLite file or postgresql:// URL")->required();
@@ -175,7 +176,8 @@ int main(int argc, char** argv) {
   query->add_option("--days", days)->capture_default_str();
   query->add_option("--repeat", repeat)->capture_default_str();
   query->add_flag("--no-fill", no_fill, "Query a ledger filled before");
+  query->add_option("--retention-batch", retention_batch, "Rows per retention delete (tern serve uses 1000)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (write->parsed()) return write_bench(location, rows, producers);
-  return query_bench(location, rows, keys, days, repeat, !no_fill);
+  return query_bench(location, rows, keys, days, repeat, !no_fill, retention_batch);
 }

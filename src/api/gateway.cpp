@@ -30,6 +30,22 @@ http::Response error_response(bool is_anthropic, const ApiError& error) {
   return json_error_response(error, is_anthropic ? AnthropicRenderer::error_json(error) : OpenAiRenderer::error_json(error));
 }
 
+/// A client- or upstream-supplied string as a ledger field: at most 200 bytes, cut at a character
+/// boundary, control characters (a JSON "\u0000" included) replaced — a database must never refuse a
+/// batch of rows because of one request's model name.
+std::string ledger_text(std::string_view text) {
+  if (text.size() > 200) {
+    size_t end = 200;
+    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+    text = text.substr(0, end);
+  }
+  std::string out(text);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
+}
+
 /// What a request's prompt will cost in tokens, before anything tokenized it: ~4 bytes a token, plus
 /// the template's few tokens per message. Only reservations use it; they settle with the real count.
 int64_t estimate_prompt_tokens(const Request& request) {
@@ -66,6 +82,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void client_left() { client_left_.store(true); }
+  /// The request never started (the router refused it): the caller records that answer itself.
+  void discard() { recorded_ = true; }
 
   /// On the provider's thread, in event order.
   void accept(Event&& event) {
@@ -93,8 +111,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     Usage usage;
     if (last != nullptr) {
       usage = last->usage;
-      row.deployment = last->deployment;
-      row.finish_reason = last->finish_reason;
+      row.deployment = ledger_text(last->deployment);
+      row.finish_reason = ledger_text(last->finish_reason);
       row.status = last->error ? last->error->status : 200;
     } else {
       row.finish_reason = "abort";
@@ -107,7 +125,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     row.completion_tokens = usage.completion_tokens;
     row.cost_usd = usage.cost_usd.value_or(0);
     if (accounting_.admission) accounting_.admission->settle(usage.prompt_tokens + usage.completion_tokens, row.cost_usd);
-    if (accounting_.tenants && !row.key_id.empty()) accounting_.tenants->count_request(row.key_id, row.model, usage, row.status);
+    // Metric labels name models that answered (a bounded set), never what a client typed.
+    if (accounting_.tenants && !row.key_id.empty()) {
+      accounting_.tenants->count_request(row.key_id, last != nullptr && !last->model.empty() ? last->model : "-", usage, row.status);
+    }
     if (last == nullptr && accounting_.ledger != nullptr) accounting_.ledger->append(row);
   }
 
@@ -234,7 +255,7 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
     row.status = error.status;
     row.finish_reason = "error";
     row.e2e_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    if (tenants_ != nullptr && !row.key_id.empty()) tenants_->count_request(row.key_id, row.model, {}, row.status);
+    if (tenants_ != nullptr && !row.key_id.empty()) tenants_->count_request(row.key_id, "-", {}, row.status);
     ledger_->append(row, [responder, response = std::move(response)]() mutable { responder->send(std::move(response)); });
   };
 
@@ -242,7 +263,7 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   if (router == nullptr) return refuse(server_error(503, "the model is still loading; see GET /ready", "loading"));
   auto parsed = is_anthropic ? parse_anthropic_request(http_request.body) : parse_openai_request(kind, http_request.body);
   if (!parsed) return refuse(parsed.error());
-  row.model = parsed->model;
+  row.model = ledger_text(parsed->model);
   std::unique_ptr<tenants::Admission> admission;
   if (principal != nullptr) {
     std::vector<std::string> names = {parsed->model};
@@ -271,7 +292,10 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
       std::move(renderer), responder, parsed->stream, std::move(headers),
       Exchange::Accounting{.ledger = ledger_, .tenants = tenants_, .admission = std::move(admission), .row = row, .start = start});
   auto call = router->submit(*parsed, [exchange](Event&& event) { exchange->accept(std::move(event)); });
-  if (!call) return refuse(call.error());
+  if (!call) {
+    exchange->discard();
+    return refuse(call.error());
+  }
   // The connection holds the call (and so its retries and fallbacks) until the exchange ends; a client
   // that leaves first cancels it.
   responder->on_disconnect([call = *call, weak = std::weak_ptr<Exchange>(exchange)] {

@@ -72,8 +72,8 @@ bool is_loopback(const std::string& host) { return host == "localhost" || host =
 
 /// The key store, and the ledger unless it is "off"; the server refuses to start if either fails.
 struct Accounting {
-  std::unique_ptr<metering::LedgerWriter> ledger;
   std::unique_ptr<tenants::Tenants> tenants;
+  std::unique_ptr<metering::LedgerWriter> ledger;  // destroyed first: its last queries may use the tenants
 };
 
 Result<Accounting> open_accounting(const ServeOptions& o, const router::GatewayConfig& config) {
@@ -86,7 +86,7 @@ Result<Accounting> open_accounting(const ServeOptions& o, const router::GatewayC
     std::fprintf(stderr, "tern serve: ledger: %s%s\n", (*store)->describe().c_str(),
                  retention > 0 ? fmt::format(" (rows kept {} days)", retention).c_str() : "");
     out.ledger = std::make_unique<metering::LedgerWriter>(
-        std::move(*store), metering::LedgerWriterOptions{.retention_days = retention, .max_batch_rows = 8192, .retention_batch_rows = 5000,
+        std::move(*store), metering::LedgerWriterOptions{.retention_days = retention, .max_batch_rows = 8192, .retention_batch_rows = 1000,
                                                          .spill_path = tern_home() + "/ledger-spill.jsonl"});
   }
   const std::string keys_path = !o.keys_db.empty() ? o.keys_db : !config.keys_db.empty() ? config.keys_db : tenants::KeyStore::default_path();
@@ -100,6 +100,7 @@ Result<Accounting> open_accounting(const ServeOptions& o, const router::GatewayC
     return totals->empty() ? 0.0 : totals->front().cost_usd;
   };
   out.tenants = std::make_unique<tenants::Tenants>(std::move(*keys), spend, tenants::TenantOptions{.budget_alert_ratio = o.budget_alert});
+  if (auto loaded = out.tenants->load(); !loaded) return with_context("keys", loaded.error());
   std::fprintf(stderr, "tern serve: keys: %s (%s)\n", keys_path.c_str(),
                out.tenants->auth_required() ? "every request needs a key" : "none yet: the server is open");
   return out;
@@ -232,8 +233,9 @@ int serve(const ServeOptions& o) {
                o.config_file.empty() ? "" : (" from " + o.config_file).c_str());
   server.wait();
   router.stop_all();
-  // Rows of requests that just finished are committed while their connections can still be answered.
-  if (accounting->ledger) accounting->ledger->flush();
+  // Rows of requests that just finished are committed, and their last bytes and pending spend queries
+  // answered, while the connections still exist; nothing calls back into the server after this.
+  if (accounting->ledger) accounting->ledger->close_callbacks();
   std::fprintf(stderr, "tern serve: stopped\n");
   return 0;
 }

@@ -19,9 +19,11 @@ std::string schema_sql(Dialect dialect) {
       " model TEXT NOT NULL, deployment TEXT NOT NULL, prompt_tokens {2} NOT NULL, cached_tokens {2} NOT NULL,"
       " cache_write_tokens {2} NOT NULL, completion_tokens {2} NOT NULL, cost_usd {1} NOT NULL, ttft_ms {1} NOT NULL,"
       " e2e_ms {1} NOT NULL, status {2} NOT NULL, finish_reason TEXT NOT NULL);"
-      // One key's spend over a period: a range scan of this index alone (the summed columns ride along).
-      "CREATE INDEX IF NOT EXISTS requests_by_key ON requests (key_id, ts_ms, cost_usd, prompt_tokens, cached_tokens,"
-      " cache_write_tokens, completion_tokens);"
+      // One key's spend over a period, also by model or deployment: a range scan of this index alone
+      // (the grouped and summed columns ride along).
+      "DROP INDEX IF EXISTS requests_by_key;"  // its first version, without model and deployment
+      "CREATE INDEX IF NOT EXISTS requests_by_key_v2 ON requests (key_id, ts_ms, model, deployment, cost_usd, prompt_tokens,"
+      " cached_tokens, cache_write_tokens, completion_tokens);"
       "CREATE INDEX IF NOT EXISTS requests_by_time ON requests (ts_ms);",
       id, real, integer);
 }

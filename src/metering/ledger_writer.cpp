@@ -42,6 +42,7 @@ LedgerWriter::~LedgerWriter() {
   {
     std::lock_guard lock(query_mutex_);
     queries_.emplace_back(nullptr);  // the stop marker, after the queries already asked for
+    queries_closed_ = true;
   }
   query_wake_.notify_all();
   querier_.join();
@@ -50,6 +51,7 @@ LedgerWriter::~LedgerWriter() {
 void LedgerWriter::append(LedgerRow row, std::function<void()> on_durable) {
   {
     std::lock_guard lock(mutex_);
+    if (callbacks_closed_) on_durable = nullptr;
     queue_.push_back({std::move(row), std::move(on_durable)});
     ++appended_;
   }
@@ -62,6 +64,17 @@ void LedgerWriter::flush() {
   flushed_.wait(lock, [&] { return completed_ >= target; });
 }
 
+void LedgerWriter::close_callbacks() {
+  {
+    std::lock_guard lock(mutex_);
+    callbacks_closed_ = true;
+  }
+  flush();
+  std::unique_lock lock(query_mutex_);
+  queries_closed_ = true;
+  query_idle_.wait(lock, [&] { return queries_.empty() && !query_running_; });
+}
+
 LedgerStats LedgerWriter::stats() const {
   std::lock_guard lock(mutex_);
   LedgerStats out = stats_;
@@ -72,6 +85,7 @@ LedgerStats LedgerWriter::stats() const {
 void LedgerWriter::run_query(std::function<void()> work) {
   {
     std::lock_guard lock(query_mutex_);
+    if (queries_closed_) return;
     queries_.push_back(std::move(work));
   }
   query_wake_.notify_one();
@@ -82,12 +96,16 @@ void LedgerWriter::query_loop() {
     std::function<void()> work;
     {
       std::unique_lock lock(query_mutex_);
+      query_running_ = false;
+      query_idle_.notify_all();
       query_wake_.wait(lock, [&] { return !queries_.empty(); });
       work = std::move(queries_.front());
       queries_.pop_front();
+      query_running_ = work != nullptr;
     }
     if (!work) return;
     work();
+    work = nullptr;  // its captures (a connection's responder) go before the idle signal
   }
 }
 
@@ -127,16 +145,29 @@ void LedgerWriter::commit(std::vector<Pending>& batch) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
   }
   int64_t spilled = 0;
+  int64_t written_rows = written ? static_cast<int64_t>(rows.size()) : 0;
   if (!written) {
-    // Never lose a row: keep it where an operator can replay it.
-    if (!options_.spill_path.empty()) {
-      std::ofstream spill(options_.spill_path, std::ios::app);
-      for (const LedgerRow& r : rows) spill << row_json(r) << '\n';
-      spill.flush();
-      if (spill) spilled = static_cast<int64_t>(rows.size());
+    // One bad row must not cost the others: write them one by one, and keep only the refused ones
+    // aside (a store that is down refuses them all, quickly).
+    std::vector<LedgerRow> refused;
+    for (const LedgerRow& r : rows) {
+      if (rows.size() > 1 && store_->append(std::span(&r, 1))) {
+        ++written_rows;
+      } else {
+        refused.push_back(r);
+      }
     }
-    std::fprintf(stderr, "tern: ledger: %zu rows could not be written; %s\n", rows.size(),
-                 spilled > 0 ? ("appended to " + options_.spill_path).c_str() : "they are lost (no spill file)");
+    // Never lose a row: keep it where an operator can replay it.
+    if (!options_.spill_path.empty() && !refused.empty()) {
+      std::ofstream spill(options_.spill_path, std::ios::app);
+      for (const LedgerRow& r : refused) spill << row_json(r) << '\n';
+      spill.flush();
+      if (spill) spilled = static_cast<int64_t>(refused.size());
+    }
+    if (!refused.empty()) {
+      std::fprintf(stderr, "tern: ledger: %zu rows could not be written; %s\n", refused.size(),
+                   spilled > 0 ? ("appended to " + options_.spill_path).c_str() : "they are lost (no spill file)");
+    }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (Pending& p : batch) {
@@ -146,10 +177,8 @@ void LedgerWriter::commit(std::vector<Pending>& batch) {
     std::lock_guard lock(mutex_);
     completed_ += static_cast<int64_t>(batch.size());
     stats_.write_errors += errors;
-    if (written) {
-      stats_.rows_written += static_cast<int64_t>(rows.size());
-      ++stats_.batches;
-    }
+    stats_.rows_written += written_rows;
+    if (written) ++stats_.batches;
     stats_.rows_spilled += spilled;
     stats_.last_commit_seconds = seconds;
   }

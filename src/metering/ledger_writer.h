@@ -29,7 +29,7 @@ namespace tern::metering {
 struct LedgerWriterOptions {
   int64_t retention_days = 0;       ///< 0: keep everything
   size_t max_batch_rows = 8192;     ///< rows per transaction
-  int64_t retention_batch_rows = 5000;
+  int64_t retention_batch_rows = 1000;  ///< rows per delete: a writer waits behind at most one
   std::string spill_path;           ///< where rows go if the store keeps failing (default: none, logged only)
 };
 
@@ -54,11 +54,15 @@ class LedgerWriter {
   void append(LedgerRow row, std::function<void()> on_durable = {});
   /// Blocks until every row appended before the call is committed (or spilled).
   void flush();
+  /// At shutdown, before the HTTP server goes: commits what is queued and runs what callbacks and
+  /// queries are pending, then drops every later callback and query (rows appended later are still
+  /// written). After this nothing calls back into connections that are about to disappear.
+  void close_callbacks();
   LedgerStats stats() const;
   LedgerStore& store() { return *store_; }
 
   /// Runs `work` on a query thread (not the writer's, not the caller's): spend queries from HTTP
-  /// handlers must not block an I/O thread.
+  /// handlers must not block an I/O thread. Dropped after close_callbacks().
   void run_query(std::function<void()> work);
 
  private:
@@ -80,12 +84,16 @@ class LedgerWriter {
   int64_t appended_ = 0;   // rows ever appended (under mutex_)
   int64_t completed_ = 0;  // rows ever committed or spilled (under mutex_)
   bool stopping_ = false;
+  bool callbacks_closed_ = false;  // under mutex_
   LedgerStats stats_;      // under mutex_
   int64_t next_retention_ms_ = 0;
 
   std::mutex query_mutex_;
   std::condition_variable query_wake_;
+  std::condition_variable query_idle_;
   std::deque<std::function<void()>> queries_;
+  bool query_running_ = false;
+  bool queries_closed_ = false;
 
   std::thread writer_;
   std::thread querier_;

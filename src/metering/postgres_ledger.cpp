@@ -20,7 +20,10 @@ using PgResult = std::unique_ptr<PGresult, void (*)(PGresult*)>;
 PgResult wrap(PGresult* result) { return PgResult(result, &PQclear); }
 
 /// The URL without its password, for messages and logs.
-std::string redact(const std::string& url) { return std::regex_replace(url, std::regex(R"((://[^:/@]*):[^@]*@)"), "$1:***@"); }
+std::string redact(const std::string& url) {
+  const std::string without_userinfo = std::regex_replace(url, std::regex(R"((://[^:/@]*):[^@]*@)"), "$1:***@");
+  return std::regex_replace(without_userinfo, std::regex(R"(([?&]password=)[^&]*)"), "$1***");
+}
 
 Result<void> check(PGconn* conn, const PgResult& result, const char* what) {
   const ExecStatusType status = PQresultStatus(result.get());

@@ -1,9 +1,18 @@
 // The default ledger: one SQLite file in WAL mode. Two connections — the writer thread's and one for
 // queries — so that a spend query never waits on a batch being written (WAL readers see the last
-// commit). Indexes: (key_id, ts_ms) with the summed columns included, so one key's month is an
-// index range scan without touching the table; (ts_ms) for retention and all-key reports.
+// commit). Indexes: (key_id, ts_ms) with the grouped and summed columns included, so one key's month
+// is an index range scan without touching the table; (ts_ms) for retention and all-key reports.
+//
+// Checkpoints (copying the WAL back into the database file, with two fsyncs) run on a thread of their
+// own, not in the writer's commit as SQLite's auto-checkpoint would: a commit is then a write to the
+// WAL, never a wait on the disk, and the responses held for it are not held for an fsync.
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "metering/ledger.h"
 #include "metering/ledger_sql.h"
@@ -14,8 +23,15 @@ namespace {
 
 class SqliteLedger final : public LedgerStore {
  public:
-  SqliteLedger(sqlite::Database writer, sqlite::Database reader, sqlite::Statement insert)
-      : writer_(std::move(writer)), reader_(std::move(reader)), insert_(std::move(insert)) {}
+  SqliteLedger(sqlite::Database writer, sqlite::Database reader, sqlite::Database checkpointer, sqlite::Statement insert)
+      : writer_(std::move(writer)), reader_(std::move(reader)), checkpointer_(std::move(checkpointer)), insert_(std::move(insert)) {
+    checkpoints_ = std::jthread([this](std::stop_token stop) { checkpoint_loop(stop); });
+  }
+
+  ~SqliteLedger() override {
+    checkpoints_.request_stop();
+    checkpoints_.join();
+  }
 
   Result<void> append(std::span<const LedgerRow> rows) override {
     std::lock_guard lock(write_mutex_);
@@ -67,11 +83,34 @@ class SqliteLedger final : public LedgerStore {
   std::string describe() const override { return "sqlite:" + writer_.path(); }
 
  private:
+  /// Every second, a passive checkpoint (it never blocks the writer or readers). Under steady writes a
+  /// passive checkpoint may never catch up with the WAL's end, so the WAL could only grow: past 64 MiB
+  /// a RESTART checkpoint waits for a gap between the writer's transactions and rewinds it.
+  void checkpoint_loop(std::stop_token stop) {
+    std::mutex mutex;
+    std::unique_lock lock(mutex);
+    const std::string wal = writer_.path() + "-wal";
+    while (!stop.stop_requested()) {
+      stop_wake_.wait_for(lock, stop, std::chrono::seconds(1), [] { return false; });  // wakes early on stop
+      if (stop.stop_requested()) break;
+      std::error_code ec;
+      const bool large = std::filesystem::file_size(wal, ec) > kWalRestartBytes && !ec;
+      if (auto ok = checkpointer_.exec(large ? "PRAGMA wal_checkpoint(RESTART)" : "PRAGMA wal_checkpoint(PASSIVE)"); !ok) {
+        std::fprintf(stderr, "tern: ledger: checkpoint: %s\n", ok.error().message.c_str());
+      }
+    }
+  }
+
+  static constexpr uintmax_t kWalRestartBytes = uintmax_t{64} << 20;
+
   std::mutex write_mutex_;
   std::mutex read_mutex_;
   sqlite::Database writer_;
   sqlite::Database reader_;
+  sqlite::Database checkpointer_;
   sqlite::Statement insert_;
+  std::condition_variable_any stop_wake_;
+  std::jthread checkpoints_;
 };
 
 }  // namespace
@@ -82,9 +121,13 @@ Result<std::unique_ptr<LedgerStore>> open_sqlite_ledger(const std::string& path)
   if (auto ok = writer->exec(schema_sql(Dialect::kSqlite)); !ok) return with_context("ledger: creating the schema", ok.error());
   auto reader = sqlite::Database::open(path);
   if (!reader) return with_context("ledger", reader.error());
+  auto checkpointer = sqlite::Database::open(path);
+  if (!checkpointer) return with_context("ledger", checkpointer.error());
+  // journal_size_limit: after a checkpoint rewinds the WAL, its file is truncated back to 64 MiB.
+  if (auto ok = writer->exec("PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864"); !ok) return with_context("ledger", ok.error());
   auto insert = writer->prepare(insert_sql(Dialect::kSqlite));
   if (!insert) return with_context("ledger", insert.error());
-  return std::make_unique<SqliteLedger>(std::move(*writer), std::move(*reader), std::move(*insert));
+  return std::make_unique<SqliteLedger>(std::move(*writer), std::move(*reader), std::move(*checkpointer), std::move(*insert));
 }
 
 }  // namespace tern::metering

@@ -162,11 +162,22 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   Attempt(Router& router, api::Request request, api::EventSink sink, std::vector<std::pair<Deployment*, std::string>> candidates)
       : router_(router), request_(std::move(request)), sink_(std::move(sink)), candidates_(std::move(candidates)) {}
 
+  /// The attempt keeps itself alive until its last event went out (a cancelled call still reports
+  /// the usage it consumed, which the ledger records) — not only while its client is connected.
+  void hold_until_finished(std::shared_ptr<Attempt> self) {
+    std::lock_guard lock(mutex_);
+    keep_alive_ = std::move(self);
+  }
+
   /// Tries candidates until one starts, or a retry is scheduled. An error: nothing started or pending.
   std::optional<ApiError> launch() {
+    std::shared_ptr<Attempt> released;  // destroyed after the lock
     std::unique_lock lock(mutex_);
     while (index_ < candidates_.size()) {
-      if (cancelled_) return std::nullopt;
+      if (cancelled_) {
+        released = std::move(keep_alive_);  // cancelled between tries: no event will come
+        return std::nullopt;
+      }
       Deployment& d = *candidates_[index_].first;
       if (!d.admit() || (d.config.max_concurrency > 0 && d.outstanding.load() >= d.config.max_concurrency)) {
         last_error_ = api::server_error(d.config.max_concurrency > 0 ? 429 : 503,
@@ -194,12 +205,14 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       d.outstanding.fetch_sub(1);
       if (!call.error().is_retryable) {
         d.record_success();  // the deployment answered; the request was at fault
+        released = std::move(keep_alive_);
         return call.error();
       }
       d.record_failure();
       last_error_ = call.error();
       if (schedule_retry_locked()) return std::nullopt;
     }
+    released = std::move(keep_alive_);
     return last_error_.value_or(api::server_error(503, "no deployment could take the request", "unavailable"));
   }
 
@@ -243,11 +256,15 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   }
 
   void deliver(api::Event&& event) {
+    std::shared_ptr<Attempt> released;  // the caller holds another reference
     {
       std::lock_guard lock(mutex_);
       // After a cancel only the last event goes on: it carries the usage the ledger records.
       if (delivered_final_ || (cancelled_ && !event.finished)) return;
-      if (event.finished) delivered_final_ = true;
+      if (event.finished) {
+        delivered_final_ = true;
+        released = std::move(keep_alive_);
+      }
     }
     sink_(std::move(event));
   }
@@ -302,6 +319,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   bool committed_ = false;
   bool cancelled_ = false;
   bool delivered_final_ = false;
+  std::shared_ptr<Attempt> keep_alive_;  // until the last event was delivered
   Clock::time_point started_at_{};
   Clock::time_point first_event_at_{};
   int64_t num_text_events_ = 0;
@@ -444,6 +462,7 @@ std::expected<std::shared_ptr<Call>, ApiError> Router::submit(const api::Request
   auto list = candidates(request, why_none);
   if (list.empty()) return std::unexpected(why_none);
   auto attempt = std::make_shared<Attempt>(*this, request, std::move(sink), std::move(list));
+  attempt->hold_until_finished(attempt);
   if (auto error = attempt->launch()) return std::unexpected(*error);
   return attempt;
 }

@@ -59,6 +59,8 @@ Result<void> validate(const KeySpec& spec) {
   if (spec.name && !std::regex_match(*spec.name, name_pattern())) {
     return fail("name: 1 to 64 characters: letters, digits and . _ : @ / - (got \"{}\")", *spec.name);
   }
+  static const std::regex id_shape(R"(k[0-9a-f]{12})");
+  if (spec.name && std::regex_match(*spec.name, id_shape)) return fail("name: \"{}\" looks like a key id; pick another", *spec.name);
   if (spec.org && !spec.org->empty() && !std::regex_match(*spec.org, name_pattern())) {
     return fail("org: 1 to 64 characters: letters, digits and . _ : @ / - (got \"{}\")", *spec.org);
   }
@@ -229,7 +231,7 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& path) {
 
 Result<ApiKey> KeyStore::find(const std::string& id_or_name) {
   // A name may be reused after its key was revoked: the live key wins, then the newest.
-  auto stmt = db_.prepare(fmt::format("SELECT {} FROM keys WHERE id = ?1 OR name = ?1 ORDER BY revoked_ms != 0, created_ms DESC LIMIT 1", kColumns));
+  auto stmt = db_.prepare(fmt::format("SELECT {} FROM keys WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC, revoked_ms != 0, created_ms DESC LIMIT 1", kColumns));
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, id_or_name);
   auto row = stmt->step();

@@ -23,7 +23,6 @@ struct KeyState {
   double spent_usd = 0;       // this period, settled requests
   double reserved_usd = 0;    // estimated cost of requests in flight
   int64_t period_start = 0;
-  Tenants* owner = nullptr;
 };
 
 namespace {
@@ -116,9 +115,7 @@ void Admission::settle(int64_t tokens_used, double cost_usd) {
 }
 
 Tenants::Tenants(std::unique_ptr<KeyStore> keys, SpendSource spend_source, TenantOptions options)
-    : keys_(std::move(keys)), spend_source_(std::move(spend_source)), options_(options) {
-  reload();
-}
+    : keys_(std::move(keys)), spend_source_(std::move(spend_source)), options_(options) {}
 
 Tenants::~Tenants() = default;
 
@@ -128,44 +125,74 @@ bool Tenants::auth_required() const {
 }
 
 void Tenants::reload_if_changed() {
-  const int64_t version = keys_->data_version();
-  if (version == data_version_) return;
-  reload();
+  std::lock_guard lock(reload_mutex_);
+  if (keys_->data_version() == data_version_) return;
+  if (auto ok = reload_locked(); !ok) std::fprintf(stderr, "tern serve: keys: %s\n", ok.error().message.c_str());
 }
 
-void Tenants::reload() {
+Result<void> Tenants::load() {
+  std::lock_guard lock(reload_mutex_);
+  return reload_locked();
+}
+
+Result<double> Tenants::spend_since(const std::string& key_id, int64_t since_ms) const {
+  if (!spend_source_) return 0.0;
+  auto spent = spend_source_(key_id, since_ms);
+  if (!spent) return fail("reading {}'s spend from the ledger: {}", key_id, spent.error().message);
+  return spent;
+}
+
+Result<void> Tenants::reload_locked() {
+  // One reload at a time (the key watcher and the admin API both reload): a stale list applied after
+  // a fresh one would bring a revoked key back.
   data_version_ = keys_->data_version();
   auto keys = keys_->list();
-  if (!keys) {
-    std::fprintf(stderr, "tern serve: keys: %s\n", keys.error().message.c_str());
-    return;
-  }
+  if (!keys) return std::unexpected(keys.error());
   const int64_t now = now_ms();
   for (const ApiKey& key : *keys) {
     if (auto existing = state_of(key.id)) {
+      // A new budget period (the key's period changed) starts from the ledger, not from zero.
+      std::optional<double> spent;
+      const int64_t period = period_start_ms(key.limits.budget_period, now);
+      bool period_changed = false;
+      {
+        std::lock_guard lock(existing->mutex);
+        period_changed = key.limits.budget_period != existing->key.limits.budget_period;
+      }
+      if (period_changed) {
+        auto read = spend_since(key.id, period);
+        if (!read) std::fprintf(stderr, "tern serve: keys: %s\n", read.error().message.c_str());
+        spent = read.value_or(0);
+      }
       std::lock_guard lock(existing->mutex);
-      const bool limits_grew = key.limits.rpm != existing->key.limits.rpm || key.limits.tpm != existing->key.limits.tpm;
+      const KeyLimits& old = existing->key.limits;
+      // A limit newly set starts with a full bucket; a changed one keeps what is left, capped.
+      if (key.limits.rpm != old.rpm) {
+        existing->request_bucket = old.rpm == 0 ? static_cast<double>(key.limits.rpm)
+                                                : std::min<double>(existing->request_bucket, static_cast<double>(key.limits.rpm));
+      }
+      if (key.limits.tpm != old.tpm) {
+        existing->token_bucket = old.tpm == 0 ? static_cast<double>(key.limits.tpm)
+                                              : std::min<double>(existing->token_bucket, static_cast<double>(key.limits.tpm));
+      }
       existing->key = key;
-      if (limits_grew) {
-        existing->request_bucket = std::min<double>(existing->request_bucket, static_cast<double>(key.limits.rpm));
-        existing->token_bucket = std::min<double>(existing->token_bucket, static_cast<double>(key.limits.tpm));
+      if (spent) {
+        existing->period_start = period;
+        existing->spent_usd = *spent;
       }
       continue;
     }
     auto state = std::make_shared<KeyState>();
     state->key = key;
-    state->owner = this;
     state->request_bucket = static_cast<double>(key.limits.rpm);
     state->token_bucket = static_cast<double>(key.limits.tpm);
     state->refilled_ms = now;
     state->period_start = period_start_ms(key.limits.budget_period, now);
     // Budgets survive restarts: this period's spend so far is in the ledger.
-    if (spend_source_ && key.revoked_ms == 0) {
-      if (auto spent = spend_source_(key.id, state->period_start); spent) {
-        state->spent_usd = *spent;
-      } else {
-        std::fprintf(stderr, "tern serve: keys: reading %s's spend from the ledger: %s\n", key.id.c_str(), spent.error().message.c_str());
-      }
+    if (key.revoked_ms == 0) {
+      auto spent = spend_since(key.id, state->period_start);
+      if (!spent) return std::unexpected(spent.error());
+      state->spent_usd = *spent;
     }
     std::unique_lock lock(states_mutex_);
     states_.emplace(key.id, std::move(state));
@@ -173,6 +200,7 @@ void Tenants::reload() {
   std::unique_lock lock(states_mutex_);
   // Once any key exists the server requires keys; revoking every key does not open it again.
   any_usable_ = !keys->empty();
+  return {};
 }
 
 std::shared_ptr<KeyState> Tenants::state_of(const std::string& key_id) const {

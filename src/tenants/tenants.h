@@ -80,6 +80,9 @@ class Tenants {
 
   Tenants(std::unique_ptr<KeyStore> keys, SpendSource spend_source, TenantOptions options = {});
   ~Tenants();
+  /// Reads the keys (and each key's spend this period) for the first time; the server must not start
+  /// without them (a failure here would otherwise leave it open).
+  Result<void> load();
 
   /// Whether requests need a key: at least one usable key exists.
   bool auth_required() const;
@@ -95,7 +98,8 @@ class Tenants {
   /// own cache_salt, so a request can narrow its sharing but never widen it past its org.
   static std::string cache_salt(const Principal* principal, const std::string& request_salt);
 
-  /// Re-reads the keys if the store changed (called every second by serve's janitor).
+  /// Re-reads the keys if the store changed (every second from serve's key watcher, and after the
+  /// admin API changed one); a failure is logged and the keys as they were stay in force.
   void reload_if_changed();
   KeyStore& keys() { return *keys_; }
 
@@ -104,7 +108,8 @@ class Tenants {
   std::string metrics_text() const;
 
  private:
-  void reload();
+  Result<void> reload_locked();
+  Result<double> spend_since(const std::string& key_id, int64_t since_ms) const;
   std::shared_ptr<KeyState> state_of(const std::string& key_id) const;
 
   std::unique_ptr<KeyStore> keys_;
@@ -112,7 +117,8 @@ class Tenants {
   TenantOptions options_;
   mutable std::shared_mutex states_mutex_;
   std::unordered_map<std::string, std::shared_ptr<KeyState>> states_;  // by key id
-  int64_t data_version_ = -1;
+  std::mutex reload_mutex_;
+  int64_t data_version_ = -1;  // under reload_mutex_
   bool any_usable_ = false;
 
   struct Series {

@@ -160,7 +160,8 @@ TEST_P(LedgerTest, WriterCallsOnDurableAfterTheRowIsReadableElsewhere) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kRows; ++i) {
-        const std::string key = "t" + std::to_string(t);
+        std::string key = "t";
+        key += std::to_string(t);
         writer.append(row(kNov1 + i, key, "o", "m", 0.001), [&] { durable.fetch_add(1); });
       }
     });
@@ -226,6 +227,55 @@ TEST(LedgerWriter, SpillsRowsAStoreRefusesAndStillAnswers) {
   }
   EXPECT_EQ(lines, 3);
   fs::remove(spill);
+}
+
+TEST(LedgerWriter, OneRowTheStoreRefusesDoesNotCostTheOthers) {
+  class PickyStore final : public LedgerStore {
+   public:
+    Result<void> append(std::span<const LedgerRow> rows) override {
+      for (const auto& r : rows) {
+        if (r.model == "bad") return fail("invalid byte sequence");
+      }
+      written += static_cast<int>(rows.size());
+      return {};
+    }
+    Result<std::vector<UsageTotals>> usage(const UsageQuery&) override { return std::vector<UsageTotals>{}; }
+    Result<int64_t> delete_before(int64_t, int64_t) override { return 0; }
+    std::string describe() const override { return "picky"; }
+    std::atomic<int> written{0};
+  };
+  const fs::path spill = fs::temp_directory_path() / ("tern-spill-picky-" + std::to_string(::getpid()) + ".jsonl");
+  fs::remove(spill);
+  auto store = std::make_unique<PickyStore>();
+  PickyStore* picky = store.get();
+  LedgerWriter writer(std::move(store), {.retention_days = 0, .max_batch_rows = 8192, .retention_batch_rows = 1000, .spill_path = spill.string()});
+  // However the rows fall into batches, only the bad one is set aside.
+  for (int i = 0; i < 20; ++i) writer.append(row(kNov1 + i, "k", "o", i == 7 ? "bad" : "good", 1));
+  writer.flush();
+  EXPECT_EQ(picky->written.load(), 19);
+  EXPECT_EQ(writer.stats().rows_written, 19);
+  EXPECT_EQ(writer.stats().rows_spilled, 1);
+  fs::remove(spill);
+}
+
+TEST(LedgerWriter, AfterClosingCallbacksRowsAreWrittenButNothingCallsBack) {
+  auto store = open_sqlite_ledger((fs::temp_directory_path() / ("tern-close-" + std::to_string(::getpid()) + ".db")).string());
+  ASSERT_TRUE(store);
+  LedgerWriter writer(std::move(*store), {});
+  std::atomic<int> called{0};
+  writer.append(row(kNov1, "k", "o", "m", 1), [&] { called.fetch_add(1); });
+  std::atomic<int> queried{0};
+  writer.run_query([&] { queried.fetch_add(1); });
+  writer.close_callbacks();
+  EXPECT_EQ(called.load(), 1);  // what was pending ran
+  EXPECT_EQ(queried.load(), 1);
+  writer.append(row(kNov1 + 1, "k", "o", "m", 1), [&] { called.fetch_add(1); });
+  writer.run_query([&] { queried.fetch_add(1); });
+  writer.flush();
+  EXPECT_EQ(called.load(), 1);
+  EXPECT_EQ(queried.load(), 1);
+  EXPECT_EQ(writer.stats().rows_written, 2);
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(fs::temp_directory_path() / ("tern-close-" + std::to_string(::getpid()) + ".db" + suffix));
 }
 
 TEST(Ledger, GroupByAndDayNames) {

@@ -26,7 +26,7 @@ def _free_port():
 
 
 class PostgresServer:
-    def __init__(self):
+    def __init__(self, fsync=False):
         bin_dir = _bin_dir()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
@@ -44,7 +44,8 @@ class PostgresServer:
         subprocess.run(as_user + [f"{bin_dir}/initdb", "-D", self.data, "-A", "trust", "-U", self.user, "--no-sync"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._pg_ctl = f"{bin_dir}/pg_ctl"
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses='' -c fsync=off -c max_connections=200"
+        # Tests skip fsync (speed); benchmarks keep it (TERN_PG_FSYNC=1), as a production server would.
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses='' -c fsync={'on' if fsync else 'off'} -c max_connections=200"
         subprocess.run(as_user + [self._pg_ctl, "-D", self.data, "-o", options, "-l", os.path.join(self.dir, "log"), "-w", "start"],
                        check=True, stdout=subprocess.DEVNULL)
         self.url = f"postgresql:///postgres?host={self.dir}&port={self.port}&user={self.user}"
@@ -73,6 +74,6 @@ if __name__ == "__main__":
     if not available():
         print("SKIP: PostgreSQL is not installed")
         sys.exit(77)
-    with PostgresServer() as pg:
+    with PostgresServer(fsync=os.environ.get("TERN_PG_FSYNC") == "1") as pg:
         env = dict(os.environ, TERN_TEST_POSTGRES_URL=pg.url)
         sys.exit(subprocess.run(sys.argv[1:], env=env).returncode)

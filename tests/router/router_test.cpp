@@ -344,6 +344,24 @@ TEST_F(RouterTest, CancellingClosesTheUpstreamRequest) {
   EXPECT_TRUE(upstream.wait_client_left("hang", 2000));
 }
 
+TEST_F(RouterTest, ACancelledCallStillReportsItsEndAfterItsHandleIsDropped) {
+  // The gateway drops its handle as soon as it cancels (the client left); the last event, with the
+  // usage the ledger bills, must still arrive.
+  deploy("slow", "hang");
+  router.add_model("m", {"slow"}, Policy::kPrice);
+  Collector collector;
+  auto call = router.submit(chat("m"), collector.sink());
+  ASSERT_TRUE(call);
+  std::this_thread::sleep_for(100ms);
+  (*call)->cancel();
+  call->reset();
+  ASSERT_TRUE(collector.wait(5s)) << "the cancelled call never reported its end";
+  const Outcome out = collector.outcome();
+  ASSERT_TRUE(out.last.error);
+  EXPECT_EQ(out.last.error->status, 499);
+  EXPECT_EQ(out.last.deployment, "slow");
+}
+
 TEST(CallCost, PricesCachedAndCacheWriteTokensApart) {
   const Prices p{.input = 2, .cached_input = 0.5, .cache_write = 2.5, .output = 8};
   api::Usage u{.prompt_tokens = 1000, .completion_tokens = 100, .cached_tokens = 600, .cache_write_tokens = 300, .cost_usd = {}};

@@ -41,7 +41,10 @@ class TenantsTest : public ::testing::Test {
   }
 
   std::unique_ptr<Tenants> tenants(double spent_before = 0) {
-    return std::make_unique<Tenants>(open(), [spent_before](const std::string&, int64_t) -> Result<double> { return spent_before; });
+    auto t = std::make_unique<Tenants>(open(), [spent_before](const std::string&, int64_t) -> Result<double> { return spent_before; });
+    auto loaded = t->load();
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    return t;
   }
 
   fs::path dir_;
@@ -284,6 +287,45 @@ TEST_F(TenantsTest, BudgetsRefuseWhatWouldExceedThemAndCountSpendFromTheLedger) 
   EXPECT_TRUE(t->admit(p, 10, 10, 0.2));
   EXPECT_NE(t->metrics_text().find("tern:key_budget_spent_usd{key=\"" + key.id + "\"} 0.75"), std::string::npos) << t->metrics_text();
   EXPECT_NE(t->metrics_text().find("tern:key_budget_alert{key=\"" + key.id + "\"} 0"), std::string::npos);
+}
+
+TEST_F(TenantsTest, ANewlySetLimitStartsFullAndANewPeriodReadsTheLedger) {
+  KeySpec spec = named("later");
+  spec.budget_usd = 1.0;
+  spec.budget_period = BudgetPeriod::kDay;
+  auto [key, secret] = create(spec);
+  auto t = tenants(/*spent_before=*/0.7);
+  const Principal p{.key_id = key.id, .name = key.name, .org = {}, .admin = false};
+  auto a = t->admit(p, 1, 1, 0.1);
+  ASSERT_TRUE(a);
+  (*a)->settle(2, 0.2);  // 0.9 spent today
+  KeySpec change;
+  change.rpm = 2;                              // from unlimited: two requests at once, not zero
+  change.budget_period = BudgetPeriod::kMonth;  // this month's spend comes from the ledger (0.7 here)
+  ASSERT_TRUE(open()->update("later", change, "test"));
+  t->reload_if_changed();
+  EXPECT_TRUE(t->admit(p, 1, 1, 0));
+  EXPECT_TRUE(t->admit(p, 1, 1, 0));
+  EXPECT_FALSE(t->admit(p, 1, 1, 0));
+  EXPECT_NE(t->metrics_text().find("tern:key_budget_spent_usd{key=\"" + key.id + "\"} 0.7\n"), std::string::npos) << t->metrics_text();
+}
+
+TEST_F(TenantsTest, NamesShapedLikeKeyIdsAreRefusedAndIdsWinOverNames) {
+  auto [key, secret] = create(named("first"));
+  auto clash = open()->create(named(key.id), "test");
+  ASSERT_FALSE(clash);
+  EXPECT_NE(clash.error().message.find("looks like a key id"), std::string::npos);
+  auto revoked = open()->revoke(key.id, "test");
+  ASSERT_TRUE(revoked);
+  EXPECT_EQ(revoked->name, "first");
+}
+
+TEST_F(TenantsTest, AFailingKeyStoreStopsTheStart) {
+  auto t = std::make_unique<Tenants>(open(), [](const std::string&, int64_t) -> Result<double> { return fail("ledger unreachable"); });
+  create(named("someone"));
+  auto loaded = t->load();
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error().message.find("ledger unreachable"), std::string::npos);
 }
 
 TEST(BudgetPeriods, StartAndEndInUtc) {
