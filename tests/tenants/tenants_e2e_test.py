@@ -359,7 +359,7 @@ class PostgresLedgerTest(unittest.TestCase):
 class KillTest(unittest.TestCase):
     """SIGKILL under load at random moments: every response a client received in full has its row."""
 
-    ROUNDS = 4
+    ROUNDS = int(os.environ.get("TERN_KILL_ROUNDS", "4"))  # bench: TERN_KILL_ROUNDS=20
 
     def test_no_row_missing_after_sigkill(self):
         state = State(self)
