@@ -8,24 +8,17 @@
 #include "api/gateway.h"
 #include "api/json_util.h"
 #include "api/openai/response.h"
+#include "util/clock.h"
 
 namespace tern::api {
 namespace {
 
 using json = nlohmann::json;
 
-http::Response json_response(int status, const json& body) {
-  return {.status = status, .body = dump_json(body), .content_type = "application/json", .headers = {}, .close_connection = false};
-}
-
 http::Response error(int status, std::string message, std::string code = {}) {
   ApiError e = server_error(status, std::move(message), std::move(code));
   if (status == 403) e.type = "permission_error";
   return json_error_response(e, OpenAiRenderer::error_json(e));
-}
-
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 Result<int64_t> parse_time_ms(const std::string& text, const char* name) {

@@ -10,20 +10,13 @@
 #include "api/openai/request.h"
 #include "api/openai/response.h"
 #include "util/prometheus.h"
+#include "util/clock.h"
 
 namespace tern::api {
 namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-http::Response json_response(int status, const json& body) {
-  return {.status = status, .body = dump_json(body), .content_type = "application/json", .headers = {}, .close_connection = false};
-}
-
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 /// An error in the client's schema (before anything was sent).
 http::Response error_response(bool is_anthropic, const ApiError& error) {

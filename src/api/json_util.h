@@ -30,6 +30,11 @@ inline std::string sse_event(std::string_view name, const nlohmann::json& payloa
   return "event: " + std::string(name) + "\ndata: " + dump_json(payload) + "\n\n";
 }
 
+/// A JSON response with this status.
+inline http::Response json_response(int status, const nlohmann::json& body) {
+  return {.status = status, .body = dump_json(body), .content_type = "application/json", .headers = {}, .close_connection = false};
+}
+
 /// An error response with a JSON body, and Retry-After when the error carries one.
 inline http::Response json_error_response(const ApiError& error, const nlohmann::json& body) {
   http::Response response{.status = error.status, .body = dump_json(body), .content_type = "application/json", .headers = {},

@@ -6,12 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/clock.h"
+
 namespace tern::metering {
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::string row_json(const LedgerRow& r) {
   return nlohmann::json{{"time_ms", r.time_ms}, {"request_id", r.request_id}, {"key_id", r.key_id}, {"org", r.org},
@@ -115,7 +113,7 @@ void LedgerWriter::write_loop() {
     {
       std::unique_lock lock(mutex_);
       // Wake for rows, for shutdown, or for retention: soon while old rows remain, else every few seconds.
-      const bool retention_due = options_.retention_days > 0 && next_retention_ms_ <= now_ms();
+      const bool retention_due = options_.retention_days > 0 && next_retention_ms_ <= unix_ms();
       wake_.wait_for(lock, retention_due ? std::chrono::milliseconds(20) : std::chrono::milliseconds(5000),
                      [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty() && stopping_) return;
@@ -187,7 +185,7 @@ void LedgerWriter::commit(std::vector<Pending>& batch) {
 
 void LedgerWriter::apply_retention() {
   if (options_.retention_days <= 0) return;
-  const int64_t now = now_ms();
+  const int64_t now = unix_ms();
   if (now < next_retention_ms_) return;
   const int64_t cutoff = now - options_.retention_days * 86'400'000;
   // One small batch per pass; more passes follow at once while rows remain, but queued rows go first.

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "util/sha256.h"
+#include "util/clock.h"
 #include "util/tern_home.h"
 #include "util/units.h"
 
@@ -15,10 +16,6 @@ namespace tern::tenants {
 namespace {
 
 using json = nlohmann::json;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 Result<std::string> random_hex(size_t bytes) {
   std::vector<unsigned char> buffer(bytes);
@@ -253,7 +250,7 @@ Result<void> KeyStore::save(const ApiKey& k) {
 Result<void> KeyStore::record(const std::string& actor, const std::string& action, const std::string& key_id, const std::string& detail) {
   auto stmt = db_.prepare("INSERT INTO audit (ts_ms, actor, action, key_id, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
   if (!stmt) return std::unexpected(stmt.error());
-  stmt->bind(1, now_ms()).bind(2, actor).bind(3, action).bind(4, key_id).bind(5, detail);
+  stmt->bind(1, unix_ms()).bind(2, actor).bind(3, action).bind(4, key_id).bind(5, detail);
   return stmt->run();
 }
 
@@ -269,7 +266,7 @@ Result<std::pair<ApiKey, std::string>> KeyStore::create(const KeySpec& spec, con
   auto salt = random_hex(16);
   if (!id || !secret_part || !salt) return fail("keys: the system's random generator failed");
   ApiKey key;
-  const int64_t now = now_ms();
+  const int64_t now = unix_ms();
   key.id = "k" + *id;
   key.created_ms = now;
   apply(spec, key, now);
@@ -291,7 +288,7 @@ Result<ApiKey> KeyStore::update(const std::string& id_or_name, const KeySpec& sp
   auto key = find(id_or_name);
   if (!key) return key;
   if (key->revoked_ms != 0) return fail("key {} ({}) is revoked", key->id, key->name);
-  apply(spec, *key, now_ms());
+  apply(spec, *key, unix_ms());
   auto ok = sqlite::transaction(db_, [&]() -> Result<void> {
     if (auto saved = save(*key); !saved) return saved;
     return record(actor, "update", key->id, spec_json(spec).dump());
@@ -306,7 +303,7 @@ Result<ApiKey> KeyStore::revoke(const std::string& id_or_name, const std::string
   auto key = find(id_or_name);
   if (!key) return key;
   if (key->revoked_ms != 0) return fail("key {} ({}) is revoked already", key->id, key->name);
-  key->revoked_ms = now_ms();
+  key->revoked_ms = unix_ms();
   auto ok = sqlite::transaction(db_, [&]() -> Result<void> {
     if (auto saved = save(*key); !saved) return saved;
     return record(actor, "revoke", key->id, "{}");

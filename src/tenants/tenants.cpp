@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "util/prometheus.h"
+#include "util/clock.h"
 #include "util/sha256.h"
 
 namespace tern::tenants {
@@ -26,10 +27,6 @@ struct KeyState {
 };
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 /// Tops the buckets up for the time passed and starts a new budget period when one began.
 void refresh(KeyState& s, int64_t now) {
@@ -106,7 +103,7 @@ void Admission::settle(int64_t tokens_used, double cost_usd) {
   if (settled_) return;
   settled_ = true;
   std::lock_guard lock(state_->mutex);
-  refresh(*state_, now_ms());
+  refresh(*state_, unix_ms());
   if (state_->key.limits.tpm > 0) state_->token_bucket += static_cast<double>(reserved_tokens_ - tokens_used);
   if (state_->key.limits.tpm > 0) state_->token_bucket = std::min<double>(state_->token_bucket, static_cast<double>(state_->key.limits.tpm));
   state_->in_flight -= 1;
@@ -148,7 +145,7 @@ Result<void> Tenants::reload_locked() {
   data_version_ = keys_->data_version();
   auto keys = keys_->list();
   if (!keys) return std::unexpected(keys.error());
-  const int64_t now = now_ms();
+  const int64_t now = unix_ms();
   for (const ApiKey& key : *keys) {
     if (auto existing = state_of(key.id)) {
       // A new budget period (the key's period changed) starts from the ledger, not from zero.
@@ -233,7 +230,7 @@ std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std
     return unauthorized("invalid API key", "invalid_api_key");
   }
   if (state->key.revoked_ms != 0) return unauthorized(fmt::format("API key {} has been revoked", id), "revoked_api_key");
-  if (!state->key.is_usable(now_ms())) return unauthorized(fmt::format("API key {} expired on {}", id, day_text(state->key.expires_ms)), "expired_api_key");
+  if (!state->key.is_usable(unix_ms())) return unauthorized(fmt::format("API key {} expired on {}", id, day_text(state->key.expires_ms)), "expired_api_key");
   return Principal{.key_id = state->key.id, .name = state->key.name, .org = state->key.org, .admin = state->key.admin};
 }
 
@@ -250,7 +247,7 @@ std::expected<std::unique_ptr<Admission>, Refusal> Tenants::admit(const Principa
   auto state = state_of(principal.key_id);
   if (state == nullptr) return std::unexpected(Refusal{api::server_error(401, "invalid API key", "invalid_api_key"), {}});
   std::unique_lock lock(state->mutex);
-  const int64_t now = now_ms();
+  const int64_t now = unix_ms();
   refresh(*state, now);
   const KeyLimits& l = state->key.limits;
   auto too_many = [&](std::string reason, std::string message, double retry_after_s) {
@@ -356,7 +353,7 @@ std::string Tenants::metrics_text() const {
     for (const auto& [id, state] : states_) states.push_back(state);
   }
   std::string in_flight, spent, budget, alert;
-  const int64_t now = now_ms();
+  const int64_t now = unix_ms();
   size_t shown = 0;
   for (const auto& state : states) {
     std::lock_guard lock(state->mutex);
