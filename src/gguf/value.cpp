@@ -72,7 +72,7 @@ std::string escape_and_clip(std::string_view text, size_t max_chars) {
 }  // namespace
 
 std::string Value::to_display_string(size_t max_chars) const {
-  if (auto v = as_string()) return "\"" + escape_and_clip(*v, max_chars) + "\"";
+  if (auto v = as_string()) return fmt::format("\"{}\"", escape_and_clip(*v, max_chars));  // (operator+ trips GCC's -Wrestrict)
   if (auto v = as_bool()) return *v ? "true" : "false";
   if (auto v = as_float()) return fmt::format("{:g}", *v);
   if (const auto* v = std::get_if<uint64_t>(&storage_)) return std::to_string(*v);

@@ -6,7 +6,6 @@
 
 #include <cstdlib>
 #include <mutex>
-#include <regex>
 
 #include "metering/ledger.h"
 #include "metering/ledger_sql.h"
@@ -20,9 +19,24 @@ using PgResult = std::unique_ptr<PGresult, void (*)(PGresult*)>;
 PgResult wrap(PGresult* result) { return PgResult(result, &PQclear); }
 
 /// The URL without its password, for messages and logs.
-std::string redact(const std::string& url) {
-  const std::string without_userinfo = std::regex_replace(url, std::regex(R"((://[^:/@]*):[^@]*@)"), "$1:***@");
-  return std::regex_replace(without_userinfo, std::regex(R"(([?&]password=)[^&]*)"), "$1***");
+std::string redact(std::string url) {
+  // user:password@host
+  if (const size_t scheme = url.find("://"); scheme != std::string::npos) {
+    const size_t at = url.find('@', scheme + 3);
+    const size_t colon = url.find(':', scheme + 3);
+    const size_t slash = url.find('/', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at && (slash == std::string::npos || at < slash)) {
+      url.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // ...?password=...&
+  for (size_t pos = url.find("password="); pos != std::string::npos; pos = url.find("password=", pos + 1)) {
+    if (pos == 0 || (url[pos - 1] != '?' && url[pos - 1] != '&')) continue;
+    const size_t start = pos + 9;
+    const size_t end = std::min(url.find('&', start), url.size());
+    url.replace(start, end - start, "***");
+  }
+  return url;
 }
 
 Result<void> check(PGconn* conn, const PgResult& result, const char* what) {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <regex>
 #include <set>
 
 #include "util/sha256.h"
@@ -47,18 +46,25 @@ std::vector<std::string> split(const std::string& text) {
   return out;
 }
 
-const std::regex& name_pattern() {
-  static const std::regex pattern(R"([A-Za-z0-9][A-Za-z0-9._:@/-]{0,63})");
-  return pattern;
+/// 1 to 64 characters: a letter or digit, then letters, digits and . _ : @ / -
+bool is_valid_name(std::string_view text) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (text.empty() || text.size() > 64 || !alnum(text[0])) return false;
+  return std::all_of(text.begin(), text.end(), [&](char c) { return alnum(c) || std::string_view("._:@/-").find(c) != std::string_view::npos; });
+}
+
+/// "k" and 12 lower-case hex digits: what key ids look like.
+bool looks_like_key_id(std::string_view text) {
+  return text.size() == 13 && text[0] == 'k' &&
+         std::all_of(text.begin() + 1, text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 Result<void> validate(const KeySpec& spec) {
-  if (spec.name && !std::regex_match(*spec.name, name_pattern())) {
+  if (spec.name && !is_valid_name(*spec.name)) {
     return fail("name: 1 to 64 characters: letters, digits and . _ : @ / - (got \"{}\")", *spec.name);
   }
-  static const std::regex id_shape(R"(k[0-9a-f]{12})");
-  if (spec.name && std::regex_match(*spec.name, id_shape)) return fail("name: \"{}\" looks like a key id; pick another", *spec.name);
-  if (spec.org && !spec.org->empty() && !std::regex_match(*spec.org, name_pattern())) {
+  if (spec.name && looks_like_key_id(*spec.name)) return fail("name: \"{}\" looks like a key id; pick another", *spec.name);
+  if (spec.org && !spec.org->empty() && !is_valid_name(*spec.org)) {
     return fail("org: 1 to 64 characters: letters, digits and . _ : @ / - (got \"{}\")", *spec.org);
   }
   if (spec.models) {

@@ -293,6 +293,10 @@ TEST(Ledger, UnreachablePostgresNamesTheServerWithoutItsPassword) {
   EXPECT_NE(store.error().message.find("postgresql: cannot connect to postgresql://tern:***@127.0.0.1:1/tern"), std::string::npos)
       << store.error().message;
   EXPECT_EQ(store.error().message.find("secret"), std::string::npos);
+  auto by_parameter = open_ledger("postgresql:///tern?host=127.0.0.1&port=1&password=hunter2&connect_timeout=2");
+  ASSERT_FALSE(by_parameter);
+  EXPECT_NE(by_parameter.error().message.find("&password=***&connect_timeout=2"), std::string::npos) << by_parameter.error().message;
+  EXPECT_EQ(by_parameter.error().message.find("hunter2"), std::string::npos);
 }
 
 }  // namespace
