@@ -7,7 +7,6 @@
 
 #include "api/gateway.h"
 #include "api/json_util.h"
-#include "api/openai/response.h"
 #include "util/clock.h"
 
 namespace tern::api {
@@ -18,7 +17,7 @@ using json = nlohmann::json;
 http::Response error(int status, std::string message, std::string code = {}) {
   ApiError e = server_error(status, std::move(message), std::move(code));
   if (status == 403) e.type = "permission_error";
-  return json_error_response(e, OpenAiRenderer::error_json(e));
+  return error_response(false, e);
 }
 
 Result<int64_t> parse_time_ms(const std::string& text, const char* name) {
@@ -39,7 +38,7 @@ Result<int64_t> parse_time_ms(const std::string& text, const char* name) {
 std::optional<tenants::Principal> require_admin(tenants::Tenants* tenants, const http::Request& q, http::Responder& r) {
   auto caller = authenticate(tenants, q);
   if (!caller) {
-    r.send(json_error_response(caller.error(), OpenAiRenderer::error_json(caller.error())));
+    r.send(error_response(false, caller.error()));
     return std::nullopt;
   }
   if (!*caller || !(*caller)->admin) {
@@ -183,7 +182,7 @@ void register_admin_routes(http::Server& server, tenants::Tenants* tenants, mete
   });
   server.route("GET", "/v1/usage", [tenants, ledger](const http::Request& q, std::shared_ptr<http::Responder> r) {
     auto caller = authenticate(tenants, q);
-    if (!caller) return r->send(json_error_response(caller.error(), OpenAiRenderer::error_json(caller.error())));
+    if (!caller) return r->send(error_response(false, caller.error()));
     if (!*caller) return r->send(error(401, "GET /v1/usage reports the calling key's own spend: send a key", "missing_api_key"));
     answer_usage(ledger, q, std::move(r), (*caller)->key_id);
   });

@@ -18,11 +18,6 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-/// An error in the client's schema (before anything was sent).
-http::Response error_response(bool is_anthropic, const ApiError& error) {
-  return json_error_response(error, is_anthropic ? AnthropicRenderer::error_json(error) : OpenAiRenderer::error_json(error));
-}
-
 /// A client- or upstream-supplied string as a ledger field: at most 200 bytes, cut at a character
 /// boundary, control characters (a JSON "\u0000" included) replaced — a database must never refuse a
 /// batch of rows because of one request's model name.
@@ -173,6 +168,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
 }  // namespace
 
+http::Response error_response(bool is_anthropic, const ApiError& error) {
+  return json_error_response(error, is_anthropic ? AnthropicRenderer::error_json(error) : OpenAiRenderer::error_json(error));
+}
+
 std::expected<std::optional<tenants::Principal>, ApiError> authenticate(tenants::Tenants* tenants, const http::Request& request) {
   if (tenants == nullptr) return std::nullopt;
   return tenants->authenticate(request.header("authorization"), request.header("x-api-key"));
@@ -270,9 +269,8 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
       }
     }
     const int64_t prompt_estimate = estimate_prompt_tokens(*parsed);
-    const int64_t completion_reserve = parsed->max_tokens.value_or(512);
     auto admitted = tenants_->admit(*principal, prompt_estimate, parsed->max_tokens,
-                                    router->max_cost_usd(*parsed, prompt_estimate, completion_reserve));
+                                    router->max_cost_usd(*parsed, prompt_estimate, tenants_->completion_reserve(parsed->max_tokens)));
     if (!admitted) return refuse(admitted.error().error, admitted.error().headers);
     admission = std::move(*admitted);
     parsed->cache_salt = tenants::Tenants::cache_salt(principal, parsed->cache_salt);

@@ -47,6 +47,9 @@ class Gateway {
   std::function<std::string()> metrics_source_;
 };
 
+/// An error in the client's schema (OpenAI's, or Anthropic's on /v1/messages), before anything was sent.
+http::Response error_response(bool is_anthropic, const ApiError& error);
+
 /// The caller of a request from its Authorization or x-api-key header: nullopt on an open server; an
 /// error (401) when a key is needed and missing or wrong.
 std::expected<std::optional<tenants::Principal>, ApiError> authenticate(tenants::Tenants* tenants, const http::Request& request);

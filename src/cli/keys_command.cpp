@@ -4,15 +4,14 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <memory>
 #include <string>
 
 #include "cli/commands.h"
 #include "metering/ledger.h"
 #include "tenants/key_store.h"
+#include "util/clock.h"
 #include "util/units.h"
 
 namespace tern::cli {
@@ -73,15 +72,7 @@ Result<tenants::KeySpec> spec_from(const KeysOptions& o, CLI::App& command) {
   return spec;
 }
 
-std::string when(int64_t ms) {
-  if (ms == 0) return "-";
-  const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M", &tm);
-  return text;
-}
+std::string when(int64_t ms) { return ms == 0 ? "-" : utc_text(ms, "%Y-%m-%d %H:%M"); }
 
 std::string limits_text(const tenants::ApiKey& k) {
   std::string out;
@@ -170,7 +161,7 @@ Runner add_keys_command(CLI::App& app) {
         return 0;
       }
       std::printf("%-14s %-20s %-14s %-6s %-17s %-17s %-9s %s\n", "ID", "NAME", "ORG", "ADMIN", "CREATED", "EXPIRES", "STATE", "LIMITS");
-      const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      const int64_t now = unix_ms();
       for (const auto& k : *all) {
         const char* state = k.revoked_ms != 0 ? "revoked" : k.is_usable(now) ? "active" : "expired";
         std::printf("%-14s %-20s %-14s %-6s %-17s %-17s %-9s %s\n", k.id.c_str(), k.name.c_str(), k.org.empty() ? "-" : k.org.c_str(),

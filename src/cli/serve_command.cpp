@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-
 #include <thread>
 
 #include "api/gateway.h"

@@ -1,7 +1,6 @@
 #include "metering/ledger.h"
 
-#include <ctime>
-
+#include "util/clock.h"
 #include "util/tern_home.h"
 
 namespace tern::metering {
@@ -34,14 +33,7 @@ bool is_postgres_url(const std::string& location) {
   return location.starts_with("postgresql://") || location.starts_with("postgres://");
 }
 
-std::string utc_day(int64_t time_ms) {
-  const std::time_t seconds = static_cast<std::time_t>(time_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[16];
-  std::strftime(text, sizeof text, "%Y-%m-%d", &tm);
-  return text;
-}
+std::string utc_day(int64_t time_ms) { return utc_text(time_ms, "%Y-%m-%d"); }
 
 Result<std::unique_ptr<LedgerStore>> open_ledger(const std::string& location) {
   if (is_postgres_url(location)) return open_postgres_ledger(location);

@@ -93,7 +93,6 @@ class KeyStore {
   Result<std::vector<AuditEntry>> audit(int64_t limit);
   /// Moves whenever the keys change, through this store or any other connection or process.
   int64_t data_version();
-  const std::string& path() const { return db_.path(); }
 
  private:
   explicit KeyStore(sqlite::Database db) : db_(std::move(db)) {}

@@ -13,12 +13,54 @@
 
 namespace tern::tenants {
 
+namespace {
+
+/// "6m0s", "1s", "120ms" as OpenAI writes its x-ratelimit-reset-* headers.
+std::string reset_text(double seconds) {
+  if (seconds < 1) return fmt::format("{}ms", std::max(0, static_cast<int>(std::ceil(seconds * 1000))));
+  const int64_t whole = static_cast<int64_t>(std::ceil(seconds));
+  if (whole < 60) return fmt::format("{}s", whole);
+  return fmt::format("{}m{}s", whole / 60, whole % 60);
+}
+
+/// A per-minute limit (requests or tokens) as a token bucket: `level` units available now, at most
+/// `per_minute`, refilled at per_minute / 60 a second; below zero after an overrun. A limit of 0 is
+/// no limit: the bucket is never consulted.
+struct MinuteBucket {
+  double level = 0;
+
+  static double rate(int64_t per_minute) { return static_cast<double>(per_minute) / 60; }
+  void refill(int64_t per_minute, double elapsed_s) {
+    if (per_minute > 0) level = std::min<double>(static_cast<double>(per_minute), level + elapsed_s * rate(per_minute));
+  }
+  /// Seconds until `amount` units are available.
+  double seconds_until(int64_t per_minute, double amount) const { return (amount - level) / rate(per_minute); }
+  /// Units handed back (a settled reservation), never past the capacity.
+  void give_back(int64_t per_minute, double amount) {
+    if (per_minute > 0) level = std::min<double>(level + amount, static_cast<double>(per_minute));
+  }
+  /// The limit changed: a limit newly set starts full; a changed one keeps what is left, capped.
+  void resize(int64_t old_per_minute, int64_t new_per_minute) {
+    if (new_per_minute == old_per_minute) return;
+    level = old_per_minute == 0 ? static_cast<double>(new_per_minute) : std::min<double>(level, static_cast<double>(new_per_minute));
+  }
+  /// x-ratelimit-limit-<unit>, -remaining-<unit>, -reset-<unit> (OpenAI's names).
+  void add_headers(Headers& out, const char* unit, int64_t per_minute) const {
+    if (per_minute <= 0) return;
+    out.emplace_back(fmt::format("x-ratelimit-limit-{}", unit), std::to_string(per_minute));
+    out.emplace_back(fmt::format("x-ratelimit-remaining-{}", unit), std::to_string(std::max<int64_t>(0, static_cast<int64_t>(level))));
+    out.emplace_back(fmt::format("x-ratelimit-reset-{}", unit), reset_text(seconds_until(per_minute, static_cast<double>(per_minute))));
+  }
+};
+
+}  // namespace
+
 /// One key's live state: its record, token buckets, in-flight count and spend this period.
 struct KeyState {
   std::mutex mutex;
   ApiKey key;
-  double request_bucket = 0;  // requests available now (capacity rpm, refilled at rpm/60 per second)
-  double token_bucket = 0;    // tokens available now (capacity tpm); negative after an overrun
+  MinuteBucket requests;  // capacity rpm
+  MinuteBucket tokens;    // capacity tpm
   int64_t refilled_ms = 0;
   int64_t in_flight = 0;
   double spent_usd = 0;       // this period, settled requests
@@ -33,8 +75,8 @@ void refresh(KeyState& s, int64_t now) {
   const double elapsed_s = std::max<int64_t>(0, now - s.refilled_ms) / 1000.0;
   s.refilled_ms = now;
   const KeyLimits& l = s.key.limits;
-  if (l.rpm > 0) s.request_bucket = std::min<double>(static_cast<double>(l.rpm), s.request_bucket + elapsed_s * static_cast<double>(l.rpm) / 60);
-  if (l.tpm > 0) s.token_bucket = std::min<double>(static_cast<double>(l.tpm), s.token_bucket + elapsed_s * static_cast<double>(l.tpm) / 60);
+  s.requests.refill(l.rpm, elapsed_s);
+  s.tokens.refill(l.tpm, elapsed_s);
   const int64_t period = period_start_ms(l.budget_period, now);
   if (period != s.period_start) {
     s.period_start = period;
@@ -42,33 +84,12 @@ void refresh(KeyState& s, int64_t now) {
   }
 }
 
-/// "6m0s", "1s", "120ms" as OpenAI writes its x-ratelimit-reset-* headers.
-std::string reset_text(double seconds) {
-  if (seconds < 1) return fmt::format("{}ms", std::max(0, static_cast<int>(std::ceil(seconds * 1000))));
-  const int64_t whole = static_cast<int64_t>(std::ceil(seconds));
-  if (whole < 60) return fmt::format("{}s", whole);
-  return fmt::format("{}m{}s", whole / 60, whole % 60);
-}
-
 Headers limit_headers(const KeyState& s) {
   Headers out;
-  const KeyLimits& l = s.key.limits;
-  if (l.rpm > 0) {
-    const double rate = static_cast<double>(l.rpm) / 60;
-    out.emplace_back("x-ratelimit-limit-requests", std::to_string(l.rpm));
-    out.emplace_back("x-ratelimit-remaining-requests", std::to_string(std::max<int64_t>(0, static_cast<int64_t>(s.request_bucket))));
-    out.emplace_back("x-ratelimit-reset-requests", reset_text((static_cast<double>(l.rpm) - s.request_bucket) / rate));
-  }
-  if (l.tpm > 0) {
-    const double rate = static_cast<double>(l.tpm) / 60;
-    out.emplace_back("x-ratelimit-limit-tokens", std::to_string(l.tpm));
-    out.emplace_back("x-ratelimit-remaining-tokens", std::to_string(std::max<int64_t>(0, static_cast<int64_t>(s.token_bucket))));
-    out.emplace_back("x-ratelimit-reset-tokens", reset_text((static_cast<double>(l.tpm) - s.token_bucket) / rate));
-  }
+  s.requests.add_headers(out, "requests", s.key.limits.rpm);
+  s.tokens.add_headers(out, "tokens", s.key.limits.tpm);
   return out;
 }
-
-std::string day_text(int64_t ms) { return metering::utc_day(ms); }
 
 }  // namespace
 
@@ -104,8 +125,7 @@ void Admission::settle(int64_t tokens_used, double cost_usd) {
   settled_ = true;
   std::lock_guard lock(state_->mutex);
   refresh(*state_, unix_ms());
-  if (state_->key.limits.tpm > 0) state_->token_bucket += static_cast<double>(reserved_tokens_ - tokens_used);
-  if (state_->key.limits.tpm > 0) state_->token_bucket = std::min<double>(state_->token_bucket, static_cast<double>(state_->key.limits.tpm));
+  state_->tokens.give_back(state_->key.limits.tpm, static_cast<double>(reserved_tokens_ - tokens_used));
   state_->in_flight -= 1;
   state_->reserved_usd = std::max(0.0, state_->reserved_usd - reserved_cost_);
   state_->spent_usd += cost_usd;
@@ -163,15 +183,8 @@ Result<void> Tenants::reload_locked() {
       }
       std::lock_guard lock(existing->mutex);
       const KeyLimits& old = existing->key.limits;
-      // A limit newly set starts with a full bucket; a changed one keeps what is left, capped.
-      if (key.limits.rpm != old.rpm) {
-        existing->request_bucket = old.rpm == 0 ? static_cast<double>(key.limits.rpm)
-                                                : std::min<double>(existing->request_bucket, static_cast<double>(key.limits.rpm));
-      }
-      if (key.limits.tpm != old.tpm) {
-        existing->token_bucket = old.tpm == 0 ? static_cast<double>(key.limits.tpm)
-                                              : std::min<double>(existing->token_bucket, static_cast<double>(key.limits.tpm));
-      }
+      existing->requests.resize(old.rpm, key.limits.rpm);
+      existing->tokens.resize(old.tpm, key.limits.tpm);
       existing->key = key;
       if (spent) {
         existing->period_start = period;
@@ -181,8 +194,8 @@ Result<void> Tenants::reload_locked() {
     }
     auto state = std::make_shared<KeyState>();
     state->key = key;
-    state->request_bucket = static_cast<double>(key.limits.rpm);
-    state->token_bucket = static_cast<double>(key.limits.tpm);
+    state->requests.level = static_cast<double>(key.limits.rpm);
+    state->tokens.level = static_cast<double>(key.limits.tpm);
     state->refilled_ms = now;
     state->period_start = period_start_ms(key.limits.budget_period, now);
     // Budgets survive restarts: this period's spend so far is in the ledger.
@@ -230,7 +243,7 @@ std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std
     return unauthorized("invalid API key", "invalid_api_key");
   }
   if (state->key.revoked_ms != 0) return unauthorized(fmt::format("API key {} has been revoked", id), "revoked_api_key");
-  if (!state->key.is_usable(unix_ms())) return unauthorized(fmt::format("API key {} expired on {}", id, day_text(state->key.expires_ms)), "expired_api_key");
+  if (!state->key.is_usable(unix_ms())) return unauthorized(fmt::format("API key {} expired on {}", id, metering::utc_day(state->key.expires_ms)), "expired_api_key");
   return Principal{.key_id = state->key.id, .name = state->key.name, .org = state->key.org, .admin = state->key.admin};
 }
 
@@ -262,18 +275,18 @@ std::expected<std::unique_ptr<Admission>, Refusal> Tenants::admit(const Principa
     return too_many("concurrency_limit_exceeded",
                     fmt::format("key {} already has {} requests in flight (its limit is {})", principal.key_id, state->in_flight, l.max_parallel), 1);
   }
-  if (l.rpm > 0 && state->request_bucket < 1) {
+  if (l.rpm > 0 && state->requests.level < 1) {
     return too_many("rate_limit_requests",
                     fmt::format("key {} is over its limit of {} requests per minute", principal.key_id, l.rpm),
-                    (1 - state->request_bucket) / (static_cast<double>(l.rpm) / 60));
+                    state->requests.seconds_until(l.rpm, 1));
   }
-  int64_t reserve = prompt_tokens_estimate + max_tokens.value_or(options_.default_reserve_tokens);
+  int64_t reserve = prompt_tokens_estimate + completion_reserve(max_tokens);
   if (l.tpm > 0) {
     reserve = std::min(reserve, l.tpm);  // a request larger than a minute's tokens still runs once the bucket is full
-    if (state->token_bucket < static_cast<double>(reserve)) {
+    if (state->tokens.level < static_cast<double>(reserve)) {
       return too_many("rate_limit_tokens",
                       fmt::format("key {} is over its limit of {} tokens per minute (this request reserves {})", principal.key_id, l.tpm, reserve),
-                      (static_cast<double>(reserve) - state->token_bucket) / (static_cast<double>(l.tpm) / 60));
+                      state->tokens.seconds_until(l.tpm, static_cast<double>(reserve)));
     }
   }
   if (l.budget_usd > 0 && (state->spent_usd >= l.budget_usd || state->spent_usd + state->reserved_usd + cost_estimate_usd > l.budget_usd)) {
@@ -282,15 +295,15 @@ std::expected<std::unique_ptr<Admission>, Refusal> Tenants::admit(const Principa
                     principal.key_id, state->spent_usd, l.budget_usd,
                     l.budget_period == BudgetPeriod::kDay ? "daily" : l.budget_period == BudgetPeriod::kWeek ? "weekly" : "monthly",
                     state->reserved_usd > 0 ? fmt::format(" (${:.4f} more in flight)", state->reserved_usd) : "", cost_estimate_usd,
-                    day_text(period_end_ms(l.budget_period, state->period_start))),
+                    metering::utc_day(period_end_ms(l.budget_period, state->period_start))),
         "budget_exceeded");
     lock.unlock();
     count_refusal(principal.key_id, "budget_exceeded");
     return std::unexpected(Refusal{std::move(error), {}});
   }
   state->in_flight += 1;
-  if (l.rpm > 0) state->request_bucket -= 1;
-  if (l.tpm > 0) state->token_bucket -= static_cast<double>(reserve);
+  if (l.rpm > 0) state->requests.level -= 1;
+  if (l.tpm > 0) state->tokens.level -= static_cast<double>(reserve);
   state->reserved_usd += cost_estimate_usd;
   Headers headers = limit_headers(*state);
   return std::make_unique<Admission>(state, l.tpm > 0 ? reserve : 0, cost_estimate_usd, std::move(headers));

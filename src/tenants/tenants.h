@@ -88,6 +88,8 @@ class Tenants {
   bool auth_required() const;
   /// The caller from the request's headers; nullopt when the server is open and no key was given.
   std::expected<std::optional<Principal>, api::ApiError> authenticate(std::string_view authorization, std::string_view x_api_key) const;
+  /// The completion tokens a request reserves: its max_tokens, or the default when it gives none.
+  int64_t completion_reserve(std::optional<int64_t> max_tokens) const { return max_tokens.value_or(options_.default_reserve_tokens); }
   /// Whether the key may use `model` (its allow-list).
   bool may_use(const Principal& principal, const std::string& model) const;
   /// Admission for one generation request: concurrency, requests/min, tokens/min (prompt estimate +

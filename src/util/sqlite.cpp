@@ -19,11 +19,6 @@ Statement& Statement::bind(int index, std::string_view value) {
   return *this;
 }
 
-Statement& Statement::bind_null(int index) {
-  sqlite3_bind_null(stmt_.get(), index);
-  return *this;
-}
-
 Result<bool> Statement::step() {
   const int rc = sqlite3_step(stmt_.get());
   if (rc == SQLITE_ROW) return true;

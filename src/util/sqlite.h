@@ -22,7 +22,6 @@ class Statement {
   Statement& bind(int index, int64_t value);
   Statement& bind(int index, double value);
   Statement& bind(int index, std::string_view value);
-  Statement& bind_null(int index);
   /// Runs one step: true while a row is available, false when done.
   Result<bool> step();
   /// Runs to completion, ignoring rows.
@@ -32,7 +31,6 @@ class Statement {
   int64_t integer(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
   double real(int column) const { return sqlite3_column_double(stmt_.get(), column); }
   std::string text(int column) const;
-  bool is_null(int column) const { return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL; }
 
  private:
   std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt_{nullptr, &sqlite3_finalize};
@@ -49,7 +47,6 @@ class Database {
   Result<void> exec(const std::string& sql);
   Result<Statement> prepare(const std::string& sql);
   int64_t changes() const { return sqlite3_changes64(db_.get()); }
-  int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }
   /// Changes to the file by other connections since this one last looked (PRAGMA data_version).
   int64_t data_version();
   const std::string& path() const { return path_; }

@@ -27,7 +27,7 @@ except ImportError:
     print("SKIP: the openai and anthropic packages are not installed (scripts/test.sh installs them in .venv-tests)")
     sys.exit(77)
 
-from tern_process import TernServe
+from tern_process import TernServe, exit_unless_default_model
 
 TERN = None
 UPSTREAM = None
@@ -339,8 +339,5 @@ if __name__ == "__main__":
     parser.add_argument("--upstream", required=True)
     args, rest = parser.parse_known_args()
     TERN, UPSTREAM = os.path.abspath(args.tern), os.path.abspath(args.upstream)
-    home = os.environ.get("TERN_HOME", os.path.expanduser("~/.cache/tern"))
-    if not os.path.exists(os.path.join(home, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")):
-        print("SKIP: the default model is not downloaded (scripts/test.sh pulls it)")
-        sys.exit(77)
+    exit_unless_default_model()
     unittest.main(argv=[sys.argv[0]] + rest)

@@ -26,7 +26,7 @@ except ImportError:
     print("SKIP: the openai package is not installed (scripts/test.sh installs it in .venv-tests)")
     sys.exit(77)
 
-from tern_process import TernServe
+from tern_process import TernServe, exit_unless_default_model
 
 TERN = None
 MODEL = "smollm2-135m"
@@ -421,8 +421,5 @@ if __name__ == "__main__":
     parser.add_argument("--tern", required=True)
     args, rest = parser.parse_known_args()
     TERN = os.path.abspath(args.tern)
-    home = os.environ.get("TERN_HOME", os.path.expanduser("~/.cache/tern"))
-    if not os.path.exists(os.path.join(home, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")):
-        print("SKIP: the default model is not pulled (scripts/test.sh pulls it)")
-        sys.exit(77)
+    exit_unless_default_model()
     unittest.main(argv=[sys.argv[0], *rest])

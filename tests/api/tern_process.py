@@ -13,6 +13,14 @@ import threading
 import time
 
 
+def exit_unless_default_model():
+    """Exit with 77 (ctest: skipped) when the default model has not been pulled yet."""
+    home = os.environ.get("TERN_HOME", os.path.expanduser("~/.cache/tern"))
+    if not os.path.exists(os.path.join(home, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")):
+        print("SKIP: the default model is not downloaded (scripts/test.sh pulls it)")
+        sys.exit(77)
+
+
 class TernServe:
     def __init__(self, tern, args, env=None, timeout=60):
         args = list(args)

@@ -36,7 +36,7 @@ except ImportError:
     sys.exit(77)
 
 import postgres_server
-from tern_process import TernServe
+from tern_process import TernServe, exit_unless_default_model
 
 TERN = None
 MODEL = "smollm2-135m"
@@ -419,8 +419,5 @@ if __name__ == "__main__":
     parser.add_argument("--tern", required=True)
     args, rest = parser.parse_known_args()
     TERN = os.path.abspath(args.tern)
-    home = os.environ.get("TERN_HOME", os.path.expanduser("~/.cache/tern"))
-    if not os.path.exists(os.path.join(home, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")):
-        print("SKIP: the default model is not downloaded (scripts/test.sh pulls it)")
-        sys.exit(77)
+    exit_unless_default_model()
     unittest.main(argv=[sys.argv[0]] + rest)
