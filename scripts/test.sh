@@ -30,6 +30,17 @@ if [[ ! -f "$fixture" ]]; then
   .venv-tests/bin/python tools/make_random_qwen2.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$fixture"
 fi
 
+# LoRA adapters for the three base models (tools/make_lora_adapters.py; remade when the script changes).
+lora="$TERN_HOME/fixtures/lora"
+stamp="$lora/made-by-$(sha256sum tools/make_lora_adapters.py | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  rm -rf "$lora" && mkdir -p "$lora"
+  .venv-tests/bin/python tools/make_lora_adapters.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$lora" smollm2
+  .venv-tests/bin/python tools/make_lora_adapters.py "$TERN_HOME/models/gemma-3-270m-q4_k_m.gguf" "$lora" gemma3
+  .venv-tests/bin/python tools/make_lora_adapters.py "$fixture" "$lora" qwen2-random
+  touch "$stamp"
+fi
+
 echo "machine: $(build/tern --version) | $(nproc) cores${TERN_ISA:+ | TERN_ISA=$TERN_ISA}"
 
 if [[ "$tier" == "--fast" ]]; then

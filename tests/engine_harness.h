@@ -61,11 +61,15 @@ class EngineHarness {
     done_.wait(lock, [&] { return outputs_[id].tokens.size() >= n || finished_.contains(id); });
   }
 
-  EngineOutput run(const std::vector<int32_t>& prompt, int64_t max_tokens) { return wait(submit(prompt, max_tokens)); }
+  EngineOutput run(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                   std::shared_ptr<const model::LoraAdapter> adapter = nullptr) {
+    return wait(submit(prompt, max_tokens, std::move(adapter)));
+  }
 
-  /// A greedy request (temperature 0, EOS ignored); its id.
-  uint64_t submit(const std::vector<int32_t>& prompt, int64_t max_tokens) {
+  /// A greedy request (temperature 0, EOS ignored), with a LoRA adapter if given; its id.
+  uint64_t submit(const std::vector<int32_t>& prompt, int64_t max_tokens, std::shared_ptr<const model::LoraAdapter> adapter = nullptr) {
     engine::GenerationRequest request;
+    request.adapter = std::move(adapter);
     request.prompt = prompt;
     request.sampling.temperature = 0;
     request.max_tokens = max_tokens;

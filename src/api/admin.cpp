@@ -189,3 +189,48 @@ void register_admin_routes(http::Server& server, tenants::Tenants* tenants, mete
 }
 
 }  // namespace tern::api
+
+namespace tern::api {
+
+void register_lora_routes(http::Server& server, tenants::Tenants* tenants, const std::atomic<router::LoraAdapters*>& adapters) {
+  // Changing what a server serves is an admin's act once keys exist.
+  auto allowed = [tenants](const http::Request& q, http::Responder& r) {
+    return tenants == nullptr || !tenants->auth_required() || require_admin(tenants, q, r).has_value();
+  };
+  server.route("POST", "/v1/load_lora_adapter", [&adapters, allowed](const http::Request& q, std::shared_ptr<http::Responder> r) {
+    if (!allowed(q, *r)) return;
+    router::LoraAdapters* lora = adapters.load();
+    if (lora == nullptr) return r->send(error(503, "the server is still loading its models", "loading"));
+    json body = json::parse(q.body, nullptr, false);
+    if (!body.is_object() || !body.contains("lora_name") || !body["lora_name"].is_string() || !body.contains("lora_path") ||
+        !body["lora_path"].is_string()) {
+      return r->send(error(400, "lora_name and lora_path (strings) are required"));
+    }
+    if (body.contains("base_model") && !body["base_model"].is_string()) return r->send(error(400, "base_model must be a string"));
+    if (body.contains("scale") && !body["scale"].is_number()) return r->send(error(400, "scale must be a number"));
+    lora->run([lora, r, name = body["lora_name"].get<std::string>(), path = body["lora_path"].get<std::string>(),
+               base = body.value("base_model", std::string()), scale = body.value("scale", 1.0)] {
+      auto ok = lora->load(name, path, base, static_cast<float>(scale));
+      if (!ok) return r->send(error(400, ok.error().message, "lora_load_failed"));
+      r->send(json_response(200, {{"object", "lora_adapter"}, {"name", name}, {"path", path},
+                                  {"message", fmt::format("Success: LoRA adapter '{}' added successfully.", name)}}));
+    });
+  });
+  server.route("POST", "/v1/unload_lora_adapter", [&adapters, allowed](const http::Request& q, std::shared_ptr<http::Responder> r) {
+    if (!allowed(q, *r)) return;
+    router::LoraAdapters* lora = adapters.load();
+    if (lora == nullptr) return r->send(error(503, "the server is still loading its models", "loading"));
+    json body = json::parse(q.body, nullptr, false);
+    if (!body.is_object() || !body.contains("lora_name") || !body["lora_name"].is_string()) {
+      return r->send(error(400, "lora_name (a string) is required"));
+    }
+    lora->run([lora, r, name = body["lora_name"].get<std::string>()] {
+      auto ok = lora->unload(name, std::chrono::minutes(5));
+      if (!ok) return r->send(error(ok.error().message.starts_with("no LoRA") ? 404 : 409, ok.error().message, "lora_unload_failed"));
+      r->send(json_response(200, {{"object", "lora_adapter"}, {"name", name}, {"deleted", true},
+                                  {"message", fmt::format("Success: LoRA adapter '{}' removed successfully.", name)}}));
+    });
+  });
+}
+
+}  // namespace tern::api

@@ -204,6 +204,7 @@ Gateway::Gateway(http::Server& server, tenants::Tenants* tenants, metering::Ledg
         if (*caller && !tenants_->may_use(**caller, m.name)) continue;
         json entry = {{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "tern"}, {"deployments", m.deployments}};
         if (m.max_model_len > 0) entry["max_model_len"] = m.max_model_len;
+        if (!m.parent.empty()) entry["parent"] = m.parent;  // a LoRA adapter: vLLM's field for its base model
         data.push_back(std::move(entry));
       }
     }
@@ -219,6 +220,7 @@ Gateway::Gateway(http::Server& server, tenants::Tenants* tenants, metering::Ledg
     generate(q, std::move(r), true, RequestKind::kChat);
   });
   register_admin_routes(server, tenants_, ledger_);
+  register_lora_routes(server, tenants_, lora_);
 }
 
 void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::Responder> responder, bool is_anthropic, RequestKind kind) {

@@ -20,6 +20,7 @@
 
 #include "http/server.h"
 #include "metering/ledger_writer.h"
+#include "router/lora_adapters.h"
 #include "router/router.h"
 #include "tenants/tenants.h"
 
@@ -35,6 +36,8 @@ class Gateway {
   void set_router(router::Router* router) { router_.store(router); }
   /// Extra Prometheus text for /metrics (the engines' own metrics).
   void set_metrics_source(std::function<std::string()> source) { metrics_source_ = std::move(source); }
+  /// Enables /v1/load_lora_adapter and /v1/unload_lora_adapter.
+  void set_lora_adapters(router::LoraAdapters* adapters) { lora_.store(adapters); }
 
  private:
   void generate(const http::Request& request, std::shared_ptr<http::Responder> responder, bool is_anthropic, RequestKind kind);
@@ -44,6 +47,7 @@ class Gateway {
   tenants::Tenants* tenants_;
   metering::LedgerWriter* ledger_;
   std::atomic<router::Router*> router_{nullptr};
+  std::atomic<router::LoraAdapters*> lora_{nullptr};
   std::function<std::string()> metrics_source_;
 };
 

@@ -77,6 +77,7 @@ struct Request {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   std::string cache_salt;
+  std::string adapter;  ///< set by the router for a LoRA adapter's name: the base model's engine applies it
 };
 
 /// One sampled token's log-probability, as text (providers resolve token ids themselves).

@@ -78,6 +78,24 @@ struct RopeTable {
 
 enum class Gating { SILU, GELU };
 
+/// One LoRA adapter's low-rank update of one weight matrix: the projection becomes
+/// x W^T + scale · (x A^T) B^T. A is [rank, in] and B is kept transposed, [rank, out]; both F16, in host
+/// memory (a device backend would upload them when it comes).
+struct LoraMatrix {
+  int64_t rank = 0, in = 0, out = 0;  ///< rank 0: the adapter leaves this matrix alone
+  float scale = 1.0f;                 ///< alpha / rank x the user's scale
+  std::vector<uint16_t> a, b_t;
+  uint64_t bytes() const { return (a.size() + b_t.size()) * sizeof(uint16_t); }
+};
+
+/// Adds `lora`'s update to rows [first_row, first_row + num_rows) of `out` (rows of lora->out floats),
+/// computed from the same rows of the op's input.
+struct LoraUpdate {
+  const LoraMatrix* lora = nullptr;
+  int64_t first_row = 0, num_rows = 0;
+  float* out = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -101,6 +119,9 @@ class Backend {
   virtual void project(std::span<const Matrix* const> weights, const float* x, int64_t m, std::span<float* const> outputs) = 0;
   /// out = x W^T.
   virtual void matmul(const Matrix& w, const float* x, int64_t m, float* out) = 0;
+  /// Every update's LoRA term added to its rows of its output, from input rows x (width x_width): one
+  /// call covers the adapters of a whole batch and the projections that share an input (Q, K, V).
+  virtual void add_lora(std::span<const LoraUpdate> updates, const float* x, int64_t x_width) = 0;
   /// x[i][j] += bias[j] for each of `rows` rows of bias.size().
   virtual void add_bias(float* x, std::span<const float> bias, int64_t rows) = 0;
   /// x[i] += y[i] for i < n.

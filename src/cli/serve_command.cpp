@@ -44,6 +44,9 @@ struct ServeOptions {
   int64_t max_running = 64;
   int64_t max_waiting = 4096;
   bool no_prefix_caching = false;
+  std::vector<std::string> loras;  // NAME=PATH
+  int64_t max_loras = 64;
+  int64_t max_lora_rank = 64;
   std::string keys_db;
   std::string ledger;
   int64_t ledger_retention_days = -1;
@@ -128,6 +131,19 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
   m.max_waiting = o.max_waiting;
   m.prefix_caching = !o.no_prefix_caching;
   m.preload = true;
+  m.max_loras = o.max_loras;
+  m.max_lora_rank = o.max_lora_rank;
+  for (const std::string& flag : o.loras) {
+    const size_t eq = flag.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == flag.size()) return fail("--lora {}: expected NAME=PATH", flag);
+    engine::AdapterSpec spec{.name = flag.substr(0, eq), .path = flag.substr(eq + 1), .scale = 1.0f};
+    if (auto ok = engine::check_adapter_name(spec.name); !ok) return fail("--lora: {}", ok.error().message);
+    if (spec.name == m.name) return fail("--lora {}: the adapter has the served model's name", flag);
+    for (const auto& other : m.loras) {
+      if (other.name == spec.name) return fail("--lora: two adapters are named '{}'", spec.name);
+    }
+    m.loras.push_back(std::move(spec));
+  }
   entry.deployment = {.name = m.name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}};
   router::GatewayConfig config;
   config.local.push_back(std::move(entry));
@@ -188,6 +204,7 @@ int serve(const ServeOptions& o) {
   api::Gateway gateway(server, &tenants, accounting->ledger.get());
   router::LocalModelSet local_models(config->memory_budget_bytes);
   router::Router router;
+  router::LoraAdapters lora_adapters(router);
   auto port = server.listen();
   if (!port) {
     std::fprintf(stderr, "error: %s\n", port.error().message.c_str());
@@ -210,6 +227,10 @@ int serve(const ServeOptions& o) {
     std::vector<std::string> aliases = entry.aliases;
     if (const std::string file = model->file_name(); !file.empty() && file != entry.model.name && !router.has_model(file)) aliases.push_back(file);
     router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, aliases, model->max_model_len());
+    if (auto ok = lora_adapters.add_base(model); !ok) {
+      std::fprintf(stderr, "error: %s\n", ok.error().message.c_str());
+      return 1;
+    }
   }
   for (auto& entry : config->remote) {
     auto provider = router::make_remote_provider(entry.remote, server.executor());
@@ -225,6 +246,7 @@ int serve(const ServeOptions& o) {
   gateway.set_metrics_source([&local_models] { return local_models.metrics_text(); });
   server.set_drain_hook([&router] { router.stop_all(); });
   gateway.set_router(&router);
+  gateway.set_lora_adapters(&lora_adapters);
   std::string names;
   for (const auto& m : router.models()) names += (names.empty() ? "'" : ", '") + m.name + "'";
   std::fprintf(stderr, "tern serve: ready: %s; %s kernels; %zu local, %zu remote deployments%s\n", names.c_str(),
@@ -265,6 +287,10 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   command->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse the KV cache of shared prompt prefixes");
+  command->add_option("--lora", o->loras, "Serve a LoRA adapter as model NAME: NAME=PATH (a GGUF LoRA file or a PEFT directory; repeatable)");
+  command->add_option("--max-loras", o->max_loras, "LoRA adapters kept in memory (least recently used dropped; reloaded on demand)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  command->add_option("--max-lora-rank", o->max_lora_rank, "Refuse LoRA adapters of a higher rank")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
   command->add_option("--chat-template", o->chat_template, "Jinja chat template file (default: the model's)");
   command->add_option("--keys-db", o->keys_db, "API key store (SQLite; default $TERN_HOME/keys.db; see tern keys)");
   command->add_option("--ledger", o->ledger, "Where each request's usage and cost are recorded: a SQLite file (default $TERN_HOME/ledger.db), "

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "engine/stop_matcher.h"
 #include "tokenizer/detokenizer.h"
@@ -120,7 +121,9 @@ void Engine::admit(std::unique_ptr<Active> active) {
   SchedRequest& s = active->sched;
   s.tokens = active->request.prompt;
   s.num_prompt_tokens = static_cast<int64_t>(s.tokens.size());
-  const std::string_view parts[] = {config_.model_name, active->request.cache_salt};
+  // K/V computed with an adapter is that adapter's: never shared with another adapter or the base.
+  const std::string_view adapter = active->request.adapter ? std::string_view(active->request.adapter->identity) : "";
+  const std::string_view parts[] = {config_.model_name, active->request.cache_salt, adapter};
   s.cache_key = KvManager::extra_key(parts);
   s.arrival = active->request.arrival;
   scheduler_.add(&s);
@@ -128,6 +131,19 @@ void Engine::admit(std::unique_ptr<Active> active) {
 }
 
 void Engine::publish_gauges() {
+  if (config_.max_loras > 0) {
+    std::vector<std::string_view> running, waiting;
+    for (const auto& [id, active] : active_) {
+      if (active->request.adapter_name.empty()) continue;
+      auto& names = active->sched.state == RequestState::kRunning ? running : waiting;
+      if (std::find(names.begin(), names.end(), active->request.adapter_name) == names.end()) names.push_back(active->request.adapter_name);
+    }
+    std::sort(running.begin(), running.end());
+    std::sort(waiting.begin(), waiting.end());
+    metrics_.set_lora_gauges({.running = fmt::format("{}", fmt::join(running, ",")),
+                              .waiting = fmt::format("{}", fmt::join(waiting, ",")),
+                              .max_lora = config_.max_loras});
+  }
   metrics_.set_gauges({.running = scheduler_.num_running(),
                        .waiting = scheduler_.num_waiting(),
                        .kv_usage = kv_.usage(),
@@ -199,8 +215,14 @@ void Engine::run_step(const SchedulerOutput& output) {
   const auto now = Clock::now();
   batch_.clear();
   batch_.block_tables.clear();
+  // Rows of one adapter next to each other, so the forward pass computes each adapter's term for all
+  // its rows at once (base-model rows first; otherwise the scheduler's order).
+  chunk_order_.resize(output.chunks.size());
+  for (size_t i = 0; i < chunk_order_.size(); ++i) chunk_order_[i] = i;
+  const auto adapter_of = [&](size_t i) { return active_.at(output.chunks[i].request->id)->request.adapter.get(); };
+  std::stable_sort(chunk_order_.begin(), chunk_order_.end(), [&](size_t a, size_t b) { return std::less<>()(adapter_of(a), adapter_of(b)); });
   for (size_t slot = 0; slot < output.chunks.size(); ++slot) {
-    const ScheduledChunk& chunk = output.chunks[slot];
+    const ScheduledChunk& chunk = output.chunks[chunk_order_[slot]];
     auto& active = *active_.at(chunk.request->id);
     if (active.first_scheduled == Clock::time_point{}) active.first_scheduled = now;
     if (!active.counted_prompt) {
@@ -211,7 +233,7 @@ void Engine::run_step(const SchedulerOutput& output) {
     for (int64_t i = 0; i < chunk.num_tokens; ++i) {
       const int64_t index = chunk.start + i;
       batch_.add(chunk.request->tokens[static_cast<size_t>(index)], static_cast<int32_t>(index), static_cast<int32_t>(slot),
-                 chunk.samples && i + 1 == chunk.num_tokens);
+                 chunk.samples && i + 1 == chunk.num_tokens, active.request.adapter.get());
     }
   }
   auto ok = model_.forward(batch_, *cache_, logits_);
@@ -222,7 +244,8 @@ void Engine::run_step(const SchedulerOutput& output) {
   scheduler_.on_computed(output);
   const auto vocab = static_cast<size_t>(model_.config().vocab_size);
   size_t row = 0;
-  for (const ScheduledChunk& chunk : output.chunks) {
+  for (size_t index : chunk_order_) {
+    const ScheduledChunk& chunk = output.chunks[index];
     if (!chunk.samples) continue;
     std::span<float> logits(logits_.data() + row * vocab, vocab);
     ++row;
@@ -298,6 +321,9 @@ void Engine::finish(Active& active, const std::string& reason, const std::string
   const auto first = active.first_token == Clock::time_point{} ? now : active.first_token;
   metrics_.on_finished(reason, seconds(now - active.request.arrival), seconds(started - active.request.arrival),
                        seconds(first - started), seconds(now - first), active.sched.num_prompt_tokens, active.num_generated);
+  if (!active.request.adapter_name.empty()) {
+    metrics_.on_lora_finished(active.request.adapter_name, active.sched.num_prompt_tokens, active.num_generated);
+  }
   scheduler_.remove(&active.sched);
   active.sink(std::move(event));
   active_.erase(id);  // destroys `active`

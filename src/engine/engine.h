@@ -37,6 +37,10 @@ struct GenerationRequest {
   bool ignore_eos = false;
   int top_logprobs = -1;  ///< -1: no logprobs; 0..20: the sampled token's and this many alternatives
   std::string cache_salt;
+  /// A LoRA adapter for every token of this request (null: the base model); kept alive by the request,
+  /// so an adapter unloaded meanwhile finishes its requests. Its identity is part of the prefix-cache key.
+  std::shared_ptr<const model::LoraAdapter> adapter;
+  std::string adapter_name;  ///< for metrics
   bool report_every_token = false;  ///< an event per sampled token even when it adds no text (terminal timing)
   Clock::time_point arrival = Clock::now();
 };
@@ -77,6 +81,7 @@ struct EngineConfig {
   int64_t max_model_len = 4096;  ///< prompt + generated tokens of one request
   int64_t max_waiting = 4096;    ///< queued requests before submit() refuses
   bool prefix_caching = true;
+  int64_t max_loras = 0;  ///< adapters the server keeps loaded (metrics only; 0: no adapters served)
   SchedulerConfig scheduler;
   LogitsObserver logits_observer;  ///< optional
 };
@@ -142,6 +147,7 @@ class Engine {
   // Engine-thread state.
   std::unordered_map<uint64_t, std::unique_ptr<Active>> active_;
   model::Batch batch_;
+  std::vector<size_t> chunk_order_;  // this step's chunks, grouped by adapter
   std::vector<float> logits_;
   std::thread thread_;
 };

@@ -1,5 +1,7 @@
 #include "engine/engine_metrics.h"
 
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include "util/prometheus.h"
@@ -103,6 +105,19 @@ void EngineMetrics::on_finished(const std::string& finish_reason, double e2e_sec
   request_generation_tokens_.observe(static_cast<double>(generation_tokens));
 }
 
+void EngineMetrics::set_lora_gauges(LoraGauges gauges) {
+  std::lock_guard lock(mutex_);
+  lora_ = std::move(gauges);
+}
+
+void EngineMetrics::on_lora_finished(const std::string& adapter, int64_t prompt_tokens, int64_t generation_tokens) {
+  std::lock_guard lock(mutex_);
+  LoraCounts& c = lora_counts_[adapter];
+  ++c.requests;
+  c.prompt_tokens += prompt_tokens;
+  c.generation_tokens += generation_tokens;
+}
+
 std::string EngineMetrics::render() const {
   std::lock_guard lock(mutex_);
   std::string out;
@@ -149,6 +164,20 @@ std::string EngineMetrics::render() const {
   histogram("step_prefill_tokens", "Prompt tokens per step that carried any.", step_prefill_tokens_);
   histogram("step_time_prediction_error_seconds", "Measured minus predicted step time.", step_prediction_error_);
   histogram("request_generation_tokens", "Generated tokens per finished request.", request_generation_tokens_);
+  if (lora_.max_lora > 0) {
+    // vLLM's shape: the value is the time of the update, the state is in the labels.
+    prometheus_header(out, "lora_requests_info", "gauge", "Adapters of running and waiting requests (labels), and the adapter limit.");
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    out += fmt::format("tern:lora_requests_info{{{},running_lora_adapters=\"{}\",waiting_lora_adapters=\"{}\",max_lora=\"{}\"}} {:.3f}\n", l,
+                       lora_.running, lora_.waiting, lora_.max_lora, now);
+    const auto per_adapter = [&](const char* name, const char* help, int64_t LoraCounts::*field) {
+      prometheus_header(out, name, "counter", help);
+      for (const auto& [adapter, counts] : lora_counts_) out += fmt::format("tern:{}{{{},lora_name=\"{}\"}} {}\n", name, l, adapter, counts.*field);
+    };
+    per_adapter("lora_requests_total", "Finished requests by LoRA adapter.", &LoraCounts::requests);
+    per_adapter("lora_prompt_tokens_total", "Prompt tokens of finished requests by LoRA adapter.", &LoraCounts::prompt_tokens);
+    per_adapter("lora_generation_tokens_total", "Generated tokens of finished requests by LoRA adapter.", &LoraCounts::generation_tokens);
+  }
   return out;
 }
 

@@ -37,6 +37,13 @@ struct EngineGauges {
   int64_t prefix_hits = 0;
 };
 
+/// The LoRA adapters of the engine's requests now, in the shape of vLLM's lora_requests_info (what
+/// Kubernetes inference gateways read to route by adapter): comma-separated adapter names.
+struct LoraGauges {
+  std::string running, waiting;
+  int64_t max_lora = 0;  ///< 0: the server serves no adapters (the LoRA metrics are left out)
+};
+
 /// One engine step as the scheduler planned it and the engine measured it.
 struct StepRecord {
   int64_t num_tokens = 0;
@@ -62,6 +69,10 @@ class EngineMetrics {
   void on_finished(const std::string& finish_reason, double e2e_seconds, double queue_seconds, double prefill_seconds,
                    double decode_seconds, int64_t prompt_tokens, int64_t generation_tokens);
 
+  void set_lora_gauges(LoraGauges gauges);
+  /// A finished request of an adapter: its requests and tokens by adapter.
+  void on_lora_finished(const std::string& adapter, int64_t prompt_tokens, int64_t generation_tokens);
+
   /// Prometheus text exposition format 0.0.4.
   std::string render() const;
   EngineGauges gauges() const;
@@ -76,6 +87,11 @@ class EngineMetrics {
   int64_t itl_limited_steps_ = 0;
   StepRecord last_step_;
   std::map<std::string, int64_t> finished_;  // by finish reason
+  LoraGauges lora_;
+  struct LoraCounts {
+    int64_t requests = 0, prompt_tokens = 0, generation_tokens = 0;
+  };
+  std::map<std::string, LoraCounts> lora_counts_;  // by adapter name (names the server loaded, a bounded set)
   Histogram ttft_, itl_, e2e_, queue_, prefill_, decode_, step_tokens_, request_prompt_tokens_, request_generation_tokens_;
   Histogram step_seconds_, step_prefill_tokens_, step_prediction_error_;
 };

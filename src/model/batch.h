@@ -3,6 +3,8 @@
 // position in its sequence and the sequence's slot; attention reads that sequence's K/V through its
 // block table. Logits are computed only for the tokens marked `wants_logits` (the last prompt token,
 // each decode token), in the order they appear. A single prompt is simply a batch of one sequence.
+// Each token may also carry a LoRA adapter (model/lora.h); rows of different adapters and of the base
+// model share the pass, and consecutive rows of one adapter are computed together.
 
 #include <cstdint>
 #include <span>
@@ -10,17 +12,21 @@
 
 namespace tern::model {
 
+struct LoraAdapter;
+
 struct Batch {
   std::vector<int32_t> tokens;
   std::vector<int32_t> positions;
   std::vector<int32_t> seq_slots;
   std::vector<uint8_t> wants_logits;
+  std::vector<const LoraAdapter*> adapters;  ///< per token; nullptr: the base model
   /// Indexed by seq slot: the blocks holding that sequence's positions (enough to cover every
   /// position in this batch).
   std::vector<std::span<const int32_t>> block_tables;
 
-  void add(int32_t token, int32_t position, int32_t seq_slot, bool logits) {
+  void add(int32_t token, int32_t position, int32_t seq_slot, bool logits, const LoraAdapter* adapter = nullptr) {
     tokens.push_back(token);
+    adapters.push_back(adapter);
     positions.push_back(position);
     seq_slots.push_back(seq_slot);
     wants_logits.push_back(logits ? 1 : 0);
@@ -36,6 +42,7 @@ struct Batch {
     positions.clear();
     seq_slots.clear();
     wants_logits.clear();
+    adapters.clear();
   }
 };
 

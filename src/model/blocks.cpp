@@ -33,6 +33,33 @@ backend::EmbeddingTable embedding_table(const ModelWeights& weights) {
           .tied_output = weights.output_is_embedding ? &weights.output : nullptr};
 }
 
+void find_lora_runs(const Batch& batch, Workspace& ws) {
+  ws.lora_runs.clear();
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    const LoraAdapter* adapter = batch.adapters[static_cast<size_t>(i)];
+    if (adapter == nullptr) continue;
+    if (!ws.lora_runs.empty() && ws.lora_runs.back().adapter == adapter &&
+        ws.lora_runs.back().first_row + ws.lora_runs.back().num_rows == i) {
+      ++ws.lora_runs.back().num_rows;
+    } else {
+      ws.lora_runs.push_back({adapter, i, 1});
+    }
+  }
+}
+
+void add_lora(backend::Backend& be, Workspace& ws, int64_t layer, std::initializer_list<std::pair<LoraTarget, float*>> targets,
+              const float* x, int64_t x_width) {
+  if (ws.lora_runs.empty()) return;
+  ws.lora_updates.clear();
+  for (const auto& run : ws.lora_runs) {
+    for (const auto& [target, out] : targets) {
+      const backend::LoraMatrix& m = run.adapter->matrix(layer, target);
+      if (m.rank > 0) ws.lora_updates.push_back({.lora = &m, .first_row = run.first_row, .num_rows = run.num_rows, .out = out});
+    }
+  }
+  if (!ws.lora_updates.empty()) be.add_lora(ws.lora_updates, x, x_width);
+}
+
 void compute_logits(backend::Backend& be, const ModelConfig& config, const ModelWeights& weights, const Batch& batch,
                     const float* hidden, std::vector<float>& rows, std::vector<float>& logits) {
   const int64_t n = config.embedding_length;

@@ -2,11 +2,15 @@
 // What the architectures' forward passes share above the backend's ops: the batch as the backend sees
 // it, buffer sizing, and the final norm + output projection. Matrices are row-major [rows, width].
 
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/lora.h"
+#include "model/model.h"
 #include "model/weights.h"
 
 namespace tern::model {
@@ -21,6 +25,15 @@ backend::AttentionShape attention_shape(const ModelConfig& config, int64_t windo
 
 /// The token embedding for the backend: the file's table, or the tied output matrix.
 backend::EmbeddingTable embedding_table(const ModelWeights& weights);
+
+/// Finds the batch's runs of consecutive rows that share an adapter, into ws.lora_runs.
+void find_lora_runs(const Batch& batch, Workspace& ws);
+
+/// Adds the LoRA terms of layer `layer`'s `targets` (the i-th into outputs[i], rows of that matrix's
+/// output width) for every adapter run, from the input rows x (width x_width) the base matrices read.
+/// Nothing to do, and no cost, when no row has an adapter.
+void add_lora(backend::Backend& be, Workspace& ws, int64_t layer, std::initializer_list<std::pair<LoraTarget, float*>> targets,
+              const float* x, int64_t x_width);
 
 /// Final norm and output projection for the rows that want logits.
 void compute_logits(backend::Backend& be, const ModelConfig& config, const ModelWeights& weights, const Batch& batch,

@@ -47,7 +47,7 @@ std::unique_ptr<backend::KvCache> Model::make_kv_cache(int64_t num_blocks, int64
 
 Result<void> Model::check_batch(const Batch& batch, const backend::KvCache& cache) const {
   const size_t n = batch.tokens.size();
-  if (batch.positions.size() != n || batch.seq_slots.size() != n || batch.wants_logits.size() != n) {
+  if (batch.positions.size() != n || batch.seq_slots.size() != n || batch.wants_logits.size() != n || batch.adapters.size() != n) {
     return fail("batch fields have different lengths");
   }
   for (size_t i = 0; i < n; ++i) {

@@ -9,6 +9,7 @@
 #include "gguf/gguf_file.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,6 +20,12 @@ struct Workspace {
   std::vector<float> hidden, normed, q, k, v, attention, projected, gate, up, activated;
   std::vector<float> logit_rows;
   backend::RopeTable rope, rope_global;  // gemma3: local (sliding) and global bases
+  struct LoraRun {
+    const LoraAdapter* adapter;
+    int64_t first_row, num_rows;
+  };
+  std::vector<LoraRun> lora_runs;  ///< consecutive rows sharing an adapter (base-model rows are in none)
+  std::vector<backend::LoraUpdate> lora_updates;
 
   /// Grows every activation buffer to hold a batch of `num_tokens` rows.
   void prepare(const ModelConfig& config, int64_t num_tokens);

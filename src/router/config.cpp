@@ -170,7 +170,8 @@ Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::
 Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "model", "chat_template", "threads", "context", "kv_cache_memory", "max_batch_tokens",
                                         "itl_target", "max_prefill_wait", "max_running", "max_waiting", "prefix_caching", "preload",
-                                        "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases"});
+                                        "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases", "loras", "max_loras",
+                                        "max_lora_rank"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -195,6 +196,23 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   TRY_ASSIGN(m.idle_unload_s, r.seconds(entry, at, "idle_unload", 0));
   TRY_ASSIGN(out.deployment, read_deployment(r, entry, at, m.name, "local", 0));
   TRY_ASSIGN(out.aliases, r.strings(entry, at, "aliases"));
+  TRY_ASSIGN(m.max_loras, r.integer(entry, at, "max_loras", 1, 1 << 16, 64));
+  TRY_ASSIGN(m.max_lora_rank, r.integer(entry, at, "max_lora_rank", 1, 1 << 12, 64));
+  if (const YAML::Node loras = entry["loras"]) {
+    if (!loras.IsSequence()) return r.error(loras, Reader::join(at, "loras"), "must be a list of {{name, path, scale}}");
+    for (size_t i = 0; i < loras.size(); ++i) {
+      const std::string lat = fmt::format("{}.loras[{}]", at, i);
+      if (auto ok = r.only_keys(loras[i], lat, {"name", "path", "scale"}); !ok) return std::unexpected(ok.error());
+      engine::AdapterSpec spec;
+      TRY_ASSIGN(spec.name, r.string(loras[i], lat, "name", true));
+      TRY_ASSIGN(spec.path, r.string(loras[i], lat, "path", true));
+      double scale = 1;
+      TRY_ASSIGN(scale, r.number(loras[i], lat, "scale", -100, 100, 1));
+      spec.scale = static_cast<float>(scale);
+      if (auto ok = engine::check_adapter_name(spec.name); !ok) return r.error(loras[i]["name"], Reader::join(lat, "name"), "{}", ok.error().message);
+      m.loras.push_back(std::move(spec));
+    }
+  }
   return out;
 }
 
@@ -303,6 +321,11 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
       if (auto ok = claim(models[i], at + ".name", entry.model.name); !ok) return std::unexpected(ok.error());
       for (const auto& alias : entry.aliases) {
         if (auto ok = claim(models[i]["aliases"], at + ".aliases", alias); !ok) return std::unexpected(ok.error());
+      }
+      for (size_t j = 0; j < entry.model.loras.size(); ++j) {
+        if (auto ok = claim(models[i]["loras"][j], fmt::format("{}.loras[{}].name", at, j), entry.model.loras[j].name); !ok) {
+          return std::unexpected(ok.error());
+        }
       }
       out.local.push_back(std::move(entry));
     }

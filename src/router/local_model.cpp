@@ -83,7 +83,26 @@ struct LocalModel::Pending final : Call {
   }
 };
 
-LocalModel::LocalModel(LocalModelConfig config, LocalModelSet& set) : config_(std::move(config)), set_(set), last_used_(Clock::now()) {}
+LocalModel::LocalModel(LocalModelConfig config, LocalModelSet& set)
+    : config_(std::move(config)),
+      set_(set),
+      adapters_(std::make_unique<engine::AdapterRegistry>(config_.max_loras, config_.max_lora_rank)),
+      last_used_(Clock::now()) {
+  // Names and paths were checked with the config; an adapter's file is read on its first request.
+  for (const auto& spec : config_.loras) {
+    if (auto ok = adapters_->add(spec); !ok) std::fprintf(stderr, "tern serve: %s\n", ok.error().message.c_str());
+  }
+}
+
+Result<std::shared_ptr<const model::LoraAdapter>> LocalModel::loaded_adapter(const std::string& name) const {
+  std::shared_ptr<Loaded> loaded;
+  {
+    std::lock_guard lock(mutex_);
+    loaded = loaded_;
+  }
+  if (!loaded) return fail("model '{}' is not loaded", config_.name);
+  return adapters_->acquire(name, loaded->model->config());
+}
 
 LocalModel::~LocalModel() {
   stop();
@@ -129,9 +148,11 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   engine_config.max_waiting = config_.max_waiting;
   engine_config.prefix_caching = config_.prefix_caching;
   engine_config.scheduler = config_.scheduler;
+  engine_config.max_loras = config_.max_loras;
   loaded->engine = std::make_unique<engine::Engine>(*loaded->model, engine_config);
   loaded->engine->start();
-  loaded->provider = std::make_unique<LocalProvider>(config_.name, *loaded->model, *loaded->engine, std::move(chat_template));
+  loaded->provider = std::make_unique<LocalProvider>(config_.name, *loaded->model, *loaded->engine, std::move(chat_template),
+                                                    adapters_.get());
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::fprintf(stderr,
                "tern serve: loaded model '%s' (%s, %s) in %.2f s: %d threads, context %lld, KV cache %lld tokens (%lld MiB), "

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/lora/adapter_registry.h"
 #include "router/local_provider.h"
 
 namespace tern::router {
@@ -34,6 +35,9 @@ struct LocalModelConfig {
   bool prefix_caching = true;
   bool preload = true;
   double idle_unload_s = 0;   ///< 0: never
+  std::vector<engine::AdapterSpec> loras;  ///< LoRA adapters served on this model from the start
+  int64_t max_loras = 64;      ///< adapters kept in memory (LRU); more may be registered
+  int64_t max_lora_rank = 64;  ///< adapters of a higher rank are refused
 };
 
 class LocalModelSet;
@@ -44,6 +48,11 @@ class LocalModel final : public Provider {
   ~LocalModel() override;
 
   const LocalModelConfig& config() const { return config_; }
+  /// The LoRA adapters served on this model (they outlive loads and unloads of the model).
+  engine::AdapterRegistry& adapters() const { return *adapters_; }
+  /// Adapter `name` read into memory for the loaded model (checked against it); an error when the
+  /// model is not loaded or the file does not fit it.
+  Result<std::shared_ptr<const model::LoraAdapter>> loaded_adapter(const std::string& name) const;
   /// Loads now, on this thread (preload); the error names what failed.
   Result<void> load();
   /// Whether loaded, and its engine's context then (else 0).
@@ -73,6 +82,7 @@ class LocalModel final : public Provider {
 
   LocalModelConfig config_;
   LocalModelSet& set_;
+  std::unique_ptr<engine::AdapterRegistry> adapters_;
   mutable std::mutex mutex_;
   std::shared_ptr<Loaded> loaded_;  // shared: a submit in progress keeps it alive past an unload
   bool loading_ = false;

@@ -24,8 +24,8 @@ class LocalCall final : public Call {
 }  // namespace
 
 LocalProvider::LocalProvider(std::string name, model::Model& model, engine::Engine& engine,
-                             std::optional<chat::ChatTemplate> chat_template)
-    : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)) {}
+                             std::optional<chat::ChatTemplate> chat_template, engine::AdapterRegistry* adapters)
+    : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)), adapters_(adapters) {}
 
 const std::string& LocalProvider::file_name() const { return model_.file().name(); }
 
@@ -66,6 +66,20 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
   out.ignore_eos = request.ignore_eos;
   out.top_logprobs = request.top_logprobs;
   out.cache_salt = request.cache_salt;
+  if (!request.adapter.empty()) {
+    if (adapters_ == nullptr) return std::unexpected(bad_request(fmt::format("model '{}' serves no LoRA adapters", name_), "model"));
+    auto adapter = adapters_->acquire(request.adapter, model_.config());
+    if (!adapter) {
+      // Unloaded meanwhile: as if it never existed. A file that fails to load is the server's problem.
+      if (!adapters_->contains(request.adapter)) {
+        return std::unexpected(ApiError{.status = 404, .message = adapter.error().message, .type = "invalid_request_error",
+                                        .param = "model", .code = "model_not_found", .is_retryable = false, .retry_after = {}});
+      }
+      return std::unexpected(api::server_error(500, adapter.error().message, "adapter_load_failed"));
+    }
+    out.adapter = std::move(*adapter);
+    out.adapter_name = request.adapter;
+  }
   return out;
 }
 

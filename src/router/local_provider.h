@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "engine/lora/adapter_registry.h"
 #include "model/model.h"
 #include "router/provider.h"
 #include "tokenizer/template/chat_prompt.h"
@@ -15,7 +16,9 @@ namespace tern::router {
 
 class LocalProvider final : public Provider {
  public:
-  LocalProvider(std::string name, model::Model& model, engine::Engine& engine, std::optional<chat::ChatTemplate> chat_template);
+  /// `adapters`: the LoRA adapters a request may name (api::Request::adapter); may be null.
+  LocalProvider(std::string name, model::Model& model, engine::Engine& engine, std::optional<chat::ChatTemplate> chat_template,
+                engine::AdapterRegistry* adapters = nullptr);
 
   const std::string& name() const { return name_; }
   /// Names a request's "model" field may use for this model besides the public one: the file's name.
@@ -36,6 +39,7 @@ class LocalProvider final : public Provider {
   model::Model& model_;
   engine::Engine& engine_;
   std::optional<chat::ChatTemplate> chat_template_;
+  engine::AdapterRegistry* adapters_;
 };
 
 }  // namespace tern::router

@@ -131,6 +131,7 @@ struct Router::Deployment {
 
 struct Router::ModelRoute {
   std::string name;
+  std::string parent;
   std::vector<Deployment*> deployments;
   Policy policy = Policy::kPrice;
   int64_t max_model_len = 0;
@@ -329,6 +330,7 @@ Router::Router() : timers_(std::make_unique<Timers>()) {}
 Router::~Router() = default;
 
 void Router::add_deployment(DeploymentConfig config, std::shared_ptr<Provider> provider) {
+  std::unique_lock table(table_mutex_);
   auto d = std::make_unique<Deployment>();
   d->config = std::move(config);
   d->provider = std::move(provider);
@@ -337,9 +339,11 @@ void Router::add_deployment(DeploymentConfig config, std::shared_ptr<Provider> p
 }
 
 void Router::add_model(std::string name, std::vector<std::string> deployments, Policy policy, std::vector<std::string> aliases,
-                       int64_t max_model_len) {
+                       int64_t max_model_len, std::string parent) {
+  std::unique_lock table(table_mutex_);
   auto route = std::make_shared<ModelRoute>();
   route->name = name;
+  route->parent = std::move(parent);
   route->policy = policy;
   route->max_model_len = max_model_len;
   for (const auto& d : deployments) {
@@ -351,12 +355,31 @@ void Router::add_model(std::string name, std::vector<std::string> deployments, P
   model_list_.push_back(std::move(route));
 }
 
-bool Router::has_model(const std::string& name) const { return models_.contains(name); }
+bool Router::remove_model(const std::string& name) {
+  std::unique_lock table(table_mutex_);
+  auto it = models_.find(name);
+  if (it == models_.end() || it->second->name != name) return false;
+  const std::shared_ptr<ModelRoute> route = it->second;
+  std::erase_if(models_, [&](const auto& entry) { return entry.second == route; });  // and its aliases
+  std::erase(model_list_, route);
+  return true;
+}
+
+bool Router::has_model(const std::string& name) const {
+  std::shared_lock table(table_mutex_);
+  return models_.contains(name);
+}
+
+bool Router::has_deployment(const std::string& name) const {
+  std::shared_lock table(table_mutex_);
+  return deployments_.contains(name);
+}
 
 std::vector<ModelInfo> Router::models() const {
+  std::shared_lock table(table_mutex_);
   std::vector<ModelInfo> out;
   for (const auto& route : model_list_) {
-    ModelInfo info{.name = route->name, .deployments = {}, .max_model_len = route->max_model_len};
+    ModelInfo info{.name = route->name, .deployments = {}, .max_model_len = route->max_model_len, .parent = route->parent};
     for (const Deployment* d : route->deployments) info.deployments.push_back(d->config.name);
     out.push_back(std::move(info));
   }
@@ -364,6 +387,7 @@ std::vector<ModelInfo> Router::models() const {
 }
 
 std::vector<DeploymentStats> Router::stats() const {
+  std::shared_lock table(table_mutex_);
   std::vector<DeploymentStats> out;
   for (const auto& [name, d] : deployments_) {
     std::lock_guard lock(d->mutex);
@@ -376,12 +400,14 @@ std::vector<DeploymentStats> Router::stats() const {
 }
 
 int64_t Router::num_in_flight() const {
+  std::shared_lock table(table_mutex_);
   int64_t total = 0;
   for (const auto& [name, d] : deployments_) total += d->provider->num_in_flight();
   return total;
 }
 
 void Router::stop_all() {
+  std::shared_lock table(table_mutex_);
   for (const auto& [name, d] : deployments_) d->provider->stop();
 }
 
@@ -390,6 +416,7 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
   std::vector<std::string> names{request.model};
   names.insert(names.end(), request.fallback_models.begin(), request.fallback_models.end());
   std::vector<std::pair<Deployment*, std::string>> out;
+  std::shared_lock table(table_mutex_);  // deployments are never removed: their pointers outlive it
   for (size_t n = 0; n < names.size(); ++n) {
     auto route_it = models_.find(names[n]);
     if (route_it == models_.end()) {

@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,7 @@ struct ModelInfo {
   std::string name;
   std::vector<std::string> deployments;
   int64_t max_model_len = 0;  ///< the local engine's context, 0 for remote
+  std::string parent;         ///< a LoRA adapter's base model, else empty
 };
 
 class Router {
@@ -80,13 +82,19 @@ class Router {
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
+  // The tables may change while the server runs (LoRA adapters come and go); deployments are never
+  // removed, only the public names that lead to them.
   /// Adds a deployment (names must be unique).
   void add_deployment(DeploymentConfig config, std::shared_ptr<Provider> provider);
-  /// A public model name over deployments added before; `aliases` are other names it answers to.
+  /// A public model name over deployments added before; `aliases` are other names it answers to;
+  /// `parent`: the base model of a LoRA adapter (shown in /v1/models).
   void add_model(std::string name, std::vector<std::string> deployments, Policy policy, std::vector<std::string> aliases = {},
-                 int64_t max_model_len = 0);
+                 int64_t max_model_len = 0, std::string parent = {});
+  /// Removes a public name and its aliases (requests for it get 404 from now on); false if unknown.
+  bool remove_model(const std::string& name);
 
   bool has_model(const std::string& name) const;
+  bool has_deployment(const std::string& name) const;
   std::vector<ModelInfo> models() const;
   std::vector<DeploymentStats> stats() const;
   /// Requests in flight on every deployment.
@@ -110,6 +118,7 @@ class Router {
  private:
   std::vector<std::pair<Deployment*, std::string>> candidates(const api::Request& request, api::ApiError& why_none) const;
 
+  mutable std::shared_mutex table_mutex_;  // guards the three tables below
   std::map<std::string, std::unique_ptr<Deployment>> deployments_;
   std::map<std::string, std::shared_ptr<ModelRoute>> models_;  // by name and by alias
   std::vector<std::shared_ptr<ModelRoute>> model_list_;

@@ -11,13 +11,11 @@
 
 #include "engine/engine.h"
 #include "engine/sampling/sampler.h"
-#include "gguf/gguf_builder.h"
+#include "model/tiny_model.h"
 #include "model/model.h"
 
 namespace tern::model {
 namespace {
-
-using testing::GgufBuilder;
 
 backend::Backend& cpu() {
   static const std::unique_ptr<backend::Backend> backend = backend::make_cpu_backend(2);
@@ -37,51 +35,8 @@ Result<std::vector<float>> forward_prompt(Model& model, std::span<const int32_t>
   return logits;
 }
 
-constexpr int kEmbd = 32, kFf = 64, kVocab = 8;
-
-std::string f32(size_t n, float value = 0.02f) {
-  std::vector<float> v(n, value);
-  return std::string(reinterpret_cast<const char*>(v.data()), n * 4);
-}
-
-// A one-layer llama with 2 heads of 16 and an 8-token vocabulary; `mutate` may change tensors.
-std::string write_tiny_llama(const std::string& arch,
-                             const std::function<bool(std::string& name, std::vector<uint64_t>& shape)>& mutate = {}) {
-  GgufBuilder b;
-  b.kv_string("general.architecture", arch).kv_u32(arch + ".context_length", 64).kv_u32(arch + ".embedding_length", kEmbd)
-      .kv_u32(arch + ".block_count", 1).kv_u32(arch + ".feed_forward_length", kFf).kv_u32(arch + ".attention.head_count", 2)
-      .kv_u32(arch + ".attention.head_count_kv", 1).kv_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f)
-      .kv_string("tokenizer.ggml.model", "gpt2").kv_string("tokenizer.ggml.pre", "gpt-2")
-      .kv_string_array("tokenizer.ggml.tokens", {"<s>", "</s>", "a", "b", "c", "d", "ab", "cd"})
-      .kv_i32_array("tokenizer.ggml.token_type", {3, 3, 1, 1, 1, 1, 1, 1})
-      .kv_string_array("tokenizer.ggml.merges", {"a b", "c d"})
-      .kv_u32("tokenizer.ggml.bos_token_id", 0).kv_u32("tokenizer.ggml.eos_token_id", 1);
-  auto add = [&](std::string name, std::vector<uint64_t> shape) {
-    if (mutate && !mutate(name, shape)) return;
-    uint64_t n = 1;
-    for (uint64_t d : shape) n *= d;
-    b.tensor(name, shape, 0, f32(n));
-  };
-  add("token_embd.weight", {kEmbd, kVocab});
-  add("blk.0.attn_norm.weight", {kEmbd});
-  add("blk.0.attn_q.weight", {kEmbd, kEmbd});
-  add("blk.0.attn_k.weight", {kEmbd, kEmbd / 2});
-  add("blk.0.attn_v.weight", {kEmbd, kEmbd / 2});
-  add("blk.0.attn_output.weight", {kEmbd, kEmbd});
-  add("blk.0.ffn_norm.weight", {kEmbd});
-  add("blk.0.ffn_gate.weight", {kEmbd, kFf});
-  add("blk.0.ffn_up.weight", {kEmbd, kFf});
-  add("blk.0.ffn_down.weight", {kFf, kEmbd});
-  add("output_norm.weight", {kEmbd});
-  // ctest runs each test in its own process, two at a time: the pid keeps their files apart (an
-  // unseeded std::rand() gave every process the same name).
-  static int counter = 0;
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("tern_tiny_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".gguf"))
-                               .string();
-  std::ofstream(path, std::ios::binary) << b.build();
-  return path;
-}
+constexpr int kEmbd = testing::kTinyEmbd, kVocab = testing::kTinyVocab;
+using testing::write_tiny_llama;
 
 TEST(ModelLoad, TinyLlamaRunsAndSamples) {
   const std::string path = write_tiny_llama("llama");

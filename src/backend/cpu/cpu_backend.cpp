@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "backend/backend.h"
+#include "kernels/cpu/lora.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant_act.h"
 #include "kernels/cpu/thread_pool.h"
@@ -123,6 +124,29 @@ class CpuBackend final : public Backend {
 
   void matmul(const Matrix& w, const float* x, int64_t m, float* out) override {
     kernels::matmul(pool_, cpu_matrix(w), x, m, out, scratch_);
+  }
+
+  void add_lora(std::span<const LoraUpdate> updates, const float* x, int64_t x_width) override {
+    // One task per (update, row): a decode step has one row per adapter, a prompt chunk many rows of
+    // one adapter; either way every thread gets work. A row's A and B are read once per row; within a
+    // chunk of rows of one adapter they stay in cache.
+    std::vector<int64_t>& first_task = lora_first_task_;
+    first_task.assign(1, 0);
+    for (const LoraUpdate& u : updates) first_task.push_back(first_task.back() + u.num_rows);
+    const kernels::VectorOps& ops = kernels::vector_ops();
+    parallel_range(first_task.back(), 2, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> shrunk;
+      size_t u = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), begin) - first_task.begin() - 1);
+      for (int64_t task = begin; task < end; ++task) {
+        while (task >= first_task[u + 1]) ++u;
+        const LoraUpdate& update = updates[u];
+        const LoraMatrix& m = *update.lora;
+        const int64_t row = update.first_row + (task - first_task[u]);
+        shrunk.resize(static_cast<size_t>(m.rank));
+        const kernels::LoraWeights w{.a = m.a.data(), .b_t = m.b_t.data(), .rank = m.rank, .in = m.in, .out = m.out, .scale = m.scale};
+        kernels::lora_add_row(ops, w, x + row * x_width, update.out + row * m.out, shrunk.data());
+      }
+    });
   }
 
   void add_bias(float* x, std::span<const float> bias, int64_t rows) override {
@@ -256,6 +280,7 @@ class CpuBackend final : public Backend {
 
   kernels::ThreadPool pool_;
   kernels::MatmulScratch scratch_;
+  std::vector<int64_t> lora_first_task_;  // add_lora's task offsets, reused between calls
 };
 
 }  // namespace

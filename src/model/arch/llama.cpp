@@ -23,12 +23,15 @@ void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& bat
 
   float* x = ws.hidden.data();
   be.embed(embedding_table(w), batch.tokens, n, c.embedding_scale, x);
+  find_lora_runs(batch, ws);
   for (int64_t il = 0; il < c.num_layers; ++il) {
     const LayerWeights& layer = w.layers[il];
     be.rms_norm(x, layer.attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
     const backend::Matrix* qkv[] = {&layer.wq, &layer.wk, &layer.wv};
     float* qkv_out[] = {ws.q.data(), ws.k.data(), ws.v.data()};
     be.project(qkv, ws.normed.data(), m, qkv_out);
+    add_lora(be, ws, il, {{LoraTarget::kQ, ws.q.data()}, {LoraTarget::kK, ws.k.data()}, {LoraTarget::kV, ws.v.data()}},
+             ws.normed.data(), n);
     be.add_bias(ws.q.data(), layer.bq, m);
     be.add_bias(ws.k.data(), layer.bk, m);
     be.add_bias(ws.v.data(), layer.bv, m);
@@ -37,14 +40,17 @@ void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& bat
     be.store_kv(cache, il, rows, ws.k.data(), ws.v.data());
     be.attention(cache, il, rows, attention_shape(c, 0), ws.q.data(), ws.attention.data());
     be.matmul(layer.wo, ws.attention.data(), m, ws.projected.data());
+    add_lora(be, ws, il, {{LoraTarget::kO, ws.projected.data()}}, ws.attention.data(), c.num_heads * c.value_dim);
     be.add_residual(x, ws.projected.data(), m * n);
 
     be.rms_norm(x, layer.ffn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
     const backend::Matrix* gate_up[] = {&layer.w_gate, &layer.w_up};
     float* gate_up_out[] = {ws.gate.data(), ws.up.data()};
     be.project(gate_up, ws.normed.data(), m, gate_up_out);
+    add_lora(be, ws, il, {{LoraTarget::kGate, ws.gate.data()}, {LoraTarget::kUp, ws.up.data()}}, ws.normed.data(), n);
     be.gated_activation(backend::Gating::SILU, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
     be.matmul(layer.w_down, ws.activated.data(), m, ws.projected.data());
+    add_lora(be, ws, il, {{LoraTarget::kDown, ws.projected.data()}}, ws.activated.data(), c.ffn_length);
     be.add_residual(x, ws.projected.data(), m * n);
   }
   compute_logits(be, c, w, batch, x, ws.logit_rows, logits);
