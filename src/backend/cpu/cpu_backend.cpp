@@ -127,13 +127,14 @@ class CpuBackend final : public Backend {
   }
 
   void add_lora(std::span<const LoraUpdate> updates, const float* x, int64_t x_width) override {
-    // One task per (update, row): a decode step has one row per adapter, a prompt chunk many rows of
-    // one adapter; either way every thread gets work. A row's A and B are read once per row; within a
-    // chunk of rows of one adapter they stay in cache.
+    // One task per block of up to kLoraBlock rows of one update: a decode step has a row or two per
+    // adapter, a prompt chunk many rows of one adapter; either way every thread gets work, and a
+    // block reads its adapter's A and B once.
+    constexpr int64_t kLoraBlock = 4;
     std::vector<int64_t>& first_task = lora_first_task_;
     first_task.assign(1, 0);
-    for (const LoraUpdate& u : updates) first_task.push_back(first_task.back() + u.num_rows);
-    const kernels::VectorOps& ops = kernels::vector_ops();
+    for (const LoraUpdate& u : updates) first_task.push_back(first_task.back() + (u.num_rows + kLoraBlock - 1) / kLoraBlock);
+    const kernels::LoraKernels& lora = kernels::lora_kernels();
     parallel_range(first_task.back(), 2, [&](int64_t begin, int64_t end) {
       thread_local std::vector<float> shrunk;
       size_t u = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), begin) - first_task.begin() - 1);
@@ -141,10 +142,12 @@ class CpuBackend final : public Backend {
         while (task >= first_task[u + 1]) ++u;
         const LoraUpdate& update = updates[u];
         const LoraMatrix& m = *update.lora;
-        const int64_t row = update.first_row + (task - first_task[u]);
-        shrunk.resize(static_cast<size_t>(m.rank));
+        const int64_t first = (task - first_task[u]) * kLoraBlock;
+        const int64_t rows = std::min(kLoraBlock, update.num_rows - first);
+        const int64_t row = update.first_row + first;
+        shrunk.resize(static_cast<size_t>(rows * m.rank));
         const kernels::LoraWeights w{.a = m.a.data(), .b_t = m.b_t.data(), .rank = m.rank, .in = m.in, .out = m.out, .scale = m.scale};
-        kernels::lora_add_row(ops, w, x + row * x_width, update.out + row * m.out, shrunk.data());
+        kernels::lora_add_rows(lora, w, x + row * x_width, x_width, update.out + row * m.out, m.out, rows, shrunk.data());
       }
     });
   }

@@ -1,13 +1,14 @@
 #pragma once
-// The LoRA update of one activation row, y += scale · B (A x): shrink x to `rank` values through A,
-// then expand them through B and add. A is [rank, in] and B is kept transposed, [rank, out], so both
-// steps stream contiguous F16 rows: rank dot products of length `in`, then rank axpys of length `out`.
-// The SIMD path runs on the dispatched VectorOps (dot_f32_f16, axpy_f16); the reference below is the
-// plain formula in double precision that tests/kernels/lora_kernel_test.cpp checks it against.
+// The LoRA update of a group of activation rows that share one adapter: y_j += scale · B (A x_j).
+// Two steps, each one pass over its weights for a block of up to 4 rows (so a prompt chunk of one
+// adapter reads A and B once per 4 rows, and the F16 -> F32 conversion is shared by the block):
+//   shrink:  s_j[r] = scale · A_r · x_j      A is [rank][in]: rank dot products of length `in`
+//   expand:  y_j   += sum_r s_j[r] · Bt_r     B is kept transposed, [rank][out]: rank axpys of length `out`
+// The scale goes on the `rank` shrunk values, not on the `out` outputs. Implementations: the scalar
+// one (portable), AVX2 + FMA + F16C (lora_avx2.cpp), chosen at run time; the reference below is the
+// plain formula in double precision that tests/kernels/lora_kernel_test.cpp checks both against.
 
 #include <cstdint>
-
-#include "kernels/cpu/vector_ops.h"
 
 namespace tern::kernels {
 
@@ -18,10 +19,23 @@ struct LoraWeights {
   float scale = 1.0f;
 };
 
-/// y[0..out) += scale · B (A x[0..in)). `shrunk` holds `rank` floats of scratch.
-void lora_add_row(const VectorOps& ops, const LoraWeights& w, const float* x, float* y, float* shrunk);
+struct LoraKernels {
+  /// shrunk[j * rank + r] = scale · A_r · x_j for the m rows x_j = x + j * x_stride.
+  void (*shrink)(const LoraWeights& w, const float* x, int64_t x_stride, int64_t m, float* shrunk);
+  /// y_j += sum_r shrunk[j * rank + r] · Bt_r for the m rows y_j = y + j * y_stride.
+  void (*expand)(const LoraWeights& w, const float* shrunk, int64_t m, float* y, int64_t y_stride);
+};
 
-/// The same in double precision, element by element: the reference the SIMD path is tested against.
+/// The best implementation for this machine (TERN_ISA caps it, as for every kernel).
+const LoraKernels& lora_kernels();
+const LoraKernels& scalar_lora_kernels();
+const LoraKernels& avx2_lora_kernels();
+
+/// y_j += scale · B (A x_j) for m rows; `shrunk` holds m * rank floats of scratch.
+void lora_add_rows(const LoraKernels& kernels, const LoraWeights& w, const float* x, int64_t x_stride, float* y,
+                   int64_t y_stride, int64_t m, float* shrunk);
+
+/// The same for one row in double precision, element by element: the reference.
 void lora_add_row_reference(const LoraWeights& w, const float* x, float* y);
 
 }  // namespace tern::kernels
