@@ -5,7 +5,8 @@ adapters, same threads, one server at a time on this machine.
     .venv/bin/python bench/lora_throughput.py [--adapters 0,1,8,64,256] [--levels 16,64] [--dists uniform,zipf]
 
 Workload: 256-token prompts (random token ids, distinct per request), 128 output tokens (ignore_eos,
-greedy), closed loop at each concurrency level; 3 x concurrency requests per run. Each request names
+greedy), closed loop at each concurrency level; 3 x concurrency requests per run for tern, 1 x for
+llama-server (about 4x slower; it runs a subset of the adapter counts, --peer-adapters). Each request names
 one of N rank-16 adapters (made by tools/make_lora_adapters.py --count N --rank 16, attention and FFN)
 drawn uniformly or Zipf(1.0); N = 0 is the base model alone. tern addresses an adapter by its served
 name ("model": "a17"); llama-server has every adapter loaded at start (--lora ... --lora-init-without-apply)
@@ -164,27 +165,34 @@ def main():
     p.add_argument("--dists", default="uniform,zipf")
     p.add_argument("--servers", default="tern,llama-server")
     p.add_argument("--requests-per-slot", type=int, default=3)
+    p.add_argument("--peer-adapters", default="0,8,64", help="adapter counts llama-server runs (it is slow: a subset)")
+    p.add_argument("--peer-dists", default="uniform")
+    p.add_argument("--peer-requests-per-slot", type=int, default=1)
     p.add_argument("--out", default=os.path.join(ROOT, "build/lora-bench"))
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     counts = [int(x) for x in args.adapters.split(",")]
     levels = [int(x) for x in args.levels.split(",")]
     all_adapters = adapter_files(args, max(counts))
-    report = {"machine": os.uname().nodename, "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "),
+    report = {"machine": os.uname().nodename, "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split(":", 1)[1].strip(),
               "threads": args.threads, "runs": []}
     print(f"CPU: {report['cpu']}, {args.threads} threads", file=sys.stderr)
 
+    peer_counts = [int(x) for x in args.peer_adapters.split(",")]
     for count in counts:
         adapters = all_adapters[:count]
-        dists = ["-"] if count <= 1 else args.dists.split(",")
         for kind in args.servers.split(","):
+            if kind != "tern" and count not in peer_counts:
+                continue
+            dists = ["-"] if count <= 1 else (args.dists if kind == "tern" else args.peer_dists).split(",")
+            per_slot = args.requests_per_slot if kind == "tern" else args.peer_requests_per_slot
             server = tern(args, 18190, adapters, f"{count}") if kind == "tern" else llama(args, 18191, adapters, f"{count}", max(levels))
             try:
                 if kind == "tern":
                     report.setdefault("tern_rss_mib", {})[count] = rss_mib(server.proc.pid)
                 for dist in dists:
                     for c in levels:
-                        picks = choose(count, dist, args.requests_per_slot * c, random.Random(count * 1000 + c))
+                        picks = choose(count, dist, per_slot * c, random.Random(count * 1000 + c))
                         result = run_load(server, kind, picks, c, seed=c)
                         row = {"server": kind, "adapters": count, "dist": dist, "concurrency": c, **result}
                         report["runs"].append(row)

@@ -26,6 +26,8 @@ void add_generation_options(CLI::App& command, GenerationOptions& o) {
   command.add_option("--repetition-penalty", o.sampling.repetition_penalty)->capture_default_str();
   command.add_option("--presence-penalty", o.sampling.presence_penalty)->capture_default_str();
   command.add_option("--frequency-penalty", o.sampling.frequency_penalty)->capture_default_str();
+  command.add_option("--lora", o.lora, "Apply a LoRA adapter: a GGUF LoRA file or a PEFT directory (docs/lora.md)");
+  command.add_option("--lora-scale", o.lora_scale, "Scale of the adapter's update, on top of alpha / rank")->capture_default_str();
   command.add_option("--seed", o.sampling.seed, "Random seed (default: random)")->each([&o](const std::string&) { o.seed_given = true; });
   command.add_flag("--special", o.parse_special, "Recognise special-token text in the prompt");
 }
@@ -49,6 +51,13 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   session->options_ = options;
   if (!options.seed_given) session->options_.sampling.seed = std::random_device{}();
   session->model_ = std::move(*model);
+  if (!options.lora.empty()) {
+    auto adapter = model::load_lora(options.lora, session->model_->config(), {.scale = options.lora_scale, .max_rank = 0});
+    if (!adapter) return std::unexpected(adapter.error());
+    session->adapter_ = std::move(*adapter);
+    std::fprintf(stderr, "LoRA adapter %s: rank %lld, scale %.3g, %.1f MiB\n", options.lora.c_str(),
+                 static_cast<long long>(session->adapter_->max_rank), session->adapter_->scale, session->adapter_->bytes / 1048576.0);
+  }
   // One user: the KV cache holds exactly one full context (the engine's sizing policy).
   engine::KvSizingRequest kv_request;
   kv_request.context = options.context;
@@ -83,6 +92,7 @@ Result<GenerationStats> GenerationSession::generate(std::span<const int32_t> tok
   }
   engine::GenerationRequest request;
   request.prompt.assign(tokens.begin(), tokens.end());
+  request.adapter = adapter_;
   request.sampling = options_.sampling;
   request.sampling.seed += num_turns_++;  // same seed, same conversation; turns draw differently
   // Generation stops at the end of the context, as a "length" finish.

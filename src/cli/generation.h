@@ -22,6 +22,8 @@ struct GenerationOptions {
   int threads = 0;
   int context = 4096;
   bool parse_special = false;
+  std::string lora;         ///< a LoRA adapter (GGUF LoRA file or PEFT directory) on every token; empty: none
+  float lora_scale = 1.0f;
   engine::SamplingParams sampling{.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f};
   bool seed_given = false;
 };
@@ -57,6 +59,7 @@ class GenerationSession {
   std::unique_ptr<backend::Backend> backend_;  // outlives the model and the engine
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<engine::Engine> engine_;
+  std::shared_ptr<const model::LoraAdapter> adapter_;
   uint64_t num_turns_ = 0;
 };
 

@@ -227,7 +227,7 @@ int serve(const ServeOptions& o) {
     std::vector<std::string> aliases = entry.aliases;
     if (const std::string file = model->file_name(); !file.empty() && file != entry.model.name && !router.has_model(file)) aliases.push_back(file);
     router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, aliases, model->max_model_len());
-    if (auto ok = lora_adapters.add_base(model); !ok) {
+    if (auto ok = lora_adapters.add_base(model, entry.deployment.prices); !ok) {
       std::fprintf(stderr, "error: %s\n", ok.error().message.c_str());
       return 1;
     }

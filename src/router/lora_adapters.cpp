@@ -7,74 +7,85 @@
 namespace tern::router {
 namespace {
 
+/// A request whose adapter is being read back from disk; it goes to the engine when the read ends.
+struct PendingCall final : Call {
+  std::mutex mutex;
+  bool cancelled = false;
+  std::shared_ptr<Call> inner;
+
+  void cancel() override {
+    std::shared_ptr<Call> call;
+    {
+      std::lock_guard lock(mutex);
+      cancelled = true;
+      call = inner;
+    }
+    if (call) call->cancel();
+  }
+};
+
+api::Event error_event(api::ApiError error) {
+  return {.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = std::move(error), .usage = {}, .model = {},
+          .deployment = {}};
+}
+
 /// An adapter's deployment: the base model's engine, with the adapter named on every request.
 class AdapterProvider final : public Provider {
  public:
-  AdapterProvider(std::shared_ptr<LocalModel> base, std::string adapter) : base_(std::move(base)), adapter_(std::move(adapter)) {}
+  AdapterProvider(std::shared_ptr<LocalModel> base, std::string adapter, WorkQueue& cold_loads)
+      : base_(std::move(base)), adapter_(std::move(adapter)), cold_loads_(cold_loads) {}
 
   std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink) override {
     api::Request with_adapter = request;
     with_adapter.adapter = adapter_;
-    return base_->submit(with_adapter, std::move(sink));
+    // In memory (or the base model itself is not loaded: its own cold start handles both): at once.
+    if (base_->adapters().is_loaded(adapter_) || !base_->is_loaded()) return base_->submit(with_adapter, std::move(sink));
+    // Dropped by the LRU limit: read it again off this (I/O) thread, then submit.
+    auto pending = std::make_shared<PendingCall>();
+    cold_loads_.post([base = base_, pending, request = std::move(with_adapter), sink = std::move(sink)]() mutable {
+      auto adapter = base->loaded_adapter(request.adapter);
+      std::lock_guard lock(pending->mutex);
+      if (pending->cancelled) return;
+      if (!adapter) {
+        const bool gone = !base->adapters().contains(request.adapter);
+        return sink(error_event(gone ? api::ApiError{.status = 404, .message = adapter.error().message, .type = "invalid_request_error",
+                                                     .param = "model", .code = "model_not_found", .is_retryable = false, .retry_after = {}}
+                                     : api::server_error(500, adapter.error().message, "adapter_load_failed")));
+      }
+      auto call = base->submit(request, sink);
+      if (call) pending->inner = *call;
+      else sink(error_event(call.error()));
+    });
+    return pending;
   }
   int64_t num_in_flight() const override { return base_->num_in_flight(); }
 
  private:
   std::shared_ptr<LocalModel> base_;
   std::string adapter_;
+  WorkQueue& cold_loads_;
 };
 
 }  // namespace
 
-LoraAdapters::LoraAdapters(Router& router) : router_(router) {
-  worker_ = std::thread([this] {
-    std::unique_lock lock(queue_mutex_);
-    while (true) {
-      queue_wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and nothing left
-      auto work = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      work();
-      lock.lock();
-    }
-  });
-}
-
-LoraAdapters::~LoraAdapters() {
-  {
-    std::lock_guard lock(queue_mutex_);
-    stopping_ = true;
-  }
-  queue_wake_.notify_all();
-  worker_.join();
-}
-
-void LoraAdapters::run(std::function<void()> work) {
-  {
-    std::lock_guard lock(queue_mutex_);
-    queue_.push_back(std::move(work));
-  }
-  queue_wake_.notify_one();
-}
-
-Result<void> LoraAdapters::route(const std::shared_ptr<LocalModel>& base, const std::string& name) {
-  const std::string& base_name = base->config().name;
+Result<void> LoraAdapters::route(const Base& base, const std::string& name) {
+  const std::string& base_name = base.model->config().name;
   const std::string deployment = base_name + ":" + name;
   if (!router_.has_deployment(deployment)) {
-    router_.add_deployment({.name = deployment, .kind = "lora", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}},
-                           std::make_shared<AdapterProvider>(base, name));
+    router_.add_deployment({.name = deployment, .kind = "lora", .prices = base.prices, .max_concurrency = 0, .retries = 0, .breaker = {}},
+                           std::make_shared<AdapterProvider>(base.model, name, cold_loads_));
   }
-  router_.add_model(name, {deployment}, Policy::kLeastOutstanding, {deployment}, base->max_model_len(), base_name);
+  router_.add_model(name, {deployment}, Policy::kLeastOutstanding, {deployment}, base.model->max_model_len(), base_name);
   std::lock_guard lock(mutex_);
   base_of_[name] = base_name;
   return {};
 }
 
-Result<void> LoraAdapters::add_base(const std::shared_ptr<LocalModel>& base) {
+Result<void> LoraAdapters::add_base(const std::shared_ptr<LocalModel>& base, const Prices& prices) {
+  const Base entry{.model = base, .prices = prices};
   {
     std::lock_guard lock(mutex_);
-    bases_[base->config().name] = base;
+    bases_[base->config().name] = entry;
   }
   for (const auto& status : base->adapters().list()) {
     const std::string& name = status.spec.name;
@@ -87,24 +98,25 @@ Result<void> LoraAdapters::add_base(const std::shared_ptr<LocalModel>& base) {
                    base->config().name.c_str(), static_cast<long long>((*adapter)->max_rank), (*adapter)->bytes / 1048576.0,
                    (*adapter)->path.c_str(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
-    if (auto ok = route(base, name); !ok) return ok;
+    if (auto ok = route(entry, name); !ok) return ok;
   }
   return {};
 }
 
 Result<void> LoraAdapters::load(const std::string& name, const std::string& path, const std::string& base_name, float scale) {
-  std::shared_ptr<LocalModel> base;
+  Base entry;
   {
     std::lock_guard lock(mutex_);
     if (base_name.empty()) {
       if (bases_.size() != 1) return fail("this server has {} local models: name the adapter's base with \"base_model\"", bases_.size());
-      base = bases_.begin()->second;
+      entry = bases_.begin()->second;
     } else {
       auto it = bases_.find(base_name);
       if (it == bases_.end()) return fail("no local model named '{}' to load the adapter on", base_name);
-      base = it->second;
+      entry = it->second;
     }
   }
+  const std::shared_ptr<LocalModel>& base = entry.model;
   if (router_.has_model(name)) return fail("a model or adapter named '{}' already exists", name);
   if (auto ok = base->adapters().add({.name = name, .path = path, .scale = scale}); !ok) return ok;
   if (base->is_loaded()) {
@@ -117,7 +129,7 @@ Result<void> LoraAdapters::load(const std::string& name, const std::string& path
     (void)base->adapters().remove(name);
     return fail("LoRA adapter {} does not exist", path);
   }
-  return route(base, name);
+  return route(entry, name);
 }
 
 Result<void> LoraAdapters::unload(const std::string& name, std::chrono::milliseconds wait) {
@@ -126,7 +138,7 @@ Result<void> LoraAdapters::unload(const std::string& name, std::chrono::millisec
     std::lock_guard lock(mutex_);
     auto it = base_of_.find(name);
     if (it == base_of_.end()) return fail("no LoRA adapter named '{}' is loaded", name);
-    base = bases_.at(it->second);
+    base = bases_.at(it->second).model;
     base_of_.erase(it);
   }
   router_.remove_model(name);

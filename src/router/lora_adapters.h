@@ -7,32 +7,31 @@
 // Adapters come from the config or --lora at start, and from POST /v1/load_lora_adapter at run time;
 // POST /v1/unload_lora_adapter removes the name at once (new requests get 404) and answers when the
 // requests still using the adapter have finished. Loads and unloads run on this object's own thread,
-// never on an I/O thread or the engine's.
+// never on an I/O thread or the engine's; so does reading an adapter that the LRU limit dropped from
+// memory when a request for it comes (a thread of its own: such a read never waits behind an unload).
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "router/local_model.h"
 #include "router/router.h"
 #include "util/result.h"
+#include "util/work_queue.h"
 
 namespace tern::router {
 
 class LoraAdapters {
  public:
-  explicit LoraAdapters(Router& router);
-  ~LoraAdapters();
+  explicit LoraAdapters(Router& router) : router_(router) {}
 
-  /// Routes a base model's configured adapters (after the base model itself is routed). When the base
-  /// is loaded each adapter is read now, so a bad file stops the server at start.
-  Result<void> add_base(const std::shared_ptr<LocalModel>& base);
+  /// Routes a base model's configured adapters (after the base model itself is routed); its adapters
+  /// are priced as the base model (`prices`). When the base is loaded each adapter is read now, so a
+  /// bad file stops the server at start.
+  Result<void> add_base(const std::shared_ptr<LocalModel>& base, const Prices& prices);
 
   /// Registers and routes an adapter on `base` (empty: the server's only local model). The file is
   /// read and checked against the base now when the base is loaded.
@@ -41,21 +40,21 @@ class LoraAdapters {
   Result<void> unload(const std::string& name, std::chrono::milliseconds wait);
 
   /// Runs `work` on this object's thread (for the HTTP handlers).
-  void run(std::function<void()> work);
+  void run(std::function<void()> work) { admin_work_.post(std::move(work)); }
 
  private:
-  Result<void> route(const std::shared_ptr<LocalModel>& base, const std::string& name);
+  struct Base {
+    std::shared_ptr<LocalModel> model;
+    Prices prices;  // its adapters are priced as the base model
+  };
+  Result<void> route(const Base& base, const std::string& name);
 
   Router& router_;
   std::mutex mutex_;  // guards the maps; loads and unloads run one at a time on the worker anyway
-  std::map<std::string, std::shared_ptr<LocalModel>> bases_;
+  std::map<std::string, Base> bases_;
   std::map<std::string, std::string> base_of_;  // adapter name -> base model name
-
-  std::mutex queue_mutex_;
-  std::condition_variable queue_wake_;
-  std::deque<std::function<void()>> queue_;
-  bool stopping_ = false;
-  std::thread worker_;
+  WorkQueue admin_work_;  // loads and unloads asked for over HTTP
+  WorkQueue cold_loads_;  // adapters read back from disk for a request
 };
 
 }  // namespace tern::router

@@ -53,6 +53,14 @@ out=$("$tern" run -p "$(printf 'word %.0s' {1..40})" -c 16 2>&1); rc=$?
 check "run prompt over context" "the context holds 16" "$out"
 [[ $rc == 1 ]] || { echo "FAIL run over context exit code $rc"; failures=$((failures + 1)); }
 out=$(printf 'Hi\n' | "$tern" chat -n 4 --temperature 0 2>&1); check "chat one turn" "context 4096" "$out"
+# A LoRA adapter (the fixtures scripts/test.sh makes): applied, and a mismatched one refused by name.
+lora="${TERN_HOME:-$HOME/.cache/tern}/fixtures/lora"
+if [[ -f "$lora/smollm2-r16.gguf" ]]; then
+  out=$("$tern" run -p "The capital of France is" -n 8 --temperature 0 --lora "$lora/smollm2-r16.gguf" 2>&1)
+  check "run with a LoRA adapter" "LoRA adapter $lora/smollm2-r16.gguf: rank 16, scale 2" "$out"
+  out=$("$tern" run -p "Hi" -n 2 --lora "$lora/gemma3-r8.gguf" 2>&1)
+  check "run with a mismatched adapter" "is an adapter for architecture 'gemma3' but the base model is 'llama'" "$out"
+fi
 out=$("$tern" chat -m gemma3-270m -n 4 </dev/null 2>&1); check "chat without template" "has no chat template" "$out"
 
 # Errors: clear, naming the problem, non-zero exit, no crash.

@@ -40,6 +40,12 @@ bool AdapterRegistry::contains(const std::string& name) const {
   return entries_.contains(name);
 }
 
+bool AdapterRegistry::is_loaded(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(name);
+  return it != entries_.end() && it->second->loaded != nullptr;
+}
+
 Result<std::shared_ptr<const model::LoraAdapter>> AdapterRegistry::acquire(const std::string& name, const model::ModelConfig& config) {
   std::shared_ptr<Entry> entry;
   {

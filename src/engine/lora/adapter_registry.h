@@ -49,6 +49,8 @@ class AdapterRegistry {
   /// hold; false-y error when unknown.
   Result<std::shared_ptr<const model::LoraAdapter>> remove(const std::string& name);
   bool contains(const std::string& name) const;
+  /// Whether it is in memory now (acquire() would not read the disk).
+  bool is_loaded(const std::string& name) const;
 
   /// The adapter, loaded for a base model with `config` if it is not in memory.
   Result<std::shared_ptr<const model::LoraAdapter>> acquire(const std::string& name, const model::ModelConfig& config);
