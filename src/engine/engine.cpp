@@ -130,7 +130,7 @@ void Engine::admit(std::unique_ptr<Active> active) {
   active_.emplace(s.id, std::move(active));
 }
 
-void Engine::publish_gauges() {
+void Engine::publish_lora_gauges() {
   if (config_.max_loras > 0) {
     std::vector<std::string_view> running, waiting;
     for (const auto& [id, active] : active_) {
@@ -144,6 +144,10 @@ void Engine::publish_gauges() {
                               .waiting = fmt::format("{}", fmt::join(waiting, ",")),
                               .max_lora = config_.max_loras});
   }
+}
+
+void Engine::publish_gauges() {
+  publish_lora_gauges();
   metrics_.set_gauges({.running = scheduler_.num_running(),
                        .waiting = scheduler_.num_waiting(),
                        .kv_usage = kv_.usage(),
@@ -179,6 +183,9 @@ void Engine::loop() {
       }
       continue;
     }
+    // Before the step: its first tokens reach clients while it runs, and a client reading /metrics
+    // then must see its adapter as running.
+    publish_lora_gauges();
     const auto step_start = Clock::now();
     run_step(output);
     const double step_seconds = seconds(Clock::now() - step_start);

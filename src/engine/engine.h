@@ -127,6 +127,7 @@ class Engine {
   /// Finishes every admitted request with "abort".
   void abort_all(const std::string& error = {});
   void publish_gauges();
+  void publish_lora_gauges();
 
   model::Model& model_;
   EngineConfig config_;
