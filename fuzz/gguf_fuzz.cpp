@@ -1,5 +1,6 @@
 // Mutation fuzzer for everything that reads an untrusted GGUF file: the reader, the model summary
-// (`tern inspect`) and the tokenizer built from the file's metadata.
+// (`tern inspect`) and the tokenizer built from the file's metadata; and the safetensors reader (PEFT
+// LoRA adapters), which gets every input too, from a safetensors seed of its own among the others.
 //
 // clang's libFuzzer would be the first choice, but Debian 12's clang 14 cannot compile libstdc++ 12's
 // <expected>, so this is a seeded mutation loop built with GCC under AddressSanitizer and
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "gguf/gguf_file.h"
+#include "gguf/safetensors.h"
 #include "gguf_builder.h"
 #include "model/summary.h"
 #include "tokenizer/tokenizer.h"
@@ -29,6 +31,8 @@ namespace {
 std::vector<uint8_t> g_current;  // the input being run, saved if a sanitizer kills us
 uint64_t g_num_parsed = 0;      // inputs the reader accepted
 uint64_t g_num_tokenized = 0;   // inputs that also yielded a tokenizer
+uint64_t g_num_safetensors = 0; // inputs the safetensors reader accepted
+uint64_t g_checksum = 0;        // every byte of the tensors it vouched for, read
 
 void save_current_input() {
   const std::string name = "gguf-crash-" + std::to_string(std::random_device{}()) + ".gguf";
@@ -37,6 +41,12 @@ void save_current_input() {
 }
 
 void run_one(const std::vector<uint8_t>& bytes) {
+  if (auto tensors = tern::gguf::SafetensorsFile::parse(bytes, "fuzz.safetensors")) {
+    ++g_num_safetensors;
+    for (const auto& [name, t] : tensors->tensors()) {
+      for (uint8_t b : t.data) g_checksum += b;
+    }
+  }
   auto file = tern::gguf::GgufFile::parse(bytes, "fuzz.gguf");
   if (!file) return;
   ++g_num_parsed;
@@ -75,6 +85,16 @@ std::vector<std::vector<uint8_t>> builtin_seeds() {
       .kv_u32("tokenizer.ggml.bos_token_id", 1).kv_u32("tokenizer.ggml.unknown_token_id", 0)
       .tensor("bf16", {4, 4}, 30, std::string(32, '\4')).tensor("q8_0", {32}, 8, std::string(34, '\5'));
   seeds.push_back(spm.bytes());
+  // A PEFT adapter's safetensors: 8-byte header length, JSON header, data.
+  const std::string header =
+      R"({"__metadata__":{"format":"pt"},"a.lora_A.weight":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},)"
+      R"("a.lora_B.weight":{"dtype":"F32","shape":[3,2],"data_offsets":[12,36]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[36,38]}})";
+  std::vector<uint8_t> safetensors(8);
+  const uint64_t length = header.size();
+  std::memcpy(safetensors.data(), &length, 8);
+  safetensors.insert(safetensors.end(), header.begin(), header.end());
+  safetensors.resize(safetensors.size() + 38, 0x3c);
+  seeds.push_back(safetensors);
   return seeds;
 }
 
@@ -177,8 +197,9 @@ int main(int argc, char** argv) {
     run_one(g_current);
     ++iterations;
   }
-  std::printf("gguf_fuzz: %llu inputs in %.0f s (seed %llu): %llu parsed, %llu built a tokenizer; no crash\n",
+  std::printf("gguf_fuzz: %llu inputs in %.0f s (seed %llu): %llu parsed, %llu built a tokenizer, %llu safetensors parsed; no crash\n",
               static_cast<unsigned long long>(iterations), seconds, static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(g_num_parsed), static_cast<unsigned long long>(g_num_tokenized));
+              static_cast<unsigned long long>(g_num_parsed), static_cast<unsigned long long>(g_num_tokenized),
+              static_cast<unsigned long long>(g_num_safetensors + (g_checksum & 0)));
   return 0;
 }

@@ -111,4 +111,10 @@ struct Event {
 /// Called on a provider's thread; must not block.
 using EventSink = std::function<void(Event&&)>;
 
+/// The last event of a request that failed before it produced anything.
+inline Event final_error_event(ApiError error) {
+  return {.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = std::move(error), .usage = {}, .model = {},
+          .deployment = {}};
+}
+
 }  // namespace tern::api

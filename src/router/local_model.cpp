@@ -1,5 +1,7 @@
 #include "router/local_model.h"
 
+#include "router/pending_call.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -65,22 +67,9 @@ struct LocalModel::Loaded {
 };
 
 /// A request that arrived while the model was loading; it goes to the engine when the load ends.
-struct LocalModel::Pending final : Call {
+struct LocalModel::Pending final : PendingCall {
   api::Request request;
   api::EventSink sink;
-  std::mutex mutex;
-  bool cancelled = false;
-  std::shared_ptr<Call> inner;
-
-  void cancel() override {
-    std::shared_ptr<Call> call;
-    {
-      std::lock_guard lock(mutex);
-      cancelled = true;
-      call = inner;
-    }
-    if (call) call->cancel();
-  }
 };
 
 LocalModel::LocalModel(LocalModelConfig config, LocalModelSet& set)
@@ -197,22 +186,17 @@ void LocalModel::load_in_background() {
     }
     if (!loaded) std::fprintf(stderr, "tern serve: %s\n", loaded.error().message.c_str());
     for (auto& p : waiting) {
-      std::lock_guard lock(p->mutex);
-      if (p->cancelled) continue;
-      if (!loaded) {
-        api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error",
-                        .error = api::server_error(503, loaded.error().message, "model_load_failed"), .usage = {}, .model = {}, .deployment = {}};
-        p->sink(std::move(last));
-        continue;
-      }
-      auto call = now_loaded ? now_loaded->provider->submit(p->request, p->sink)
-                             : std::expected<std::shared_ptr<Call>, api::ApiError>(std::unexpected(api::server_error(503, "the server is stopping")));
-      if (call) {
-        p->inner = *call;
-      } else {
-        api::Event last{.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = call.error(), .usage = {}, .model = {}, .deployment = {}};
-        p->sink(std::move(last));
-      }
+      p->start([&]() -> std::shared_ptr<Call> {
+        if (!loaded) {
+          p->sink(api::final_error_event(api::server_error(503, loaded.error().message, "model_load_failed")));
+          return nullptr;
+        }
+        auto call = now_loaded ? now_loaded->provider->submit(p->request, p->sink)
+                               : std::expected<std::shared_ptr<Call>, api::ApiError>(std::unexpected(api::server_error(503, "the server is stopping")));
+        if (call) return *call;
+        p->sink(api::final_error_event(call.error()));
+        return nullptr;
+      });
     }
   });
 }

@@ -4,30 +4,10 @@
 
 #include <filesystem>
 
+#include "router/pending_call.h"
+
 namespace tern::router {
 namespace {
-
-/// A request whose adapter is being read back from disk; it goes to the engine when the read ends.
-struct PendingCall final : Call {
-  std::mutex mutex;
-  bool cancelled = false;
-  std::shared_ptr<Call> inner;
-
-  void cancel() override {
-    std::shared_ptr<Call> call;
-    {
-      std::lock_guard lock(mutex);
-      cancelled = true;
-      call = inner;
-    }
-    if (call) call->cancel();
-  }
-};
-
-api::Event error_event(api::ApiError error) {
-  return {.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = std::move(error), .usage = {}, .model = {},
-          .deployment = {}};
-}
 
 /// An adapter's deployment: the base model's engine, with the adapter named on every request.
 class AdapterProvider final : public Provider {
@@ -41,20 +21,23 @@ class AdapterProvider final : public Provider {
     // In memory (or the base model itself is not loaded: its own cold start handles both): at once.
     if (base_->adapters().is_loaded(adapter_) || !base_->is_loaded()) return base_->submit(with_adapter, std::move(sink));
     // Dropped by the LRU limit: read it again off this (I/O) thread, then submit.
+    // (An adapter in use is never dropped, so one read here serves its request.)
     auto pending = std::make_shared<PendingCall>();
-    cold_loads_.post([base = base_, pending, request = std::move(with_adapter), sink = std::move(sink)]() mutable {
+    cold_loads_.post([base = base_, pending, request = std::move(with_adapter), sink = std::move(sink)] {
       auto adapter = base->loaded_adapter(request.adapter);
-      std::lock_guard lock(pending->mutex);
-      if (pending->cancelled) return;
-      if (!adapter) {
-        const bool gone = !base->adapters().contains(request.adapter);
-        return sink(error_event(gone ? api::ApiError{.status = 404, .message = adapter.error().message, .type = "invalid_request_error",
-                                                     .param = "model", .code = "model_not_found", .is_retryable = false, .retry_after = {}}
-                                     : api::server_error(500, adapter.error().message, "adapter_load_failed")));
-      }
-      auto call = base->submit(request, sink);
-      if (call) pending->inner = *call;
-      else sink(error_event(call.error()));
+      pending->start([&]() -> std::shared_ptr<Call> {
+        if (!adapter) {
+          const bool gone = !base->adapters().contains(request.adapter);
+          sink(api::final_error_event(gone ? api::ApiError{.status = 404, .message = adapter.error().message, .type = "invalid_request_error",
+                                                           .param = "model", .code = "model_not_found", .is_retryable = false, .retry_after = {}}
+                                           : api::server_error(500, adapter.error().message, "adapter_load_failed")));
+          return nullptr;
+        }
+        auto call = base->submit(request, sink);
+        if (call) return *call;
+        sink(api::final_error_event(call.error()));
+        return nullptr;
+      });
     });
     return pending;
   }

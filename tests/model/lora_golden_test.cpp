@@ -25,6 +25,7 @@
 
 #include "engine_harness.h"
 #include "model/lora.h"
+#include "model/forward_once.h"
 #include "model/model.h"
 #include "test_support.h"
 #include "util/sha256.h"
@@ -34,9 +35,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-backend::Backend& cpu() {
-  static const std::unique_ptr<backend::Backend> backend = backend::make_cpu_backend(2);
-  return *backend;
+backend::Backend& cpu() { return testing::test_cpu_backend(); }
+
+std::vector<float> last_logits(Model& model, std::span<const int32_t> prompt, const LoraAdapter* adapter) {
+  auto logits = testing::forward_prompt(model, prompt, adapter);
+  EXPECT_TRUE(logits) << logits.error().message;
+  return logits ? *logits : std::vector<float>();
 }
 
 std::string lora_fixture(const std::string& file) { return models::tern_home() + "/fixtures/lora/" + file; }
@@ -53,18 +57,6 @@ std::string base_path(const std::string& model) {
 size_t case_limit(size_t all) {
   const char* limit = std::getenv("TERN_GOLDEN_CASES");
   return limit && *limit ? std::min(all, static_cast<size_t>(std::max(1, std::atoi(limit)))) : all;
-}
-
-std::vector<float> last_logits(Model& model, std::span<const int32_t> prompt, const LoraAdapter* adapter) {
-  const std::unique_ptr<backend::KvCache> cache = model.make_kv_cache(4, 16);
-  const std::vector<int32_t> block_table = {0, 1, 2, 3};
-  Batch batch;
-  batch.block_tables = {std::span<const int32_t>(block_table)};
-  for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size(), adapter);
-  std::vector<float> logits;
-  auto ok = model.forward(batch, *cache, logits);
-  EXPECT_TRUE(ok) << ok.error().message;
-  return logits;
 }
 
 // ---- against llama.cpp on the real models --------------------------------------------------------

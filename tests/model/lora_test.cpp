@@ -13,6 +13,7 @@
 
 #include "gguf/gguf_builder.h"
 #include "model/lora.h"
+#include "model/forward_once.h"
 #include "model/model.h"
 #include "model/tiny_model.h"
 #include "tensor/half.h"
@@ -21,12 +22,15 @@ namespace tern::model {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::GgufBuilder;
 
-backend::Backend& cpu() {
-  static const std::unique_ptr<backend::Backend> backend = backend::make_cpu_backend(2);
-  return *backend;
+backend::Backend& cpu() { return testing::test_cpu_backend(); }
+
+std::vector<float> last_logits(Model& model, std::span<const int32_t> prompt, const LoraAdapter* adapter) {
+  auto logits = testing::forward_prompt(model, prompt, adapter);
+  EXPECT_TRUE(logits) << logits.error().message;
+  return logits ? *logits : std::vector<float>();
 }
+using testing::GgufBuilder;
 
 // ---- an exact reference: the merged weights ------------------------------------------------------
 
@@ -57,18 +61,6 @@ std::string write_lora_gguf(const std::string& arch, const RandomLora& lora, con
   const std::string path = testing::temp_file("tern_lora", ".gguf");
   std::ofstream(path, std::ios::binary) << b.build();
   return path;
-}
-
-std::vector<float> last_logits(Model& model, std::span<const int32_t> prompt, const LoraAdapter* adapter) {
-  const std::unique_ptr<backend::KvCache> cache = model.make_kv_cache(4, 16);
-  const std::vector<int32_t> block_table = {0, 1, 2, 3};
-  Batch batch;
-  batch.block_tables = {std::span<const int32_t>(block_table)};
-  for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size(), adapter);
-  std::vector<float> logits;
-  auto ok = model.forward(batch, *cache, logits);
-  EXPECT_TRUE(ok) << ok.error().message;
-  return logits;
 }
 
 TEST(Lora, MatchesTheMergedWeightsOnARandomModel) {

@@ -11,32 +11,17 @@
 
 #include "engine/engine.h"
 #include "engine/sampling/sampler.h"
+#include "model/forward_once.h"
 #include "model/tiny_model.h"
 #include "model/model.h"
 
 namespace tern::model {
 namespace {
 
-backend::Backend& cpu() {
-  static const std::unique_ptr<backend::Backend> backend = backend::make_cpu_backend(2);
-  return *backend;
-}
-
-/// One forward pass of `prompt` as a single sequence at positions 0..n-1 (logits of the last token).
-Result<std::vector<float>> forward_prompt(Model& model, std::span<const int32_t> prompt) {
-  const std::unique_ptr<backend::KvCache> cache = model.make_kv_cache(4, 16);
-  const std::vector<int32_t> block_table = {0, 1, 2, 3};
-  Batch batch;
-  batch.block_tables = {std::span<const int32_t>(block_table)};
-  for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<int32_t>(i), 0, i + 1 == prompt.size());
-  std::vector<float> logits;
-  auto ok = model.forward(batch, *cache, logits);
-  if (!ok) return std::unexpected(ok.error());
-  return logits;
-}
-
 constexpr int kEmbd = testing::kTinyEmbd, kVocab = testing::kTinyVocab;
+using testing::forward_prompt;
 using testing::write_tiny_llama;
+backend::Backend& cpu() { return testing::test_cpu_backend(); }
 
 TEST(ModelLoad, TinyLlamaRunsAndSamples) {
   const std::string path = write_tiny_llama("llama");
