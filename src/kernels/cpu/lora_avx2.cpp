@@ -1,8 +1,10 @@
 // AVX2 + FMA + F16C LoRA kernels (lora.h); compiled with -mavx2 -mfma -mf16c, called only on
 // machines that have them. Rows go in blocks of up to 4: each F16 weight vector is loaded and
-// converted once per block, and 8 independent FMA chains (2 per row) keep the FMA units busy.
+// converted once per block, and 8 independent FMA chains keep the FMA units busy.
 
 #include <immintrin.h>
+
+#include <type_traits>
 
 #include "kernels/cpu/lora.h"
 
@@ -18,51 +20,60 @@ inline float horizontal_sum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-template <int N>
+// N rows, C vectors of 8 per row per iteration: N * C independent FMA chains. Few rows (decode, where
+// each row is often the only one of its adapter) get more vectors per row to keep 8 chains in flight.
+template <int N, int C = (N <= 2 ? 8 / N : 2)>
 void shrink_block(const LoraWeights& w, const float* x, int64_t x_stride, float* shrunk) {
+  constexpr int64_t kStep = 8 * C;
   for (int64_t r = 0; r < w.rank; ++r) {
     const uint16_t* a = w.a + r * w.in;
-    __m256 acc0[N], acc1[N];
-    for (int j = 0; j < N; ++j) acc0[j] = acc1[j] = _mm256_setzero_ps();
+    __m256 acc[N][C];
+    for (int j = 0; j < N; ++j) {
+      for (int c = 0; c < C; ++c) acc[j][c] = _mm256_setzero_ps();
+    }
     int64_t i = 0;
-    for (; i + 16 <= w.in; i += 16) {
-      const __m256 w0 = load_half8(a + i), w1 = load_half8(a + i + 8);
-      for (int j = 0; j < N; ++j) {
-        acc0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + j * x_stride + i), acc0[j]);
-        acc1[j] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + j * x_stride + i + 8), acc1[j]);
+    for (; i + kStep <= w.in; i += kStep) {
+      for (int c = 0; c < C; ++c) {
+        const __m256 wv = load_half8(a + i + 8 * c);
+        for (int j = 0; j < N; ++j) acc[j][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * x_stride + i + 8 * c), acc[j][c]);
       }
     }
+    for (; i + 8 <= w.in; i += 8) {
+      const __m256 wv = load_half8(a + i);
+      for (int j = 0; j < N; ++j) acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + j * x_stride + i), acc[j][0]);
+    }
     for (int j = 0; j < N; ++j) {
-      float sum = horizontal_sum(_mm256_add_ps(acc0[j], acc1[j]));
+      __m256 total = acc[j][0];
+      for (int c = 1; c < C; ++c) total = _mm256_add_ps(total, acc[j][c]);
+      float sum = horizontal_sum(total);
       for (int64_t t = i; t < w.in; ++t) sum += x[j * x_stride + t] * _cvtsh_ss(a[t]);
       shrunk[j * w.rank + r] = w.scale * sum;
     }
   }
 }
 
-template <int N>
+template <int N, int C = (N <= 2 ? 8 / N : 2)>
 void expand_block(const LoraWeights& w, const float* shrunk, float* y, int64_t y_stride) {
+  constexpr int64_t kStep = 8 * C;
   int64_t o = 0;
-  for (; o + 16 <= w.out; o += 16) {
-    __m256 acc0[N], acc1[N];
+  auto chunk = [&]<int K>(std::integral_constant<int, K>) {  // K vectors of 8 outputs at o
+    __m256 acc[N][K];
     for (int j = 0; j < N; ++j) {
-      acc0[j] = _mm256_loadu_ps(y + j * y_stride + o);
-      acc1[j] = _mm256_loadu_ps(y + j * y_stride + o + 8);
+      for (int c = 0; c < K; ++c) acc[j][c] = _mm256_loadu_ps(y + j * y_stride + o + 8 * c);
     }
     for (int64_t r = 0; r < w.rank; ++r) {
       const uint16_t* b = w.b_t + r * w.out + o;
-      const __m256 b0 = load_half8(b), b1 = load_half8(b + 8);
-      for (int j = 0; j < N; ++j) {
-        const __m256 s = _mm256_broadcast_ss(shrunk + j * w.rank + r);
-        acc0[j] = _mm256_fmadd_ps(s, b0, acc0[j]);
-        acc1[j] = _mm256_fmadd_ps(s, b1, acc1[j]);
+      for (int c = 0; c < K; ++c) {
+        const __m256 bv = load_half8(b + 8 * c);
+        for (int j = 0; j < N; ++j) acc[j][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(shrunk + j * w.rank + r), bv, acc[j][c]);
       }
     }
     for (int j = 0; j < N; ++j) {
-      _mm256_storeu_ps(y + j * y_stride + o, acc0[j]);
-      _mm256_storeu_ps(y + j * y_stride + o + 8, acc1[j]);
+      for (int c = 0; c < K; ++c) _mm256_storeu_ps(y + j * y_stride + o + 8 * c, acc[j][c]);
     }
-  }
+  };
+  for (; o + kStep <= w.out; o += kStep) chunk(std::integral_constant<int, C>{});
+  for (; o + 8 <= w.out; o += 8) chunk(std::integral_constant<int, 1>{});
   for (; o < w.out; ++o) {
     for (int j = 0; j < N; ++j) {
       float sum = y[j * y_stride + o];
