@@ -90,8 +90,20 @@ std::string refused(const std::string& text) {
 TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
   EXPECT_EQ(refused("models:\n  - model: x\n    threds: 2\n"),
             "t.yaml:3:5: models[0].threds: unknown key (known: aliases, breaker, chat_template, context, idle_unload, itl_target, "
-            "kv_cache_memory, max_batch_tokens, max_concurrency, max_prefill_wait, max_running, max_waiting, model, name, "
-            "prefix_caching, preload, prices, retries, threads)");
+            "kv_cache_memory, loras, max_batch_tokens, max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, "
+            "max_waiting, model, name, prefix_caching, preload, prices, retries, threads)");
+  // LoRA adapters: their names share the one namespace, and must be usable in metric labels.
+  EXPECT_EQ(refused("models:\n  - model: x\n    name: x\n    loras:\n      - {name: x, path: a.gguf}\n"),
+            "t.yaml:5:9: models[0].loras[0].name: the name \"x\" is used twice (models, deployments and routes share one namespace)");
+  EXPECT_NE(refused("models:\n  - model: x\n    loras:\n      - {name: 'a b', path: a.gguf}\n").find("may use only letters"),
+            std::string::npos);
+  EXPECT_NE(refused("models:\n  - model: x\n    loras:\n      - {name: a}\n").find("loras[0].path"), std::string::npos);
+  auto ok = parse_gateway_config("models:\n  - model: x\n    max_loras: 3\n    loras:\n      - {name: a, path: a.gguf, scale: 0.5}\n", "t.yaml");
+  ASSERT_TRUE(ok) << ok.error().message;
+  ASSERT_EQ(ok->local[0].model.loras.size(), 1u);
+  EXPECT_EQ(ok->local[0].model.loras[0].path, "a.gguf");
+  EXPECT_FLOAT_EQ(ok->local[0].model.loras[0].scale, 0.5f);
+  EXPECT_EQ(ok->local[0].model.max_loras, 3);
   EXPECT_EQ(refused("deployments:\n  - name: a\n    kind: azure\n    base_url: http://x/v1\n    model: m\n"),
             "t.yaml:3:11: deployments[0].kind: must be one of openai, anthropic (got \"azure\")");
   EXPECT_EQ(refused("models:\n  - model: x\n    threads: many\n"), "t.yaml:3:14: models[0].threads: must be an integer");

@@ -1,7 +1,8 @@
 #pragma once
 // The LoRA update of a group of activation rows that share one adapter: y_j += scale · B (A x_j).
-// Two steps, each one pass over its weights for a block of up to 4 rows (so a prompt chunk of one
-// adapter reads A and B once per 4 rows, and the F16 -> F32 conversion is shared by the block):
+// Two steps, each one pass over its weights for a block of rows (so a prompt chunk of one adapter reads
+// A and B once per block, and the F16 -> F32 conversion is shared by the block). A row's result never
+// depends on the other rows of its block or batch (tested), so a request's tokens do not either:
 //   shrink:  s_j[r] = scale · A_r · x_j      A is [rank][in]: rank dot products of length `in`
 //   expand:  y_j   += sum_r s_j[r] · Bt_r     B is kept transposed, [rank][out]: rank axpys of length `out`
 // The scale goes on the `rank` shrunk values, not on the `out` outputs. Implementations: the scalar

@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C LoRA kernels (lora.h); compiled with -mavx2 -mfma -mf16c, called only on
-// machines that have them. Rows go in blocks of up to 4: each F16 weight vector is loaded and
-// converted once per block, and 8 independent FMA chains keep the FMA units busy.
+// machines that have them. Rows go in blocks (2 for the shrink, up to 4 for the expand): each F16
+// weight vector is loaded and converted once per block, and 8 independent FMA chains keep the FMA
+// units busy.
 
 #include <immintrin.h>
 
@@ -20,9 +21,10 @@ inline float horizontal_sum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-// N rows, C vectors of 8 per row per iteration: N * C independent FMA chains. Few rows (decode, where
-// each row is often the only one of its adapter) get more vectors per row to keep 8 chains in flight.
-template <int N, int C = (N <= 2 ? 8 / N : 2)>
+// Shrink: N rows (1 or 2), 4 vectors of 8 per row per iteration. A row's sums must not depend on how
+// many rows share its block (a request gives the same tokens alone or in any batch), so C is the same
+// for every N: 4 partial sums per row, added in one order.
+template <int N, int C = 4>
 void shrink_block(const LoraWeights& w, const float* x, int64_t x_stride, float* shrunk) {
   constexpr int64_t kStep = 8 * C;
   for (int64_t r = 0; r < w.rank; ++r) {
@@ -52,6 +54,9 @@ void shrink_block(const LoraWeights& w, const float* x, int64_t x_stride, float*
   }
 }
 
+// Expand: N rows (up to 4), C vectors of 8 outputs per iteration: N * C independent FMA chains, more
+// outputs per iteration for fewer rows. Each output's sum runs over r in order whatever C is, so the
+// result does not depend on N either.
 template <int N, int C = (N <= 2 ? 8 / N : 2)>
 void expand_block(const LoraWeights& w, const float* shrunk, float* y, int64_t y_stride) {
   constexpr int64_t kStep = 8 * C;
@@ -85,13 +90,8 @@ void expand_block(const LoraWeights& w, const float* shrunk, float* y, int64_t y
 
 void avx2_shrink(const LoraWeights& w, const float* x, int64_t x_stride, int64_t m, float* shrunk) {
   int64_t j = 0;
-  for (; j + 4 <= m; j += 4) shrink_block<4>(w, x + j * x_stride, x_stride, shrunk + j * w.rank);
-  switch (m - j) {
-    case 3: shrink_block<3>(w, x + j * x_stride, x_stride, shrunk + j * w.rank); break;
-    case 2: shrink_block<2>(w, x + j * x_stride, x_stride, shrunk + j * w.rank); break;
-    case 1: shrink_block<1>(w, x + j * x_stride, x_stride, shrunk + j * w.rank); break;
-    default: break;
-  }
+  for (; j + 2 <= m; j += 2) shrink_block<2>(w, x + j * x_stride, x_stride, shrunk + j * w.rank);
+  if (j < m) shrink_block<1>(w, x + j * x_stride, x_stride, shrunk + j * w.rank);
 }
 
 void avx2_expand(const LoraWeights& w, const float* shrunk, int64_t m, float* y, int64_t y_stride) {
