@@ -3,6 +3,8 @@
 // positions 0..n-1 (at most 64 tokens), every token with `adapter` (null: the base model); the logits
 // of its last token. A shared CPU backend for the tests that need one.
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <span>
 #include <vector>
@@ -27,6 +29,13 @@ inline Result<std::vector<float>> forward_prompt(model::Model& model, std::span<
   auto ok = model.forward(batch, *cache, logits);
   if (!ok) return std::unexpected(ok.error());
   return logits;
+}
+
+/// forward_prompt's logits, a test failure when it fails.
+inline std::vector<float> last_logits(model::Model& model, std::span<const int32_t> prompt, const model::LoraAdapter* adapter) {
+  auto logits = forward_prompt(model, prompt, adapter);
+  EXPECT_TRUE(logits) << logits.error().message;
+  return logits ? *logits : std::vector<float>();
 }
 
 }  // namespace tern::testing

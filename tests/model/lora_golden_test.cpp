@@ -37,11 +37,7 @@ namespace fs = std::filesystem;
 
 backend::Backend& cpu() { return testing::test_cpu_backend(); }
 
-std::vector<float> last_logits(Model& model, std::span<const int32_t> prompt, const LoraAdapter* adapter) {
-  auto logits = testing::forward_prompt(model, prompt, adapter);
-  EXPECT_TRUE(logits) << logits.error().message;
-  return logits ? *logits : std::vector<float>();
-}
+using testing::last_logits;
 
 std::string lora_fixture(const std::string& file) { return models::tern_home() + "/fixtures/lora/" + file; }
 
