@@ -65,6 +65,34 @@ Result<std::vector<float>> to_floats(DType type, std::span<const uint8_t> bytes,
   return values;
 }
 
+/// The layer and target index of "<prefix><layer>.<name><suffix>" ("blk.3.attn_q.weight",
+/// "layers.3.self_attn.q_proj"), `name_of` picking the format's name of each target; {-1, -1} if none.
+std::pair<int64_t, int> find_target(const std::string& text, const char* prefix, const char* TargetName::*name_of, const char* suffix) {
+  for (int i = 0; i < kNumLoraTargets; ++i) {
+    int consumed = 0;
+    long long layer = -1;
+    const std::string pattern = std::string(prefix) + "%lld." + kTargets[i].*name_of + suffix + "%n";
+    if (std::sscanf(text.c_str(), pattern.c_str(), &layer, &consumed) == 1 && consumed == static_cast<int>(text.size())) {
+      return {layer, i};
+    }
+  }
+  return {-1, -1};
+}
+
+/// One half of a pair as a file holds it, `rows` x `cols` row-major: A is [rank][in], B [out][rank].
+Result<void> add_half(Pair& pair, bool is_a, uint64_t rows, uint64_t cols, float alpha, DType type, std::span<const uint8_t> data,
+                      const std::string& path, const std::string& name, std::string_view layout_hint) {
+  pair.alpha = alpha;
+  const auto rank = static_cast<int64_t>(is_a ? rows : cols);
+  if (pair.rank != 0 && pair.rank != rank) return fail("{}: '{}' has rank {} but its pair has {}{}", path, name, rank, pair.rank, layout_hint);
+  pair.rank = rank;
+  auto values = to_floats(type, data, rows * cols, fmt::format("{}: tensor '{}'", path, name));
+  if (!values) return std::unexpected(values.error());
+  if (is_a) pair.a = std::move(*values), pair.in = static_cast<int64_t>(cols);
+  else pair.b = std::move(*values), pair.out = static_cast<int64_t>(rows);
+  return {};
+}
+
 /// Hugging Face's q/k row order to llama.cpp's for the llama architecture: within each head, row
 /// j * (head_dim / 2) + t (j in {0, 1}) becomes row 2t + j (convert_hf_to_gguf.py's permute).
 void permute_rows_for_rope(std::vector<float>& b, int64_t rank, int64_t num_heads, int64_t head_dim) {
@@ -154,32 +182,17 @@ Result<std::shared_ptr<const LoraAdapter>> load_gguf(const std::string& path, co
     const bool is_a = name.ends_with(".lora_a"), is_b = name.ends_with(".lora_b");
     if (!is_a && !is_b) return fail("{}: tensor '{}' is not a LoRA tensor (.lora_a / .lora_b)", path, name);
     const std::string base = name.substr(0, name.size() - 7);
-    int64_t layer = -1;
-    int target_index = -1;
-    for (int i = 0; i < kNumLoraTargets; ++i) {
-      int consumed = 0;
-      long long n = -1;
-      const std::string pattern = std::string("blk.%lld.") + kTargets[i].gguf + ".weight%n";
-      if (std::sscanf(base.c_str(), pattern.c_str(), &n, &consumed) == 1 && consumed == static_cast<int>(base.size())) {
-        layer = n, target_index = i;
-        break;
-      }
-    }
+    const auto [layer, target_index] = find_target(base, "blk.", &TargetName::gguf, ".weight");
     if (target_index < 0) return fail("{}: tensor '{}' adapts '{}'; tern adapts only {}", path, name, base, kSupported);
     std::vector<uint64_t> shape = t.shape;
     while (shape.size() > 2 && shape.back() == 1) shape.pop_back();
     if (shape.size() != 2) return fail("{}: tensor '{}' is not a matrix", path, name);
-    Pair& pair = pairs[{layer, target_index}];
-    pair.alpha = alpha;
-    const auto rank = static_cast<int64_t>(is_a ? shape[1] : shape[0]);
-    if (pair.rank != 0 && pair.rank != rank) {
-      return fail("{}: '{}' has rank {} but its pair has {} (lora_a is [in, rank], lora_b [rank, out])", path, name, rank, pair.rank);
+    // ggml's shape is [row length, rows].
+    if (auto ok = add_half(pairs[{layer, target_index}], is_a, shape[1], shape[0], alpha, t.type, t.data, path, name,
+                           " (lora_a is [in, rank], lora_b [rank, out])");
+        !ok) {
+      return std::unexpected(ok.error());
     }
-    pair.rank = rank;
-    auto values = to_floats(t.type, t.data, shape[0] * shape[1], fmt::format("{}: tensor '{}'", path, name));
-    if (!values) return std::unexpected(values.error());
-    if (is_a) pair.a = std::move(*values), pair.in = static_cast<int64_t>(shape[0]);
-    else pair.b = std::move(*values), pair.out = static_cast<int64_t>(shape[1]);
   }
   auto digest = sha256_file_hex(path);
   if (!digest) return std::unexpected(digest.error());
@@ -219,34 +232,21 @@ Result<std::shared_ptr<const LoraAdapter>> load_peft(const fs::path& dir, const 
   for (const auto& [name, t] : file->tensors()) {
     const bool is_a = name.ends_with(".lora_A.weight"), is_b = name.ends_with(".lora_B.weight");
     const size_t at = name.find("layers.");
-    int64_t layer = -1;
-    int target_index = -1;
-    if ((is_a || is_b) && at != std::string::npos) {
-      const std::string rest = name.substr(at, name.size() - at - 14);  // "layers.N.self_attn.q_proj"
-      for (int i = 0; i < kNumLoraTargets; ++i) {
-        int consumed = 0;
-        long long n = -1;
-        const std::string pattern = std::string("layers.%lld.") + kTargets[i].peft + "%n";
-        if (std::sscanf(rest.c_str(), pattern.c_str(), &n, &consumed) == 1 && consumed == static_cast<int>(rest.size())) {
-          layer = n, target_index = i;
-          break;
-        }
-      }
-    }
+    const auto [layer, target_index] = (is_a || is_b) && at != std::string::npos
+                                           // "layers.N.self_attn.q_proj", without ".lora_A.weight"
+                                           ? find_target(name.substr(at, name.size() - at - 14), "layers.", &TargetName::peft, "")
+                                           : std::pair<int64_t, int>{-1, -1};
     if (target_index < 0) {
       return fail("{}: tensor '{}' is not a LoRA matrix of a module tern adapts (q/k/v/o_proj, gate/up/down_proj)",
                   weights_path.string(), name);
     }
     if (t.shape.size() != 2) return fail("{}: tensor '{}' is not a matrix", weights_path.string(), name);
-    Pair& pair = pairs[{layer, target_index}];
-    pair.alpha = alpha;
-    const auto rank = static_cast<int64_t>(is_a ? t.shape[0] : t.shape[1]);
-    if (pair.rank != 0 && pair.rank != rank) return fail("{}: '{}' has rank {} but its pair has {}", weights_path.string(), name, rank, pair.rank);
-    pair.rank = rank;
-    auto values = to_floats(t.type, t.data, t.shape[0] * t.shape[1], fmt::format("{}: tensor '{}'", weights_path.string(), name));
-    if (!values) return std::unexpected(values.error());
-    if (is_a) pair.a = std::move(*values), pair.in = static_cast<int64_t>(t.shape[1]);
-    else pair.b = std::move(*values), pair.out = static_cast<int64_t>(t.shape[0]);
+    // PyTorch's shape is [rows, row length].
+    if (auto ok = add_half(pairs[{layer, target_index}], is_a, t.shape[0], t.shape[1], alpha, t.type, t.data, weights_path.string(),
+                           name, "");
+        !ok) {
+      return std::unexpected(ok.error());
+    }
   }
   if (config.arch == Arch::LLAMA) {
     for (auto& [key, pair] : pairs) {
