@@ -5,8 +5,8 @@
 //
 // Tolerances against llama.cpp, and why: as for the base models (forward_golden_test.cpp), about 2-3x
 // the amount by which llama.cpp's logits move between two of its own configurations (batched on 2
-// threads vs token by token on 1 thread), measured here with each adapter over the goldens' prompts
-// (max |difference| over llama.cpp's 64 largest logits):
+// threads vs token by token on 1 thread), measured with each adapter over the goldens' prompts by
+// tools/lora_self_consistency.py (max |difference| over llama.cpp's 64 largest logits):
 //     smollm2 r8 0.45, r16 0.34, r64 0.51 (base 0.54)  -> limit 1.0, as for the base model
 //     gemma3  r8 1.01, r64 1.05 (base 1.03)             -> limit 3.0, as for the base model
 //     gemma3  r16 1.76 (its adapter makes gemma3's logits more sensitive to summation order) -> limit 5.0
