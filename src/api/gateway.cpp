@@ -276,6 +276,8 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
     if (!admitted) return refuse(admitted.error().error, admitted.error().headers);
     admission = std::move(*admitted);
     parsed->cache_salt = tenants::Tenants::cache_salt(principal, parsed->cache_salt);
+    // Pinned cache counts against the org's quota (a key without an org is its own).
+    parsed->pin_owner = principal->org.empty() ? "key:" + principal->key_id : "org:" + principal->org;
   }
   std::unique_ptr<Renderer> renderer = is_anthropic ? std::unique_ptr<Renderer>(std::make_unique<AnthropicRenderer>(*parsed))
                                                     : std::make_unique<OpenAiRenderer>(*parsed);

@@ -60,6 +60,16 @@ struct ProviderPreferences {
   std::optional<double> max_completion_price;  ///< USD per 1M output tokens
 };
 
+/// Retention asked for a prefix of the prompt (Anthropic cache_control, OpenAI prompt_cache_retention):
+/// the prompt up to the end of the first `chars` bytes of messages[message].content stays cached for
+/// `ttl_s` seconds after its last use.
+struct CacheBreakpoint {
+  int message = -1;    ///< index into messages; -1: the whole prompt (completions, prompt_cache_retention)
+  size_t chars = 0;    ///< bytes of that message's content before the breakpoint
+  int64_t ttl_s = 300;
+};
+constexpr int kMaxCacheBreakpoints = 4;  ///< Anthropic's limit
+
 struct Request {
   RequestKind kind = RequestKind::kChat;
   std::string model;                       ///< the public model name asked for
@@ -77,6 +87,9 @@ struct Request {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   std::string cache_salt;
+  std::vector<CacheBreakpoint> cache_breakpoints;
+  std::string prompt_cache_key;  ///< OpenAI's routing hint: prefix-affinity routes by it instead of the prompt
+  std::string pin_owner;         ///< set by the gateway: whose pinned-cache quota the breakpoints use (the org)
   std::string adapter;  ///< set by the router for a LoRA adapter's name: the base model's engine applies it
 };
 
@@ -93,6 +106,8 @@ struct Usage {
   int64_t completion_tokens = 0;
   int64_t cached_tokens = 0;       ///< prompt tokens read from a prompt cache
   int64_t cache_write_tokens = 0;  ///< prompt tokens written to a provider's prompt cache
+  int64_t cache_write_1h_tokens = 0;  ///< of those, written with a retention of an hour or more
+  int64_t retention_denied_tokens = 0;  ///< asked to be retained, but over the org's quota: cached as usual
   std::optional<double> cost_usd;  ///< from the deployment's prices; set by the router
 };
 

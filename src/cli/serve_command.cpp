@@ -44,6 +44,8 @@ struct ServeOptions {
   int64_t max_running = 64;
   int64_t max_waiting = 4096;
   bool no_prefix_caching = false;
+  double kv_pin_fraction = 0.5;
+  std::string kv_pin_quota;
   std::vector<std::string> loras;  // NAME=PATH
   int64_t max_loras = 64;
   int64_t max_lora_rank = 64;
@@ -130,6 +132,12 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
                  .max_prefill_wait_s = *max_prefill_wait};
   m.max_waiting = o.max_waiting;
   m.prefix_caching = !o.no_prefix_caching;
+  m.kv_pin_fraction = o.kv_pin_fraction;
+  if (!o.kv_pin_quota.empty()) {
+    auto bytes = parse_bytes(o.kv_pin_quota);
+    if (!bytes) return fail("--kv-pin-quota: {}", bytes.error().message);
+    m.kv_pin_quota = *bytes;
+  }
   m.preload = true;
   m.max_loras = o.max_loras;
   m.max_lora_rank = o.max_lora_rank;
@@ -287,6 +295,11 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   command->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse the KV cache of shared prompt prefixes");
+  command->add_option("--kv-pin-fraction", o->kv_pin_fraction,
+                      "Most of the KV cache that cache retention (cache_control ttl, prompt_cache_retention=24h) may pin, all orgs together")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  command->add_option("--kv-pin-quota", o->kv_pin_quota, "KV cache each org may pin, e.g. 256M (default: no limit below --kv-pin-fraction)");
   command->add_option("--lora", o->loras, "Serve a LoRA adapter as model NAME: NAME=PATH (a GGUF LoRA file or a PEFT directory; repeatable)");
   command->add_option("--max-loras", o->max_loras, "LoRA adapters kept in memory (least recently used dropped; reloaded on demand)")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));

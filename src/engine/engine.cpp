@@ -57,6 +57,7 @@ Engine::Engine(model::Model& model, EngineConfig config)
       kv_(config_.num_kv_blocks, config_.block_size, config_.prefix_caching),
       scheduler_(config_.scheduler, kv_),
       metrics_(config_.model_name) {
+  kv_.set_pin_limit(static_cast<int64_t>(std::clamp(config_.max_pinned_fraction, 0.0, 1.0) * static_cast<double>(config_.num_kv_blocks)));
   publish_gauges();
 }
 
@@ -125,6 +126,15 @@ void Engine::admit(std::unique_ptr<Active> active) {
   const std::string_view adapter = active->request.adapter ? std::string_view(active->request.adapter->identity) : "";
   const std::string_view parts[] = {config_.model_name, active->request.cache_salt, adapter};
   s.cache_key = KvManager::extra_key(parts);
+  for (PinBreakpoint b : active->request.cache_breakpoints) {
+    b.num_tokens = std::min(b.num_tokens, s.num_prompt_tokens);
+    if (b.num_tokens > 0 && b.ttl.count() > 0) s.pins.breakpoints.push_back(b);
+  }
+  if (!s.pins.empty()) {
+    const std::string_view owner[] = {active->request.pin_owner};
+    s.pins.owner = KvManager::extra_key(owner);
+    s.pins.owner_quota_blocks = config_.org_pin_quota_blocks;
+  }
   s.arrival = active->request.arrival;
   scheduler_.add(&s);
   active_.emplace(s.id, std::move(active));
@@ -152,7 +162,8 @@ void Engine::publish_gauges() {
                        .waiting = scheduler_.num_waiting(),
                        .kv_usage = kv_.usage(),
                        .prefix_queries = kv_.prefix_stats().queries,
-                       .prefix_hits = kv_.prefix_stats().hits});
+                       .prefix_hits = kv_.prefix_stats().hits,
+                       .pins = kv_.pin_stats()});
 }
 
 void Engine::loop() {
@@ -248,7 +259,7 @@ void Engine::run_step(const SchedulerOutput& output) {
     for (const ScheduledChunk& chunk : output.chunks) finish(*active_.at(chunk.request->id), "abort", ok.error().message);
     return;
   }
-  scheduler_.on_computed(output);
+  scheduler_.on_computed(output, Clock::now());
   const auto vocab = static_cast<size_t>(model_.config().vocab_size);
   size_t row = 0;
   for (size_t index : chunk_order_) {
@@ -323,11 +334,14 @@ void Engine::finish(Active& active, const std::string& reason, const std::string
   event.error = error;
   event.usage = {.prompt_tokens = active.sched.num_prompt_tokens,
                  .completion_tokens = active.num_generated,
-                 .cached_tokens = std::max<int64_t>(active.sched.num_cached_prompt_tokens, 0)};
+                 .cached_tokens = std::max<int64_t>(active.sched.num_cached_prompt_tokens, 0),
+                 .cache_write_tokens_by_ttl_s = active.sched.pin_outcome.written_tokens_by_ttl_s,
+                 .retention_denied_tokens = active.sched.pin_outcome.denied_tokens};
   const auto started = active.first_scheduled == Clock::time_point{} ? now : active.first_scheduled;
   const auto first = active.first_token == Clock::time_point{} ? now : active.first_token;
   metrics_.on_finished(reason, seconds(now - active.request.arrival), seconds(started - active.request.arrival),
                        seconds(first - started), seconds(now - first), active.sched.num_prompt_tokens, active.num_generated);
+  if (!active.sched.pin_outcome.written_tokens_by_ttl_s.empty()) metrics_.on_cache_writes(active.sched.pin_outcome.written_tokens_by_ttl_s);
   if (!active.request.adapter_name.empty()) {
     metrics_.on_lora_finished(active.request.adapter_name, active.sched.num_prompt_tokens, active.num_generated);
   }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <expected>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,6 +38,10 @@ struct GenerationRequest {
   bool ignore_eos = false;
   int top_logprobs = -1;  ///< -1: no logprobs; 0..20: the sampled token's and this many alternatives
   std::string cache_salt;
+  /// Retention asked for prefixes of the prompt (cache_control / prompt_cache_retention): each
+  /// breakpoint's tokens stay cached for its TTL after last use, within the owner's quota.
+  std::vector<PinBreakpoint> cache_breakpoints;
+  std::string pin_owner;  ///< whose pinned-cache quota this request's pins count against (the org)
   /// A LoRA adapter for every token of this request (null: the base model); kept alive by the request,
   /// so an adapter unloaded meanwhile finishes its requests. Its identity is part of the prefix-cache key.
   std::shared_ptr<const model::LoraAdapter> adapter;
@@ -55,6 +60,9 @@ struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   int64_t cached_tokens = 0;
+  /// Prompt tokens this request computed and pinned (cache writes), by retention TTL in seconds.
+  std::map<int64_t, int64_t> cache_write_tokens_by_ttl_s;
+  int64_t retention_denied_tokens = 0;  ///< asked to be pinned, but the quota or pool limit was full
 };
 
 /// What a request's sink receives: new text (possibly empty), then a last event with `finished`.
@@ -81,6 +89,8 @@ struct EngineConfig {
   int64_t max_model_len = 4096;  ///< prompt + generated tokens of one request
   int64_t max_waiting = 4096;    ///< queued requests before submit() refuses
   bool prefix_caching = true;
+  double max_pinned_fraction = 0.5;  ///< of the KV blocks, at most this share pinned at once (all orgs)
+  int64_t org_pin_quota_blocks = -1;  ///< each pin owner's limit on pinned blocks; < 0: none below the pool's
   int64_t max_loras = 0;  ///< adapters the server keeps loaded (metrics only; 0: no adapters served)
   SchedulerConfig scheduler;
   LogitsObserver logits_observer;  ///< optional

@@ -105,6 +105,11 @@ void EngineMetrics::on_finished(const std::string& finish_reason, double e2e_sec
   request_generation_tokens_.observe(static_cast<double>(generation_tokens));
 }
 
+void EngineMetrics::on_cache_writes(const std::map<int64_t, int64_t>& tokens_by_ttl_s) {
+  std::lock_guard lock(mutex_);
+  for (const auto& [ttl, tokens] : tokens_by_ttl_s) cache_write_tokens_[ttl] += tokens;
+}
+
 void EngineMetrics::set_lora_gauges(LoraGauges gauges) {
   std::lock_guard lock(mutex_);
   lora_ = std::move(gauges);
@@ -132,6 +137,21 @@ std::string EngineMetrics::render() const {
   single("kv_cache_usage_perc", "gauge", "Fraction of KV cache blocks held by requests (0..1).", gauges_.kv_usage);
   single("prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.", gauges_.prefix_queries);
   single("prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.", gauges_.prefix_hits);
+  const PinStats& pins = gauges_.pins;
+  single("kv_pinned_blocks", "gauge", "KV blocks pinned by cache retention (in use or idle).", pins.pinned_blocks);
+  single("kv_pinned_idle_blocks", "gauge", "Pinned KV blocks no request holds (kept only by their TTL).", pins.idle_pinned_blocks);
+  single("kv_pins_total", "counter", "KV blocks newly pinned by cache retention.", pins.pinned);
+  single("kv_pin_refreshes_total", "counter", "Prefix-cache hits on a pinned block (each renews its TTL).", pins.refreshed);
+  single("kv_pin_expirations_total", "counter", "Pins whose TTL ran out.", pins.expired);
+  single("kv_pin_yields_total", "counter", "Idle pinned blocks given to a request under memory pressure before their TTL ran out.",
+         pins.yielded);
+  prometheus_header(out, "kv_pin_denied_total", "counter", "Blocks asked to be pinned but only cached: the org's quota or the pool's limit was full.");
+  out += fmt::format("tern:kv_pin_denied_total{{{},reason=\"quota\"}} {}\n", l, pins.denied_quota);
+  out += fmt::format("tern:kv_pin_denied_total{{{},reason=\"pool\"}} {}\n", l, pins.denied_pool);
+  prometheus_header(out, "prefix_cache_write_tokens_total", "counter", "Prompt tokens computed and pinned (cache writes), by retention TTL.");
+  for (const auto& [ttl, tokens] : cache_write_tokens_) {
+    out += fmt::format("tern:prefix_cache_write_tokens_total{{{},ttl_seconds=\"{}\"}} {}\n", l, ttl, tokens);
+  }
   single("prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", prompt_tokens_);
   single("generation_tokens_total", "counter", "Generated tokens.", generation_tokens_);
   single("num_preemptions_total", "counter", "Requests preempted (KV blocks freed, recomputed later).", preemptions_);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/kv/kv_manager.h"
 #include "engine/sched/step_cost_model.h"
 
 namespace tern::engine {
@@ -35,6 +36,7 @@ struct EngineGauges {
   double kv_usage = 0;  ///< 0..1
   int64_t prefix_queries = 0;
   int64_t prefix_hits = 0;
+  PinStats pins;
 };
 
 /// The LoRA adapters of the engine's requests now, in the shape of vLLM's lora_requests_info (what
@@ -69,6 +71,9 @@ class EngineMetrics {
   void on_finished(const std::string& finish_reason, double e2e_seconds, double queue_seconds, double prefill_seconds,
                    double decode_seconds, int64_t prompt_tokens, int64_t generation_tokens);
 
+  /// A finished request's cache writes (prompt tokens it computed and pinned), by TTL in seconds.
+  void on_cache_writes(const std::map<int64_t, int64_t>& tokens_by_ttl_s);
+
   void set_lora_gauges(LoraGauges gauges);
   /// A finished request of an adapter: its requests and tokens by adapter.
   void on_lora_finished(const std::string& adapter, int64_t prompt_tokens, int64_t generation_tokens);
@@ -87,6 +92,7 @@ class EngineMetrics {
   int64_t itl_limited_steps_ = 0;
   StepRecord last_step_;
   std::map<std::string, int64_t> finished_;  // by finish reason
+  std::map<int64_t, int64_t> cache_write_tokens_;  // by TTL in seconds (the few TTLs the API allows)
   LoraGauges lora_;
   struct LoraCounts {
     int64_t requests = 0, prompt_tokens = 0, generation_tokens = 0;

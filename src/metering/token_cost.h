@@ -3,8 +3,12 @@
 // usage.cost, tern bench's effective cost; the ledger later): prompt tokens read from a prompt cache
 // and tokens written to one are priced apart from the rest of the prompt.
 //
-//   cost = (prompt - cached - written) * input + cached * cached_input + written * cache_write
+//   cost = (prompt - cached - written) * input + cached * cached_input
+//        + (written - written_1h) * cache_write + written_1h * cache_write_1h
 //        + output * output_price,   all prices in USD per 1M tokens
+//
+// Writes are priced by retention as Anthropic prices them: a short (5-minute) write at cache_write, a
+// write retained an hour or more (Anthropic's 1h, OpenAI's 24h) at cache_write_1h.
 
 #include <algorithm>
 #include <cstdint>
@@ -15,6 +19,7 @@ struct TokenPrices {
   double input = 0;
   double cached_input = 0;
   double cache_write = 0;
+  double cache_write_1h = 0;
   double output = 0;
 };
 
@@ -22,6 +27,7 @@ struct TokenCounts {
   int64_t prompt = 0;       ///< every prompt token, cached or not
   int64_t cached = 0;       ///< of those, read from a cache
   int64_t cache_write = 0;  ///< of those, written to a cache
+  int64_t cache_write_1h = 0;  ///< of the written, retained an hour or more
   int64_t output = 0;
 };
 
@@ -30,9 +36,11 @@ struct TokenCounts {
 inline double token_cost_usd(const TokenPrices& p, const TokenCounts& n) {
   const int64_t cached = std::clamp<int64_t>(n.cached, 0, std::max<int64_t>(n.prompt, 0));
   const int64_t written = std::clamp<int64_t>(n.cache_write, 0, std::max<int64_t>(n.prompt, 0) - cached);
+  const int64_t written_1h = std::clamp<int64_t>(n.cache_write_1h, 0, written);
   const int64_t uncached = std::max<int64_t>(n.prompt, 0) - cached - written;
   return (static_cast<double>(uncached) * p.input + static_cast<double>(cached) * p.cached_input +
-          static_cast<double>(written) * p.cache_write + static_cast<double>(std::max<int64_t>(n.output, 0)) * p.output) /
+          static_cast<double>(written - written_1h) * p.cache_write + static_cast<double>(written_1h) * p.cache_write_1h +
+          static_cast<double>(std::max<int64_t>(n.output, 0)) * p.output) /
          1e6;
 }
 

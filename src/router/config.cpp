@@ -125,10 +125,11 @@ Result<Prices> read_prices(const Reader& r, const YAML::Node& entry, const std::
   const YAML::Node node = entry["prices"];
   if (!node) return prices;
   const std::string here = Reader::join(at, "prices");
-  if (auto ok = r.only_keys(node, here, {"input", "cached_input", "cache_write", "output"}); !ok) return std::unexpected(ok.error());
+  if (auto ok = r.only_keys(node, here, {"input", "cached_input", "cache_write", "cache_write_1h", "output"}); !ok) return std::unexpected(ok.error());
   TRY_ASSIGN(prices.input, r.number(node, here, "input", 0, 1e6, 0));
   TRY_ASSIGN(prices.cached_input, r.number(node, here, "cached_input", 0, 1e6, 0));
   TRY_ASSIGN(prices.cache_write, r.number(node, here, "cache_write", 0, 1e6, 0));
+  TRY_ASSIGN(prices.cache_write_1h, r.number(node, here, "cache_write_1h", 0, 1e6, 0));
   TRY_ASSIGN(prices.output, r.number(node, here, "output", 0, 1e6, 0));
   return prices;
 }
@@ -169,7 +170,8 @@ Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::
 
 Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "model", "chat_template", "threads", "context", "kv_cache_memory", "max_batch_tokens",
-                                        "itl_target", "max_prefill_wait", "max_running", "max_waiting", "prefix_caching", "preload",
+                                        "itl_target", "max_prefill_wait", "max_running", "max_waiting", "prefix_caching", "kv_pin_fraction",
+                                        "kv_pin_quota", "preload",
                                         "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases", "loras", "max_loras",
                                         "max_lora_rank"});
       !ok) {
@@ -192,6 +194,8 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   TRY_ASSIGN(m.scheduler.max_running, r.integer(entry, at, "max_running", 1, 1 << 16, 64));
   TRY_ASSIGN(m.max_waiting, r.integer(entry, at, "max_waiting", 0, 1 << 20, 4096));
   TRY_ASSIGN(m.prefix_caching, r.boolean(entry, at, "prefix_caching", true));
+  TRY_ASSIGN(m.kv_pin_fraction, r.number(entry, at, "kv_pin_fraction", 0, 1, 0.5));
+  TRY_ASSIGN(m.kv_pin_quota, r.bytes(entry, at, "kv_pin_quota"));
   TRY_ASSIGN(m.preload, r.boolean(entry, at, "preload", true));
   TRY_ASSIGN(m.idle_unload_s, r.seconds(entry, at, "idle_unload", 0));
   TRY_ASSIGN(out.deployment, read_deployment(r, entry, at, m.name, "local", 0));

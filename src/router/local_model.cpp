@@ -136,6 +136,10 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   engine_config.num_kv_blocks = kv->num_blocks;
   engine_config.max_waiting = config_.max_waiting;
   engine_config.prefix_caching = config_.prefix_caching;
+  engine_config.max_pinned_fraction = config_.kv_pin_fraction;
+  if (config_.kv_pin_quota > 0) {
+    engine_config.org_pin_quota_blocks = config_.kv_pin_quota / std::max<int64_t>(1, kv->block_bytes);
+  }
   engine_config.scheduler = config_.scheduler;
   engine_config.max_loras = config_.max_loras;
   loaded->engine = std::make_unique<engine::Engine>(*loaded->model, engine_config);

@@ -33,6 +33,8 @@ struct LocalModelConfig {
   engine::SchedulerConfig scheduler;
   int64_t max_waiting = 4096;
   bool prefix_caching = true;
+  double kv_pin_fraction = 0.5;  ///< most of the KV cache that retention (cache_control, 24h) may pin, all orgs
+  int64_t kv_pin_quota = 0;      ///< bytes of pinned KV cache per org; 0: no limit below kv_pin_fraction
   bool preload = true;
   double idle_unload_s = 0;   ///< 0: never
   std::vector<engine::AdapterSpec> loras;  ///< LoRA adapters served on this model from the start

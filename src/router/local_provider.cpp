@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
 
 namespace tern::router {
@@ -21,7 +22,35 @@ class LocalCall final : public Call {
   uint64_t id_;
 };
 
+/// Tokens two prompts share at their start.
+int64_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const auto mismatch = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+  return static_cast<int64_t>(mismatch.first - a.begin());
+}
+
 }  // namespace
+
+std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const api::Request& request, const std::vector<int32_t>& prompt) const {
+  std::vector<engine::PinBreakpoint> out;
+  const int64_t prompt_len = static_cast<int64_t>(prompt.size());
+  for (const api::CacheBreakpoint& b : request.cache_breakpoints) {
+    int64_t tokens = prompt_len;
+    if (b.message >= 0 && request.kind == RequestKind::kChat && chat_template_) {
+      // The conversation cut at the breakpoint, rendered and tokenized: the tokens it shares with the
+      // whole prompt are the ones before the breakpoint (a merge across the cut only shortens it).
+      nlohmann::ordered_json cut = nlohmann::ordered_json::array();
+      for (int i = 0; i <= b.message && i < static_cast<int>(request.messages.size()); ++i) cut.push_back(request.messages[static_cast<size_t>(i)]);
+      if (cut.empty()) continue;
+      auto& content = cut.back()["content"];
+      if (content.is_string()) content = content.get<std::string>().substr(0, b.chars);
+      auto ids = chat::encode_chat(*chat_template_, model_.tokenizer(), cut);
+      if (!ids) continue;  // a template that refuses the cut conversation: no retention, never an error
+      tokens = common_prefix(*ids, prompt);
+    }
+    out.push_back({.num_tokens = tokens, .ttl = std::chrono::seconds(b.ttl_s)});
+  }
+  return out;
+}
 
 LocalProvider::LocalProvider(std::string name, model::Model& model, engine::Engine& engine,
                              std::optional<chat::ChatTemplate> chat_template, engine::AdapterRegistry* adapters)
@@ -66,6 +95,8 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
   out.ignore_eos = request.ignore_eos;
   out.top_logprobs = request.top_logprobs;
   out.cache_salt = request.cache_salt;
+  out.cache_breakpoints = pin_breakpoints(request, out.prompt);
+  out.pin_owner = request.pin_owner;
   if (!request.adapter.empty()) {
     if (adapters_ == nullptr) return std::unexpected(bad_request(fmt::format("model '{}' serves no LoRA adapters", name_), "model"));
     auto adapter = adapters_->acquire(request.adapter, model_.config());
@@ -103,7 +134,12 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const api::
     out.finish_reason = std::move(in.finish_reason);
     if (!in.error.empty()) out.error = api::server_error(500, std::move(in.error));
     out.usage = {.prompt_tokens = in.usage.prompt_tokens, .completion_tokens = in.usage.completion_tokens,
-                 .cached_tokens = in.usage.cached_tokens, .cache_write_tokens = 0, .cost_usd = std::nullopt};
+                 .cached_tokens = in.usage.cached_tokens, .cache_write_tokens = 0, .cache_write_1h_tokens = 0,
+                 .retention_denied_tokens = in.usage.retention_denied_tokens, .cost_usd = std::nullopt};
+    for (const auto& [ttl_s, tokens] : in.usage.cache_write_tokens_by_ttl_s) {
+      out.usage.cache_write_tokens += tokens;
+      if (ttl_s >= 3600) out.usage.cache_write_1h_tokens += tokens;
+    }
     sink(std::move(out));
   };
   auto id = engine_.submit(std::move(*prepared), std::move(convert));

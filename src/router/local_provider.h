@@ -35,6 +35,9 @@ class LocalProvider final : public Provider {
   void stop() override { engine_.stop(); }
 
  private:
+  /// The request's cache breakpoints as token counts of `prompt` (its tokenized form).
+  std::vector<engine::PinBreakpoint> pin_breakpoints(const api::Request& request, const std::vector<int32_t>& prompt) const;
+
   std::string name_;
   model::Model& model_;
   engine::Engine& engine_;

@@ -142,6 +142,9 @@ std::expected<Parsed, std::string> parse_anthropic_event(std::string_view data, 
     if (u.contains("input_tokens")) usage.prompt_tokens = input + read + written;
     if (u.contains("cache_read_input_tokens")) usage.cached_tokens = read;
     if (u.contains("cache_creation_input_tokens")) usage.cache_write_tokens = written;
+    if (auto c = u.find("cache_creation"); c != u.end() && c->is_object() && c->contains("ephemeral_1h_input_tokens")) {
+      usage.cache_write_1h_tokens = int_at(*c, "ephemeral_1h_input_tokens");
+    }
     if (u.contains("output_tokens")) usage.completion_tokens = int_at(u, "output_tokens");
   };
   if (type == "message_start") {

@@ -46,13 +46,17 @@ std::chrono::milliseconds backoff(int attempt, const std::string& retry_after) {
 }  // namespace
 
 double call_cost_usd(const Prices& prices, const api::Usage& usage) {
-  // A deployment that states no cached or cache-write price bills those tokens as input.
+  // A deployment that states no cached or cache-write price bills those tokens as input; one that
+  // states no 1-hour write price bills long writes as short ones.
+  const double cache_write = prices.cache_write > 0 ? prices.cache_write : prices.input;
   const Prices resolved{.input = prices.input,
-                                       .cached_input = prices.cached_input > 0 ? prices.cached_input : prices.input,
-                                       .cache_write = prices.cache_write > 0 ? prices.cache_write : prices.input,
-                                       .output = prices.output};
+                        .cached_input = prices.cached_input > 0 ? prices.cached_input : prices.input,
+                        .cache_write = cache_write,
+                        .cache_write_1h = prices.cache_write_1h > 0 ? prices.cache_write_1h : cache_write,
+                        .output = prices.output};
   return metering::token_cost_usd(resolved, {.prompt = usage.prompt_tokens, .cached = usage.cached_tokens,
-                                             .cache_write = usage.cache_write_tokens, .output = usage.completion_tokens});
+                                             .cache_write = usage.cache_write_tokens, .cache_write_1h = usage.cache_write_1h_tokens,
+                                             .output = usage.completion_tokens});
 }
 
 std::string_view policy_name(Policy policy) {
@@ -447,7 +451,10 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
     } else if (sort == "prefix-affinity" && !list.empty()) {
       // Rendezvous hashing of the prompt's start: a repeated prefix lands on the same deployment (whose
       // prefix cache has it) unless that one is loaded well above the mean (the load bound).
-      const std::string text = request.kind == api::RequestKind::kChat ? request.messages.dump() : request.prompt.value_or("");
+      // OpenAI's prompt_cache_key, when given, groups requests instead of their first bytes.
+      const std::string text = !request.prompt_cache_key.empty() ? "key:" + request.prompt_cache_key
+                               : request.kind == api::RequestKind::kChat ? request.messages.dump()
+                                                                         : request.prompt.value_or("");
       const std::string_view prefix = std::string_view(text).substr(0, 256);
       auto score = [&](Deployment* d) { return std::hash<std::string>{}(std::string(prefix) + '\0' + d->config.name); };
       std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) { return score(a) > score(b); });

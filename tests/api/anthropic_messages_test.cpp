@@ -69,6 +69,47 @@ TEST(AnthropicRequest, RefusesWhatItCannotHonourNamingTheField) {
   refused("[1]", "");
 }
 
+// cache_control on system and message blocks, and at the top level, become breakpoints: a message and
+// the bytes of its (flattened) content before the breakpoint, with the TTL.
+TEST(AnthropicRequest, CacheControlBecomesBreakpoints) {
+  const json one_hour = {{"type", "ephemeral"}, {"ttl", "1h"}};
+  const json five = {{"type", "ephemeral"}};
+  auto r = parse_anthropic_request(body({{"system", {{{"type", "text"}, {"text", "Tools: ..."}, {"cache_control", one_hour}},
+                                                     {{"type", "text"}, {"text", " Be brief."}}}},
+                                         {"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "doc"}, {"cache_control", five}},
+                                                                                       {{"type", "text"}, {"text", " question"}}}}},
+                                                       {{"role", "assistant"}, {"content", "answer"}},
+                                                       {{"role", "user"}, {"content", "more"}}}},
+                                         {"cache_control", five}}));
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->cache_breakpoints.size(), 3u);
+  EXPECT_EQ(r->cache_breakpoints[0].message, 0);
+  EXPECT_EQ(r->cache_breakpoints[0].chars, 10u);  // "Tools: ..."
+  EXPECT_EQ(r->cache_breakpoints[0].ttl_s, 3600);
+  EXPECT_EQ(r->cache_breakpoints[1].message, 1);
+  EXPECT_EQ(r->cache_breakpoints[1].chars, 3u);  // "doc"
+  EXPECT_EQ(r->cache_breakpoints[1].ttl_s, 300);
+  EXPECT_EQ(r->cache_breakpoints[2].message, 3);  // top level: after the last message
+  EXPECT_EQ(r->cache_breakpoints[2].chars, 4u);
+  EXPECT_TRUE(parse_anthropic_request(body())->cache_breakpoints.empty());
+}
+
+TEST(AnthropicRequest, RefusesBadCacheControlNamingTheField) {
+  const auto block = [](const json& control) {
+    return body({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "x"}, {"cache_control", control}}}}}}}});
+  };
+  refused(block({{"type", "persistent"}}), "messages.0.content.0.cache_control.type");
+  EXPECT_EQ(refused(block({{"type", "ephemeral"}, {"ttl", "2h"}}), "messages.0.content.0.cache_control.ttl"),
+            "messages.0.content.0.cache_control.ttl: Input should be '5m' or '1h'");
+  refused(block({{"type", "ephemeral"}, {"scope", "org"}}), "messages.0.content.0.cache_control.scope");
+  refused(block("ephemeral"), "messages.0.content.0.cache_control");
+  refused(body({{"cache_control", {{"ttl", "5m"}}}}), "cache_control.type");
+  json blocks = json::array();
+  for (int i = 0; i < 5; ++i) blocks.push_back({{"type", "text"}, {"text", "x"}, {"cache_control", {{"type", "ephemeral"}}}});
+  EXPECT_EQ(refused(body({{"messages", {{{"role", "user"}, {"content", blocks}}}}}), ""),
+            "A maximum of 4 blocks with cache_control may be provided. Found 5.");
+}
+
 TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
   auto r = parse_anthropic_request(body());
   ASSERT_TRUE(r);
@@ -78,7 +119,14 @@ TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
   EXPECT_EQ(u["input_tokens"], 24);  // neither read from nor written to a cache
   EXPECT_EQ(u["cache_read_input_tokens"], 60);
   EXPECT_EQ(u["cache_creation_input_tokens"], 16);
+  EXPECT_EQ(u["cache_creation"], (json{{"ephemeral_5m_input_tokens", 16}, {"ephemeral_1h_input_tokens", 0}}));
+  EXPECT_FALSE(u.contains("cache_retention_denied_tokens"));
   EXPECT_EQ(u["output_tokens"], 9);
+  const json long_writes = AnthropicRenderer::usage_json(
+      {.prompt_tokens = 100, .completion_tokens = 1, .cached_tokens = 0, .cache_write_tokens = 48, .cache_write_1h_tokens = 32,
+       .retention_denied_tokens = 16, .cost_usd = std::nullopt});
+  EXPECT_EQ(long_writes["cache_creation"], (json{{"ephemeral_5m_input_tokens", 16}, {"ephemeral_1h_input_tokens", 32}}));
+  EXPECT_EQ(long_writes["cache_retention_denied_tokens"], 16);
   EXPECT_EQ(AnthropicRenderer::stop_reason("length"), "max_tokens");
   EXPECT_EQ(AnthropicRenderer::stop_reason("stop"), "end_turn");
   Event last;

@@ -436,6 +436,20 @@ TEST(RequestTest, OpenRouterRoutingFields) {
   rejected(RequestKind::kChat, chat({{"provider", {{"max_price", {{"prompt", -1}}}}}}), "prompt");
 }
 
+// prompt_cache_retention "24h" retains the whole prompt for a day; "in_memory" is the plain cache.
+TEST(RequestTest, PromptCacheRetentionAndKey) {
+  auto r = ok(RequestKind::kChat, chat({{"prompt_cache_retention", "24h"}, {"prompt_cache_key", "session-7"}}));
+  ASSERT_EQ(r.cache_breakpoints.size(), 1u);
+  EXPECT_EQ(r.cache_breakpoints[0].message, -1);
+  EXPECT_EQ(r.cache_breakpoints[0].ttl_s, 86400);
+  EXPECT_EQ(r.prompt_cache_key, "session-7");
+  EXPECT_TRUE(ok(RequestKind::kCompletion, completion({{"prompt_cache_retention", "in_memory"}})).cache_breakpoints.empty());
+  EXPECT_EQ(ok(RequestKind::kCompletion, completion({{"prompt_cache_retention", "24h"}})).cache_breakpoints.size(), 1u);
+  rejected(RequestKind::kChat, chat({{"prompt_cache_retention", "forever"}}), "prompt_cache_retention");
+  rejected(RequestKind::kChat, chat({{"prompt_cache_retention", 24}}), "prompt_cache_retention");
+  rejected(RequestKind::kChat, chat({{"prompt_cache_key", std::string(1025, 'k')}}), "prompt_cache_key");
+}
+
 // ApiError serialises as OpenAI's {"error": {...}} with null param/code when empty.
 TEST(RequestTest, ErrorJson) {
   auto r = parse_openai_request(RequestKind::kChat, chat({{"temperature", 3}}));

@@ -333,6 +333,25 @@ TEST_F(RouterTest, PrefixAffinityKeepsAPromptOnOneReplicaAndSpreadsOthers) {
   EXPECT_GE(used.size(), 2u);  // 12 prompts over 3 replicas do not all hash to one
 }
 
+// OpenAI's prompt_cache_key groups requests whose prompts differ (a session, a tenant) on one replica.
+TEST_F(RouterTest, PrefixAffinityRoutesByPromptCacheKeyWhenGiven) {
+  for (const char* name : {"r1", "r2", "r3"}) deploy(name, "ok");
+  router.add_model("m", {"r1", "r2", "r3"}, Policy::kPrefixAffinity);
+  std::map<std::string, std::set<std::string>> replicas_by_key;
+  for (int p = 0; p < 24; ++p) {
+    api::Request r = chat("m");
+    r.messages[1]["content"] = "a different prompt every time " + std::to_string(p);
+    r.prompt_cache_key = "session-" + std::to_string(p % 6);
+    replicas_by_key[r.prompt_cache_key].insert(run(r).last.deployment);
+  }
+  std::set<std::string> used;
+  for (const auto& [key, replicas] : replicas_by_key) {
+    EXPECT_EQ(replicas.size(), 1u) << key << " moved between replicas";
+    used.insert(*replicas.begin());
+  }
+  EXPECT_GE(used.size(), 2u);
+}
+
 TEST_F(RouterTest, CancellingClosesTheUpstreamRequestAndStillReportsTheEnd) {
   // The gateway drops its handle as soon as it cancels (the client left); the upstream request must
   // close, and the last event, with the usage the ledger bills, must still arrive.
@@ -361,6 +380,16 @@ TEST(CallCost, PricesCachedAndCacheWriteTokensApart) {
   // Inconsistent usage from an upstream cannot make a negative cost.
   u.cached_tokens = 5000;
   EXPECT_GE(call_cost_usd(p, u), 0);
+}
+
+TEST(CallCost, WritesRetainedAnHourArePricedAtTheirOwnPrice) {
+  const Prices p{.input = 1, .cached_input = 0.1, .cache_write = 1.25, .cache_write_1h = 2, .output = 5};
+  const api::Usage u{.prompt_tokens = 1000, .completion_tokens = 10, .cached_tokens = 200, .cache_write_tokens = 500,
+                     .cache_write_1h_tokens = 300, .retention_denied_tokens = 0, .cost_usd = {}};
+  EXPECT_NEAR(call_cost_usd(p, u), (300 * 1 + 200 * 0.1 + 200 * 1.25 + 300 * 2 + 10 * 5) / 1e6, 1e-15);
+  // No 1-hour price: long writes cost the short-write price.
+  EXPECT_NEAR(call_cost_usd({.input = 1, .cached_input = 0.1, .cache_write = 1.25, .cache_write_1h = 0, .output = 5}, u),
+              (300 * 1 + 200 * 0.1 + 500 * 1.25 + 10 * 5) / 1e6, 1e-15);
 }
 
 }  // namespace

@@ -14,8 +14,26 @@ using json = nlohmann::json;
 using Error = std::unexpected<ApiError>;
 
 
-/// Text of a `content` (a string, or an array of blocks of which only text is supported).
-std::expected<std::string, ApiError> content_text(const json& content, const std::string& param) {
+/// A block's `cache_control` ({"type": "ephemeral", "ttl": "5m" | "1h"}): its TTL in seconds.
+std::expected<int64_t, ApiError> cache_ttl(const json& control, const std::string& param) {
+  if (!control.is_object()) return Error(bad_request(fmt::format("{}: must be an object", param), param));
+  for (const auto& [key, value] : control.items()) {
+    if (key != "type" && key != "ttl") return Error(bad_request(fmt::format("{}.{}: Extra inputs are not permitted", param, key), param + "." + key));
+  }
+  const json* type = field(control, "type");
+  if (type == nullptr || *type != "ephemeral") {
+    return Error(bad_request(fmt::format("{}.type: Input should be 'ephemeral'", param), param + ".type"));
+  }
+  const json* ttl = field(control, "ttl");
+  if (ttl == nullptr || *ttl == "5m") return 300;
+  if (*ttl == "1h") return 3600;
+  return Error(bad_request(fmt::format("{}.ttl: Input should be '5m' or '1h'", param), param + ".ttl"));
+}
+
+/// Text of a `content` (a string, or an array of blocks of which only text is supported). A block
+/// with cache_control adds a breakpoint after its text to `breakpoints` (message index `message`).
+std::expected<std::string, ApiError> content_text(const json& content, const std::string& param, int message,
+                                                  std::vector<CacheBreakpoint>& breakpoints) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) return Error(bad_request(fmt::format("{}: must be a string or an array of content blocks", param), param));
   std::string text;
@@ -33,6 +51,11 @@ std::expected<std::string, ApiError> content_text(const json& content, const std
       return Error(bad_request(fmt::format("{}.text: Field required (a string)", where), where + ".text"));
     }
     text += block["text"].get<std::string>();
+    if (const json* control = field(block, "cache_control"); control != nullptr && !control->is_null()) {
+      auto ttl = cache_ttl(*control, where + ".cache_control");
+      if (!ttl) return Error(ttl.error());
+      breakpoints.push_back({.message = message, .chars = text.size(), .ttl_s = *ttl});
+    }
   }
   return text;
 }
@@ -53,8 +76,7 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   }
   if (!body.is_object()) return Error(bad_request("the request body must be a JSON object"));
   // Today's API (and SDK) fields, and the sampling fields older clients still send. Fields that only
-  // steer Anthropic's own fleet (service_tier, inference_geo, speed, ...) are accepted and have no effect;
-  // top-level cache_control is accepted because tern caches prompt prefixes on its own.
+  // steer Anthropic's own fleet (service_tier, inference_geo, speed, ...) are accepted and have no effect.
   static const std::set<std::string> known = {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p",
                                               "top_k", "stream", "metadata", "tools", "tool_choice", "thinking", "service_tier",
                                               "cache_control", "container", "diagnostics", "inference_geo", "output_config", "speed",
@@ -91,9 +113,13 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
 
   out.messages = nlohmann::ordered_json::array();
   if (const json* system = field(body, "system"); system != nullptr) {
-    auto text_or = content_text(*system, "system");
+    std::vector<CacheBreakpoint> system_breakpoints;
+    auto text_or = content_text(*system, "system", 0, system_breakpoints);
     if (!text_or) return Error(text_or.error());
-    if (!text_or->empty()) out.messages.push_back({{"role", "system"}, {"content", *text_or}});
+    if (!text_or->empty()) {
+      out.messages.push_back({{"role", "system"}, {"content", *text_or}});
+      out.cache_breakpoints = std::move(system_breakpoints);
+    }
   }
   const json* messages = field(body, "messages");
   if (messages == nullptr || !messages->is_array() || messages->empty()) {
@@ -109,9 +135,21 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
     }
     const json* content = field(m, "content");
     if (content == nullptr) return Error(bad_request(fmt::format("{}.content: Field required", param), param + ".content"));
-    auto text_or = content_text(*content, param + ".content");
+    auto text_or = content_text(*content, param + ".content", static_cast<int>(out.messages.size()), out.cache_breakpoints);
     if (!text_or) return Error(text_or.error());
     out.messages.push_back({{"role", role->get<std::string>()}, {"content", *text_or}});
+  }
+  // Top-level cache_control (automatic caching): a breakpoint after the last message.
+  if (const json* control = field(body, "cache_control"); control != nullptr && !control->is_null()) {
+    auto ttl = cache_ttl(*control, "cache_control");
+    if (!ttl) return Error(ttl.error());
+    const int last = static_cast<int>(out.messages.size()) - 1;
+    out.cache_breakpoints.push_back({.message = last, .chars = out.messages[static_cast<size_t>(last)]["content"].get_ref<const std::string&>().size(),
+                                     .ttl_s = *ttl});
+  }
+  if (static_cast<int>(out.cache_breakpoints.size()) > kMaxCacheBreakpoints) {
+    return Error(bad_request(fmt::format("A maximum of {} blocks with cache_control may be provided. Found {}.", kMaxCacheBreakpoints,
+                                         out.cache_breakpoints.size())));
   }
 
   auto number = [&](const char* name, double lo, double hi) -> std::expected<std::optional<double>, ApiError> {
@@ -199,7 +237,11 @@ json AnthropicRenderer::usage_json(const Usage& u) {
   json out = {{"input_tokens", std::max<int64_t>(0, u.prompt_tokens - u.cached_tokens - u.cache_write_tokens)},
               {"output_tokens", u.completion_tokens},
               {"cache_read_input_tokens", u.cached_tokens},
-              {"cache_creation_input_tokens", u.cache_write_tokens}};
+              {"cache_creation_input_tokens", u.cache_write_tokens},
+              {"cache_creation",
+               {{"ephemeral_5m_input_tokens", u.cache_write_tokens - u.cache_write_1h_tokens},
+                {"ephemeral_1h_input_tokens", u.cache_write_1h_tokens}}}};
+  if (u.retention_denied_tokens > 0) out["cache_retention_denied_tokens"] = u.retention_denied_tokens;
   if (u.cost_usd) out["cost"] = *u.cost_usd;
   return out;
 }

@@ -275,7 +275,8 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
   static const std::set<std::string> common = {
       "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
       "repetition_penalty", "seed", "stop", "n", "stream", "stream_options", "user", "logprobs", "ignore_eos",
-      "cache_salt", "logit_bias", "metadata", "store", "service_tier", "best_of", "models", "provider"};
+      "cache_salt", "logit_bias", "metadata", "store", "service_tier", "best_of", "models", "provider",
+      "prompt_cache_retention", "prompt_cache_key"};
   static const std::set<std::string> chat_only = {"messages", "max_completion_tokens", "top_logprobs", "response_format",
                                                   "tools", "tool_choice", "functions", "parallel_tool_calls"};
   static const std::set<std::string> completion_only = {"prompt", "echo", "suffix"};
@@ -385,6 +386,20 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
   auto salt = string(body, "cache_salt");
   if (!salt) return Error(salt.error());
   out.cache_salt = salt->value_or("");
+  // Retention: "24h" keeps the whole prompt cached for a day after its last use (within the org's
+  // quota); "in_memory" is the default LRU prefix cache.
+  auto retention = string(body, "prompt_cache_retention");
+  if (!retention) return Error(retention.error());
+  if (*retention == "24h") {
+    out.cache_breakpoints.push_back({.message = -1, .chars = 0, .ttl_s = 24 * 3600});
+  } else if (*retention && **retention != "in_memory") {
+    return Error(bad_request(fmt::format("prompt_cache_retention: must be 'in_memory' or '24h' (got '{}')", **retention),
+                             "prompt_cache_retention"));
+  }
+  auto cache_key = string(body, "prompt_cache_key");
+  if (!cache_key) return Error(cache_key.error());
+  out.prompt_cache_key = cache_key->value_or("");
+  if (out.prompt_cache_key.size() > 1024) return Error(bad_request("prompt_cache_key: at most 1024 bytes", "prompt_cache_key"));
   if (auto user = string(body, "user"); !user) return Error(user.error());
   return out;
 }

@@ -71,6 +71,7 @@ json OpenAiRenderer::usage_json(const Usage& u) {
               {"total_tokens", u.prompt_tokens + u.completion_tokens},
               {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
   if (u.cache_write_tokens > 0) out["prompt_tokens_details"]["cache_write_tokens"] = u.cache_write_tokens;
+  if (u.retention_denied_tokens > 0) out["prompt_tokens_details"]["cache_retention_denied_tokens"] = u.retention_denied_tokens;
   if (u.cost_usd) out["cost"] = *u.cost_usd;
   return out;
 }

@@ -16,12 +16,27 @@ uint64_t mix(uint64_t x) {
 
 }  // namespace
 
+int64_t PinRequest::num_blocks(int64_t block_size) const {
+  int64_t tokens = 0;
+  for (const PinBreakpoint& b : breakpoints) tokens = std::max(tokens, b.num_tokens);
+  return tokens / block_size;
+}
+
+std::chrono::seconds PinRequest::ttl_of_block(int64_t i, int64_t block_size) const {
+  std::chrono::seconds ttl{0};
+  for (const PinBreakpoint& b : breakpoints) {
+    if (b.num_tokens >= (i + 1) * block_size) ttl = std::max(ttl, b.ttl);
+  }
+  return ttl;
+}
+
 KvManager::KvManager(int64_t num_blocks, int64_t block_size, bool prefix_caching)
     : num_blocks_(num_blocks),
       block_size_(block_size),
       prefix_caching_(prefix_caching),
       blocks_(static_cast<size_t>(num_blocks)),
-      block_tokens_(static_cast<size_t>(num_blocks * block_size)) {
+      block_tokens_(static_cast<size_t>(num_blocks * block_size)),
+      max_pinned_blocks_(num_blocks / 2) {
   for (int32_t b = 0; b < num_blocks; ++b) push_free(b, /*front=*/false);
 }
 
@@ -87,7 +102,99 @@ int32_t KvManager::pop_free() {
   return block;
 }
 
-int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const int32_t> tokens, uint64_t extra_key) {
+void KvManager::pin(int32_t block, uint64_t owner, std::chrono::seconds ttl, KvClock::time_point now) {
+  Block& b = blocks_[block];
+  b.pinned = true;
+  b.pin_until = now + ttl;
+  b.pin_ttl = ttl;
+  b.pin_owner = owner;
+  ++pinned_by_owner_[owner];
+  ++pin_stats_.pinned_blocks;
+  ++pin_stats_.pinned;
+  if (b.ref_count == 0) {  // a cached block no request holds (a duplicate's original): off the free list
+    if (b.on_free_list) unlink_free(block);
+    idle_pins_.emplace(b.pin_until, block);
+  }
+}
+
+void KvManager::extend_pin(int32_t block, KvClock::time_point until, std::chrono::seconds ttl) {
+  Block& b = blocks_[block];
+  b.pin_ttl = std::max(b.pin_ttl, ttl);
+  if (until <= b.pin_until) return;
+  if (b.ref_count == 0) {
+    idle_pins_.erase({b.pin_until, block});
+    idle_pins_.emplace(until, block);
+  }
+  b.pin_until = until;
+}
+
+void KvManager::unpin(int32_t block) {
+  Block& b = blocks_[block];
+  if (!b.pinned) return;
+  if (auto it = pinned_by_owner_.find(b.pin_owner); it != pinned_by_owner_.end() && --it->second == 0) pinned_by_owner_.erase(it);
+  --pin_stats_.pinned_blocks;
+  b.pinned = false;
+  if (b.ref_count == 0) {
+    idle_pins_.erase({b.pin_until, block});
+    push_free(block, /*front=*/true);
+  }
+  b.pin_until = {};
+  b.pin_ttl = std::chrono::seconds{0};
+}
+
+void KvManager::expire_pins(KvClock::time_point now) {
+  while (!idle_pins_.empty() && idle_pins_.begin()->first <= now) {
+    ++pin_stats_.expired;
+    unpin(idle_pins_.begin()->second);
+  }
+}
+
+PinStats KvManager::pin_stats() const {
+  PinStats s = pin_stats_;
+  s.idle_pinned_blocks = static_cast<int64_t>(idle_pins_.size());
+  return s;
+}
+
+int64_t KvManager::pinned_blocks_of(uint64_t owner) const {
+  auto it = pinned_by_owner_.find(owner);
+  return it == pinned_by_owner_.end() ? 0 : it->second;
+}
+
+void KvManager::apply_pins(RequestBlocks& request, const PinRequest& pins, PinOutcome& outcome, KvClock::time_point now) {
+  if (!prefix_caching_ || pins.empty()) return;
+  const int64_t end = std::min<int64_t>(pins.num_blocks(block_size_), static_cast<int64_t>(request.hashes.size()));
+  for (int64_t i = request.num_pin_checked; i < end; ++i) {
+    const std::chrono::seconds ttl = pins.ttl_of_block(i, block_size_);
+    // The block that holds this prefix in the cache: the request's own, or the one another request
+    // cached first (cache_full_blocks kept that one).
+    int32_t block = request.table[static_cast<size_t>(i)];
+    const uint64_t h = request.hashes[static_cast<size_t>(i)];
+    if (!blocks_[block].hashed || blocks_[block].hash != h) {
+      auto it = cached_.find(h);
+      if (it == cached_.end()) continue;
+      block = it->second;
+    }
+    Block& b = blocks_[block];
+    const bool computed_here = i >= request.num_hit_blocks;
+    if (b.pinned) {
+      extend_pin(block, now + ttl, ttl);
+      if (computed_here) outcome.written_tokens_by_ttl_s[ttl.count()] += block_size_;
+    } else if (pins.owner_quota_blocks >= 0 && pinned_blocks_of(pins.owner) >= pins.owner_quota_blocks) {
+      ++pin_stats_.denied_quota;
+      outcome.denied_tokens += block_size_;
+    } else if (pin_stats_.pinned_blocks >= max_pinned_blocks_) {
+      ++pin_stats_.denied_pool;
+      outcome.denied_tokens += block_size_;
+    } else {
+      pin(block, pins.owner, ttl, now);
+      if (computed_here) outcome.written_tokens_by_ttl_s[ttl.count()] += block_size_;
+    }
+  }
+  request.num_pin_checked = std::max(request.num_pin_checked, end);
+}
+
+int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const int32_t> tokens, uint64_t extra_key,
+                                         KvClock::time_point now) {
   stats_.queries += static_cast<int64_t>(tokens.size());
   if (!prefix_caching_ || tokens.empty()) return 0;
   const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
@@ -98,21 +205,34 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
     auto it = cached_.find(h);
     if (it == cached_.end() || !matches(it->second, parent, block_tokens)) break;
     const int32_t block = it->second;
-    if (blocks_[block].on_free_list) unlink_free(block);
-    ++blocks_[block].ref_count;
+    Block& b = blocks_[block];
+    if (b.on_free_list) unlink_free(block);
+    if (b.pinned) {  // a hit renews the pin
+      extend_pin(block, now + b.pin_ttl, b.pin_ttl);
+      if (b.ref_count == 0) idle_pins_.erase({b.pin_until, block});
+      ++pin_stats_.refreshed;
+    }
+    ++b.ref_count;
     request.table.push_back(block);
     request.hashes.push_back(h);
     parent = h;
   }
+  request.num_hit_blocks = static_cast<int64_t>(request.table.size());
   const int64_t hit_tokens = static_cast<int64_t>(request.table.size()) * block_size_;
   stats_.hits += hit_tokens;
   return hit_tokens;
 }
 
-bool KvManager::allocate_slots(RequestBlocks& request, int64_t num_tokens) {
+bool KvManager::allocate_slots(RequestBlocks& request, int64_t num_tokens, bool may_take_pins) {
   const int64_t needed = blocks_for(num_tokens) - static_cast<int64_t>(request.table.size());
   if (needed <= 0) return true;
-  if (needed > num_free_) return false;
+  if (needed > num_free_) {
+    if (!may_take_pins || needed > num_free_ + static_cast<int64_t>(idle_pins_.size())) return false;
+    while (num_free_ < needed) {  // the soonest to expire first
+      ++pin_stats_.yielded;
+      unpin(idle_pins_.begin()->second);
+    }
+  }
   for (int64_t i = 0; i < needed; ++i) {
     const int32_t block = pop_free();
     blocks_[block].ref_count = 1;
@@ -144,13 +264,25 @@ void KvManager::cache_full_blocks(RequestBlocks& request, std::span<const int32_
   }
 }
 
-void KvManager::free(RequestBlocks& request) {
+void KvManager::free(RequestBlocks& request, KvClock::time_point now) {
   for (auto it = request.table.rbegin(); it != request.table.rend(); ++it) {
     Block& b = blocks_[*it];
-    if (--b.ref_count == 0) push_free(*it, /*front=*/!b.hashed);
+    if (--b.ref_count > 0) continue;
+    if (b.pinned && b.pin_until > now) {
+      idle_pins_.emplace(b.pin_until, *it);
+    } else {
+      if (b.pinned) {
+        ++pin_stats_.expired;
+        unpin(*it);  // pushes it to the front of the free list
+      } else {
+        push_free(*it, /*front=*/!b.hashed);
+      }
+    }
   }
   request.table.clear();
   request.hashes.clear();
+  request.num_hit_blocks = 0;
+  request.num_pin_checked = 0;
 }
 
 }  // namespace tern::engine

@@ -12,19 +12,77 @@
 // Free blocks: a block whose reference count drops to zero goes on the free list. Blocks without a
 // hash go to the front (reused first); hashed blocks go to the back in LRU order and keep their
 // cache entry until allocation reaches them, so a prefix stays reusable until space is needed.
+//
+// Retention (pins): a request may ask that its prompt's first N tokens stay cached for a TTL after
+// their last use (Anthropic cache_control, OpenAI prompt_cache_retention). A pinned block whose
+// reference count drops to zero is kept off the free list until its pin expires; every hit refreshes
+// the pin (now + its TTL). Pins are bounded twice: a pool-wide limit (set_pin_limit) and a quota per
+// owner (the org); past either, blocks are cached as usual and the request is told (PinOutcome).
+// Pins never starve running requests: a running request that needs a block takes an idle pinned one
+// (the soonest to expire) before anyone is preempted, and a waiting request may too when nothing
+// runs. Time is passed in, so tests drive expiry with their own clock.
 
+#include <chrono>
 #include <cstdint>
+#include <map>
+#include <set>
 #include <span>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace tern::engine {
+
+using KvClock = std::chrono::steady_clock;
 
 /// A request's blocks, as the KV manager tracks them. Owned by the request; opaque to the scheduler.
 struct RequestBlocks {
   std::vector<int32_t> table;    ///< block ids in position order
   std::vector<uint64_t> hashes;  ///< chained hashes of the first hashes.size() (full, cached) blocks
+  int64_t num_hit_blocks = 0;    ///< of table, taken from the prefix cache (not computed by this request)
+  int64_t num_pin_checked = 0;   ///< of table, blocks its PinRequest has been applied to
+};
+
+/// Retention up to a breakpoint: the prompt's first `num_tokens` tokens stay cached `ttl` after last use.
+struct PinBreakpoint {
+  int64_t num_tokens = 0;
+  std::chrono::seconds ttl{0};
+};
+
+/// What a request asks to keep, and whose quota it counts against.
+struct PinRequest {
+  std::vector<PinBreakpoint> breakpoints;
+  uint64_t owner = 0;               ///< KvManager::extra_key of the org (or key) that pays for the pins
+  int64_t owner_quota_blocks = -1;  ///< the owner's limit on pinned blocks; < 0: only the pool-wide limit
+
+  bool empty() const { return breakpoints.empty(); }
+  /// Blocks at the start of the prompt that some breakpoint covers whole.
+  int64_t num_blocks(int64_t block_size) const;
+  /// TTL of block i: the longest among the breakpoints at or after its end (0: none covers it).
+  std::chrono::seconds ttl_of_block(int64_t i, int64_t block_size) const;
+};
+
+/// What retention did for one request (its usage reports it). Survives preemption.
+struct PinOutcome {
+  std::map<int64_t, int64_t> written_tokens_by_ttl_s;  ///< tokens this request computed and pinned, by TTL (s)
+  int64_t denied_tokens = 0;  ///< tokens it asked to pin that the quota or pool limit left merely cached
+  int64_t written_tokens() const {
+    int64_t n = 0;
+    for (const auto& [ttl, tokens] : written_tokens_by_ttl_s) n += tokens;
+    return n;
+  }
+};
+
+struct PinStats {
+  int64_t pinned_blocks = 0;   ///< now, in use or idle
+  int64_t idle_pinned_blocks = 0;  ///< now, held only by their pin
+  int64_t pinned = 0;          ///< blocks newly pinned, total
+  int64_t refreshed = 0;       ///< hits on a pinned block (each renews its TTL)
+  int64_t expired = 0;         ///< pins that ran out
+  int64_t yielded = 0;         ///< idle pinned blocks given to a request before their TTL ran out
+  int64_t denied_quota = 0;    ///< blocks not pinned: the owner's quota was full
+  int64_t denied_pool = 0;     ///< blocks not pinned: the pool-wide limit was reached
 };
 
 struct PrefixCacheStats {
@@ -48,12 +106,30 @@ class KvManager {
 
   /// For a request with no blocks yet: takes the longest cached prefix of `tokens` (whole blocks,
   /// leaving at least one token to compute, since the last prompt token must produce logits) and
-  /// returns how many tokens it covers. Counts toward the prefix-cache statistics.
-  int64_t acquire_cached_prefix(RequestBlocks& request, std::span<const int32_t> tokens, uint64_t extra_key);
+  /// returns how many tokens it covers. Counts toward the prefix-cache statistics; a pinned block
+  /// found renews its pin from `now`.
+  int64_t acquire_cached_prefix(RequestBlocks& request, std::span<const int32_t> tokens, uint64_t extra_key,
+                                KvClock::time_point now = KvClock::now());
 
   /// Grows the request's table to cover `num_tokens` positions. False (and nothing allocated) when
-  /// the free blocks do not suffice: the scheduler must preempt or wait.
-  bool allocate_slots(RequestBlocks& request, int64_t num_tokens);
+  /// the free blocks do not suffice: the scheduler must preempt or wait. With `may_take_pins`, idle
+  /// pinned blocks are given up (soonest to expire first) before that answer.
+  bool allocate_slots(RequestBlocks& request, int64_t num_tokens, bool may_take_pins = false);
+
+  /// Pins the request's cached blocks that `pins` covers and has not been applied to yet (call after
+  /// cache_full_blocks); records written and denied tokens in `outcome`.
+  void apply_pins(RequestBlocks& request, const PinRequest& pins, PinOutcome& outcome, KvClock::time_point now);
+
+  /// Ends the pins whose TTL ran out by `now`; their idle blocks become ordinary cached blocks,
+  /// evicted first.
+  void expire_pins(KvClock::time_point now);
+
+  /// Most blocks pinned at once, all owners together (default: half the pool).
+  void set_pin_limit(int64_t blocks) { max_pinned_blocks_ = blocks; }
+  int64_t pin_limit() const { return max_pinned_blocks_; }
+  PinStats pin_stats() const;
+  /// Blocks pinned now for `owner`.
+  int64_t pinned_blocks_of(uint64_t owner) const;
 
   /// After a forward pass computed positions [0, num_computed): keys every newly full block so later
   /// requests can reuse it.
@@ -61,7 +137,8 @@ class KvManager {
                          uint64_t extra_key);
 
   /// Releases all the request's blocks (the last block first, so a prefix's head outlives its tail).
-  void free(RequestBlocks& request);
+  /// A block whose pin holds past `now` stays cached off the free list.
+  void free(RequestBlocks& request, KvClock::time_point now = KvClock::now());
 
   /// A 64-bit key for strings that must match for K/V reuse (model name, cache salt, adapter).
   static uint64_t extra_key(std::span<const std::string_view> parts);
@@ -76,6 +153,10 @@ class KvManager {
     int32_t prev = kNone;  // free-list links
     int32_t next = kNone;
     bool on_free_list = false;
+    bool pinned = false;
+    KvClock::time_point pin_until{};
+    std::chrono::seconds pin_ttl{0};
+    uint64_t pin_owner = 0;
   };
 
   uint64_t block_hash(uint64_t parent, std::span<const int32_t> tokens, uint64_t extra_key) const;
@@ -83,6 +164,12 @@ class KvManager {
   void push_free(int32_t block, bool front);
   void unlink_free(int32_t block);
   int32_t pop_free();
+  /// Makes an unpinned, hashed block pinned for `owner` until now + ttl.
+  void pin(int32_t block, uint64_t owner, std::chrono::seconds ttl, KvClock::time_point now);
+  /// Moves a pinned block's expiry (keeping the idle set ordered).
+  void extend_pin(int32_t block, KvClock::time_point until, std::chrono::seconds ttl);
+  /// Ends a block's pin; an idle block goes to the front of the free list (evicted first).
+  void unpin(int32_t block);
 
   int64_t num_blocks_;
   int64_t block_size_;
@@ -94,6 +181,11 @@ class KvManager {
   int32_t free_tail_ = kNone;
   int64_t num_free_ = 0;
   PrefixCacheStats stats_;
+  // Pins.
+  int64_t max_pinned_blocks_;
+  std::set<std::pair<KvClock::time_point, int32_t>> idle_pins_;  // pinned blocks nobody holds, by expiry
+  std::unordered_map<uint64_t, int64_t> pinned_by_owner_;
+  PinStats pin_stats_;
 };
 
 }  // namespace tern::engine

@@ -27,14 +27,14 @@ void Scheduler::add(SchedRequest* request) {
   waiting_.push_back(request);
 }
 
-void Scheduler::remove(SchedRequest* request) {
+void Scheduler::remove(SchedRequest* request, Clock::time_point now) {
   std::erase(running_, request);
   std::erase(waiting_, request);
-  kv_.free(request->blocks);
+  kv_.free(request->blocks, now);
   request->state = RequestState::kFinished;
 }
 
-void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget) {
+void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget, Clock::time_point now) {
   auto chunk = std::find_if(output.chunks.begin(), output.chunks.end(),
                             [victim](const ScheduledChunk& c) { return c.request == victim; });
   if (chunk != output.chunks.end()) {
@@ -43,7 +43,7 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
     output.chunks.erase(chunk);
     recount(output);
   }
-  kv_.free(victim->blocks);
+  kv_.free(victim->blocks, now);
   victim->num_computed = 0;
   victim->state = RequestState::kWaiting;
   ++victim->num_preemptions;
@@ -82,6 +82,7 @@ int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted
 }
 
 SchedulerOutput Scheduler::schedule(Clock::time_point now) {
+  kv_.expire_pins(now);
   SchedulerOutput output;
   int64_t budget = config_.max_batch_tokens;
   // Tokens [num_computed, num_computed + n) of `request` go into this step.
@@ -109,10 +110,11 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
       if (remaining <= 0 || (remaining == 1) != decode_pass) continue;
       const int64_t n = chunk_size(*request);
       if (n <= 0) break;  // the step is full under the ITL target; older prompts go first next step
-      // Out of blocks: the newest running request gives its blocks up, which may be this one.
-      while (!kv_.allocate_slots(request->blocks, request->num_computed + n)) {
+      // Out of blocks: idle pinned blocks go first; then the newest running request gives its blocks
+      // up, which may be this one.
+      while (!kv_.allocate_slots(request->blocks, request->num_computed + n, /*may_take_pins=*/true)) {
         SchedRequest* victim = running_.back();
-        preempt(victim, output, budget);
+        preempt(victim, output, budget, now);
         if (victim == request) break;
       }
       if (request->state != RequestState::kRunning) break;  // preempted itself: everything newer is gone too
@@ -126,12 +128,13 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
     SchedRequest* request = waiting_.front();
     const PrefixCacheStats stats_before = kv_.prefix_stats();
     if (request->blocks.table.empty()) {
-      request->num_computed = kv_.acquire_cached_prefix(request->blocks, request->tokens, request->cache_key);
+      request->num_computed = kv_.acquire_cached_prefix(request->blocks, request->tokens, request->cache_key, now);
     }
     const int64_t n = chunk_size(*request);
-    if (n <= 0 || !kv_.allocate_slots(request->blocks, request->num_computed + n)) {
+    // Pins hold their blocks against new arrivals, unless nothing runs (then nothing else would free any).
+    if (n <= 0 || !kv_.allocate_slots(request->blocks, request->num_computed + n, /*may_take_pins=*/running_.empty())) {
       // Not admitted after all: give the prefix back, and do not count a lookup that will be redone.
-      kv_.free(request->blocks);
+      kv_.free(request->blocks, now);
       kv_.restore_prefix_stats(stats_before);
       request->num_computed = 0;
       break;
@@ -148,11 +151,12 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
   return output;
 }
 
-void Scheduler::on_computed(const SchedulerOutput& output) {
+void Scheduler::on_computed(const SchedulerOutput& output, Clock::time_point now) {
   for (const ScheduledChunk& chunk : output.chunks) {
     SchedRequest* request = chunk.request;
     request->num_computed = chunk.start + chunk.num_tokens;
     kv_.cache_full_blocks(request->blocks, request->tokens, request->num_computed, request->cache_key);
+    if (!request->pins.empty()) kv_.apply_pins(request->blocks, request->pins, request->pin_outcome, now);
   }
 }
 

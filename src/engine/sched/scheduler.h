@@ -54,6 +54,8 @@ struct SchedRequest {
   int64_t num_computed = 0;             ///< tokens whose K/V are in the cache
   int64_t num_cached_prompt_tokens = -1;  ///< prompt tokens found in the prefix cache at first admission
   uint64_t cache_key = 0;                ///< KvManager::extra_key of model, adapter, cache salt
+  PinRequest pins;                       ///< retention asked for its prompt's prefix (often none)
+  PinOutcome pin_outcome;                ///< what the pins did: tokens written (pinned) and denied
   RequestBlocks blocks;
   RequestState state = RequestState::kWaiting;
   int64_t num_preemptions = 0;
@@ -87,12 +89,14 @@ class Scheduler {
   /// Queues a request (at the back).
   void add(SchedRequest* request);
   /// Drops a finished or cancelled request from either queue and frees its blocks at once.
-  void remove(SchedRequest* request);
+  void remove(SchedRequest* request, Clock::time_point now = Clock::now());
 
+  /// Ends expired pins, then plans the step. Running requests take idle pinned blocks before anyone
+  /// is preempted; waiting ones only when nothing runs (pins never starve the running).
   SchedulerOutput schedule(Clock::time_point now = Clock::now());
-  /// After the forward pass of `output`: advances each request's computed tokens and puts newly full
-  /// blocks into the prefix cache.
-  void on_computed(const SchedulerOutput& output);
+  /// After the forward pass of `output`: advances each request's computed tokens, puts newly full
+  /// blocks into the prefix cache and pins those its retention covers.
+  void on_computed(const SchedulerOutput& output, Clock::time_point now = Clock::now());
   /// The measured wall time of the step `output` described (forward pass and sampling): teaches the
   /// step-time model.
   void on_step_time(const SchedulerOutput& output, double seconds) { cost_model_.observe(output.shape, seconds); }
@@ -105,7 +109,7 @@ class Scheduler {
 
  private:
   /// Frees the victim's blocks, drops it from this step's output and queues it first for recompute.
-  void preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget);
+  void preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget, Clock::time_point now);
   /// How many of `request`'s next `wanted` prompt tokens fit this step under the ITL target.
   int64_t prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
                             Clock::time_point now) const;
