@@ -46,6 +46,8 @@ struct ServeOptions {
   bool no_prefix_caching = false;
   double kv_pin_fraction = 0.5;
   std::string kv_pin_quota;
+  std::string kv_disk_cache;
+  std::string kv_disk_bytes = "20G";
   std::vector<std::string> loras;  // NAME=PATH
   int64_t max_loras = 64;
   int64_t max_lora_rank = 64;
@@ -138,6 +140,10 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
     if (!bytes) return fail("--kv-pin-quota: {}", bytes.error().message);
     m.kv_pin_quota = *bytes;
   }
+  m.kv_disk_cache = o.kv_disk_cache;
+  auto disk_bytes = parse_bytes(o.kv_disk_bytes);
+  if (!disk_bytes) return fail("--kv-disk-bytes: {}", disk_bytes.error().message);
+  m.kv_disk_bytes = *disk_bytes;
   m.preload = true;
   m.max_loras = o.max_loras;
   m.max_lora_rank = o.max_lora_rank;
@@ -299,6 +305,9 @@ Runner add_serve_command(CLI::App& app) {
                       "Most of the KV cache that cache retention (cache_control ttl, prompt_cache_retention=24h) may pin, all orgs together")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  command->add_option("--kv-disk-cache", o->kv_disk_cache,
+                      "Directory of a KV cache disk tier: computed prompt blocks are kept there and read back on a hit, also after a restart");
+  command->add_option("--kv-disk-bytes", o->kv_disk_bytes, "Size cap of the KV disk tier, e.g. 20G")->capture_default_str();
   command->add_option("--kv-pin-quota", o->kv_pin_quota, "KV cache each org may pin, e.g. 256M (default: no limit below --kv-pin-fraction)");
   command->add_option("--lora", o->loras, "Serve a LoRA adapter as model NAME: NAME=PATH (a GGUF LoRA file or a PEFT directory; repeatable)");
   command->add_option("--max-loras", o->max_loras, "LoRA adapters kept in memory (least recently used dropped; reloaded on demand)")

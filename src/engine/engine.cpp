@@ -58,6 +58,14 @@ Engine::Engine(model::Model& model, EngineConfig config)
       scheduler_(config_.scheduler, kv_),
       metrics_(config_.model_name) {
   kv_.set_pin_limit(static_cast<int64_t>(std::clamp(config_.max_pinned_fraction, 0.0, 1.0) * static_cast<double>(config_.num_kv_blocks)));
+  if (config_.kv_disk_store) {
+    if (config_.kv_disk_store->payload_bytes() != DiskTier::payload_bytes(cache_->shape()) || !config_.prefix_caching) {
+      config_.kv_disk_store.reset();  // opened for another layout, or nothing to look up
+    } else {
+      disk_tier_ = std::make_unique<DiskTier>(*cache_, config_.kv_disk_store);
+      kv_.set_lower_tier(disk_tier_.get());
+    }
+  }
   publish_gauges();
 }
 
@@ -74,6 +82,7 @@ void Engine::stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (disk_tier_) disk_tier_->disk().flush();  // what was computed survives the restart
 }
 
 std::expected<uint64_t, SubmitFailure> Engine::submit(GenerationRequest request, EventSink sink) {
@@ -163,7 +172,10 @@ void Engine::publish_gauges() {
                        .kv_usage = kv_.usage(),
                        .prefix_queries = kv_.prefix_stats().queries,
                        .prefix_hits = kv_.prefix_stats().hits,
-                       .pins = kv_.pin_stats()});
+                       .pins = kv_.pin_stats(),
+                       .ram_evictions = kv_.prefix_stats().evictions,
+                       .disk_hit_tokens = kv_.prefix_stats().lower_tier_hits,
+                       .disk = disk_tier_ ? std::optional<DiskTierStats>(disk_tier_->stats()) : std::nullopt});
 }
 
 void Engine::loop() {
@@ -201,6 +213,7 @@ void Engine::loop() {
     run_step(output);
     const double step_seconds = seconds(Clock::now() - step_start);
     scheduler_.on_step_time(output, step_seconds);
+    if (disk_tier_) disk_tier_->set_recompute_seconds_per_block(scheduler_.cost_model().coefficients().per_token_s * config_.block_size);
     metrics_.on_step({.num_tokens = output.num_tokens,
                       .num_prefill_tokens = output.num_prefill_tokens,
                       .num_preemptions = output.num_preempted,

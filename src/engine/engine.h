@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "engine/engine_metrics.h"
+#include "engine/kv/disk_tier.h"
 #include "engine/kv/kv_manager.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sched/scheduler.h"
@@ -91,6 +92,8 @@ struct EngineConfig {
   bool prefix_caching = true;
   double max_pinned_fraction = 0.5;  ///< of the KV blocks, at most this share pinned at once (all orgs)
   int64_t org_pin_quota_blocks = -1;  ///< each pin owner's limit on pinned blocks; < 0: none below the pool's
+  /// The KV cache's disk tier (--kv-disk-cache), opened by the caller for this model's KV layout; may be null.
+  std::shared_ptr<DiskKvStore> kv_disk_store;
   int64_t max_loras = 0;  ///< adapters the server keeps loaded (metrics only; 0: no adapters served)
   SchedulerConfig scheduler;
   LogitsObserver logits_observer;  ///< optional
@@ -143,6 +146,7 @@ class Engine {
   EngineConfig config_;
   std::unique_ptr<backend::KvCache> cache_;
   KvManager kv_;
+  std::unique_ptr<DiskTier> disk_tier_;
   Scheduler scheduler_;
   EngineMetrics metrics_;
 

@@ -152,6 +152,22 @@ std::string EngineMetrics::render() const {
   for (const auto& [ttl, tokens] : cache_write_tokens_) {
     out += fmt::format("tern:prefix_cache_write_tokens_total{{{},ttl_seconds=\"{}\"}} {}\n", l, ttl, tokens);
   }
+  single("kv_evictions_total", "counter", "Cached KV blocks dropped from RAM to make room (LRU).", gauges_.ram_evictions);
+  if (gauges_.disk) {
+    const DiskTierStats& d = *gauges_.disk;
+    single("kv_disk_hit_tokens_total", "counter", "Prompt tokens read back from the KV disk tier instead of computed.", gauges_.disk_hit_tokens);
+    single("kv_disk_blocks", "gauge", "KV blocks in the disk tier.", d.store.blocks);
+    single("kv_disk_bytes", "gauge", "Bytes of the disk tier's files.", d.store.bytes);
+    single("kv_disk_writes_total", "counter", "KV blocks written to the disk tier.", d.store.writes);
+    single("kv_disk_read_seconds_per_block", "gauge", "Moving average of one verified block read.", d.read_seconds_per_block);
+    prometheus_header(out, "kv_disk_skipped_total", "counter", "Disk-tier blocks not written or not read, by reason.");
+    out += fmt::format("tern:kv_disk_skipped_total{{{},reason=\"queue_full\"}} {}\n", l, d.store.dropped);
+    out += fmt::format("tern:kv_disk_skipped_total{{{},reason=\"write_error\"}} {}\n", l, d.store.write_errors);
+    out += fmt::format("tern:kv_disk_skipped_total{{{},reason=\"recompute_faster\"}} {}\n", l, d.declined_slower);
+    prometheus_header(out, "kv_disk_evictions_total", "counter", "Disk-tier blocks removed, by reason.");
+    out += fmt::format("tern:kv_disk_evictions_total{{{},reason=\"capacity\"}} {}\n", l, d.store.evictions);
+    out += fmt::format("tern:kv_disk_evictions_total{{{},reason=\"corrupt\"}} {}\n", l, d.store.corrupt);
+  }
   single("prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", prompt_tokens_);
   single("generation_tokens_total", "counter", "Generated tokens.", generation_tokens_);
   single("num_preemptions_total", "counter", "Requests preempted (KV blocks freed, recomputed later).", preemptions_);

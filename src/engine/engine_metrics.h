@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/kv/disk_tier.h"
 #include "engine/kv/kv_manager.h"
 #include "engine/sched/step_cost_model.h"
 
@@ -37,6 +39,9 @@ struct EngineGauges {
   int64_t prefix_queries = 0;
   int64_t prefix_hits = 0;
   PinStats pins;
+  int64_t ram_evictions = 0;           ///< cached blocks dropped from RAM
+  int64_t disk_hit_tokens = 0;         ///< prompt tokens read back from the disk tier
+  std::optional<DiskTierStats> disk;   ///< absent without --kv-disk-cache
 };
 
 /// The LoRA adapters of the engine's requests now, in the shape of vLLM's lora_requests_info (what

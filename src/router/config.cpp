@@ -171,7 +171,7 @@ Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::
 Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "model", "chat_template", "threads", "context", "kv_cache_memory", "max_batch_tokens",
                                         "itl_target", "max_prefill_wait", "max_running", "max_waiting", "prefix_caching", "kv_pin_fraction",
-                                        "kv_pin_quota", "preload",
+                                        "kv_pin_quota", "kv_disk_cache", "kv_disk_bytes", "preload",
                                         "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases", "loras", "max_loras",
                                         "max_lora_rank"});
       !ok) {
@@ -196,6 +196,8 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   TRY_ASSIGN(m.prefix_caching, r.boolean(entry, at, "prefix_caching", true));
   TRY_ASSIGN(m.kv_pin_fraction, r.number(entry, at, "kv_pin_fraction", 0, 1, 0.5));
   TRY_ASSIGN(m.kv_pin_quota, r.bytes(entry, at, "kv_pin_quota"));
+  TRY_ASSIGN(m.kv_disk_cache, r.string(entry, at, "kv_disk_cache", false));
+  if (entry["kv_disk_bytes"]) TRY_ASSIGN(m.kv_disk_bytes, r.bytes(entry, at, "kv_disk_bytes"));
   TRY_ASSIGN(m.preload, r.boolean(entry, at, "preload", true));
   TRY_ASSIGN(m.idle_unload_s, r.seconds(entry, at, "idle_unload", 0));
   TRY_ASSIGN(out.deployment, read_deployment(r, entry, at, m.name, "local", 0));

@@ -141,6 +141,20 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
     engine_config.org_pin_quota_blocks = config_.kv_pin_quota / std::max<int64_t>(1, kv->block_bytes);
   }
   engine_config.scheduler = config_.scheduler;
+  if (!config_.kv_disk_cache.empty()) {
+    // Keyed by the model file and the KV layout: another model, or another layout, never reads these blocks.
+    auto fingerprint = engine::DiskKvStore::file_fingerprint(*path);
+    if (!fingerprint) return fail("model '{}': KV disk cache: {}", config_.name, fingerprint.error().message);
+    const backend::KvCacheShape shape = loaded->model->kv_cache_shape(engine_config.block_size);
+    const std::string store_id = fmt::format("{}-l{}k{}v{}b{}", *fingerprint, shape.num_layers, shape.key_width, shape.value_width,
+                                             shape.block_size);
+    auto store = engine::DiskKvStore::open(config_.kv_disk_cache, store_id, shape.block_size, shape.bytes_per_block(), config_.kv_disk_bytes);
+    if (!store) return fail("model '{}': KV disk cache: {}", config_.name, store.error().message);
+    std::fprintf(stderr, "tern serve: model '%s': KV disk tier %s: %lld blocks (%lld MiB) already there, cap %lld MiB\n",
+                 config_.name.c_str(), (*store)->path().c_str(), static_cast<long long>((*store)->stats().blocks),
+                 static_cast<long long>((*store)->stats().bytes >> 20), static_cast<long long>(config_.kv_disk_bytes >> 20));
+    engine_config.kv_disk_store = std::move(*store);
+  }
   engine_config.max_loras = config_.max_loras;
   loaded->engine = std::make_unique<engine::Engine>(*loaded->model, engine_config);
   loaded->engine->start();

@@ -35,6 +35,8 @@ struct LocalModelConfig {
   bool prefix_caching = true;
   double kv_pin_fraction = 0.5;  ///< most of the KV cache that retention (cache_control, 24h) may pin, all orgs
   int64_t kv_pin_quota = 0;      ///< bytes of pinned KV cache per org; 0: no limit below kv_pin_fraction
+  std::string kv_disk_cache;     ///< directory of the KV cache's disk tier; empty: none
+  int64_t kv_disk_bytes = int64_t{20} << 30;  ///< its size cap
   bool preload = true;
   double idle_unload_s = 0;   ///< 0: never
   std::vector<engine::AdapterSpec> loras;  ///< LoRA adapters served on this model from the start

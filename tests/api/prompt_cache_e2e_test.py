@@ -197,6 +197,58 @@ class OrgQuota(unittest.TestCase):
         self.assertEqual(other.cache_creation_input_tokens, 80, "another org has its own quota")
 
 
+class DiskTier(unittest.TestCase):
+    """--kv-disk-cache: a prompt computed before a restart is read back from disk, with the same output;
+    damaged files are detected and recomputed, never served."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="tern-kv-disk-")
+        self.addCleanup(self.dir.cleanup)
+
+    def serve(self):
+        return TernServe(TERN, ["-m", MODEL, "--context", "1024", "--kv-disk-cache", self.dir.name, "--kv-disk-bytes", "1G"])
+
+    def complete(self, server, prompt):
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=8, temperature=0)
+        return r.choices[0].text, r.usage.prompt_tokens_details.cached_tokens, r.usage.prompt_tokens
+
+    def test_a_restarted_server_reads_the_prompt_back_and_a_damaged_store_is_recomputed(self):
+        prompt = text(30, words=700)
+        server = self.serve()
+        try:
+            first, cached, prompt_tokens = self.complete(server, prompt)
+            self.assertEqual(cached, 0)
+        finally:
+            server.stop()  # SIGTERM: queued blocks are written before it exits
+        files = [os.path.join(root, f) for root, _, names in os.walk(self.dir.name) for f in names if f.endswith(".kv")]
+        self.assertGreaterEqual(len(files), prompt_tokens // 16 - 1)
+        server = self.serve()
+        try:
+            self.assertTrue(any("already there" in line for line in server.log))
+            again, cached, _ = self.complete(server, prompt)
+            self.assertEqual(again, first, "K/V read from disk give the same tokens as computing them")
+            self.assertGreaterEqual(cached, prompt_tokens - 16)
+            self.assertGreaterEqual(metric(metrics(server.url), "tern:kv_disk_hit_tokens_total"), cached)
+        finally:
+            server.stop()
+        for path in files:  # damage every block
+            with open(path, "r+b") as f:
+                f.seek(-3, os.SEEK_END)
+                byte = f.read(1)
+                f.seek(-3, os.SEEK_END)
+                f.write(bytes([byte[0] ^ 0xFF]))
+        server = self.serve()
+        try:
+            third, cached, _ = self.complete(server, prompt)
+            self.assertEqual(third, first)
+            self.assertEqual(cached, 0, "a damaged block is recomputed, never served")
+            values = metrics(server.url)
+            self.assertGreater(values['tern:kv_disk_evictions_total{model_name="smollm2-135m",reason="corrupt"}'], 0)
+        finally:
+            server.stop()
+
+
 def main():
     global TERN
     parser = argparse.ArgumentParser()

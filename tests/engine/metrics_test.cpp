@@ -189,7 +189,8 @@ TEST(EngineMetricsTest, WellFormedExposition) {
 // Recorded values show up: counters, gauges, finish reasons and histogram counts.
 TEST(EngineMetricsTest, RecordedValuesRendered) {
   EngineMetrics m("m");
-  m.set_gauges({.running = 3, .waiting = 2, .kv_usage = 0.25, .prefix_queries = 100, .prefix_hits = 40, .pins = {}});
+  m.set_gauges({.running = 3, .waiting = 2, .kv_usage = 0.25, .prefix_queries = 100, .prefix_hits = 40, .pins = {},
+                .ram_evictions = 5, .disk_hit_tokens = 0, .disk = std::nullopt});
   m.on_prompt_tokens(17);
   m.on_prompt_tokens(5);
   for (int i = 0; i < 4; ++i) m.on_generation_token();

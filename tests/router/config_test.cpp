@@ -90,8 +90,9 @@ std::string refused(const std::string& text) {
 TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
   EXPECT_EQ(refused("models:\n  - model: x\n    threds: 2\n"),
             "t.yaml:3:5: models[0].threds: unknown key (known: aliases, breaker, chat_template, context, idle_unload, itl_target, "
-            "kv_cache_memory, loras, max_batch_tokens, max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, "
-            "max_waiting, model, name, prefix_caching, preload, prices, retries, threads)");
+            "kv_cache_memory, kv_disk_bytes, kv_disk_cache, kv_pin_fraction, kv_pin_quota, loras, max_batch_tokens, "
+            "max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, max_waiting, model, name, prefix_caching, "
+            "preload, prices, retries, threads)");
   // LoRA adapters: their names share the one namespace, and must be usable in metric labels.
   EXPECT_EQ(refused("models:\n  - model: x\n    name: x\n    loras:\n      - {name: x, path: a.gguf}\n"),
             "t.yaml:5:9: models[0].loras[0].name: the name \"x\" is used twice (models, deployments and routes share one namespace)");
@@ -104,6 +105,18 @@ TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
   EXPECT_EQ(ok->local[0].model.loras[0].path, "a.gguf");
   EXPECT_FLOAT_EQ(ok->local[0].model.loras[0].scale, 0.5f);
   EXPECT_EQ(ok->local[0].model.max_loras, 3);
+  // Prompt-cache retention and the disk tier.
+  auto cache = parse_gateway_config("models:\n  - model: x\n    kv_pin_fraction: 0.25\n    kv_pin_quota: 64M\n"
+                                    "    kv_disk_cache: /var/cache/kv\n    kv_disk_bytes: 2G\n"
+                                    "    prices: {input: 1, cache_write: 1.25, cache_write_1h: 2}\n", "t.yaml");
+  ASSERT_TRUE(cache) << cache.error().message;
+  EXPECT_DOUBLE_EQ(cache->local[0].model.kv_pin_fraction, 0.25);
+  EXPECT_EQ(cache->local[0].model.kv_pin_quota, int64_t{64} << 20);
+  EXPECT_EQ(cache->local[0].model.kv_disk_cache, "/var/cache/kv");
+  EXPECT_EQ(cache->local[0].model.kv_disk_bytes, int64_t{2} << 30);
+  EXPECT_DOUBLE_EQ(cache->local[0].deployment.prices.cache_write_1h, 2.0);
+  EXPECT_EQ(refused("models:\n  - model: x\n    kv_pin_fraction: 1.5\n"), "t.yaml:3:22: models[0].kv_pin_fraction: must be from 0 to 1 (got 1.5)");
+  EXPECT_NE(refused("models:\n  - model: x\n    kv_disk_bytes: lots\n").find("models[0].kv_disk_bytes"), std::string::npos);
   EXPECT_EQ(refused("deployments:\n  - name: a\n    kind: azure\n    base_url: http://x/v1\n    model: m\n"),
             "t.yaml:3:11: deployments[0].kind: must be one of openai, anthropic (got \"azure\")");
   EXPECT_EQ(refused("models:\n  - model: x\n    threads: many\n"), "t.yaml:3:14: models[0].threads: must be an integer");

@@ -98,6 +98,7 @@ int32_t KvManager::pop_free() {
     auto it = cached_.find(b.hash);
     if (it != cached_.end() && it->second == block) cached_.erase(it);
     b.hashed = false;
+    ++stats_.evictions;
   }
   return block;
 }
@@ -203,7 +204,27 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
     const auto block_tokens = tokens.subspan(static_cast<size_t>(i * block_size_), static_cast<size_t>(block_size_));
     const uint64_t h = block_hash(parent, block_tokens, extra_key);
     auto it = cached_.find(h);
-    if (it == cached_.end() || !matches(it->second, parent, block_tokens)) break;
+    if (it == cached_.end() || !matches(it->second, parent, block_tokens)) {
+      // Not in RAM: the lower tier may have it (into a free block; pins are never taken for this).
+      if (it != cached_.end() || lower_tier_ == nullptr || num_free_ == 0) break;
+      const int32_t block = pop_free();
+      if (!lower_tier_->load(block, h, parent, block_tokens)) {
+        push_free(block, /*front=*/true);
+        break;
+      }
+      Block& b = blocks_[block];
+      b.ref_count = 1;
+      b.hashed = true;
+      b.hash = h;
+      b.parent_hash = parent;
+      std::copy(block_tokens.begin(), block_tokens.end(), block_tokens_.begin() + block * block_size_);
+      cached_.emplace(h, block);
+      request.table.push_back(block);
+      request.hashes.push_back(h);
+      stats_.lower_tier_hits += block_size_;
+      parent = h;
+      continue;
+    }
     const int32_t block = it->second;
     Block& b = blocks_[block];
     if (b.on_free_list) unlink_free(block);
@@ -261,6 +282,7 @@ void KvManager::cache_full_blocks(RequestBlocks& request, std::span<const int32_
     b.parent_hash = parent;
     std::copy(block_tokens.begin(), block_tokens.end(), block_tokens_.begin() + block * block_size_);
     cached_.emplace(h, block);
+    if (lower_tier_ != nullptr) lower_tier_->store(block, h, parent, block_tokens);
   }
 }
 

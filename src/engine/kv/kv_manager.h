@@ -74,6 +74,18 @@ struct PinOutcome {
   }
 };
 
+/// A slower tier below RAM (the disk store): every block the prefix cache keys is offered to it, and a
+/// prefix lookup that misses in RAM continues there. Implemented by the engine (it owns the K/V memory).
+class KvLowerTier {
+ public:
+  virtual ~KvLowerTier() = default;
+  /// `block` was just computed and keyed: keep a copy (taken now; written later).
+  virtual void store(int32_t block, uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) = 0;
+  /// Fills `block` with the K/V stored under `hash` if they are there, intact, and hold `tokens` after
+  /// `parent` — and reading them is faster than computing them; false otherwise.
+  virtual bool load(int32_t block, uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) = 0;
+};
+
 struct PinStats {
   int64_t pinned_blocks = 0;   ///< now, in use or idle
   int64_t idle_pinned_blocks = 0;  ///< now, held only by their pin
@@ -87,7 +99,9 @@ struct PinStats {
 
 struct PrefixCacheStats {
   int64_t queries = 0;  ///< prompt tokens looked up
-  int64_t hits = 0;     ///< prompt tokens found cached
+  int64_t hits = 0;     ///< prompt tokens found cached (RAM and lower tier)
+  int64_t lower_tier_hits = 0;  ///< of those, read back from the lower tier (disk)
+  int64_t evictions = 0;        ///< cached blocks dropped from RAM to make room
 };
 
 class KvManager {
@@ -100,8 +114,12 @@ class KvManager {
   /// Fraction of blocks held by requests (cached-but-free blocks count as free).
   double usage() const { return num_blocks_ == 0 ? 0.0 : 1.0 - static_cast<double>(num_free_) / num_blocks_; }
   const PrefixCacheStats& prefix_stats() const { return stats_; }
-  /// Undoes the statistics of a lookup whose request was not admitted (it will look up again).
-  void restore_prefix_stats(const PrefixCacheStats& stats) { stats_ = stats; }
+  /// Undoes the statistics of a lookup whose request was not admitted (it will look up again; blocks
+  /// it read from the lower tier stay in RAM, so those reads stay counted).
+  void restore_prefix_stats(const PrefixCacheStats& stats) {
+    stats_.queries = stats.queries;
+    stats_.hits = stats.hits;  // lower_tier_hits and evictions happened all the same
+  }
   int64_t blocks_for(int64_t num_tokens) const { return (num_tokens + block_size_ - 1) / block_size_; }
 
   /// For a request with no blocks yet: takes the longest cached prefix of `tokens` (whole blocks,
@@ -123,6 +141,9 @@ class KvManager {
   /// Ends the pins whose TTL ran out by `now`; their idle blocks become ordinary cached blocks,
   /// evicted first.
   void expire_pins(KvClock::time_point now);
+
+  /// The tier below RAM (may be null). Not owned.
+  void set_lower_tier(KvLowerTier* tier) { lower_tier_ = tier; }
 
   /// Most blocks pinned at once, all owners together (default: half the pool).
   void set_pin_limit(int64_t blocks) { max_pinned_blocks_ = blocks; }
@@ -186,6 +207,7 @@ class KvManager {
   std::set<std::pair<KvClock::time_point, int32_t>> idle_pins_;  // pinned blocks nobody holds, by expiry
   std::unordered_map<uint64_t, int64_t> pinned_by_owner_;
   PinStats pin_stats_;
+  KvLowerTier* lower_tier_ = nullptr;
 };
 
 }  // namespace tern::engine
