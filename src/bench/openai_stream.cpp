@@ -36,6 +36,8 @@ std::string build_request_body(ApiKind kind, std::string_view model, const Reque
   body["stream_options"] = {{"include_usage", true}};
   if (options.ignore_eos) body["ignore_eos"] = true;
   if (options.temperature) body["temperature"] = *options.temperature;
+  if (!options.prompt_cache_retention.empty()) body["prompt_cache_retention"] = options.prompt_cache_retention;
+  if (!options.prompt_cache_key.empty()) body["prompt_cache_key"] = options.prompt_cache_key;
   return body.dump();
 }
 

@@ -36,6 +36,9 @@ struct RequestBodyOptions {
   /// default because strict servers (OpenAI itself) reject unknown fields.
   bool ignore_eos = false;
   std::optional<double> temperature;
+  /// OpenAI's prompt_cache_retention ("24h": keep the prompt cached a day; empty: not sent).
+  std::string prompt_cache_retention;
+  std::string prompt_cache_key;  ///< OpenAI's routing hint (empty: not sent)
 };
 
 /// JSON body of a streaming request; always asks for usage in the stream (`stream_options`).

@@ -59,7 +59,6 @@ std::mt19937_64 stream(uint64_t seed, uint64_t purpose) {
 
 Plan build_plan(const Workload& workload, const PromptBuilder& builder) {
   Plan plan;
-  plan.think_time_ms = workload.sessions.think_time_ms;
   std::discrete_distribution<int> prefix_pick;
   if (workload.prefix) {
     std::mt19937_64 rng = stream(workload.seed, 1);
@@ -81,6 +80,12 @@ Plan build_plan(const Workload& workload, const PromptBuilder& builder) {
     StagePlan stage{spec, {}};
     std::mt19937_64 arrival_rng = stream(workload.seed, 100 + stage_index);
     std::mt19937_64 content_rng = stream(workload.seed, 10000 + stage_index);
+    std::mt19937_64 think_rng = stream(workload.seed, 20000 + stage_index);  // its own stream: prompts stay as they were
+    const SessionSpec& sessions = workload.sessions;
+    const auto think_ms = [&] {
+      if (sessions.think_time_max_ms <= sessions.think_time_ms) return sessions.think_time_ms;
+      return std::uniform_real_distribution<double>(sessions.think_time_ms, sessions.think_time_max_ms)(think_rng);
+    };
     const size_t max_sessions = spec.num_requests > 0 ? (spec.num_requests + num_turns - 1) / num_turns : 0;
     std::vector<double> offsets;
     if (spec.arrival.is_open_loop()) {
@@ -105,6 +110,7 @@ Plan build_plan(const Workload& workload, const PromptBuilder& builder) {
         planned.max_tokens = workload.output_tokens.sample(content_rng);
         planned.user_text = builder.build(input_tokens, content_rng);
         planned.user_tokens = builder.count_tokens(planned.user_text);
+        planned.think_ms = turn == 0 ? 0 : think_ms();
         session.turns.push_back(std::move(planned));
       }
       stage.sessions.push_back(std::move(session));

@@ -17,6 +17,7 @@ struct PlannedTurn {
   std::string user_text;  ///< this turn's new input (after the history)
   int user_tokens = 0;    ///< its client-side token count
   int max_tokens = 0;     ///< output length asked for
+  double think_ms = 0;    ///< pause before this turn, after the previous answer (0 for the first)
 };
 
 /// A unit of arrival: one conversation (a single request when sessions have one turn).
@@ -38,7 +39,6 @@ struct Plan {
   std::vector<StagePlan> stages;
   std::vector<std::string> prefix_texts;  ///< one per prefix group
   int prefix_tokens = 0;
-  double think_time_ms = 0;  ///< between an answer and the session's next turn
 };
 
 /// Open-loop send offsets (seconds from the stage start, first at 0) for at most `max_count` arrivals

@@ -205,6 +205,9 @@ class Runner {
     record.scheduled_ns = since_epoch_ns(scheduled);
     RequestBodyOptions body_options = options_.body;
     body_options.max_tokens = turn.max_tokens;
+    if (!body_options.prompt_cache_retention.empty()) {
+      body_options.prompt_cache_key = fmt::format("s{}-{}", stage_index_, session->planned->index);
+    }
     std::string body = build_request_body(target.api, record.model, content, body_options);
 
     StreamCallbacks callbacks;
@@ -253,7 +256,7 @@ class Runner {
       } else {
         session->prompt += record.output_text;
       }
-      const double think_ms = plan_.think_time_ms;
+      const double think_ms = session->planned->turns[session->next_turn].think_ms;
       const Clock::time_point scheduled =
           at + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(think_ms));
       session->think_timer = std::make_unique<asio::steady_timer>(io_, scheduled);

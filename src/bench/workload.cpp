@@ -392,7 +392,9 @@ Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
     if (spec.contains("sessions")) {
       out.sessions.num_turns = spec["sessions"].value("turns", 1);
       out.sessions.think_time_ms = spec["sessions"].value("think_time_ms", 0.0);
+      out.sessions.think_time_max_ms = spec["sessions"].value("think_time_max_ms", 0.0);
       if (out.sessions.num_turns < 1) return fail("sessions: 'turns' must be >= 1");
+      if (out.sessions.think_time_ms < 0 || out.sessions.think_time_max_ms < 0) return fail("sessions: think times must be >= 0");
     }
     if (spec.contains("models")) {
       for (const json& entry : spec["models"]) {
@@ -403,6 +405,10 @@ Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
     }
     out.ignore_eos = spec.value("ignore_eos", false);
     if (spec.contains("temperature")) out.temperature = spec["temperature"].get<double>();
+    out.cache_retention = spec.value("cache_retention", "");
+    if (!out.cache_retention.empty() && out.cache_retention != "24h" && out.cache_retention != "in_memory") {
+      return fail("cache_retention: must be \"24h\" or \"in_memory\" (got \"{}\")", out.cache_retention);
+    }
     out.timeout_s = spec.value("timeout_s", out.timeout_s);
     if (spec.contains("slo")) {
       const json& slo = spec["slo"];
@@ -474,6 +480,9 @@ json workload_to_json(const Workload& workload) {
   }
   if (workload.sessions.num_turns > 1) {
     out["sessions"] = {{"turns", workload.sessions.num_turns}, {"think_time_ms", workload.sessions.think_time_ms}};
+    if (workload.sessions.think_time_max_ms > workload.sessions.think_time_ms) {
+      out["sessions"]["think_time_max_ms"] = workload.sessions.think_time_max_ms;
+    }
   }
   if (!workload.models.empty()) {
     json models = json::array();
@@ -482,6 +491,7 @@ json workload_to_json(const Workload& workload) {
   }
   if (workload.ignore_eos) out["ignore_eos"] = true;
   if (workload.temperature) out["temperature"] = *workload.temperature;
+  if (!workload.cache_retention.empty()) out["cache_retention"] = workload.cache_retention;
   out["timeout_s"] = workload.timeout_s;
   if (workload.slo.is_set()) {
     json slo = json::object();

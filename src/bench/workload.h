@@ -67,7 +67,8 @@ struct PrefixSpec {
 /// Multi-turn sessions: each turn adds a user message after the previous answer, so history grows.
 struct SessionSpec {
   int num_turns = 1;
-  double think_time_ms = 0;  ///< pause between an answer and the next turn
+  double think_time_ms = 0;      ///< pause between an answer and the next turn
+  double think_time_max_ms = 0;  ///< > think_time_ms: each pause drawn uniformly from [think_time_ms, this]
 };
 
 struct ModelWeight {
@@ -109,6 +110,9 @@ struct Workload {
   std::vector<ModelWeight> models;  ///< empty: each target's own model
   bool ignore_eos = false;
   std::optional<double> temperature;
+  /// Sent as OpenAI's prompt_cache_retention ("24h") with prompt_cache_key = the session: ask the
+  /// server to retain each session's prompt (tern pins it; docs/prompt-caching.md). Empty: not sent.
+  std::string cache_retention;
   double timeout_s = 600;
   SloSpec slo;
   std::vector<TargetSpec> targets;

@@ -269,6 +269,7 @@ int run_bench(const BenchOptions& options) {
   run_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(workload->timeout_s * 1000));
   run_options.body.ignore_eos = workload->ignore_eos;
   run_options.body.temperature = workload->temperature;
+  run_options.body.prompt_cache_retention = workload->cache_retention;
   if (!options.is_quiet) run_options.on_progress = progress_printer();
   const std::string started_at = utc_now();
   const auto announce = [&](size_t target) {

@@ -49,6 +49,7 @@ RunOutput run(const Workload& workload, const std::vector<TargetSpec>& targets) 
   out.plan = build_plan(workload, builder);
   RunOptions options;
   options.timeout = std::chrono::seconds(20);
+  options.body.prompt_cache_retention = workload.cache_retention;  // as `tern bench` sets it
   auto result = run_benchmark(out.plan, targets, options);
   EXPECT_TRUE(result.has_value()) << (result ? "" : result.error().message);
   out.result = std::move(*result);
@@ -379,6 +380,47 @@ TEST(BenchFixture, MultiTurnSessionsCarryTheirHistory) {
     // Turn k sends k earlier questions (10 words) and answers (5 words) plus its own question.
     EXPECT_EQ(record.usage.prompt_tokens, static_cast<int64_t>(10 + record.turn * 15));
     EXPECT_EQ(record.client_prompt_tokens, record.usage.prompt_tokens);
+  }
+}
+
+// Agent-shaped sessions: each turn waits its own think time (drawn from a range) after the previous
+// answer, and with cache_retention every request asks the server to retain its session's prompt.
+TEST(BenchFixture, ThinkTimesFromARangeAndCacheRetentionReachTheServer) {
+  FixtureConfig config;
+  config.ttft_ms = 2;
+  config.itl_ms = 1;
+  FixtureServer server(config);
+  server.start();
+  Workload workload = closed_loop(2, 9, 10, 5);
+  workload.sessions = {.num_turns = 3, .think_time_ms = 20, .think_time_max_ms = 80};
+  workload.cache_retention = "24h";
+  RunOutput out = run(workload, {target_for(server)});
+  ASSERT_EQ(out.result.records.size(), 9u);
+  std::set<double> pauses;
+  for (const RequestRecord& record : out.result.records) {
+    ASSERT_TRUE(record.is_ok()) << record.error_detail;
+    const PlannedTurn& turn = out.plan.stages[record.stage].sessions[record.session].turns[record.turn];
+    if (record.turn == 0) {
+      EXPECT_EQ(turn.think_ms, 0);
+      continue;
+    }
+    EXPECT_GE(turn.think_ms, 20);
+    EXPECT_LE(turn.think_ms, 80);
+    pauses.insert(turn.think_ms);
+    const RequestRecord* previous = nullptr;
+    for (const RequestRecord& other : out.result.records) {
+      if (other.session == record.session && other.stage == record.stage && other.turn + 1 == record.turn) previous = &other;
+    }
+    ASSERT_NE(previous, nullptr);
+    EXPECT_GE(record.scheduled_ns - previous->end_ns, static_cast<int64_t>(turn.think_ms * 1e6) - 1'000'000);
+  }
+  EXPECT_GT(pauses.size(), 3u) << "each pause drawn anew";
+  const auto log = server.log();
+  ASSERT_EQ(log.size(), 9u);
+  for (const testing::FixtureRequestLog& request : log) {
+    const auto body = nlohmann::json::parse(request.body);
+    EXPECT_EQ(body["prompt_cache_retention"], "24h");
+    EXPECT_TRUE(body["prompt_cache_key"].get<std::string>().starts_with("s0-"));
   }
 }
 

@@ -129,6 +129,7 @@ class Session : public std::enable_shared_from_this<Session> {
     entry_.arrival_ns = now_ns();
     entry_.model = model_;
     entry_.last_input = std::move(last_input);
+    entry_.body = request_.body();
     entry_.num_prompt_tokens = static_cast<int>(words.size());
     entry_.num_cached_tokens = server_.cached_prefix_words(words);
     const json max_tokens = body.value("max_tokens", json(body.value("max_completion_tokens", json())));

@@ -44,6 +44,7 @@ struct FixtureRequestLog {
   int num_prompt_tokens = 0;
   int num_cached_tokens = 0;
   std::string model;
+  std::string body;  ///< the request body as sent
 };
 
 class FixtureServer {
