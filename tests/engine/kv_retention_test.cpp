@@ -245,6 +245,14 @@ struct SchedFixture {
     requests.push_back(std::move(r));
     return requests.back().get();
   }
+  /// A 17-token request pinning its 4 full blocks for 5 minutes, computed and finished: its blocks
+  /// stay as idle pins. Returns it (for its outcome).
+  SchedRequest* finish_pinned_agent() {
+    SchedRequest* agent = add(seq(1, 17), pin_all(16, seconds(300)));
+    step();
+    sched.remove(agent, now);
+    return agent;
+  }
   /// One step: every sampling chunk appends a token.
   SchedulerOutput step() {
     SchedulerOutput out = sched.schedule(now);
@@ -260,9 +268,7 @@ struct SchedFixture {
 // A running request that outgrows the free blocks takes idle pinned ones; nobody is preempted.
 TEST(KvRetentionScheduler, PinsYieldBeforeARunningRequestIsPreempted) {
   SchedFixture f(8, 4);
-  SchedRequest* agent = f.add(seq(1, 17), pin_all(16, seconds(300)));
-  f.step();
-  f.sched.remove(agent, f.now);
+  const SchedRequest* agent = f.finish_pinned_agent();
   EXPECT_EQ(f.kv.pin_stats().idle_pinned_blocks, 4);
   EXPECT_EQ(agent->pin_outcome.written_tokens(), 16);
   SchedRequest* other = f.add(seq(100, 12));
@@ -277,9 +283,7 @@ TEST(KvRetentionScheduler, PinsYieldBeforeARunningRequestIsPreempted) {
 // A waiting request does not take pinned blocks while others run; it waits for them to finish.
 TEST(KvRetentionScheduler, WaitingRequestsDoNotTakePinsWhileOthersRun) {
   SchedFixture f(8, 4);
-  SchedRequest* agent = f.add(seq(1, 17), pin_all(16, seconds(300)));
-  f.step();
-  f.sched.remove(agent, f.now);
+  f.finish_pinned_agent();
   SchedRequest* running = f.add(seq(100, 5));  // 2 blocks
   f.step();
   SchedRequest* waiting = f.add(seq(200, 9));  // 3 blocks: only 2 free
@@ -295,9 +299,7 @@ TEST(KvRetentionScheduler, WaitingRequestsDoNotTakePinsWhileOthersRun) {
 // With nothing running, a waiting request that does not fit otherwise takes pins (no deadlock).
 TEST(KvRetentionScheduler, WithNothingRunningAWaitingRequestTakesPins) {
   SchedFixture f(8, 4);
-  SchedRequest* agent = f.add(seq(1, 17), pin_all(16, seconds(300)));
-  f.step();
-  f.sched.remove(agent, f.now);
+  f.finish_pinned_agent();
   SchedRequest* big = f.add(seq(100, 25));  // 7 blocks
   f.step();
   EXPECT_EQ(big->state, RequestState::kRunning);
