@@ -26,17 +26,11 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_name
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TERN = os.path.join(ROOT, "build", "tern")
 PRICE = {"input_per_mtok": 1.0, "cached_input_per_mtok": 0.1, "cache_write_per_mtok": 2.0, "output_per_mtok": 5.0}
-
-
-def cpu_name():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def start_server(flags, state, pin_fraction):

@@ -141,7 +141,7 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
     engine_config.org_pin_quota_blocks = config_.kv_pin_quota / std::max<int64_t>(1, kv->block_bytes);
   }
   engine_config.scheduler = config_.scheduler;
-  if (!config_.kv_disk_cache.empty()) {
+  if (!config_.kv_disk_cache.empty() && config_.prefix_caching) {  // without prefix caching nothing would look blocks up
     // Keyed by the model file and the KV layout: another model, or another layout, never reads these blocks.
     auto fingerprint = engine::DiskKvStore::file_fingerprint(*path);
     if (!fingerprint) return fail("model '{}': KV disk cache: {}", config_.name, fingerprint.error().message);

@@ -33,9 +33,16 @@ int64_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>&
 std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const api::Request& request, const std::vector<int32_t>& prompt) const {
   std::vector<engine::PinBreakpoint> out;
   const int64_t prompt_len = static_cast<int64_t>(prompt.size());
+  const auto is_end_of_conversation = [&](const api::CacheBreakpoint& b) {
+    if (b.message + 1 != static_cast<int>(request.messages.size())) return false;
+    const auto& content = request.messages.back()["content"];
+    return !content.is_string() || b.chars >= content.get_ref<const std::string&>().size();
+  };
   for (const api::CacheBreakpoint& b : request.cache_breakpoints) {
     int64_t tokens = prompt_len;
-    if (b.message >= 0 && request.kind == RequestKind::kChat && chat_template_) {
+    // A breakpoint after the last message (Anthropic's top-level form, or a mark on the last block) cuts
+    // nothing: the cut conversation would render to the prompt itself.
+    if (b.message >= 0 && request.kind == RequestKind::kChat && chat_template_ && !is_end_of_conversation(b)) {
       // The conversation cut at the breakpoint, rendered and tokenized: the tokens it shares with the
       // whole prompt are the ones before the breakpoint (a merge across the cut only shortens it).
       nlohmann::ordered_json cut = nlohmann::ordered_json::array();
