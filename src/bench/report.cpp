@@ -122,7 +122,8 @@ json report_json(const ReportInput& input, bool include_requests) {
               {"tokenizer", input.tokenizer},
               {"workload", workload_to_json(input.workload)},
               {"targets", targets},
-              {"results", results}};
+              {"results", results},
+              {"interrupted", input.result.interrupted}};
   if (include_requests) {
     json requests = json::array();
     for (const RequestRecord& record : input.result.records) requests.push_back(record_to_json(record, input.targets));
@@ -135,6 +136,9 @@ std::string report_text(const ReportInput& input) {
   std::string out;
   auto pair = [](const Summary& summary) { return fmt::format("{:.1f} / {:.1f}", summary.p50, summary.p99); };
   size_t current_stage = static_cast<size_t>(-1);
+  if (input.result.interrupted) {
+    out += "\ninterrupted: stopped by a signal; the figures cover the requests sent before it (all of them finished)\n";
+  }
   for (const Metrics& metrics : input.metrics) {
     if (metrics.stage != current_stage) {
       current_stage = metrics.stage;

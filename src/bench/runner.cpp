@@ -1,12 +1,17 @@
 #include "bench/runner.h"
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 namespace tern::bench {
@@ -70,7 +75,7 @@ namespace {
 class Runner {
  public:
   Runner(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options)
-      : plan_(plan), targets_(targets), options_(options), dispatch_timer_(io_), progress_timer_(io_) {}
+      : plan_(plan), targets_(targets), options_(options), dispatch_timer_(io_), progress_timer_(io_), signals_(io_) {}
 
   Result<RunResult> run() {
     for (const TargetSpec& target : targets_) {
@@ -87,6 +92,11 @@ class Runner {
     result_.epoch_steady_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(epoch_.time_since_epoch()).count();
     asio::post(io_, [this] { start_stage(0); });
     arm_progress();
+    if (options_.stop_on_signals) {
+      signals_.add(SIGINT);
+      signals_.add(SIGTERM);
+      wait_for_signal();
+    }
     io_.run();
     for (auto& client : clients_) client->close_idle();
     for (RequestRecord& record : result_.records) finalize_record(record, targets_[record.target].api);
@@ -99,9 +109,10 @@ class Runner {
   }
 
   void start_stage(size_t stage_index) {
-    if (stage_index >= plan_.stages.size()) {
+    if (stage_index >= plan_.stages.size() || is_stopping_) {
       is_done_ = true;
       progress_timer_.cancel();
+      signals_.cancel();
       report_progress();
       return;
     }
@@ -136,6 +147,7 @@ class Runner {
       const PlannedSession& session = stage.sessions[next_arrival_];
       const auto scheduled =
           stage_start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(session.arrival_s));
+      if (is_stopping_) break;
       if (scheduled > now) {
         dispatch_timer_.expires_at(scheduled);
         dispatch_timer_.async_wait([this](boost::system::error_code error) {
@@ -155,7 +167,7 @@ class Runner {
     const bool is_out_of_time = stage.spec.duration_s > 0 &&
                                 std::chrono::duration<double>(Clock::now() - stage_start_).count() >= stage.spec.duration_s;
     size_t& next = next_session_for_target_[target];
-    if (is_out_of_time || next >= stage.sessions.size()) {
+    if (is_out_of_time || is_stopping_ || next >= stage.sessions.size()) {
       --num_workers_;
       return;
     }
@@ -245,7 +257,7 @@ class Runner {
       record.error_detail = std::move(detail);
     }
     ++session->next_turn;
-    const bool has_more_turns = session->next_turn < session->planned->turns.size();
+    const bool has_more_turns = session->next_turn < session->planned->turns.size() && !is_stopping_;
     // The next turn needs this answer now; everything else is parsed after the run.
     if (has_more_turns) finalize_record(record, targets_[session->target].api);
     ++stage_finished_;
@@ -260,19 +272,56 @@ class Runner {
       const Clock::time_point scheduled =
           at + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(think_ms));
       session->think_timer = std::make_unique<asio::steady_timer>(io_, scheduled);
-      session->think_timer->async_wait([this, session, scheduled](boost::system::error_code) { send_turn(session, scheduled); });
+      thinking_.insert(session.get());
+      session->think_timer->async_wait([this, session, scheduled](boost::system::error_code) {
+        thinking_.erase(session.get());
+        if (is_stopping_) {
+          end_session(*session, Clock::now());
+        } else {
+          send_turn(session, scheduled);
+        }
+      });
       return;
     }
+    end_session(*session, at);
+  }
+
+  void end_session(const ActiveSession& session, Clock::time_point at) {
     --num_active_sessions_;
     if (!plan_.stages[stage_index_].spec.arrival.is_open_loop()) {
-      next_closed_loop_session(session->target, at);
+      next_closed_loop_session(session.target, at);
     }
+    maybe_finish_stage();
+  }
+
+  // Ctrl-C (or SIGTERM): stop sending — no new sessions, turns or stages — let the requests in flight
+  // finish, and report what was measured. A second signal quits at once, without a report.
+  void wait_for_signal() {
+    signals_.async_wait([this](boost::system::error_code error, int signal_number) {
+      if (error) return;
+      if (is_stopping_) {
+        std::fprintf(stderr, "\ntern bench: interrupted again: quitting without a report\n");
+        std::_Exit(128 + signal_number);
+      }
+      std::fprintf(stderr, "\ntern bench: stopping: no new requests; waiting for %zu in flight (again to quit without a report)\n",
+                   num_in_flight_);
+      stop();
+      wait_for_signal();
+    });
+  }
+
+  void stop() {
+    is_stopping_ = true;
+    result_.interrupted = true;
+    dispatch_timer_.cancel();
+    for (ActiveSession* session : thinking_) session->think_timer->cancel();
     maybe_finish_stage();
   }
 
   void maybe_finish_stage() {
     const StagePlan& stage = plan_.stages[stage_index_];
-    const bool is_dispatch_over = stage.spec.arrival.is_open_loop() ? next_arrival_ >= stage.sessions.size() : num_workers_ == 0;
+    const bool is_dispatch_over = stage.spec.arrival.is_open_loop() ? next_arrival_ >= stage.sessions.size() || is_stopping_
+                                                                    : num_workers_ == 0;
     if (!is_dispatch_over || num_active_sessions_ > 0 || is_stage_closing_) return;
     is_stage_closing_ = true;
     result_.stages.back().end_ns = since_epoch_ns(Clock::now());
@@ -316,6 +365,8 @@ class Runner {
   asio::io_context io_{1};
   asio::steady_timer dispatch_timer_;
   asio::steady_timer progress_timer_;
+  asio::signal_set signals_;
+  std::set<ActiveSession*> thinking_;  // sessions waiting out a think time
   std::vector<std::unique_ptr<HttpStreamClient>> clients_;
   RunResult result_;
   Clock::time_point epoch_;
@@ -330,6 +381,7 @@ class Runner {
   uint64_t stage_chunks_ = 0;
   bool is_stage_closing_ = false;
   bool is_done_ = false;
+  bool is_stopping_ = false;
 };
 
 }  // namespace
@@ -348,6 +400,7 @@ Result<RunResult> run_benchmark_sequential(const Plan& plan, const std::vector<T
     if (on_target) on_target(target);
     auto one = run_benchmark(plan, {targets[target]}, options);
     if (!one) return std::unexpected(one.error());
+    merged.interrupted = merged.interrupted || one->interrupted;
     if (target == 0) {
       merged.epoch_steady_ns = one->epoch_steady_ns;
       merged.stages = one->stages;
@@ -365,6 +418,7 @@ Result<RunResult> run_benchmark_sequential(const Plan& plan, const std::vector<T
       merged.stages[record.stage].end_ns = std::max(merged.stages[record.stage].end_ns, record.end_ns);
       merged.records.push_back(std::move(record));
     }
+    if (one->interrupted) break;  // the user stopped the run: no further targets
   }
   return merged;
 }

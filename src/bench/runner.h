@@ -73,7 +73,8 @@ struct StageTiming {
 struct RunResult {
   int64_t epoch_steady_ns = 0;  ///< the run's time 0, as steady_clock nanoseconds since its own epoch
   std::vector<RequestRecord> records;
-  std::vector<StageTiming> stages;
+  std::vector<StageTiming> stages;  ///< the stages that started
+  bool interrupted = false;         ///< stopped early by a signal (RunOptions::stop_on_signals)
 };
 
 struct RunProgress {
@@ -93,6 +94,9 @@ struct RunOptions {
   RequestBodyOptions body;  ///< max_tokens is set per request
   std::chrono::milliseconds progress_interval{250};
   std::function<void(const RunProgress&)> on_progress;
+  /// SIGINT / SIGTERM stop the run early: nothing new is sent, requests in flight finish, and the result
+  /// covers what was measured (marked interrupted). A second signal exits the process at once.
+  bool stop_on_signals = false;
 };
 
 /// Runs every stage of `plan` against every target, one stage after the other. Fails only for set-up

@@ -271,6 +271,7 @@ int run_bench(const BenchOptions& options) {
   run_options.body.temperature = workload->temperature;
   run_options.body.prompt_cache_retention = workload->cache_retention;
   if (!options.is_quiet) run_options.on_progress = progress_printer();
+  run_options.stop_on_signals = true;  // Ctrl-C reports what was measured so far
   const std::string started_at = utc_now();
   const auto announce = [&](size_t target) {
     if (!options.is_quiet) {

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <map>
 
 #include "bench/metrics.h"
@@ -422,6 +423,49 @@ TEST(BenchFixture, ThinkTimesFromARangeAndCacheRetentionReachTheServer) {
     EXPECT_EQ(body["prompt_cache_retention"], "24h");
     EXPECT_TRUE(body["prompt_cache_key"].get<std::string>().starts_with("s0-"));
   }
+}
+
+// Ctrl-C: nothing new is sent (no turn, session or stage), what is in flight finishes, and the result
+// is what was measured, marked interrupted. Sessions waiting out a think time end there.
+TEST(BenchFixture, SigintStopsSendingAndKeepsWhatWasMeasured) {
+  FixtureConfig config;
+  config.ttft_ms = 2;
+  config.itl_ms = 1;
+  FixtureServer server(config);
+  server.start();
+  Workload workload = closed_loop(3, 3000, 10, 5);
+  workload.sessions = {.num_turns = 4, .think_time_ms = 30, .think_time_max_ms = 60};
+  workload.stages.push_back(workload.stages[0]);  // a second stage that must never start
+  const PromptBuilder builder = PromptBuilder::whitespace_words();
+  const Plan plan = build_plan(workload, builder);
+  RunOptions options;
+  options.timeout = std::chrono::seconds(20);
+  options.stop_on_signals = true;
+  options.progress_interval = std::chrono::milliseconds(5);
+  bool raised = false;
+  options.on_progress = [&](const RunProgress& progress) {
+    if (!raised && progress.num_finished >= 10) {
+      raised = true;
+      std::raise(SIGINT);
+    }
+  };
+  const auto started = std::chrono::steady_clock::now();
+  auto result = run_benchmark(plan, {target_for(server)}, options);
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10)) << "3000 planned; the run must stop early";
+  ASSERT_TRUE(raised);
+  EXPECT_TRUE(result->interrupted);
+  ASSERT_EQ(result->stages.size(), 1u) << "no stage starts after the signal";
+  EXPECT_GE(result->records.size(), 10u);
+  EXPECT_LT(result->records.size(), 100u);
+  for (const RequestRecord& record : result->records) {
+    EXPECT_TRUE(record.is_ok()) << "in flight at the signal, and allowed to finish: " << record.error_detail;
+    EXPECT_GE(record.end_ns, 0);
+  }
+  EXPECT_EQ(server.log().size(), result->records.size()) << "every request sent is in the result";
+  const std::vector<Metrics> metrics = compute_metrics(*result, plan, {target_for(server)}, workload.slo);
+  ASSERT_EQ(metrics.size(), 1u);
+  EXPECT_EQ(metrics[0].num_ok, result->records.size());
 }
 
 TEST(BenchFixture, ErrorsAreCountedByKind) {
