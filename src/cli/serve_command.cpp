@@ -41,6 +41,7 @@ struct ServeOptions {
   int64_t max_batch_tokens = 512;
   std::string itl_target = "100ms";
   std::string max_prefill_wait = "2s";
+  std::string prefill_order = "fcfs";
   int64_t max_running = 64;
   int64_t max_waiting = 4096;
   bool no_prefix_caching = false;
@@ -132,6 +133,9 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
   if (!max_prefill_wait) return fail("--max-prefill-wait: {}", max_prefill_wait.error().message);
   m.scheduler = {.max_batch_tokens = o.max_batch_tokens, .max_running = o.max_running, .itl_target_s = *itl_target,
                  .max_prefill_wait_s = *max_prefill_wait};
+  auto prefill_order = engine::parse_prefill_order(o.prefill_order);
+  if (!prefill_order) return fail("--prefill-order: must be fcfs or shortest (got \"{}\")", o.prefill_order);
+  m.scheduler.prefill_order = *prefill_order;
   m.max_waiting = o.max_waiting;
   m.prefix_caching = !o.no_prefix_caching;
   m.kv_pin_fraction = o.kv_pin_fraction;
@@ -297,6 +301,10 @@ Runner add_serve_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--max-prefill-wait", o->max_prefill_wait,
                       "Past this wait since arrival, a prompt plans against --itl-target scaled by wait / this (ageing: prompts never starve)")
+      ->capture_default_str();
+  command->add_option("--prefill-order", o->prefill_order,
+                      "Which prompts get prefill first: fcfs (arrival order) or shortest (least uncached prompt work left; "
+                      "prompts past --max-prefill-wait go first)")
       ->capture_default_str();
   command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));

@@ -170,7 +170,7 @@ Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::
 
 Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "model", "chat_template", "threads", "context", "kv_cache_memory", "max_batch_tokens",
-                                        "itl_target", "max_prefill_wait", "max_running", "max_waiting", "prefix_caching", "kv_pin_fraction",
+                                        "itl_target", "max_prefill_wait", "prefill_order", "max_running", "max_waiting", "prefix_caching", "kv_pin_fraction",
                                         "kv_pin_quota", "kv_disk_cache", "kv_disk_bytes", "preload",
                                         "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases", "loras", "max_loras",
                                         "max_lora_rank"});
@@ -191,6 +191,13 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   TRY_ASSIGN(m.scheduler.max_batch_tokens, r.integer(entry, at, "max_batch_tokens", 1, 1 << 16, 512));
   TRY_ASSIGN(m.scheduler.itl_target_s, r.seconds(entry, at, "itl_target", 0.1));
   TRY_ASSIGN(m.scheduler.max_prefill_wait_s, r.seconds(entry, at, "max_prefill_wait", 2.0));
+  std::string prefill_order;
+  TRY_ASSIGN(prefill_order, r.string(entry, at, "prefill_order", false, "fcfs"));
+  if (auto order = engine::parse_prefill_order(prefill_order)) {
+    m.scheduler.prefill_order = *order;
+  } else {
+    return r.error(entry["prefill_order"], Reader::join(at, "prefill_order"), "must be fcfs or shortest (got \"{}\")", prefill_order);
+  }
   TRY_ASSIGN(m.scheduler.max_running, r.integer(entry, at, "max_running", 1, 1 << 16, 64));
   TRY_ASSIGN(m.max_waiting, r.integer(entry, at, "max_waiting", 0, 1 << 20, 4096));
   TRY_ASSIGN(m.prefix_caching, r.boolean(entry, at, "prefix_caching", true));

@@ -1,7 +1,7 @@
 // Cache retention (pins) in the KV manager and the scheduler, driven by a test clock: a pinned prefix
 // survives LRU churn, expires after its TTL, a hit renews it; per-owner quota and pool-wide limit;
 // cache writes vs reads by TTL; running requests take idle pinned blocks before anyone is preempted,
-// waiting ones do not while others run; a random stress test with the accounting invariants and a
+// waiting ones do not while others run (until they have waited past max_prefill_wait_s); a random stress test with the accounting invariants and a
 // shadow of the KV memory that checks every hit hands out the right K/V.
 
 #include "engine/kv/kv_manager.h"
@@ -294,6 +294,25 @@ TEST(KvRetentionScheduler, WaitingRequestsDoNotTakePinsWhileOthersRun) {
   f.step();
   EXPECT_EQ(waiting->state, RequestState::kRunning);
   EXPECT_EQ(f.kv.pin_stats().pinned_blocks, 4);
+}
+
+// Pins do not hold a new arrival back for longer than max_prefill_wait_s (2 s here; a step is 1 s):
+// past it, the waiting request takes the idle pins it needs although others run.
+TEST(KvRetentionScheduler, AWaitingRequestTakesPinsOnceItHasWaitedTooLong) {
+  SchedFixture f(8, 4);
+  f.finish_pinned_agent();
+  SchedRequest* running = f.add(seq(100, 5));  // 2 blocks, then a third as it grows
+  f.step();
+  SchedRequest* waiting = f.add(seq(200, 9));  // 3 blocks: only 1-2 free
+  for (int waited_s = 0; waited_s <= 2; ++waited_s) {
+    f.step();
+    EXPECT_EQ(waiting->state, RequestState::kWaiting) << "waited " << waited_s << " s: not yet";
+  }
+  EXPECT_EQ(f.kv.pin_stats().pinned_blocks, 4);
+  f.step();
+  EXPECT_EQ(waiting->state, RequestState::kRunning) << "waited 3 s: it takes pins";
+  EXPECT_EQ(running->state, RequestState::kRunning);
+  EXPECT_GT(f.kv.pin_stats().yielded, 0);
 }
 
 // With nothing running, a waiting request that does not fit otherwise takes pins (no deadlock).

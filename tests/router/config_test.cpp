@@ -21,6 +21,7 @@ models:
     threads: 2
     kv_cache_memory: 256M
     itl_target: 80ms
+    prefill_order: shortest
     preload: false
     idle_unload: 5m
     aliases: [small]
@@ -60,6 +61,7 @@ TEST(GatewayConfig, AFullFileParses) {
   EXPECT_EQ(m.model.threads, 2);
   EXPECT_EQ(m.model.kv_cache_memory, int64_t{256} << 20);
   EXPECT_DOUBLE_EQ(m.model.scheduler.itl_target_s, 0.08);
+  EXPECT_EQ(m.model.scheduler.prefill_order, engine::PrefillOrder::kShortestFirst);
   EXPECT_FALSE(m.model.preload);
   EXPECT_DOUBLE_EQ(m.model.idle_unload_s, 300);
   EXPECT_EQ(m.aliases, std::vector<std::string>{"small"});
@@ -91,8 +93,10 @@ TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
   EXPECT_EQ(refused("models:\n  - model: x\n    threds: 2\n"),
             "t.yaml:3:5: models[0].threds: unknown key (known: aliases, breaker, chat_template, context, idle_unload, itl_target, "
             "kv_cache_memory, kv_disk_bytes, kv_disk_cache, kv_pin_fraction, kv_pin_quota, loras, max_batch_tokens, "
-            "max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, max_waiting, model, name, prefix_caching, "
-            "preload, prices, retries, threads)");
+            "max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, max_waiting, model, name, prefill_order, "
+            "prefix_caching, preload, prices, retries, threads)");
+  EXPECT_EQ(refused("models:\n  - model: x\n    prefill_order: sjf\n"),
+            "t.yaml:3:20: models[0].prefill_order: must be fcfs or shortest (got \"sjf\")");
   // LoRA adapters: their names share the one namespace, and must be usable in metric labels.
   EXPECT_EQ(refused("models:\n  - model: x\n    name: x\n    loras:\n      - {name: x, path: a.gguf}\n"),
             "t.yaml:5:9: models[0].loras[0].name: the name \"x\" is used twice (models, deployments and routes share one namespace)");

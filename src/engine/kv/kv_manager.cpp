@@ -194,6 +194,21 @@ void KvManager::apply_pins(RequestBlocks& request, const PinRequest& pins, PinOu
   request.num_pin_checked = std::max(request.num_pin_checked, end);
 }
 
+int64_t KvManager::cached_prefix_tokens(std::span<const int32_t> tokens, uint64_t extra_key) const {
+  if (!prefix_caching_ || tokens.empty()) return 0;
+  const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
+  uint64_t parent = 0;
+  int64_t i = 0;
+  for (; i < max_blocks; ++i) {
+    const auto block_tokens = tokens.subspan(static_cast<size_t>(i * block_size_), static_cast<size_t>(block_size_));
+    const uint64_t h = block_hash(parent, block_tokens, extra_key);
+    auto it = cached_.find(h);
+    if (it == cached_.end() || !matches(it->second, parent, block_tokens)) break;
+    parent = h;
+  }
+  return i * block_size_;
+}
+
 int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const int32_t> tokens, uint64_t extra_key,
                                          KvClock::time_point now) {
   stats_.queries += static_cast<int64_t>(tokens.size());

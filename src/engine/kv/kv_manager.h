@@ -122,6 +122,10 @@ class KvManager {
   }
   int64_t blocks_for(int64_t num_tokens) const { return (num_tokens + block_size_ - 1) / block_size_; }
 
+  /// How many tokens of `tokens` acquire_cached_prefix() would find in RAM now, without taking them:
+  /// no references, statistics, pin renewals or lower-tier reads.
+  int64_t cached_prefix_tokens(std::span<const int32_t> tokens, uint64_t extra_key) const;
+
   /// For a request with no blocks yet: takes the longest cached prefix of `tokens` (whole blocks,
   /// leaving at least one token to compute, since the last prompt token must produce logits) and
   /// returns how many tokens it covers. Counts toward the prefix-cache statistics; a pinned block

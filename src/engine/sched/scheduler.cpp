@@ -52,6 +52,12 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
   waiting_.push_front(victim);
 }
 
+std::optional<PrefillOrder> parse_prefill_order(std::string_view name) {
+  if (name == "fcfs") return PrefillOrder::kFcfs;
+  if (name == "shortest") return PrefillOrder::kShortestFirst;
+  return std::nullopt;
+}
+
 int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
                                      Clock::time_point now) const {
   // Nobody is streaming in this step: the token budget decides.
@@ -81,6 +87,59 @@ int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted
   return lo;
 }
 
+// Prompts by highest response ratio first: (time waited since arrival + prefill time left) / prefill
+// time left, running prompts and waiting requests together. The prefill time left is the uncached
+// prompt tokens not yet computed (a cached prefix counts as done) times the step-time model's cost per
+// token. Every new prompt starts at ratio 1 and a short one rises fast, so a returning conversation with
+// its history cached goes ahead of long uncached prompts within a step or two; a long prompt's ratio
+// keeps rising while it waits, so it overtakes any newcomer and never starves. A waiting prompt that does
+// not fit stops further admissions this step, as in FCFS order (blocks are short).
+void Scheduler::schedule_prompts_shortest_first(Clock::time_point now, const int64_t& budget,
+                                                const std::function<bool(SchedRequest*, bool)>& serve_running,
+                                                const std::function<bool(SchedRequest*)>& admit) {
+  struct Candidate {
+    SchedRequest* request;
+    double ratio;
+    int64_t left;
+    bool waiting;
+  };
+  std::vector<Candidate> candidates;
+  const double per_token_s = std::max(cost_model_.coefficients().per_token_s, kMinPrefillSecondsPerToken);
+  const auto ratio = [&](const SchedRequest& r, int64_t left) {
+    const double waited_s = r.arrival == Clock::time_point{} ? 0 : std::chrono::duration<double>(now - r.arrival).count();
+    const double service_s = static_cast<double>(std::max<int64_t>(left, 1)) * per_token_s;
+    return (std::max(waited_s, 0.0) + service_s) / service_s;
+  };
+  for (SchedRequest* r : running_) {
+    if (r->remaining() > 1) candidates.push_back({r, ratio(*r, r->remaining()), r->remaining(), false});
+  }
+  size_t considered = 0;
+  for (SchedRequest* r : waiting_) {
+    if (++considered > kMaxWaitingConsidered) break;  // a deep queue: the rest keep their FCFS turn
+    const int64_t cached = r->blocks.table.empty() ? kv_.cached_prefix_tokens(r->tokens, r->cache_key) : r->num_computed;
+    const int64_t left = r->remaining() - cached;
+    candidates.push_back({r, ratio(*r, left), left, true});
+  }
+  std::stable_sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.ratio != b.ratio) return a.ratio > b.ratio;
+    return a.left < b.left;
+  });
+  bool admitting = true, admitted = false;
+  for (const Candidate& c : candidates) {
+    if (budget <= 0) break;
+    if (c.waiting) {
+      if (admitting && admit(c.request)) {
+        admitted = true;
+      } else {
+        admitting = false;
+      }
+      continue;
+    }
+    if (c.request->state != RequestState::kRunning) continue;  // preempted earlier in this step
+    if (!serve_running(c.request, /*may_preempt=*/!admitted)) break;
+  }
+}
+
 SchedulerOutput Scheduler::schedule(Clock::time_point now) {
   kv_.expire_pins(now);
   SchedulerOutput output;
@@ -102,50 +161,65 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
     return allowed;
   };
 
-  // Running requests: decodes first, then prompts part-way through prefill.
-  for (const bool decode_pass : {true, false}) {
-    for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
-      SchedRequest* request = running_[i];
-      const int64_t remaining = request->remaining();
-      if (remaining <= 0 || (remaining == 1) != decode_pass) continue;
-      const int64_t n = chunk_size(*request);
-      if (n <= 0) break;  // the step is full under the ITL target; older prompts go first next step
-      // Out of blocks: idle pinned blocks go first; then the newest running request gives its blocks
-      // up, which may be this one.
-      while (!kv_.allocate_slots(request->blocks, request->num_computed + n, /*may_take_pins=*/true)) {
-        SchedRequest* victim = running_.back();
-        preempt(victim, output, budget, now);
-        if (victim == request) break;
-      }
-      if (request->state != RequestState::kRunning) break;  // preempted itself: everything newer is gone too
-      take(request, n);
+  // Running requests with one token to compute (decodes) first, so streams keep their pace.
+  // False: the step is full. Without `may_preempt` (a request was admitted this step: it would be the
+  // victim), a prompt that finds no free block waits for the next step.
+  const auto serve_running = [&](SchedRequest* request, bool may_preempt) {
+    const int64_t n = chunk_size(*request);
+    if (n <= 0) return false;  // full under the ITL target; the prompts ahead go first next step
+    // Out of blocks: idle pinned blocks go first; then the newest running request gives its blocks
+    // up, which may be this one.
+    while (!kv_.allocate_slots(request->blocks, request->num_computed + n, /*may_take_pins=*/true)) {
+      if (!may_preempt) return false;
+      SchedRequest* victim = running_.back();
+      preempt(victim, output, budget, now);
+      if (victim == request) break;
     }
-  }
-
-  // Waiting requests, first come first served; none while preempting (blocks are short).
-  while (output.num_preempted == 0 && budget > 0 && !waiting_.empty() &&
-         static_cast<int64_t>(running_.size()) < config_.max_running) {
-    SchedRequest* request = waiting_.front();
+    if (request->state != RequestState::kRunning) return false;  // preempted itself: everything newer is gone too
+    take(request, n);
+    return true;
+  };
+  // A waiting request with its cached prefix taken from the KV manager; false: not admitted (no room).
+  const auto admit = [&](SchedRequest* request) {
+    if (output.num_preempted > 0 || budget <= 0 || static_cast<int64_t>(running_.size()) >= config_.max_running) return false;
     const PrefixCacheStats stats_before = kv_.prefix_stats();
     if (request->blocks.table.empty()) {
       request->num_computed = kv_.acquire_cached_prefix(request->blocks, request->tokens, request->cache_key, now);
     }
     const int64_t n = chunk_size(*request);
-    // Pins hold their blocks against new arrivals, unless nothing runs (then nothing else would free any).
-    if (n <= 0 || !kv_.allocate_slots(request->blocks, request->num_computed + n, /*may_take_pins=*/running_.empty())) {
+    // Pins hold their blocks against new arrivals, unless nothing runs (then nothing else would free
+    // any) or the arrival has waited past max_prefill_wait_s: retention must not turn into queueing.
+    const bool waited_long = config_.max_prefill_wait_s > 0 && request->arrival != Clock::time_point{} &&
+                             std::chrono::duration<double>(now - request->arrival).count() > config_.max_prefill_wait_s;
+    if (n <= 0 || !kv_.allocate_slots(request->blocks, request->num_computed + n, running_.empty() || waited_long)) {
       // Not admitted after all: give the prefix back, and do not count a lookup that will be redone.
       kv_.free(request->blocks, now);
       kv_.restore_prefix_stats(stats_before);
       request->num_computed = 0;
-      break;
+      return false;
     }
     if (request->num_cached_prompt_tokens < 0) {
       request->num_cached_prompt_tokens = std::min(request->num_computed, request->num_prompt_tokens);
     }
-    waiting_.pop_front();
+    std::erase(waiting_, request);
     request->state = RequestState::kRunning;
     running_.push_back(request);
     take(request, n);
+    return true;
+  };
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    if (running_[i]->remaining() == 1 && !serve_running(running_[i], true)) break;
+  }
+  if (config_.prefill_order == PrefillOrder::kShortestFirst) {
+    schedule_prompts_shortest_first(now, budget, serve_running, admit);
+  } else {
+    // Prompts part-way through prefill, oldest first; then waiting requests, first come first served
+    // (none while preempting: blocks are short).
+    for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+      if (running_[i]->remaining() > 1 && !serve_running(running_[i], true)) break;
+    }
+    while (!waiting_.empty() && admit(waiting_.front())) {
+    }
   }
   output.predicted_seconds = cost_model_.predict(output.shape);
   return output;

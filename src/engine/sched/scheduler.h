@@ -9,6 +9,10 @@
 //      while long prompts arrive;
 //   2. running requests part-way through their prompt (chunked prefill), oldest first;
 //   3. waiting requests, first come first served, with their cached prefix taken from the KV manager.
+// With `prefill_order` kShortestFirst, 2 and 3 are one list instead, highest response ratio first:
+// (time waited + prefill time left) / prefill time left, where a cached prefix counts as done. A
+// returning conversation whose history is cached is not queued behind long uncached prompts, and a long
+// prompt's ratio keeps rising while it waits, so it never starves.
 //
 // Inter-token target (stall-free batching): with `itl_target_s` set, a step that carries decodes takes
 // prompt tokens only as far as the step-time model (step_cost_model.h) predicts the step to stay under
@@ -26,6 +30,9 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "engine/kv/kv_manager.h"
@@ -35,12 +42,22 @@ namespace tern::engine {
 
 using Clock = std::chrono::steady_clock;
 
+/// Which prompt gets the step's prefill tokens first.
+enum class PrefillOrder {
+  kFcfs,           ///< running prompts oldest first, then waiting ones in arrival order
+  kShortestFirst,  ///< highest response ratio (wait + prefill left) / prefill left first; cache hits count as done
+};
+
+/// "fcfs" | "shortest" (flags and config files); nullopt for anything else.
+std::optional<PrefillOrder> parse_prefill_order(std::string_view name);
+
 struct SchedulerConfig {
   int64_t max_batch_tokens = 512;  ///< tokens computed per step, all requests together
   int64_t max_running = 64;        ///< requests holding KV blocks at once
   double itl_target_s = 0;         ///< predicted step time to keep under while streams decode; 0: off
   int64_t min_prefill_chunk = 16;  ///< prompt tokens the oldest prompt in progress gets per step, at least
   double max_prefill_wait_s = 2.0; ///< after this long since arrival, a prompt's target grows with its wait
+  PrefillOrder prefill_order = PrefillOrder::kFcfs;
   StepCostCoefficients step_cost_prior{};
 };
 
@@ -113,6 +130,17 @@ class Scheduler {
   /// How many of `request`'s next `wanted` prompt tokens fit this step under the ITL target.
   int64_t prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
                             Clock::time_point now) const;
+
+  /// PrefillOrder::kShortestFirst: running prompts and waiting requests together, least work left first.
+  void schedule_prompts_shortest_first(Clock::time_point now, const int64_t& budget,
+                                       const std::function<bool(SchedRequest*, bool)>& serve_running,
+                                       const std::function<bool(SchedRequest*)>& admit);
+
+  /// Waiting requests whose cached prefix is looked up each step for kShortestFirst (a bound on the work).
+  static constexpr size_t kMaxWaitingConsidered = 256;
+  /// Floor of the per-token prefill cost in response ratios (a model fitted to near zero would make
+  /// every ratio huge and the order arbitrary).
+  static constexpr double kMinPrefillSecondsPerToken = 1e-5;
 
   SchedulerConfig config_;
   KvManager& kv_;
