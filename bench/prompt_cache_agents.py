@@ -2,40 +2,59 @@
 """Prompt-cache retention on agent traffic: agent sessions (a shared system prompt, a context that grows
 turn by turn, think time between turns) on a server that also carries one-shot background requests
 churning its KV pool — tern with retention (every agent request sends prompt_cache_retention: 24h),
-tern with plain LRU prefix caching, and tern with caching off, one after another on a fresh server.
+tern with plain LRU prefix caching, tern with caching off, and llama.cpp's llama-server with its prompt
+cache (same KV size), one after another on a fresh server.
 
     .venv/bin/python bench/prompt_cache_agents.py [--sessions 12] [--concurrency 6] [--think 10,30]
-                                                  [--background 2,1500] [--pin-fraction 0.75]
+                                                  [--prefix 8,2048] [--background 2,1500] [--kv 540M]
+                                                  [--pin-fraction 0.75] [--prefill-order shortest]
+                                                  [--configs retention,lru,off,llama-server]
 
 Scaled to SmolLM2 on 2 cores (the issue's 4-8k-token prompts and 30-300 s think times take hours on this
-machine; the shape is the same): system prompt 1024 tokens, 4 turns of 100-200 new tokens and 32 output
-tokens, think time uniform in [10, 30] s, 6 sessions at a time (closed loop) out of 12; background: 2
-streams of unique 1500-token prompts (8 output tokens) for as long as the agents run. KV cache 12k
-tokens (270 MiB), of which retention may pin 75 %: it cannot hold every session and the background
-besides. Both loads are `tern bench` runs against the same server; the agents' report is the result
-(TTFT p50/p99, output tok/s, effective cost with input 1.0, cached 0.1, cache write 2.0, output 5.0 USD
-per 1M tokens, cached share of prompt tokens).
+machine; the shape is the same): 8 agent types, each with its own 2048-token system prompt and tools
+(a session picks one), 4 turns of 100-200 new tokens and 32 output tokens, think time uniform in
+[10, 30] s, 6 sessions at a time (closed loop) out of 12; background: 2 streams of unique 1500-token
+prompts (8 output tokens) for as long as the agents run (stopped with SIGINT, which makes `tern bench`
+report what it measured). KV cache 540 MiB (~24.5k tokens), of which retention may pin 75 %: it cannot
+hold every agent type, the sessions' histories and the background. tern serves with
+`--prefill-order shortest`. Both loads are `tern bench` runs against the same server; the agents'
+report is the result: TTFT p50/p99 over all turns and over returning turns only (the turns after a think
+time, the ones a cache can serve), output tok/s, cached share of prompt tokens, effective cost with
+input 1.0, cached 0.1, cache write 2.0 (and, from the same counts, 1.25), output 5.0 USD per 1M tokens,
+and the server's KV evictions and pins given up under pressure.
 """
 import argparse
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 from machine import cpu_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TERN = os.path.join(ROOT, "build", "tern")
+LLAMA_SERVER = os.path.join(ROOT, "build-peer", "bin", "llama-server")
+MODEL_FILE = os.path.expanduser("~/.cache/tern/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+KV_BYTES_PER_TOKEN = 30 * 2 * 192 * 2  # SmolLM2-135M: 30 layers, K and V, 3 KV heads x 64, f16
+
+
+def kv_tokens(size):
+    """What --kv-cache-memory SIZE holds, in tokens: llama-server gets a unified KV of the same size."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(size[:-1]) * units[size[-1].upper()]) // KV_BYTES_PER_TOKEN
 PRICE = {"input_per_mtok": 1.0, "cached_input_per_mtok": 0.1, "cache_write_per_mtok": 2.0, "output_per_mtok": 5.0}
 
 
-def start_server(flags, state, pin_fraction):
+def start_server(flags, state, args):
     proc = subprocess.Popen([TERN, "serve", "-m", "smollm2-135m", "--port", "0", "-t", "2", "--context", "4096",
-                             "--kv-cache-memory", "270M", "--kv-pin-fraction", str(pin_fraction), "--ledger", "off",
+                             "--kv-cache-memory", args.kv, "--kv-pin-fraction", str(args.pin_fraction), "--ledger", "off",
+                             "--prefill-order", args.prefill_order,
                              "--keys-db", os.path.join(state, "keys.db"), *flags], stderr=subprocess.PIPE, text=True)
     url = None
     for line in proc.stderr:
@@ -49,13 +68,74 @@ def start_server(flags, state, pin_fraction):
     return proc, url
 
 
+def start_llama_server(state, kv):
+    """llama.cpp's server as shipped: one unified KV of the same size as tern's, 8 slots (6 agents + 2
+    background streams), its default prompt cache (per-slot prefix reuse, and --cache-ram, default 8 GiB
+    of host RAM for prompts that leave a slot)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(os.path.join(state, "llama-server.log"), "w")
+    proc = subprocess.Popen([LLAMA_SERVER, "-m", MODEL_FILE, "--alias", "smollm2-135m", "--port", str(port), "-t", "2",
+                             "-tb", "2", "-np", "8", "-kvu", "-c", str(kv_tokens(kv)), "--no-webui"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama-server exited with {proc.returncode}; see {log.name}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("llama-server not ready in time")
+
+
+def percentile(values, q):
+    """Linear interpolation between closest ranks (as tern bench reports them)."""
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    rank = q / 100 * (len(values) - 1)
+    lo = int(rank)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (rank - lo)
+
+
+def effective_at_write(tokens, write_price):
+    """The run's effective cost with another cache-write price (Anthropic's 5-minute writes are 1.25x input;
+    PRICE uses 2x, its 1-hour price), from the same token counts."""
+    prompt, cached, written = tokens["prompt"]["server"], tokens["cached"], tokens.get("cache_write", 0)
+    output = tokens["output"]["server"]
+    return ((prompt - cached - written) * PRICE["input_per_mtok"] + cached * PRICE["cached_input_per_mtok"] +
+            written * write_price + output * PRICE["output_per_mtok"]) / 1e6
+
+
+def kv_counters(url):
+    """The server's KV counters: RAM evictions, pins given up under pressure, prefix-cache hits."""
+    try:
+        text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    except Exception:  # llama-server serves no /metrics without --metrics, and has none of these
+        return {}
+    wanted = {"tern:kv_evictions_total": "evictions", "tern:kv_pin_yields_total": "pin_yields",
+              "tern:prefix_cache_hits_total": "hit_tokens"}
+    out = {}
+    for line in text.splitlines():
+        name = line.split("{")[0].split(" ")[0]
+        if name in wanted:
+            out[wanted[name]] = out.get(wanted[name], 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def bench(url, workload, state, name):
     path = os.path.join(state, f"{name}.json")
     report = os.path.join(state, f"{name}-report.json")
     workload = dict(workload, targets=[{"name": name, "url": url + "/v1", "model": "smollm2-135m", "price": PRICE}])
     with open(path, "w") as f:
         json.dump(workload, f)
-    return subprocess.Popen([TERN, "bench", "--workload", path, "--json", report, "-q", "--tokenizer", "smollm2-135m"],
+    return subprocess.Popen([TERN, "bench", "--workload", path, "--json", report, "--json-requests", "-q", "--tokenizer", "smollm2-135m"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), report
 
 
@@ -64,28 +144,38 @@ def main():
     parser.add_argument("--sessions", type=int, default=12)
     parser.add_argument("--concurrency", type=int, default=6)
     parser.add_argument("--think", default="10,30", help="think time range in seconds")
-    parser.add_argument("--configs", default="retention,lru,off")
+    parser.add_argument("--configs", default="retention,lru,off,llama-server")
     parser.add_argument("--background", default="2,1500", help="background streams, prompt tokens")
     parser.add_argument("--pin-fraction", type=float, default=0.75)
+    parser.add_argument("--prefix", default="8,2048", help="agent types (system prompt + tools), tokens each")
+    parser.add_argument("--kv", default="540M", help="tern serve --kv-cache-memory (llama-server gets the same tokens)")
+    parser.add_argument("--prefill-order", default="shortest", help="tern serve --prefill-order: shortest or fcfs")
     args = parser.parse_args()
     think_lo, think_hi = (float(x) for x in args.think.split(","))
     turns = 4
-    agents = {"seed": 11, "prefix": {"groups": 1, "length_tokens": 1024},
+    prefix_groups, prefix_tokens = (int(x) for x in args.prefix.split(","))
+    agents = {"seed": 11, "prefix": {"groups": prefix_groups, "length_tokens": prefix_tokens},
               "sessions": {"turns": turns, "think_time_ms": think_lo * 1000, "think_time_max_ms": think_hi * 1000},
               "input_tokens": {"dist": "uniform", "min": 100, "max": 200}, "output_tokens": 32, "ignore_eos": True,
               "arrival": {"type": "concurrency", "concurrency": args.concurrency}, "requests": args.sessions * turns}
     bg_streams, bg_tokens = (int(x) for x in args.background.split(","))
     background = {"seed": 12, "input_tokens": bg_tokens, "output_tokens": 8, "ignore_eos": True,
-                  "arrival": {"type": "concurrency", "concurrency": bg_streams}, "requests": 100000, "duration_s": 3600}
-    print(f"CPU: {cpu_name()}; tern serve -t 2, SmolLM2-135M Q4_1, KV 270 MiB (~12k tokens), --kv-pin-fraction {args.pin_fraction}")
-    print(f"agents: {args.sessions} sessions x {turns} turns, {args.concurrency} at a time, think {think_lo:g}-{think_hi:g} s; "
+                  "arrival": {"type": "concurrency", "concurrency": bg_streams}, "requests": 2000, "duration_s": 3600}
+    print(f"CPU: {cpu_name()}; tern serve -t 2, SmolLM2-135M Q4_1, KV {args.kv} (~{kv_tokens(args.kv)} tokens), "
+          f"--kv-pin-fraction {args.pin_fraction}, "
+          f"--prefill-order {args.prefill_order}")
+    print(f"agents: {args.sessions} sessions x {turns} turns, {args.concurrency} at a time, think {think_lo:g}-{think_hi:g} s, "
+          f"{prefix_groups} agent types with {prefix_tokens}-token system prompts; "
           f"background: {bg_streams} streams of unique {bg_tokens}-token prompts")
     print(f"{'config':<10} | {'TTFT p50 ms':>11} | {'TTFT p99 ms':>11} | {'out tok/s':>9} | {'cached %':>8} | "
-          f"{'eff. cost $':>11} | {'list cost $':>11} | background reqs")
+          f"{'returning p50/p99 ms':>20} | {'eff. cost $':>11} | {'at write 1.25':>13} | {'list cost $':>11} | background reqs | KV evictions | pin yields")
     for config in args.configs.split(","):
         with tempfile.TemporaryDirectory(prefix="tern-agents-") as state:
-            flags = ["--no-prefix-caching"] if config == "off" else []
-            server, url = start_server(flags, state, args.pin_fraction)
+            if config == "llama-server":
+                server, url = start_llama_server(state, args.kv)
+            else:
+                flags = ["--no-prefix-caching"] if config == "off" else []
+                server, url = start_server(flags, state, args)
             try:
                 workload = dict(agents, cache_retention="24h") if config == "retention" else agents
                 bg, bg_report = bench(url, background, state, "background")
@@ -94,13 +184,17 @@ def main():
                 _, err = agent.communicate()
                 if agent.returncode != 0:
                     print(err, file=sys.stderr)
+                counters = kv_counters(url)
                 bg.send_signal(signal.SIGINT)
                 try:
                     bg.wait(120)
                 except subprocess.TimeoutExpired:
                     bg.kill()
                 with open(agent_report) as f:
-                    result = json.load(f)["results"][0]
+                    report = json.load(f)
+                result = report["results"][0]
+                # Returning turns: the requests after a think time, whose context a cache can have kept.
+                returning = [r["ttft_ms"] for r in report["requests"] if r["turn"] > 0 and r["ttft_ms"] is not None]
                 bg_requests = "?"
                 if os.path.exists(bg_report):
                     with open(bg_report) as f:
@@ -108,13 +202,17 @@ def main():
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(60)
+        def count(name):
+            return f"{counters[name]:.0f}" if name in counters else "-"
         ttft = result["latency_ms"]["ttft"]
+        returning_ttft = f"{percentile(returning, 50):.0f} / {percentile(returning, 99):.0f}"
         tokens = result["tokens"]
         prompt = tokens["prompt"]["server"]
         cost = result.get("cost", {})
         print(f"{config:<10} | {ttft['p50']:>11.0f} | {ttft['p99']:>11.0f} | {result['throughput']['output_tokens_per_s']:>9.2f} | "
-              f"{100 * tokens['cached'] / max(prompt, 1):>8.1f} | {cost.get('effective_usd', float('nan')):>11.6f} | "
-              f"{cost.get('list_usd', float('nan')):>11.6f} | {bg_requests}")
+              f"{100 * tokens['cached'] / max(prompt, 1):>8.1f} | {returning_ttft:>20} | {cost.get('effective_usd', float('nan')):>11.6f} | "
+              f"{effective_at_write(tokens, 1.25):>13.6f} | "
+              f"{cost.get('list_usd', float('nan')):>11.6f} | {bg_requests} | {count('evictions')} | {count('pin_yields')}")
         sys.stdout.flush()
 
 

@@ -160,6 +160,12 @@ std::string EngineMetrics::render() const {
     single("kv_disk_bytes", "gauge", "Bytes of the disk tier's files.", d.store.bytes);
     single("kv_disk_writes_total", "counter", "KV blocks written to the disk tier.", d.store.writes);
     single("kv_disk_read_seconds_per_block", "gauge", "Moving average of one verified block read.", d.read_seconds_per_block);
+    prometheus_header(out, "kv_disk_lookups_total", "counter", "Disk-tier lookups of a block missing from RAM, by result.");
+    out += fmt::format("tern:kv_disk_lookups_total{{{},result=\"hit\"}} {}\n", l, d.store.hits);
+    out += fmt::format("tern:kv_disk_lookups_total{{{},result=\"miss\"}} {}\n", l, d.store.misses);
+    out += fmt::format("tern:kv_disk_lookups_total{{{},result=\"corrupt\"}} {}\n", l, d.store.corrupt);
+    single("kv_disk_read_bytes_total", "counter", "Bytes of KV read back from the disk tier (verified blocks).",
+           d.store.hits * d.block_bytes);
     prometheus_header(out, "kv_disk_skipped_total", "counter", "Disk-tier blocks not written or not read, by reason.");
     out += fmt::format("tern:kv_disk_skipped_total{{{},reason=\"queue_full\"}} {}\n", l, d.store.dropped);
     out += fmt::format("tern:kv_disk_skipped_total{{{},reason=\"write_error\"}} {}\n", l, d.store.write_errors);

@@ -219,6 +219,8 @@ class DiskTier(unittest.TestCase):
         try:
             first, cached, prompt_tokens = self.complete(server, prompt)
             self.assertEqual(cached, 0)
+            misses = metrics(server.url)['tern:kv_disk_lookups_total{model_name="smollm2-135m",result="miss"}']
+            self.assertGreater(misses, 0, "an empty store: the prompt's first block was looked up there and not found")
         finally:
             server.stop()  # SIGTERM: queued blocks are written before it exits
         files = [os.path.join(root, f) for root, _, names in os.walk(self.dir.name) for f in names if f.endswith(".kv")]
@@ -229,7 +231,11 @@ class DiskTier(unittest.TestCase):
             again, cached, _ = self.complete(server, prompt)
             self.assertEqual(again, first, "K/V read from disk give the same tokens as computing them")
             self.assertGreaterEqual(cached, prompt_tokens - 16)
-            self.assertGreaterEqual(metric(metrics(server.url), "tern:kv_disk_hit_tokens_total"), cached)
+            values = metrics(server.url)
+            self.assertGreaterEqual(metric(values, "tern:kv_disk_hit_tokens_total"), cached)
+            hits = values['tern:kv_disk_lookups_total{model_name="smollm2-135m",result="hit"}']
+            self.assertGreaterEqual(hits * 16, cached)
+            self.assertEqual(metric(values, "tern:kv_disk_read_bytes_total") % hits, 0, "whole blocks")
         finally:
             server.stop()
         for path in files:  # damage every block

@@ -43,7 +43,10 @@ void DiskTier::store(int32_t block, uint64_t hash, uint64_t parent, std::span<co
 }
 
 bool DiskTier::load(int32_t block, uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) {
-  if (!store_->contains(hash)) return false;
+  if (!store_->contains(hash)) {
+    ++misses_;
+    return false;
+  }
   // Slower than recomputing (as last measured): decline, but measure again now and then.
   if (read_s_ > 0 && recompute_s_ > 0 && read_s_ > recompute_s_ && ++since_measured_ % 32 != 0) {
     ++declined_;
@@ -58,7 +61,10 @@ bool DiskTier::load(int32_t block, uint64_t hash, uint64_t parent, std::span<con
 }
 
 DiskTierStats DiskTier::stats() const {
-  return {.store = store_->stats(), .declined_slower = declined_, .read_seconds_per_block = read_s_};
+  DiskTierStats stats{.store = store_->stats(), .declined_slower = declined_, .read_seconds_per_block = read_s_,
+                      .block_bytes = static_cast<int64_t>(buffer_.size())};
+  stats.store.misses += misses_;  // lookups the tier answered itself (the store's get() never saw them)
+  return stats;
 }
 
 }  // namespace tern::engine

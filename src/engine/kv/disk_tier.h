@@ -23,6 +23,7 @@ struct DiskTierStats {
   DiskStoreStats store;
   int64_t declined_slower = 0;       ///< hits not read because recomputing was predicted faster
   double read_seconds_per_block = 0;  ///< moving average of a verified read
+  int64_t block_bytes = 0;            ///< K/V bytes of one block
 };
 
 class DiskTier final : public KvLowerTier {
@@ -50,6 +51,7 @@ class DiskTier final : public KvLowerTier {
   double recompute_s_ = 0;
   double read_s_ = 0;  // moving average; 0 until the first read
   int64_t declined_ = 0;
+  int64_t misses_ = 0;  // lookups of a hash not on disk
   int64_t since_measured_ = 0;
 };
 
