@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include <boost/asio/io_context.hpp>
@@ -75,7 +76,7 @@ namespace {
 class Runner {
  public:
   Runner(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options)
-      : plan_(plan), targets_(targets), options_(options), dispatch_timer_(io_), progress_timer_(io_), signals_(io_) {}
+      : plan_(plan), targets_(targets), options_(options), dispatch_timer_(io_), progress_timer_(io_) {}
 
   Result<RunResult> run() {
     for (const TargetSpec& target : targets_) {
@@ -93,8 +94,7 @@ class Runner {
     asio::post(io_, [this] { start_stage(0); });
     arm_progress();
     if (options_.stop_on_signals) {
-      signals_.add(SIGINT);
-      signals_.add(SIGTERM);
+      signals_.emplace(io_, SIGINT, SIGTERM);
       wait_for_signal();
     }
     io_.run();
@@ -112,7 +112,7 @@ class Runner {
     if (stage_index >= plan_.stages.size() || is_stopping_) {
       is_done_ = true;
       progress_timer_.cancel();
-      signals_.cancel();
+      if (signals_) signals_->cancel();
       report_progress();
       return;
     }
@@ -297,7 +297,7 @@ class Runner {
   // Ctrl-C (or SIGTERM): stop sending — no new sessions, turns or stages — let the requests in flight
   // finish, and report what was measured. A second signal quits at once, without a report.
   void wait_for_signal() {
-    signals_.async_wait([this](boost::system::error_code error, int signal_number) {
+    signals_->async_wait([this](boost::system::error_code error, int signal_number) {
       if (error) return;
       if (is_stopping_) {
         std::fprintf(stderr, "\ntern bench: interrupted again: quitting without a report\n");
@@ -365,7 +365,7 @@ class Runner {
   asio::io_context io_{1};
   asio::steady_timer dispatch_timer_;
   asio::steady_timer progress_timer_;
-  asio::signal_set signals_;
+  std::optional<asio::signal_set> signals_;  // only with RunOptions::stop_on_signals
   std::set<ActiveSession*> thinking_;  // sessions waiting out a think time
   std::vector<std::unique_ptr<HttpStreamClient>> clients_;
   RunResult result_;

@@ -159,8 +159,8 @@ bool matches_server_truth(const TruthComparison& truth, bool check_per_token = f
 
 /// Timing checks share a 2-core machine with builds and other tests: a process that takes the core from the
 /// client thread for a few ms shows up at p99 and is not the client's error. So a timing check passes if
-/// one of three runs is within tolerance; a client that is really off fails all three.
-constexpr int kTimingAttempts = 3;
+/// one of five runs (under a second each) is within tolerance; a client that is really off fails them all.
+constexpr int kTimingAttempts = 5;
 
 TEST(BenchFixture, LatenciesMatchWhatTheServerDid) {
   FixtureConfig config;
