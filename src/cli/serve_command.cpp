@@ -303,8 +303,8 @@ Runner add_serve_command(CLI::App& app) {
                       "Past this wait since arrival, a prompt plans against --itl-target scaled by wait / this (ageing: prompts never starve)")
       ->capture_default_str();
   command->add_option("--prefill-order", o->prefill_order,
-                      "Which prompts get prefill first: fcfs (arrival order) or shortest (least uncached prompt work left; "
-                      "prompts past --max-prefill-wait go first)")
+                      "Which prompts get prefill first: fcfs (arrival order) or shortest (highest (wait + uncached prefill "
+                      "left) / uncached prefill left: short and cached prompts first, long ones rise while they wait)")
       ->capture_default_str();
   command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));

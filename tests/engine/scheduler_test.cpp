@@ -538,8 +538,8 @@ TEST(SchedulerTest, ShortestFirstServesACachedConversationAheadOfALongPrompt) {
   }
 }
 
-// Shortest-first never starves a long prompt: once it has waited past max_prefill_wait_s it goes ahead
-// of a steady stream of short ones.
+// Shortest-first never starves a long prompt: its response ratio rises while it waits, so it goes ahead
+// of a steady stream of short ones (each new one starts at ratio 1).
 TEST(SchedulerTest, ShortestFirstAgesLongPromptsAhead) {
   Sim sim(512, 4, {.max_batch_tokens = 16, .max_running = 64, .max_prefill_wait_s = 0.05,
                    .prefill_order = PrefillOrder::kShortestFirst});
