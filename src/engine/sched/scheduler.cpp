@@ -52,6 +52,16 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
   waiting_.push_front(victim);
 }
 
+namespace {
+
+/// Seconds since the request arrived; 0 for a request with no arrival time (tests, internal work).
+double waited_seconds(const SchedRequest& request, Clock::time_point now) {
+  if (request.arrival == Clock::time_point{}) return 0;
+  return std::max(0.0, std::chrono::duration<double>(now - request.arrival).count());
+}
+
+}  // namespace
+
 std::optional<PrefillOrder> parse_prefill_order(std::string_view name) {
   if (name == "fcfs") return PrefillOrder::kFcfs;
   if (name == "shortest") return PrefillOrder::kShortestFirst;
@@ -66,10 +76,7 @@ int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted
   // wait, twice the target), so a backlog of prompts drains with gradually longer steps instead of
   // either starving or jumping to full-budget steps that stall every stream at once.
   double target_s = config_.itl_target_s;
-  if (request.arrival != Clock::time_point{} && config_.max_prefill_wait_s > 0) {
-    const double waited_s = std::chrono::duration<double>(now - request.arrival).count();
-    target_s *= std::max(1.0, waited_s / config_.max_prefill_wait_s);
-  }
+  if (config_.max_prefill_wait_s > 0) target_s *= std::max(1.0, waited_seconds(request, now) / config_.max_prefill_wait_s);
   // The largest n whose step still fits the target (the cost only grows with n: binary search).
   const auto fits = [&](int64_t n) {
     StepShape shape = output.shape;
@@ -106,9 +113,8 @@ void Scheduler::schedule_prompts_shortest_first(Clock::time_point now, const int
   std::vector<Candidate> candidates;
   const double per_token_s = std::max(cost_model_.coefficients().per_token_s, kMinPrefillSecondsPerToken);
   const auto ratio = [&](const SchedRequest& r, int64_t left) {
-    const double waited_s = r.arrival == Clock::time_point{} ? 0 : std::chrono::duration<double>(now - r.arrival).count();
     const double service_s = static_cast<double>(std::max<int64_t>(left, 1)) * per_token_s;
-    return (std::max(waited_s, 0.0) + service_s) / service_s;
+    return (waited_seconds(r, now) + service_s) / service_s;
   };
   for (SchedRequest* r : running_) {
     if (r->remaining() > 1) candidates.push_back({r, ratio(*r, r->remaining()), r->remaining(), false});
@@ -189,8 +195,7 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
     const int64_t n = chunk_size(*request);
     // Pins hold their blocks against new arrivals, unless nothing runs (then nothing else would free
     // any) or the arrival has waited past max_prefill_wait_s: retention must not turn into queueing.
-    const bool waited_long = config_.max_prefill_wait_s > 0 && request->arrival != Clock::time_point{} &&
-                             std::chrono::duration<double>(now - request->arrival).count() > config_.max_prefill_wait_s;
+    const bool waited_long = config_.max_prefill_wait_s > 0 && waited_seconds(*request, now) > config_.max_prefill_wait_s;
     if (n <= 0 || !kv_.allocate_slots(request->blocks, request->num_computed + n, running_.empty() || waited_long)) {
       // Not admitted after all: give the prefix back, and do not count a lookup that will be redone.
       kv_.free(request->blocks, now);
