@@ -88,9 +88,9 @@ def adapter_files(args, count):
     return paths
 
 
-def tern(args, port, adapters, tag):
+def tern(args, port, adapters, tag, dtype="f16"):
     lora = [a for i, path in enumerate(adapters) for a in ("--lora", f"a{i}={path}")]
-    return Server(f"tern-{tag}", [args.tern, "serve", "-m", args.base, "--served-model-name", "base", "--port", str(port),
+    return Server(f"tern-{dtype}-{tag}", [args.tern, "serve", "--lora-dtype", dtype, "-m", args.base, "--served-model-name", "base", "--port", str(port),
                                   "-t", str(args.threads), "--max-running", "64", "--kv-cache-memory", "1G", "--ledger", "off",
                                   "--keys-db", os.path.join(args.out, "keys.db"), "--max-loras", str(max(1, len(adapters))),
                                   *lora], port, args.out)
@@ -163,7 +163,8 @@ def main():
     p.add_argument("--adapters", default="0,1,8,64,256")
     p.add_argument("--levels", default="16,64")
     p.add_argument("--dists", default="uniform,zipf")
-    p.add_argument("--servers", default="tern,llama-server")
+    p.add_argument("--servers", default="tern,llama-server",
+                   help="tern (adapters kept as f16, the default), tern-q8 (--lora-dtype q8), llama-server")
     p.add_argument("--requests-per-slot", type=int, default=3)
     p.add_argument("--peer-adapters", default="0,8,64", help="adapter counts llama-server runs (it is slow: a subset)")
     p.add_argument("--peer-dists", default="uniform")
@@ -182,18 +183,24 @@ def main():
     for count in counts:
         adapters = all_adapters[:count]
         for kind in args.servers.split(","):
-            if kind != "tern" and count not in peer_counts:
+            is_tern = kind.startswith("tern")
+            if kind == "tern-q8" and count == 0:
+                continue  # the base model alone does not depend on how adapters are kept
+            if not is_tern and count not in peer_counts:
                 continue
-            dists = ["-"] if count <= 1 else (args.dists if kind == "tern" else args.peer_dists).split(",")
-            per_slot = args.requests_per_slot if kind == "tern" else args.peer_requests_per_slot
-            server = tern(args, 18190, adapters, f"{count}") if kind == "tern" else llama(args, 18191, adapters, f"{count}", max(levels))
+            dists = ["-"] if count <= 1 else (args.dists if is_tern else args.peer_dists).split(",")
+            per_slot = args.requests_per_slot if is_tern else args.peer_requests_per_slot
+            if is_tern:
+                server = tern(args, 18190, adapters, f"{count}", "q8" if kind == "tern-q8" else "f16")
+            else:
+                server = llama(args, 18191, adapters, f"{count}", max(levels))
             try:
-                if kind == "tern":
-                    report.setdefault("tern_rss_mib", {})[count] = rss_mib(server.proc.pid)
+                if is_tern:
+                    report.setdefault(f"{kind.replace('-', '_')}_rss_mib", {})[count] = rss_mib(server.proc.pid)
                 for dist in dists:
                     for c in levels:
                         picks = choose(count, dist, per_slot * c, random.Random(count * 1000 + c))
-                        result = run_load(server, kind, picks, c, seed=c)
+                        result = run_load(server, "tern" if is_tern else kind, picks, c, seed=c)
                         row = {"server": kind, "adapters": count, "dist": dist, "concurrency": c, **result}
                         report["runs"].append(row)
                         print(json.dumps(row), file=sys.stderr)
@@ -209,12 +216,15 @@ def main():
     if 0 in report.get("tern_rss_mib", {}) and max(counts) > 0:
         n = max(counts)
         report["mib_per_adapter"] = (report["tern_rss_mib"][n] - report["tern_rss_mib"][0]) / n
+        if n in report.get("tern_q8_rss_mib", {}):
+            report["mib_per_adapter_q8"] = (report["tern_q8_rss_mib"][n] - report["tern_rss_mib"][0]) / n
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(report, f, indent=1)
 
     print(f"\n## Multi-LoRA throughput, SmolLM2-135M Q4_1, rank-16 adapters, {args.threads} threads ({report['cpu']})\n")
-    print("| adapters | distribution | concurrency | tern out tok/s | vs tern base | llama-server out tok/s | tern / llama-server |")
-    print("|---|---|---|---|---|---|---|")
+    print("| adapters | distribution | concurrency | tern out tok/s | vs tern base | tern q8 out tok/s | vs tern base "
+          "| llama-server out tok/s | tern / llama-server |")
+    print("|---|---|---|---|---|---|---|---|---|")
     runs = report["runs"]
 
     def find(server, count, dist, c):
@@ -224,13 +234,17 @@ def main():
         for dist in (["-"] if count <= 1 else args.dists.split(",")):
             for c in levels:
                 t, l, base = find("tern", count, dist, c), find("llama-server", count, dist, c), find("tern", 0, "-", c)
+                q8 = find("tern-q8", count, dist, c)
                 cells = [f"{t['out_tok_s']:.1f}" if t else "-", f"{t['out_tok_s'] / base['out_tok_s']:.0%}" if t and base else "-",
+                         f"{q8['out_tok_s']:.1f}" if q8 else "-", f"{q8['out_tok_s'] / base['out_tok_s']:.0%}" if q8 and base else "-",
                          f"{l['out_tok_s']:.1f}" if l else "-", f"{t['out_tok_s'] / l['out_tok_s']:.2f}x" if t and l else "-"]
                 print(f"| {count} | {dist} | {c} | " + " | ".join(cells) + " |")
     if "load_seconds_median" in report:
         print(f"\nadapter load from disk (tern, /v1/load_lora_adapter, median of 10): {report['load_seconds_median'] * 1000:.0f} ms")
     if "mib_per_adapter" in report:
         print(f"memory per rank-16 adapter (tern RSS delta / adapters): {report['mib_per_adapter']:.1f} MiB")
+    if "mib_per_adapter_q8" in report:
+        print(f"memory per rank-16 adapter kept as q8: {report['mib_per_adapter_q8']:.1f} MiB")
     errors = sum(r["errors"] for r in runs)
     print(f"failed requests: {errors}")
 

@@ -78,14 +78,23 @@ struct RopeTable {
 
 enum class Gating { SILU, GELU };
 
+/// How an adapter's weights are kept: F16 (the file's values to F16's precision), or Q8 (int8 in blocks
+/// of 32 values of a row with an F32 scale each, as llama.cpp's Q8_0; 55 % of the bytes, each value
+/// within half a step, the block's largest / 254, of the file's). See kernels/cpu/lora.h.
+enum class LoraWeightType : uint8_t { F16, Q8 };
+
 /// One LoRA adapter's low-rank update of one weight matrix: the projection becomes
-/// x W^T + scale · (x A^T) B^T. A is [rank, in] and B is kept transposed, [rank, out]; both F16, in host
-/// memory (a device backend would upload them when it comes).
+/// x W^T + scale · (x A^T) B^T. A is [rank, in] and B is kept transposed, [rank, out], in host memory
+/// (a device backend would upload them when it comes).
 struct LoraMatrix {
   int64_t rank = 0, in = 0, out = 0;  ///< rank 0: the adapter leaves this matrix alone
   float scale = 1.0f;                 ///< alpha / rank x the user's scale
-  std::vector<uint16_t> a, b_t;
-  uint64_t bytes() const { return (a.size() + b_t.size()) * sizeof(uint16_t); }
+  LoraWeightType type = LoraWeightType::F16;
+  std::vector<uint8_t> a, b_t;            ///< the values, row-major: 2 bytes each (F16) or 1 (Q8)
+  std::vector<float> a_scales, b_scales;  ///< Q8: one per 32 values of a row (the last block may be short)
+  uint64_t bytes() const { return a.size() + b_t.size() + (a_scales.size() + b_scales.size()) * sizeof(float); }
+  /// Stores A ([rank][in] floats) and B transposed ([rank][out]) as `type`; rank, in and out set first.
+  void set_weights(LoraWeightType type, std::span<const float> a_values, std::span<const float> b_t_values);
 };
 
 /// Adds `lora`'s update to rows [first_row, first_row + num_rows) of `out` (rows of lora->out floats),

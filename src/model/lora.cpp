@@ -109,7 +109,7 @@ void permute_rows_for_rope(std::vector<float>& b, int64_t rank, int64_t num_head
   b.swap(out);
 }
 
-/// Checks every pair against the base model and converts it to F16 (B transposed).
+/// Checks every pair against the base model and stores it as options.weight_type (B transposed).
 Result<std::shared_ptr<const LoraAdapter>> assemble(std::map<std::pair<int64_t, int>, Pair> pairs, const ModelConfig& config,
                                                     const LoraLoadOptions& options, LoraAdapter adapter, bool scale_by_rank,
                                                     bool rslora) {
@@ -139,12 +139,11 @@ Result<std::shared_ptr<const LoraAdapter>> assemble(std::map<std::pair<int64_t, 
     m.in = in;
     m.out = out;
     m.scale = scale;
-    m.a.resize(pair.a.size());
-    for (size_t i = 0; i < pair.a.size(); ++i) m.a[i] = float_to_f16(pair.a[i]);
-    m.b_t.resize(pair.b.size());
+    std::vector<float> b_t(pair.b.size());
     for (int64_t j = 0; j < out; ++j) {
-      for (int64_t r = 0; r < pair.rank; ++r) m.b_t[r * out + j] = float_to_f16(pair.b[j * pair.rank + r]);
+      for (int64_t r = 0; r < pair.rank; ++r) b_t[static_cast<size_t>(r * out + j)] = pair.b[static_cast<size_t>(j * pair.rank + r)];
     }
+    m.set_weights(options.weight_type, pair.a, b_t);
     adapter.bytes += m.bytes();
     if (pair.rank >= adapter.max_rank) {
       adapter.max_rank = pair.rank;
@@ -279,5 +278,13 @@ Result<std::shared_ptr<const LoraAdapter>> load_lora(const std::string& path, co
   if (p.filename() == "adapter_config.json" || p.extension() == ".safetensors") return load_peft(p.parent_path(), config, options);
   return load_gguf(path, config, options);
 }
+
+Result<backend::LoraWeightType> parse_lora_weight_type(const std::string& name) {
+  if (name == "q8") return backend::LoraWeightType::Q8;
+  if (name == "f16") return backend::LoraWeightType::F16;
+  return fail("unknown LoRA weight type '{}' (use q8 or f16)", name);
+}
+
+const char* lora_weight_type_name(backend::LoraWeightType type) { return type == backend::LoraWeightType::Q8 ? "q8" : "f16"; }
 
 }  // namespace tern::model

@@ -11,7 +11,7 @@
 //     For the llama architecture the output rows of q and k are permuted as llama.cpp's converter
 //     permutes the base model's (its RoPE pairs dimensions differently from Hugging Face's).
 // scale = alpha / rank (alpha / sqrt(rank) with rsLoRA) x the user's scale; alpha 0 in a GGUF means
-// scale = the user's scale, as llama.cpp reads it. Weights are kept in F16.
+// scale = the user's scale, as llama.cpp reads it. Weights are kept in F16 or Q8 (LoraLoadOptions).
 
 #include <array>
 #include <cstdint>
@@ -48,7 +48,14 @@ struct LoraAdapter {
 struct LoraLoadOptions {
   float scale = 1.0f;    ///< the user's scale, on top of alpha / rank
   int64_t max_rank = 0;  ///< refuse adapters of a higher rank; 0: any
+  /// F16 keeps the file's values to F16's precision; Q8 takes 55 % of F16's memory (8-bit blocks as
+  /// llama.cpp's Q8_0; logits within the same tolerance of llama.cpp's).
+  backend::LoraWeightType weight_type = backend::LoraWeightType::F16;
 };
+
+/// "q8" / "f16" (--lora-dtype's names), or an error that lists them.
+Result<backend::LoraWeightType> parse_lora_weight_type(const std::string& name);
+const char* lora_weight_type_name(backend::LoraWeightType type);
 
 /// Loads a GGUF LoRA file or a PEFT directory (or its adapter_config.json / adapter_model.safetensors)
 /// for a base model with `config`.

@@ -173,7 +173,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
                                         "itl_target", "max_prefill_wait", "prefill_order", "max_running", "max_waiting", "prefix_caching", "kv_pin_fraction",
                                         "kv_pin_quota", "kv_disk_cache", "kv_disk_bytes", "preload",
                                         "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases", "loras", "max_loras",
-                                        "max_lora_rank"});
+                                        "max_lora_rank", "lora_dtype"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -211,6 +211,13 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   TRY_ASSIGN(out.aliases, r.strings(entry, at, "aliases"));
   TRY_ASSIGN(m.max_loras, r.integer(entry, at, "max_loras", 1, 1 << 16, 64));
   TRY_ASSIGN(m.max_lora_rank, r.integer(entry, at, "max_lora_rank", 1, 1 << 12, 64));
+  std::string lora_dtype;
+  TRY_ASSIGN(lora_dtype, r.string(entry, at, "lora_dtype", false, "f16"));
+  if (auto type = model::parse_lora_weight_type(lora_dtype)) {
+    m.lora_dtype = *type;
+  } else {
+    return r.error(entry["lora_dtype"], Reader::join(at, "lora_dtype"), "must be q8 or f16 (got \"{}\")", lora_dtype);
+  }
   if (const YAML::Node loras = entry["loras"]) {
     if (!loras.IsSequence()) return r.error(loras, Reader::join(at, "loras"), "must be a list of {{name, path, scale}}");
     for (size_t i = 0; i < loras.size(); ++i) {

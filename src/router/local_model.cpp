@@ -75,7 +75,7 @@ struct LocalModel::Pending final : PendingCall {
 LocalModel::LocalModel(LocalModelConfig config, LocalModelSet& set)
     : config_(std::move(config)),
       set_(set),
-      adapters_(std::make_unique<engine::AdapterRegistry>(config_.max_loras, config_.max_lora_rank)),
+      adapters_(std::make_unique<engine::AdapterRegistry>(config_.max_loras, config_.max_lora_rank, config_.lora_dtype)),
       last_used_(Clock::now()) {
   // Names and paths were checked with the config; an adapter's file is read on its first request.
   for (const auto& spec : config_.loras) {

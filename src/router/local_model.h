@@ -42,6 +42,7 @@ struct LocalModelConfig {
   std::vector<engine::AdapterSpec> loras;  ///< LoRA adapters served on this model from the start
   int64_t max_loras = 64;      ///< adapters kept in memory (LRU); more may be registered
   int64_t max_lora_rank = 64;  ///< adapters of a higher rank are refused
+  backend::LoraWeightType lora_dtype = backend::LoraWeightType::F16;  ///< how adapters keep their weights
 };
 
 class LocalModelSet;

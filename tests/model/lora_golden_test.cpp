@@ -79,45 +79,49 @@ TEST_P(LoraGolden, LogitsMatchLlamaCppWithTheSameAdapter) {
       << adapter_path << " is not the adapter the goldens were made with (tools/make_lora_adapters.py with the pinned numpy)";
   auto model = Model::load(path, cpu());
   ASSERT_TRUE(model) << model.error().message;
-  auto adapter = load_lora(adapter_path, (*model)->config());
-  ASSERT_TRUE(adapter) << adapter.error().message;
   testing::EngineHarness engine(**model, 64, /*keep_logits=*/true);
-  size_t top1_equal = 0, identical = 0;
-  double worst = 0, worst_base = 0;
-  const auto& cases = goldens.at("cases");
-  const size_t num_cases = case_limit(cases.size());
-  for (size_t c = 0; c < num_cases; ++c) {
-    const auto tokens = cases[c].at("tokens").get<std::vector<int32_t>>();
-    const auto top_ids = cases[c].at("top_ids").get<std::vector<int32_t>>();
-    const auto top_logits = cases[c].at("top_logits").get<std::vector<float>>();
-    const auto greedy = cases[c].at("greedy").get<std::vector<int32_t>>();
-    const testing::EngineOutput run = engine.run(tokens, static_cast<int64_t>(greedy.size()), *adapter);
-    const testing::EngineOutput base = engine.run(tokens, 1);
-    ASSERT_TRUE(run.error.empty()) << run.error;
-    const std::vector<float>& row = run.logit_rows.at(0);
-    double difference = 0, base_difference = 0;
-    for (size_t i = 0; i < top_ids.size(); ++i) {
-      difference = std::max(difference, std::fabs(double(row[top_ids[i]]) - top_logits[i]));
-      base_difference = std::max(base_difference, std::fabs(double(base.logit_rows.at(0)[top_ids[i]]) - top_logits[i]));
+  // Both ways of keeping the adapter's weights: F16 (the default) and Q8 (8-bit blocks).
+  for (backend::LoraWeightType type : {backend::LoraWeightType::F16, backend::LoraWeightType::Q8}) {
+    SCOPED_TRACE(lora_weight_type_name(type));
+    auto adapter = load_lora(adapter_path, (*model)->config(), {.weight_type = type});
+    ASSERT_TRUE(adapter) << adapter.error().message;
+    size_t top1_equal = 0, identical = 0;
+    double worst = 0, worst_base = 0;
+    const auto& cases = goldens.at("cases");
+    const size_t num_cases = case_limit(cases.size());
+    for (size_t c = 0; c < num_cases; ++c) {
+      const auto tokens = cases[c].at("tokens").get<std::vector<int32_t>>();
+      const auto top_ids = cases[c].at("top_ids").get<std::vector<int32_t>>();
+      const auto top_logits = cases[c].at("top_logits").get<std::vector<float>>();
+      const auto greedy = cases[c].at("greedy").get<std::vector<int32_t>>();
+      const testing::EngineOutput run = engine.run(tokens, static_cast<int64_t>(greedy.size()), *adapter);
+      const testing::EngineOutput base = engine.run(tokens, 1);
+      ASSERT_TRUE(run.error.empty()) << run.error;
+      const std::vector<float>& row = run.logit_rows.at(0);
+      double difference = 0, base_difference = 0;
+      for (size_t i = 0; i < top_ids.size(); ++i) {
+        difference = std::max(difference, std::fabs(double(row[top_ids[i]]) - top_logits[i]));
+        base_difference = std::max(base_difference, std::fabs(double(base.logit_rows.at(0)[top_ids[i]]) - top_logits[i]));
+      }
+      top1_equal += std::max_element(row.begin(), row.end()) - row.begin() == top_ids[0];
+      identical += run.tokens == greedy;
+      EXPECT_LT(difference, g.max_difference) << g.golden << " prompt " << c;
+      worst = std::max(worst, difference);
+      worst_base = std::max(worst_base, base_difference);
     }
-    top1_equal += std::max_element(row.begin(), row.end()) - row.begin() == top_ids[0];
-    identical += run.tokens == greedy;
-    EXPECT_LT(difference, g.max_difference) << g.golden << " prompt " << c;
-    worst = std::max(worst, difference);
-    worst_base = std::max(worst_base, base_difference);
+    if (num_cases == cases.size()) {
+      EXPECT_GE(top1_equal, g.min_top1_equal);
+    }
+    // 16-token greedy continuations: where two candidates are within the noise above they may part, as
+    // the base models' do (forward_golden_test.cpp); the deterministic qwen2-random fixture must not.
+    if (std::string(g.model) == "qwen2-random") {
+      EXPECT_EQ(identical, num_cases);
+    }
+    // The adapter must matter: without it the logits are far from llama.cpp's with it.
+    EXPECT_GT(worst_base, 2 * worst) << "the adapter barely changes the logits; the check would not see a missing adapter";
+    std::printf("%s (%s): max |logit difference| vs llama.cpp %.4f (without the adapter: %.2f), top-1 %zu/%zu, identical 16-token "
+                "continuations %zu/%zu\n", g.golden, lora_weight_type_name(type), worst, worst_base, top1_equal, num_cases, identical, num_cases);
   }
-  if (num_cases == cases.size()) {
-    EXPECT_GE(top1_equal, g.min_top1_equal);
-  }
-  // 16-token greedy continuations: where two candidates are within the noise above they may part, as
-  // the base models' do (forward_golden_test.cpp); the deterministic qwen2-random fixture must not.
-  if (std::string(g.model) == "qwen2-random") {
-    EXPECT_EQ(identical, num_cases);
-  }
-  // The adapter must matter: without it the logits are far from llama.cpp's with it.
-  EXPECT_GT(worst_base, 2 * worst) << "the adapter barely changes the logits; the check would not see a missing adapter";
-  std::printf("%s: max |logit difference| vs llama.cpp %.4f (without the adapter: %.2f), top-1 %zu/%zu, identical 16-token "
-              "continuations %zu/%zu\n", g.golden, worst, worst_base, top1_equal, num_cases, identical, num_cases);
 }
 
 INSTANTIATE_TEST_SUITE_P(

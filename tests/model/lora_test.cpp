@@ -12,6 +12,7 @@
 #include <random>
 
 #include "gguf/gguf_builder.h"
+#include "kernels/cpu/lora.h"
 #include "model/lora.h"
 #include "model/forward_once.h"
 #include "model/model.h"
@@ -59,7 +60,27 @@ std::string write_lora_gguf(const std::string& arch, const RandomLora& lora, con
   return path;
 }
 
-TEST(Lora, MatchesTheMergedWeightsOnARandomModel) {
+/// Row r, column i of an adapter matrix's A and B as the kernels read them (F16 or Q8 x block scale).
+kernels::LoraWeights kernel_view(const backend::LoraMatrix& m) {
+  return {.type = m.type == backend::LoraWeightType::Q8 ? kernels::LoraWeightType::Q8 : kernels::LoraWeightType::F16,
+          .a = m.a.data(), .b_t = m.b_t.data(), .a_scales = m.a_scales.data(), .b_scales = m.b_scales.data(),
+          .rank = m.rank, .in = m.in, .out = m.out, .scale = m.scale};
+}
+
+LoraTarget target_of(const std::string& tensor) {
+  for (auto [part, target] : {std::pair{"attn_q.", LoraTarget::kQ}, {"attn_k.", LoraTarget::kK}, {"attn_v.", LoraTarget::kV},
+                              {"attn_output.", LoraTarget::kO}, {"ffn_gate.", LoraTarget::kGate}, {"ffn_up.", LoraTarget::kUp},
+                              {"ffn_down.", LoraTarget::kDown}}) {
+    if (tensor.find(part) != std::string::npos) return target;
+  }
+  ADD_FAILURE() << "no LoRA target for " << tensor;
+  return LoraTarget::kQ;
+}
+
+// The reference merges the weights the adapter keeps: the file's F16-exact values for F16; for Q8 the
+// 8-bit values times their block scales (how far those are from the file's is the kernel test's
+// Q8QuantizationStaysWithinHalfAStep). Either way what is left is float summation order.
+void expect_merged_weights_match(backend::LoraWeightType weight_type) {
   std::mt19937 rng(7);
   std::map<std::string, std::vector<float>> weights;
   auto fill = [&](const std::string& name, uint64_t n) {
@@ -76,30 +97,32 @@ TEST(Lora, MatchesTheMergedWeightsOnARandomModel) {
     lora.pairs[name] = {random_f16(lora.rank * shape[0], 0.3f, rng), random_f16(shape[1] * lora.rank, 0.3f, rng)};
   }
   const std::string adapter_path = write_lora_gguf("llama", lora);
+  auto model = Model::load(base, cpu());
+  ASSERT_TRUE(model);
+  auto adapter = load_lora(adapter_path, (*model)->config(), {.weight_type = weight_type});
+  ASSERT_TRUE(adapter) << adapter.error().message;
+  EXPECT_EQ((*adapter)->max_rank, 3);
+  EXPECT_FLOAT_EQ((*adapter)->scale, 5.0f / 3.0f);
   // W' = W + (alpha / rank) B A, materialised in double and rounded once.
   const std::string merged = testing::write_tiny_llama("llama", {}, [&](const std::string& name, uint64_t n) {
     std::vector<float> w = weights[name];
-    auto it = lora.pairs.find(name);
-    if (it == lora.pairs.end()) return w;
-    const auto& [a, b] = it->second;
-    const size_t in = a.size() / lora.rank, out = b.size() / lora.rank;
+    if (!lora.pairs.contains(name)) return w;
+    const backend::LoraMatrix& m = (*adapter)->matrix(0, target_of(name));
+    EXPECT_EQ(m.type, weight_type);
+    const kernels::LoraWeights kept = kernel_view(m);
+    const auto in = static_cast<size_t>(m.in), out = static_cast<size_t>(m.out);
     EXPECT_EQ(in * out, n);
     for (size_t o = 0; o < out; ++o) {
       for (size_t i = 0; i < in; ++i) {
         double sum = 0;
-        for (int r = 0; r < lora.rank; ++r) sum += double(b[o * lora.rank + r]) * a[r * in + i];
+        for (int r = 0; r < lora.rank; ++r) sum += double(kept.b_t_at(r, static_cast<int64_t>(o))) * kept.a_at(r, static_cast<int64_t>(i));
         w[o * in + i] = static_cast<float>(w[o * in + i] + lora.alpha / lora.rank * sum);
       }
     }
     return w;
   });
-  auto model = Model::load(base, cpu());
   auto merged_model = Model::load(merged, cpu());
-  ASSERT_TRUE(model && merged_model);
-  auto adapter = load_lora(adapter_path, (*model)->config());
-  ASSERT_TRUE(adapter) << adapter.error().message;
-  EXPECT_EQ((*adapter)->max_rank, 3);
-  EXPECT_FLOAT_EQ((*adapter)->scale, 5.0f / 3.0f);
+  ASSERT_TRUE(merged_model);
   const int32_t prompt[] = {0, 2, 5, 3, 7, 4, 6};
   const auto with_adapter = last_logits(**model, prompt, adapter->get());
   const auto reference = last_logits(**merged_model, prompt, nullptr);
@@ -114,6 +137,9 @@ TEST(Lora, MatchesTheMergedWeightsOnARandomModel) {
   EXPECT_GT(largest_change, 0.05) << "the adapter should change the logits";
   for (const auto& path : {base, merged, adapter_path}) fs::remove(path);
 }
+
+TEST(Lora, MatchesTheMergedWeightsOnARandomModel) { expect_merged_weights_match(backend::LoraWeightType::F16); }
+TEST(Lora, Q8MatchesTheMergedWeightsOfItsValuesOnARandomModel) { expect_merged_weights_match(backend::LoraWeightType::Q8); }
 
 // ---- refusals --------------------------------------------------------------------------------------
 

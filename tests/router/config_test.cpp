@@ -22,6 +22,7 @@ models:
     kv_cache_memory: 256M
     itl_target: 80ms
     prefill_order: shortest
+    lora_dtype: q8
     preload: false
     idle_unload: 5m
     aliases: [small]
@@ -62,6 +63,7 @@ TEST(GatewayConfig, AFullFileParses) {
   EXPECT_EQ(m.model.kv_cache_memory, int64_t{256} << 20);
   EXPECT_DOUBLE_EQ(m.model.scheduler.itl_target_s, 0.08);
   EXPECT_EQ(m.model.scheduler.prefill_order, engine::PrefillOrder::kShortestFirst);
+  EXPECT_EQ(m.model.lora_dtype, backend::LoraWeightType::Q8);
   EXPECT_FALSE(m.model.preload);
   EXPECT_DOUBLE_EQ(m.model.idle_unload_s, 300);
   EXPECT_EQ(m.aliases, std::vector<std::string>{"small"});
@@ -92,11 +94,13 @@ std::string refused(const std::string& text) {
 TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
   EXPECT_EQ(refused("models:\n  - model: x\n    threds: 2\n"),
             "t.yaml:3:5: models[0].threds: unknown key (known: aliases, breaker, chat_template, context, idle_unload, itl_target, "
-            "kv_cache_memory, kv_disk_bytes, kv_disk_cache, kv_pin_fraction, kv_pin_quota, loras, max_batch_tokens, "
+            "kv_cache_memory, kv_disk_bytes, kv_disk_cache, kv_pin_fraction, kv_pin_quota, lora_dtype, loras, max_batch_tokens, "
             "max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, max_waiting, model, name, prefill_order, "
             "prefix_caching, preload, prices, retries, threads)");
   EXPECT_EQ(refused("models:\n  - model: x\n    prefill_order: sjf\n"),
             "t.yaml:3:20: models[0].prefill_order: must be fcfs or shortest (got \"sjf\")");
+  EXPECT_EQ(refused("models:\n  - model: x\n    lora_dtype: bf16\n"),
+            "t.yaml:3:17: models[0].lora_dtype: must be q8 or f16 (got \"bf16\")");
   // LoRA adapters: their names share the one namespace, and must be usable in metric labels.
   EXPECT_EQ(refused("models:\n  - model: x\n    name: x\n    loras:\n      - {name: x, path: a.gguf}\n"),
             "t.yaml:5:9: models[0].loras[0].name: the name \"x\" is used twice (models, deployments and routes share one namespace)");

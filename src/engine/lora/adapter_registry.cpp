@@ -62,7 +62,7 @@ Result<std::shared_ptr<const model::LoraAdapter>> AdapterRegistry::acquire(const
     if (entry->loaded) return entry->loaded;  // another request loaded it meanwhile
   }
   const auto start = std::chrono::steady_clock::now();
-  auto adapter = model::load_lora(entry->spec.path, config, {.scale = entry->spec.scale, .max_rank = max_rank_});
+  auto adapter = model::load_lora(entry->spec.path, config, {.scale = entry->spec.scale, .max_rank = max_rank_, .weight_type = weight_type_});
   if (!adapter) return fail("adapter '{}': {}", name, adapter.error().message);
   std::lock_guard lock(mutex_);
   entry->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

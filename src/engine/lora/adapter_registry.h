@@ -41,7 +41,8 @@ Result<void> check_adapter_name(const std::string& name);
 
 class AdapterRegistry {
  public:
-  AdapterRegistry(int64_t max_loaded, int64_t max_rank) : max_loaded_(max_loaded), max_rank_(max_rank) {}
+  AdapterRegistry(int64_t max_loaded, int64_t max_rank, backend::LoraWeightType weight_type = backend::LoraWeightType::F16)
+      : max_loaded_(max_loaded), max_rank_(max_rank), weight_type_(weight_type) {}
 
   /// Registers an adapter; it is loaded on first use. An error for a bad or taken name.
   Result<void> add(AdapterSpec spec);
@@ -71,6 +72,7 @@ class AdapterRegistry {
   void evict_locked(const Entry* keep);
 
   const int64_t max_loaded_, max_rank_;
+  const backend::LoraWeightType weight_type_;  // how loaded adapters keep their weights
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
 };

@@ -8,17 +8,39 @@
 // The scale goes on the `rank` shrunk values, not on the `out` outputs. Implementations: the scalar
 // one (portable), AVX2 + FMA + F16C (lora_avx2.cpp), chosen at run time; the reference below is the
 // plain formula in double precision that tests/kernels/lora_kernel_test.cpp checks both against.
+//
+// Weights are F16, or Q8: int8 values in blocks of kLoraQ8Block along a row (A's `in`, Bt's `out`),
+// each block with an F32 scale (value = q x scale), as llama.cpp's Q8_0 but with an F32 scale and a
+// short last block. Q8 takes 55 % of F16's memory. The activations stay F32 either way (the kernels
+// convert the weights, once per block of rows), so Q8's only difference from F16 is its values'
+// rounding.
 
 #include <cstdint>
 
 namespace tern::kernels {
 
+enum class LoraWeightType : uint8_t { F16, Q8 };
+inline constexpr int64_t kLoraQ8Block = 32;
+/// Scales per row of `length` Q8 values.
+inline int64_t lora_q8_blocks(int64_t length) { return (length + kLoraQ8Block - 1) / kLoraQ8Block; }
+
 struct LoraWeights {
-  const uint16_t* a = nullptr;    ///< [rank][in], F16
-  const uint16_t* b_t = nullptr;  ///< [rank][out], F16 (B transposed)
+  LoraWeightType type = LoraWeightType::F16;
+  const void* a = nullptr;    ///< [rank][in]: uint16_t (F16) or int8_t (Q8)
+  const void* b_t = nullptr;  ///< [rank][out] (B transposed), of the same type
+  const float* a_scales = nullptr;  ///< Q8: [rank][lora_q8_blocks(in)]
+  const float* b_scales = nullptr;  ///< Q8: [rank][lora_q8_blocks(out)]
   int64_t rank = 0, in = 0, out = 0;
   float scale = 1.0f;
+
+  /// Element i of row r of A / of Bt as the kernels use it (the reference reads weights through these).
+  float a_at(int64_t r, int64_t i) const;
+  float b_t_at(int64_t r, int64_t o) const;
 };
+
+/// Q8 of `rows` rows of `length` floats: q[row][i] and scales[row][block], value ~ q x scale with
+/// scale = max |value in the block| / 127, so each value is off by at most half a step, scale / 2.
+void quantize_lora_q8(const float* values, int64_t rows, int64_t length, int8_t* q, float* scales);
 
 struct LoraKernels {
   /// shrunk[j * rank + r] = scale · A_r · x_j for the m rows x_j = x + j * x_stride.
