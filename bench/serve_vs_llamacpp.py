@@ -3,7 +3,7 @@
 venv's llama-cpp-python by tools/build_llama_server.sh), same model, same threads, one server at a time
 on this machine, load from `tern bench`.
 
-    .venv/bin/python bench/serve_vs_llamacpp.py [--levels 1,4,16,64] [--threads 2] [--peers llama-server,llama-cpp-python,tern-itl-off]
+    .venv/bin/python bench/serve_vs_llamacpp.py [--levels 1,4,16,64] [--threads 2] [--peers llama-server,llama-cpp-python,tern-itl-off,tern-itl=1.4x]
 
 1. Concurrency sweep: 256-token prompts, 128 output tokens (ignore_eos), closed loop at each level:
    output tokens/s, TTFT and ITL p50/p99, per server, and tern/llama.cpp ratios.
@@ -146,6 +146,9 @@ def main():
             makers.append(lambda: llama_cpp_python_server(args, 18185))
         if "tern-itl-off" in peers:  # tern without the inter-token target: chunks fill --max-batch-tokens
             makers.append(lambda: tern_server(args, 18186, ("--itl-target", "off"), name="tern-itl-off"))
+        for i, peer in enumerate(p for p in peers if p.startswith("tern-itl=")):  # e.g. tern-itl=1.4x, tern-itl=50ms
+            value = peer.split("=", 1)[1]
+            makers.append(lambda value=value, port=18187 + i: tern_server(args, port, ("--itl-target", value), name=f"tern-itl-{value}"))
         for make in makers:
             server = make()
             try:

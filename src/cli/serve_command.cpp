@@ -39,7 +39,7 @@ struct ServeOptions {
   int64_t context = 0;
   std::string kv_cache_memory;
   int64_t max_batch_tokens = 512;
-  std::string itl_target = "100ms";
+  std::string itl_target = engine::kDefaultItlTarget;
   std::string max_prefill_wait = "2s";
   std::string prefill_order = "fcfs";
   int64_t max_running = 64;
@@ -128,12 +128,10 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
     if (!bytes) return fail("--kv-cache-memory: {}", bytes.error().message);
     m.kv_cache_memory = *bytes;
   }
-  auto itl_target = parse_seconds(o.itl_target);
-  if (!itl_target) return fail("--itl-target: {}", itl_target.error().message);
   auto max_prefill_wait = parse_seconds(o.max_prefill_wait);
   if (!max_prefill_wait) return fail("--max-prefill-wait: {}", max_prefill_wait.error().message);
-  m.scheduler = {.max_batch_tokens = o.max_batch_tokens, .max_running = o.max_running, .itl_target_s = *itl_target,
-                 .max_prefill_wait_s = *max_prefill_wait};
+  m.scheduler = {.max_batch_tokens = o.max_batch_tokens, .max_running = o.max_running, .max_prefill_wait_s = *max_prefill_wait};
+  if (auto ok = engine::parse_itl_target(o.itl_target, m.scheduler); !ok) return fail("--itl-target: {}", ok.error().message);
   auto prefill_order = engine::parse_prefill_order(o.prefill_order);
   if (!prefill_order) return fail("--prefill-order: must be fcfs or shortest (got \"{}\")", o.prefill_order);
   m.scheduler.prefill_order = *prefill_order;
@@ -300,11 +298,11 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--kv-cache-memory", o->kv_cache_memory, "KV cache size, e.g. 2G (default: 1/4 of available memory, at most 4G)");
   command->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens computed per engine step")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--itl-target", o->itl_target,
-                      "Keep steps that carry decoding streams under this time by sizing prompt chunks from a learned "
-                      "step-time model (e.g. 100ms; off: chunks fill --max-batch-tokens)")
+                      "Bound steps that carry decoding streams by sizing prompt chunks from a learned step-time model: a "
+                      "multiple of the step's decodes alone (1.4x), or a time (100ms, with ageing); off: chunks fill --max-batch-tokens")
       ->capture_default_str();
   command->add_option("--max-prefill-wait", o->max_prefill_wait,
-                      "Past this wait since arrival, a prompt plans against --itl-target scaled by wait / this (ageing: prompts never starve)")
+                      "With a time as --itl-target: past this wait since arrival, a prompt plans against it scaled by wait / this (ageing)")
       ->capture_default_str();
   command->add_option("--prefill-order", o->prefill_order,
                       "Which prompts get prefill first: fcfs (arrival order) or shortest (highest (wait + uncached prefill "

@@ -189,7 +189,14 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   if (m.context != 0 && m.context < 16) return r.error(entry["context"], Reader::join(at, "context"), "must be at least 16 tokens");
   TRY_ASSIGN(m.kv_cache_memory, r.bytes(entry, at, "kv_cache_memory"));
   TRY_ASSIGN(m.scheduler.max_batch_tokens, r.integer(entry, at, "max_batch_tokens", 1, 1 << 16, 512));
-  TRY_ASSIGN(m.scheduler.itl_target_s, r.seconds(entry, at, "itl_target", 0.1));
+  if (const YAML::Node itl = entry["itl_target"]) {
+    if (!itl.IsScalar()) return r.error(itl, Reader::join(at, "itl_target"), "must be a duration such as 100ms, or a multiple such as 1.4x");
+    if (auto ok = engine::parse_itl_target(itl.as<std::string>(), m.scheduler); !ok) {
+      return r.error(itl, Reader::join(at, "itl_target"), "{}", ok.error().message);
+    }
+  } else if (auto ok = engine::parse_itl_target(engine::kDefaultItlTarget, m.scheduler); !ok) {
+    return std::unexpected(ok.error());
+  }
   TRY_ASSIGN(m.scheduler.max_prefill_wait_s, r.seconds(entry, at, "max_prefill_wait", 2.0));
   std::string prefill_order;
   TRY_ASSIGN(prefill_order, r.string(entry, at, "prefill_order", false, "fcfs"));

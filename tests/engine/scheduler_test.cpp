@@ -769,6 +769,64 @@ TEST(SchedulerItlTarget, PromptsProgressEvenWhenDecodesAloneExceedTheTarget) {
   for (int64_t c : chunks) EXPECT_GE(c, 16) << "the oldest prompt moves every step";
 }
 
+TEST(SchedulerItlTarget, RelativeTargetBoundsEveryStepByItsDecodesWithoutAgeing) {
+  // 8 streams decoding, then three 1500-token prompts at once, with a 0.1 s max_prefill_wait that the
+  // absolute target would answer with ageing: under "2x" no step that carries decodes is planned over
+  // 2 x its decodes alone (the floor steps aside: the machine's fixed cost leaves room for more), the
+  // learned model's plans hold on the simulated machine, and every prompt still finishes.
+  SchedulerConfig config{.max_batch_tokens = 512, .max_running = 64, .itl_target_factor = 2.0, .min_prefill_chunk = 16,
+                         .max_prefill_wait_s = 0.1,
+                         .step_cost_prior = {.fixed_s = 0.02, .per_token_s = 0.003, .per_context_s = 5e-6}};
+  Sim sim(2048, 16, config);
+  sim.true_cost = StepCostCoefficients{.fixed_s = 0.02, .per_token_s = 0.001, .per_context_s = 1e-6};
+  const StepCostModel machine(*sim.true_cost);
+  for (int i = 0; i < 8; ++i) sim.add(seq(1000 * i, 64), 600);
+  for (int i = 0; i < 60; ++i) sim.step();
+  std::vector<size_t> prompts;
+  for (int i = 0; i < 3; ++i) prompts.push_back(sim.add(seq(50000 + 5000 * i, 1500), 4));
+  int limited = 0, planned = 0;
+  double worst_ratio = 0;
+  auto done = [&] {
+    for (size_t p : prompts) if (sim.sim(p).generated == 0) return false;
+    return true;
+  };
+  while (!done() && sim.step_no < 3000) {
+    const SchedulerOutput step = sim.step();
+    if (step.num_decode_tokens == 0 || step.num_prefill_tokens <= 16) continue;
+    ++planned;
+    limited += step.is_itl_limited;
+    EXPECT_LE(step.predicted_seconds, 2.0 * step.decode_seconds * (1 + 1e-9)) << "step " << sim.step_no;
+    StepShape decodes;
+    for (const ScheduledChunk& c : step.chunks) {
+      if (c.num_tokens == 1 && c.start >= c.request->num_prompt_tokens) decodes.add_chunk(c.start, 1);
+    }
+    if (planned > 2) worst_ratio = std::max(worst_ratio, sim.last_step_seconds / machine.predict(decodes));
+  }
+  ASSERT_TRUE(done()) << "a prompt starved";
+  EXPECT_GT(limited, 0);
+  std::printf("%d mixed steps above the floor; slowest / its decodes alone: %.2f\n", planned, worst_ratio);
+  EXPECT_GT(planned, 30);
+  EXPECT_LE(worst_ratio, 2.0 * 1.05) << "after the model learned the mixed shape";
+}
+
+TEST(SchedulerItlTarget, ParsesDurationsAndMultiples) {
+  SchedulerConfig config;
+  ASSERT_TRUE(parse_itl_target("80ms", config));
+  EXPECT_DOUBLE_EQ(config.itl_target_s, 0.08);
+  EXPECT_EQ(config.itl_target_factor, 0);
+  ASSERT_TRUE(parse_itl_target("1.4x", config));
+  EXPECT_DOUBLE_EQ(config.itl_target_factor, 1.4);
+  EXPECT_EQ(config.itl_target_s, 0);
+  ASSERT_TRUE(parse_itl_target("off", config));
+  EXPECT_EQ(config.itl_target_s, 0);
+  EXPECT_EQ(config.itl_target_factor, 0);
+  for (const char* bad : {"0.9x", "1x", "11x", "x", "1.4xx", "abc", "-5ms"}) {
+    const auto result = parse_itl_target(bad, config);
+    ASSERT_FALSE(result) << bad;
+    EXPECT_NE(result.error().message.find(bad), std::string::npos) << result.error().message;
+  }
+}
+
 TEST(SchedulerItlTarget, NoDecodesMeansTheWholeBudget) {
   // Only prompts in flight: nobody's inter-token latency is at stake, so chunks fill max_batch_tokens.
   SchedulerConfig config{.max_batch_tokens = 128, .max_running = 8, .itl_target_s = 0.001};

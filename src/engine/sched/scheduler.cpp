@@ -1,6 +1,9 @@
 #include "engine/sched/scheduler.h"
 
 #include <algorithm>
+#include <stdexcept>
+
+#include "util/units.h"
 
 namespace tern::engine {
 namespace {
@@ -68,15 +71,44 @@ std::optional<PrefillOrder> parse_prefill_order(std::string_view name) {
   return std::nullopt;
 }
 
+Result<void> parse_itl_target(const std::string& text, SchedulerConfig& config) {
+  if (!text.empty() && text.back() == 'x') {
+    double factor = 0;
+    const std::string number = text.substr(0, text.size() - 1);
+    size_t used = 0;
+    try {
+      factor = std::stod(number, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != number.size() || number.empty() || !(factor > 1.0 && factor <= 10.0)) {
+      return fail("'{}': a relative target is a multiple of the decode-only step between 1 and 10, such as 1.4x", text);
+    }
+    config.itl_target_factor = factor;
+    config.itl_target_s = 0;
+    return {};
+  }
+  auto seconds = parse_seconds(text);
+  if (!seconds) return fail("{} (or a multiple of the decode-only step, such as 1.4x)", seconds.error().message);
+  config.itl_target_s = *seconds;
+  config.itl_target_factor = 0;
+  return {};
+}
+
 int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
                                      Clock::time_point now) const {
   // Nobody is streaming in this step: the token budget decides.
-  if (config_.itl_target_s <= 0 || output.num_decode_tokens == 0) return wanted;
-  // Ageing: past max_prefill_wait_s the target this prompt plans against grows with its wait (twice the
-  // wait, twice the target), so a backlog of prompts drains with gradually longer steps instead of
-  // either starving or jumping to full-budget steps that stall every stream at once.
+  if ((config_.itl_target_s <= 0 && config_.itl_target_factor <= 0) || output.num_decode_tokens == 0) return wanted;
   double target_s = config_.itl_target_s;
-  if (config_.max_prefill_wait_s > 0) target_s *= std::max(1.0, waited_seconds(request, now) / config_.max_prefill_wait_s);
+  if (config_.itl_target_factor > 0) {
+    // Relative: a bounded multiple of the decodes' own time, whatever the wait (no ageing).
+    target_s = config_.itl_target_factor * output.decode_seconds;
+  } else if (config_.max_prefill_wait_s > 0) {
+    // Ageing: past max_prefill_wait_s the target this prompt plans against grows with its wait (twice
+    // the wait, twice the target), so a backlog of prompts drains with gradually longer steps instead
+    // of either starving or jumping to full-budget steps that stall every stream at once.
+    target_s *= std::max(1.0, waited_seconds(request, now) / config_.max_prefill_wait_s);
+  }
   // The largest n whose step still fits the target (the cost only grows with n: binary search).
   const auto fits = [&](int64_t n) {
     StepShape shape = output.shape;
@@ -215,6 +247,7 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     if (running_[i]->remaining() == 1 && !serve_running(running_[i], true)) break;
   }
+  output.decode_seconds = output.num_decode_tokens > 0 ? cost_model_.predict(output.shape) : 0.0;
   if (config_.prefill_order == PrefillOrder::kShortestFirst) {
     schedule_prompts_shortest_first(now, budget, serve_running, admit);
   } else {

@@ -22,6 +22,13 @@
 // (ageing: 2x the wait, 2x the target), so a backlog drains with gradually longer steps rather than
 // starving. `max_batch_tokens` bounds every step either way.
 //
+// The target may instead be relative (`itl_target_factor`, "--itl-target 1.4x"): a step that carries
+// decodes may take prompt tokens up to `factor` x the predicted time of its decodes alone, without
+// ageing. Every step then stays within a bounded ratio of a decode-only step, which is what the p99 /
+// p50 of inter-token latency measures, at any load and on any machine; prompts move by the slack and
+// the `min_prefill_chunk` floor of the oldest prompt (so none starves), and a backlog makes TTFT, not
+// ITL, longer.
+//
 // When KV blocks run out, the most recently admitted running request is preempted (even when it is the
 // one that needs the block, so older requests keep their progress, as in vLLM): its blocks are
 // freed and it goes back to the front of the queue to be recomputed (its full blocks usually remain
@@ -32,11 +39,13 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/kv/kv_manager.h"
 #include "engine/sched/step_cost_model.h"
+#include "util/result.h"
 
 namespace tern::engine {
 
@@ -51,10 +60,20 @@ enum class PrefillOrder {
 /// "fcfs" | "shortest" (flags and config files); nullopt for anything else.
 std::optional<PrefillOrder> parse_prefill_order(std::string_view name);
 
+struct SchedulerConfig;
+/// tern serve's inter-token target: steps with decodes at most 1.4 x their decodes alone, so that the
+/// inter-token p99 stays within 1.5 x the p50 at any load (docs/benchmarks.md has the measurements).
+inline constexpr const char* kDefaultItlTarget = "1.4x";
+/// An inter-token target as flags and config files give it: a duration ("100ms", "0.1"; "off" or 0:
+/// none) into itl_target_s, or a multiple of the decode-only step ("1.4x", 1 < x <= 10) into
+/// itl_target_factor. The error names the value.
+Result<void> parse_itl_target(const std::string& text, SchedulerConfig& config);
+
 struct SchedulerConfig {
   int64_t max_batch_tokens = 512;  ///< tokens computed per step, all requests together
   int64_t max_running = 64;        ///< requests holding KV blocks at once
   double itl_target_s = 0;         ///< predicted step time to keep under while streams decode; 0: off
+  double itl_target_factor = 0;    ///< or: at most this x the step's decodes alone (no ageing); 0: off
   int64_t min_prefill_chunk = 16;  ///< prompt tokens the oldest prompt in progress gets per step, at least
   double max_prefill_wait_s = 2.0; ///< after this long since arrival, a prompt's target grows with its wait
   PrefillOrder prefill_order = PrefillOrder::kFcfs;
@@ -96,6 +115,7 @@ struct SchedulerOutput {
   int64_t num_prefill_tokens = 0;  ///< the chosen prompt chunk(s), all requests together
   StepShape shape;                 ///< what the step computes, for the step-time model
   double predicted_seconds = 0;    ///< the model's estimate for this step
+  double decode_seconds = 0;       ///< the model's estimate for the step's decodes alone
   bool is_itl_limited = false;     ///< the ITL target cut a prompt chunk short
 };
 
