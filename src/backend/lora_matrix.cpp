@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "backend/backend.h"
-#include "kernels/cpu/lora.h"
 #include "tensor/half.h"
 
 namespace tern::backend {
@@ -37,6 +36,11 @@ void LoraMatrix::set_weights(LoraWeightType weight_type, std::span<const float> 
   }
   store_q8(a_values, rank, in, a, a_scales);
   store_q8(b_t_values, rank, out, b_t, b_scales);
+}
+
+kernels::LoraWeights LoraMatrix::kernel_weights() const {
+  return {.type = type, .a = a.data(), .b_t = b_t.data(), .a_scales = a_scales.data(), .b_scales = b_scales.data(),
+          .rank = rank, .in = in, .out = out, .scale = scale};
 }
 
 }  // namespace tern::backend

@@ -12,7 +12,6 @@
 #include <random>
 
 #include "gguf/gguf_builder.h"
-#include "kernels/cpu/lora.h"
 #include "model/lora.h"
 #include "model/forward_once.h"
 #include "model/model.h"
@@ -60,13 +59,6 @@ std::string write_lora_gguf(const std::string& arch, const RandomLora& lora, con
   return path;
 }
 
-/// Row r, column i of an adapter matrix's A and B as the kernels read them (F16 or Q8 x block scale).
-kernels::LoraWeights kernel_view(const backend::LoraMatrix& m) {
-  return {.type = m.type == backend::LoraWeightType::Q8 ? kernels::LoraWeightType::Q8 : kernels::LoraWeightType::F16,
-          .a = m.a.data(), .b_t = m.b_t.data(), .a_scales = m.a_scales.data(), .b_scales = m.b_scales.data(),
-          .rank = m.rank, .in = m.in, .out = m.out, .scale = m.scale};
-}
-
 LoraTarget target_of(const std::string& tensor) {
   for (auto [part, target] : {std::pair{"attn_q.", LoraTarget::kQ}, {"attn_k.", LoraTarget::kK}, {"attn_v.", LoraTarget::kV},
                               {"attn_output.", LoraTarget::kO}, {"ffn_gate.", LoraTarget::kGate}, {"ffn_up.", LoraTarget::kUp},
@@ -109,7 +101,7 @@ void expect_merged_weights_match(backend::LoraWeightType weight_type) {
     if (!lora.pairs.contains(name)) return w;
     const backend::LoraMatrix& m = (*adapter)->matrix(0, target_of(name));
     EXPECT_EQ(m.type, weight_type);
-    const kernels::LoraWeights kept = kernel_view(m);
+    const kernels::LoraWeights kept = m.kernel_weights();
     const auto in = static_cast<size_t>(m.in), out = static_cast<size_t>(m.out);
     EXPECT_EQ(in * out, n);
     for (size_t o = 0; o < out; ++o) {

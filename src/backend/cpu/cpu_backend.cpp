@@ -146,10 +146,7 @@ class CpuBackend final : public Backend {
         const int64_t rows = std::min(kLoraBlock, update.num_rows - first);
         const int64_t row = update.first_row + first;
         shrunk.resize(static_cast<size_t>(rows * m.rank));
-        const kernels::LoraWeights w{.type = m.type == LoraWeightType::Q8 ? kernels::LoraWeightType::Q8 : kernels::LoraWeightType::F16,
-                                     .a = m.a.data(), .b_t = m.b_t.data(), .a_scales = m.a_scales.data(), .b_scales = m.b_scales.data(),
-                                     .rank = m.rank, .in = m.in, .out = m.out, .scale = m.scale};
-        kernels::lora_add_rows(lora, w, x + row * x_width, x_width, update.out + row * m.out, m.out, rows, shrunk.data());
+        kernels::lora_add_rows(lora, m.kernel_weights(), x + row * x_width, x_width, update.out + row * m.out, m.out, rows, shrunk.data());
       }
     });
   }
