@@ -114,8 +114,10 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot,
                          [](const auto& info) { return std::string(dtype_info(info.param).name); });
 
 // The interleaved layout and its kernel against the scalar reference on the file rows: every row
-// count of a group (13 rows = one full and one partial group), odd numbers of blocks, every count of
-// activation rows; and a row's output is the same whatever activation rows share its call.
+// count of a group (13 rows = one full and one partial group; 21 and 45 also take the two-group
+// kernel where there is one, whole and partial), odd numbers of blocks, every count of activation
+// rows; a row's output is the same whatever activation rows share its call, and the two-group kernel
+// gives the single-group kernel's bits.
 class Interleaved : public ::testing::TestWithParam<DType> {};
 
 TEST_P(Interleaved, MatchesScalarReference) {
@@ -124,7 +126,7 @@ TEST_P(Interleaved, MatchesScalarReference) {
   ASSERT_TRUE(can_interleave(type));
   if (vec_dot_kernel(type).interleaved == nullptr) GTEST_SKIP() << "no interleaved kernel on this machine";
   std::mt19937 rng(11);
-  const int64_t n = 13;
+  for (const int64_t n : {13, 21, 45})
   for (Isa isa : {Isa::AVX2, Isa::AVX512_VNNI}) {  // one layout, a kernel per ISA
    if (static_cast<int>(isa) > static_cast<int>(best_isa())) continue;
    const VecDotKernel kernel = vec_dot_kernel(type, isa);
@@ -157,6 +159,13 @@ TEST_P(Interleaved, MatchesScalarReference) {
       std::vector<float> alone(n);
       matmul_units(w, act.data(), stride, 1, alone.data(), 0, row_units(w));
       for (int64_t j = 0; j < n; ++j) EXPECT_EQ(alone[j], y[j]) << info.name << " batch invariance, row " << j;
+      if (w.kernel.interleaved_pair != nullptr) {
+        WeightMatrix single_groups = w;
+        single_groups.kernel.interleaved_pair = nullptr;
+        std::vector<float> by_group(rows * n, -1.0f);
+        matmul_units(single_groups, act.data(), stride, rows, by_group.data(), 0, row_units(w));
+        for (int64_t j = 0; j < rows * n; ++j) EXPECT_EQ(by_group[j], y[j]) << info.name << " two-group kernel, output " << j;
+      }
     }
    }
   }

@@ -26,11 +26,18 @@ using VecDotFn = void (*)(int64_t k, const void* weight_row, const void* act, si
 using InterleavedFn = void (*)(int64_t k, const void* group, const void* act, size_t act_stride, int num_act_rows, float* y,
                                size_t y_stride, int num_weight_rows);
 
+/// Two consecutive groups (16 weight rows, `group_bytes` apart) at once: the same results as two
+/// InterleavedFn calls, in 512-bit vectors whose halves are the two groups, so one broadcast
+/// activation serves sixteen rows; num_weight_rows up to 16.
+using InterleavedPairFn = void (*)(int64_t k, const void* groups, size_t group_bytes, const void* act, size_t act_stride,
+                                   int num_act_rows, float* y, size_t y_stride, int num_weight_rows);
+
 struct VecDotKernel {
   ActFormat act_format;
   VecDotFn fn;
   Isa isa;
   InterleavedFn interleaved = nullptr;  ///< optional (AVX2, AVX-512 VNNI): for matrices in the interleaved layout
+  InterleavedPairFn interleaved_pair = nullptr;  ///< optional (AVX-512): faster where it exists
 };
 
 /// The kernel for `type` on this machine. Types without a direct kernel use a dequantizing F32 path.
