@@ -232,9 +232,9 @@ class CpuBackend final : public Backend {
     const int64_t head_dim = shape.head_dim, value_dim = shape.value_dim;
     const int64_t bs = cache.block_size();
     // The heads that share a KV head go together, so each key and value is converted once for all of
-    // them, when that still leaves a few tasks per thread; otherwise one head per task. A head's
-    // arithmetic is the same either way, so its result never depends on the batch.
-    const int64_t heads_per_task = rows.size() * shape.num_kv_heads >= 4 * pool_.num_threads() ? group : 1;
+    // them, as many as still leave the threads evenly loaded. A head's arithmetic is the same either
+    // way, so its result never depends on the batch.
+    const int64_t heads_per_task = attention_heads_per_task(rows.size() * num_heads, group);
     const int64_t tasks_per_row = num_heads / heads_per_task;
     pool_.parallel_for(rows.size() * tasks_per_row, [&](int64_t begin, int64_t end) {
       thread_local std::vector<float> scores, rounded_queries;
@@ -273,6 +273,19 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  /// The most heads of a group (a divisor of `group`) one attention task may take while the tasks
+  /// still split evenly over the threads: a multiple of the thread count, or at least four per thread.
+  /// A one-row decode of Gemma 3 (4 heads on one KV head, 2 threads) gets 2 tasks of 2 heads.
+  int64_t attention_heads_per_task(int64_t num_head_rows, int64_t group) const {
+    const int64_t threads = pool_.num_threads();
+    for (int64_t heads = group; heads > 1; --heads) {
+      if (group % heads != 0) continue;
+      const int64_t tasks = num_head_rows / heads;
+      if (tasks >= 4 * threads || tasks % threads == 0) return heads;
+    }
+    return 1;
+  }
+
   /// fn(begin, end) over [0, n) on the pool when n is large enough to pay for it, else inline:
   /// element-wise steps of a long prompt would otherwise leave the other cores idle.
   void parallel_range(int64_t n, int64_t min_parallel, const std::function<void(int64_t, int64_t)>& fn) {
