@@ -2,7 +2,8 @@
 //
 //   inference_throughput MODEL.gguf [--prompt-tokens 512] [--decode-tokens 128] [--threads 2] [--repeats 3]
 // prints one JSON line: prefill and decode tokens/s (median of repeats), peak RSS, weight bytes read
-// per decoded token, and measured memory copy bandwidth.
+// per decoded token, measured memory copy bandwidth, and the parallel regions (fork-joins of the
+// thread pool) one prompt and one decoded token cost.
 
 #include <sys/resource.h>
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "kernels/cpu/thread_pool.h"
 #include "model/model.h"
 
 namespace {
@@ -70,6 +72,8 @@ int main(int argc, char** argv) {
   while (static_cast<int>(prompt.size()) < prompt_tokens) prompt.push_back(text_tokens[prompt.size() % text_tokens.size()]);
 
   std::vector<double> prefill_rates, decode_rates;
+  uint64_t prompt_regions = 0;
+  double decode_regions = 0;
   for (int r = 0; r < repeats; ++r) {
     // The model's batched forward pass on one sequence (no scheduler): the kernels' speed alone.
     const int64_t num_blocks = (prompt_tokens + decode_tokens + 16 + 15) / 16;
@@ -92,16 +96,20 @@ int main(int argc, char** argv) {
       }
     };
     auto start = std::chrono::steady_clock::now();
+    const uint64_t regions_before_prompt = tern::kernels::ThreadPool::regions_started();
     feed(prompt);
+    prompt_regions = tern::kernels::ThreadPool::regions_started() - regions_before_prompt;
     prefill_rates.push_back(prompt_tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     std::vector<float> row(logits);
     start = std::chrono::steady_clock::now();
+    const uint64_t regions_before_decode = tern::kernels::ThreadPool::regions_started();
     for (int i = 0; i < decode_tokens; ++i) {
       const int32_t token[] = {static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin())};
       feed(token);
       row.assign(logits.begin(), logits.end());
     }
     decode_rates.push_back(decode_tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    decode_regions = static_cast<double>(tern::kernels::ThreadPool::regions_started() - regions_before_decode) / std::max(1, decode_tokens);
   }
   // Bytes a decode step reads: every weight matrix once, plus one embedding row (ignored: tiny).
   uint64_t bytes_per_token = 0;
@@ -113,8 +121,10 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &usage);
   const double bandwidth = copy_bandwidth_bytes_per_second();
   std::printf("{\"prefill_tokens_per_second\": %.2f, \"decode_tokens_per_second\": %.2f, \"peak_rss_mib\": %.1f, "
-              "\"bytes_per_decoded_token\": %llu, \"copy_bandwidth_gb_per_second\": %.2f}\n",
+              "\"bytes_per_decoded_token\": %llu, \"copy_bandwidth_gb_per_second\": %.2f, \"parallel_regions_per_prompt\": %llu, "
+              "\"parallel_regions_per_decoded_token\": %.1f}\n",
               median(prefill_rates), median(decode_rates), usage.ru_maxrss / 1024.0,
-              static_cast<unsigned long long>(bytes_per_token), bandwidth / 1e9);
+              static_cast<unsigned long long>(bytes_per_token), bandwidth / 1e9, static_cast<unsigned long long>(prompt_regions),
+              decode_regions);
   return 0;
 }

@@ -139,12 +139,22 @@ class Backend {
   virtual void add_bias(float* x, std::span<const float> bias, int64_t rows) = 0;
   /// x[i] += y[i] for i < n.
   virtual void add_residual(float* x, const float* y, int64_t n) = 0;
+  /// The step between two blocks, row by row in one pass (one fork-join instead of three): y =
+  /// rms_norm(y) * post_norm if post_norm is given (Gemma's norm of a block's output), x += y, then
+  /// normed = rms_norm(x) * next_norm if next_norm is given (the next block's input). The same
+  /// arithmetic as rms_norm and add_residual one after the other, so the same bits.
+  virtual void add_residual_norm(float* x, float* y, const float* post_norm, const float* next_norm, float* normed, int64_t rows,
+                                 int64_t n, float eps) = 0;
   /// out[i] = act(gate[i]) * up[i], act SiLU or GELU.
   virtual void gated_activation(Gating gating, const float* gate, const float* up, float* out, int64_t n) = 0;
   virtual void rope_table(std::span<const int32_t> positions, int64_t rotary_dims, float base, RopeTable& table) = 0;
-  /// RoPE on each of `num_heads` heads of each of `m` rows.
-  virtual void apply_rope(float* x, int64_t m, int64_t num_heads, int64_t head_dim, kernels::RopeStyle style,
-                          const RopeTable& table) = 0;
+  /// Queries and keys made ready for attention, row by row in one pass: every head of q (num_heads
+  /// per row) and of k (num_kv_heads per row; k may be null with 0) RMS-normed by q_norm / k_norm
+  /// (head_dim weights) when those are given (Gemma 3), then rotated by RoPE. The same arithmetic as
+  /// rms_norm on each head then RoPE, so the same bits.
+  virtual void norm_rope_qk(float* q, int64_t num_heads, float* k, int64_t num_kv_heads, int64_t m, int64_t head_dim,
+                            const float* q_norm, const float* k_norm, float eps, kernels::RopeStyle style,
+                            const RopeTable& table) = 0;
   /// Each row's K and V into the cache at its position, layer `layer`.
   virtual void store_kv(KvCache& cache, int64_t layer, const TokenRows& rows, const float* k, const float* v) = 0;
   /// Causal attention of each row's query heads over its sequence's cached K/V (GQA: query head h reads

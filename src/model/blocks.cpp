@@ -60,6 +60,11 @@ void add_lora(backend::Backend& be, Workspace& ws, int64_t layer, std::initializ
   if (!ws.lora_updates.empty()) be.add_lora(ws.lora_updates, x, x_width);
 }
 
+const float* next_attn_norm(const ModelWeights& weights, int64_t layer) {
+  const auto next = static_cast<size_t>(layer + 1);
+  return next < weights.layers.size() ? weights.layers[next].attn_norm.data() : nullptr;
+}
+
 void compute_logits(backend::Backend& be, const ModelConfig& config, const ModelWeights& weights, const Batch& batch,
                     const float* hidden, std::vector<float>& rows, std::vector<float>& logits) {
   const int64_t n = config.embedding_length;

@@ -35,6 +35,10 @@ void find_lora_runs(const Batch& batch, Workspace& ws);
 void add_lora(backend::Backend& be, Workspace& ws, int64_t layer, std::initializer_list<std::pair<LoraTarget, float*>> targets,
               const float* x, int64_t x_width);
 
+/// The input norm of the layer after `layer`, which add_residual_norm applies as it closes `layer`;
+/// nullptr after the last (the output norm runs only on the rows that want logits).
+const float* next_attn_norm(const ModelWeights& weights, int64_t layer);
+
 /// Final norm and output projection for the rows that want logits.
 void compute_logits(backend::Backend& be, const ModelConfig& config, const ModelWeights& weights, const Batch& batch,
                     const float* hidden, std::vector<float>& scratch_rows, std::vector<float>& logits);

@@ -59,6 +59,32 @@ TEST(CpuBackend, ElementWiseOpsMatchTheFormulas) {
   }
 }
 
+// The fused step between blocks gives the separate ops' bits, with and without either norm, on a
+// decode-sized batch (inline) and a prompt-sized one (parallel).
+TEST(CpuBackend, AddResidualNormEqualsTheSeparateOps) {
+  auto be = make_cpu_backend(2);
+  std::mt19937 rng(3);
+  const int64_t n = 131;
+  for (const int64_t rows : {1, 5, 40}) {
+    const auto x = random_floats(rows * n, rng), y = random_floats(rows * n, rng);
+    const auto post = random_floats(n, rng), next = random_floats(n, rng);
+    for (const bool with_post : {false, true}) {
+      for (const bool with_next : {false, true}) {
+        std::vector<float> x_fused = x, y_fused = y, normed_fused(rows * n, -1.0f);
+        be->add_residual_norm(x_fused.data(), y_fused.data(), with_post ? post.data() : nullptr,
+                              with_next ? next.data() : nullptr, normed_fused.data(), rows, n, 1e-6f);
+        std::vector<float> x_apart = x, y_apart = y, normed_apart(rows * n, -1.0f);
+        if (with_post) be->rms_norm(y_apart.data(), post.data(), y_apart.data(), rows, n, 1e-6f);
+        be->add_residual(x_apart.data(), y_apart.data(), rows * n);
+        if (with_next) be->rms_norm(x_apart.data(), next.data(), normed_apart.data(), rows, n, 1e-6f);
+        ASSERT_EQ(x_fused, x_apart) << rows << " rows, post " << with_post << ", next " << with_next;
+        ASSERT_EQ(y_fused, y_apart) << rows << " rows";
+        ASSERT_EQ(normed_fused, normed_apart) << rows << " rows";
+      }
+    }
+  }
+}
+
 TEST(CpuBackend, RopeMatchesThePerPositionReference) {
   auto be = make_cpu_backend(2);
   std::mt19937 rng(2);
@@ -69,7 +95,8 @@ TEST(CpuBackend, RopeMatchesThePerPositionReference) {
     std::vector<float> ours = x, theirs = x;
     RopeTable table;
     be->rope_table(positions, rotary, 10000.0f, table);
-    be->apply_rope(ours.data(), static_cast<int64_t>(positions.size()), heads, head_dim, style, table);
+    be->norm_rope_qk(ours.data(), heads, nullptr, 0, static_cast<int64_t>(positions.size()), head_dim, nullptr, nullptr, 0.0f,
+                     style, table);
     const float theta_scale = std::pow(10000.0f, -2.0f / rotary);
     for (size_t i = 0; i < positions.size(); ++i) {
       for (int64_t h = 0; h < heads; ++h) {
@@ -85,6 +112,32 @@ TEST(CpuBackend, RopeMatchesThePerPositionReference) {
       }
     }
     for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(ours[i], theirs[i], 1e-5 * (1 + std::abs(theirs[i]))) << i;
+  }
+}
+
+// Norms of each head before RoPE, in the same pass, give the bits of rms_norm on every head first;
+// keys get their own norm and head count.
+TEST(CpuBackend, NormRopeQkEqualsNormingEachHeadFirst) {
+  auto be = make_cpu_backend(2);
+  std::mt19937 rng(4);
+  const int64_t heads = 4, kv_heads = 1, head_dim = 32;
+  for (const int64_t m : {1, 3, 40}) {
+    std::vector<int32_t> positions(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) positions[static_cast<size_t>(i)] = static_cast<int32_t>(7 * i + 3);
+    RopeTable table;
+    be->rope_table(positions, head_dim, 10000.0f, table);
+    const auto q = random_floats(m * heads * head_dim, rng), k = random_floats(m * kv_heads * head_dim, rng);
+    const auto q_norm = random_floats(head_dim, rng), k_norm = random_floats(head_dim, rng);
+    std::vector<float> q_fused = q, k_fused = k;
+    be->norm_rope_qk(q_fused.data(), heads, k_fused.data(), kv_heads, m, head_dim, q_norm.data(), k_norm.data(), 1e-6f,
+                     kernels::RopeStyle::NEOX, table);
+    std::vector<float> q_apart = q, k_apart = k;
+    be->rms_norm(q_apart.data(), q_norm.data(), q_apart.data(), m * heads, head_dim, 1e-6f);
+    be->rms_norm(k_apart.data(), k_norm.data(), k_apart.data(), m * kv_heads, head_dim, 1e-6f);
+    be->norm_rope_qk(q_apart.data(), heads, nullptr, 0, m, head_dim, nullptr, nullptr, 0.0f, kernels::RopeStyle::NEOX, table);
+    be->norm_rope_qk(k_apart.data(), kv_heads, nullptr, 0, m, head_dim, nullptr, nullptr, 0.0f, kernels::RopeStyle::NEOX, table);
+    ASSERT_EQ(q_fused, q_apart) << m << " rows";
+    ASSERT_EQ(k_fused, k_apart) << m << " rows";
   }
 }
 

@@ -165,6 +165,19 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void add_residual_norm(float* x, float* y, const float* post_norm, const float* next_norm, float* normed, int64_t rows,
+                         int64_t n, float eps) override {
+    parallel_range(rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float* x_row = x + i * n;
+        float* y_row = y + i * n;
+        if (post_norm != nullptr) kernels::rms_norm(y_row, post_norm, y_row, n, eps);
+        for (int64_t j = 0; j < n; ++j) x_row[j] += y_row[j];
+        if (next_norm != nullptr) kernels::rms_norm(x_row, next_norm, normed + i * n, n, eps);
+      }
+    });
+  }
+
   void gated_activation(Gating gating, const float* gate, const float* up, float* out, int64_t n) override {
     parallel_range(n, 1 << 14, [&](int64_t begin, int64_t end) {
       if (gating == Gating::SILU) kernels::silu_mul(gate + begin, up + begin, out + begin, end - begin);
@@ -190,24 +203,30 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void apply_rope(float* x, int64_t m, int64_t num_heads, int64_t head_dim, kernels::RopeStyle style,
-                  const RopeTable& table) override {
+  void norm_rope_qk(float* q, int64_t num_heads, float* k, int64_t num_kv_heads, int64_t m, int64_t head_dim,
+                    const float* q_norm, const float* k_norm, float eps, kernels::RopeStyle style,
+                    const RopeTable& table) override {
     const int64_t half = table.rotary_dims / 2;
-    parallel_range(m, 32, [&](int64_t begin, int64_t end) {
+    const auto norm_and_rotate = [&](float* row, int64_t heads, const float* norm, const double* c, const double* s) {
+      for (int64_t h = 0; h < heads; ++h) {
+        float* head = row + h * head_dim;
+        if (norm != nullptr) kernels::rms_norm(head, norm, head, head_dim, eps);
+        for (int64_t d = 0; d < half; ++d) {
+          const int64_t a = style == kernels::RopeStyle::NORM ? 2 * d : d;
+          const int64_t b = style == kernels::RopeStyle::NORM ? 2 * d + 1 : d + half;
+          const float x0 = head[a], x1 = head[b];
+          const float cos_theta = static_cast<float>(c[d]), sin_theta = static_cast<float>(s[d]);
+          head[a] = x0 * cos_theta - x1 * sin_theta;
+          head[b] = x0 * sin_theta + x1 * cos_theta;
+        }
+      }
+    };
+    parallel_range(m, 16, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const double* c = table.cos.data() + i * half;
         const double* s = table.sin.data() + i * half;
-        for (int64_t h = 0; h < num_heads; ++h) {
-          float* head = x + (i * num_heads + h) * head_dim;
-          for (int64_t d = 0; d < half; ++d) {
-            const int64_t a = style == kernels::RopeStyle::NORM ? 2 * d : d;
-            const int64_t b = style == kernels::RopeStyle::NORM ? 2 * d + 1 : d + half;
-            const float x0 = head[a], x1 = head[b];
-            const float cos_theta = static_cast<float>(c[d]), sin_theta = static_cast<float>(s[d]);
-            head[a] = x0 * cos_theta - x1 * sin_theta;
-            head[b] = x0 * sin_theta + x1 * cos_theta;
-          }
-        }
+        norm_and_rotate(q + i * num_heads * head_dim, num_heads, q_norm, c, s);
+        if (k != nullptr) norm_and_rotate(k + i * num_kv_heads * head_dim, num_kv_heads, k_norm, c, s);
       }
     });
   }

@@ -3,6 +3,11 @@
 #include <algorithm>
 
 namespace tern::kernels {
+namespace {
+std::atomic<uint64_t> g_regions_started{0};
+}  // namespace
+
+uint64_t ThreadPool::regions_started() { return g_regions_started.load(std::memory_order_relaxed); }
 
 ThreadPool::ThreadPool(int num_threads) {
   if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -45,6 +50,7 @@ void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
     fn(0, 1);
     return;
   }
+  g_regions_started.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(mutex_);
     job_ = &fn;

@@ -24,6 +24,10 @@ class ThreadPool {
   /// Runs fn(thread_index, num_threads) on every thread (caller included) and waits for all.
   void run_on_all(const std::function<void(int, int)>& fn);
 
+  /// Parallel regions (run_on_all calls that woke workers) started by every pool of this process:
+  /// each is a fork and a join, so benchmarks report how many an op sequence costs.
+  static uint64_t regions_started();
+
   /// Splits [0, n) into contiguous chunks (a few per thread, claimed dynamically) and runs fn(begin, end)
   /// on each; returns when all are done.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);

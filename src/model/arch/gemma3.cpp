@@ -29,28 +29,24 @@ void forward_gemma3(const ModelConfig& c, const ModelWeights& w, const Batch& ba
   float* x = ws.hidden.data();
   be.embed(embedding_table(w), batch.tokens, n, c.embedding_scale, x);
   find_lora_runs(batch, ws);
+  be.rms_norm(x, w.layers[0].attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
   for (int64_t il = 0; il < c.num_layers; ++il) {
     const LayerWeights& layer = w.layers[il];
     const bool is_local = c.layer_is_sliding[il];
-    be.rms_norm(x, layer.attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
     const backend::Matrix* qkv[] = {&layer.wq, &layer.wk, &layer.wv};
     float* qkv_out[] = {ws.q.data(), ws.k.data(), ws.v.data()};
     be.project(qkv, ws.normed.data(), m, qkv_out);
     add_lora(be, ws, il, {{LoraTarget::kQ, ws.q.data()}, {LoraTarget::kK, ws.k.data()}, {LoraTarget::kV, ws.v.data()}},
              ws.normed.data(), n);
-    be.rms_norm(ws.q.data(), layer.q_norm.data(), ws.q.data(), m * c.num_heads, c.head_dim, c.norm_eps);
-    be.rms_norm(ws.k.data(), layer.k_norm.data(), ws.k.data(), m * c.num_kv_heads, c.head_dim, c.norm_eps);
-    const backend::RopeTable& rope = is_local ? ws.rope : ws.rope_global;
-    be.apply_rope(ws.q.data(), m, c.num_heads, c.head_dim, c.rope_style, rope);
-    be.apply_rope(ws.k.data(), m, c.num_kv_heads, c.head_dim, c.rope_style, rope);
+    be.norm_rope_qk(ws.q.data(), c.num_heads, ws.k.data(), c.num_kv_heads, m, c.head_dim, layer.q_norm.data(),
+                    layer.k_norm.data(), c.norm_eps, c.rope_style, is_local ? ws.rope : ws.rope_global);
     be.store_kv(cache, il, rows, ws.k.data(), ws.v.data());
     be.attention(cache, il, rows, attention_shape(c, is_local ? c.sliding_window : 0), ws.q.data(), ws.attention.data());
     be.matmul(layer.wo, ws.attention.data(), m, ws.projected.data());
     add_lora(be, ws, il, {{LoraTarget::kO, ws.projected.data()}}, ws.attention.data(), c.num_heads * c.value_dim);
-    be.rms_norm(ws.projected.data(), layer.post_attn_norm.data(), ws.projected.data(), m, n, c.norm_eps);
-    be.add_residual(x, ws.projected.data(), m * n);
+    be.add_residual_norm(x, ws.projected.data(), layer.post_attn_norm.data(), layer.ffn_norm.data(), ws.normed.data(), m, n,
+                         c.norm_eps);
 
-    be.rms_norm(x, layer.ffn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
     const backend::Matrix* gate_up[] = {&layer.w_gate, &layer.w_up};
     float* gate_up_out[] = {ws.gate.data(), ws.up.data()};
     be.project(gate_up, ws.normed.data(), m, gate_up_out);
@@ -58,8 +54,8 @@ void forward_gemma3(const ModelConfig& c, const ModelWeights& w, const Batch& ba
     be.gated_activation(backend::Gating::GELU, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
     be.matmul(layer.w_down, ws.activated.data(), m, ws.projected.data());
     add_lora(be, ws, il, {{LoraTarget::kDown, ws.projected.data()}}, ws.activated.data(), c.ffn_length);
-    be.rms_norm(ws.projected.data(), layer.post_ffn_norm.data(), ws.projected.data(), m, n, c.norm_eps);
-    be.add_residual(x, ws.projected.data(), m * n);
+    be.add_residual_norm(x, ws.projected.data(), layer.post_ffn_norm.data(), next_attn_norm(w, il), ws.normed.data(), m, n,
+                         c.norm_eps);
   }
   compute_logits(be, c, w, batch, x, ws.logit_rows, logits);
 }

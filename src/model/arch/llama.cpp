@@ -24,9 +24,9 @@ void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& bat
   float* x = ws.hidden.data();
   be.embed(embedding_table(w), batch.tokens, n, c.embedding_scale, x);
   find_lora_runs(batch, ws);
+  be.rms_norm(x, w.layers[0].attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
   for (int64_t il = 0; il < c.num_layers; ++il) {
     const LayerWeights& layer = w.layers[il];
-    be.rms_norm(x, layer.attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
     const backend::Matrix* qkv[] = {&layer.wq, &layer.wk, &layer.wv};
     float* qkv_out[] = {ws.q.data(), ws.k.data(), ws.v.data()};
     be.project(qkv, ws.normed.data(), m, qkv_out);
@@ -35,15 +35,14 @@ void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& bat
     be.add_bias(ws.q.data(), layer.bq, m);
     be.add_bias(ws.k.data(), layer.bk, m);
     be.add_bias(ws.v.data(), layer.bv, m);
-    be.apply_rope(ws.q.data(), m, c.num_heads, c.head_dim, c.rope_style, ws.rope);
-    be.apply_rope(ws.k.data(), m, c.num_kv_heads, c.head_dim, c.rope_style, ws.rope);
+    be.norm_rope_qk(ws.q.data(), c.num_heads, ws.k.data(), c.num_kv_heads, m, c.head_dim, nullptr, nullptr, c.norm_eps,
+                    c.rope_style, ws.rope);
     be.store_kv(cache, il, rows, ws.k.data(), ws.v.data());
     be.attention(cache, il, rows, attention_shape(c, 0), ws.q.data(), ws.attention.data());
     be.matmul(layer.wo, ws.attention.data(), m, ws.projected.data());
     add_lora(be, ws, il, {{LoraTarget::kO, ws.projected.data()}}, ws.attention.data(), c.num_heads * c.value_dim);
-    be.add_residual(x, ws.projected.data(), m * n);
+    be.add_residual_norm(x, ws.projected.data(), nullptr, layer.ffn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
 
-    be.rms_norm(x, layer.ffn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
     const backend::Matrix* gate_up[] = {&layer.w_gate, &layer.w_up};
     float* gate_up_out[] = {ws.gate.data(), ws.up.data()};
     be.project(gate_up, ws.normed.data(), m, gate_up_out);
@@ -51,7 +50,7 @@ void forward_llama(const ModelConfig& c, const ModelWeights& w, const Batch& bat
     be.gated_activation(backend::Gating::SILU, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
     be.matmul(layer.w_down, ws.activated.data(), m, ws.projected.data());
     add_lora(be, ws, il, {{LoraTarget::kDown, ws.projected.data()}}, ws.activated.data(), c.ffn_length);
-    be.add_residual(x, ws.projected.data(), m * n);
+    be.add_residual_norm(x, ws.projected.data(), nullptr, next_attn_norm(w, il), ws.normed.data(), m, n, c.norm_eps);
   }
   compute_logits(be, c, w, batch, x, ws.logit_rows, logits);
 }
