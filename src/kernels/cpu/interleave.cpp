@@ -142,7 +142,7 @@ void interleave_group(DType type, const uint8_t* rows, size_t row_bytes, int num
         const uint8_t nibble = codes[j] & 0x0F;
         if (chunk < 4) qs[32 * chunk + lane_byte] |= nibble;
         else qs[32 * (chunk - 4) + lane_byte] |= static_cast<uint8_t>(nibble << 4);
-        if (s.bits == 5 && (codes[j] & 0x10) != 0) qh[4 * chunk + lane_byte / 8] |= static_cast<uint8_t>(1u << (lane_byte % 8));
+        if (s.bits == 5 && (codes[j] & 0x10) != 0) qh[lane_byte] |= static_cast<uint8_t>(1u << chunk);
       }
     }
   }
@@ -213,7 +213,7 @@ void deinterleave_row(DType type, const uint8_t* group, int lane, int64_t k, uin
       const uint8_t nibble = chunk < 4 ? (qs[32 * chunk + lane_byte] & 0x0F) : (qs[32 * (chunk - 4) + lane_byte] >> 4);
       if (j < 16) block[s.qs_offset + j] |= nibble;
       else block[s.qs_offset + j - 16] |= static_cast<uint8_t>(nibble << 4);
-      if (s.bits == 5 && ((g[head + 4 * chunk + lane_byte / 8] >> (lane_byte % 8)) & 1) != 0) qh |= 1u << j;
+      if (s.bits == 5 && ((g[head + lane_byte] >> chunk) & 1) != 0) qh |= 1u << j;
     }
     if (s.bits == 5) std::memcpy(block + s.qh_offset, &qh, 4);
   }

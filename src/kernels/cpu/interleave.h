@@ -9,7 +9,9 @@
 //   qs, 4- and 5-bit types: 4 vectors of 32 bytes; byte 4*row + b of vector v holds weight 4v + b of
 //       that row in its low nibble and weight 16 + 4v + b in its high nibble, so the low nibbles of
 //       vector v are chunk v (weights 4v..4v+3) and the high nibbles chunk v + 4;
-//   qh, Q5 types: 8 words of 32 bits; bit 4*row + b of word c is the 5th bit of weight 4c + b;
+//   qh, Q5 types: 32 bytes, bit-sliced: bit c of byte 4*row + b is the 5th bit of weight 4c + b, so
+//       the 5th bits of chunk c sit in the same bytes as its weights (a shift and a mask on AVX2, a
+//       test-into-mask on AVX-512);
 //   qs, Q8_0: 8 vectors of 32 bytes; byte 4*row + b of vector c is weight 4c + b.
 //
 // The K types keep their 256-value super-blocks, with the sub-block scales unpacked per row:
