@@ -292,17 +292,22 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  /// The most heads of a group (a divisor of `group`) one attention task may take while the tasks
-  /// still split evenly over the threads: a multiple of the thread count, or at least four per thread.
-  /// A one-row decode of Gemma 3 (4 heads on one KV head, 2 threads) gets 2 tasks of 2 heads.
+  /// How many heads of a KV group (a divisor of `group`) one attention task takes. A task reads its
+  /// keys and values once for all its heads, and each head adds about half a read's worth of
+  /// arithmetic, so a task of h heads costs about 2 + h (in half-reads), and the op takes as many such
+  /// costs as the busiest thread has tasks: the cheapest choice wins, ties to more heads. A one-row
+  /// decode of Gemma 3 (4 heads on one KV head, 2 threads) gets 2 tasks of 2 heads; of SmolLM2 (3 groups
+  /// of 3) 3 tasks of 3 heads rather than 9 of one, which read every key three times.
   int64_t attention_heads_per_task(int64_t num_head_rows, int64_t group) const {
     const int64_t threads = pool_.num_threads();
-    for (int64_t heads = group; heads > 1; --heads) {
+    int64_t best = 1, best_cost = -1;
+    for (int64_t heads = group; heads >= 1; --heads) {
       if (group % heads != 0) continue;
       const int64_t tasks = num_head_rows / heads;
-      if (tasks >= 4 * threads || tasks % threads == 0) return heads;
+      const int64_t cost = (tasks + threads - 1) / threads * (2 + heads);
+      if (best_cost < 0 || cost < best_cost) best = heads, best_cost = cost;
     }
-    return 1;
+    return best;
   }
 
   /// fn(begin, end) over [0, n) on the pool when n is large enough to pay for it, else inline:
