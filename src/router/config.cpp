@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "util/units.h"
 
@@ -47,6 +48,17 @@ class Reader {
     }
     if (!node.IsScalar() || node.Tag() == "tag:yaml.org,2002:null") return error(node, join(at, key), "must be a string");
     return node.as<std::string>();
+  }
+
+  /// One of a few named values: the key's string (or `fallback`) through `parse` (which returns an
+  /// optional or a Result); anything else is an error that lists `choices`.
+  template <class Parse>
+  auto choice(const YAML::Node& map, const std::string& at, const char* key, const char* fallback, const char* choices,
+              Parse parse) const -> Result<std::remove_cvref_t<decltype(*parse(std::string()))>> {
+    auto text = string(map, at, key, false, fallback);
+    if (!text) return std::unexpected(text.error());
+    if (auto value = parse(*text)) return *value;
+    return error(map[key], join(at, key), "must be {} (got \"{}\")", choices, *text);
   }
 
   Result<double> number(const YAML::Node& map, const std::string& at, const char* key, double lo, double hi, double fallback) const {
@@ -198,13 +210,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
     return std::unexpected(ok.error());
   }
   TRY_ASSIGN(m.scheduler.max_prefill_wait_s, r.seconds(entry, at, "max_prefill_wait", 2.0));
-  std::string prefill_order;
-  TRY_ASSIGN(prefill_order, r.string(entry, at, "prefill_order", false, "fcfs"));
-  if (auto order = engine::parse_prefill_order(prefill_order)) {
-    m.scheduler.prefill_order = *order;
-  } else {
-    return r.error(entry["prefill_order"], Reader::join(at, "prefill_order"), "must be fcfs or shortest (got \"{}\")", prefill_order);
-  }
+  TRY_ASSIGN(m.scheduler.prefill_order, r.choice(entry, at, "prefill_order", "fcfs", "fcfs or shortest", engine::parse_prefill_order));
   TRY_ASSIGN(m.scheduler.max_running, r.integer(entry, at, "max_running", 1, 1 << 16, 64));
   TRY_ASSIGN(m.max_waiting, r.integer(entry, at, "max_waiting", 0, 1 << 20, 4096));
   TRY_ASSIGN(m.prefix_caching, r.boolean(entry, at, "prefix_caching", true));
@@ -218,13 +224,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   TRY_ASSIGN(out.aliases, r.strings(entry, at, "aliases"));
   TRY_ASSIGN(m.max_loras, r.integer(entry, at, "max_loras", 1, 1 << 16, 64));
   TRY_ASSIGN(m.max_lora_rank, r.integer(entry, at, "max_lora_rank", 1, 1 << 12, 64));
-  std::string lora_dtype;
-  TRY_ASSIGN(lora_dtype, r.string(entry, at, "lora_dtype", false, "f16"));
-  if (auto type = model::parse_lora_weight_type(lora_dtype)) {
-    m.lora_dtype = *type;
-  } else {
-    return r.error(entry["lora_dtype"], Reader::join(at, "lora_dtype"), "must be q8 or f16 (got \"{}\")", lora_dtype);
-  }
+  TRY_ASSIGN(m.lora_dtype, r.choice(entry, at, "lora_dtype", "f16", "q8 or f16", model::parse_lora_weight_type));
   if (const YAML::Node loras = entry["loras"]) {
     if (!loras.IsSequence()) return r.error(loras, Reader::join(at, "loras"), "must be a list of {{name, path, scale}}");
     for (size_t i = 0; i < loras.size(); ++i) {
