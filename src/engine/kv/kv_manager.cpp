@@ -194,38 +194,40 @@ void KvManager::apply_pins(RequestBlocks& request, const PinRequest& pins, PinOu
   request.num_pin_checked = std::max(request.num_pin_checked, end);
 }
 
-int64_t KvManager::cached_prefix_tokens(std::span<const int32_t> tokens, uint64_t extra_key) const {
-  if (!prefix_caching_ || tokens.empty()) return 0;
-  const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
+template <class Fn>
+int64_t KvManager::walk_prompt_blocks(std::span<const int32_t> tokens, uint64_t extra_key, Fn&& fn) const {
+  const int64_t max_blocks = tokens.empty() ? 0 : (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
   uint64_t parent = 0;
-  int64_t i = 0;
-  for (; i < max_blocks; ++i) {
+  for (int64_t i = 0; i < max_blocks; ++i) {
     const auto block_tokens = tokens.subspan(static_cast<size_t>(i * block_size_), static_cast<size_t>(block_size_));
     const uint64_t h = block_hash(parent, block_tokens, extra_key);
-    auto it = cached_.find(h);
-    if (it == cached_.end() || !matches(it->second, parent, block_tokens)) break;
+    if (!fn(h, parent, block_tokens)) return i;
     parent = h;
   }
-  return i * block_size_;
+  return max_blocks;
+}
+
+int64_t KvManager::cached_prefix_tokens(std::span<const int32_t> tokens, uint64_t extra_key) const {
+  if (!prefix_caching_) return 0;
+  return block_size_ * walk_prompt_blocks(tokens, extra_key, [&](uint64_t h, uint64_t parent, std::span<const int32_t> block_tokens) {
+           auto it = cached_.find(h);
+           return it != cached_.end() && matches(it->second, parent, block_tokens);
+         });
 }
 
 int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const int32_t> tokens, uint64_t extra_key,
                                          KvClock::time_point now) {
   stats_.queries += static_cast<int64_t>(tokens.size());
-  if (!prefix_caching_ || tokens.empty()) return 0;
-  const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
-  uint64_t parent = 0;
-  for (int64_t i = 0; i < max_blocks; ++i) {
-    const auto block_tokens = tokens.subspan(static_cast<size_t>(i * block_size_), static_cast<size_t>(block_size_));
-    const uint64_t h = block_hash(parent, block_tokens, extra_key);
+  if (!prefix_caching_) return 0;
+  walk_prompt_blocks(tokens, extra_key, [&](uint64_t h, uint64_t parent, std::span<const int32_t> block_tokens) {
     auto it = cached_.find(h);
     if (it == cached_.end() || !matches(it->second, parent, block_tokens)) {
       // Not in RAM: the lower tier may have it (into a free block; pins are never taken for this).
-      if (it != cached_.end() || lower_tier_ == nullptr || num_free_ == 0) break;
+      if (it != cached_.end() || lower_tier_ == nullptr || num_free_ == 0) return false;
       const int32_t block = pop_free();
       if (!lower_tier_->load(block, h, parent, block_tokens)) {
         push_free(block, /*front=*/true);
-        break;
+        return false;
       }
       Block& b = blocks_[block];
       b.ref_count = 1;
@@ -237,8 +239,7 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
       request.table.push_back(block);
       request.hashes.push_back(h);
       stats_.lower_tier_hits += block_size_;
-      parent = h;
-      continue;
+      return true;
     }
     const int32_t block = it->second;
     Block& b = blocks_[block];
@@ -251,8 +252,8 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
     ++b.ref_count;
     request.table.push_back(block);
     request.hashes.push_back(h);
-    parent = h;
-  }
+    return true;
+  });
   request.num_hit_blocks = static_cast<int64_t>(request.table.size());
   const int64_t hit_tokens = static_cast<int64_t>(request.table.size()) * block_size_;
   stats_.hits += hit_tokens;

@@ -186,6 +186,10 @@ class KvManager {
 
   uint64_t block_hash(uint64_t parent, std::span<const int32_t> tokens, uint64_t extra_key) const;
   bool matches(int32_t block, uint64_t parent, std::span<const int32_t> tokens) const;
+  /// The prompt's blocks that a prefix hit may cover (the full blocks before its last token), in
+  /// order: fn(hash, parent hash, block's tokens) for each until it returns false; how many it accepted.
+  template <class Fn>
+  int64_t walk_prompt_blocks(std::span<const int32_t> tokens, uint64_t extra_key, Fn&& fn) const;
   void push_free(int32_t block, bool front);
   void unlink_free(int32_t block);
   int32_t pop_free();
