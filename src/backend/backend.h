@@ -137,12 +137,10 @@ class Backend {
   virtual void add_lora(std::span<const LoraUpdate> updates, const float* x, int64_t x_width) = 0;
   /// x[i][j] += bias[j] for each of `rows` rows of bias.size().
   virtual void add_bias(float* x, std::span<const float> bias, int64_t rows) = 0;
-  /// x[i] += y[i] for i < n.
-  virtual void add_residual(float* x, const float* y, int64_t n) = 0;
   /// The step between two blocks, row by row in one pass (one fork-join instead of three): y =
-  /// rms_norm(y) * post_norm if post_norm is given (Gemma's norm of a block's output), x += y, then
-  /// normed = rms_norm(x) * next_norm if next_norm is given (the next block's input). The same
-  /// arithmetic as rms_norm and add_residual one after the other, so the same bits.
+  /// rms_norm(y) * post_norm if post_norm is given (Gemma's norm of a block's output), x += y (the
+  /// residual), then normed = rms_norm(x) * next_norm if next_norm is given (the next block's input).
+  /// The same arithmetic as rms_norm and the plain sum one after the other, so the same bits.
   virtual void add_residual_norm(float* x, float* y, const float* post_norm, const float* next_norm, float* normed, int64_t rows,
                                  int64_t n, float eps) = 0;
   /// out[i] = act(gate[i]) * up[i], act SiLU or GELU.

@@ -41,9 +41,10 @@ TEST(CpuBackend, ElementWiseOpsMatchTheFormulas) {
     const double inv = 1.0 / std::sqrt(sum / n + 1e-6);
     for (int64_t j = 0; j < n; ++j) ASSERT_NEAR(out[i * n + j], x[i * n + j] * inv * w[j], 1e-5 * (1 + std::abs(out[i * n + j])));
   }
-  std::vector<float> sum = x;
-  be->add_residual(sum.data(), y.data(), rows * n);
+  std::vector<float> sum = x, y_kept = y;  // the residual step with neither norm: a plain sum
+  be->add_residual_norm(sum.data(), y_kept.data(), nullptr, nullptr, nullptr, rows, n, 1e-6f);
   for (int64_t i = 0; i < rows * n; ++i) ASSERT_EQ(sum[i], x[i] + y[i]);
+  ASSERT_EQ(y_kept, y);
   std::vector<float> biased = x;
   be->add_bias(biased.data(), w, rows);
   for (int64_t i = 0; i < rows * n; ++i) ASSERT_EQ(biased[i], x[i] + w[i % n]);
@@ -75,7 +76,7 @@ TEST(CpuBackend, AddResidualNormEqualsTheSeparateOps) {
                               with_next ? next.data() : nullptr, normed_fused.data(), rows, n, 1e-6f);
         std::vector<float> x_apart = x, y_apart = y, normed_apart(rows * n, -1.0f);
         if (with_post) be->rms_norm(y_apart.data(), post.data(), y_apart.data(), rows, n, 1e-6f);
-        be->add_residual(x_apart.data(), y_apart.data(), rows * n);
+        for (int64_t i = 0; i < rows * n; ++i) x_apart[i] += y_apart[i];
         if (with_next) be->rms_norm(x_apart.data(), next.data(), normed_apart.data(), rows, n, 1e-6f);
         ASSERT_EQ(x_fused, x_apart) << rows << " rows, post " << with_post << ", next " << with_next;
         ASSERT_EQ(y_fused, y_apart) << rows << " rows";

@@ -159,12 +159,6 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void add_residual(float* x, const float* y, int64_t n) override {
-    parallel_range(n, 1 << 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) x[i] += y[i];
-    });
-  }
-
   void add_residual_norm(float* x, float* y, const float* post_norm, const float* next_norm, float* normed, int64_t rows,
                          int64_t n, float eps) override {
     parallel_range(rows, 16, [&](int64_t begin, int64_t end) {
@@ -251,8 +245,8 @@ class CpuBackend final : public Backend {
     const int64_t head_dim = shape.head_dim, value_dim = shape.value_dim;
     const int64_t bs = cache.block_size();
     // The heads that share a KV head go together, so each key and value is converted once for all of
-    // them, as many as still leave the threads evenly loaded. A head's arithmetic is the same either
-    // way, so its result never depends on the batch.
+    // a task's heads (how many: attention_heads_per_task). A head's arithmetic is the same either way,
+    // so its result never depends on the batch.
     const int64_t heads_per_task = attention_heads_per_task(rows.size() * num_heads, group);
     const int64_t tasks_per_row = num_heads / heads_per_task;
     pool_.parallel_for(rows.size() * tasks_per_row, [&](int64_t begin, int64_t end) {

@@ -65,17 +65,16 @@ void matmul_interleaved(const WeightMatrix& w, const uint8_t* act, size_t act_st
       for (int64_t j = band; j < band_end;) {
         const uint8_t* group = w.data + (j / kInterleaveRows) * w.group_bytes;
         float* out = y + i * w.num_rows + j;
-        if (w.kernel.interleaved_pair != nullptr && band_end - j > kInterleaveRows) {
-          const int num_w = static_cast<int>(std::min<int64_t>(2 * kInterleaveRows, band_end - j));
+        const bool pair = w.kernel.interleaved_pair != nullptr && band_end - j > kInterleaveRows;
+        const int num_w = static_cast<int>(std::min<int64_t>((pair ? 2 : 1) * kInterleaveRows, band_end - j));
+        if (pair) {
           w.kernel.interleaved_pair(w.row_length, group, w.group_bytes, act + i * act_stride, act_stride, num, out,
                                     static_cast<size_t>(w.num_rows), num_w);
-          j += num_w;
         } else {
-          const int num_w = static_cast<int>(std::min<int64_t>(kInterleaveRows, band_end - j));
           w.kernel.interleaved(w.row_length, group, act + i * act_stride, act_stride, num, out, static_cast<size_t>(w.num_rows),
                                num_w);
-          j += num_w;
         }
+        j += num_w;
       }
     }
   }
