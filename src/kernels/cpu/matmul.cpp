@@ -55,9 +55,18 @@ void copy_file_row(const WeightMatrix& w, int64_t row, uint8_t* out) {
 namespace {
 
 // Bands of 4 groups (32 weight rows) stay in L1/L2 while every activation row passes them.
+//
+// The two-group kernels read two groups side by side, that is two short streams (one group's row
+// length) at once, and the hardware prefetcher takes a while to follow each new stream: where the
+// weights come from L3 or memory and every group is read once (one pass of at most kMaxActRows
+// activation rows, i.e. decode), they ran at half the speed of the one-group kernels on AMD Zen 4
+// (`matmul_throughput q8_0 640 65536 1,16`, one thread: 14 vs 25-29 GMAC/s for one row; Q4_1 576 x
+// 65536 19 vs 51). From a second pass on, the band comes from L1/L2 and two groups per broadcast win
+// (Q8_0, 16 rows: 87 vs 76). The same bits either way.
 void matmul_interleaved(const WeightMatrix& w, const uint8_t* act, size_t act_stride, int64_t m, float* y,
                         int64_t row_begin, int64_t row_end) {
   constexpr int64_t kBand = 4 * kInterleaveRows;
+  const bool pairs = w.kernel.interleaved_pair != nullptr && m > kMaxActRows;
   for (int64_t band = row_begin; band < row_end; band += kBand) {
     const int64_t band_end = std::min(row_end, band + kBand);
     for (int64_t i = 0; i < m; i += kMaxActRows) {
@@ -65,7 +74,7 @@ void matmul_interleaved(const WeightMatrix& w, const uint8_t* act, size_t act_st
       for (int64_t j = band; j < band_end;) {
         const uint8_t* group = w.data + (j / kInterleaveRows) * w.group_bytes;
         float* out = y + i * w.num_rows + j;
-        const bool pair = w.kernel.interleaved_pair != nullptr && band_end - j > kInterleaveRows;
+        const bool pair = pairs && band_end - j > kInterleaveRows;
         const int num_w = static_cast<int>(std::min<int64_t>((pair ? 2 : 1) * kInterleaveRows, band_end - j));
         if (pair) {
           w.kernel.interleaved_pair(w.row_length, group, w.group_bytes, act + i * act_stride, act_stride, num, out,
