@@ -233,7 +233,7 @@ TEST(VectorOps, SimdMatchesScalar) {
   if (best_isa() == Isa::SCALAR) GTEST_SKIP();
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (int64_t n : {1, 7, 8, 33, 256}) {
+  for (int64_t n : {1, 7, 8, 33, 40, 72, 256}) {
     std::vector<float> x(n), y(n), y2(n);
     std::vector<uint16_t> h(n), h2(n);
     for (int64_t i = 0; i < n; ++i) x[i] = normal(rng), h[i] = float_to_f16(normal(rng)), y[i] = y2[i] = normal(rng);
