@@ -1,7 +1,7 @@
-// One matrix product on one thread, for comparing kernel changes: quantized weights (random values,
-// scales 1.0) times m activation rows; prints GMAC/s per shape (median of the repeats), for the file
-// layout and, where this machine has one, the interleaved layout.
-//   build/bench/matmul_throughput [TYPE=q4_1|q4_0|q5_0|q5_1|q8_0|q4_k|q6_k] [K=640] [N=2048] [M=1,16,64,512] [repeats=7]
+// One matrix product, for comparing kernel changes: quantized weights (random values, scales 1.0) times
+// m activation rows; prints GMAC/s per shape (median of the repeats), for the file layout and, where
+// this machine has one, the interleaved layout. One thread unless told (more: the pool that serves).
+//   build/bench/matmul_throughput [TYPE=q4_1|q4_0|q5_0|q5_1|q8_0|q4_k|q6_k] [K=640] [N=2048] [M=1,16,64,512] [repeats=7] [threads=1]
 
 #include <algorithm>
 #include <chrono>
@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   const int64_t k = argc > 2 ? std::stoll(argv[2]) : 640;
   const int64_t n = argc > 3 ? std::stoll(argv[3]) : 2048;
   const int repeats = argc > 5 ? std::stoi(argv[5]) : 7;
+  const int threads = argc > 6 ? std::stoi(argv[6]) : 1;
   std::vector<int64_t> ms = {1, 16, 64, 512};
   if (argc > 4) {
     ms.clear();
@@ -49,14 +50,14 @@ int main(int argc, char** argv) {
     weights[off + d_offset] = 0x00, weights[off + d_offset + 1] = 0x3C;
     if (has_second) weights[off + 2] = 0x00, weights[off + 3] = 0x3C;
   }
-  kernels::ThreadPool pool(1);
+  kernels::ThreadPool pool(threads);
   kernels::MatmulScratch scratch;
   std::normal_distribution<float> normal;
   for (auto layout : {kernels::WeightLayout::FILE, kernels::WeightLayout::FASTEST}) {
     const auto w = kernels::make_weight_matrix(type, k, n, weights.data(), layout);
     if (layout == kernels::WeightLayout::FASTEST && !w.interleaved) break;
-    std::printf("%s K=%lld N=%lld, 1 thread, %s layout\n", std::string(info.name).c_str(), static_cast<long long>(k),
-                static_cast<long long>(n), w.interleaved ? "interleaved" : "file");
+    std::printf("%s K=%lld N=%lld, %d thread(s), %s layout\n", std::string(info.name).c_str(), static_cast<long long>(k),
+                static_cast<long long>(n), threads, w.interleaved ? "interleaved" : "file");
     for (int64_t m : ms) {
       std::vector<float> x(static_cast<size_t>(m * k)), y(static_cast<size_t>(m * n));
       for (float& v : x) v = normal(rng);
