@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "engine/sampling/sampler.h"
 #include "kernels/cpu/thread_pool.h"
 #include "model/model.h"
 
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
     start = std::chrono::steady_clock::now();
     const uint64_t regions_before_decode = tern::kernels::ThreadPool::regions_started();
     for (int i = 0; i < decode_tokens; ++i) {
-      const int32_t token[] = {static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin())};
+      const int32_t token[] = {tern::engine::greedy_token(row)};
       feed(token);
       row.assign(logits.begin(), logits.end());
     }

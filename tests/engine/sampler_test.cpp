@@ -82,5 +82,27 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(static_cast<int>(p.top_p * 100)) + "_minp" + std::to_string(static_cast<int>(p.min_p * 100));
     });
 
+// The two-pass greedy choice is std::max_element's, ties (and -0 against +0) to the first id, on
+// every length around the 8-wide lanes, with values drawn from a few levels so that ties are common,
+// and with NaNs (which a broken model could produce) anywhere.
+TEST(GreedyToken, IsTheFirstLargestLikeMaxElement) {
+  std::mt19937 rng(21);
+  const float levels[] = {-1.0f, -0.0f, 0.0f, 0.5f, 2.0f, 2.0f, 7.0f, std::nanf("")};
+  for (int n = 1; n <= 70; ++n) {
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<float> logits(static_cast<size_t>(n));
+      const int num_levels = trial % 2 == 0 ? 7 : 8;  // every other trial may hold NaNs
+      for (float& v : logits) v = levels[rng() % num_levels];
+      const auto expected = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      ASSERT_EQ(greedy_token(logits), expected) << "n=" << n << " trial=" << trial;
+    }
+  }
+  std::vector<float> vocab(262144);
+  std::normal_distribution<float> normal;
+  for (float& v : vocab) v = normal(rng);
+  vocab[200000] = 100.0f;
+  EXPECT_EQ(greedy_token(vocab), 200000);
+}
+
 }  // namespace
 }  // namespace tern::engine

@@ -16,6 +16,26 @@ Result<void> SamplingParams::validate() const {
   return {};
 }
 
+int32_t greedy_token(std::span<const float> logits) {
+  if (logits.empty()) return 0;
+  // Pass 1: the largest value, over eight independent running maxima.
+  constexpr size_t kLanes = 8;
+  float lane_max[kLanes];
+  std::fill(lane_max, lane_max + kLanes, logits[0]);
+  size_t i = 0;
+  for (; i + kLanes <= logits.size(); i += kLanes) {
+    for (size_t l = 0; l < kLanes; ++l) lane_max[l] = logits[i + l] > lane_max[l] ? logits[i + l] : lane_max[l];
+  }
+  float largest = lane_max[0];
+  for (size_t l = 1; l < kLanes; ++l) largest = lane_max[l] > largest ? lane_max[l] : largest;
+  for (; i < logits.size(); ++i) largest = logits[i] > largest ? logits[i] : largest;
+  // Pass 2: its first position (== also matches -0 to +0, as max_element keeps the first of those).
+  const auto found = std::find(logits.begin(), logits.end(), largest);
+  // Not found only when NaNs hid the largest value: then exactly what max_element would say.
+  const auto at = found != logits.end() ? found : std::max_element(logits.begin(), logits.end());
+  return static_cast<int32_t>(at - logits.begin());
+}
+
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
   const bool has_penalty = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
@@ -35,7 +55,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   }
   if (params_.temperature == 0.0f) {
     // Greedy; ties go to the lowest id, as in llama.cpp.
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return greedy_token(logits);
   }
 
   // Work in O(vocab): only top-k and top-p need an order, and top-p only as far as its nucleus goes,

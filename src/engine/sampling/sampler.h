@@ -25,6 +25,11 @@ struct SamplingParams {
   Result<void> validate() const;
 };
 
+/// The greedy choice: the first id of the largest logit (ties go to the lowest id, as in llama.cpp and
+/// std::max_element), in two passes that run several comparisons at once instead of one chain of
+/// dependent compare-and-moves (a 262k-entry vocabulary took 0.3 ms that way, 3 % of a Gemma 3 step).
+int32_t greedy_token(std::span<const float> logits);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
