@@ -207,11 +207,15 @@ int64_t KvManager::walk_prompt_blocks(std::span<const int32_t> tokens, uint64_t 
   return max_blocks;
 }
 
+int32_t KvManager::cached_block(uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) const {
+  const auto it = cached_.find(hash);
+  return it != cached_.end() && matches(it->second, parent, tokens) ? it->second : -1;
+}
+
 int64_t KvManager::cached_prefix_tokens(std::span<const int32_t> tokens, uint64_t extra_key) const {
   if (!prefix_caching_) return 0;
   return block_size_ * walk_prompt_blocks(tokens, extra_key, [&](uint64_t h, uint64_t parent, std::span<const int32_t> block_tokens) {
-           auto it = cached_.find(h);
-           return it != cached_.end() && matches(it->second, parent, block_tokens);
+           return cached_block(h, parent, block_tokens) >= 0;
          });
 }
 
@@ -220,10 +224,11 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
   stats_.queries += static_cast<int64_t>(tokens.size());
   if (!prefix_caching_) return 0;
   walk_prompt_blocks(tokens, extra_key, [&](uint64_t h, uint64_t parent, std::span<const int32_t> block_tokens) {
-    auto it = cached_.find(h);
-    if (it == cached_.end() || !matches(it->second, parent, block_tokens)) {
-      // Not in RAM: the lower tier may have it (into a free block; pins are never taken for this).
-      if (it != cached_.end() || lower_tier_ == nullptr || num_free_ == 0) return false;
+    const int32_t found = cached_block(h, parent, block_tokens);
+    if (found < 0) {
+      // Not in RAM: the lower tier may have it (into a free block; pins are never taken for this). A
+      // colliding block under the same hash stays, and the walk stops there.
+      if (cached_.contains(h) || lower_tier_ == nullptr || num_free_ == 0) return false;
       const int32_t block = pop_free();
       if (!lower_tier_->load(block, h, parent, block_tokens)) {
         push_free(block, /*front=*/true);
@@ -241,7 +246,7 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
       stats_.lower_tier_hits += block_size_;
       return true;
     }
-    const int32_t block = it->second;
+    const int32_t block = found;
     Block& b = blocks_[block];
     if (b.on_free_list) unlink_free(block);
     if (b.pinned) {  // a hit renews the pin

@@ -186,6 +186,9 @@ class KvManager {
 
   uint64_t block_hash(uint64_t parent, std::span<const int32_t> tokens, uint64_t extra_key) const;
   bool matches(int32_t block, uint64_t parent, std::span<const int32_t> tokens) const;
+  /// The RAM block cached under `hash` with this parent and these tokens, or -1 (absent, or a hash
+  /// collision with other tokens).
+  int32_t cached_block(uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) const;
   /// The prompt's blocks that a prefix hit may cover (the full blocks before its last token), in
   /// order: fn(hash, parent hash, block's tokens) for each until it returns false; how many it accepted.
   template <class Fn>
