@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Which kernel family is faster on this CPU, per quantized type: the AVX2 kernels against the AVX-512
-VNNI ones (the two-group kernels where a type has them), one thread, the interleaved layout, at the
-shapes of the default models' weights, for one activation row (decode) and 512 (prefill).
+VNNI ones (as matmul picks them: two groups at a time from 5 activation rows on, one group below),
+one thread, the interleaved layout, at the shapes of the default models' weights, for one activation
+row (decode) and 512 (prefill).
 
     python3 bench/kernels_per_isa.py [--rounds 4] [--types q4_0,q4_1,...] [--rows 1,512] [--streaming]
 
@@ -14,11 +15,12 @@ build/bench/matmul_throughput (a Release build) and needs an AVX-512 VNNI CPU fo
 """
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
+
+from machine import cpu_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "build", "bench", "matmul_throughput")
@@ -28,20 +30,13 @@ SHAPES = {"q4_0": (576, 1536), "q4_1": (576, 1536), "q5_0": (640, 2048), "q5_1":
           "q8_0": (640, 2048), "q4_k": (2048, 640), "q6_k": (2048, 640)}
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def shape(dtype, tall):
+    k, n = SHAPES[dtype]
+    return k, n * tall
 
 
 def gmacs(isa, dtype, m, repeats, tall):
-    k, n = SHAPES[dtype]
-    n *= tall
+    k, n = shape(dtype, tall)
     env = dict(os.environ, TERN_ISA=isa)
     out = subprocess.run([BINARY, dtype, str(k), str(n), str(m), str(repeats)], env=env, check=True,
                          capture_output=True, text=True).stdout
@@ -80,8 +75,7 @@ def main():
     print("| type | K x N | M | AVX2 | AVX-512 VNNI | AVX-512 / AVX2 |")
     print("|---|---|---|---|---|---|")
     for t in types:
-        k, n = SHAPES[t]
-        n *= tall
+        k, n = shape(t, tall)
         for m in rows:
             a = statistics.median(results[(t, m, "avx2")])
             b = statistics.median(results[(t, m, "avx512")])
