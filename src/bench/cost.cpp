@@ -19,11 +19,14 @@ CostMetrics compute_cost(const PriceTable& price, const TokenTotals& totals) {
     cost.basis = "tokens";
     const double input = price.input_per_mtok.value_or(0);
     const double output = price.output_per_mtok.value_or(0);
+    const double cache_write = price.cache_write_per_mtok.value_or(input);
     const metering::TokenPrices prices{.input = input, .cached_input = price.cached_input_per_mtok.value_or(input),
-                                       .cache_write = price.cache_write_per_mtok.value_or(input), .output = output};
+                                       .cache_write = cache_write,
+                                       .cache_write_1h = price.cache_write_1h_per_mtok.value_or(cache_write), .output = output};
     cost.list_usd = (totals.prompt_tokens * input + totals.output_tokens * output) / 1e6;
     cost.effective_usd = metering::token_cost_usd(prices, {.prompt = totals.prompt_tokens, .cached = totals.cached_tokens,
-                                                           .cache_write = totals.cache_write_tokens, .output = totals.output_tokens});
+                                                           .cache_write = totals.cache_write_tokens,
+                                                           .cache_write_1h = totals.cache_write_1h_tokens, .output = totals.output_tokens});
   }
   const double requests = static_cast<double>(totals.num_requests);
   cost.list_per_request_usd = cost.list_usd / requests;

@@ -103,12 +103,14 @@ std::vector<Metrics> compute_metrics(const RunResult& result, const Plan& plan, 
         tokens.client_output_tokens += std::max<int64_t>(0, record.client_output_tokens);
         tokens.cached_tokens += std::max<int64_t>(0, record.usage.cached_tokens);
         tokens.cache_write_tokens += std::max<int64_t>(0, record.usage.cache_write_tokens);
+        tokens.cache_write_1h_tokens += std::max<int64_t>(0, record.usage.cache_write_1h_tokens);
         input_tokens.push_back(static_cast<double>(prompt));
         output_tokens.push_back(static_cast<double>(output));
         totals.prompt_tokens += prompt;
         totals.output_tokens += output;
         totals.cached_tokens += std::max<int64_t>(0, record.usage.cached_tokens);
         totals.cache_write_tokens += std::max<int64_t>(0, record.usage.cache_write_tokens);
+        totals.cache_write_1h_tokens += std::max<int64_t>(0, record.usage.cache_write_1h_tokens);
       }
       metrics.duration_s = (last_end_ns - result.stages[stage].start_ns) / 1e9;
       metrics.latency = {summarize(ttft), summarize(tpot), summarize(itl_chunk), summarize(itl_token), summarize(e2e),

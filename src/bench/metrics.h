@@ -28,7 +28,7 @@ struct LatencyMetrics {
 struct TokenAccounting {
   int64_t server_prompt_tokens = 0, client_prompt_tokens = 0;
   int64_t server_output_tokens = 0, client_output_tokens = 0;
-  int64_t cached_tokens = 0, cache_write_tokens = 0;
+  int64_t cached_tokens = 0, cache_write_tokens = 0, cache_write_1h_tokens = 0;
   size_t num_with_usage = 0;  ///< successful requests whose stream carried usage
   Summary input_tokens_per_request, output_tokens_per_request;  ///< server figures (client where missing)
 };

@@ -9,17 +9,52 @@ using nlohmann::json;
 Result<ApiKind> parse_api_kind(std::string_view name) {
   if (name == "chat") return ApiKind::kChat;
   if (name == "completions") return ApiKind::kCompletions;
-  return fail("unknown api '{}': expected 'chat' or 'completions'", name);
+  if (name == "messages") return ApiKind::kMessages;
+  return fail("unknown api '{}': expected 'chat', 'completions' or 'messages'", name);
 }
 
-std::string_view api_kind_name(ApiKind kind) { return kind == ApiKind::kChat ? "chat" : "completions"; }
+std::string_view api_kind_name(ApiKind kind) {
+  switch (kind) {
+    case ApiKind::kChat: return "chat";
+    case ApiKind::kCompletions: return "completions";
+    case ApiKind::kMessages: return "messages";
+  }
+  return "chat";
+}
 
 std::string_view api_path(ApiKind kind) {
-  return kind == ApiKind::kChat ? "/chat/completions" : "/completions";
+  switch (kind) {
+    case ApiKind::kChat: return "/chat/completions";
+    case ApiKind::kCompletions: return "/completions";
+    case ApiKind::kMessages: return "/messages";
+  }
+  return "/chat/completions";
+}
+
+Result<void> check_cache_retention(ApiKind kind, std::string_view retention) {
+  if (retention.empty()) return {};
+  if (kind == ApiKind::kMessages) {
+    if (retention == "5m" || retention == "1h") return {};
+    return fail("cache_retention '{}': the messages api takes cache_control TTLs \"5m\" or \"1h\"", retention);
+  }
+  if (retention == "24h" || retention == "in_memory") return {};
+  return fail("cache_retention '{}': the {} api takes prompt_cache_retention \"24h\" or \"in_memory\"", retention,
+              api_kind_name(kind));
+}
+
+bool is_long_retention(std::string_view retention) { return retention == "1h" || retention == "24h"; }
+
+void Usage::merge(const Usage& later) {
+  for (auto [into, from] : {std::pair{&prompt_tokens, later.prompt_tokens}, {&completion_tokens, later.completion_tokens},
+                            {&cached_tokens, later.cached_tokens}, {&cache_write_tokens, later.cache_write_tokens},
+                            {&cache_write_1h_tokens, later.cache_write_1h_tokens}}) {
+    if (from >= 0) *into = from;
+  }
 }
 
 std::string build_request_body(ApiKind kind, std::string_view model, const RequestContent& content,
                                const RequestBodyOptions& options) {
+  if (kind == ApiKind::kMessages) return detail::build_messages_body(model, content, options);
   json body;
   body["model"] = model;
   if (kind == ApiKind::kChat) {
@@ -36,7 +71,7 @@ std::string build_request_body(ApiKind kind, std::string_view model, const Reque
   body["stream_options"] = {{"include_usage", true}};
   if (options.ignore_eos) body["ignore_eos"] = true;
   if (options.temperature) body["temperature"] = *options.temperature;
-  if (!options.prompt_cache_retention.empty()) body["prompt_cache_retention"] = options.prompt_cache_retention;
+  if (!options.cache_retention.empty()) body["prompt_cache_retention"] = options.cache_retention;
   if (!options.prompt_cache_key.empty()) body["prompt_cache_key"] = options.prompt_cache_key;
   return body.dump();
 }
@@ -67,6 +102,7 @@ Usage parse_usage(const json& usage) {
 }  // namespace
 
 Result<StreamChunk> parse_stream_chunk(std::string_view data, ApiKind kind) {
+  if (kind == ApiKind::kMessages) return detail::parse_messages_event(data);
   StreamChunk chunk;
   if (data == "[DONE]") {
     chunk.is_done = true;

@@ -67,6 +67,7 @@ json metrics_to_json(const Metrics& metrics, const SloSpec& slo) {
                   {"output", token_pair(tokens.server_output_tokens, tokens.client_output_tokens)},
                   {"cached", tokens.cached_tokens},
                   {"cache_write", tokens.cache_write_tokens},
+                  {"cache_write_1h", tokens.cache_write_1h_tokens},
                   {"requests_with_usage", tokens.num_with_usage},
                   {"input_per_request", summary_to_json(tokens.input_tokens_per_request)},
                   {"output_per_request", summary_to_json(tokens.output_tokens_per_request)}}},
@@ -90,7 +91,9 @@ json record_to_json(const RequestRecord& record, const std::vector<TargetSpec>& 
           {"num_chunks", record.chunk_ns.size()},
           {"usage", {{"prompt_tokens", record.usage.prompt_tokens},
                      {"completion_tokens", record.usage.completion_tokens},
-                     {"cached_tokens", record.usage.cached_tokens}}},
+                     {"cached_tokens", record.usage.cached_tokens},
+                     {"cache_write_tokens", record.usage.cache_write_tokens},
+                     {"cache_write_1h_tokens", record.usage.cache_write_1h_tokens}}},
           {"client_prompt_tokens", record.client_prompt_tokens},
           {"client_output_tokens", record.client_output_tokens},
           {"error", record.is_ok() ? json(nullptr) : json(error_kind_name(record.error))},
@@ -104,13 +107,7 @@ json report_json(const ReportInput& input, bool include_requests) {
   json targets = json::array();
   for (const TargetSpec& target : input.targets) {
     json entry = {{"name", target.name}, {"url", target.url}, {"model", target.model}, {"api", api_kind_name(target.api)}};
-    json price = json::object();
-    if (target.price.input_per_mtok) price["input_per_mtok"] = *target.price.input_per_mtok;
-    if (target.price.cached_input_per_mtok) price["cached_input_per_mtok"] = *target.price.cached_input_per_mtok;
-    if (target.price.cache_write_per_mtok) price["cache_write_per_mtok"] = *target.price.cache_write_per_mtok;
-    if (target.price.output_per_mtok) price["output_per_mtok"] = *target.price.output_per_mtok;
-    if (target.price.hourly_usd) price["hourly_usd"] = *target.price.hourly_usd;
-    entry["price"] = price;
+    entry["price"] = price_to_json(target.price);
     targets.push_back(std::move(entry));
   }
   json results = json::array();

@@ -34,7 +34,7 @@ struct ActiveSession {
 
 }  // namespace
 
-void finalize_record(RequestRecord& record, ApiKind api) {
+void finalize_record(RequestRecord& record, ApiKind api, std::string_view cache_retention) {
   if (record.is_finalized) return;
   record.is_finalized = true;
   for (size_t i = 0; i < record.raw_events.size(); ++i) {
@@ -61,11 +61,15 @@ void finalize_record(RequestRecord& record, ApiKind api) {
       record.chunk_text_bytes.push_back(static_cast<uint32_t>(chunk->text.size()));
       record.output_text += chunk->text;
     }
-    if (chunk->usage) record.usage = *chunk->usage;
+    if (chunk->usage) record.usage.merge(*chunk->usage);
+  }
+  // OpenAI's usage has no split of writes by retention: all of them were kept as long as asked.
+  if (record.usage.cache_write_1h_tokens < 0 && record.usage.cache_write_tokens >= 0) {
+    record.usage.cache_write_1h_tokens = is_long_retention(cache_retention) ? record.usage.cache_write_tokens : 0;
   }
   if (record.is_ok() && !record.saw_done) {
     record.error = ErrorKind::kIncompleteStream;
-    record.error_detail = "stream ended without data: [DONE]";
+    record.error_detail = api == ApiKind::kMessages ? "stream ended without a message_stop event" : "stream ended without data: [DONE]";
   }
   record.raw_events = {};
   record.raw_event_ns = {};
@@ -99,7 +103,7 @@ class Runner {
     }
     io_.run();
     for (auto& client : clients_) client->close_idle();
-    for (RequestRecord& record : result_.records) finalize_record(record, targets_[record.target].api);
+    for (RequestRecord& record : result_.records) finalize_record(record, targets_[record.target].api, options_.body.cache_retention);
     return std::move(result_);
   }
 
@@ -180,7 +184,7 @@ class Runner {
     session->planned = &planned;
     if (planned.prefix_group >= 0) {
       const std::string& prefix = plan_.prefix_texts[planned.prefix_group];
-      if (targets_[target].api == ApiKind::kChat) {
+      if (sends_messages(targets_[target].api)) {
         session->messages.push_back({"system", prefix});
       } else {
         session->prompt = prefix;
@@ -195,7 +199,7 @@ class Runner {
     const PlannedTurn& turn = session->planned->turns[session->next_turn];
     const TargetSpec& target = targets_[session->target];
     RequestContent content;
-    if (target.api == ApiKind::kChat) {
+    if (sends_messages(target.api)) {
       session->messages.push_back({"user", turn.user_text});
       content.messages = session->messages;
     } else {
@@ -217,7 +221,7 @@ class Runner {
     record.scheduled_ns = since_epoch_ns(scheduled);
     RequestBodyOptions body_options = options_.body;
     body_options.max_tokens = turn.max_tokens;
-    if (!body_options.prompt_cache_retention.empty()) {
+    if (!body_options.cache_retention.empty() && target.api != ApiKind::kMessages) {
       body_options.prompt_cache_key = fmt::format("s{}-{}", stage_index_, session->planned->index);
     }
     std::string body = build_request_body(target.api, record.model, content, body_options);
@@ -259,11 +263,11 @@ class Runner {
     ++session->next_turn;
     const bool has_more_turns = session->next_turn < session->planned->turns.size() && !is_stopping_;
     // The next turn needs this answer now; everything else is parsed after the run.
-    if (has_more_turns) finalize_record(record, targets_[session->target].api);
+    if (has_more_turns) finalize_record(record, targets_[session->target].api, options_.body.cache_retention);
     ++stage_finished_;
     if (!record.is_ok()) ++stage_failed_;
     if (record.is_ok() && has_more_turns) {
-      if (targets_[session->target].api == ApiKind::kChat) {
+      if (sends_messages(targets_[session->target].api)) {
         session->messages.push_back({"assistant", record.output_text});
       } else {
         session->prompt += record.output_text;

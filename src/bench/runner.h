@@ -110,8 +110,9 @@ Result<RunResult> run_benchmark_sequential(const Plan& plan, const std::vector<T
                                            const RunOptions& options, const std::function<void(size_t)>& on_target = {});
 
 /// Parses a record's raw SSE payloads into its text, chunk times, usage and errors (run_benchmark does this
-/// for every record before returning).
-void finalize_record(RequestRecord& record, ApiKind api);
+/// for every record before returning). `cache_retention`: what the request asked for, which says how long
+/// its cache writes are kept where the API's usage does not (OpenAI's).
+void finalize_record(RequestRecord& record, ApiKind api, std::string_view cache_retention = {});
 
 /// Fills client_output_tokens (tokenizer on the streamed text) and adds the history's answers to
 /// client_prompt_tokens of later turns. Runs after the run so that tokenizing stays off the event loop.

@@ -192,6 +192,7 @@ Result<PriceTable> parse_price(const json& spec) {
       {"input_per_mtok", &out.input_per_mtok},
       {"cached_input_per_mtok", &out.cached_input_per_mtok},
       {"cache_write_per_mtok", &out.cache_write_per_mtok},
+      {"cache_write_1h_per_mtok", &out.cache_write_1h_per_mtok},
       {"output_per_mtok", &out.output_per_mtok},
       {"hourly_usd", &out.hourly_usd}};
   for (auto& [key, into] : fields) {
@@ -238,9 +239,10 @@ Result<PriceTable> parse_price_flag(std::string_view text) {
     if (key == "in" || key == "input") out.input_per_mtok = *value;
     else if (key == "cached") out.cached_input_per_mtok = *value;
     else if (key == "write" || key == "cache_write") out.cache_write_per_mtok = *value;
+    else if (key == "write_1h" || key == "cache_write_1h") out.cache_write_1h_per_mtok = *value;
     else if (key == "out" || key == "output") out.output_per_mtok = *value;
     else if (key == "hourly") out.hourly_usd = *value;
-    else return fail("--price: unknown key '{}' (in, cached, write, out, hourly)", key);
+    else return fail("--price: unknown key '{}' (in, cached, write, write_1h, out, hourly)", key);
   }
   return out;
 }
@@ -327,17 +329,24 @@ json arrival_to_json(const ArrivalSpec& arrival) {
   return {};
 }
 
+
+}  // namespace
+
+std::pair<std::string, std::string> api_key_header(ApiKind api, std::string_view key) {
+  if (api == ApiKind::kMessages) return {"x-api-key", std::string(key)};
+  return {"Authorization", fmt::format("Bearer {}", key)};
+}
+
 json price_to_json(const PriceTable& price) {
   json out = json::object();
   if (price.input_per_mtok) out["input_per_mtok"] = *price.input_per_mtok;
   if (price.cached_input_per_mtok) out["cached_input_per_mtok"] = *price.cached_input_per_mtok;
   if (price.cache_write_per_mtok) out["cache_write_per_mtok"] = *price.cache_write_per_mtok;
+  if (price.cache_write_1h_per_mtok) out["cache_write_1h_per_mtok"] = *price.cache_write_1h_per_mtok;
   if (price.output_per_mtok) out["output_per_mtok"] = *price.output_per_mtok;
   if (price.hourly_usd) out["hourly_usd"] = *price.hourly_usd;
   return out;
 }
-
-}  // namespace
 
 Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
   if (!spec.is_object()) return fail("a workload is a JSON object");
@@ -406,8 +415,10 @@ Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
     out.ignore_eos = spec.value("ignore_eos", false);
     if (spec.contains("temperature")) out.temperature = spec["temperature"].get<double>();
     out.cache_retention = spec.value("cache_retention", "");
-    if (!out.cache_retention.empty() && out.cache_retention != "24h" && out.cache_retention != "in_memory") {
-      return fail("cache_retention: must be \"24h\" or \"in_memory\" (got \"{}\")", out.cache_retention);
+    if (!out.cache_retention.empty() && out.cache_retention != "24h" && out.cache_retention != "in_memory" &&
+        out.cache_retention != "5m" && out.cache_retention != "1h") {
+      return fail("cache_retention: must be \"24h\" or \"in_memory\" (OpenAI targets), \"5m\" or \"1h\" (messages targets); got \"{}\"",
+                  out.cache_retention);
     }
     out.timeout_s = spec.value("timeout_s", out.timeout_s);
     if (spec.contains("slo")) {
@@ -433,7 +444,7 @@ Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
         if (entry.contains("api_key_env")) {
           const char* key = std::getenv(entry["api_key_env"].get<std::string>().c_str());
           if (key == nullptr) return fail("targets: environment variable {} is not set", entry["api_key_env"].dump());
-          target.headers.emplace_back("Authorization", fmt::format("Bearer {}", key));
+          target.headers.push_back(api_key_header(target.api, key));
         }
         if (entry.contains("price")) {
           auto price = parse_price(entry["price"]);

@@ -79,6 +79,8 @@ struct ModelWeight {
 /// Token prices (USD per 1M tokens) or an hourly instance price, per target.
 struct PriceTable {
   std::optional<double> input_per_mtok, cached_input_per_mtok, cache_write_per_mtok, output_per_mtok;
+  /// Writes retained an hour or more (Anthropic's 1h TTL, OpenAI's 24h); unset: cache_write_per_mtok.
+  std::optional<double> cache_write_1h_per_mtok;
   std::optional<double> hourly_usd;
   bool is_set() const { return input_per_mtok || output_per_mtok || hourly_usd; }
 };
@@ -110,13 +112,21 @@ struct Workload {
   std::vector<ModelWeight> models;  ///< empty: each target's own model
   bool ignore_eos = false;
   std::optional<double> temperature;
-  /// Sent as OpenAI's prompt_cache_retention ("24h") with prompt_cache_key = the session: ask the
-  /// server to retain each session's prompt (tern pins it; docs/prompt-caching.md). Empty: not sent.
+  /// Ask the server to retain each session's prompt (tern pins it; docs/prompt-caching.md). OpenAI
+  /// targets: sent as prompt_cache_retention ("24h" | "in_memory") with prompt_cache_key = the
+  /// session; messages targets: cache_control with this TTL ("5m" | "1h") on the system prompt and the
+  /// conversation. Empty: not sent.
   std::string cache_retention;
   double timeout_s = 600;
   SloSpec slo;
   std::vector<TargetSpec> targets;
 };
+
+/// How an API takes a key: Anthropic's x-api-key for messages, an OpenAI bearer token otherwise.
+std::pair<std::string, std::string> api_key_header(ApiKind api, std::string_view key);
+
+/// The price table as a workload file writes it (only the prices that are set).
+nlohmann::json price_to_json(const PriceTable& price);
 
 /// Parses a workload file's JSON. Relative dataset paths are resolved against `base_dir`.
 Result<Workload> parse_workload(const nlohmann::json& spec, const std::string& base_dir);

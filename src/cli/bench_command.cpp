@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -11,6 +12,8 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+
+#include <boost/algorithm/string/predicate.hpp>
 
 #include "bench/metrics.h"
 #include "bench/plan.h"
@@ -166,8 +169,16 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
     if (options.api_key_env) {
       const char* key = std::getenv(options.api_key_env->c_str());
       if (key == nullptr) return fail("--api-key-env: {} is not set", *options.api_key_env);
-      target.headers.emplace_back("Authorization", fmt::format("Bearer {}", key));
+      target.headers.push_back(bench::api_key_header(target.api, key));
     }
+    if (auto checked = bench::check_cache_retention(target.api, workload.cache_retention); !checked) {
+      return with_context(fmt::format("target '{}'", target.name), checked.error());
+    }
+    // Anthropic's API requires a version header; tern serve accepts it.
+    const bool has_version = std::ranges::any_of(target.headers, [](const auto& header) {
+      return boost::algorithm::iequals(header.first, "anthropic-version");
+    });
+    if (target.api == bench::ApiKind::kMessages && !has_version) target.headers.emplace_back("anthropic-version", "2023-06-01");
     if (i < options.prices.size()) {
       auto price = bench::parse_price_flag(options.prices[i]);
       if (!price) return std::unexpected(price.error());
@@ -269,7 +280,7 @@ int run_bench(const BenchOptions& options) {
   run_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(workload->timeout_s * 1000));
   run_options.body.ignore_eos = workload->ignore_eos;
   run_options.body.temperature = workload->temperature;
-  run_options.body.prompt_cache_retention = workload->cache_retention;
+  run_options.body.cache_retention = workload->cache_retention;
   if (!options.is_quiet) run_options.on_progress = progress_printer();
   run_options.stop_on_signals = true;  // Ctrl-C reports what was measured so far
   const std::string started_at = utc_now();
@@ -302,7 +313,7 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--target", options->target_urls, "Base URL of an endpoint, e.g. http://127.0.0.1:8000/v1 (repeat for side by side)");
   command->add_option("--name", options->target_names, "Name of each --target, in order");
   command->add_option("--model", options->model, "Model name sent in requests");
-  command->add_option("--api", options->api, "chat (default) or completions");
+  command->add_option("--api", options->api, "chat (default), completions (OpenAI) or messages (Anthropic)");
   command->add_option("--workload", options->workload_path, "Workload file (JSON, docs/bench.md); flags override it");
   command->add_option("-c,--concurrency", options->concurrency, "Closed loop: requests in flight per target");
   command->add_option("--rate", options->rate, "Open loop: Poisson arrivals per second");
@@ -322,7 +333,7 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--seed", options->seed, "Random seed of the workload (default 42)");
   command->add_option("--timeout", options->timeout_s, "Seconds before a request counts as timed out (default 600)");
   command->add_option("--max-connections", options->max_connections, "Open connections per target (default 4096); more requests queue");
-  command->add_option("--api-key-env", options->api_key_env, "Environment variable holding a bearer token");
+  command->add_option("--api-key-env", options->api_key_env, "Environment variable holding the API key (a bearer token; x-api-key for messages)");
   command->add_option("--ca-file", options->ca_file, "https targets: trust this PEM CA bundle instead of the system store");
   command->add_flag("--ignore-eos", options->ignore_eos, "Ask the server to generate exactly max_tokens (vLLM/SGLang/llama.cpp extension)");
   command->add_option("--json", options->json_path, "Write the JSON report here");

@@ -5,13 +5,15 @@ prompt_cache_retention="24h" keep a prefix cached while other traffic churns a s
 unpinned prefix of the same size is evicted); usage reports cache writes and reads in both shapes
 (cache_creation.ephemeral_5m / 1h, prompt_tokens_details.cache_write_tokens); the per-org quota
 (--kv-pin-quota) caps pins and says so in usage; usage.cost prices 1-hour writes at their own price;
-bad cache_control is a 400 naming the field; the pin metrics.
+bad cache_control is a 400 naming the field; the pin metrics; `tern bench` as a Messages client with
+cache_control (writes and reads counted and priced).
 
     python tests/api/prompt_cache_e2e_test.py --tern build/tern [-v]
 
 Exit code 77 (ctest: skipped) when the model or the SDKs are missing.
 """
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -137,6 +139,54 @@ class Retention(unittest.TestCase):
             self.openai.chat.completions.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "x"}],
                                                 extra_body={"prompt_cache_retention": "forever"})
         self.assertIn("prompt_cache_retention", str(e.exception))
+
+
+class BenchMessages(unittest.TestCase):
+    """tern bench as an Anthropic client (a target with "api": "messages"), on a server of its own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = TernServe(TERN, ["-m", MODEL, "--kv-cache-memory", "80M", "--context", "1024"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_tern_bench_speaks_messages_with_cache_control(self):
+        """tern bench against the Messages API: sessions that share a system prompt, cache_control 5m on
+        it and on the conversation; the report counts the writes and reads and prices the writes."""
+        with tempfile.TemporaryDirectory(prefix="tern-bench-messages-") as tmp:
+            price = {"input_per_mtok": 1.0, "cached_input_per_mtok": 0.1, "cache_write_per_mtok": 1.25,
+                     "cache_write_1h_per_mtok": 2.0, "output_per_mtok": 5.0}
+            workload = {"seed": 7, "prefix": {"groups": 1, "length_tokens": 300},
+                        "sessions": {"turns": 2, "think_time_ms": 0}, "input_tokens": 40, "output_tokens": 3,
+                        "ignore_eos": True, "cache_retention": "5m", "arrival": {"type": "concurrency", "concurrency": 1},
+                        "requests": 4, "targets": [{"name": "tern", "url": self.server.url + "/v1", "api": "messages",
+                                                     "model": MODEL, "price": price}]}
+            path, report_path = os.path.join(tmp, "w.json"), os.path.join(tmp, "r.json")
+            with open(path, "w") as f:
+                json.dump(workload, f)
+            run = subprocess.run([TERN, "bench", "--workload", path, "--json", report_path, "--json-requests", "-q",
+                                  "--tokenizer", MODEL], capture_output=True, text=True, timeout=300)
+            self.assertEqual(run.returncode, 0, run.stderr + run.stdout)
+            with open(report_path) as f:
+                report = json.load(f)
+        result = report["results"][0]
+        self.assertEqual(result["requests"]["ok"], 4, run.stdout)
+        tokens = result["tokens"]
+        self.assertEqual(tokens["output"]["server"], 12, "ignore_eos: exactly max_tokens each")
+        self.assertGreater(tokens["cache_write"], 300, "the first session writes its system prompt and turns")
+        self.assertEqual(tokens["cache_write_1h"], 0, "5-minute writes")
+        self.assertGreater(tokens["cached"], 300, "the second session reads the shared system prompt")
+        for r in report["requests"]:
+            usage = r["usage"]
+            self.assertGreater(usage["prompt_tokens"], 300)
+            self.assertGreaterEqual(usage["prompt_tokens"], usage["cached_tokens"] + usage["cache_write_tokens"])
+            if r["turn"] == 1:
+                self.assertGreater(usage["cached_tokens"], 300, "a returning turn reads its history")
+        prompt, cached, written = tokens["prompt"]["server"], tokens["cached"], tokens["cache_write"]
+        expected = ((prompt - cached - written) * 1.0 + cached * 0.1 + written * 1.25 + 12 * 5.0) / 1e6
+        self.assertAlmostEqual(result["cost"]["effective_usd"], expected, places=12)
 
 
 CONFIG = """

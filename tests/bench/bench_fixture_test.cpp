@@ -50,7 +50,7 @@ RunOutput run(const Workload& workload, const std::vector<TargetSpec>& targets) 
   out.plan = build_plan(workload, builder);
   RunOptions options;
   options.timeout = std::chrono::seconds(20);
-  options.body.prompt_cache_retention = workload.cache_retention;  // as `tern bench` sets it
+  options.body.cache_retention = workload.cache_retention;  // as `tern bench` sets it
   auto result = run_benchmark(out.plan, targets, options);
   EXPECT_TRUE(result.has_value()) << (result ? "" : result.error().message);
   out.result = std::move(*result);

@@ -81,6 +81,84 @@ TEST(OpenAiStream, RequestBodyAsksForStreamedUsage) {
   EXPECT_FALSE(body.contains("ignore_eos"));
 }
 
+// Anthropic Messages: the prompt side of usage comes in message_start, the output count in
+// message_delta, text in content_block_delta, the end in message_stop.
+TEST(MessagesStream, ParsesEventsAndMergesUsage) {
+  auto start = parse_stream_chunk(
+      R"({"type":"message_start","message":{"id":"m","usage":{"input_tokens":5,"cache_read_input_tokens":100,)"
+      R"("cache_creation_input_tokens":20,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":20},"output_tokens":0}}})",
+      ApiKind::kMessages);
+  ASSERT_TRUE(start);
+  ASSERT_TRUE(start->usage);
+  EXPECT_EQ(start->usage->prompt_tokens, 125) << "input_tokens counts only what was neither read nor written";
+  EXPECT_EQ(start->usage->cached_tokens, 100);
+  EXPECT_EQ(start->usage->cache_write_tokens, 20);
+  EXPECT_EQ(start->usage->cache_write_1h_tokens, 20);
+  auto delta = parse_stream_chunk(R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}})",
+                                  ApiKind::kMessages);
+  EXPECT_EQ(delta->text, "Hi");
+  auto end = parse_stream_chunk(R"({"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":7}})",
+                                ApiKind::kMessages);
+  ASSERT_TRUE(end->usage);
+  Usage usage = *start->usage;
+  usage.merge(*end->usage);
+  EXPECT_EQ(usage.prompt_tokens, 125) << "message_delta without input fields keeps message_start's";
+  EXPECT_EQ(usage.cached_tokens, 100);
+  EXPECT_EQ(usage.completion_tokens, 7);
+  EXPECT_TRUE(parse_stream_chunk(R"({"type":"message_stop"})", ApiKind::kMessages)->is_done);
+  EXPECT_FALSE(parse_stream_chunk(R"({"type":"ping"})", ApiKind::kMessages)->is_done);
+  EXPECT_EQ(parse_stream_chunk(R"({"type":"error","error":{"type":"overloaded_error","message":"busy"}})", ApiKind::kMessages)
+                ->error.value_or(""),
+            "busy");
+  EXPECT_FALSE(parse_stream_chunk(R"({"no":"type"})", ApiKind::kMessages));
+  EXPECT_FALSE(parse_stream_chunk("[DONE]", ApiKind::kMessages)) << "not a Messages event";
+}
+
+TEST(MessagesStream, RequestBodyPutsTheSystemPromptApartAndMarksBreakpoints) {
+  RequestContent content;
+  content.messages = {{"system", "you are terse"}, {"user", "hello"}, {"assistant", "hi"}, {"user", "again"}};
+  RequestBodyOptions options;
+  options.max_tokens = 9;
+  options.ignore_eos = true;
+  auto body = nlohmann::json::parse(build_request_body(ApiKind::kMessages, "m", content, options));
+  EXPECT_EQ(body["model"], "m");
+  EXPECT_EQ(body["max_tokens"], 9);
+  EXPECT_EQ(body["stream"], true);
+  EXPECT_FALSE(body.contains("stream_options")) << "not a Messages field";
+  EXPECT_EQ(body["ignore_eos"], true);
+  EXPECT_EQ(body["system"][0]["text"], "you are terse");
+  ASSERT_EQ(body["messages"].size(), 3u);
+  EXPECT_EQ(body["messages"][1]["role"], "assistant");
+  EXPECT_EQ(body["messages"][2]["content"][0]["text"], "again");
+  EXPECT_FALSE(body.contains("cache_control"));
+  EXPECT_FALSE(body["system"][0].contains("cache_control"));
+
+  options.cache_retention = "5m";
+  options.ignore_eos = false;
+  body = nlohmann::json::parse(build_request_body(ApiKind::kMessages, "m", content, options));
+  const nlohmann::json ttl = {{"type", "ephemeral"}, {"ttl", "5m"}};
+  EXPECT_EQ(body["system"][0]["cache_control"], ttl) << "the shared system prompt is a breakpoint";
+  EXPECT_EQ(body["cache_control"], ttl) << "and the whole conversation (top-level form)";
+  EXPECT_FALSE(body.contains("ignore_eos"));
+  EXPECT_FALSE(body.contains("prompt_cache_retention"));
+}
+
+TEST(CacheRetention, EachApiTakesItsOwnValues) {
+  EXPECT_TRUE(check_cache_retention(ApiKind::kChat, ""));
+  EXPECT_TRUE(check_cache_retention(ApiKind::kChat, "24h"));
+  EXPECT_TRUE(check_cache_retention(ApiKind::kCompletions, "in_memory"));
+  EXPECT_TRUE(check_cache_retention(ApiKind::kMessages, "5m"));
+  EXPECT_TRUE(check_cache_retention(ApiKind::kMessages, "1h"));
+  auto wrong = check_cache_retention(ApiKind::kChat, "5m");
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message.find("24h"), std::string::npos) << wrong.error().message;
+  EXPECT_FALSE(check_cache_retention(ApiKind::kMessages, "24h"));
+  EXPECT_TRUE(is_long_retention("1h"));
+  EXPECT_TRUE(is_long_retention("24h"));
+  EXPECT_FALSE(is_long_retention("5m"));
+  EXPECT_FALSE(is_long_retention("in_memory"));
+}
+
 TEST(HttpUrl, ParsesHostPortAndPath) {
   auto endpoint = parse_url("http://127.0.0.1:8000/v1/");
   ASSERT_TRUE(endpoint);
@@ -146,7 +224,10 @@ TEST(Workload, RejectsMistakesWithAMessage) {
   EXPECT_EQ(*parse_slo_flag("e2e=2s")->e2e_ms, 2000);
   EXPECT_FALSE(parse_slo_flag("speed=5"));
   EXPECT_EQ(*parse_price_flag("in=3,cached=0.3,out=15")->cached_input_per_mtok, 0.3);
+  EXPECT_EQ(*parse_price_flag("in=3,write=3.75,write_1h=6")->cache_write_1h_per_mtok, 6);
   EXPECT_FALSE(parse_price_flag("in=abc"));
+  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"cache_retention": "forever"})"), ""));
+  EXPECT_TRUE(parse_workload(nlohmann::json::parse(R"({"cache_retention": "5m"})"), ""));
 }
 
 double coefficient_of_variation(const std::vector<double>& offsets) {
@@ -210,6 +291,28 @@ TEST(Plan, IsReproducibleFromTheSeedAndHonoursPrefixesAndSessions) {
   workload.seed = 43;
   EXPECT_NE(build_plan(workload, builder).stages[0].sessions[0].turns[0].user_text,
             first.stages[0].sessions[0].turns[0].user_text);
+}
+
+// Writes are priced by how long they are kept: cache_write for short ones, cache_write_1h for the rest
+// (cache_write where no 1h price is given).
+TEST(Cost, CacheWritesArePricedByRetention) {
+  PriceTable price;
+  price.input_per_mtok = 1;
+  price.cached_input_per_mtok = 0.1;
+  price.cache_write_per_mtok = 1.25;
+  price.cache_write_1h_per_mtok = 2;
+  price.output_per_mtok = 5;
+  TokenTotals totals;
+  totals.prompt_tokens = 1'000'000;
+  totals.cached_tokens = 500'000;
+  totals.cache_write_tokens = 300'000;
+  totals.cache_write_1h_tokens = 100'000;
+  totals.output_tokens = 100'000;
+  totals.num_requests = 10;
+  // 200k uncached x 1 + 500k x 0.1 + 200k x 1.25 + 100k x 2 + 100k x 5, per 1M tokens
+  EXPECT_NEAR(compute_cost(price, totals).effective_usd, 0.2 + 0.05 + 0.25 + 0.2 + 0.5, 1e-12);
+  price.cache_write_1h_per_mtok.reset();
+  EXPECT_NEAR(compute_cost(price, totals).effective_usd, 0.2 + 0.05 + 0.375 + 0.5, 1e-12);
 }
 
 TEST(Cost, HourlyPriceIsSpreadOverTheMeasuredThroughput) {
