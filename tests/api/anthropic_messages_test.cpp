@@ -49,6 +49,15 @@ TEST(AnthropicRequest, SystemBlocksAndSamplingBecomeTheNeutralRequest) {
   EXPECT_EQ(r->sampling.top_k, 40);
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
+  EXPECT_FALSE(r->ignore_eos);
+}
+
+// tern's own extension, as on its OpenAI endpoints (tern bench sends it): generate exactly max_tokens.
+TEST(AnthropicRequest, TakesIgnoreEos) {
+  auto r = parse_anthropic_request(body({{"ignore_eos", true}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->ignore_eos);
+  refused(body({{"ignore_eos", "yes"}}), "ignore_eos");
 }
 
 TEST(AnthropicRequest, RefusesWhatItCannotHonourNamingTheField) {
