@@ -7,8 +7,9 @@ tern with caching off, and llama.cpp's llama-server with its prompt cache (same 
 another on a fresh server; optionally tern with OpenAI's prompt_cache_retention: 24h (retention-24h).
 
     .venv/bin/python bench/prompt_cache_agents.py [--sessions 12] [--concurrency 6] [--think 10,30]
-                                                  [--prefix 8,2048] [--background 2,1500] [--kv 540M]
+                                                  [--prefix 8,2048] [--background 2,1500] [--kv 540M] [--context 4096]
                                                   [--pin-fraction 0.75] [--prefill-order shortest]
+                                                  [--itl-target 1.4x]
                                                   [--configs retention,lru,off,llama-server]
                                                   [--out DIR]
 
@@ -62,9 +63,9 @@ RETENTION = {"retention": ("messages", "5m"), "retention-24h": ("chat", "24h")}
 
 
 def start_server(flags, state, args):
-    proc = subprocess.Popen([TERN, "serve", "-m", "smollm2-135m", "--port", "0", "-t", "2", "--context", "4096",
+    proc = subprocess.Popen([TERN, "serve", "-m", "smollm2-135m", "--port", "0", "-t", "2", "--context", str(args.context),
                              "--kv-cache-memory", args.kv, "--kv-pin-fraction", str(args.pin_fraction), "--ledger", "off",
-                             "--prefill-order", args.prefill_order,
+                             "--prefill-order", args.prefill_order, "--itl-target", args.itl_target,
                              "--keys-db", os.path.join(state, "keys.db"), *flags], stderr=subprocess.PIPE, text=True)
     url = None
     for line in proc.stderr:
@@ -151,6 +152,8 @@ def main():
     parser.add_argument("--prefix", default="8,2048", help="agent types (system prompt + tools), tokens each")
     parser.add_argument("--kv", default="540M", help="tern serve --kv-cache-memory (llama-server gets the same tokens)")
     parser.add_argument("--prefill-order", default="shortest", help="tern serve --prefill-order: shortest or fcfs")
+    parser.add_argument("--context", type=int, default=4096, help="tern serve --context (at least the system prompt + 4 turns)")
+    parser.add_argument("--itl-target", default="1.4x", help="tern serve --itl-target (its default 1.4x; off: no inter-token bound)")
     parser.add_argument("--out", help="keep each configuration's tern bench reports (every request) in this folder")
     args = parser.parse_args()
     unknown = set(args.configs.split(",")) - {"retention", "retention-24h", "lru", "off", "llama-server"}
@@ -168,7 +171,7 @@ def main():
                   "arrival": {"type": "concurrency", "concurrency": bg_streams}, "requests": 2000, "duration_s": 3600}
     print(f"CPU: {cpu_name()}; tern serve -t 2, SmolLM2-135M Q4_1, KV {args.kv} (~{kv_tokens(args.kv)} tokens), "
           f"--kv-pin-fraction {args.pin_fraction}, "
-          f"--prefill-order {args.prefill_order}")
+          f"--prefill-order {args.prefill_order}, --itl-target {args.itl_target}")
     print(f"agents: {args.sessions} sessions x {turns} turns, {args.concurrency} at a time, think {think_lo:g}-{think_hi:g} s, "
           f"{prefix_groups} agent types with {prefix_tokens}-token system prompts; "
           f"background: {bg_streams} streams of unique {bg_tokens}-token prompts")
