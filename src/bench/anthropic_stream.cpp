@@ -13,12 +13,6 @@ namespace {
 
 json text_block(const std::string& text) { return {{"type", "text"}, {"text", text}}; }
 
-int64_t int_or(const json& object, const char* key, int64_t fallback) {
-  auto found = object.find(key);
-  if (found == object.end() || !found->is_number_integer()) return fallback;
-  return found->get<int64_t>();
-}
-
 /// Anthropic's usage: input_tokens counts only the prompt tokens neither read from nor written to the
 /// cache, so the whole prompt is the sum of the three.
 Usage parse_usage(const json& usage) {

@@ -76,13 +76,15 @@ std::string build_request_body(ApiKind kind, std::string_view model, const Reque
   return body.dump();
 }
 
-namespace {
-
-int64_t int_or(const json& object, const char* key, int64_t fallback) {
+int64_t detail::int_or(const json& object, const char* key, int64_t fallback) {
   auto found = object.find(key);
   if (found == object.end() || !found->is_number_integer()) return fallback;
   return found->get<int64_t>();
 }
+
+namespace {
+
+using detail::int_or;
 
 Usage parse_usage(const json& usage) {
   Usage out;

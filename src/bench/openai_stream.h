@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "util/result.h"
 
 namespace tern::bench {
@@ -81,6 +83,8 @@ struct StreamChunk {
 Result<StreamChunk> parse_stream_chunk(std::string_view data, ApiKind kind);
 
 namespace detail {
+/// `object[key]` when it is an integer, else `fallback` (servers leave fields out or send nulls).
+int64_t int_or(const nlohmann::json& object, const char* key, int64_t fallback);
 // Anthropic Messages (anthropic_stream.cpp).
 std::string build_messages_body(std::string_view model, const RequestContent& content, const RequestBodyOptions& options);
 Result<StreamChunk> parse_messages_event(std::string_view data);
