@@ -329,7 +329,6 @@ json arrival_to_json(const ArrivalSpec& arrival) {
   return {};
 }
 
-
 }  // namespace
 
 std::pair<std::string, std::string> api_key_header(ApiKind api, std::string_view key) {

@@ -163,6 +163,13 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
       auto api = bench::parse_api_kind(*options.api);
       if (!api) return std::unexpected(api.error());
       target.api = *api;
+      // A key the workload file gave for another API goes where this one takes it.
+      for (auto& header : target.headers) {
+        if (target.api == bench::ApiKind::kMessages && boost::algorithm::iequals(header.first, "authorization") &&
+            header.second.starts_with("Bearer ")) {
+          header = bench::api_key_header(target.api, header.second.substr(7));
+        }
+      }
     }
     if (options.max_connections) target.max_connections = *options.max_connections;
     if (!options.ca_file.empty()) target.ca_file = options.ca_file;
