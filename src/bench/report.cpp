@@ -169,12 +169,16 @@ std::string report_text(const ReportInput& input) {
                          metrics.target_name.substr(0, 16), tokens.client_prompt_tokens, tokens.client_output_tokens);
       continue;
     }
-    out += fmt::format("  stage {} {:<16} prompt {} vs {} ({:+.1f}%), output {} vs {} ({:+.1f}%), cached {} ({:.1f}% of prompt), usage on {}/{}\n",
+    // Cache writes only where the server reported any (retention asked, or a provider that bills writes).
+    const std::string written = tokens.cache_write_tokens > 0
+                                    ? fmt::format(", written {} ({} kept 1h+)", tokens.cache_write_tokens, tokens.cache_write_1h_tokens)
+                                    : "";
+    out += fmt::format("  stage {} {:<16} prompt {} vs {} ({:+.1f}%), output {} vs {} ({:+.1f}%), cached {} ({:.1f}% of prompt){}, usage on {}/{}\n",
                        metrics.stage + 1, metrics.target_name.substr(0, 16), tokens.server_prompt_tokens,
                        tokens.client_prompt_tokens, prompt_diff, tokens.server_output_tokens, tokens.client_output_tokens,
                        output_diff, tokens.cached_tokens,
                        tokens.server_prompt_tokens > 0 ? 100.0 * tokens.cached_tokens / tokens.server_prompt_tokens : 0.0,
-                       tokens.num_with_usage, metrics.num_ok);
+                       written, tokens.num_with_usage, metrics.num_ok);
   }
   bool has_cost = false;
   for (const Metrics& metrics : input.metrics) has_cost = has_cost || metrics.cost.is_available;

@@ -178,6 +178,7 @@ class BenchMessages(unittest.TestCase):
         self.assertGreater(tokens["cache_write"], 300, "the first session writes its system prompt and turns")
         self.assertEqual(tokens["cache_write_1h"], 0, "5-minute writes")
         self.assertGreater(tokens["cached"], 300, "the second session reads the shared system prompt")
+        self.assertIn(f"written {tokens['cache_write']} (0 kept 1h+)", run.stdout, "the text report counts the writes")
         for r in report["requests"]:
             usage = r["usage"]
             self.assertGreater(usage["prompt_tokens"], 300)
