@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "http/client.h"
@@ -194,7 +195,9 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
   RemoteProvider& provider_;
   api::EventSink sink_;
   http::ExchangeHandle handle_;
-  asio::steady_timer first_byte_timer_;
+  // Lives only until the call finishes, on the provider's thread: a router attempt that fell back may
+  // release this call later on another provider's thread, after this provider's io_context is gone.
+  std::optional<asio::steady_timer> first_byte_timer_;
   api::Usage usage_;
   std::string finish_reason_;
   std::string retry_after_;
@@ -304,7 +307,7 @@ class RemoteProvider final : public Provider {
 };
 
 RemoteCall::RemoteCall(RemoteProvider& provider, api::EventSink sink)
-    : provider_(provider), sink_(std::move(sink)), first_byte_timer_(provider.strand_) {}
+    : provider_(provider), sink_(std::move(sink)), first_byte_timer_(std::in_place, provider.strand_) {}
 
 void RemoteCall::cancel() {
   asio::post(provider_.strand_, [self = shared_from_this()] {
@@ -316,8 +319,8 @@ void RemoteCall::cancel() {
 void RemoteCall::start(std::string path, std::string body) {
   if (cancelled_) return fail(api::server_error(499, "cancelled"));
   std::weak_ptr<RemoteCall> weak = shared_from_this();
-  first_byte_timer_.expires_after(provider_.config_.first_byte_timeout);
-  first_byte_timer_.async_wait([weak](boost::system::error_code ec) {
+  first_byte_timer_->expires_after(provider_.config_.first_byte_timeout);
+  first_byte_timer_->async_wait([weak](boost::system::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || self->has_text_ || self->finished_) return;
     self->timed_out_ = true;
@@ -327,7 +330,7 @@ void RemoteCall::start(std::string path, std::string body) {
   callbacks.on_response = [weak](int status, std::string_view retry_after, http::Clock::time_point) {
     if (auto self = weak.lock()) {
       self->retry_after_ = std::string(retry_after);
-      if (status / 100 == 2) self->first_byte_timer_.cancel();
+      if (status / 100 == 2 && self->first_byte_timer_) self->first_byte_timer_->cancel();
     }
   };
   callbacks.on_event = [weak](std::string_view data, http::Clock::time_point) {
@@ -363,7 +366,7 @@ void RemoteCall::on_data(std::string_view data) {
   if (parsed->is_end) saw_end_ = true;
   if (!parsed->text.empty()) {
     has_text_ = true;
-    first_byte_timer_.cancel();
+    if (first_byte_timer_) first_byte_timer_->cancel();
     text_ += parsed->text;
   }
 }
@@ -377,7 +380,7 @@ void RemoteCall::flush_text() {
 }
 
 void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string& detail) {
-  first_byte_timer_.cancel();
+  first_byte_timer_.reset();
   if (finished_) return;
   flush_text();
   const std::string& name = provider_.config_.name;
@@ -420,6 +423,7 @@ void RemoteCall::emit(api::Event&& event) {
   if (finished_) return;
   if (event.finished) {
     finished_ = true;
+    first_byte_timer_.reset();
     provider_.in_flight_.fetch_sub(1);
   }
   if (cancelled_ && !event.finished) return;
