@@ -414,8 +414,8 @@ Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
     out.ignore_eos = spec.value("ignore_eos", false);
     if (spec.contains("temperature")) out.temperature = spec["temperature"].get<double>();
     out.cache_retention = spec.value("cache_retention", "");
-    if (!out.cache_retention.empty() && out.cache_retention != "24h" && out.cache_retention != "in_memory" &&
-        out.cache_retention != "5m" && out.cache_retention != "1h") {
+    // Which API takes it is checked per target (check_cache_retention); here, that some API does.
+    if (!check_cache_retention(ApiKind::kChat, out.cache_retention) && !check_cache_retention(ApiKind::kMessages, out.cache_retention)) {
       return fail("cache_retention: must be \"24h\" or \"in_memory\" (OpenAI targets), \"5m\" or \"1h\" (messages targets); got \"{}\"",
                   out.cache_retention);
     }
