@@ -25,7 +25,7 @@ report is the result: TTFT p50/p99 over all turns and over returning turns only 
 time, the ones a cache can serve), output tok/s, cached share of prompt tokens, effective cost with
 input 1.0, cached 0.1, cache write 1.25 (5-minute TTL) or 2.0 (1 hour and more), output 5.0 USD per 1M
 tokens (Anthropic's ratios), and the server's KV evictions and pins given up under pressure. With --out,
-each configuration's `tern bench` reports (with every request) are kept in DIR.
+each configuration's `tern bench` reports (with every request) and its server's log are kept in DIR.
 
 The think times are well within a 5-minute TTL, refreshed on each hit, so 5 minutes is what a client
 would ask for (and pay 1.25x input for); retention-24h shows the same retention at the 1-hour price.
@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -76,6 +77,10 @@ def start_server(flags, state, args):
             break
     if url is None:
         raise RuntimeError("tern serve did not start")
+    # Keep reading what the server writes after it is ready (into its state folder): a full pipe
+    # would block its writes, and with them the server.
+    log = open(os.path.join(state, "tern-serve.log"), "w")
+    threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, log), daemon=True).start()
     return proc, url
 
 
@@ -216,6 +221,10 @@ def main():
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(60)
+                for log in ("tern-serve.log", "llama-server.log"):
+                    if args.out and os.path.exists(os.path.join(state, log)):
+                        os.makedirs(args.out, exist_ok=True)
+                        shutil.copy(os.path.join(state, log), os.path.join(args.out, f"{config}-{log}"))
         def count(name):
             return f"{counters[name]:.0f}" if name in counters else "-"
         ttft = result["latency_ms"]["ttft"]

@@ -302,11 +302,12 @@ Runner add_serve_command(CLI::App& app) {
                       "multiple of the step's decodes alone (1.4x), or a time (100ms, with ageing); off: chunks fill --max-batch-tokens")
       ->capture_default_str();
   command->add_option("--max-prefill-wait", o->max_prefill_wait,
-                      "With a time as --itl-target: past this wait since arrival, a prompt plans against it scaled by wait / this (ageing)")
+                      "With a time as --itl-target: past this wait since arrival, a prompt plans against it scaled by wait / this (ageing); "
+                      "with --prefill-order shortest: past this wait, the longest-waiting prompt goes first one step in four")
       ->capture_default_str();
   command->add_option("--prefill-order", o->prefill_order,
-                      "Which prompts get prefill first: fcfs (arrival order) or shortest (highest (wait + uncached prefill "
-                      "left) / uncached prefill left: short and cached prompts first, long ones rise while they wait)")
+                      "Which prompts get prefill first: fcfs (arrival order) or shortest (least uncached prefill left first, "
+                      "so short and cached prompts go first; the longest-waiting prompt past --max-prefill-wait goes first one step in four)")
       ->capture_default_str();
   command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));

@@ -538,22 +538,33 @@ TEST(SchedulerTest, ShortestFirstServesACachedConversationAheadOfALongPrompt) {
   }
 }
 
-// Shortest-first never starves a long prompt: its response ratio rises while it waits, so it goes ahead
-// of a steady stream of short ones (each new one starts at ratio 1).
-TEST(SchedulerTest, ShortestFirstAgesLongPromptsAhead) {
+// Shortest-first never starves a long prompt: once it has waited past max_prefill_wait_s, it goes first
+// in one step of every four even while short prompts would take every step's whole budget.
+TEST(SchedulerTest, ShortestFirstGivesTheLongestWaitingPromptAShareOfSteps) {
   Sim sim(512, 4, {.max_batch_tokens = 16, .max_running = 64, .max_prefill_wait_s = 0.05,
                    .prefill_order = PrefillOrder::kShortestFirst});
   sim.true_cost = StepCostCoefficients{.fixed_s = 0.01, .per_token_s = 0, .per_context_s = 0};  // 10 ms steps
   const size_t long_prompt = sim.add(seq(7000, 200), 1);
   int32_t next = 10000;
+  std::vector<int> long_steps;  // steps whose chunks include the long prompt
   for (int i = 0; i < 400 && !sim.sim(long_prompt).done; ++i) {
-    sim.add(seq(next, 8), 1);  // a short prompt every step: alone, they would take every step's budget
+    sim.add(seq(next, 16), 1);  // a short prompt every step: alone, they would take every step's budget
     next += 100;
-    sim.step();
+    const SchedulerOutput out = sim.step();
+    for (const ScheduledChunk& c : out.chunks) {
+      if (c.request == &sim.req(long_prompt)) long_steps.push_back(sim.step_no);
+    }
   }
   ASSERT_TRUE(sim.sim(long_prompt).done) << "starved";
-  // 200 tokens at 16 per step is 13 steps; waiting 5 steps to age, plus sharing with short prompts.
-  EXPECT_LT(sim.sim(long_prompt).finish_step, 60);
+  // It waits 0.05 s (5 steps) to age; then 200 tokens at 16 per step take 13 of its steps, one in four.
+  ASSERT_GE(long_steps.size(), 13u);
+  EXPECT_GE(long_steps.front(), 5);
+  for (size_t i = 1; i < long_steps.size(); ++i) EXPECT_LE(long_steps[i] - long_steps[i - 1], 4) << "step " << long_steps[i];
+  EXPECT_LE(sim.sim(long_prompt).finish_step, 5 + 4 * 13 + 4);
+  // The short prompts keep three steps in four: at most a quarter of the steps' budget went elsewhere.
+  int shorts_done = 0;
+  for (size_t i = 0; i < sim.requests.size(); ++i) shorts_done += i != long_prompt && sim.sim(i).done;
+  EXPECT_GE(shorts_done, sim.step_no * 3 / 4 - 2);
 }
 
 TEST(SchedulerTest, PrefillOrderNames) {

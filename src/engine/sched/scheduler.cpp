@@ -126,42 +126,49 @@ int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted
   return lo;
 }
 
-// Prompts by highest response ratio first: (time waited since arrival + prefill time left) / prefill
-// time left, running prompts and waiting requests together. The prefill time left is the uncached
-// prompt tokens not yet computed (a cached prefix counts as done) times the step-time model's cost per
-// token. Every new prompt starts at ratio 1 and a short one rises fast, so a returning conversation with
-// its history cached goes ahead of long uncached prompts within a step or two; a long prompt's ratio
-// keeps rising while it waits, so it overtakes any newcomer and never starves. A waiting prompt that does
-// not fit stops further admissions this step, as in FCFS order (blocks are short).
+// Prompts by least work left first (shortest remaining processing time), running prompts and waiting
+// requests together; the work left is the uncached prompt tokens not yet computed (a cached prefix
+// counts as done), so a returning conversation whose history is cached goes ahead of long uncached
+// prompts at once and keeps the front while it finishes. Shortest-first alone would starve a long prompt
+// under a steady stream of short ones, so the prompt that has waited longest, once past
+// max_prefill_wait_s since it arrived, goes first in one step out of every kShortestStepsPerAgedStep + 1
+// in which it was passed over (the first prompt of a step gets at least min_prefill_chunk tokens): a
+// bounded share for the old, the rest for the short. A waiting prompt that does not fit stops further
+// admissions this step, as in FCFS order (blocks are short).
 void Scheduler::schedule_prompts_shortest_first(Clock::time_point now, const int64_t& budget,
                                                 const std::function<bool(SchedRequest*, bool)>& serve_running,
                                                 const std::function<bool(SchedRequest*)>& admit) {
   struct Candidate {
     SchedRequest* request;
-    double ratio;
     int64_t left;
     bool waiting;
   };
   std::vector<Candidate> candidates;
-  const double per_token_s = std::max(cost_model_.coefficients().per_token_s, kMinPrefillSecondsPerToken);
-  const auto ratio = [&](const SchedRequest& r, int64_t left) {
-    const double service_s = static_cast<double>(std::max<int64_t>(left, 1)) * per_token_s;
-    return (waited_seconds(r, now) + service_s) / service_s;
-  };
   for (SchedRequest* r : running_) {
-    if (r->remaining() > 1) candidates.push_back({r, ratio(*r, r->remaining()), r->remaining(), false});
+    if (r->remaining() > 1) candidates.push_back({r, r->remaining(), false});
   }
   size_t considered = 0;
   for (SchedRequest* r : waiting_) {
     if (++considered > kMaxWaitingConsidered) break;  // a deep queue: the rest keep their FCFS turn
     const int64_t cached = r->blocks.table.empty() ? kv_.cached_prefix_tokens(r->tokens, r->cache_key) : r->num_computed;
-    const int64_t left = r->remaining() - cached;
-    candidates.push_back({r, ratio(*r, left), left, true});
+    candidates.push_back({r, r->remaining() - cached, true});
   }
-  std::stable_sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    if (a.ratio != b.ratio) return a.ratio > b.ratio;
-    return a.left < b.left;
+  if (candidates.empty()) return;
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.left < b.left; });
+  // The longest-waiting prompt past max_prefill_wait_s takes the front in its share of steps.
+  const auto oldest = std::max_element(candidates.begin(), candidates.end(), [&](const Candidate& a, const Candidate& b) {
+    return waited_seconds(*a.request, now) < waited_seconds(*b.request, now);
   });
+  const bool aged = waited_seconds(*oldest->request, now) > config_.max_prefill_wait_s;
+  if (oldest == candidates.begin() || !aged) {
+    steps_aged_passed_over_ = 0;
+  } else if (steps_aged_passed_over_ >= kShortestStepsPerAgedStep) {
+    std::rotate(candidates.begin(), oldest, oldest + 1);
+    steps_aged_passed_over_ = 0;
+  } else {
+    ++steps_aged_passed_over_;
+  }
   bool admitting = true, admitted = false;
   for (const Candidate& c : candidates) {
     if (budget <= 0) break;

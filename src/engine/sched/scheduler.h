@@ -9,10 +9,10 @@
 //      while long prompts arrive;
 //   2. running requests part-way through their prompt (chunked prefill), oldest first;
 //   3. waiting requests, first come first served, with their cached prefix taken from the KV manager.
-// With `prefill_order` kShortestFirst, 2 and 3 are one list instead, highest response ratio first:
-// (time waited + prefill time left) / prefill time left, where a cached prefix counts as done. A
-// returning conversation whose history is cached is not queued behind long uncached prompts, and a long
-// prompt's ratio keeps rising while it waits, so it never starves.
+// With `prefill_order` kShortestFirst, 2 and 3 are one list instead, least work left first, where a
+// cached prefix counts as done: a returning conversation whose history is cached is not queued behind
+// long uncached prompts. So that a long prompt never starves, the one that has waited longest, once
+// past `max_prefill_wait_s`, goes first in one step of every four in which it was passed over.
 //
 // Inter-token target (stall-free batching): with `itl_target_s` set, a step that carries decodes takes
 // prompt tokens only as far as the step-time model (step_cost_model.h) predicts the step to stay under
@@ -54,7 +54,7 @@ using Clock = std::chrono::steady_clock;
 /// Which prompt gets the step's prefill tokens first.
 enum class PrefillOrder {
   kFcfs,           ///< running prompts oldest first, then waiting ones in arrival order
-  kShortestFirst,  ///< highest response ratio (wait + prefill left) / prefill left first; cache hits count as done
+  kShortestFirst,  ///< least uncached prompt left first; the longest-waiting prompt goes first one step in four
 };
 
 /// "fcfs" | "shortest" (flags and config files); nullopt for anything else.
@@ -151,22 +151,25 @@ class Scheduler {
   int64_t prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
                             Clock::time_point now) const;
 
-  /// PrefillOrder::kShortestFirst: running prompts and waiting requests together, least work left first.
+  /// PrefillOrder::kShortestFirst: running prompts and waiting requests together, least work left first,
+  /// with a bounded share of steps for the longest-waiting one.
   void schedule_prompts_shortest_first(Clock::time_point now, const int64_t& budget,
                                        const std::function<bool(SchedRequest*, bool)>& serve_running,
                                        const std::function<bool(SchedRequest*)>& admit);
 
   /// Waiting requests whose cached prefix is looked up each step for kShortestFirst (a bound on the work).
   static constexpr size_t kMaxWaitingConsidered = 256;
-  /// Floor of the per-token prefill cost in response ratios (a model fitted to near zero would make
-  /// every ratio huge and the order arbitrary).
-  static constexpr double kMinPrefillSecondsPerToken = 1e-5;
+  /// kShortestFirst: steps in which a prompt past max_prefill_wait_s is passed over for shorter work
+  /// before it goes first once (it then gets at least min_prefill_chunk tokens): 3 gives the old a
+  /// quarter of the steps' first place while short work is waiting, the short three quarters.
+  static constexpr int kShortestStepsPerAgedStep = 3;
 
   SchedulerConfig config_;
   KvManager& kv_;
   StepCostModel cost_model_;
   std::deque<SchedRequest*> waiting_;
   std::vector<SchedRequest*> running_;  // in admission order
+  int steps_aged_passed_over_ = 0;      // kShortestFirst: see kShortestStepsPerAgedStep
 };
 
 }  // namespace tern::engine
