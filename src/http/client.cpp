@@ -264,11 +264,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (is_cancelled_) return finish(ErrorKind::kCancelled, status_, "cancelled", Clock::now(), false);
     if (is_timed_out_) return finish(ErrorKind::kTimeout, status_, "timed out", Clock::now(), false);
     // A keep-alive connection the server closed while idle fails before any response byte: retry once on a
-    // fresh connection, which is what every HTTP client does and no server counts as a request.
+    // fresh connection, which is what every HTTP client does and no server counts as a request. Not on
+    // another idle one: the server has likely closed those too (they idled as long or longer).
     if (!has_response_ && connection_ && connection_->has_served && !has_retried_) {
       has_retried_ = true;
       client_.release(std::move(connection_), false);
-      client_.acquire(shared_from_this());
+      client_.acquire(shared_from_this(), /*fresh=*/true);
       return;
     }
     finish(kind, status_, error.message(), Clock::now(), false);
@@ -379,8 +380,15 @@ ExchangeHandle HttpStreamClient::start_exchange(http::verb method, std::string_v
   return handle;
 }
 
-void HttpStreamClient::acquire(std::shared_ptr<Exchange> exchange) {
-  if (!idle_.empty()) {
+void HttpStreamClient::acquire(std::shared_ptr<Exchange> exchange, bool fresh) {
+  if (fresh && !idle_.empty() && num_open_ >= max_connections_) {
+    // Every slot is open: the oldest idle connection makes room for the new one.
+    error_code ignored;
+    idle_.front()->socket.close(ignored);
+    idle_.erase(idle_.begin());
+    --num_open_;
+  }
+  if (!fresh && !idle_.empty()) {
     std::unique_ptr<Connection> connection = std::move(idle_.back());
     idle_.pop_back();
     exchange->start(std::move(connection));

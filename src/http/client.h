@@ -111,7 +111,9 @@ class HttpStreamClient {
   ExchangeHandle start_exchange(boost::beast::http::verb method, std::string_view path, std::string body,
                                 std::chrono::milliseconds timeout, StreamCallbacks callbacks,
                                 const std::vector<std::pair<std::string, std::string>>& extra_headers);
-  void acquire(std::shared_ptr<Exchange> exchange);
+  /// A connection for `exchange`: an idle one (unless `fresh`), a new one within max_connections, or
+  /// the FIFO of waiting exchanges.
+  void acquire(std::shared_ptr<Exchange> exchange, bool fresh = false);
   void release(std::unique_ptr<Connection> connection, bool is_reusable);
 
   boost::asio::any_io_executor executor_;
