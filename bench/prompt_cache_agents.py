@@ -79,8 +79,11 @@ def start_server(flags, state, args):
         raise RuntimeError("tern serve did not start")
     # Keep reading what the server writes after it is ready (into its state folder): a full pipe
     # would block its writes, and with them the server.
-    log = open(os.path.join(state, "tern-serve.log"), "w")
-    threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, log), daemon=True).start()
+    def drain(log_path):
+        with open(log_path, "w") as log:
+            shutil.copyfileobj(proc.stderr, log)
+    proc.log_drain = threading.Thread(target=drain, args=(os.path.join(state, "tern-serve.log"),), daemon=True)
+    proc.log_drain.start()
     return proc, url
 
 
@@ -221,6 +224,8 @@ def main():
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(60)
+                if hasattr(server, "log_drain"):
+                    server.log_drain.join(10)  # the whole log written and closed before it is copied
                 for log in ("tern-serve.log", "llama-server.log"):
                     if args.out and os.path.exists(os.path.join(state, log)):
                         os.makedirs(args.out, exist_ok=True)

@@ -141,26 +141,26 @@ void Scheduler::schedule_prompts_shortest_first(Clock::time_point now, const int
   struct Candidate {
     SchedRequest* request;
     int64_t left;
+    double waited_s;
     bool waiting;
   };
   std::vector<Candidate> candidates;
   for (SchedRequest* r : running_) {
-    if (r->remaining() > 1) candidates.push_back({r, r->remaining(), false});
+    if (r->remaining() > 1) candidates.push_back({r, r->remaining(), waited_seconds(*r, now), false});
   }
   size_t considered = 0;
   for (SchedRequest* r : waiting_) {
     if (++considered > kMaxWaitingConsidered) break;  // a deep queue: the rest keep their FCFS turn
     const int64_t cached = r->blocks.table.empty() ? kv_.cached_prefix_tokens(r->tokens, r->cache_key) : r->num_computed;
-    candidates.push_back({r, r->remaining() - cached, true});
+    candidates.push_back({r, r->remaining() - cached, waited_seconds(*r, now), true});
   }
   if (candidates.empty()) return;
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const Candidate& a, const Candidate& b) { return a.left < b.left; });
   // The longest-waiting prompt past max_prefill_wait_s takes the front in its share of steps.
-  const auto oldest = std::max_element(candidates.begin(), candidates.end(), [&](const Candidate& a, const Candidate& b) {
-    return waited_seconds(*a.request, now) < waited_seconds(*b.request, now);
-  });
-  const bool aged = waited_seconds(*oldest->request, now) > config_.max_prefill_wait_s;
+  const auto oldest = std::max_element(candidates.begin(), candidates.end(),
+                                       [](const Candidate& a, const Candidate& b) { return a.waited_s < b.waited_s; });
+  const bool aged = oldest->waited_s > config_.max_prefill_wait_s;
   if (oldest == candidates.begin() || !aged) {
     steps_aged_passed_over_ = 0;
   } else if (steps_aged_passed_over_ >= kShortestStepsPerAgedStep) {
