@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 #include "api/gateway.h"
 #include "api/json_util.h"
+#include "metering/token_cost.h"
 #include "util/clock.h"
 
 namespace tern::api {
@@ -100,7 +102,7 @@ json usage_json(const metering::UsageQuery& query, const std::vector<metering::U
   metering::UsageTotals sum;
   for (const auto& t : totals) {
     data.push_back({{"group", t.group}, {"requests", t.requests}, {"prompt_tokens", t.prompt_tokens}, {"cached_tokens", t.cached_tokens},
-                    {"cache_write_tokens", t.cache_write_tokens}, {"completion_tokens", t.completion_tokens}, {"cost_usd", t.cost_usd}});
+                    {"cache_write_tokens", t.cache_write_tokens}, {"completion_tokens", t.completion_tokens}, {"cost_usd", metering::round_usd(t.cost_usd)}});
     sum.requests += t.requests;
     sum.prompt_tokens += t.prompt_tokens;
     sum.cached_tokens += t.cached_tokens;
@@ -111,7 +113,7 @@ json usage_json(const metering::UsageQuery& query, const std::vector<metering::U
   return {{"object", "usage"}, {"from", metering::utc_day(query.from_ms)}, {"from_ms", query.from_ms}, {"to_ms", query.to_ms},
           {"group_by", metering::group_by_name(query.group_by)}, {"data", data},
           {"total", {{"requests", sum.requests}, {"prompt_tokens", sum.prompt_tokens}, {"cached_tokens", sum.cached_tokens},
-                     {"cache_write_tokens", sum.cache_write_tokens}, {"completion_tokens", sum.completion_tokens}, {"cost_usd", sum.cost_usd}}}};
+                     {"cache_write_tokens", sum.cache_write_tokens}, {"completion_tokens", sum.completion_tokens}, {"cost_usd", metering::round_usd(sum.cost_usd)}}}};
 }
 
 void register_admin_routes(http::Server& server, tenants::Tenants* tenants, metering::LedgerWriter* ledger) {
@@ -193,12 +195,17 @@ void register_admin_routes(http::Server& server, tenants::Tenants* tenants, mete
 namespace tern::api {
 
 void register_lora_routes(http::Server& server, tenants::Tenants* tenants, const std::atomic<router::LoraAdapters*>& adapters) {
-  // Changing what a server serves is an admin's act once keys exist.
-  auto allowed = [tenants](const http::Request& q, http::Responder& r) {
-    return tenants == nullptr || !tenants->auth_required() || require_admin(tenants, q, r).has_value();
+  // Changing what a server serves is an admin's act once keys exist. Who did it goes to the log: the
+  // admin key's id (nullopt: refused, the answer is sent).
+  auto caller = [tenants](const http::Request& q, http::Responder& r) -> std::optional<std::string> {
+    if (tenants == nullptr || !tenants->auth_required()) return std::string("a client of the open server");
+    auto admin = require_admin(tenants, q, r);
+    if (!admin) return std::nullopt;
+    return "key " + admin->key_id;
   };
-  server.route("POST", "/v1/load_lora_adapter", [&adapters, allowed](const http::Request& q, std::shared_ptr<http::Responder> r) {
-    if (!allowed(q, *r)) return;
+  server.route("POST", "/v1/load_lora_adapter", [&adapters, caller](const http::Request& q, std::shared_ptr<http::Responder> r) {
+    auto actor = caller(q, *r);
+    if (!actor) return;
     router::LoraAdapters* lora = adapters.load();
     if (lora == nullptr) return r->send(error(503, "the server is still loading its models", "loading"));
     json body = json::parse(q.body, nullptr, false);
@@ -208,25 +215,36 @@ void register_lora_routes(http::Server& server, tenants::Tenants* tenants, const
     }
     if (body.contains("base_model") && !body["base_model"].is_string()) return r->send(error(400, "base_model must be a string"));
     if (body.contains("scale") && !body["scale"].is_number()) return r->send(error(400, "scale must be a number"));
-    lora->run([lora, r, name = body["lora_name"].get<std::string>(), path = body["lora_path"].get<std::string>(),
+    lora->run([lora, r, actor = *actor, name = body["lora_name"].get<std::string>(), path = body["lora_path"].get<std::string>(),
                base = body.value("base_model", std::string()), scale = body.value("scale", 1.0)] {
       auto ok = lora->load(name, path, base, static_cast<float>(scale));
-      if (!ok) return r->send(error(400, ok.error().message, "lora_load_failed"));
+      if (!ok) {
+        std::fprintf(stderr, "tern serve: LoRA adapter '%s' from %s not loaded (asked by %s): %s\n", name.c_str(), path.c_str(), actor.c_str(),
+                     ok.error().message.c_str());
+        return r->send(error(400, ok.error().message, "lora_load_failed"));
+      }
+      std::fprintf(stderr, "tern serve: loaded LoRA adapter '%s' from %s%s, scale %g (asked by %s)\n", name.c_str(), path.c_str(),
+                   base.empty() ? "" : (" on '" + base + "'").c_str(), scale, actor.c_str());
       r->send(json_response(200, {{"object", "lora_adapter"}, {"name", name}, {"path", path},
                                   {"message", fmt::format("Success: LoRA adapter '{}' added successfully.", name)}}));
     });
   });
-  server.route("POST", "/v1/unload_lora_adapter", [&adapters, allowed](const http::Request& q, std::shared_ptr<http::Responder> r) {
-    if (!allowed(q, *r)) return;
+  server.route("POST", "/v1/unload_lora_adapter", [&adapters, caller](const http::Request& q, std::shared_ptr<http::Responder> r) {
+    auto actor = caller(q, *r);
+    if (!actor) return;
     router::LoraAdapters* lora = adapters.load();
     if (lora == nullptr) return r->send(error(503, "the server is still loading its models", "loading"));
     json body = json::parse(q.body, nullptr, false);
     if (!body.is_object() || !body.contains("lora_name") || !body["lora_name"].is_string()) {
       return r->send(error(400, "lora_name (a string) is required"));
     }
-    lora->run([lora, r, name = body["lora_name"].get<std::string>()] {
+    lora->run([lora, r, actor = *actor, name = body["lora_name"].get<std::string>()] {
       auto ok = lora->unload(name, std::chrono::minutes(5));
-      if (!ok) return r->send(error(ok.error().message.starts_with("no LoRA") ? 404 : 409, ok.error().message, "lora_unload_failed"));
+      if (!ok) {
+        std::fprintf(stderr, "tern serve: unloading LoRA adapter '%s' (asked by %s): %s\n", name.c_str(), actor.c_str(), ok.error().message.c_str());
+        return r->send(error(ok.error().message.starts_with("no LoRA") ? 404 : 409, ok.error().message, "lora_unload_failed"));
+      }
+      std::fprintf(stderr, "tern serve: unloaded LoRA adapter '%s' (asked by %s)\n", name.c_str(), actor.c_str());
       r->send(json_response(200, {{"object", "lora_adapter"}, {"name", name}, {"deleted", true},
                                   {"message", fmt::format("Success: LoRA adapter '{}' removed successfully.", name)}}));
     });

@@ -128,7 +128,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         if (event.finished && event.error && event.text.empty()) return finish_with(renderer_->error_response(*event.error));
         started_ = true;
         responder_->start_stream("text/event-stream", headers_);
-        responder_->write(renderer_->stream_start(event.model));
+        responder_->write(renderer_->stream_start(event));
       }
       responder_->write(renderer_->stream_event(event));
       if (event.finished) {
@@ -201,11 +201,17 @@ Gateway::Gateway(http::Server& server, tenants::Tenants* tenants, metering::Ledg
     json data = json::array();
     if (router::Router* router = router_.load(); router != nullptr) {
       for (const auto& m : router->models()) {
-        if (*caller && !tenants_->may_use(**caller, m.name)) continue;
         json entry = {{"id", m.name}, {"object", "model"}, {"created", 0}, {"owned_by", "tern"}, {"deployments", m.deployments}};
         if (m.max_model_len > 0) entry["max_model_len"] = m.max_model_len;
         if (!m.parent.empty()) entry["parent"] = m.parent;  // a LoRA adapter: vLLM's field for its base model
-        data.push_back(std::move(entry));
+        if (!*caller || tenants_->may_use(**caller, m.name)) data.push_back(entry);
+        // Each alias answers requests too, so it is listed, marked with the name it stands for.
+        for (const auto& alias : m.aliases) {
+          if (*caller && !tenants_->may_use(**caller, alias)) continue;
+          entry["id"] = alias;
+          entry["alias_of"] = m.name;
+          data.push_back(entry);
+        }
       }
     }
     r->send(json_response(200, {{"object", "list"}, {"data", data}}));
@@ -262,14 +268,7 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   if (principal != nullptr) {
     std::vector<std::string> names = {parsed->model};
     names.insert(names.end(), parsed->fallback_models.begin(), parsed->fallback_models.end());
-    for (const auto& name : names) {
-      if (!tenants_->may_use(*principal, name)) {
-        ApiError error = server_error(403, fmt::format("key {} may not use model '{}'", principal->key_id, name), "model_not_allowed");
-        error.type = "permission_error";
-        error.param = "model";
-        return refuse(error);
-      }
-    }
+    if (auto refused = tenants_->check_models(*principal, names)) return refuse(refused->error);
     const int64_t prompt_estimate = estimate_prompt_tokens(*parsed);
     auto admitted = tenants_->admit(*principal, prompt_estimate, parsed->max_tokens,
                                     router->max_cost_usd(*parsed, prompt_estimate, tenants_->completion_reserve(parsed->max_tokens)));

@@ -16,8 +16,9 @@ class Renderer {
   virtual ~Renderer() = default;
   /// The response's id (chatcmpl-..., msg_...): also the ledger's request id.
   virtual const std::string& id() const = 0;
-  /// Bytes that open a stream, sent with the first event (`model` is who answered).
-  virtual std::string stream_start(const std::string& model) = 0;
+  /// Bytes that open a stream, sent with the first event (its model and deployment say who answered;
+  /// its usage, where the provider knows them already, the prompt's token counts).
+  virtual std::string stream_start(const Event& first) = 0;
   /// SSE bytes for one event; the last event's bytes also close the stream ([DONE], message_stop).
   virtual std::string stream_event(const Event& event) = 0;
   /// An error after the stream began, closing it (never a silent truncation).

@@ -118,7 +118,10 @@ struct Event {
   bool finished = false;
   std::string finish_reason;      ///< "stop", "length", "abort"; with finished
   std::optional<ApiError> error;  ///< the request failed (with finished)
-  Usage usage;                    ///< with finished
+  /// With finished: the request's whole usage. Before: the prompt's counts (prompt, cached, written)
+  /// as far as the provider knows them yet — the local engine and an Anthropic upstream know them
+  /// from the first event on (Anthropic's message_start carries them); zero otherwise.
+  Usage usage;
   std::string model;              ///< the public model name that answered; set by the router
   std::string deployment;         ///< the deployment that answered; set by the router
 };

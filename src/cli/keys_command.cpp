@@ -2,6 +2,7 @@
 // key store as a running `tern serve` (which picks changes up within a second); the admin API
 // (/admin/keys) does the same over HTTP.
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -28,7 +29,12 @@ struct KeysOptions {
   int64_t limit = 50;
 };
 
+/// Who ran the command, for the audit log: the account's name (from the password database, as `id -un`
+/// says it; $USER is unset under sudo -u, cron and many containers), the uid only if it has no name.
 std::string actor() {
+  if (const passwd* account = getpwuid(getuid()); account != nullptr && account->pw_name != nullptr && *account->pw_name != '\0') {
+    return std::string("cli:") + account->pw_name;
+  }
   const char* user = std::getenv("USER");
   return std::string("cli:") + (user != nullptr && *user != '\0' ? user : std::to_string(getuid()));
 }

@@ -164,6 +164,7 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
     }
     m.loras.push_back(std::move(spec));
   }
+  entry.model_where = "-m";
   entry.deployment = {.name = m.name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}};
   router::GatewayConfig config;
   config.local.push_back(std::move(entry));
@@ -180,6 +181,13 @@ int serve(const ServeOptions& o) {
   if (!config) {
     std::fprintf(stderr, "error: %s\n", config.error().message.c_str());
     return 1;
+  }
+  // What would fail only at a lazy model's first request is refused now, pointing at its line.
+  for (const auto& entry : config->local) {
+    if (auto ok = router::check_local_model(entry.model); !ok) {
+      std::fprintf(stderr, "error: %s: %s\n", entry.model_where.c_str(), ok.error().message.c_str());
+      return 1;
+    }
   }
   http::ServerConfig server_config = o.server;
   if (!o.host_given && !config->host.empty()) server_config.host = config->host;
@@ -244,9 +252,9 @@ int serve(const ServeOptions& o) {
       }
     }
     router.add_deployment(entry.deployment, model);
-    std::vector<std::string> aliases = entry.aliases;
-    if (const std::string file = model->file_name(); !file.empty() && file != entry.model.name && !router.has_model(file)) aliases.push_back(file);
-    router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, aliases, model->max_model_len());
+    router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, entry.aliases, model->max_model_len());
+    // Requests may also name a loaded model by its file (not listed in /v1/models: it is no name the operator chose).
+    if (const std::string file = model->file_name(); !file.empty() && file != entry.model.name) router.add_unlisted_alias(entry.model.name, file);
     if (auto ok = lora_adapters.add_base(model, entry.deployment.prices); !ok) {
       std::fprintf(stderr, "error: %s\n", ok.error().message.c_str());
       return 1;

@@ -57,6 +57,7 @@ Engine::Engine(model::Model& model, EngineConfig config)
       kv_(config_.num_kv_blocks, config_.block_size, config_.prefix_caching),
       scheduler_(config_.scheduler, kv_),
       metrics_(config_.model_name) {
+  metrics_.set_itl_target(config_.scheduler.itl_target_s, config_.scheduler.itl_target_factor);
   kv_.set_pin_limit(static_cast<int64_t>(std::clamp(config_.max_pinned_fraction, 0.0, 1.0) * static_cast<double>(config_.num_kv_blocks)));
   if (config_.kv_disk_store) {
     if (config_.kv_disk_store->payload_bytes() != DiskTier::payload_bytes(cache_->shape()) || !config_.prefix_caching) {
@@ -307,6 +308,10 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
   GenerationEvent event;
   event.num_tokens = 1;
   if (logprob) event.logprobs.push_back(std::move(*logprob));
+  // The first token's event always goes out, with the prompt's counts (final once the prompt is
+  // computed): a stream can report them before the output, as Anthropic's message_start does.
+  const bool is_first = active.num_generated == 1;
+  if (is_first) event.usage = usage_of(active);
   const auto& end_tokens = model_.end_of_generation_tokens();
   const bool is_end = !active.request.ignore_eos && std::find(end_tokens.begin(), end_tokens.end(), token) != end_tokens.end();
   std::string reason;
@@ -323,7 +328,7 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
       reason = "length";
     }
   }
-  const bool is_worth_sending = !event.text.empty() || !event.logprobs.empty() || active.request.report_every_token;
+  const bool is_worth_sending = is_first || !event.text.empty() || !event.logprobs.empty() || active.request.report_every_token;
   if (reason.empty()) {
     if (is_worth_sending) active.sink(std::move(event));
     return;
@@ -338,6 +343,14 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
   finish(active, reason);
 }
 
+Usage Engine::usage_of(const Active& active) {
+  return {.prompt_tokens = active.sched.num_prompt_tokens,
+          .completion_tokens = active.num_generated,
+          .cached_tokens = std::max<int64_t>(active.sched.num_cached_prompt_tokens, 0),
+          .cache_write_tokens_by_ttl_s = active.sched.pin_outcome.written_tokens_by_ttl_s,
+          .retention_denied_tokens = active.sched.pin_outcome.denied_tokens};
+}
+
 void Engine::finish(Active& active, const std::string& reason, const std::string& error) {
   const auto now = Clock::now();
   const uint64_t id = active.sched.id;
@@ -345,11 +358,7 @@ void Engine::finish(Active& active, const std::string& reason, const std::string
   event.finished = true;
   event.finish_reason = reason;
   event.error = error;
-  event.usage = {.prompt_tokens = active.sched.num_prompt_tokens,
-                 .completion_tokens = active.num_generated,
-                 .cached_tokens = std::max<int64_t>(active.sched.num_cached_prompt_tokens, 0),
-                 .cache_write_tokens_by_ttl_s = active.sched.pin_outcome.written_tokens_by_ttl_s,
-                 .retention_denied_tokens = active.sched.pin_outcome.denied_tokens};
+  event.usage = usage_of(active);
   const auto started = active.first_scheduled == Clock::time_point{} ? now : active.first_scheduled;
   const auto first = active.first_token == Clock::time_point{} ? now : active.first_token;
   metrics_.on_finished(reason, seconds(now - active.request.arrival), seconds(started - active.request.arrival),

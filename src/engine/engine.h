@@ -74,7 +74,7 @@ struct GenerationEvent {
   bool finished = false;
   std::string finish_reason;  ///< "stop", "length", "abort"; with finished
   std::string error;          ///< non-empty: the request failed inside the engine
-  Usage usage;                ///< with finished
+  Usage usage;                ///< with finished; on the first token's event, the prompt's counts so far
 };
 
 /// Called on the engine thread; must not block (post the event to your own thread).
@@ -137,6 +137,7 @@ class Engine {
   void run_step(const SchedulerOutput& output);
   void process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob);
   void finish(Active& active, const std::string& reason, const std::string& error = {});
+  static Usage usage_of(const Active& active);
   /// Finishes every admitted request with "abort".
   void abort_all(const std::string& error = {});
   void publish_gauges();

@@ -51,6 +51,12 @@ EngineMetrics::EngineMetrics(std::string model_name)
   for (const char* reason : {"stop", "length", "abort"}) finished_[reason] = 0;
 }
 
+void EngineMetrics::set_itl_target(double seconds, double factor) {
+  std::lock_guard lock(mutex_);
+  itl_target_s_ = seconds;
+  itl_target_factor_ = factor;
+}
+
 void EngineMetrics::set_gauges(const EngineGauges& gauges) {
   std::lock_guard lock(mutex_);
   gauges_ = gauges;
@@ -177,6 +183,11 @@ std::string EngineMetrics::render() const {
   single("prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", prompt_tokens_);
   single("generation_tokens_total", "counter", "Generated tokens.", generation_tokens_);
   single("num_preemptions_total", "counter", "Requests preempted (KV blocks freed, recomputed later).", preemptions_);
+  single("itl_target_seconds", "gauge", "The scheduler's inter-token target as a time (--itl-target 100ms); 0: not in this form.",
+         itl_target_s_);
+  single("itl_target_factor", "gauge",
+         "The scheduler's inter-token target as a multiple of the decode-only step (--itl-target 1.4x); 0: not in this form.",
+         itl_target_factor_);
   single("itl_limited_steps_total", "counter", "Steps whose prompt chunk was cut to keep under --itl-target.", itl_limited_steps_);
   single("step_time_predicted_seconds", "gauge", "The step-time model's estimate for the last step.", last_step_.predicted_seconds);
   single("step_time_last_seconds", "gauge", "Measured wall time of the last step.", last_step_.measured_seconds);

@@ -83,6 +83,10 @@ class EngineMetrics {
   /// A finished request of an adapter: its requests and tokens by adapter.
   void on_lora_finished(const std::string& adapter, int64_t prompt_tokens, int64_t generation_tokens);
 
+  /// The scheduler's inter-token target, shown as gauges: a time, or a multiple of the decode-only step
+  /// (0 for the form not in use; both 0: off).
+  void set_itl_target(double seconds, double factor);
+
   /// Prometheus text exposition format 0.0.4.
   std::string render() const;
   EngineGauges gauges() const;
@@ -91,6 +95,8 @@ class EngineMetrics {
   mutable std::mutex mutex_;
   std::string labels_;  // model_name="..."
   EngineGauges gauges_;
+  double itl_target_s_ = 0;
+  double itl_target_factor_ = 0;
   int64_t prompt_tokens_ = 0;
   int64_t generation_tokens_ = 0;
   int64_t preemptions_ = 0;

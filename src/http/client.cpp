@@ -240,7 +240,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void deliver(std::string_view bytes, Clock::time_point arrival) {
     if (status_ / 100 != 2) {  // keep the start of an error body for the report
-      if (error_body_.size() < 300) error_body_.append(bytes.substr(0, 300 - error_body_.size()));
+      constexpr size_t kMaxErrorBody = 64 << 10;
+      if (error_body_.size() < kMaxErrorBody) error_body_.append(bytes.substr(0, kMaxErrorBody - error_body_.size()));
       return;
     }
     const auto& events = sse_.feed(bytes);
@@ -252,7 +253,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void complete(Clock::time_point now) {
     if (status_ / 100 != 2) {
-      return finish(ErrorKind::kHttpStatus, status_, fmt::format("HTTP {}: {}", status_, error_body_), now, is_keep_alive_);
+      if (callbacks_.on_error_body) callbacks_.on_error_body(error_body_);
+      return finish(ErrorKind::kHttpStatus, status_, fmt::format("HTTP {}: {:.300}", status_, error_body_), now, is_keep_alive_);
     }
     std::string tail = sse_.flush();
     if (!tail.empty() && callbacks_.on_event) callbacks_.on_event(tail, now);

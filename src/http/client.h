@@ -57,6 +57,9 @@ struct StreamCallbacks {
   std::function<void(std::string_view data, Clock::time_point arrival)> on_event;
   /// After the events of one socket read (a relay can forward them as one write instead of several).
   std::function<void()> on_events_end;
+  /// A non-2xx response's body (its first 64 KiB), once it has arrived whole; before on_finished. A
+  /// relay passes an upstream's error object on with it.
+  std::function<void(std::string_view body)> on_error_body;
   /// The exchange ended: kNone when the response completed, else why not. `detail` is a short message
   /// (HTTP status line and body start, the socket error).
   std::function<void(ErrorKind kind, int http_status, std::string detail, Clock::time_point at)> on_finished;

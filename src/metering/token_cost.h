@@ -11,9 +11,15 @@
 // write retained an hour or more (Anthropic's 1h, OpenAI's 24h) at cache_write_1h.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace tern::metering {
+
+/// Costs are kept to 1e-10 USD, finer than any price can give (USD per 1M tokens, to 4 decimal places:
+/// 1e-10 per token): 0.0471 instead of the binary noise 0.047099999999999996 in JSON, the ledger and
+/// `tern usage`. Sums of rounded costs are rounded again where they are shown.
+inline double round_usd(double usd) { return std::round(usd * 1e10) / 1e10; }
 
 struct TokenPrices {
   double input = 0;
@@ -38,10 +44,10 @@ inline double token_cost_usd(const TokenPrices& p, const TokenCounts& n) {
   const int64_t written = std::clamp<int64_t>(n.cache_write, 0, std::max<int64_t>(n.prompt, 0) - cached);
   const int64_t written_1h = std::clamp<int64_t>(n.cache_write_1h, 0, written);
   const int64_t uncached = std::max<int64_t>(n.prompt, 0) - cached - written;
-  return (static_cast<double>(uncached) * p.input + static_cast<double>(cached) * p.cached_input +
-          static_cast<double>(written - written_1h) * p.cache_write + static_cast<double>(written_1h) * p.cache_write_1h +
-          static_cast<double>(std::max<int64_t>(n.output, 0)) * p.output) /
-         1e6;
+  return round_usd((static_cast<double>(uncached) * p.input + static_cast<double>(cached) * p.cached_input +
+                    static_cast<double>(written - written_1h) * p.cache_write + static_cast<double>(written_1h) * p.cache_write_1h +
+                    static_cast<double>(std::max<int64_t>(n.output, 0)) * p.output) /
+                   1e6);
 }
 
 }  // namespace tern::metering

@@ -21,9 +21,13 @@ class Reader {
 
   template <typename... Args>
   std::unexpected<Error> error(const YAML::Node& node, const std::string& key, fmt::format_string<Args...> format, Args&&... args) const {
+    return std::unexpected(Error{fmt::format("{}: {}", where(node, key), fmt::format(format, std::forward<Args>(args)...))});
+  }
+
+  /// "file:line:column: key", how messages name a place in the file.
+  std::string where(const YAML::Node& node, const std::string& key) const {
     const YAML::Mark mark = node.Mark();
-    const std::string where = mark.line >= 0 ? fmt::format("{}:{}:{}", file_, mark.line + 1, mark.column + 1) : file_;
-    return std::unexpected(Error{fmt::format("{}: {}: {}", where, key, fmt::format(format, std::forward<Args>(args)...))});
+    return fmt::format("{}: {}", mark.line >= 0 ? fmt::format("{}:{}:{}", file_, mark.line + 1, mark.column + 1) : file_, key);
   }
 
   /// Refuses keys not in `known` (a typo must not silently become a default).
@@ -192,6 +196,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   LocalModelEntry out;
   LocalModelConfig& m = out.model;
   TRY_ASSIGN(m.model, r.string(entry, at, "model", true));
+  out.model_where = r.where(entry["model"], Reader::join(at, "model"));
   TRY_ASSIGN(m.name, r.string(entry, at, "name", false, m.model));
   TRY_ASSIGN(m.chat_template, r.string(entry, at, "chat_template", false));
   int64_t threads = 0;

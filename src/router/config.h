@@ -18,6 +18,7 @@ namespace tern::router {
 
 struct LocalModelEntry {
   LocalModelConfig model;
+  std::string model_where;  ///< "tern.yaml:3:12: models[0].model" (or "-m"): where start-up errors point
   DeploymentConfig deployment;  ///< prices, concurrency, breaker
   std::vector<std::string> aliases;
 };

@@ -11,7 +11,9 @@
 
 #include "backend/backend.h"
 #include "engine/kv/kv_sizing.h"
+#include "gguf/gguf_file.h"
 #include "model/catalog.h"
+#include "model/config.h"
 #include "util/prometheus.h"
 
 namespace tern::router {
@@ -53,6 +55,27 @@ std::string merge_families(const std::vector<std::string>& texts) {
 }
 
 }  // namespace
+
+Result<void> check_local_model(const LocalModelConfig& config) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!config.chat_template.empty() && !fs::is_regular_file(config.chat_template, error)) {
+    return fail("chat_template {}: no such file", config.chat_template);
+  }
+  // A catalog alias is fetched and verified on load (pulled now if need be would delay the start).
+  if (!fs::exists(config.model, error) && models::find_in_catalog(config.model) != nullptr) return {};
+  if (!fs::exists(config.model, error)) {
+    std::string aliases;
+    for (const auto& entry : models::catalog()) aliases += (aliases.empty() ? "" : ", ") + entry.alias;
+    return fail("'{}' is neither a file nor a known model (known: {})", config.model, aliases);
+  }
+  if (!fs::is_regular_file(config.model, error)) return fail("{} is not a file", config.model);
+  // The header and metadata only (a read-only map): the architecture and its hyperparameters.
+  auto file = gguf::GgufFile::open(config.model);
+  if (!file) return std::unexpected(file.error());
+  if (auto model_config = model::read_config(*file); !model_config) return std::unexpected(model_config.error());
+  return {};
+}
 
 struct LocalModel::Loaded {
   std::unique_ptr<backend::Backend> backend;  // outlives the model and the engine
@@ -168,7 +191,7 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
                loaded->backend->num_threads(), static_cast<long long>(engine_config.max_model_len),
                static_cast<long long>(engine_config.num_kv_blocks * engine_config.block_size), static_cast<long long>(kv->bytes() >> 20),
                engine_config.prefix_caching ? "on" : "off",
-               config_.scheduler.itl_target_s > 0 ? fmt::format("{} ms", config_.scheduler.itl_target_s * 1000).c_str() : "off");
+               engine::describe_itl_target(config_.scheduler).c_str());
   {
     std::lock_guard lock(mutex_);
     last_load_seconds_ = seconds;

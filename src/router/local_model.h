@@ -45,6 +45,12 @@ struct LocalModelConfig {
   backend::LoraWeightType lora_dtype = backend::LoraWeightType::F16;  ///< how adapters keep their weights
 };
 
+/// What can be checked of a local model without loading it, so that a server refuses at start what
+/// would fail on the first request (a lazy model): the model is a catalog alias, or a readable GGUF
+/// file of a supported architecture; a chat_template file, if named, is readable. The error names
+/// what is wrong, not where in the config (the caller adds that).
+Result<void> check_local_model(const LocalModelConfig& config);
+
 class LocalModelSet;
 
 class LocalModel final : public Provider {

@@ -58,7 +58,8 @@ Result<void> LoraAdapters::route(const Base& base, const std::string& name) {
     router_.add_deployment({.name = deployment, .kind = "lora", .prices = base.prices, .max_concurrency = 0, .retries = 0, .breaker = {}},
                            std::make_shared<AdapterProvider>(base.model, name, cold_loads_));
   }
-  router_.add_model(name, {deployment}, Policy::kLeastOutstanding, {deployment}, base.model->max_model_len(), base_name);
+  router_.add_model(name, {deployment}, Policy::kLeastOutstanding, {}, base.model->max_model_len(), base_name);
+  router_.add_unlisted_alias(name, deployment);  // "base:adapter" routes too, as its deployment's name
   std::lock_guard lock(mutex_);
   base_of_[name] = base_name;
   return {};

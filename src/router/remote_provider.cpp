@@ -168,6 +168,29 @@ std::expected<Parsed, std::string> parse_anthropic_event(std::string_view data, 
   return out;
 }
 
+/// An upstream's refusal of the request itself (400, 413, 422) as the caller's error: the upstream's
+/// status, message, param and code, from OpenAI's {"error": {...}} or Anthropic's {"type": "error",
+/// "error": {type, message}}. Types are kept in OpenAI's names (ApiError's convention); the Anthropic
+/// adapter names them again from the status. nullopt: the body is neither shape.
+std::optional<ApiError> passed_through_error(int status, std::string_view body) {
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  auto e = j.find("error");
+  if (e == j.end() || !e->is_object()) return std::nullopt;
+  auto text = [&](const char* key) {
+    auto it = e->find(key);
+    return it != e->end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (text("message").empty()) return std::nullopt;
+  ApiError out = api::server_error(status, text("message"));
+  out.param = text("param");
+  out.code = text("code");
+  const std::string type = text("type");
+  // Anthropic's request_too_large and the like have no OpenAI name: invalid_request_error covers them.
+  if (type == "invalid_request_error" || type == "not_found_error" || type == "permission_error") out.type = type;
+  return out;
+}
+
 ApiError upstream_error(int status, std::string message, bool is_retryable, std::string retry_after = {}) {
   ApiError e = api::server_error(status, std::move(message), "upstream_error", is_retryable);
   e.retry_after = std::move(retry_after);
@@ -201,6 +224,7 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
   api::Usage usage_;
   std::string finish_reason_;
   std::string retry_after_;
+  std::string error_body_;  // a non-2xx response's body
   std::string text_;  // text of the current socket read's events, forwarded as one event
   bool has_text_ = false;
   bool saw_end_ = false;
@@ -333,6 +357,9 @@ void RemoteCall::start(std::string path, std::string body) {
       if (status / 100 == 2 && self->first_byte_timer_) self->first_byte_timer_->cancel();
     }
   };
+  callbacks.on_error_body = [weak](std::string_view body) {
+    if (auto self = weak.lock()) self->error_body_ = std::string(body);
+  };
   callbacks.on_event = [weak](std::string_view data, http::Clock::time_point) {
     if (auto self = weak.lock()) self->on_data(data);
   };
@@ -376,6 +403,7 @@ void RemoteCall::flush_text() {
   api::Event event;
   event.text = std::move(text_);
   text_.clear();
+  event.usage = usage_;  // an Anthropic upstream's message_start gave the prompt's counts already
   emit(std::move(event));
 }
 
@@ -400,6 +428,11 @@ void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string
   if (kind == http::ErrorKind::kCancelled) return fail(api::server_error(499, "cancelled"));
   if (kind == http::ErrorKind::kHttpStatus) {
     const bool is_request_fault = status == 400 || status == 413 || status == 422;
+    if (is_request_fault) {
+      // The request's own fault: the caller sees the upstream's status and error as if it had asked
+      // the upstream itself (in its own schema); another deployment would refuse it too.
+      if (auto passed = passed_through_error(status, error_body_)) return fail(std::move(*passed));
+    }
     const int client_status = status == 429 ? 429 : is_request_fault ? status : 502;
     return fail(upstream_error(client_status, fmt::format("deployment '{}' answered {}", name, detail), !is_request_fault, retry_after_));
   }

@@ -136,6 +136,7 @@ struct Router::Deployment {
 struct Router::ModelRoute {
   std::string name;
   std::string parent;
+  std::vector<std::string> aliases;
   std::vector<Deployment*> deployments;
   Policy policy = Policy::kPrice;
   int64_t max_model_len = 0;
@@ -355,8 +356,17 @@ void Router::add_model(std::string name, std::vector<std::string> deployments, P
     if (it != deployments_.end()) route->deployments.push_back(it->second.get());
   }
   models_[name] = route;
-  for (auto& alias : aliases) models_.emplace(std::move(alias), route);
+  for (auto& alias : aliases) {
+    if (models_.emplace(alias, route).second) route->aliases.push_back(std::move(alias));
+  }
   model_list_.push_back(std::move(route));
+}
+
+bool Router::add_unlisted_alias(const std::string& model, const std::string& alias) {
+  std::unique_lock table(table_mutex_);
+  auto it = models_.find(model);
+  if (it == models_.end()) return false;
+  return models_.emplace(alias, it->second).second;
 }
 
 bool Router::remove_model(const std::string& name) {
@@ -383,7 +393,8 @@ std::vector<ModelInfo> Router::models() const {
   std::shared_lock table(table_mutex_);
   std::vector<ModelInfo> out;
   for (const auto& route : model_list_) {
-    ModelInfo info{.name = route->name, .deployments = {}, .max_model_len = route->max_model_len, .parent = route->parent};
+    ModelInfo info{.name = route->name, .deployments = {}, .max_model_len = route->max_model_len, .parent = route->parent,
+                   .aliases = route->aliases};
     for (const Deployment* d : route->deployments) info.deployments.push_back(d->config.name);
     out.push_back(std::move(info));
   }
@@ -420,13 +431,18 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
   std::vector<std::string> names{request.model};
   names.insert(names.end(), request.fallback_models.begin(), request.fallback_models.end());
   std::vector<std::pair<Deployment*, std::string>> out;
+  std::optional<ApiError> unknown;  // the first name that does not exist
   std::shared_lock table(table_mutex_);  // deployments are never removed: their pointers outlive it
   for (size_t n = 0; n < names.size(); ++n) {
     auto route_it = models_.find(names[n]);
     if (route_it == models_.end()) {
-      why_none = {.status = 404, .message = fmt::format("the model '{}' does not exist", names[n]), .type = "invalid_request_error",
-                  .param = n == 0 ? "model" : "models", .code = "model_not_found", .is_retryable = false, .retry_after = {}};
-      return {};
+      // As OpenRouter's `models`: a name that cannot answer is passed over for the next one; only a
+      // list of which none exists is refused (below).
+      if (!unknown) {
+        unknown = ApiError{.status = 404, .message = fmt::format("the model '{}' does not exist", names[n]), .type = "invalid_request_error",
+                           .param = n == 0 ? "model" : "models", .code = "model_not_found", .is_retryable = false, .retry_after = {}};
+      }
+      continue;
     }
     const ModelRoute& route = *route_it->second;
     std::vector<Deployment*> list;
@@ -475,7 +491,9 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
     for (Deployment* d : list) out.emplace_back(d, route.name);
   }
   if (!prefs.allow_fallbacks && out.size() > 1) out.resize(1);
-  if (out.empty()) {
+  if (out.empty() && unknown) {
+    why_none = *unknown;
+  } else if (out.empty()) {
     why_none = {.status = 404, .message = fmt::format("no deployment of '{}' matches the request's provider preferences", request.model),
                 .type = "invalid_request_error", .param = "provider", .code = "no_deployment", .is_retryable = false, .retry_after = {}};
   }

@@ -73,6 +73,7 @@ struct ModelInfo {
   std::vector<std::string> deployments;
   int64_t max_model_len = 0;  ///< the local engine's context, 0 for remote
   std::string parent;         ///< a LoRA adapter's base model, else empty
+  std::vector<std::string> aliases;  ///< other names that route here (`aliases:` in tern.yaml), listed in /v1/models
 };
 
 class Router {
@@ -90,6 +91,9 @@ class Router {
   /// `parent`: the base model of a LoRA adapter (shown in /v1/models).
   void add_model(std::string name, std::vector<std::string> deployments, Policy policy, std::vector<std::string> aliases = {},
                  int64_t max_model_len = 0, std::string parent = {});
+  /// Another name for `model` that routes like it but is not listed (a local model's file name);
+  /// false if `model` is unknown or `alias` taken.
+  bool add_unlisted_alias(const std::string& model, const std::string& alias);
   /// Removes a public name and its aliases (requests for it get 404 from now on); false if unknown.
   bool remove_model(const std::string& name);
 

@@ -219,7 +219,16 @@ std::shared_ptr<KeyState> Tenants::state_of(const std::string& key_id) const {
   return it == states_.end() ? nullptr : it->second;
 }
 
-std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std::string_view authorization, std::string_view x_api_key) const {
+bool Tenants::refresh_after_miss() {
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  int64_t last = last_miss_refresh_ns_.load();
+  if (now - last < std::chrono::nanoseconds(kMissRefreshInterval).count()) return false;
+  if (!last_miss_refresh_ns_.compare_exchange_strong(last, now)) return false;  // another request is looking
+  reload_if_changed();  // a data_version read; the keys are re-read only if the store changed
+  return true;
+}
+
+std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std::string_view authorization, std::string_view x_api_key) {
   std::string_view secret = x_api_key;
   if (authorization.size() > 7 && (authorization.substr(0, 7) == "Bearer " || authorization.substr(0, 7) == "bearer ")) {
     secret = authorization.substr(7);
@@ -236,6 +245,7 @@ std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std
   }
   const std::string id = key_id_of(secret);
   std::shared_ptr<KeyState> state = id.empty() ? nullptr : state_of(id);
+  if (state == nullptr && !id.empty() && refresh_after_miss()) state = state_of(id);
   if (state == nullptr) return unauthorized("invalid API key", "invalid_api_key");
   std::lock_guard lock(state->mutex);
   const std::string hash = hash_secret(state->key.salt, secret);
@@ -253,6 +263,18 @@ bool Tenants::may_use(const Principal& principal, const std::string& model) cons
   std::lock_guard lock(state->mutex);
   const auto& models = state->key.limits.models;
   return models.empty() || std::find(models.begin(), models.end(), model) != models.end();
+}
+
+std::optional<Refusal> Tenants::check_models(const Principal& principal, const std::vector<std::string>& models) {
+  for (const auto& name : models) {
+    if (may_use(principal, name)) continue;
+    api::ApiError error = api::server_error(403, fmt::format("key {} may not use model '{}'", principal.key_id, name), "model_not_allowed");
+    error.type = "permission_error";
+    error.param = "model";
+    count_refusal(principal.key_id, "model_not_allowed");
+    return Refusal{std::move(error), {}};
+  }
+  return std::nullopt;
 }
 
 std::expected<std::unique_ptr<Admission>, Refusal> Tenants::admit(const Principal& principal, int64_t prompt_tokens_estimate,
@@ -354,7 +376,7 @@ std::string Tenants::metrics_text() const {
     family("key_cached_tokens_total", "counter", "Prompt tokens read from the prefix cache.", [](const Series& s) { return s.cached_tokens; });
     family("key_completion_tokens_total", "counter", "Completion tokens by API key and model.", [](const Series& s) { return s.completion_tokens; });
     family("key_cost_usd_total", "counter", "Cost in USD by API key and model.", [](const Series& s) { return s.cost_usd; });
-    prometheus_header(out, "key_refusals_total", "counter", "Requests refused by a key's limits or budget.");
+    prometheus_header(out, "key_refusals_total", "counter", "Requests refused by a key's allow-list, limits or budget.");
     for (const auto& [label, count] : refusals_) {
       const size_t split = label.find('\x1f');
       out += fmt::format("tern:key_refusals_total{{key=\"{}\",reason=\"{}\"}} {}\n", prometheus_label(label.substr(0, split)), label.substr(split + 1), count);

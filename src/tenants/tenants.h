@@ -11,6 +11,8 @@
 // Limits hold under concurrency: one mutex per key covers the check and the reservation together,
 // so parallel clients cannot all pass a check that only one of them fits.
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -86,12 +88,18 @@ class Tenants {
 
   /// Whether requests need a key: at least one usable key exists.
   bool auth_required() const;
-  /// The caller from the request's headers; nullopt when the server is open and no key was given.
-  std::expected<std::optional<Principal>, api::ApiError> authenticate(std::string_view authorization, std::string_view x_api_key) const;
+  /// The caller from the request's headers; nullopt when the server is open and no key was given. A key
+  /// id not known yet makes it consult the store first (a key `tern keys create` made a moment ago
+  /// works at once), at most once per kMissRefreshInterval: a flood of bad keys costs nothing.
+  std::expected<std::optional<Principal>, api::ApiError> authenticate(std::string_view authorization, std::string_view x_api_key);
+  static constexpr std::chrono::milliseconds kMissRefreshInterval{20};
   /// The completion tokens a request reserves: its max_tokens, or the default when it gives none.
   int64_t completion_reserve(std::optional<int64_t> max_tokens) const { return max_tokens.value_or(options_.default_reserve_tokens); }
   /// Whether the key may use `model` (its allow-list).
   bool may_use(const Principal& principal, const std::string& model) const;
+  /// The refusal (403 model_not_allowed, counted in tern:key_refusals_total) of a request naming a model
+  /// outside the key's allow-list, among `models` (the requested model and its fallbacks); nullopt: all allowed.
+  std::optional<Refusal> check_models(const Principal& principal, const std::vector<std::string>& models);
   /// Admission for one generation request: concurrency, requests/min, tokens/min (prompt estimate +
   /// max_tokens), then the budget (spent + reserved + this request's estimated cost).
   std::expected<std::unique_ptr<Admission>, Refusal> admit(const Principal& principal, int64_t prompt_tokens_estimate,
@@ -119,6 +127,10 @@ class Tenants {
   TenantOptions options_;
   mutable std::shared_mutex states_mutex_;
   std::unordered_map<std::string, std::shared_ptr<KeyState>> states_;  // by key id
+  /// reload_if_changed() after an unknown key, unless another did so within kMissRefreshInterval;
+  /// whether it looked.
+  bool refresh_after_miss();
+  std::atomic<int64_t> last_miss_refresh_ns_{0};  // steady clock
   std::mutex reload_mutex_;
   int64_t data_version_ = -1;  // under reload_mutex_
   bool any_usable_ = false;

@@ -119,6 +119,28 @@ TEST(AnthropicRequest, RefusesBadCacheControlNamingTheField) {
             "A maximum of 4 blocks with cache_control may be provided. Found 5.");
 }
 
+// OpenRouter's fallback forms on Messages: `fallbacks` ([{"model"}], at most 3, only `model` per entry)
+// or `models` (its first entry the primary when `model` is absent), never both.
+TEST(AnthropicRequest, FallbackForms) {
+  auto r = parse_anthropic_request(body({{"fallbacks", {{{"model", "b"}}, {{"model", "c"}}}}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->model, "m");
+  EXPECT_EQ(r->fallback_models, (std::vector<std::string>{"b", "c"}));
+  json without_model = json::parse(body({{"models", {"x", "y"}}}));
+  without_model.erase("model");
+  r = parse_anthropic_request(without_model.dump());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->model, "x");
+  EXPECT_EQ(r->fallback_models, std::vector<std::string>{"y"});
+  without_model.erase("models");
+  refused(without_model.dump(), "model");
+  refused(body({{"fallbacks", {{{"model", "b"}}}}, {"models", {"c"}}}), "fallbacks");
+  refused(body({{"fallbacks", {{{"model", "b"}, {"max_tokens", 5}}}}}), "fallbacks.0.max_tokens");
+  refused(body({{"fallbacks", {{{"model", "a"}}, {{"model", "b"}}, {{"model", "c"}}, {{"model", "d"}}}}}), "fallbacks");
+  refused(body({{"fallbacks", {"b"}}}), "fallbacks.0");
+  refused(body({{"fallbacks", {json::object()}}}), "fallbacks.0.model");
+}
+
 TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
   auto r = parse_anthropic_request(body());
   ASSERT_TRUE(r);
@@ -143,7 +165,9 @@ TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
   last.finish_reason = "length";
   last.usage = usage;
   last.model = "served";
+  last.deployment = "local-a";
   const json full = json::parse(renderer.full_response("hello", {}, last));
+  EXPECT_EQ(full["provider"], "local-a");
   EXPECT_EQ(full["type"], "message");
   EXPECT_EQ(full["model"], "served");
   EXPECT_EQ(full["content"][0]["text"], "hello");
@@ -155,8 +179,21 @@ TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
     EXPECT_EQ(json::parse(response.body), (json{{"type", "error"}, {"error", {{"type", type}, {"message", "boom"}}}}));
   }
   // A stream: start events, deltas, then the closing three; an error mid-stream is an `error` event.
-  const std::string start = renderer.stream_start("served");
+  // The first event carries the prompt's counts (the engine knows them once the prompt is computed):
+  // message_start sends them, as Anthropic does, with the deployment that answers.
+  Event first;
+  first.model = "served";
+  first.deployment = "local-a";
+  first.usage = {.prompt_tokens = 100, .completion_tokens = 1, .cached_tokens = 60, .cache_write_tokens = 16, .cost_usd = std::nullopt};
+  const std::string start = renderer.stream_start(first);
   EXPECT_EQ(start.find("event: message_start\n"), 0u);
+  const json message_start = json::parse(start.substr(start.find("data: ") + 6, start.find('\n', start.find("data: ")) - start.find("data: ") - 6));
+  EXPECT_EQ(message_start["message"]["usage"]["input_tokens"], 24);
+  EXPECT_EQ(message_start["message"]["usage"]["cache_read_input_tokens"], 60);
+  EXPECT_EQ(message_start["message"]["usage"]["cache_creation_input_tokens"], 16);
+  EXPECT_EQ(message_start["message"]["usage"]["output_tokens"], 1);
+  EXPECT_EQ(message_start["message"]["model"], "served");
+  EXPECT_EQ(message_start["message"]["provider"], "local-a");
   EXPECT_NE(start.find("event: content_block_start\n"), std::string::npos);
   EXPECT_NE(start.find("event: ping\n"), std::string::npos);
   Event delta;

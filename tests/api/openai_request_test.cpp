@@ -436,6 +436,20 @@ TEST(RequestTest, OpenRouterRoutingFields) {
   rejected(RequestKind::kChat, chat({{"provider", {{"max_price", {{"prompt", -1}}}}}}), "prompt");
 }
 
+// OpenRouter takes `models` alone: its first entry is the primary. Without either: 400 naming model.
+TEST(RequestTest, ModelsAloneNameThePrimaryFirst) {
+  json body = json::parse(chat({{"models", {"first", "second", "first"}}}));
+  body.erase("model");
+  const auto r = ok(RequestKind::kChat, body.dump());
+  EXPECT_EQ(r.model, "first");
+  EXPECT_EQ(r.fallback_models, std::vector<std::string>{"second"});
+  body.erase("models");
+  EXPECT_NE(rejected(RequestKind::kChat, body.dump(), "model").find("'models'"), std::string::npos);
+  body["models"] = json::array();
+  rejected(RequestKind::kChat, body.dump(), "model");
+  rejected(RequestKind::kChat, chat({{"model", ""}}), "model");
+}
+
 // prompt_cache_retention "24h" retains the whole prompt for a day; "in_memory" is the plain cache.
 TEST(RequestTest, PromptCacheRetentionAndKey) {
   auto r = ok(RequestKind::kChat, chat({{"prompt_cache_retention", "24h"}, {"prompt_cache_key", "session-7"}}));

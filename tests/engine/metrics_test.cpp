@@ -289,6 +289,22 @@ TEST(EngineMetricsTest, ModelNameEscaped) {
   EXPECT_NE(out.find("tern:num_requests_running{model_name=\"we\\\"ird\\\\name\"} 0"), std::string::npos) << out.substr(0, 400);
 }
 
+TEST(EngineMetricsTest, ItlTargetInForce) {
+  EngineMetrics m("m");
+  const std::string l = "{model_name=\"m\"}";
+  auto s = samples_of(m.render());
+  EXPECT_EQ(value_of(s, "tern:itl_target_seconds" + l), 0);
+  EXPECT_EQ(value_of(s, "tern:itl_target_factor" + l), 0);
+  m.set_itl_target(0, 1.4);
+  s = samples_of(m.render());
+  EXPECT_EQ(value_of(s, "tern:itl_target_seconds" + l), 0);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:itl_target_factor" + l), 1.4);
+  m.set_itl_target(0.1, 0);
+  s = samples_of(m.render());
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:itl_target_seconds" + l), 0.1);
+  EXPECT_EQ(value_of(s, "tern:itl_target_factor" + l), 0);
+}
+
 // The engine thread records while the HTTP side renders: no data race (run under TSan to check),
 // and the final counts add up.
 TEST(EngineMetricsTest, ConcurrentRecordAndRender) {

@@ -838,6 +838,20 @@ TEST(SchedulerItlTarget, ParsesDurationsAndMultiples) {
   }
 }
 
+// What tern serve's start-up log prints: the target in force, whichever form (the relative default
+// used to print "off").
+TEST(SchedulerItlTarget, DescribesTheTargetInForce) {
+  SchedulerConfig config;
+  ASSERT_TRUE(parse_itl_target(kDefaultItlTarget, config));
+  EXPECT_EQ(describe_itl_target(config), "1.4x of the decode-only step");
+  ASSERT_TRUE(parse_itl_target("2x", config));
+  EXPECT_EQ(describe_itl_target(config), "2x of the decode-only step");
+  ASSERT_TRUE(parse_itl_target("100ms", config));
+  EXPECT_EQ(describe_itl_target(config), "100 ms");
+  ASSERT_TRUE(parse_itl_target("off", config));
+  EXPECT_EQ(describe_itl_target(config), "off");
+}
+
 TEST(SchedulerItlTarget, NoDecodesMeansTheWholeBudget) {
   // Only prompts in flight: nobody's inter-token latency is at stake, so chunks fill max_batch_tokens.
   SchedulerConfig config{.max_batch_tokens = 128, .max_running = 8, .itl_target_s = 0.001};

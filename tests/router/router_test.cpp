@@ -304,6 +304,22 @@ TEST_F(RouterTest, ModelsFallbackListAndProviderPreferences) {
   ASSERT_TRUE(missing.refused);
   EXPECT_EQ(missing.refused->status, 404);
   EXPECT_EQ(missing.refused->code, "model_not_found");
+
+  // An unknown name in the list is passed over (OpenRouter: any error moves to the next model); a list
+  // of which no name exists is refused naming the first.
+  r = chat("no-such-model");
+  r.fallback_models = {"m"};
+  const Outcome passed_over = run(r);
+  ASSERT_FALSE(passed_over.refused);
+  EXPECT_FALSE(passed_over.last.error);
+  EXPECT_EQ(passed_over.last.model, "m");
+  r = chat("no-such-model");
+  r.fallback_models = {"nor-this-one"};
+  const Outcome none = run(r);
+  ASSERT_TRUE(none.refused);
+  EXPECT_EQ(none.refused->status, 404);
+  EXPECT_EQ(none.refused->param, "model");
+  EXPECT_NE(none.refused->message.find("'no-such-model'"), std::string::npos) << none.refused->message;
 }
 
 TEST_F(RouterTest, AnUnhealthyReplicaIsTriedLast) {

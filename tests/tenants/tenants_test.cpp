@@ -170,6 +170,35 @@ TEST_F(TenantsTest, ModelAllowList) {
   const Principal p{.key_id = key.id, .name = key.name, .org = key.org, .admin = false};
   EXPECT_TRUE(t->may_use(p, "small"));
   EXPECT_FALSE(t->may_use(p, "large"));
+  // A request naming a model outside the list (as its primary or a fallback) is refused and counted.
+  EXPECT_FALSE(t->check_models(p, {"small"}));
+  auto refused = t->check_models(p, {"small", "large"});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->error.status, 403);
+  EXPECT_EQ(refused->error.code, "model_not_allowed");
+  EXPECT_EQ(refused->error.type, "permission_error");
+  EXPECT_NE(refused->error.message.find("'large'"), std::string::npos);
+  EXPECT_NE(t->metrics_text().find("tern:key_refusals_total{key=\"" + key.id + "\",reason=\"model_not_allowed\"} 1"), std::string::npos)
+      << t->metrics_text();
+}
+
+// A key made by `tern keys create` (another connection) while the server runs works on its first
+// request, without waiting for the key watcher; unknown keys re-read the store at most once per interval.
+TEST_F(TenantsTest, AKeyCreatedWhileRunningWorksAtOnce) {
+  auto [first, first_secret] = create(named("first"));
+  auto t = tenants();
+  ASSERT_TRUE(t->authenticate("Bearer " + first_secret, ""));
+  std::this_thread::sleep_for(Tenants::kMissRefreshInterval);  // no other miss looked in this interval
+  auto [late, late_secret] = create(named("late"));
+  auto good = t->authenticate("Bearer " + late_secret, "");  // no reload_if_changed() in between
+  ASSERT_TRUE(good) << good.error().message;
+  EXPECT_EQ((*good)->key_id, late.id);
+  // A flood of unknown keys: the store is asked at most once per interval, and each is refused.
+  for (int i = 0; i < 1000; ++i) {
+    auto bad = t->authenticate("Bearer tern-sk-nosuchkey-" + std::string(64, '0'), "");
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, "invalid_api_key");
+  }
 }
 
 TEST_F(TenantsTest, RequestsPerMinuteRefuseWithRetryAfterAndHeaders) {

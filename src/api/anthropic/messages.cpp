@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <limits>
 #include <random>
 #include <set>
@@ -81,7 +82,7 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   static const std::set<std::string> known = {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p",
                                               "top_k", "stream", "metadata", "tools", "tool_choice", "thinking", "service_tier",
                                               "cache_control", "container", "diagnostics", "inference_geo", "output_config", "speed",
-                                              "user_profile_id", "workspace_id", "models", "provider", "ignore_eos"};
+                                              "user_profile_id", "workspace_id", "models", "fallbacks", "provider", "ignore_eos"};
   for (const auto& [key, value] : body.items()) {
     if (!known.contains(key)) return Error(bad_request(fmt::format("{}: Extra inputs are not permitted", key), key));
   }
@@ -99,11 +100,52 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
 
   Request out;
   out.kind = RequestKind::kChat;
+  // The model, then OpenRouter's fallback forms: `models` (as on its OpenAI endpoints; alone, its first
+  // entry is the primary) or `fallbacks` ([{"model": ...}], at most 3, as OpenRouter's Messages endpoint
+  // takes them) — not both.
   const json* model = field(body, "model");
-  if (model == nullptr || !model->is_string() || model->get<std::string>().empty()) {
+  if (model != nullptr && (!model->is_string() || model->get<std::string>().empty())) {
+    return Error(bad_request("model: Input should be a non-empty string", "model"));
+  }
+  std::vector<std::string> fallbacks;
+  const json* models = field(body, "models");
+  const json* fallback_list = field(body, "fallbacks");
+  if (models != nullptr && fallback_list != nullptr) return Error(bad_request("fallbacks: cannot be combined with models", "fallbacks"));
+  if (models != nullptr) {
+    if (!models->is_array() || models->size() > 32) return Error(bad_request("models: must be an array of at most 32 strings", "models"));
+    for (const json& m : *models) {
+      if (!m.is_string() || m.get<std::string>().empty()) return Error(bad_request("models: must be an array of non-empty strings", "models"));
+      fallbacks.push_back(m.get<std::string>());
+    }
+  }
+  if (fallback_list != nullptr) {
+    if (!fallback_list->is_array() || fallback_list->size() > 3) return Error(bad_request("fallbacks: must be an array of at most 3 entries", "fallbacks"));
+    for (size_t i = 0; i < fallback_list->size(); ++i) {
+      const json& f = (*fallback_list)[i];
+      const std::string where = fmt::format("fallbacks.{}", i);
+      if (!f.is_object()) return Error(bad_request(fmt::format("{}: must be an object with a 'model'", where), where));
+      for (const auto& [key, value] : f.items()) {
+        if (key != "model") return Error(bad_request(fmt::format("{}.{}: only 'model' may be given per fallback", where, key), where + "." + key));
+      }
+      const json* name = field(f, "model");
+      if (name == nullptr || !name->is_string() || name->get<std::string>().empty()) {
+        return Error(bad_request(fmt::format("{}.model: Field required (a non-empty string)", where), where + ".model"));
+      }
+      fallbacks.push_back(name->get<std::string>());
+    }
+  }
+  if (model != nullptr) {
+    out.model = model->get<std::string>();
+  } else if (models != nullptr && !fallbacks.empty()) {
+    out.model = fallbacks.front();
+  } else {
     return Error(bad_request("model: Field required (a non-empty string)", "model"));
   }
-  out.model = model->get<std::string>();
+  for (auto& name : fallbacks) {
+    if (name != out.model && std::find(out.fallback_models.begin(), out.fallback_models.end(), name) == out.fallback_models.end()) {
+      out.fallback_models.push_back(std::move(name));
+    }
+  }
 
   const json* max_tokens = field(body, "max_tokens");
   if (max_tokens == nullptr) return Error(bad_request("max_tokens: Field required", "max_tokens"));
@@ -204,14 +246,6 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
       if (!value.is_string() && !value.is_null()) return Error(bad_request("metadata.user_id: must be a string", "metadata.user_id"));
     }
   }
-  // The same routing fields as on the OpenAI side, so one client can steer either API.
-  if (const json* models = field(body, "models"); models != nullptr) {
-    if (!models->is_array()) return Error(bad_request("models: must be an array of strings", "models"));
-    for (const json& m : *models) {
-      if (!m.is_string()) return Error(bad_request("models: must be an array of strings", "models"));
-      if (m.get<std::string>() != out.model) out.fallback_models.push_back(m.get<std::string>());
-    }
-  }
   if (const json* provider = field(body, "provider"); provider != nullptr) {
     return Error(bad_request("provider: use the OpenAI-compatible endpoints for provider preferences", "provider"));
   }
@@ -257,8 +291,10 @@ std::string AnthropicRenderer::stop_reason(const std::string& finish_reason) {
   return "end_turn";
 }
 
-std::string AnthropicRenderer::stream_start(const std::string& model) {
-  if (!model.empty()) model_ = model;
+std::string AnthropicRenderer::stream_start(const Event& first) {
+  if (!first.model.empty()) model_ = first.model;
+  // The prompt's counts go out here, where Anthropic sends them (SDKs and cost trackers read them
+  // from message_start); message_delta repeats them with the output count.
   json message = {{"id", id_},
                   {"type", "message"},
                   {"role", "assistant"},
@@ -266,7 +302,8 @@ std::string AnthropicRenderer::stream_start(const std::string& model) {
                   {"model", model_},
                   {"stop_reason", nullptr},
                   {"stop_sequence", nullptr},
-                  {"usage", usage_json({})}};
+                  {"usage", usage_json(first.usage)}};
+  if (!first.deployment.empty()) message["provider"] = first.deployment;  // OpenRouter's field: which deployment answered
   return sse_event("message_start", {{"type", "message_start"}, {"message", message}}) +
          sse_event("content_block_start", {{"type", "content_block_start"}, {"index", 0}, {"content_block", {{"type", "text"}, {"text", ""}}}}) +
          sse_event("ping", {{"type", "ping"}});
@@ -301,6 +338,7 @@ std::string AnthropicRenderer::full_response(const std::string& text, const std:
               {"stop_reason", stop_reason(last.finish_reason)},
               {"stop_sequence", nullptr},
               {"usage", usage_json(last.usage)}};
+  if (!last.deployment.empty()) out["provider"] = last.deployment;
   return dump_json(out);
 }
 

@@ -25,7 +25,7 @@ class AnthropicRenderer final : public Renderer {
   explicit AnthropicRenderer(const Request& request);
 
   const std::string& id() const override { return id_; }
-  std::string stream_start(const std::string& model) override;
+  std::string stream_start(const Event& first) override;
   std::string stream_event(const Event& event) override;
   std::string stream_error(const ApiError& error) override;
   std::string full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) override;

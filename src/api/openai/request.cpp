@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <limits>
 #include <set>
 
@@ -213,12 +214,19 @@ std::expected<std::vector<std::string>, ApiError> string_list(const json& body, 
   return out;
 }
 
-// OpenRouter's routing fields: `models` and `provider`.
+// OpenRouter's routing fields: `models` and `provider`. `models` alone (no `model`) names the primary
+// first, as OpenRouter takes it.
 std::expected<void, ApiError> parse_routing(const json& body, Request& out) {
   auto models = string_list(body, "models", "models");
   if (!models) return Error(models.error());
+  if (out.model.empty()) {
+    if (models->empty()) return Error(bad_request("'model' is required (or 'models', a list whose first entry is tried first)", "model"));
+    out.model = models->front();
+  }
   for (auto& m : *models) {
-    if (m != out.model) out.fallback_models.push_back(std::move(m));
+    if (m != out.model && std::find(out.fallback_models.begin(), out.fallback_models.end(), m) == out.fallback_models.end()) {
+      out.fallback_models.push_back(std::move(m));
+    }
   }
   const json* provider = field(body, "provider");
   if (provider == nullptr) return {};
@@ -292,8 +300,8 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
   out.kind = kind;
   auto model = string(body, "model");
   if (!model) return Error(model.error());
-  if (!*model) return Error(bad_request("'model' is required", "model"));
-  out.model = **model;
+  if (*model && (*model)->empty()) return Error(bad_request("'model' must not be empty", "model"));
+  out.model = model->value_or("");
   if (auto ok = parse_routing(body, out); !ok) return Error(ok.error());
 
   if (kind == RequestKind::kChat) {

@@ -58,11 +58,14 @@ OpenAiRenderer::OpenAiRenderer(const Request& request)
 
 json OpenAiRenderer::envelope(bool chunk) const {
   const bool chat = kind_ == RequestKind::kChat;
-  return {{"id", id_},
-          {"object", chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
-          {"created", created_},
-          {"model", model_},
-          {"system_fingerprint", "tern"}};
+  json out = {{"id", id_},
+              {"object", chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
+              {"created", created_},
+              {"model", model_},
+              {"system_fingerprint", "tern"}};
+  // OpenRouter's field, wherever the response names the model that answered: which deployment it was.
+  if (!provider_.empty()) out["provider"] = provider_;
+  return out;
 }
 
 json OpenAiRenderer::usage_json(const Usage& u) {
@@ -110,8 +113,9 @@ json OpenAiRenderer::logprobs_json(const std::vector<TokenLogprob>& logprobs) {
   return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
 }
 
-std::string OpenAiRenderer::stream_start(const std::string& model) {
-  if (!model.empty()) model_ = model;
+std::string OpenAiRenderer::stream_start(const Event& first) {
+  if (!first.model.empty()) model_ = first.model;
+  provider_ = first.deployment;
   if (kind_ != RequestKind::kChat) return {};
   json out = envelope(true);
   out["choices"] = json::array({{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
@@ -139,7 +143,6 @@ std::string OpenAiRenderer::stream_event(const Event& event) {
   if (event.error) out += sse_data(error_json(*event.error));
   if (!event.text.empty() || !event.logprobs.empty() || event.finished) {
     json chunk = delta_chunk(event.text, event.logprobs, event.finished ? event.finish_reason : "");
-    if (event.finished && !event.deployment.empty()) chunk["provider"] = event.deployment;  // OpenRouter's field
     // As OpenRouter does: the finishing chunk carries the usage (and its cost) even when the client did
     // not ask for the separate usage chunk of stream_options.include_usage.
     if (event.finished && !include_usage_) chunk["usage"] = usage_json(event.usage);
@@ -161,6 +164,7 @@ std::string OpenAiRenderer::stream_error(const ApiError& error) { return sse_dat
 
 std::string OpenAiRenderer::full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) {
   if (!last.model.empty()) model_ = last.model;
+  provider_ = last.deployment;
   json out = envelope(false);
   json choice = {{"index", 0}};
   if (kind_ == RequestKind::kChat) {
@@ -172,7 +176,6 @@ std::string OpenAiRenderer::full_response(const std::string& text, const std::ve
   choice["finish_reason"] = finish(last.finish_reason);
   out["choices"] = json::array({std::move(choice)});
   out["usage"] = usage_json(last.usage);
-  if (!last.deployment.empty()) out["provider"] = last.deployment;  // OpenRouter's field: which deployment answered
   return dump_json(out);
 }
 

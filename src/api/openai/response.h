@@ -17,7 +17,7 @@ class OpenAiRenderer final : public Renderer {
   explicit OpenAiRenderer(const Request& request);
 
   const std::string& id() const override { return id_; }
-  std::string stream_start(const std::string& model) override;
+  std::string stream_start(const Event& first) override;
   std::string stream_event(const Event& event) override;
   std::string stream_error(const ApiError& error) override;
   std::string full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) override;
@@ -37,6 +37,7 @@ class OpenAiRenderer final : public Renderer {
   std::string id_;
   int64_t created_;
   std::string model_;
+  std::string provider_;  // the deployment that answered, once known
   int64_t text_offset_ = 0;  // completions logprobs: offset of the next token's text
 };
 

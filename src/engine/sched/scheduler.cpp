@@ -1,5 +1,7 @@
 #include "engine/sched/scheduler.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -93,6 +95,12 @@ Result<void> parse_itl_target(const std::string& text, SchedulerConfig& config) 
   config.itl_target_s = *seconds;
   config.itl_target_factor = 0;
   return {};
+}
+
+std::string describe_itl_target(const SchedulerConfig& config) {
+  if (config.itl_target_factor > 0) return fmt::format("{:g}x of the decode-only step", config.itl_target_factor);
+  if (config.itl_target_s > 0) return fmt::format("{:g} ms", config.itl_target_s * 1000);
+  return "off";
 }
 
 int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,

@@ -68,6 +68,8 @@ inline constexpr const char* kDefaultItlTarget = "1.4x";
 /// none) into itl_target_s, or a multiple of the decode-only step ("1.4x", 1 < x <= 10) into
 /// itl_target_factor. The error names the value.
 Result<void> parse_itl_target(const std::string& text, SchedulerConfig& config);
+/// The inter-token target in force, as logs say it: "1.4x of the decode-only step", "100 ms" or "off".
+std::string describe_itl_target(const SchedulerConfig& config);
 
 struct SchedulerConfig {
   int64_t max_batch_tokens = 512;  ///< tokens computed per step, all requests together
