@@ -11,6 +11,7 @@ Exit code 77 (ctest: skipped) when the model or the SDKs are missing.
 import argparse
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -110,10 +111,19 @@ deployments:
     model: fail-500
     retries: 0
     prices: {{input: 0.01, output: 0.01}}
+  - name: up-strict
+    kind: openai
+    base_url: {upstream_url}
+    model: fail-413
+  - name: up-strict-anthropic
+    kind: anthropic
+    base_url: {upstream_url}
+    model: fail-413
 routes:
   - name: resilient
     deployments: [up-dead, up-openai]
     policy: price
+    aliases: [default]
 """
 
 
@@ -254,7 +264,113 @@ class GatewayTest(unittest.TestCase):
 
     def test_models_lists_every_public_name(self):
         data = json.loads(self.gateway.get("/v1/models"))["data"]
-        self.assertEqual({m["id"] for m in data}, {MODEL, "lazy", "up-openai", "up-anthropic", "up-dead", "resilient"})
+        self.assertEqual({m["id"] for m in data},
+                         {MODEL, "lazy", "up-openai", "up-anthropic", "up-dead", "up-strict", "up-strict-anthropic", "resilient", "default"})
+        # An alias answers requests, so it is listed, marked with what it stands for.
+        alias = next(m for m in data if m["id"] == "default")
+        self.assertEqual(alias["alias_of"], "resilient")
+        self.assertNotIn("alias_of", next(m for m in data if m["id"] == "resilient"))
+        self.assertEqual(self.gateway.openai.chat.completions.create(model="default", max_tokens=4, messages=PROMPT).model, "resilient")
+
+    # --- what a new operator tripped on (issue 28) ---------------------------------------------
+    def raw_messages_stream(self, model):
+        """message_start's message and the message_delta event of one streamed /v1/messages request."""
+        body = json.dumps({"model": model, "max_tokens": 8, "messages": PROMPT, "stream": True}).encode()
+        req = urllib.request.Request(self.gateway.url + "/v1/messages", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            wire = r.read().decode()
+        events = [json.loads(f.split("\n")[1].removeprefix("data: ")) for f in wire.split("\n\n") if f.strip()]
+        self.assertEqual(events[0]["type"], "message_start")
+        return events[0]["message"], next(e for e in events if e["type"] == "message_delta")
+
+    def test_message_start_carries_the_prompts_counts(self):
+        # Anthropic sends the input and cache counts in message_start; SDKs and cost trackers read them there.
+        start, delta = self.raw_messages_stream(MODEL)
+        u = start["usage"]
+        self.assertGreater(u["input_tokens"] + u["cache_read_input_tokens"], 0)
+        for field in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+            self.assertEqual(u[field], delta["usage"][field], field)
+        self.assertEqual(start["provider"], MODEL)
+        # Relayed from an Anthropic upstream's own message_start.
+        start, delta = self.raw_messages_stream("up-anthropic")
+        u = start["usage"]
+        self.assertEqual((u["input_tokens"], u["cache_read_input_tokens"], u["cache_creation_input_tokens"]), (7, 3, 2))
+        self.assertEqual(start["provider"], "up-anthropic")
+        with self.gateway.anthropic.messages.stream(model=MODEL, max_tokens=8, messages=PROMPT) as s:
+            final = s.get_final_message()
+        self.assertGreater(final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0), 0)
+
+    def test_provider_is_named_wherever_the_answering_model_is(self):
+        g = self.gateway
+        m = g.anthropic.messages.create(model="resilient", max_tokens=8, messages=PROMPT)
+        self.assertEqual(m.model_extra["provider"], "up-openai")
+        start, _ = self.raw_messages_stream("resilient")
+        self.assertEqual(start["provider"], "up-openai")
+        chunks = list(g.openai.chat.completions.create(model="resilient", max_tokens=8, messages=PROMPT, stream=True,
+                                                       stream_options={"include_usage": True}))
+        self.assertIsNotNone(chunks[-1].usage)
+        self.assertEqual({c.model_extra.get("provider") for c in chunks}, {"up-openai"})  # the usage chunk too
+
+    def test_an_upstreams_refusal_is_passed_through_in_the_callers_schema(self):
+        g = self.gateway
+        # OpenAI client, OpenAI upstream: the upstream's status and error object as they were.
+        with self.assertRaises(openai.APIStatusError) as e:
+            g.openai.chat.completions.create(model="up-strict", max_tokens=8, messages=PROMPT)
+        self.assertEqual(e.exception.status_code, 413)
+        self.assertEqual(e.exception.body, {"message": "Request exceeds the maximum allowed number of bytes.",
+                                            "type": "invalid_request_error", "param": "messages", "code": "too_big"})
+        # Anthropic client, OpenAI upstream: the same error in Anthropic's shape.
+        with self.assertRaises(anthropic.APIStatusError) as e:
+            g.anthropic.messages.create(model="up-strict", max_tokens=8, messages=PROMPT)
+        self.assertEqual(e.exception.status_code, 413)
+        self.assertEqual(e.exception.body, {"type": "error", "error": {"type": "request_too_large",
+                                                                       "message": "Request exceeds the maximum allowed number of bytes."}})
+        # OpenAI client, Anthropic upstream: translated to OpenAI's shape.
+        with self.assertRaises(openai.APIStatusError) as e:
+            g.openai.chat.completions.create(model="up-strict-anthropic", max_tokens=8, messages=PROMPT, stream=True)
+        self.assertEqual(e.exception.status_code, 413)
+        self.assertEqual(e.exception.body["message"], "Request exceeds the maximum allowed number of bytes.")
+        self.assertEqual(e.exception.body["type"], "invalid_request_error")
+
+    def test_openrouter_fallback_forms(self):
+        g = self.gateway
+        # `models` alone: its first entry is the primary.
+        body = json.dumps({"models": ["up-dead", "up-openai"], "max_tokens": 4, "messages": PROMPT}).encode()
+        req = urllib.request.Request(g.url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            self.assertEqual(json.loads(r.read())["model"], "up-openai")
+        # An unknown primary is passed over for the list, as any failing model is.
+        r = g.openai.chat.completions.create(model="no-such-model", max_tokens=4, messages=PROMPT, extra_body={"models": ["up-openai"]})
+        self.assertEqual(r.model, "up-openai")
+        # Messages: OpenRouter's `fallbacks`.
+        m = g.anthropic.messages.create(model="up-dead", max_tokens=4, messages=PROMPT, extra_body={"fallbacks": [{"model": "up-anthropic"}]})
+        self.assertEqual(m.model, "up-anthropic")
+        with self.assertRaises(anthropic.BadRequestError):
+            g.anthropic.messages.create(model="up-dead", max_tokens=4, messages=PROMPT,
+                                        extra_body={"fallbacks": [{"model": "up-anthropic"}], "models": ["up-openai"]})
+
+    def test_costs_carry_no_float_noise(self):
+        g = self.gateway
+        body = json.dumps({"model": "up-anthropic", "max_tokens": 4, "messages": PROMPT}).encode()
+        req = urllib.request.Request(g.url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            text = r.read().decode()
+        cost = re.search(r'"cost":([-0-9.e+]+)', text).group(1)
+        self.assertEqual(float(cost), round((7 * 3.0 + 3 * 0.3 + 2 * 3.75 + 4 * 15.0) / 1e6, 10))
+        self.assertLessEqual(len(cost), 12, cost)  # 8.94e-05, not 8.940000000000001e-05
+        # The ledger and `tern usage` likewise.
+        usage = subprocess.run([TERN, "usage", "--ledger", os.path.join(g.state_dir, "ledger.db"), "--group-by", "deployment", "--json"],
+                               capture_output=True, text=True, timeout=60, check=True).stdout
+        for value in re.findall(r'"cost_usd": ([-0-9.e+]+)', usage):
+            self.assertEqual(float(value), round(float(value), 10))
+            self.assertLessEqual(len(value.split("e")[0]), 14, value)
+
+    def test_the_start_up_log_and_metrics_say_the_itl_target_in_force(self):
+        g = self.gateway
+        self.assertTrue(any(f"loaded model '{MODEL}'" in line and "ITL target 1.4x of the decode-only step" in line for line in g.log),
+                        "".join(g.log))
+        self.assertEqual(g.metric("tern:itl_target_factor", f'model_name="{MODEL}"'), 1.4)
+        self.assertEqual(g.metric("tern:itl_target_seconds", f'model_name="{MODEL}"'), 0)
 
     # --- local models that load on demand and unload when idle --------------------------------
     def test_lazy_model_cold_starts_and_unloads_when_idle(self):
@@ -331,6 +447,22 @@ class BadConfigTest(unittest.TestCase):
             p = subprocess.run([TERN, "serve", "--config", path, "-m", MODEL], capture_output=True, text=True, timeout=60)
             self.assertEqual(p.returncode, 2)
             self.assertIn("either -m or --config", p.stderr)
+
+    def test_a_lazy_model_that_cannot_load_is_refused_at_start(self):
+        # What would fail only at the first request (preload: false) is refused at start, naming the line.
+        with tempfile.TemporaryDirectory() as d:
+            not_gguf = os.path.join(d, "notes.gguf")
+            with open(not_gguf, "w") as f:
+                f.write("not a model")
+            for model, needle in [(os.path.join(d, "nope.gguf"), "is neither a file nor a known model"), (not_gguf, "GGUF")]:
+                path = os.path.join(d, "lazy.yaml")
+                with open(path, "w") as f:
+                    f.write(f"models:\n  - name: {MODEL}\n    model: {MODEL}\n  - name: lazy\n    model: {model}\n    preload: false\n")
+                p = subprocess.run([TERN, "serve", "--config", path, "--port", "0"], capture_output=True, text=True, timeout=60)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(f"{path}:5:12: models[1].model: ", p.stderr)
+                self.assertIn(needle, p.stderr)
+                self.assertNotIn("listening", p.stderr)
 
 
 if __name__ == "__main__":

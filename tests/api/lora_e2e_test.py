@@ -153,6 +153,11 @@ class LoraServing(unittest.TestCase):
         # Loaded again under the same name: the same text as before.
         self.assertEqual(http("POST", url + "/v1/load_lora_adapter", {"lora_name": "late", "lora_path": f"{LORA}/smollm2-r64.gguf"})[0], 200)
         self.assertEqual(complete(self.client, "late", PROMPTS[0]), text)
+        # Each load, refusal and unload is in the server's log.
+        log = "".join(self.server.log)
+        self.assertEqual(log.count(f"loaded LoRA adapter 'late' from {LORA}/smollm2-r64.gguf"), 2, log)
+        self.assertIn("LoRA adapter 'x' from /nonexistent.gguf not loaded", log)
+        self.assertIn("unloaded LoRA adapter 'late'", log)
 
     def test_metrics_show_running_adapters(self):
         stream = self.client.completions.create(model="small", prompt=PROMPTS[2], max_tokens=120, temperature=0, stream=True)

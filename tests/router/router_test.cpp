@@ -251,6 +251,10 @@ TEST_F(RouterTest, ARequestFaultIsPassedThroughWithoutRetryOrFallback) {
   const Outcome out = run(chat("m"));
   ASSERT_TRUE(out.last.error);
   EXPECT_EQ(out.last.error->status, 400);
+  // The upstream's own error, as if the client had asked it (not wrapped in an upstream_error message).
+  EXPECT_EQ(out.last.error->message, "injected 400");
+  EXPECT_EQ(out.last.error->param, "messages");
+  EXPECT_EQ(out.last.error->code, "too_big");
   EXPECT_EQ(upstream.count("fail-400"), 1);
   EXPECT_EQ(upstream.count("ok"), 0);
 }
@@ -396,6 +400,16 @@ TEST(CallCost, PricesCachedAndCacheWriteTokensApart) {
   // Inconsistent usage from an upstream cannot make a negative cost.
   u.cached_tokens = 5000;
   EXPECT_GE(call_cost_usd(p, u), 0);
+}
+
+// Costs carry no binary noise into JSON and the ledger: (1 * 0.15 + 2 * 0.6) / 1e6 is
+// 1.3499999999999998e-06 in doubles; the cost is that rounded to 1e-10 USD, which prints as 1.35e-06.
+TEST(CallCost, RoundedToATenthOfANanodollar) {
+  const api::Usage u{.prompt_tokens = 1, .completion_tokens = 2, .cached_tokens = 0, .cache_write_tokens = 0, .cost_usd = {}};
+  const double cost = call_cost_usd({.input = 0.15, .cached_input = 0, .cache_write = 0, .output = 0.6}, u);
+  EXPECT_EQ(nlohmann::json(cost).dump(), "1.35e-06");
+  EXPECT_EQ(metering::round_usd(0.047099999999999996), 0.0471);
+  EXPECT_EQ(nlohmann::json(metering::round_usd(0.00030020000000000003)).dump(), "0.0003002");
 }
 
 TEST(CallCost, WritesRetainedAnHourArePricedAtTheirOwnPrice) {

@@ -216,8 +216,12 @@ void UpstreamFixture::serve(int fd) {
       if (!plain(500, R"({"error":{"message":"injected 500","type":"server_error"}})")) break;
       continue;
     }
-    if (model == "fail-400") {
-      if (!plain(400, R"({"error":{"message":"injected 400","type":"invalid_request_error"}})")) break;
+    if (model == "fail-400" || model == "fail-413") {  // the request's own fault, in the endpoint's error shape
+      const int status = model == "fail-400" ? 400 : 413;
+      const std::string message = model == "fail-400" ? "injected 400" : "Request exceeds the maximum allowed number of bytes.";
+      const json error = anthropic ? json{{"type", "error"}, {"error", {{"type", status == 413 ? "request_too_large" : "invalid_request_error"}, {"message", message}}}}
+                                   : json{{"error", {{"message", message}, {"type", "invalid_request_error"}, {"param", "messages"}, {"code", "too_big"}}}};
+      if (!plain(status, error.dump())) break;
       continue;
     }
     if (model == "rate-limit-once" && rate_limited_.fetch_add(1) == 0) {

@@ -5,7 +5,8 @@
 //
 //   ok                 streams `num_chunks` chunks " w0" " w1" ... then usage and the end marker
 //   fail-500           HTTP 500
-//   fail-400           HTTP 400 (the request's fault: must not be retried)
+//   fail-400           HTTP 400 (the request's fault: must not be retried), in the endpoint's error shape
+//   fail-413           HTTP 413, likewise (OpenAI's shape with param and code; Anthropic's request_too_large)
 //   rate-limit-once    HTTP 429 with Retry-After: 1 the first time per server, then as ok
 //   hang               reads the request and sends nothing until the client leaves
 //   reset-midstream    two chunks, then a TCP reset

@@ -13,6 +13,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import pwd
 import random
 import signal
 import sqlite3
@@ -177,6 +178,18 @@ class TenantsTest(unittest.TestCase):
         self.assertIn(MODEL, [m.id for m in self.client(self.alice).models.list()])
         with self.assertRaises(openai.NotFoundError):
             self.client(self.alice).chat.completions.create(model="no-such-model", messages=PROMPT, max_tokens=2)
+        # The 403 is counted with the other refusals.
+        narrow_id = self.narrow.split("-")[2]
+        self.assertRegex(http_text(self.url + "/metrics"), rf'tern:key_refusals_total{{key="{narrow_id}",reason="model_not_allowed"}} [1-9]')
+
+    def test_a_key_created_while_the_server_runs_works_at_once(self):
+        # `tern keys create`, then the first request at once: no 401 while the key watcher catches up.
+        for i in range(3):
+            secret = self.state.create_key(f"fresh-{i}")
+            status, _, body = chat(self.url, secret, max_tokens=1)
+            self.assertEqual(status, 200, body)
+        # The audit log names the account that ran the command (not a uid).
+        self.assertIn(f"cli:{pwd.getpwuid(os.getuid()).pw_name}", self.state.keys("audit", "--limit", "1"))
 
     def test_requests_per_minute_hold_under_parallel_clients(self):
         key = self.state.create_key("burst", "--rpm", "5")
