@@ -7,11 +7,13 @@
 #include <ctime>
 
 #include "api/gateway.h"
-#include "api/json_util.h"
+#include "wire/json_util.h"
 #include "metering/token_cost.h"
 #include "util/clock.h"
 
 namespace tern::api {
+
+using namespace tern::wire;  // the neutral types and the schema codecs
 namespace {
 
 using json = nlohmann::json;

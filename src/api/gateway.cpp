@@ -5,14 +5,16 @@
 #include <chrono>
 
 #include "api/admin.h"
-#include "api/anthropic/messages.h"
-#include "api/json_util.h"
-#include "api/openai/request.h"
-#include "api/openai/response.h"
+#include "wire/anthropic/messages.h"
+#include "wire/json_util.h"
+#include "wire/openai/request.h"
+#include "wire/openai/response.h"
 #include "util/prometheus.h"
 #include "util/clock.h"
 
 namespace tern::api {
+
+using namespace tern::wire;  // the neutral types and the schema codecs
 namespace {
 
 using json = nlohmann::json;

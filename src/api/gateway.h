@@ -3,7 +3,7 @@
 // /v1/models, /v1/usage), the Anthropic route (/v1/messages), the admin API (/admin/..., admin.h) and
 // the operational ones (/health, /ready, /metrics), registered on the HTTP server's route table.
 // Each generation request is authenticated and admitted by the tenants layer, parsed by its schema
-// adapter into a neutral api::Request, handed to the router, and the router's neutral events are
+// adapter into a neutral wire::Request, handed to the router, and the router's neutral events are
 // rendered back by the same adapter:
 //
 //   http::Server ─► key (tenants/) ─► parse (openai/ | anthropic/) ─► allow-list, limits, budget
@@ -40,7 +40,7 @@ class Gateway {
   void set_lora_adapters(router::LoraAdapters* adapters) { lora_.store(adapters); }
 
  private:
-  void generate(const http::Request& request, std::shared_ptr<http::Responder> responder, bool is_anthropic, RequestKind kind);
+  void generate(const http::Request& request, std::shared_ptr<http::Responder> responder, bool is_anthropic, wire::RequestKind kind);
   std::string metrics_text() const;
 
   http::Server& server_;
@@ -52,10 +52,10 @@ class Gateway {
 };
 
 /// An error in the client's schema (OpenAI's, or Anthropic's on /v1/messages), before anything was sent.
-http::Response error_response(bool is_anthropic, const ApiError& error);
+http::Response error_response(bool is_anthropic, const wire::ApiError& error);
 
 /// The caller of a request from its Authorization or x-api-key header: nullopt on an open server; an
 /// error (401) when a key is needed and missing or wrong.
-std::expected<std::optional<tenants::Principal>, ApiError> authenticate(tenants::Tenants* tenants, const http::Request& request);
+std::expected<std::optional<tenants::Principal>, wire::ApiError> authenticate(tenants::Tenants* tenants, const http::Request& request);
 
 }  // namespace tern::api

@@ -8,8 +8,9 @@ CostMetrics compute_cost(const PriceTable& price, const TokenTotals& totals) {
   CostMetrics cost;
   if (!price.is_set() || totals.num_requests == 0) return cost;
   cost.is_available = true;
-  const double total_tokens = static_cast<double>(totals.prompt_tokens + totals.output_tokens);
-  cost.cached_fraction = totals.prompt_tokens > 0 ? static_cast<double>(totals.cached_tokens) / totals.prompt_tokens : 0;
+  const wire::Usage& t = totals.tokens;
+  const double total_tokens = static_cast<double>(t.prompt_tokens + t.completion_tokens);
+  cost.cached_fraction = t.prompt_tokens > 0 ? static_cast<double>(t.cached_tokens) / t.prompt_tokens : 0;
   if (price.hourly_usd) {
     // Self-hosted: the instance costs the same whether a token was cached or not; caching shows up as more
     // throughput, hence a lower cost per token.
@@ -23,10 +24,8 @@ CostMetrics compute_cost(const PriceTable& price, const TokenTotals& totals) {
     const metering::TokenPrices prices{.input = input, .cached_input = price.cached_input_per_mtok.value_or(input),
                                        .cache_write = cache_write,
                                        .cache_write_1h = price.cache_write_1h_per_mtok.value_or(cache_write), .output = output};
-    cost.list_usd = (totals.prompt_tokens * input + totals.output_tokens * output) / 1e6;
-    cost.effective_usd = metering::token_cost_usd(prices, {.prompt = totals.prompt_tokens, .cached = totals.cached_tokens,
-                                                           .cache_write = totals.cache_write_tokens,
-                                                           .cache_write_1h = totals.cache_write_1h_tokens, .output = totals.output_tokens});
+    cost.list_usd = (t.prompt_tokens * input + t.completion_tokens * output) / 1e6;
+    cost.effective_usd = metering::token_cost_usd(prices, t);
   }
   const double requests = static_cast<double>(totals.num_requests);
   cost.list_per_request_usd = cost.list_usd / requests;
@@ -36,7 +35,7 @@ CostMetrics compute_cost(const PriceTable& price, const TokenTotals& totals) {
     cost.list_per_mtok_usd = cost.list_usd / total_tokens * 1e6;
     cost.effective_per_mtok_usd = cost.effective_usd / total_tokens * 1e6;
   }
-  if (totals.output_tokens > 0) cost.effective_per_moutput_tok_usd = cost.effective_usd / totals.output_tokens * 1e6;
+  if (t.completion_tokens > 0) cost.effective_per_moutput_tok_usd = cost.effective_usd / t.completion_tokens * 1e6;
   if (cost.list_usd > 0) cost.saving_fraction = (cost.list_usd - cost.effective_usd) / cost.list_usd;
   return cost;
 }

@@ -11,15 +11,12 @@
 #include <string>
 
 #include "bench/workload.h"
+#include "wire/types.h"
 
 namespace tern::bench {
 
 struct TokenTotals {
-  int64_t prompt_tokens = 0;
-  int64_t cached_tokens = 0;
-  int64_t cache_write_tokens = 0;
-  int64_t cache_write_1h_tokens = 0;  ///< of the written, retained an hour or more
-  int64_t output_tokens = 0;
+  wire::Usage tokens;            ///< summed over the successful requests
   size_t num_requests = 0;       ///< successful requests
   size_t num_good_requests = 0;  ///< of those, meeting the SLOs
   double duration_s = 0;

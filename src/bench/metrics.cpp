@@ -106,11 +106,11 @@ std::vector<Metrics> compute_metrics(const RunResult& result, const Plan& plan, 
         tokens.cache_write_1h_tokens += std::max<int64_t>(0, record.usage.cache_write_1h_tokens);
         input_tokens.push_back(static_cast<double>(prompt));
         output_tokens.push_back(static_cast<double>(output));
-        totals.prompt_tokens += prompt;
-        totals.output_tokens += output;
-        totals.cached_tokens += std::max<int64_t>(0, record.usage.cached_tokens);
-        totals.cache_write_tokens += std::max<int64_t>(0, record.usage.cache_write_tokens);
-        totals.cache_write_1h_tokens += std::max<int64_t>(0, record.usage.cache_write_1h_tokens);
+        totals.tokens.prompt_tokens += prompt;
+        totals.tokens.completion_tokens += output;
+        totals.tokens.cached_tokens += std::max<int64_t>(0, record.usage.cached_tokens);
+        totals.tokens.cache_write_tokens += std::max<int64_t>(0, record.usage.cache_write_tokens);
+        totals.tokens.cache_write_1h_tokens += std::max<int64_t>(0, record.usage.cache_write_1h_tokens);
       }
       metrics.duration_s = (last_end_ns - result.stages[stage].start_ns) / 1e9;
       metrics.latency = {summarize(ttft), summarize(tpot), summarize(itl_chunk), summarize(itl_token), summarize(e2e),
@@ -119,8 +119,8 @@ std::vector<Metrics> compute_metrics(const RunResult& result, const Plan& plan, 
       metrics.tokens.output_tokens_per_request = summarize(output_tokens);
       if (metrics.duration_s > 0) {
         metrics.request_throughput = metrics.num_ok / metrics.duration_s;
-        metrics.output_token_throughput = totals.output_tokens / metrics.duration_s;
-        metrics.total_token_throughput = (totals.prompt_tokens + totals.output_tokens) / metrics.duration_s;
+        metrics.output_token_throughput = totals.tokens.completion_tokens / metrics.duration_s;
+        metrics.total_token_throughput = (totals.tokens.prompt_tokens + totals.tokens.completion_tokens) / metrics.duration_s;
         metrics.goodput = metrics.num_good / metrics.duration_s;
       }
       if (metrics.num_requests > 0) metrics.good_fraction = static_cast<double>(metrics.num_good) / metrics.num_requests;

@@ -46,20 +46,22 @@ void finalize_record(RequestRecord& record, ApiKind api, std::string_view cache_
       }
       continue;
     }
-    if (chunk->is_done) {
+    if (chunk->is_end) {
       record.saw_done = true;
       continue;
     }
     if (chunk->error && record.error == ErrorKind::kNone) {
       record.error = ErrorKind::kServerError;
-      record.error_detail = *chunk->error;
+      record.error_detail = chunk->error->message;
     }
-    if (!chunk->text.empty()) {
+    // Reasoning models stream their thinking first; it is generated output, so it counts.
+    const std::string text = chunk->reasoning + chunk->text;
+    if (!text.empty()) {
       const int64_t at_ns = record.raw_event_ns[i];
       if (record.first_token_ns < 0) record.first_token_ns = at_ns;
       record.chunk_ns.push_back(at_ns);
-      record.chunk_text_bytes.push_back(static_cast<uint32_t>(chunk->text.size()));
-      record.output_text += chunk->text;
+      record.chunk_text_bytes.push_back(static_cast<uint32_t>(text.size()));
+      record.output_text += text;
     }
     if (chunk->usage) record.usage.merge(*chunk->usage);
   }

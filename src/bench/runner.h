@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "http/client.h"
-#include "bench/openai_stream.h"
+#include "bench/api.h"
 #include "bench/plan.h"
 #include "bench/workload.h"
 #include "util/result.h"
@@ -52,7 +52,7 @@ struct RequestRecord {
   std::vector<int64_t> chunk_ns;           ///< arrival of each chunk that carried text
   std::vector<uint32_t> chunk_text_bytes;  ///< its text length
   std::string output_text;
-  Usage usage;
+  wire::UsageReport usage;  ///< as the server reported it (-1: not reported)
   ErrorKind error = ErrorKind::kNone;
   int http_status = 0;
   std::string error_detail;

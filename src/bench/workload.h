@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bench/openai_stream.h"
+#include "bench/api.h"
 #include "util/result.h"
 
 namespace tern::bench {

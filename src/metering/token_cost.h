@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "wire/types.h"
+
 namespace tern::metering {
 
 /// Costs are kept to 1e-10 USD, finer than any price can give (USD per 1M tokens, to 4 decimal places:
@@ -29,24 +31,18 @@ struct TokenPrices {
   double output = 0;
 };
 
-struct TokenCounts {
-  int64_t prompt = 0;       ///< every prompt token, cached or not
-  int64_t cached = 0;       ///< of those, read from a cache
-  int64_t cache_write = 0;  ///< of those, written to a cache
-  int64_t cache_write_1h = 0;  ///< of the written, retained an hour or more
-  int64_t output = 0;
-};
-
-/// USD. Counts from an upstream are not trusted to add up: cached and written tokens are clamped to
-/// the prompt, so the cost is never negative.
-inline double token_cost_usd(const TokenPrices& p, const TokenCounts& n) {
-  const int64_t cached = std::clamp<int64_t>(n.cached, 0, std::max<int64_t>(n.prompt, 0));
-  const int64_t written = std::clamp<int64_t>(n.cache_write, 0, std::max<int64_t>(n.prompt, 0) - cached);
-  const int64_t written_1h = std::clamp<int64_t>(n.cache_write_1h, 0, written);
-  const int64_t uncached = std::max<int64_t>(n.prompt, 0) - cached - written;
+/// USD for the counts of `n` (one call's, or a sum of calls': the formula is linear). Counts from an
+/// upstream are not trusted to add up: cached and written tokens are clamped to the prompt, so the
+/// cost is never negative.
+inline double token_cost_usd(const TokenPrices& p, const wire::Usage& n) {
+  const int64_t prompt = std::max<int64_t>(n.prompt_tokens, 0);
+  const int64_t cached = std::clamp<int64_t>(n.cached_tokens, 0, prompt);
+  const int64_t written = std::clamp<int64_t>(n.cache_write_tokens, 0, prompt - cached);
+  const int64_t written_1h = std::clamp<int64_t>(n.cache_write_1h_tokens, 0, written);
+  const int64_t uncached = prompt - cached - written;
   return round_usd((static_cast<double>(uncached) * p.input + static_cast<double>(cached) * p.cached_input +
                     static_cast<double>(written - written_1h) * p.cache_write + static_cast<double>(written_1h) * p.cache_write_1h +
-                    static_cast<double>(std::max<int64_t>(n.output, 0)) * p.output) /
+                    static_cast<double>(std::max<int64_t>(n.completion_tokens, 0)) * p.output) /
                    1e6);
 }
 

@@ -91,8 +91,8 @@ struct LocalModel::Loaded {
 
 /// A request that arrived while the model was loading; it goes to the engine when the load ends.
 struct LocalModel::Pending final : PendingCall {
-  api::Request request;
-  api::EventSink sink;
+  wire::Request request;
+  wire::EventSink sink;
 };
 
 LocalModel::LocalModel(LocalModelConfig config, LocalModelSet& set)
@@ -229,23 +229,23 @@ void LocalModel::load_in_background() {
     for (auto& p : waiting) {
       p->start([&]() -> std::shared_ptr<Call> {
         if (!loaded) {
-          p->sink(api::final_error_event(api::server_error(503, loaded.error().message, "model_load_failed")));
+          p->sink(wire::final_error_event(wire::server_error(503, loaded.error().message, "model_load_failed")));
           return nullptr;
         }
         auto call = now_loaded ? now_loaded->provider->submit(p->request, p->sink)
-                               : std::expected<std::shared_ptr<Call>, api::ApiError>(std::unexpected(api::server_error(503, "the server is stopping")));
+                               : std::expected<std::shared_ptr<Call>, wire::ApiError>(std::unexpected(wire::server_error(503, "the server is stopping")));
         if (call) return *call;
-        p->sink(api::final_error_event(call.error()));
+        p->sink(wire::final_error_event(call.error()));
         return nullptr;
       });
     }
   });
 }
 
-std::expected<std::shared_ptr<Call>, api::ApiError> LocalModel::submit(const api::Request& request, api::EventSink sink) {
+std::expected<std::shared_ptr<Call>, wire::ApiError> LocalModel::submit(const wire::Request& request, wire::EventSink sink) {
   std::unique_lock lock(mutex_);
   last_used_ = Clock::now();
-  if (stopped_) return std::unexpected(api::server_error(503, "the server is shutting down", "shutting_down"));
+  if (stopped_) return std::unexpected(wire::server_error(503, "the server is shutting down", "shutting_down"));
   if (loaded_) {
     std::shared_ptr<Loaded> loaded = loaded_;
     lock.unlock();

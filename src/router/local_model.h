@@ -77,7 +77,7 @@ class LocalModel final : public Provider {
   double last_load_seconds() const;
   int64_t num_loads() const;
 
-  std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink) override;
+  std::expected<std::shared_ptr<Call>, wire::ApiError> submit(const wire::Request& request, wire::EventSink sink) override;
   int64_t num_in_flight() const override;
   void stop() override;
 

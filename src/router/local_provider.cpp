@@ -8,9 +8,9 @@
 namespace tern::router {
 namespace {
 
-using api::ApiError;
-using api::bad_request;
-using api::RequestKind;
+using wire::ApiError;
+using wire::bad_request;
+using wire::RequestKind;
 
 class LocalCall final : public Call {
  public:
@@ -30,15 +30,15 @@ int64_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>&
 
 }  // namespace
 
-std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const api::Request& request, const std::vector<int32_t>& prompt) const {
+std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const wire::Request& request, const std::vector<int32_t>& prompt) const {
   std::vector<engine::PinBreakpoint> out;
   const int64_t prompt_len = static_cast<int64_t>(prompt.size());
-  const auto is_end_of_conversation = [&](const api::CacheBreakpoint& b) {
+  const auto is_end_of_conversation = [&](const wire::CacheBreakpoint& b) {
     if (b.message + 1 != static_cast<int>(request.messages.size())) return false;
     const auto& content = request.messages.back()["content"];
     return !content.is_string() || b.chars >= content.get_ref<const std::string&>().size();
   };
-  for (const api::CacheBreakpoint& b : request.cache_breakpoints) {
+  for (const wire::CacheBreakpoint& b : request.cache_breakpoints) {
     int64_t tokens = prompt_len;
     // A breakpoint after the last message (Anthropic's top-level form, or a mark on the last block) cuts
     // nothing: the cut conversation would render to the prompt itself.
@@ -65,7 +65,7 @@ LocalProvider::LocalProvider(std::string name, model::Model& model, engine::Engi
 
 const std::string& LocalProvider::file_name() const { return model_.file().name(); }
 
-std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const api::Request& request) const {
+std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const wire::Request& request) const {
   engine::GenerationRequest out;
   const bool is_chat = request.kind == RequestKind::kChat;
   if (is_chat) {
@@ -96,7 +96,10 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
   }
   // Defaults as OpenAI's: completions 16 tokens, chat up to the context.
   out.max_tokens = request.max_tokens.value_or(is_chat ? room : std::min<int64_t>(16, room));
-  out.sampling = request.sampling;
+  const wire::Sampling& s = request.sampling;
+  out.sampling = {.temperature = s.temperature, .top_k = s.top_k, .top_p = s.top_p, .min_p = s.min_p,
+                  .repetition_penalty = s.repetition_penalty, .presence_penalty = s.presence_penalty,
+                  .frequency_penalty = s.frequency_penalty, .seed = s.seed};
   if (!request.seed_given) out.sampling.seed = std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32);
   out.stop = request.stop;
   out.ignore_eos = request.ignore_eos;
@@ -113,7 +116,7 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
         return std::unexpected(ApiError{.status = 404, .message = adapter.error().message, .type = "invalid_request_error",
                                         .param = "model", .code = "model_not_found", .is_retryable = false, .retry_after = {}});
       }
-      return std::unexpected(api::server_error(500, adapter.error().message, "adapter_load_failed"));
+      return std::unexpected(wire::server_error(500, adapter.error().message, "adapter_load_failed"));
     }
     out.adapter = std::move(*adapter);
     out.adapter_name = request.adapter;
@@ -121,16 +124,16 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
   return out;
 }
 
-std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const api::Request& request, api::EventSink sink) {
+std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire::Request& request, wire::EventSink sink) {
   auto prepared = prepare(request);
   if (!prepared) return std::unexpected(prepared.error());
   // Runs on the engine thread: only moves, plus token text when logprobs were asked for.
   auto convert = [this, sink = std::move(sink)](engine::GenerationEvent&& in) {
-    api::Event out;
+    wire::Event out;
     out.text = std::move(in.text);
     const tok::Tokenizer& tokenizer = model_.tokenizer();
     for (const auto& lp : in.logprobs) {
-      api::TokenLogprob entry{.bytes = tokenizer.token_bytes(lp.token, /*render_special=*/true),
+      wire::TokenLogprob entry{.bytes = tokenizer.token_bytes(lp.token, /*render_special=*/true),
                               .text_length = static_cast<int64_t>(tokenizer.token_bytes(lp.token).size()),
                               .logprob = lp.logprob,
                               .top = {}};
@@ -139,7 +142,7 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const api::
     }
     out.finished = in.finished;
     out.finish_reason = std::move(in.finish_reason);
-    if (!in.error.empty()) out.error = api::server_error(500, std::move(in.error));
+    if (!in.error.empty()) out.error = wire::server_error(500, std::move(in.error));
     out.usage = {.prompt_tokens = in.usage.prompt_tokens, .completion_tokens = in.usage.completion_tokens,
                  .cached_tokens = in.usage.cached_tokens, .cache_write_tokens = 0, .cache_write_1h_tokens = 0,
                  .retention_denied_tokens = in.usage.retention_denied_tokens, .cost_usd = std::nullopt};
@@ -156,7 +159,7 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const api::
         return std::unexpected(ApiError{.status = 429, .message = id.error().message, .type = "rate_limit_error", .param = {},
                                         .code = "queue_full", .is_retryable = true, .retry_after = "1"});
       case engine::SubmitError::kTooLong: return std::unexpected(bad_request(id.error().message, "max_tokens"));
-      case engine::SubmitError::kStopped: return std::unexpected(api::server_error(503, id.error().message, "shutting_down"));
+      case engine::SubmitError::kStopped: return std::unexpected(wire::server_error(503, id.error().message, "shutting_down"));
     }
   }
   return std::make_shared<LocalCall>(engine_, *id);

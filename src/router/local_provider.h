@@ -16,7 +16,7 @@ namespace tern::router {
 
 class LocalProvider final : public Provider {
  public:
-  /// `adapters`: the LoRA adapters a request may name (api::Request::adapter); may be null.
+  /// `adapters`: the LoRA adapters a request may name (wire::Request::adapter); may be null.
   LocalProvider(std::string name, model::Model& model, engine::Engine& engine, std::optional<chat::ChatTemplate> chat_template,
                 engine::AdapterRegistry* adapters = nullptr);
 
@@ -28,15 +28,15 @@ class LocalProvider final : public Provider {
 
   /// Renders and tokenizes the prompt, fills the engine request (max_tokens default, seed) and checks
   /// it against the context.
-  std::expected<engine::GenerationRequest, api::ApiError> prepare(const api::Request& request) const;
+  std::expected<engine::GenerationRequest, wire::ApiError> prepare(const wire::Request& request) const;
 
-  std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink) override;
+  std::expected<std::shared_ptr<Call>, wire::ApiError> submit(const wire::Request& request, wire::EventSink sink) override;
   int64_t num_in_flight() const override { return engine_.num_in_flight(); }
   void stop() override { engine_.stop(); }
 
  private:
   /// The request's cache breakpoints as token counts of `prompt` (its tokenized form).
-  std::vector<engine::PinBreakpoint> pin_breakpoints(const api::Request& request, const std::vector<int32_t>& prompt) const;
+  std::vector<engine::PinBreakpoint> pin_breakpoints(const wire::Request& request, const std::vector<int32_t>& prompt) const;
 
   std::string name_;
   model::Model& model_;

@@ -15,8 +15,8 @@ class AdapterProvider final : public Provider {
   AdapterProvider(std::shared_ptr<LocalModel> base, std::string adapter, WorkQueue& cold_loads)
       : base_(std::move(base)), adapter_(std::move(adapter)), cold_loads_(cold_loads) {}
 
-  std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink) override {
-    api::Request with_adapter = request;
+  std::expected<std::shared_ptr<Call>, wire::ApiError> submit(const wire::Request& request, wire::EventSink sink) override {
+    wire::Request with_adapter = request;
     with_adapter.adapter = adapter_;
     // In memory (or the base model itself is not loaded: its own cold start handles both): at once.
     if (base_->adapters().is_loaded(adapter_) || !base_->is_loaded()) return base_->submit(with_adapter, std::move(sink));
@@ -28,14 +28,14 @@ class AdapterProvider final : public Provider {
       pending->start([&]() -> std::shared_ptr<Call> {
         if (!adapter) {
           const bool gone = !base->adapters().contains(request.adapter);
-          sink(api::final_error_event(gone ? api::ApiError{.status = 404, .message = adapter.error().message, .type = "invalid_request_error",
+          sink(wire::final_error_event(gone ? wire::ApiError{.status = 404, .message = adapter.error().message, .type = "invalid_request_error",
                                                            .param = "model", .code = "model_not_found", .is_retryable = false, .retry_after = {}}
-                                           : api::server_error(500, adapter.error().message, "adapter_load_failed")));
+                                           : wire::server_error(500, adapter.error().message, "adapter_load_failed")));
           return nullptr;
         }
         auto call = base->submit(request, sink);
         if (call) return *call;
-        sink(api::final_error_event(call.error()));
+        sink(wire::final_error_event(call.error()));
         return nullptr;
       });
     });

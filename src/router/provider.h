@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "api/types.h"
+#include "wire/types.h"
 
 namespace tern::router {
 
@@ -24,7 +24,7 @@ class Provider {
   virtual ~Provider() = default;
   /// Starts `request`; events arrive on `sink` from the provider's own thread, the last with
   /// `finished`. An error here means nothing was started (and `sink` will not be called).
-  virtual std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink) = 0;
+  virtual std::expected<std::shared_ptr<Call>, wire::ApiError> submit(const wire::Request& request, wire::EventSink sink) = 0;
   /// Requests accepted and not yet finished.
   virtual int64_t num_in_flight() const = 0;
   /// Ends everything in flight (shutdown); their sinks get a final event.

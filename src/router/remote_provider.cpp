@@ -14,185 +14,18 @@
 #include <thread>
 
 #include "http/client.h"
+#include "wire/anthropic/client.h"
+#include "wire/openai/client.h"
 
 namespace tern::router {
 namespace {
 
 namespace asio = boost::asio;
 using json = nlohmann::json;
-using api::ApiError;
-
-// ---- writing the upstream request ---------------------------------------------------------------
-
-json openai_body(const api::Request& r, const RemoteConfig& config) {
-  json body = {{"model", config.upstream_model}, {"stream", true}, {"stream_options", {{"include_usage", true}}}};
-  if (r.kind == api::RequestKind::kChat) {
-    body["messages"] = r.messages;
-  } else {
-    body["prompt"] = r.prompt ? json(*r.prompt) : json(r.prompt_tokens);
-  }
-  if (r.max_tokens) body["max_tokens"] = *r.max_tokens;
-  const auto& s = r.sampling;
-  const engine::SamplingParams defaults;
-  if (s.temperature != defaults.temperature) body["temperature"] = s.temperature;
-  if (s.top_p != defaults.top_p) body["top_p"] = s.top_p;
-  if (s.presence_penalty != 0) body["presence_penalty"] = s.presence_penalty;
-  if (s.frequency_penalty != 0) body["frequency_penalty"] = s.frequency_penalty;
-  // Not in OpenAI's schema, but understood by vLLM, SGLang, llama-server and tern: sent only when set.
-  if (s.top_k > 0) body["top_k"] = s.top_k;
-  if (s.min_p > 0) body["min_p"] = s.min_p;
-  if (s.repetition_penalty != 1.0f) body["repetition_penalty"] = s.repetition_penalty;
-  if (r.ignore_eos) body["ignore_eos"] = true;
-  if (r.seed_given) body["seed"] = s.seed;
-  if (!r.stop.empty()) body["stop"] = r.stop;
-  return body;
-}
-
-std::expected<json, ApiError> anthropic_body(const api::Request& r, const RemoteConfig& config) {
-  if (r.kind != api::RequestKind::kChat) {
-    return std::unexpected(api::bad_request(fmt::format("deployment '{}' is an Anthropic endpoint: it has no text completions", config.name)));
-  }
-  json body = {{"model", config.upstream_model}, {"stream", true}, {"max_tokens", r.max_tokens.value_or(config.default_max_tokens)}};
-  std::string system;
-  json messages = json::array();
-  for (const auto& m : r.messages) {
-    const std::string role = m.value("role", "user");
-    const std::string content = m.value("content", "");
-    if (role == "system") {
-      system += (system.empty() ? "" : "\n\n") + content;
-      continue;
-    }
-    const std::string mapped = role == "assistant" ? "assistant" : "user";  // tool results read as user turns
-    // Anthropic wants alternating turns: merge consecutive ones of the same role.
-    if (!messages.empty() && messages.back()["role"] == mapped) {
-      messages.back()["content"] = messages.back()["content"].get<std::string>() + "\n\n" + content;
-    } else {
-      messages.push_back({{"role", mapped}, {"content", content}});
-    }
-  }
-  if (messages.empty()) return std::unexpected(api::bad_request("the request has no user or assistant message", "messages"));
-  body["messages"] = std::move(messages);
-  if (!system.empty()) body["system"] = system;
-  const auto& s = r.sampling;
-  if (s.temperature != 1.0f) body["temperature"] = std::min(s.temperature, 1.0f);  // Anthropic's range is [0, 1]
-  if (s.top_p != 1.0f) body["top_p"] = s.top_p;
-  if (s.top_k > 0) body["top_k"] = s.top_k;
-  if (!r.stop.empty()) body["stop_sequences"] = r.stop;
-  return body;
-}
-
-// ---- reading the upstream stream ----------------------------------------------------------------
-
-/// What one SSE payload said, in neutral terms.
-struct Parsed {
-  std::string text;
-  std::string finish_reason;
-  bool has_usage = false;
-  bool is_end = false;  ///< [DONE] or message_stop
-  std::optional<std::string> error;
-};
-
-int64_t int_at(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-}
-
-std::expected<Parsed, std::string> parse_openai_chunk(std::string_view data, api::Usage& usage) {
-  Parsed out;
-  if (data == "[DONE]") {
-    out.is_end = true;
-    return out;
-  }
-  json j = json::parse(data, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::unexpected(fmt::format("not a JSON object: {:.80}", data));
-  if (auto e = j.find("error"); e != j.end() && !e->is_null()) {
-    out.error = e->is_object() ? e->value("message", e->dump()) : e->dump();
-    return out;
-  }
-  if (auto choices = j.find("choices"); choices != j.end() && choices->is_array() && !choices->empty()) {
-    const json& c = (*choices)[0];
-    if (auto delta = c.find("delta"); delta != c.end() && delta->is_object()) {
-      if (auto content = delta->find("content"); content != delta->end() && content->is_string()) out.text = content->get<std::string>();
-    } else if (auto text = c.find("text"); text != c.end() && text->is_string()) {
-      out.text = text->get<std::string>();
-    }
-    if (auto finish = c.find("finish_reason"); finish != c.end() && finish->is_string()) out.finish_reason = finish->get<std::string>();
-  }
-  if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
-    out.has_usage = true;
-    usage.prompt_tokens = int_at(*u, "prompt_tokens");
-    usage.completion_tokens = int_at(*u, "completion_tokens");
-    if (auto details = u->find("prompt_tokens_details"); details != u->end() && details->is_object()) {
-      usage.cached_tokens = int_at(*details, "cached_tokens");
-      usage.cache_write_tokens = int_at(*details, "cache_write_tokens");
-    }
-  }
-  return out;
-}
-
-std::expected<Parsed, std::string> parse_anthropic_event(std::string_view data, api::Usage& usage) {
-  Parsed out;
-  json j = json::parse(data, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-    return std::unexpected(fmt::format("not an Anthropic event: {:.80}", data));
-  }
-  const std::string type = j["type"].get<std::string>();
-  auto read_usage = [&](const json& u) {
-    out.has_usage = true;
-    const int64_t input = int_at(u, "input_tokens"), read = int_at(u, "cache_read_input_tokens"), written = int_at(u, "cache_creation_input_tokens");
-    if (u.contains("input_tokens")) usage.prompt_tokens = input + read + written;
-    if (u.contains("cache_read_input_tokens")) usage.cached_tokens = read;
-    if (u.contains("cache_creation_input_tokens")) usage.cache_write_tokens = written;
-    if (auto c = u.find("cache_creation"); c != u.end() && c->is_object() && c->contains("ephemeral_1h_input_tokens")) {
-      usage.cache_write_1h_tokens = int_at(*c, "ephemeral_1h_input_tokens");
-    }
-    if (u.contains("output_tokens")) usage.completion_tokens = int_at(u, "output_tokens");
-  };
-  if (type == "message_start") {
-    if (j.contains("message") && j["message"].is_object() && j["message"].contains("usage")) read_usage(j["message"]["usage"]);
-  } else if (type == "content_block_delta") {
-    const json& delta = j.value("delta", json::object());
-    if (delta.value("type", "") == "text_delta") out.text = delta.value("text", "");
-  } else if (type == "message_delta") {
-    if (j.contains("delta") && j["delta"].is_object()) {
-      const std::string stop = j["delta"].value("stop_reason", "");
-      out.finish_reason = stop == "max_tokens" ? "length" : stop.empty() ? "" : "stop";
-    }
-    if (j.contains("usage") && j["usage"].is_object()) read_usage(j["usage"]);
-  } else if (type == "message_stop") {
-    out.is_end = true;
-  } else if (type == "error") {
-    const json& e = j.value("error", json::object());
-    out.error = fmt::format("{}: {}", e.value("type", "error"), e.value("message", ""));
-  }
-  return out;
-}
-
-/// An upstream's refusal of the request itself (400, 413, 422) as the caller's error: the upstream's
-/// status, message, param and code, from OpenAI's {"error": {...}} or Anthropic's {"type": "error",
-/// "error": {type, message}}. Types are kept in OpenAI's names (ApiError's convention); the Anthropic
-/// adapter names them again from the status. nullopt: the body is neither shape.
-std::optional<ApiError> passed_through_error(int status, std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  auto e = j.find("error");
-  if (e == j.end() || !e->is_object()) return std::nullopt;
-  auto text = [&](const char* key) {
-    auto it = e->find(key);
-    return it != e->end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  if (text("message").empty()) return std::nullopt;
-  ApiError out = api::server_error(status, text("message"));
-  out.param = text("param");
-  out.code = text("code");
-  const std::string type = text("type");
-  // Anthropic's request_too_large and the like have no OpenAI name: invalid_request_error covers them.
-  if (type == "invalid_request_error" || type == "not_found_error" || type == "permission_error") out.type = type;
-  return out;
-}
+using wire::ApiError;
 
 ApiError upstream_error(int status, std::string message, bool is_retryable, std::string retry_after = {}) {
-  ApiError e = api::server_error(status, std::move(message), "upstream_error", is_retryable);
+  ApiError e = wire::server_error(status, std::move(message), "upstream_error", is_retryable);
   e.retry_after = std::move(retry_after);
   return e;
 }
@@ -204,7 +37,7 @@ class RemoteProvider;
 /// One upstream exchange; lives on the provider's I/O thread.
 class RemoteCall final : public Call, public std::enable_shared_from_this<RemoteCall> {
  public:
-  RemoteCall(RemoteProvider& provider, api::EventSink sink);
+  RemoteCall(RemoteProvider& provider, wire::EventSink sink);
   void cancel() override;
   void start(std::string path, std::string body);
 
@@ -213,15 +46,15 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
   void flush_text();
   void on_finished(http::ErrorKind kind, int status, const std::string& detail);
   void fail(ApiError error);
-  void emit(api::Event&& event);
+  void emit(wire::Event&& event);
 
   RemoteProvider& provider_;
-  api::EventSink sink_;
+  wire::EventSink sink_;
   http::ExchangeHandle handle_;
   // Lives only until the call finishes, on the provider's thread: a router attempt that fell back may
   // release this call later on another provider's thread, after this provider's io_context is gone.
   std::optional<asio::steady_timer> first_byte_timer_;
-  api::Usage usage_;
+  wire::Usage usage_;
   std::string finish_reason_;
   std::string retry_after_;
   std::string error_body_;  // a non-2xx response's body
@@ -279,17 +112,21 @@ class RemoteProvider final : public Provider {
 
   bool is_healthy() const override { return healthy_.load(); }
 
-  std::expected<std::shared_ptr<Call>, ApiError> submit(const api::Request& request, api::EventSink sink) override {
+  std::expected<std::shared_ptr<Call>, ApiError> submit(const wire::Request& request, wire::EventSink sink) override {
     std::string body;
     if (config_.kind == RemoteKind::kAnthropic) {
-      auto b = anthropic_body(request, config_);
-      if (!b) return std::unexpected(b.error());
+      auto b = wire::anthropic_request_body(request, config_.upstream_model, config_.default_max_tokens);
+      if (!b) {
+        ApiError error = b.error();
+        if (request.kind != wire::RequestKind::kChat) error.message = fmt::format("deployment '{}' is an Anthropic endpoint: it has no text completions", config_.name);
+        return std::unexpected(std::move(error));
+      }
       body = b->dump(-1, ' ', false, json::error_handler_t::replace);
     } else {
-      body = openai_body(request, config_).dump(-1, ' ', false, json::error_handler_t::replace);
+      body = wire::openai_request_body(request, config_.upstream_model).dump(-1, ' ', false, json::error_handler_t::replace);
     }
     const std::string path = config_.kind == RemoteKind::kAnthropic ? "/messages"
-                             : request.kind == api::RequestKind::kChat ? "/chat/completions" : "/completions";
+                             : request.kind == wire::RequestKind::kChat ? "/chat/completions" : "/completions";
     in_flight_.fetch_add(1);
     auto call = std::make_shared<RemoteCall>(*this, std::move(sink));
     asio::post(strand_, [call, path, body = std::move(body)]() mutable { call->start(path, std::move(body)); });
@@ -330,7 +167,7 @@ class RemoteProvider final : public Provider {
   std::atomic<int64_t> in_flight_{0};
 };
 
-RemoteCall::RemoteCall(RemoteProvider& provider, api::EventSink sink)
+RemoteCall::RemoteCall(RemoteProvider& provider, wire::EventSink sink)
     : provider_(provider), sink_(std::move(sink)), first_byte_timer_(std::in_place, provider.strand_) {}
 
 void RemoteCall::cancel() {
@@ -341,7 +178,7 @@ void RemoteCall::cancel() {
 }
 
 void RemoteCall::start(std::string path, std::string body) {
-  if (cancelled_) return fail(api::server_error(499, "cancelled"));
+  if (cancelled_) return fail(wire::server_error(499, "cancelled"));
   std::weak_ptr<RemoteCall> weak = shared_from_this();
   first_byte_timer_->expires_after(provider_.config_.first_byte_timeout);
   first_byte_timer_->async_wait([weak](boost::system::error_code ec) {
@@ -376,19 +213,23 @@ void RemoteCall::start(std::string path, std::string body) {
 
 void RemoteCall::on_data(std::string_view data) {
   if (finished_ || cancelled_) return;
-  auto parsed = provider_.config_.kind == RemoteKind::kAnthropic ? parse_anthropic_event(data, usage_) : parse_openai_chunk(data, usage_);
+  const bool is_anthropic = provider_.config_.kind == RemoteKind::kAnthropic;
+  auto parsed = is_anthropic ? wire::parse_anthropic_stream_event(data) : wire::parse_openai_stream_chunk(data);
   if (!parsed) {
     flush_text();
-    fail(upstream_error(502, fmt::format("deployment '{}' sent a malformed event: {}", provider_.config_.name, parsed.error()), !has_text_));
+    fail(upstream_error(502, fmt::format("deployment '{}' sent a malformed event: {}", provider_.config_.name, parsed.error().message), !has_text_));
     handle_.cancel();
     return;
   }
   if (parsed->error) {
     flush_text();
-    fail(upstream_error(502, fmt::format("deployment '{}' reported an error: {}", provider_.config_.name, *parsed->error), !has_text_));
+    const std::string& type = parsed->error->type;
+    const std::string what = is_anthropic ? fmt::format("{}: {}", type.empty() ? "error" : type, parsed->error->message) : parsed->error->message;
+    fail(upstream_error(502, fmt::format("deployment '{}' reported an error: {}", provider_.config_.name, what), !has_text_));
     handle_.cancel();
     return;
   }
+  if (parsed->usage) parsed->usage->apply_to(usage_);
   if (!parsed->finish_reason.empty()) finish_reason_ = parsed->finish_reason;
   if (parsed->is_end) saw_end_ = true;
   if (!parsed->text.empty()) {
@@ -400,7 +241,7 @@ void RemoteCall::on_data(std::string_view data) {
 
 void RemoteCall::flush_text() {
   if (text_.empty() || finished_) return;
-  api::Event event;
+  wire::Event event;
   event.text = std::move(text_);
   text_.clear();
   event.usage = usage_;  // an Anthropic upstream's message_start gave the prompt's counts already
@@ -416,7 +257,7 @@ void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string
     if (!saw_end_ && finish_reason_.empty()) {
       return fail(upstream_error(502, fmt::format("deployment '{}' ended its stream without finishing", name), !has_text_));
     }
-    api::Event last;
+    wire::Event last;
     last.finished = true;
     last.finish_reason = finish_reason_.empty() ? "stop" : finish_reason_;
     last.usage = usage_;
@@ -425,13 +266,13 @@ void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string
   if (kind == http::ErrorKind::kCancelled && timed_out_) {
     return fail(upstream_error(504, fmt::format("deployment '{}' sent nothing within {} ms", name, provider_.config_.first_byte_timeout.count()), !has_text_));
   }
-  if (kind == http::ErrorKind::kCancelled) return fail(api::server_error(499, "cancelled"));
+  if (kind == http::ErrorKind::kCancelled) return fail(wire::server_error(499, "cancelled"));
   if (kind == http::ErrorKind::kHttpStatus) {
     const bool is_request_fault = status == 400 || status == 413 || status == 422;
     if (is_request_fault) {
       // The request's own fault: the caller sees the upstream's status and error as if it had asked
       // the upstream itself (in its own schema); another deployment would refuse it too.
-      if (auto passed = passed_through_error(status, error_body_)) return fail(std::move(*passed));
+      if (auto passed = wire::parse_error_body(status, error_body_)) return fail(std::move(*passed));
     }
     const int client_status = status == 429 ? 429 : is_request_fault ? status : 502;
     return fail(upstream_error(client_status, fmt::format("deployment '{}' answered {}", name, detail), !is_request_fault, retry_after_));
@@ -444,7 +285,7 @@ void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string
 
 void RemoteCall::fail(ApiError error) {
   if (finished_) return;
-  api::Event last;
+  wire::Event last;
   last.finished = true;
   last.finish_reason = "error";
   last.usage = usage_;
@@ -452,7 +293,7 @@ void RemoteCall::fail(ApiError error) {
   emit(std::move(last));
 }
 
-void RemoteCall::emit(api::Event&& event) {
+void RemoteCall::emit(wire::Event&& event) {
   if (finished_) return;
   if (event.finished) {
     finished_ = true;

@@ -16,7 +16,7 @@ namespace tern::router {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using api::ApiError;
+using wire::ApiError;
 
 constexpr double kEwmaWeight = 0.2;  // of the newest sample
 constexpr std::chrono::milliseconds kBaseBackoff{100};
@@ -45,7 +45,7 @@ std::chrono::milliseconds backoff(int attempt, const std::string& retry_after) {
 
 }  // namespace
 
-double call_cost_usd(const Prices& prices, const api::Usage& usage) {
+double call_cost_usd(const Prices& prices, const wire::Usage& usage) {
   // A deployment that states no cached or cache-write price bills those tokens as input; one that
   // states no 1-hour write price bills long writes as short ones.
   const double cache_write = prices.cache_write > 0 ? prices.cache_write : prices.input;
@@ -54,9 +54,7 @@ double call_cost_usd(const Prices& prices, const api::Usage& usage) {
                         .cache_write = cache_write,
                         .cache_write_1h = prices.cache_write_1h > 0 ? prices.cache_write_1h : cache_write,
                         .output = prices.output};
-  return metering::token_cost_usd(resolved, {.prompt = usage.prompt_tokens, .cached = usage.cached_tokens,
-                                             .cache_write = usage.cache_write_tokens, .cache_write_1h = usage.cache_write_1h_tokens,
-                                             .output = usage.completion_tokens});
+  return metering::token_cost_usd(resolved, usage);
 }
 
 std::string_view policy_name(Policy policy) {
@@ -165,7 +163,7 @@ struct Router::Timers {
 /// commits to once the first event has gone to the client.
 class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt> {
  public:
-  Attempt(Router& router, api::Request request, api::EventSink sink, std::vector<std::pair<Deployment*, std::string>> candidates)
+  Attempt(Router& router, wire::Request request, wire::EventSink sink, std::vector<std::pair<Deployment*, std::string>> candidates)
       : router_(router), request_(std::move(request)), sink_(std::move(sink)), candidates_(std::move(candidates)) {}
 
   /// The attempt keeps itself alive until its last event went out (a cancelled call still reports
@@ -186,7 +184,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       }
       Deployment& d = *candidates_[index_].first;
       if (!d.admit() || (d.config.max_concurrency > 0 && d.outstanding.load() >= d.config.max_concurrency)) {
-        last_error_ = api::server_error(d.config.max_concurrency > 0 ? 429 : 503,
+        last_error_ = wire::server_error(d.config.max_concurrency > 0 ? 429 : 503,
                                         fmt::format("deployment '{}' is unavailable (circuit open or at its concurrency limit)", d.config.name),
                                         "unavailable", true);
         ++index_;
@@ -197,7 +195,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       const uint64_t generation = ++generation_;
       started_at_ = Clock::now();
       std::weak_ptr<Attempt> weak = shared_from_this();
-      auto sink = [weak, generation](api::Event&& event) {
+      auto sink = [weak, generation](wire::Event&& event) {
         if (auto self = weak.lock()) self->on_event(generation, std::move(event));
       };
       lock.unlock();
@@ -219,7 +217,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       if (schedule_retry_locked()) return std::nullopt;
     }
     released = std::move(keep_alive_);
-    return last_error_.value_or(api::server_error(503, "no deployment could take the request", "unavailable"));
+    return last_error_.value_or(wire::server_error(503, "no deployment could take the request", "unavailable"));
   }
 
   void cancel() override {
@@ -253,7 +251,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   /// From the timer thread, or a provider thread after an asynchronous failure.
   void relaunch() {
     if (auto error = launch()) {
-      api::Event last;
+      wire::Event last;
       last.finished = true;
       last.finish_reason = "error";
       last.error = std::move(*error);
@@ -261,7 +259,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
     }
   }
 
-  void deliver(api::Event&& event) {
+  void deliver(wire::Event&& event) {
     std::shared_ptr<Attempt> released;  // the caller holds another reference
     {
       std::lock_guard lock(mutex_);
@@ -275,7 +273,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
     sink_(std::move(event));
   }
 
-  void on_event(uint64_t generation, api::Event&& event) {
+  void on_event(uint64_t generation, wire::Event&& event) {
     std::unique_lock lock(mutex_);
     if (generation != generation_ || index_ >= candidates_.size()) return;
     Deployment& d = *candidates_[index_].first;
@@ -312,8 +310,8 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   }
 
   Router& router_;
-  api::Request request_;
-  api::EventSink sink_;
+  wire::Request request_;
+  wire::EventSink sink_;
   std::vector<std::pair<Deployment*, std::string>> candidates_;  // deployment, public model name
 
   std::mutex mutex_;
@@ -426,8 +424,8 @@ void Router::stop_all() {
   for (const auto& [name, d] : deployments_) d->provider->stop();
 }
 
-std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(const api::Request& request, ApiError& why_none) const {
-  const api::ProviderPreferences& prefs = request.provider;
+std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(const wire::Request& request, ApiError& why_none) const {
+  const wire::ProviderPreferences& prefs = request.provider;
   std::vector<std::string> names{request.model};
   names.insert(names.end(), request.fallback_models.begin(), request.fallback_models.end());
   std::vector<std::pair<Deployment*, std::string>> out;
@@ -469,7 +467,7 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
       // prefix cache has it) unless that one is loaded well above the mean (the load bound).
       // OpenAI's prompt_cache_key, when given, groups requests instead of their first bytes.
       const std::string text = !request.prompt_cache_key.empty() ? "key:" + request.prompt_cache_key
-                               : request.kind == api::RequestKind::kChat ? request.messages.dump()
+                               : request.kind == wire::RequestKind::kChat ? request.messages.dump()
                                                                          : request.prompt.value_or("");
       const std::string_view prefix = std::string_view(text).substr(0, 256);
       auto score = [&](Deployment* d) { return std::hash<std::string>{}(std::string(prefix) + '\0' + d->config.name); };
@@ -500,16 +498,16 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
   return out;
 }
 
-double Router::max_cost_usd(const api::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const {
+double Router::max_cost_usd(const wire::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const {
   ApiError ignored;
   double most = 0;
-  const api::Usage usage{.prompt_tokens = prompt_tokens, .completion_tokens = completion_tokens, .cached_tokens = 0,
+  const wire::Usage usage{.prompt_tokens = prompt_tokens, .completion_tokens = completion_tokens, .cached_tokens = 0,
                          .cache_write_tokens = 0, .cost_usd = std::nullopt};
   for (const auto& [d, unused] : candidates(request, ignored)) most = std::max(most, call_cost_usd(d->config.prices, usage));
   return most;
 }
 
-std::expected<std::shared_ptr<Call>, ApiError> Router::submit(const api::Request& request, api::EventSink sink) {
+std::expected<std::shared_ptr<Call>, ApiError> Router::submit(const wire::Request& request, wire::EventSink sink) {
   ApiError why_none;
   auto list = candidates(request, why_none);
   if (list.empty()) return std::unexpected(why_none);

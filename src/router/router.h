@@ -36,7 +36,7 @@ using Prices = metering::TokenPrices;
 
 /// The cost of one call from its usage: cached and cache-write tokens are priced apart from the rest
 /// of the prompt (cached_input defaults to input when a deployment states no cached price).
-double call_cost_usd(const Prices& prices, const api::Usage& usage);
+double call_cost_usd(const Prices& prices, const wire::Usage& usage);
 
 enum class Policy { kPrice, kLatency, kLeastOutstanding, kPrefixAffinity };
 std::string_view policy_name(Policy policy);
@@ -108,19 +108,19 @@ class Router {
 
   /// The most `request` could cost on any deployment it may go to, for these token counts (budgets
   /// hold this much while it runs).
-  double max_cost_usd(const api::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const;
+  double max_cost_usd(const wire::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const;
 
   /// Routes and starts `request`; events reach `sink` with `model` set to the public name that
   /// answered and, on the last, usage.cost_usd. An error here: nothing could start (unknown model, a
   /// non-retryable refusal, every candidate failing at once).
-  std::expected<std::shared_ptr<Call>, api::ApiError> submit(const api::Request& request, api::EventSink sink);
+  std::expected<std::shared_ptr<Call>, wire::ApiError> submit(const wire::Request& request, wire::EventSink sink);
 
   struct Deployment;
   struct ModelRoute;
   class Attempt;
 
  private:
-  std::vector<std::pair<Deployment*, std::string>> candidates(const api::Request& request, api::ApiError& why_none) const;
+  std::vector<std::pair<Deployment*, std::string>> candidates(const wire::Request& request, wire::ApiError& why_none) const;
 
   mutable std::shared_mutex table_mutex_;  // guards the three tables below
   std::map<std::string, std::unique_ptr<Deployment>> deployments_;

@@ -228,7 +228,7 @@ bool Tenants::refresh_after_miss() {
   return true;
 }
 
-std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std::string_view authorization, std::string_view x_api_key) {
+std::expected<std::optional<Principal>, wire::ApiError> Tenants::authenticate(std::string_view authorization, std::string_view x_api_key) {
   std::string_view secret = x_api_key;
   if (authorization.size() > 7 && (authorization.substr(0, 7) == "Bearer " || authorization.substr(0, 7) == "bearer ")) {
     secret = authorization.substr(7);
@@ -238,7 +238,7 @@ std::expected<std::optional<Principal>, api::ApiError> Tenants::authenticate(std
   auto unauthorized = [](std::string message, std::string code) {
     // OpenAI's shape: type invalid_request_error, code invalid_api_key; Anthropic's adapter maps 401
     // to authentication_error.
-    return std::unexpected(api::server_error(401, std::move(message), std::move(code)));
+    return std::unexpected(wire::server_error(401, std::move(message), std::move(code)));
   };
   if (secret.empty()) {
     return unauthorized("no API key: send it as 'Authorization: Bearer tern-sk-...' or 'x-api-key: tern-sk-...'", "missing_api_key");
@@ -268,7 +268,7 @@ bool Tenants::may_use(const Principal& principal, const std::string& model) cons
 std::optional<Refusal> Tenants::check_models(const Principal& principal, const std::vector<std::string>& models) {
   for (const auto& name : models) {
     if (may_use(principal, name)) continue;
-    api::ApiError error = api::server_error(403, fmt::format("key {} may not use model '{}'", principal.key_id, name), "model_not_allowed");
+    wire::ApiError error = wire::server_error(403, fmt::format("key {} may not use model '{}'", principal.key_id, name), "model_not_allowed");
     error.type = "permission_error";
     error.param = "model";
     count_refusal(principal.key_id, "model_not_allowed");
@@ -280,14 +280,14 @@ std::optional<Refusal> Tenants::check_models(const Principal& principal, const s
 std::expected<std::unique_ptr<Admission>, Refusal> Tenants::admit(const Principal& principal, int64_t prompt_tokens_estimate,
                                                                    std::optional<int64_t> max_tokens, double cost_estimate_usd) {
   auto state = state_of(principal.key_id);
-  if (state == nullptr) return std::unexpected(Refusal{api::server_error(401, "invalid API key", "invalid_api_key"), {}});
+  if (state == nullptr) return std::unexpected(Refusal{wire::server_error(401, "invalid API key", "invalid_api_key"), {}});
   std::unique_lock lock(state->mutex);
   const int64_t now = unix_ms();
   refresh(*state, now);
   const KeyLimits& l = state->key.limits;
   auto too_many = [&](std::string reason, std::string message, double retry_after_s) {
     Headers headers = limit_headers(*state);
-    api::ApiError error = api::server_error(429, std::move(message), reason);
+    wire::ApiError error = wire::server_error(429, std::move(message), reason);
     error.retry_after = std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(retry_after_s))));
     lock.unlock();
     count_refusal(principal.key_id, reason);
@@ -312,7 +312,7 @@ std::expected<std::unique_ptr<Admission>, Refusal> Tenants::admit(const Principa
     }
   }
   if (l.budget_usd > 0 && (state->spent_usd >= l.budget_usd || state->spent_usd + state->reserved_usd + cost_estimate_usd > l.budget_usd)) {
-    api::ApiError error = api::server_error(402,
+    wire::ApiError error = wire::server_error(402,
         fmt::format("key {} has used ${:.4f} of its ${:.4f} {} budget{}; this request could cost up to ${:.4f}. The budget renews on {}",
                     principal.key_id, state->spent_usd, l.budget_usd,
                     l.budget_period == BudgetPeriod::kDay ? "daily" : l.budget_period == BudgetPeriod::kWeek ? "weekly" : "monthly",
@@ -340,7 +340,7 @@ std::string Tenants::cache_salt(const Principal* principal, const std::string& r
   return sha256_hex({reinterpret_cast<const uint8_t*>(material.data()), material.size()}).substr(0, 32);
 }
 
-void Tenants::count_request(const std::string& key_id, const std::string& model, const api::Usage& usage, int status) {
+void Tenants::count_request(const std::string& key_id, const std::string& model, const wire::Usage& usage, int status) {
   std::lock_guard lock(metrics_mutex_);
   auto label = std::pair{key_id, model};
   if (!series_.contains(label) && series_.size() >= options_.max_metric_series) label = {"other", "other"};

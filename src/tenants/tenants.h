@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "api/types.h"
+#include "wire/types.h"
 #include "metering/ledger.h"
 #include "tenants/key_store.h"
 
@@ -42,7 +42,7 @@ struct Principal {
 };
 
 struct Refusal {
-  api::ApiError error;
+  wire::ApiError error;
   Headers headers;  ///< x-ratelimit-* (Retry-After is in error.retry_after)
 };
 
@@ -91,7 +91,7 @@ class Tenants {
   /// The caller from the request's headers; nullopt when the server is open and no key was given. A key
   /// id not known yet makes it consult the store first (a key `tern keys create` made a moment ago
   /// works at once), at most once per kMissRefreshInterval: a flood of bad keys costs nothing.
-  std::expected<std::optional<Principal>, api::ApiError> authenticate(std::string_view authorization, std::string_view x_api_key);
+  std::expected<std::optional<Principal>, wire::ApiError> authenticate(std::string_view authorization, std::string_view x_api_key);
   static constexpr std::chrono::milliseconds kMissRefreshInterval{20};
   /// The completion tokens a request reserves: its max_tokens, or the default when it gives none.
   int64_t completion_reserve(std::optional<int64_t> max_tokens) const { return max_tokens.value_or(options_.default_reserve_tokens); }
@@ -114,7 +114,7 @@ class Tenants {
   KeyStore& keys() { return *keys_; }
 
   /// Per-key, per-model counters for /metrics (bounded label sets).
-  void count_request(const std::string& key_id, const std::string& model, const api::Usage& usage, int status);
+  void count_request(const std::string& key_id, const std::string& model, const wire::Usage& usage, int status);
   std::string metrics_text() const;
 
  private:

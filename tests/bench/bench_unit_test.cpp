@@ -13,7 +13,7 @@
 #include "bench/profile.h"
 #include "bench/report.h"
 #include "http/client.h"
-#include "bench/openai_stream.h"
+#include "bench/api.h"
 #include "bench/plan.h"
 #include "http/sse_parser.h"
 #include "bench/stats.h"
@@ -62,8 +62,9 @@ TEST(OpenAiStream, ParsesTextUsageErrorsAndDone) {
   EXPECT_EQ(chunk->usage->cached_tokens, 8);
   EXPECT_EQ(chunk->usage->cache_write_tokens, -1);
   chunk = parse_stream_chunk(R"({"error":{"message":"boom"}})", ApiKind::kChat);
-  EXPECT_EQ(chunk->error.value_or(""), "boom");
-  EXPECT_TRUE(parse_stream_chunk("[DONE]", ApiKind::kChat)->is_done);
+  ASSERT_TRUE(chunk->error);
+  EXPECT_EQ(chunk->error->message, "boom");
+  EXPECT_TRUE(parse_stream_chunk("[DONE]", ApiKind::kChat)->is_end);
   EXPECT_FALSE(parse_stream_chunk("{not json", ApiKind::kChat));
 }
 
@@ -100,16 +101,17 @@ TEST(MessagesStream, ParsesEventsAndMergesUsage) {
   auto end = parse_stream_chunk(R"({"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":7}})",
                                 ApiKind::kMessages);
   ASSERT_TRUE(end->usage);
-  Usage usage = *start->usage;
+  wire::UsageReport usage = *start->usage;
   usage.merge(*end->usage);
   EXPECT_EQ(usage.prompt_tokens, 125) << "message_delta without input fields keeps message_start's";
   EXPECT_EQ(usage.cached_tokens, 100);
   EXPECT_EQ(usage.completion_tokens, 7);
-  EXPECT_TRUE(parse_stream_chunk(R"({"type":"message_stop"})", ApiKind::kMessages)->is_done);
-  EXPECT_FALSE(parse_stream_chunk(R"({"type":"ping"})", ApiKind::kMessages)->is_done);
-  EXPECT_EQ(parse_stream_chunk(R"({"type":"error","error":{"type":"overloaded_error","message":"busy"}})", ApiKind::kMessages)
-                ->error.value_or(""),
-            "busy");
+  EXPECT_TRUE(parse_stream_chunk(R"({"type":"message_stop"})", ApiKind::kMessages)->is_end);
+  EXPECT_FALSE(parse_stream_chunk(R"({"type":"ping"})", ApiKind::kMessages)->is_end);
+  const auto error = parse_stream_chunk(R"({"type":"error","error":{"type":"overloaded_error","message":"busy"}})", ApiKind::kMessages);
+  ASSERT_TRUE(error && error->error);
+  EXPECT_EQ(error->error->message, "busy");
+  EXPECT_EQ(error->error->type, "overloaded_error");
   EXPECT_FALSE(parse_stream_chunk(R"({"no":"type"})", ApiKind::kMessages));
   EXPECT_FALSE(parse_stream_chunk("[DONE]", ApiKind::kMessages)) << "not a Messages event";
 }
@@ -303,11 +305,11 @@ TEST(Cost, CacheWritesArePricedByRetention) {
   price.cache_write_1h_per_mtok = 2;
   price.output_per_mtok = 5;
   TokenTotals totals;
-  totals.prompt_tokens = 1'000'000;
-  totals.cached_tokens = 500'000;
-  totals.cache_write_tokens = 300'000;
-  totals.cache_write_1h_tokens = 100'000;
-  totals.output_tokens = 100'000;
+  totals.tokens.prompt_tokens = 1'000'000;
+  totals.tokens.cached_tokens = 500'000;
+  totals.tokens.cache_write_tokens = 300'000;
+  totals.tokens.cache_write_1h_tokens = 100'000;
+  totals.tokens.completion_tokens = 100'000;
   totals.num_requests = 10;
   // 200k uncached x 1 + 500k x 0.1 + 200k x 1.25 + 100k x 2 + 100k x 5, per 1M tokens
   EXPECT_NEAR(compute_cost(price, totals).effective_usd, 0.2 + 0.05 + 0.25 + 0.2 + 0.5, 1e-12);
@@ -319,8 +321,8 @@ TEST(Cost, HourlyPriceIsSpreadOverTheMeasuredThroughput) {
   PriceTable price;
   price.hourly_usd = 3.6;
   TokenTotals totals;
-  totals.prompt_tokens = 600'000;
-  totals.output_tokens = 400'000;
+  totals.tokens.prompt_tokens = 600'000;
+  totals.tokens.completion_tokens = 400'000;
   totals.num_requests = 1000;
   totals.num_good_requests = 500;
   totals.duration_s = 100;  // $0.10 for the run

@@ -22,16 +22,16 @@ using testing::UpstreamFixture;
 /// Everything one request produced.
 struct Outcome {
   std::string text;
-  std::vector<api::Event> events;
-  std::optional<api::ApiError> refused;  ///< submit() itself failed
-  api::Event last;
+  std::vector<wire::Event> events;
+  std::optional<wire::ApiError> refused;  ///< submit() itself failed
+  wire::Event last;
   double seconds = 0;
 };
 
 class Collector {
  public:
-  api::EventSink sink() {
-    return [this](api::Event&& e) {
+  wire::EventSink sink() {
+    return [this](wire::Event&& e) {
       std::lock_guard lock(mutex_);
       outcome_.text += e.text;
       const bool finished = e.finished;
@@ -59,9 +59,9 @@ class Collector {
   Outcome outcome_;
 };
 
-api::Request chat(const std::string& model) {
-  api::Request r;
-  r.kind = api::RequestKind::kChat;
+wire::Request chat(const std::string& model) {
+  wire::Request r;
+  r.kind = wire::RequestKind::kChat;
   r.model = model;
   r.messages = nlohmann::ordered_json::array({{{"role", "system"}, {"content", "be brief"}}, {{"role", "user"}, {"content", "hello"}}});
   r.max_tokens = 16;
@@ -84,7 +84,7 @@ class RouterTest : public ::testing::Test {
     router.add_deployment(d, std::move(*provider));
   }
 
-  Outcome run(const api::Request& request, std::chrono::milliseconds timeout = 10s) {
+  Outcome run(const wire::Request& request, std::chrono::milliseconds timeout = 10s) {
     Collector collector;
     const auto start = std::chrono::steady_clock::now();
     auto call = router.submit(request, collector.sink());
@@ -147,7 +147,9 @@ TEST_F(RouterTest, TranslatesToAnAnthropicUpstream) {
   EXPECT_EQ(requests[0].path, "/v1/messages");
   EXPECT_EQ(requests[0].authorization, "sk-test");
   const auto body = nlohmann::json::parse(requests[0].body);
-  EXPECT_EQ(body["system"], "be brief");  // the system message moves to Anthropic's top-level field
+  // The system message moves to Anthropic's top-level field; text goes as blocks (where cache_control
+  // marks would sit).
+  EXPECT_EQ(body["system"], nlohmann::json::parse(R"([{"type": "text", "text": "be brief"}])"));
   ASSERT_EQ(body["messages"].size(), 1u);
   EXPECT_EQ(body["messages"][0]["role"], "user");
   EXPECT_EQ(body["max_tokens"], 16);
@@ -278,7 +280,7 @@ TEST_F(RouterTest, ModelsFallbackListAndProviderPreferences) {
   router.add_model("m", {"cheap", "pricey"}, Policy::kPrice);
   router.add_model("down", {"dead"}, Policy::kPrice);
 
-  api::Request r = chat("m");
+  wire::Request r = chat("m");
   r.provider.order = {"pricey"};
   EXPECT_EQ(run(r).last.usage.cache_write_tokens, 2);  // the Anthropic fixture answered
   r = chat("m");
@@ -340,7 +342,7 @@ TEST_F(RouterTest, PrefixAffinityKeepsAPromptOnOneReplicaAndSpreadsOthers) {
   std::map<std::string, std::set<std::string>> replicas_by_prompt;
   for (int round = 0; round < 3; ++round) {
     for (int p = 0; p < 12; ++p) {
-      api::Request r = chat("m");
+      wire::Request r = chat("m");
       r.messages[1]["content"] = "shared system prompt number " + std::to_string(p);
       replicas_by_prompt[std::to_string(p)].insert(run(r).last.deployment);
     }
@@ -359,7 +361,7 @@ TEST_F(RouterTest, PrefixAffinityRoutesByPromptCacheKeyWhenGiven) {
   router.add_model("m", {"r1", "r2", "r3"}, Policy::kPrefixAffinity);
   std::map<std::string, std::set<std::string>> replicas_by_key;
   for (int p = 0; p < 24; ++p) {
-    api::Request r = chat("m");
+    wire::Request r = chat("m");
     r.messages[1]["content"] = "a different prompt every time " + std::to_string(p);
     r.prompt_cache_key = "session-" + std::to_string(p % 6);
     replicas_by_key[r.prompt_cache_key].insert(run(r).last.deployment);
@@ -393,7 +395,7 @@ TEST_F(RouterTest, CancellingClosesTheUpstreamRequestAndStillReportsTheEnd) {
 
 TEST(CallCost, PricesCachedAndCacheWriteTokensApart) {
   const Prices p{.input = 2, .cached_input = 0.5, .cache_write = 2.5, .output = 8};
-  api::Usage u{.prompt_tokens = 1000, .completion_tokens = 100, .cached_tokens = 600, .cache_write_tokens = 300, .cost_usd = {}};
+  wire::Usage u{.prompt_tokens = 1000, .completion_tokens = 100, .cached_tokens = 600, .cache_write_tokens = 300, .cost_usd = {}};
   EXPECT_NEAR(call_cost_usd(p, u), (100 * 2 + 600 * 0.5 + 300 * 2.5 + 100 * 8) / 1e6, 1e-15);
   // No cached price: cached tokens cost the input price.
   EXPECT_NEAR(call_cost_usd({.input = 2, .cached_input = 0, .cache_write = 0, .output = 0}, u), 1000 * 2 / 1e6, 1e-15);
@@ -405,7 +407,7 @@ TEST(CallCost, PricesCachedAndCacheWriteTokensApart) {
 // Costs carry no binary noise into JSON and the ledger: (1 * 0.15 + 2 * 0.6) / 1e6 is
 // 1.3499999999999998e-06 in doubles; the cost is that rounded to 1e-10 USD, which prints as 1.35e-06.
 TEST(CallCost, RoundedToATenthOfANanodollar) {
-  const api::Usage u{.prompt_tokens = 1, .completion_tokens = 2, .cached_tokens = 0, .cache_write_tokens = 0, .cost_usd = {}};
+  const wire::Usage u{.prompt_tokens = 1, .completion_tokens = 2, .cached_tokens = 0, .cache_write_tokens = 0, .cost_usd = {}};
   const double cost = call_cost_usd({.input = 0.15, .cached_input = 0, .cache_write = 0, .output = 0.6}, u);
   EXPECT_EQ(nlohmann::json(cost).dump(), "1.35e-06");
   EXPECT_EQ(metering::round_usd(0.047099999999999996), 0.0471);
@@ -414,7 +416,7 @@ TEST(CallCost, RoundedToATenthOfANanodollar) {
 
 TEST(CallCost, WritesRetainedAnHourArePricedAtTheirOwnPrice) {
   const Prices p{.input = 1, .cached_input = 0.1, .cache_write = 1.25, .cache_write_1h = 2, .output = 5};
-  const api::Usage u{.prompt_tokens = 1000, .completion_tokens = 10, .cached_tokens = 200, .cache_write_tokens = 500,
+  const wire::Usage u{.prompt_tokens = 1000, .completion_tokens = 10, .cached_tokens = 200, .cache_write_tokens = 500,
                      .cache_write_1h_tokens = 300, .retention_denied_tokens = 0, .cost_usd = {}};
   EXPECT_NEAR(call_cost_usd(p, u), (300 * 1 + 200 * 0.1 + 200 * 1.25 + 300 * 2 + 10 * 5) / 1e6, 1e-15);
   // No 1-hour price: long writes cost the short-write price.

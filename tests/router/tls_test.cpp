@@ -46,19 +46,19 @@ class Certificates {
   fs::path dir_;
 };
 
-api::Event call(const std::string& base_url, const std::string& ca_file, std::string* text) {
+wire::Event call(const std::string& base_url, const std::string& ca_file, std::string* text) {
   RemoteConfig config{.name = "tls", .kind = RemoteKind::kOpenAi, .base_url = base_url, .api_key = {}, .upstream_model = "ok",
                       .ca_file = ca_file, .max_connections = 2, .first_byte_timeout = 5s, .timeout = 10s, .default_max_tokens = 16,
                       .health_path = {}, .health_interval = 5s};
   auto provider = make_remote_provider(config);
   if (!provider) throw std::runtime_error(provider.error().message);
-  api::Request request;
+  wire::Request request;
   request.model = "m";
   request.messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", "hi"}}});
   std::mutex mutex;
   std::condition_variable cv;
-  std::optional<api::Event> last;
-  auto submitted = (*provider)->submit(request, [&](api::Event&& e) {
+  std::optional<wire::Event> last;
+  auto submitted = (*provider)->submit(request, [&](wire::Event&& e) {
     std::lock_guard lock(mutex);
     *text += e.text;
     if (e.finished) {
@@ -69,7 +69,7 @@ api::Event call(const std::string& base_url, const std::string& ca_file, std::st
   EXPECT_TRUE(submitted);
   std::unique_lock lock(mutex);
   EXPECT_TRUE(cv.wait_for(lock, 10s, [&] { return last.has_value(); }));
-  return last.value_or(api::Event{});
+  return last.value_or(wire::Event{});
 }
 
 TEST(Tls, AnHttpsUpstreamTrustedThroughItsCa) {
@@ -79,7 +79,7 @@ TEST(Tls, AnHttpsUpstreamTrustedThroughItsCa) {
   ASSERT_TRUE(upstream.base_url().starts_with("https://"));
 
   std::string text;
-  api::Event last = call(upstream.base_url(), certs.path("ca.pem"), &text);
+  wire::Event last = call(upstream.base_url(), certs.path("ca.pem"), &text);
   EXPECT_FALSE(last.error) << last.error->message;
   EXPECT_EQ(text, " w0 w1 w2 w3");
   EXPECT_EQ(upstream.count("ok"), 1);
@@ -98,7 +98,7 @@ TEST(Tls, ACertificateForAnotherHostIsRefused) {
   Certificates certs;
   testing::UpstreamFixture upstream(4, certs.path("other.pem"), certs.path("other.key"));
   std::string text;
-  api::Event last = call(upstream.base_url(), certs.path("ca.pem"), &text);
+  wire::Event last = call(upstream.base_url(), certs.path("ca.pem"), &text);
   ASSERT_TRUE(last.error);
   EXPECT_NE(last.error->message.find("certificate verify failed"), std::string::npos) << last.error->message;
   EXPECT_EQ(upstream.count("ok"), 0);

@@ -7,16 +7,28 @@
 
 #include <nlohmann/json.hpp>
 
-#include "api/types.h"
+#include "wire/types.h"
 #include "http/server.h"
 
-namespace tern::api {
+namespace tern::wire {
 
 /// The member `name` of `body` if present and not null, else nullptr.
 inline const nlohmann::json* field(const nlohmann::json& body, const char* name) {
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return nullptr;
   return &*it;
+}
+
+/// `object[key]` when it is an integer, else `fallback` (servers leave fields out or send nulls).
+inline int64_t int_or(const nlohmann::json& object, const char* key, int64_t fallback) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
+
+/// `object[key]` when it is a string, else `fallback`.
+inline std::string string_or(const nlohmann::json& object, const char* key, std::string fallback) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::move(fallback);
 }
 
 /// Compact JSON text, invalid UTF-8 replaced by U+FFFD.
@@ -43,4 +55,4 @@ inline http::Response json_error_response(const ApiError& error, const nlohmann:
   return response;
 }
 
-}  // namespace tern::api
+}  // namespace tern::wire

@@ -1,11 +1,11 @@
 // The Anthropic Messages adapter: bodies parsed into the neutral request (system and content blocks
 // flattened, Anthropic's required fields enforced), and events rendered in Anthropic's shapes.
 
-#include "api/anthropic/messages.h"
+#include "wire/anthropic/messages.h"
 
 #include <gtest/gtest.h>
 
-namespace tern::api {
+namespace tern::wire {
 namespace {
 
 using json = nlohmann::json;
@@ -207,4 +207,4 @@ TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
 }
 
 }  // namespace
-}  // namespace tern::api
+}  // namespace tern::wire

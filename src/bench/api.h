@@ -1,7 +1,8 @@
 #pragma once
-// The wire formats as a benchmark client sees them: the streaming request body for OpenAI chat or
-// completions or Anthropic Messages (anthropic_stream.cpp), and what each `data:` payload of the
-// response stream tells us (text, usage, errors, the end).
+// The APIs a benchmark target speaks (OpenAI chat or completions, Anthropic Messages) and what a
+// benchmark sends and reads in each: the request is built as a neutral wire::Request and written, and
+// the response stream read, by the schema's codec (wire/openai/client.h, wire/anthropic/client.h), the
+// same the gateway's remote provider uses.
 
 #include <cstdint>
 #include <optional>
@@ -9,9 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "util/result.h"
+#include "wire/stream.h"
 
 namespace tern::bench {
 
@@ -55,39 +55,14 @@ Result<void> check_cache_retention(ApiKind kind, std::string_view retention);
 bool is_long_retention(std::string_view retention);
 
 /// JSON body of a streaming request; OpenAI bodies always ask for usage in the stream (`stream_options`).
+/// Retention: OpenAI's "24h" as prompt_cache_retention ("in_memory", the default, is not sent);
+/// Messages' TTL as cache_control breakpoints on the system prompt and at the end of the conversation.
 std::string build_request_body(ApiKind kind, std::string_view model, const RequestContent& content,
                                const RequestBodyOptions& options);
 
-/// Token usage as the server reports it. -1 where the server gave no figure.
-struct Usage {
-  int64_t prompt_tokens = -1;
-  int64_t completion_tokens = -1;
-  int64_t cached_tokens = -1;       ///< usage.prompt_tokens_details.cached_tokens
-  int64_t cache_write_tokens = -1;  ///< cache_creation_input_tokens or prompt_tokens_details.cache_write_tokens
-  int64_t cache_write_1h_tokens = -1;  ///< of those, retained an hour or more (cache_creation.ephemeral_1h_input_tokens)
-
-  /// Fills the fields `later` reports (>= 0) over these: Messages streams report the prompt side in
-  /// message_start and the output in message_delta.
-  void merge(const Usage& later);
-};
-
-/// What one `data:` payload carried.
-struct StreamChunk {
-  std::string text;                ///< generated text in this chunk (content + reasoning), may be empty
-  std::optional<Usage> usage;      ///< present on the usage chunk
-  std::optional<std::string> error;  ///< an in-stream error object's message
-  bool is_done = false;            ///< the `[DONE]` sentinel (OpenAI) or message_stop (Messages)
-};
-
-/// Parses one SSE data payload. A payload that is not JSON (or not the expected shape) is an error.
-Result<StreamChunk> parse_stream_chunk(std::string_view data, ApiKind kind);
-
-namespace detail {
-/// `object[key]` when it is an integer, else `fallback` (servers leave fields out or send nulls).
-int64_t int_or(const nlohmann::json& object, const char* key, int64_t fallback);
-// Anthropic Messages (anthropic_stream.cpp).
-std::string build_messages_body(std::string_view model, const RequestContent& content, const RequestBodyOptions& options);
-Result<StreamChunk> parse_messages_event(std::string_view data);
-}  // namespace detail
+/// What one `data:` payload of a response stream carried, through the schema's codec (wire/): text,
+/// reasoning, usage, an in-stream error, the end (OpenAI's `[DONE]`, Anthropic's message_stop). A
+/// payload that is not JSON (or not the expected shape) is an error.
+Result<wire::StreamDelta> parse_stream_chunk(std::string_view data, ApiKind kind);
 
 }  // namespace tern::bench

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "api/types.h"
+#include "wire/types.h"
 #include "http/server.h"
 
-namespace tern::api {
+namespace tern::wire {
 
 class Renderer {
  public:
@@ -29,4 +29,4 @@ class Renderer {
   virtual http::Response error_response(const ApiError& error) const = 0;
 };
 
-}  // namespace tern::api
+}  // namespace tern::wire

@@ -8,11 +8,11 @@
 #include <expected>
 #include <string_view>
 
-#include "api/types.h"
+#include "wire/types.h"
 
-namespace tern::api {
+namespace tern::wire {
 
 /// Parses a JSON body for `kind`.
 std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::string_view body);
 
-}  // namespace tern::api
+}  // namespace tern::wire

@@ -1,5 +1,5 @@
-#include "api/anthropic/messages.h"
-#include "api/json_util.h"
+#include "wire/anthropic/messages.h"
+#include "wire/json_util.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include <random>
 #include <set>
 
-namespace tern::api {
+namespace tern::wire {
 namespace {
 
 using json = nlohmann::json;
@@ -344,4 +344,4 @@ std::string AnthropicRenderer::full_response(const std::string& text, const std:
 
 http::Response AnthropicRenderer::error_response(const ApiError& error) const { return json_error_response(error, error_json(error)); }
 
-}  // namespace tern::api
+}  // namespace tern::wire

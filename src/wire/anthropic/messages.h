@@ -14,9 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "api/renderer.h"
+#include "wire/renderer.h"
 
-namespace tern::api {
+namespace tern::wire {
 
 std::expected<Request, ApiError> parse_anthropic_request(std::string_view body);
 
@@ -41,4 +41,4 @@ class AnthropicRenderer final : public Renderer {
   std::string model_;
 };
 
-}  // namespace tern::api
+}  // namespace tern::wire

@@ -1,5 +1,5 @@
-#include "api/openai/response.h"
-#include "api/json_util.h"
+#include "wire/openai/response.h"
+#include "wire/json_util.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <random>
 
-namespace tern::api {
+namespace tern::wire {
 namespace {
 
 using json = nlohmann::json;
@@ -181,4 +181,4 @@ std::string OpenAiRenderer::full_response(const std::string& text, const std::ve
 
 http::Response OpenAiRenderer::error_response(const ApiError& error) const { return json_error_response(error, error_json(error)); }
 
-}  // namespace tern::api
+}  // namespace tern::wire

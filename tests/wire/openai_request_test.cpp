@@ -1,14 +1,14 @@
 // parse_openai_request: valid chat and completion bodies, and every rejected body: a 400 whose
 // `param` names the offending field (empty for a body that is not a JSON object).
 
-#include "api/openai/request.h"
-#include "api/openai/response.h"
+#include "wire/openai/request.h"
+#include "wire/openai/response.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace tern::api {
+namespace tern::wire {
 namespace {
 
 using json = nlohmann::json;
@@ -104,7 +104,7 @@ TEST(RequestTest, MinimalChatDefaults) {
   EXPECT_FALSE(r.seed_given);
   EXPECT_FALSE(r.ignore_eos);
   EXPECT_TRUE(r.cache_salt.empty());
-  const engine::SamplingParams defaults;
+  const Sampling defaults;
   EXPECT_EQ(r.sampling.temperature, defaults.temperature);
   EXPECT_EQ(r.sampling.top_p, defaults.top_p);
   EXPECT_EQ(r.sampling.top_k, defaults.top_k);
@@ -159,7 +159,7 @@ TEST(RequestTest, NullFieldsTreatedAsAbsent) {
   EXPECT_FALSE(r.seed_given);
   EXPECT_TRUE(r.stop.empty());
   EXPECT_EQ(r.top_logprobs, -1);
-  EXPECT_EQ(r.sampling.temperature, engine::SamplingParams{}.temperature);
+  EXPECT_EQ(r.sampling.temperature, Sampling{}.temperature);
 
   // A null required field is missing.
   rejected(RequestKind::kChat, chat({{"model", nullptr}}), "model");
@@ -479,4 +479,4 @@ TEST(RequestTest, ErrorJson) {
 }
 
 }  // namespace
-}  // namespace tern::api
+}  // namespace tern::wire

@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "api/renderer.h"
+#include "wire/renderer.h"
 
-namespace tern::api {
+namespace tern::wire {
 
 class OpenAiRenderer final : public Renderer {
  public:
@@ -41,4 +41,4 @@ class OpenAiRenderer final : public Renderer {
   int64_t text_offset_ = 0;  // completions logprobs: offset of the next token's text
 };
 
-}  // namespace tern::api
+}  // namespace tern::wire

@@ -1,5 +1,5 @@
-#include "api/openai/request.h"
-#include "api/json_util.h"
+#include "wire/openai/request.h"
+#include "wire/json_util.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <limits>
 #include <set>
 
-namespace tern::api {
+namespace tern::wire {
 namespace {
 
 using json = nlohmann::json;
@@ -340,7 +340,7 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
   if (*top_p && **top_p == 0.0) return Error(bad_request("'top_p' must be greater than 0", "top_p"));
   if (*repetition && **repetition == 0.0) return Error(bad_request("'repetition_penalty' must be greater than 0", "repetition_penalty"));
   auto& s = out.sampling;
-  s = engine::SamplingParams{};
+  s = Sampling{};
   if (*temperature) s.temperature = static_cast<float>(**temperature);
   if (*top_p) s.top_p = static_cast<float>(**top_p);
   if (*min_p) s.min_p = static_cast<float>(**min_p);
@@ -412,4 +412,4 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
   return out;
 }
 
-}  // namespace tern::api
+}  // namespace tern::wire

@@ -1,7 +1,8 @@
 #pragma once
-// The neutral request, event and usage types between the schema adapters (api/openai, api/anthropic)
-// and the router's providers (local engine, remote OpenAI- or Anthropic-compatible upstreams). Nothing
-// here is in either wire format: an adapter parses its schema into a Request and renders Events back.
+// The neutral request, event and usage types every layer above the engine shares: the schema codecs
+// (wire/openai, wire/anthropic), the gateway (api/), the router's providers (the local engine, remote
+// OpenAI- or Anthropic-compatible upstreams), tenants, metering and tern bench. Nothing here is in
+// either wire format: a codec parses its schema into these and renders them back.
 
 #include <cstdint>
 #include <functional>
@@ -12,9 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/sampling/sampler.h"
-
-namespace tern::api {
+namespace tern::wire {
 
 /// A failure as the client will see it, whatever the schema: an HTTP status, a message, and a kind.
 /// `type` uses OpenAI's names (invalid_request_error, authentication_error, permission_error,
@@ -70,6 +69,18 @@ struct CacheBreakpoint {
 };
 constexpr int kMaxCacheBreakpoints = 4;  ///< Anthropic's limit
 
+/// How to pick tokens, as the request asked (the local engine's sampler takes the same values).
+struct Sampling {
+  float temperature = 1.0f;         ///< 0: greedy
+  int32_t top_k = 0;                ///< 0: off
+  float top_p = 1.0f;               ///< 1: off
+  float min_p = 0.0f;               ///< 0: off
+  float repetition_penalty = 1.0f;  ///< 1: off
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  uint64_t seed = 0;                ///< with Request::seed_given
+};
+
 struct Request {
   RequestKind kind = RequestKind::kChat;
   std::string model;                       ///< the public model name asked for
@@ -83,7 +94,7 @@ struct Request {
   bool include_usage = false;
   int top_logprobs = -1;  ///< -1: no logprobs
   bool seed_given = false;
-  engine::SamplingParams sampling;
+  Sampling sampling;
   std::vector<std::string> stop;
   bool ignore_eos = false;
   std::string cache_salt;
@@ -111,6 +122,34 @@ struct Usage {
   std::optional<double> cost_usd;  ///< from the deployment's prices; set by the router
 };
 
+/// Token counts as a response reported them so far, -1 where it gave no figure: a stream reports the
+/// prompt side and the output at different times (Anthropic's message_start and message_delta, an
+/// OpenAI usage chunk at the end), and some servers report nothing.
+struct UsageReport {
+  int64_t prompt_tokens = -1;        ///< every prompt token, cached or not
+  int64_t completion_tokens = -1;
+  int64_t cached_tokens = -1;        ///< read from a prompt cache
+  int64_t cache_write_tokens = -1;   ///< written to a prompt cache
+  int64_t cache_write_1h_tokens = -1;  ///< of those, retained an hour or more
+
+  /// The figures `later` gives (>= 0) over these.
+  void merge(const UsageReport& later) {
+    for (auto [into, from] : {std::pair{&prompt_tokens, later.prompt_tokens}, {&completion_tokens, later.completion_tokens},
+                              {&cached_tokens, later.cached_tokens}, {&cache_write_tokens, later.cache_write_tokens},
+                              {&cache_write_1h_tokens, later.cache_write_1h_tokens}}) {
+      if (from >= 0) *into = from;
+    }
+  }
+  /// The figures given, written over `usage`'s.
+  void apply_to(Usage& usage) const {
+    for (auto [into, from] : {std::pair{&usage.prompt_tokens, prompt_tokens}, {&usage.completion_tokens, completion_tokens},
+                              {&usage.cached_tokens, cached_tokens}, {&usage.cache_write_tokens, cache_write_tokens},
+                              {&usage.cache_write_1h_tokens, cache_write_1h_tokens}}) {
+      if (from >= 0) *into = from;
+    }
+  }
+};
+
 /// What a provider streams back: new text (possibly empty), then a last event with `finished`.
 struct Event {
   std::string text;
@@ -135,4 +174,4 @@ inline Event final_error_event(ApiError error) {
           .deployment = {}};
 }
 
-}  // namespace tern::api
+}  // namespace tern::wire
