@@ -77,7 +77,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   /// On the provider's thread, in event order.
   void accept(Event&& event) {
-    if (first_event_at_ == Clock::time_point{} && (!event.text.empty() || event.finished)) first_event_at_ = Clock::now();
+    if (first_event_at_ == Clock::time_point{} && (!event.text.empty() || !event.tool_calls.empty() || event.finished)) first_event_at_ = Clock::now();
     if (!event.finished) return post(std::move(event));
     record(&event);
     if (accounting_.ledger == nullptr) return post(std::move(event));
@@ -139,11 +139,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       }
       return;
     }
-    text_ += event.text;
-    for (auto& lp : event.logprobs) logprobs_.push_back(std::move(lp));
+    reply_.add(event);
     if (!event.finished) return;
     if (event.error) return finish_with(renderer_->error_response(*event.error));
-    finish_with({.status = 200, .body = renderer_->full_response(text_, logprobs_, event), .content_type = "application/json",
+    finish_with({.status = 200, .body = renderer_->full_response(reply_, event), .content_type = "application/json",
                  .headers = headers_, .close_connection = false});
   }
 
@@ -164,8 +163,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // Strand state.
   bool started_ = false;
   bool done_ = false;
-  std::string text_;
-  std::vector<TokenLogprob> logprobs_;
+  Reply reply_;
 };
 
 }  // namespace

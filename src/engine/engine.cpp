@@ -43,6 +43,7 @@ struct Engine::Active {
   tok::IncrementalDetokenizer detokenizer;
   StopMatcher stop;
   int64_t num_generated = 0;
+  std::string stop_sequence;  // the stop string that ended it, if one did
   bool counted_prompt = false;
   Clock::time_point first_scheduled{}, first_token{}, last_token{};
 
@@ -323,6 +324,7 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
     event.text = std::move(step.text);
     if (step.stopped) {
       reason = "stop";
+      active.stop_sequence = std::move(step.matched);
     } else if (active.num_generated >= active.request.max_tokens ||
                static_cast<int64_t>(active.sched.tokens.size()) >= config_.max_model_len) {
       reason = "length";
@@ -357,6 +359,7 @@ void Engine::finish(Active& active, const std::string& reason, const std::string
   GenerationEvent event;
   event.finished = true;
   event.finish_reason = reason;
+  event.stop_sequence = active.stop_sequence;
   event.error = error;
   event.usage = usage_of(active);
   const auto started = active.first_scheduled == Clock::time_point{} ? now : active.first_scheduled;

@@ -73,6 +73,7 @@ struct GenerationEvent {
   int64_t num_tokens = 0;              ///< tokens sampled since the previous event
   bool finished = false;
   std::string finish_reason;  ///< "stop", "length", "abort"; with finished
+  std::string stop_sequence;  ///< with finish_reason "stop": the stop string that ended it (empty: end of turn)
   std::string error;          ///< non-empty: the request failed inside the engine
   Usage usage;                ///< with finished; on the first token's event, the prompt's counts so far
 };

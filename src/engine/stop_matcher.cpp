@@ -13,10 +13,17 @@ StopMatcher::Step StopMatcher::push(std::string_view piece) {
   Step step;
   pending_ += piece;
   size_t first = std::string::npos;
-  for (const auto& stop : stops_) first = std::min(first, pending_.find(stop));
-  if (first != std::string::npos) {
+  const std::string* matched = nullptr;
+  for (const auto& stop : stops_) {
+    if (const size_t at = pending_.find(stop); at < first) {
+      first = at;
+      matched = &stop;
+    }
+  }
+  if (matched != nullptr) {
     step.text = pending_.substr(0, first);
     step.stopped = true;
+    step.matched = *matched;
     pending_.clear();
     return step;
   }

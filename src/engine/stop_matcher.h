@@ -16,6 +16,7 @@ class StopMatcher {
   struct Step {
     std::string text;      ///< safe to emit now
     bool stopped = false;  ///< a stop string matched; `text` ends just before it
+    std::string matched;   ///< with stopped: the stop string (the earliest in the text; the first given at a tie)
   };
   Step push(std::string_view piece);
   /// The held-back text, at the end of generation.

@@ -68,6 +68,13 @@ const std::string& LocalProvider::file_name() const { return model_.file().name(
 std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const wire::Request& request) const {
   engine::GenerationRequest out;
   const bool is_chat = request.kind == RequestKind::kChat;
+  // Constrained decoding (a grammar mask in the sampler) is not built yet: a local model cannot promise
+  // a tool call or schema-valid JSON, so it refuses rather than answer in free text.
+  if (request.wants_tools() || request.wants_json()) {
+    const char* field = request.wants_tools() ? "tools" : "response_format";
+    return std::unexpected(bad_request(fmt::format("model '{}' is a local model: {} on local models is not supported yet (remote "
+                                                   "deployments take it; tool_choice \"none\" answers in text)", name_, field), field));
+  }
   if (is_chat) {
     if (!chat_template_) {
       return std::unexpected(bad_request(fmt::format("model '{}' has no chat template (a base model?): use /v1/completions, "
@@ -142,6 +149,7 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
     }
     out.finished = in.finished;
     out.finish_reason = std::move(in.finish_reason);
+    out.stop_sequence = std::move(in.stop_sequence);
     if (!in.error.empty()) out.error = wire::server_error(500, std::move(in.error));
     out.usage = {.prompt_tokens = in.usage.prompt_tokens, .completion_tokens = in.usage.completion_tokens,
                  .cached_tokens = in.usage.cached_tokens, .cache_write_tokens = 0, .cache_write_1h_tokens = 0,

@@ -43,7 +43,7 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
 
  private:
   void on_data(std::string_view data);
-  void flush_text();
+  void flush_output();
   void on_finished(http::ErrorKind kind, int status, const std::string& detail);
   void fail(ApiError error);
   void emit(wire::Event&& event);
@@ -58,8 +58,12 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
   std::string finish_reason_;
   std::string retry_after_;
   std::string error_body_;  // a non-2xx response's body
-  std::string text_;  // text of the current socket read's events, forwarded as one event
-  bool has_text_ = false;
+  // Output of the current socket read's events, forwarded as one event: text and tool-call pieces.
+  std::string text_;
+  std::vector<wire::ToolCallDelta> tool_calls_;
+  bool has_output_ = false;  // any text or tool call went to the client
+  std::string stop_sequence_;
+  wire::AnthropicStreamReader anthropic_reader_;  // numbers an Anthropic stream's tool calls
   bool saw_end_ = false;
   bool timed_out_ = false;
   bool cancelled_ = false;
@@ -183,7 +187,7 @@ void RemoteCall::start(std::string path, std::string body) {
   first_byte_timer_->expires_after(provider_.config_.first_byte_timeout);
   first_byte_timer_->async_wait([weak](boost::system::error_code ec) {
     auto self = weak.lock();
-    if (ec || !self || self->has_text_ || self->finished_) return;
+    if (ec || !self || self->has_output_ || self->finished_) return;
     self->timed_out_ = true;
     self->handle_.cancel();
   });
@@ -202,7 +206,7 @@ void RemoteCall::start(std::string path, std::string body) {
   };
   // Events that arrived together go on as one: one hand-off to the client's connection per read.
   callbacks.on_events_end = [weak] {
-    if (auto self = weak.lock()) self->flush_text();
+    if (auto self = weak.lock()) self->flush_output();
   };
   // The exchange owns the call until it finishes.
   callbacks.on_finished = [self = shared_from_this()](http::ErrorKind kind, int status, std::string detail, http::Clock::time_point) {
@@ -214,36 +218,44 @@ void RemoteCall::start(std::string path, std::string body) {
 void RemoteCall::on_data(std::string_view data) {
   if (finished_ || cancelled_) return;
   const bool is_anthropic = provider_.config_.kind == RemoteKind::kAnthropic;
-  auto parsed = is_anthropic ? wire::parse_anthropic_stream_event(data) : wire::parse_openai_stream_chunk(data);
+  auto parsed = is_anthropic ? anthropic_reader_.read(data) : wire::parse_openai_stream_chunk(data);
   if (!parsed) {
-    flush_text();
-    fail(upstream_error(502, fmt::format("deployment '{}' sent a malformed event: {}", provider_.config_.name, parsed.error().message), !has_text_));
+    flush_output();
+    fail(upstream_error(502, fmt::format("deployment '{}' sent a malformed event: {}", provider_.config_.name, parsed.error().message), !has_output_));
     handle_.cancel();
     return;
   }
   if (parsed->error) {
-    flush_text();
+    flush_output();
     const std::string& type = parsed->error->type;
     const std::string what = is_anthropic ? fmt::format("{}: {}", type.empty() ? "error" : type, parsed->error->message) : parsed->error->message;
-    fail(upstream_error(502, fmt::format("deployment '{}' reported an error: {}", provider_.config_.name, what), !has_text_));
+    fail(upstream_error(502, fmt::format("deployment '{}' reported an error: {}", provider_.config_.name, what), !has_output_));
     handle_.cancel();
     return;
   }
   if (parsed->usage) parsed->usage->apply_to(usage_);
   if (!parsed->finish_reason.empty()) finish_reason_ = parsed->finish_reason;
+  if (!parsed->stop_sequence.empty()) stop_sequence_ = parsed->stop_sequence;
+  if (!parsed->tool_calls.empty()) {
+    has_output_ = true;
+    if (first_byte_timer_) first_byte_timer_->cancel();
+    for (auto& call : parsed->tool_calls) tool_calls_.push_back(std::move(call));
+  }
   if (parsed->is_end) saw_end_ = true;
   if (!parsed->text.empty()) {
-    has_text_ = true;
+    has_output_ = true;
     if (first_byte_timer_) first_byte_timer_->cancel();
     text_ += parsed->text;
   }
 }
 
-void RemoteCall::flush_text() {
-  if (text_.empty() || finished_) return;
+void RemoteCall::flush_output() {
+  if ((text_.empty() && tool_calls_.empty()) || finished_) return;
   wire::Event event;
   event.text = std::move(text_);
   text_.clear();
+  event.tool_calls = std::move(tool_calls_);
+  tool_calls_.clear();
   event.usage = usage_;  // an Anthropic upstream's message_start gave the prompt's counts already
   emit(std::move(event));
 }
@@ -251,20 +263,21 @@ void RemoteCall::flush_text() {
 void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string& detail) {
   first_byte_timer_.reset();
   if (finished_) return;
-  flush_text();
+  flush_output();
   const std::string& name = provider_.config_.name;
   if (kind == http::ErrorKind::kNone) {
     if (!saw_end_ && finish_reason_.empty()) {
-      return fail(upstream_error(502, fmt::format("deployment '{}' ended its stream without finishing", name), !has_text_));
+      return fail(upstream_error(502, fmt::format("deployment '{}' ended its stream without finishing", name), !has_output_));
     }
     wire::Event last;
     last.finished = true;
     last.finish_reason = finish_reason_.empty() ? "stop" : finish_reason_;
+    last.stop_sequence = stop_sequence_;
     last.usage = usage_;
     return emit(std::move(last));
   }
   if (kind == http::ErrorKind::kCancelled && timed_out_) {
-    return fail(upstream_error(504, fmt::format("deployment '{}' sent nothing within {} ms", name, provider_.config_.first_byte_timeout.count()), !has_text_));
+    return fail(upstream_error(504, fmt::format("deployment '{}' sent nothing within {} ms", name, provider_.config_.first_byte_timeout.count()), !has_output_));
   }
   if (kind == http::ErrorKind::kCancelled) return fail(wire::server_error(499, "cancelled"));
   if (kind == http::ErrorKind::kHttpStatus) {
@@ -277,7 +290,7 @@ void RemoteCall::on_finished(http::ErrorKind kind, int status, const std::string
     const int client_status = status == 429 ? 429 : is_request_fault ? status : 502;
     return fail(upstream_error(client_status, fmt::format("deployment '{}' answered {}", name, detail), !is_request_fault, retry_after_));
   }
-  const bool before_any = !has_text_;
+  const bool before_any = !has_output_;
   fail(upstream_error(kind == http::ErrorKind::kTimeout ? 504 : 502,
                       fmt::format("deployment '{}' failed{}: {} ({})", name, before_any ? "" : " mid-stream", detail, http::error_kind_name(kind)),
                       before_any));

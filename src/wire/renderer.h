@@ -24,7 +24,7 @@ class Renderer {
   /// An error after the stream began, closing it (never a silent truncation).
   virtual std::string stream_error(const ApiError& error) = 0;
   /// The whole non-streamed response from everything the events carried.
-  virtual std::string full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) = 0;
+  virtual std::string full_response(const Reply& reply, const Event& last) = 0;
   /// An error response, before anything was sent.
   virtual http::Response error_response(const ApiError& error) const = 0;
 };

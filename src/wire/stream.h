@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "wire/types.h"
 
@@ -16,6 +17,8 @@ struct StreamDelta {
   std::string text;           ///< generated text
   std::string reasoning;      ///< reasoning / thinking text a server streams apart from the text
   std::string finish_reason;  ///< neutral ("stop", "length"); empty until the stream says why it ends
+  std::vector<ToolCallDelta> tool_calls;  ///< pieces of tool calls (Anthropic: see AnthropicStreamReader)
+  std::string stop_sequence;         ///< the stop string that ended the reply, where the server says so
   std::optional<UsageReport> usage;  ///< on the payloads that carry usage
   bool is_end = false;        ///< OpenAI's `[DONE]`, Anthropic's message_stop
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -81,12 +82,44 @@ struct Sampling {
   uint64_t seed = 0;                ///< with Request::seed_given
 };
 
+/// A function the model may call (OpenAI's tools[].function, Anthropic's tools[]).
+struct ToolDefinition {
+  std::string name;  ///< ^[a-zA-Z0-9_-]{1,64}$
+  std::string description;
+  nlohmann::json parameters = nlohmann::json::object();  ///< the arguments' JSON Schema
+  bool strict = false;  ///< OpenAI's strict: the arguments must validate against it
+};
+
+/// Whether, and which, tools the reply must call.
+struct ToolChoice {
+  enum class Mode { kAuto, kNone, kRequired, kNamed };
+  Mode mode = Mode::kAuto;
+  std::string name;      ///< with kNamed
+  bool parallel = true;  ///< several calls in one reply (OpenAI's parallel_tool_calls, Anthropic's !disable_parallel_tool_use)
+};
+
+/// The shape the reply's text must have (OpenAI's response_format).
+struct ResponseFormat {
+  enum class Kind { kText, kJsonObject, kJsonSchema };
+  Kind kind = Kind::kText;
+  std::string name;  ///< json_schema.name
+  std::string description;
+  nlohmann::json schema;  ///< json_schema.schema (null: any JSON object)
+  bool strict = false;
+};
+
+/// Tool names, as both APIs allow them.
+bool is_valid_tool_name(std::string_view name);
+
 struct Request {
   RequestKind kind = RequestKind::kChat;
   std::string model;                       ///< the public model name asked for
   std::vector<std::string> fallback_models;  ///< OpenRouter `models`: tried in order after `model`
   ProviderPreferences provider;
-  nlohmann::ordered_json messages;      ///< chat: [{role, content (string), name?}], system first if any
+  /// chat, in OpenAI's message shape (what chat templates take too): [{role: system | user | assistant |
+  /// tool, content (a string; an assistant's may be empty), name?, tool_calls? (assistant: [{id, type:
+  /// "function", function: {name, arguments (JSON text)}}]), tool_call_id? (tool)}], system first if any
+  nlohmann::ordered_json messages;
   std::optional<std::string> prompt;    ///< completion: text prompt
   std::vector<int32_t> prompt_tokens;   ///< completion: a prompt given as token ids (local models only)
   std::optional<int64_t> max_tokens;    ///< absent: fill the context (chat) or 16 (completions)
@@ -102,6 +135,13 @@ struct Request {
   std::string prompt_cache_key;  ///< OpenAI's routing hint: prefix-affinity routes by it instead of the prompt
   std::string pin_owner;         ///< set by the gateway: whose pinned-cache quota the breakpoints use (the org)
   std::string adapter;  ///< set by the router for a LoRA adapter's name: the base model's engine applies it
+  std::vector<ToolDefinition> tools;
+  ToolChoice tool_choice;
+  ResponseFormat response_format;
+
+  /// Whether the reply is constrained (tools it may call, or a JSON format).
+  bool wants_tools() const { return !tools.empty() && tool_choice.mode != ToolChoice::Mode::kNone; }
+  bool wants_json() const { return response_format.kind != ResponseFormat::Kind::kText; }
 };
 
 /// One sampled token's log-probability, as text (providers resolve token ids themselves).
@@ -121,6 +161,25 @@ struct Usage {
   int64_t retention_denied_tokens = 0;  ///< asked to be retained, but over the org's quota: cached as usual
   std::optional<double> cost_usd;  ///< from the deployment's prices; set by the router
 };
+
+/// A piece of a tool call as it streams: the first piece of a call names it (id, name), later ones add
+/// to its arguments (JSON text, split anywhere).
+struct ToolCallDelta {
+  int index = 0;  ///< which call of the reply: 0, 1, ...
+  std::string id;
+  std::string name;
+  std::string arguments;
+};
+
+/// A whole tool call, its pieces put together.
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  ///< JSON text
+};
+
+/// Adds streamed pieces to the calls they belong to.
+void add_tool_call_deltas(std::vector<ToolCall>& calls, const std::vector<ToolCallDelta>& deltas);
 
 /// Token counts as a response reported them so far, -1 where it gave no figure: a stream reports the
 /// prompt side and the output at different times (Anthropic's message_start and message_delta, an
@@ -154,8 +213,10 @@ struct UsageReport {
 struct Event {
   std::string text;
   std::vector<TokenLogprob> logprobs;
+  std::vector<ToolCallDelta> tool_calls;  ///< pieces of tool calls
   bool finished = false;
-  std::string finish_reason;      ///< "stop", "length", "abort"; with finished
+  std::string finish_reason;      ///< "stop", "length", "tool_calls", "abort", "error"; with finished
+  std::string stop_sequence;      ///< with finish_reason "stop": the stop string that ended it (empty: the end of the turn)
   std::optional<ApiError> error;  ///< the request failed (with finished)
   /// With finished: the request's whole usage. Before: the prompt's counts (prompt, cached, written)
   /// as far as the provider knows them yet — the local engine and an Anthropic upstream know them
@@ -170,8 +231,24 @@ using EventSink = std::function<void(Event&&)>;
 
 /// The last event of a request that failed before it produced anything.
 inline Event final_error_event(ApiError error) {
-  return {.text = {}, .logprobs = {}, .finished = true, .finish_reason = "error", .error = std::move(error), .usage = {}, .model = {},
-          .deployment = {}};
+  Event event;
+  event.finished = true;
+  event.finish_reason = "error";
+  event.error = std::move(error);
+  return event;
 }
+
+/// What a whole (non-streamed) response holds, gathered from its events.
+struct Reply {
+  std::string text;
+  std::vector<TokenLogprob> logprobs;
+  std::vector<ToolCall> tool_calls;
+
+  void add(Event& event) {
+    text += event.text;
+    for (auto& lp : event.logprobs) logprobs.push_back(std::move(lp));
+    add_tool_call_deltas(tool_calls, event.tool_calls);
+  }
+};
 
 }  // namespace tern::wire

@@ -34,6 +34,12 @@ TERN = None
 UPSTREAM = None
 MODEL = "smollm2-135m"
 PROMPT = [{"role": "user", "content": "Name three colours."}]
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": CITY}},
+                {"type": "function", "function": {"name": "get_time", "description": "Local time in a city", "parameters": CITY}}]
+ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "Weather in a city", "input_schema": CITY},
+                   {"name": "get_time", "description": "Local time in a city", "input_schema": CITY}]
+TOOL_RESULTS = {"get_weather": "18C", "get_time": "14:00"}
 
 
 class Upstream:
@@ -119,6 +125,14 @@ deployments:
     kind: anthropic
     base_url: {upstream_url}
     model: fail-413
+  - name: agent-openai
+    kind: openai
+    base_url: {upstream_url}
+    model: tools
+  - name: agent-anthropic
+    kind: anthropic
+    base_url: {upstream_url}
+    model: tools
 routes:
   - name: resilient
     deployments: [up-dead, up-openai]
@@ -265,7 +279,8 @@ class GatewayTest(unittest.TestCase):
     def test_models_lists_every_public_name(self):
         data = json.loads(self.gateway.get("/v1/models"))["data"]
         self.assertEqual({m["id"] for m in data},
-                         {MODEL, "lazy", "up-openai", "up-anthropic", "up-dead", "up-strict", "up-strict-anthropic", "resilient", "default"})
+                         {MODEL, "lazy", "up-openai", "up-anthropic", "up-dead", "up-strict", "up-strict-anthropic", "agent-openai",
+                          "agent-anthropic", "resilient", "default"})
         # An alias answers requests, so it is listed, marked with what it stands for.
         alias = next(m for m in data if m["id"] == "default")
         self.assertEqual(alias["alias_of"], "resilient")
@@ -364,6 +379,97 @@ class GatewayTest(unittest.TestCase):
         for value in re.findall(r'"cost_usd": ([-0-9.e+]+)', usage):
             self.assertEqual(float(value), round(float(value), 10))
             self.assertLessEqual(len(value.split("e")[0]), 14, value)
+
+    # --- agents: tools through the gateway, translated both ways (issue 29) -----------------------
+    def test_openai_agent_loop_through_an_anthropic_upstream(self):
+        g = self.gateway
+        messages = [{"role": "user", "content": "Weather and time in Paris?"}]
+        r = g.openai.chat.completions.create(model="agent-anthropic", max_tokens=64, messages=messages, tools=OPENAI_TOOLS)
+        choice = r.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        self.assertIsNone(choice.message.content)
+        calls = choice.message.tool_calls
+        # Two parallel calls, ids as the upstream made them, arguments reassembled from the pieces.
+        self.assertEqual([(c.id, c.type, c.function.name, json.loads(c.function.arguments)) for c in calls],
+                         [("toolu_0", "function", "get_weather", {"city": "Paris"}), ("toolu_1", "function", "get_time", {"city": "Paris"})])
+        self.assertEqual(r.usage.prompt_tokens, 30)
+        messages.append(choice.message.model_dump(exclude_none=True))
+        for c in calls:
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": TOOL_RESULTS[c.function.name]})
+        r = g.openai.chat.completions.create(model="agent-anthropic", max_tokens=64, messages=messages, tools=OPENAI_TOOLS)
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        self.assertEqual(r.choices[0].message.content, "result: 18C; 14:00")  # the upstream got both results, in order
+        # Streamed: delta.tool_calls pieces, the first of each call with its id and name.
+        pieces, finish = {}, None
+        for chunk in g.openai.chat.completions.create(model="agent-anthropic", max_tokens=64, messages=messages[:1], tools=OPENAI_TOOLS,
+                                                      stream=True):
+            for c in chunk.choices:
+                finish = c.finish_reason or finish
+                for tc in c.delta.tool_calls or []:
+                    entry = pieces.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                    if tc.id:
+                        self.assertIsNone(entry["id"], "one id per call")
+                        entry["id"] = tc.id
+                    entry["name"] += (tc.function.name or "") if tc.function else ""
+                    entry["arguments"] += (tc.function.arguments or "") if tc.function else ""
+        self.assertEqual(finish, "tool_calls")
+        self.assertEqual({i: (p["id"], p["name"], json.loads(p["arguments"])) for i, p in pieces.items()},
+                         {0: ("toolu_0", "get_weather", {"city": "Paris"}), 1: ("toolu_1", "get_time", {"city": "Paris"})})
+        # parallel_tool_calls false reaches the upstream as disable_parallel_tool_use: one call.
+        r = g.openai.chat.completions.create(model="agent-anthropic", max_tokens=64, messages=messages[:1], tools=OPENAI_TOOLS,
+                                             parallel_tool_calls=False)
+        self.assertEqual(len(r.choices[0].message.tool_calls), 1)
+
+    def test_anthropic_agent_loop_through_an_openai_upstream(self):
+        g = self.gateway
+        messages = [{"role": "user", "content": "Weather and time in Paris?"}]
+        m = g.anthropic.messages.create(model="agent-openai", max_tokens=64, messages=messages, tools=ANTHROPIC_TOOLS)
+        self.assertEqual(m.stop_reason, "tool_use")
+        uses = [b for b in m.content if b.type == "tool_use"]
+        self.assertEqual([(u.id, u.name, u.input) for u in uses],
+                         [("call_0", "get_weather", {"city": "Paris"}), ("call_1", "get_time", {"city": "Paris"})])
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": TOOL_RESULTS[u.name]} for u in uses]})
+        m = g.anthropic.messages.create(model="agent-openai", max_tokens=64, messages=messages, tools=ANTHROPIC_TOOLS)
+        self.assertEqual(m.stop_reason, "end_turn")
+        self.assertEqual(m.content[0].text, "result: 18C; 14:00")
+        # Streamed: the SDK's own accumulation of tool_use blocks and input_json_delta pieces.
+        with g.anthropic.messages.stream(model="agent-openai", max_tokens=64, messages=messages[:1], tools=ANTHROPIC_TOOLS) as s:
+            final = s.get_final_message()
+        self.assertEqual(final.stop_reason, "tool_use")
+        self.assertEqual([(b.id, b.name, b.input) for b in final.content if b.type == "tool_use"],
+                         [("call_0", "get_weather", {"city": "Paris"}), ("call_1", "get_time", {"city": "Paris"})])
+        m = g.anthropic.messages.create(model="agent-openai", max_tokens=64, messages=messages[:1], tools=ANTHROPIC_TOOLS,
+                                        tool_choice={"type": "any", "disable_parallel_tool_use": True})
+        self.assertEqual(len([b for b in m.content if b.type == "tool_use"]), 1)
+        # A tool_result for a call nobody made is the client's error.
+        with self.assertRaises(anthropic.BadRequestError) as e:
+            g.anthropic.messages.create(model="agent-openai", max_tokens=8, tools=ANTHROPIC_TOOLS, messages=[
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_nope", "content": "x"}]}])
+        self.assertIn("toolu_nope", e.exception.message)
+
+    def test_tools_on_a_local_model_are_refused_until_it_can_keep_to_them(self):
+        g = self.gateway
+        with self.assertRaises(openai.BadRequestError) as e:
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=OPENAI_TOOLS)
+        self.assertIn("tools on local models is not supported yet", e.exception.message)
+        with self.assertRaises(openai.BadRequestError):
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, response_format={"type": "json_object"})
+        r = g.openai.chat.completions.create(model=MODEL, max_tokens=4, messages=PROMPT, tools=OPENAI_TOOLS, tool_choice="none")
+        self.assertEqual(r.choices[0].finish_reason, "length")
+
+    def test_a_stop_sequence_is_named_in_anthropic_stop_reason(self):
+        g = self.gateway
+        m = g.anthropic.messages.create(model=MODEL, max_tokens=32, messages=PROMPT, stop_sequences=[" ", "\n"], extra_body={"temperature": 0})
+        self.assertEqual(m.stop_reason, "stop_sequence")
+        self.assertIn(m.stop_sequence, (" ", "\n"))
+        m = g.anthropic.messages.create(model=MODEL, max_tokens=2, messages=PROMPT, extra_body={"temperature": 0})
+        self.assertEqual((m.stop_reason, m.stop_sequence), ("max_tokens", None))
+        with g.anthropic.messages.stream(model=MODEL, max_tokens=32, messages=PROMPT, stop_sequences=[" ", "\n"],
+                                         extra_body={"temperature": 0}) as s:
+            final = s.get_final_message()
+        self.assertEqual(final.stop_reason, "stop_sequence")
+        self.assertIn(final.stop_sequence, (" ", "\n"))
 
     def test_the_start_up_log_and_metrics_say_the_itl_target_in_force(self):
         g = self.gateway

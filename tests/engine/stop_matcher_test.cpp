@@ -124,6 +124,7 @@ TEST(StopMatcherTest, EarliestOfSeveralStops) {
     StopMatcher::Step step = m.push("hello world");
     EXPECT_TRUE(step.stopped);
     EXPECT_EQ(step.text, "hel");
+    EXPECT_EQ(step.matched, "lo");  // which one ended it (Anthropic's stop_sequence)
   }
   {
     StopMatcher m({"lo", "world"});  // order of the list does not matter
@@ -138,6 +139,7 @@ TEST(StopMatcherTest, EarliestOfSeveralStops) {
     StopMatcher::Step step = m.push("cdef");  // "xxabcdef": "abcdef" at 2, "cd" at 4
     EXPECT_TRUE(step.stopped);
     EXPECT_EQ(step.text, "xx");
+    EXPECT_EQ(step.matched, "abcdef");
   }
 }
 

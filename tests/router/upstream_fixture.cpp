@@ -40,6 +40,80 @@ ssize_t read_some(int fd, char* buffer, size_t size) {
 
 std::string chunk(const std::string& data) { return fmt::format("{:x}\r\n{}\r\n", data.size(), data); }
 
+/// The result the request's last turn hands back to a tool call, if it does: OpenAI's `tool` message,
+/// or Anthropic's tool_result block in the last user turn. Several results are joined with "; ".
+std::string last_tool_result(const nlohmann::json& request, bool anthropic) {
+  const auto& messages = request.value("messages", nlohmann::json::array());
+  std::string out;
+  auto add = [&](const nlohmann::json& content) {
+    std::string text = content.is_string() ? content.get<std::string>() : std::string();
+    if (content.is_array()) {
+      for (const auto& block : content) text += block.value("text", "");
+    }
+    out += (out.empty() ? "" : "; ") + text;
+  };
+  if (anthropic) {
+    if (messages.empty() || !messages.back()["content"].is_array()) return {};
+    for (const auto& block : messages.back()["content"]) {
+      if (block.value("type", "") == "tool_result") add(block.value("content", nlohmann::json("")));
+    }
+    return out;
+  }
+  size_t first = messages.size();  // the trailing run of tool messages, in order
+  while (first > 0 && messages[first - 1].value("role", "") == "tool") --first;
+  for (size_t i = first; i < messages.size(); ++i) add(messages[i]["content"]);
+  return out;
+}
+
+/// The SSE stream of a reply that calls the request's tools (two at most, one without parallel calls),
+/// each with {"city": "Paris"} sent in two pieces, in the endpoint's own stream shape.
+std::string tool_call_stream(const nlohmann::json& request, bool anthropic, const std::string& model) {
+  using nlohmann::json;
+  auto event = [&](const std::string& name, const json& payload) {
+    return anthropic ? chunk(fmt::format("event: {}\ndata: {}\n\n", name, payload.dump())) : chunk("data: " + payload.dump() + "\n\n");
+  };
+  const json tools = request.value("tools", json::array());
+  bool parallel = request.value("parallel_tool_calls", true);
+  if (anthropic && request.contains("tool_choice")) parallel = !request["tool_choice"].value("disable_parallel_tool_use", false);
+  const size_t calls = std::min<size_t>(tools.size(), parallel ? 2 : 1);
+  std::string out;
+  if (anthropic) {
+    out += event("message_start", {{"type", "message_start"}, {"message", {{"id", "msg_tools"}, {"type", "message"}, {"role", "assistant"},
+                                                                          {"model", model}, {"usage", {{"input_tokens", 30}, {"output_tokens", 1}}}}}});
+  }
+  for (size_t i = 0; i < calls; ++i) {
+    const std::string name = anthropic ? tools[i].value("name", "") : tools[i]["function"].value("name", "");
+    const std::string id = fmt::format("{}_{}", anthropic ? "toolu" : "call", i);
+    for (int piece = 0; piece < 3; ++piece) {
+      const std::string arguments = piece == 0 ? "" : piece == 1 ? "{\"city\": " : "\"Paris\"}";
+      if (anthropic) {
+        if (piece == 0) {
+          out += event("content_block_start", {{"type", "content_block_start"}, {"index", i},
+                                               {"content_block", {{"type", "tool_use"}, {"id", id}, {"name", name}, {"input", json::object()}}}});
+        } else {
+          out += event("content_block_delta", {{"type", "content_block_delta"}, {"index", i},
+                                               {"delta", {{"type", "input_json_delta"}, {"partial_json", arguments}}}});
+        }
+      } else {
+        json call = {{"index", i}, {"function", {{"arguments", arguments}}}};
+        if (piece == 0) call["id"] = id, call["type"] = "function", call["function"]["name"] = name;
+        out += event("", {{"choices", {{{"index", 0}, {"delta", {{"tool_calls", {call}}}}, {"finish_reason", nullptr}}}}});
+      }
+    }
+    if (anthropic) out += event("content_block_stop", {{"type", "content_block_stop"}, {"index", i}});
+  }
+  if (anthropic) {
+    out += event("message_delta", {{"type", "message_delta"}, {"delta", {{"stop_reason", "tool_use"}, {"stop_sequence", nullptr}}},
+                                   {"usage", {{"output_tokens", 12}}}});
+    out += event("message_stop", {{"type", "message_stop"}});
+  } else {
+    out += event("", {{"choices", {{{"index", 0}, {"delta", json::object()}, {"finish_reason", "tool_calls"}}}}});
+    out += event("", {{"choices", json::array()}, {"usage", {{"prompt_tokens", 30}, {"completion_tokens", 12}}}});
+    out += chunk("data: [DONE]\n\n");
+  }
+  return out;
+}
+
 std::string header_value(const std::string& head, const std::string& name) {
   std::string lower = head;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -243,11 +317,18 @@ void UpstreamFixture::serve(int fd) {
       return;
     }
     if (!write_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")) break;
+    // An agent's tool: the first turn calls the request's tools; a turn that hands results back is
+    // answered in text quoting them ("result: ..."), below.
+    const std::string tool_result = model == "tools" ? last_tool_result(request, anthropic) : std::string();
+    if (model == "tools" && tool_result.empty()) {
+      if (!write_all(fd, tool_call_stream(request, anthropic, model) + "0\r\n\r\n")) break;
+      continue;
+    }
     auto event = [&](const std::string& name, const json& payload) {
       return anthropic ? chunk(fmt::format("event: {}\ndata: {}\n\n", name, payload.dump())) : chunk("data: " + payload.dump() + "\n\n");
     };
     auto text_event = [&](int i) {
-      const std::string text = fmt::format(" w{}", i);
+      const std::string text = !tool_result.empty() ? (i == 0 ? "result: " + tool_result : std::string()) : fmt::format(" w{}", i);
       if (anthropic) return event("content_block_delta", {{"type", "content_block_delta"}, {"index", 0}, {"delta", {{"type", "text_delta"}, {"text", text}}}});
       if (path == "/v1/completions") return event("", {{"choices", {{{"index", 0}, {"text", text}, {"finish_reason", nullptr}}}}});
       return event("", {{"choices", {{{"index", 0}, {"delta", {{"content", text}}}, {"finish_reason", nullptr}}}}});

@@ -7,6 +7,9 @@
 //   fail-500           HTTP 500
 //   fail-400           HTTP 400 (the request's fault: must not be retried), in the endpoint's error shape
 //   fail-413           HTTP 413, likewise (OpenAI's shape with param and code; Anthropic's request_too_large)
+//   tools              an agent's tool: calls the request's tools (two at most, one without parallel
+//                      calls; ids call_N / toolu_N; arguments {"city": "Paris"} in two pieces); a turn
+//                      that hands tool results back gets the text "result: <results joined by '; '>" 
 //   rate-limit-once    HTTP 429 with Retry-After: 1 the first time per server, then as ok
 //   hang               reads the request and sends nothing until the client leaves
 //   reset-midstream    two chunks, then a TCP reset

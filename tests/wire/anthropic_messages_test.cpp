@@ -71,7 +71,7 @@ TEST(AnthropicRequest, RefusesWhatItCannotHonourNamingTheField) {
   refused(body({{"temperature", 1.5}}), "temperature");
   refused(body({{"top_k", -1}}), "top_k");
   refused(body({{"stop_sequences", {""}}}), "stop_sequences");
-  refused(body({{"tools", {{{"name", "x"}}}}}), "tools");
+  refused(body({{"tools", {{{"name", "x"}}}}}), "tools.0.input_schema");
   refused(body({{"metadata", {{"other", 1}}}}), "metadata.other");
   EXPECT_EQ(refused(body({{"frequency_penalty", 1}}), "frequency_penalty"), "frequency_penalty: Extra inputs are not permitted");
   refused("{not json", "");
@@ -117,6 +117,92 @@ TEST(AnthropicRequest, RefusesBadCacheControlNamingTheField) {
   for (int i = 0; i < 5; ++i) blocks.push_back({{"type", "text"}, {"text", "x"}, {"cache_control", {{"type", "ephemeral"}}}});
   EXPECT_EQ(refused(body({{"messages", {{{"role", "user"}, {"content", blocks}}}}}), ""),
             "A maximum of 4 blocks with cache_control may be provided. Found 5.");
+}
+
+// Tools and an agent's history: tool_use blocks become the assistant's tool_calls, tool_result blocks
+// `tool` messages before the user's text (OpenAI's shape, which the other layers speak).
+TEST(AnthropicRequest, ToolsAndToolTurnsBecomeTheNeutralRequest) {
+  const json calculator = {{"name", "add"}, {"description", "Adds two numbers"},
+                           {"input_schema", {{"type", "object"}, {"properties", {{"a", {{"type", "number"}}}, {"b", {{"type", "number"}}}}}}}};
+  const json messages = {{{"role", "user"}, {"content", "What is 2 + 3?"}},
+                         {{"role", "assistant"}, {"content", {{{"type", "text"}, {"text", "Let me add."}},
+                                                              {{"type", "tool_use"}, {"id", "toolu_1"}, {"name", "add"}, {"input", {{"a", 2}, {"b", 3}}}}}}},
+                         {{"role", "user"}, {"content", {{{"type", "tool_result"}, {"tool_use_id", "toolu_1"}, {"content", "5"}},
+                                                         {{"type", "text"}, {"text", "Thanks."}}}}}};
+  auto r = parse_anthropic_request(body({{"messages", messages}, {"tools", {calculator}},
+                                         {"tool_choice", {{"type", "tool"}, {"name", "add"}, {"disable_parallel_tool_use", true}}}}));
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->tools.size(), 1u);
+  EXPECT_EQ(r->tools[0].parameters["properties"]["a"]["type"], "number");
+  EXPECT_EQ(r->tool_choice.mode, ToolChoice::Mode::kNamed);
+  EXPECT_FALSE(r->tool_choice.parallel);
+  ASSERT_EQ(r->messages.size(), 4u);
+  EXPECT_EQ(r->messages[1]["content"], "Let me add.");
+  EXPECT_EQ(r->messages[1]["tool_calls"][0]["id"], "toolu_1");
+  EXPECT_EQ(json::parse(r->messages[1]["tool_calls"][0]["function"]["arguments"].get<std::string>()), (json{{"a", 2}, {"b", 3}}));
+  EXPECT_EQ(r->messages[2], (nlohmann::ordered_json{{"role", "tool"}, {"tool_call_id", "toolu_1"}, {"content", "5"}}));
+  EXPECT_EQ(r->messages[3]["content"], "Thanks.");
+  r = parse_anthropic_request(body({{"tools", {calculator}}, {"tool_choice", {{"type", "any"}}}}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->tool_choice.mode, ToolChoice::Mode::kRequired);
+
+  // Bad input names its field.
+  refused(body({{"messages", {{{"role", "user"}, {"content", {{{"type", "tool_result"}, {"tool_use_id", "toolu_9"}, {"content", "5"}}}}}}}}),
+          "messages.0.content.0.tool_use_id");
+  refused(body({{"tools", {{{"type", "web_search_20250305"}, {"name", "web_search"}}}}}), "tools.0.type");
+  refused(body({{"tools", {{{"name", "bad name"}, {"input_schema", json::object()}}}}}), "tools.0.name");
+  refused(body({{"tools", {calculator, calculator}}}), "tools.1.name");
+  refused(body({{"tools", {calculator}}, {"tool_choice", {{"type", "tool"}, {"name", "sub"}}}}), "tool_choice.name");
+  refused(body({{"tools", {calculator}}, {"tool_choice", {{"type", "sometimes"}}}}), "tool_choice.type");
+  refused(body({{"tool_choice", {{"type", "any"}}}}), "tool_choice");
+  refused(body({{"messages", {{{"role", "user"}, {"content", {{{"type", "tool_use"}, {"id", "t"}, {"name", "add"}, {"input", json::object()}}}}}}}}),
+          "messages.0.content.0.type");
+}
+
+// A stop string that ended the turn is stop_reason "stop_sequence" with the string; tool calls are
+// tool_use blocks, streamed as content_block_start + input_json_delta pieces, stop_reason "tool_use".
+TEST(AnthropicRenderer, StopSequencesAndToolUseBlocks) {
+  auto r = parse_anthropic_request(body());
+  ASSERT_TRUE(r);
+  AnthropicRenderer renderer(*r);
+  Event last;
+  last.finished = true;
+  last.finish_reason = "stop";
+  last.stop_sequence = "END";
+  json full = json::parse(renderer.full_response({.text = "hello", .logprobs = {}, .tool_calls = {}}, last));
+  EXPECT_EQ(full["stop_reason"], "stop_sequence");
+  EXPECT_EQ(full["stop_sequence"], "END");
+  last.stop_sequence.clear();
+  last.finish_reason = "tool_calls";
+  full = json::parse(renderer.full_response({.text = "", .logprobs = {}, .tool_calls = {{.id = "toolu_1", .name = "add", .arguments = "{\"a\":2}"}}}, last));
+  EXPECT_EQ(full["stop_reason"], "tool_use");
+  EXPECT_EQ(full["content"], json::parse(R"([{"type":"tool_use","id":"toolu_1","name":"add","input":{"a":2}}])"));
+
+  Event first;
+  std::string wire = renderer.stream_start(first);
+  Event text;
+  text.text = "Adding.";
+  wire += renderer.stream_event(text);
+  Event call;
+  call.tool_calls = {{.index = 0, .id = "toolu_1", .name = "add", .arguments = "{\"a\":"}};
+  wire += renderer.stream_event(call);
+  Event more;
+  more.tool_calls = {{.index = 0, .id = "", .name = "", .arguments = "2}"}};
+  wire += renderer.stream_event(more);
+  wire += renderer.stream_event(last);
+  std::vector<json> events;
+  for (size_t at = wire.find("data: "); at != std::string::npos; at = wire.find("data: ", at + 1)) {
+    events.push_back(json::parse(wire.substr(at + 6, wire.find('\n', at) - at - 6)));
+  }
+  std::vector<std::string> types;
+  for (const auto& e : events) types.push_back(e["type"]);
+  EXPECT_EQ(types, (std::vector<std::string>{"message_start", "content_block_start", "ping", "content_block_delta", "content_block_stop",
+                                             "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+                                             "message_delta", "message_stop"}));
+  EXPECT_EQ(events[5]["index"], 1);
+  EXPECT_EQ(events[5]["content_block"], json::parse(R"({"type":"tool_use","id":"toolu_1","name":"add","input":{}})"));
+  EXPECT_EQ(events[6]["delta"], json::parse(R"({"type":"input_json_delta","partial_json":"{\"a\":"})"));
+  EXPECT_EQ(events[9]["delta"]["stop_reason"], "tool_use");
 }
 
 // OpenRouter's fallback forms on Messages: `fallbacks` ([{"model"}], at most 3, only `model` per entry)
@@ -166,7 +252,7 @@ TEST(AnthropicRenderer, UsageStopReasonsAndErrorsInAnthropicShapes) {
   last.usage = usage;
   last.model = "served";
   last.deployment = "local-a";
-  const json full = json::parse(renderer.full_response("hello", {}, last));
+  const json full = json::parse(renderer.full_response({.text = "hello", .logprobs = {}, .tool_calls = {}}, last));
   EXPECT_EQ(full["provider"], "local-a");
   EXPECT_EQ(full["type"], "message");
   EXPECT_EQ(full["model"], "served");

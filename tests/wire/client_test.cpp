@@ -79,7 +79,7 @@ TEST(OpenAiClient, StreamChunksInNeutralTerms) {
 // System messages go to `system`, turns alternate (consecutive ones merged, tool results as user
 // turns), and breakpoints become cache_control where they fall.
 TEST(AnthropicClient, RequestBodyPlacesBreakpointsWhereTheyFall) {
-  Request r = chat({{"system", "You are a helpful agent."}, {"user", "first"}, {"tool", "42"}, {"assistant", "ok"}, {"user", "next"}});
+  Request r = chat({{"system", "You are a helpful agent."}, {"user", "first"}, {"user", "42"}, {"assistant", "ok"}, {"user", "next"}});
   r.max_tokens = 32;
   r.cache_breakpoints = {{.message = 0, .chars = 24, .ttl_s = 3600},  // the end of the system prompt
                          {.message = 1, .chars = 3, .ttl_s = 300},    // inside "first": the block is split
@@ -110,6 +110,71 @@ TEST(AnthropicClient, RequestBodyPlacesBreakpointsWhereTheyFall) {
   completion.kind = RequestKind::kCompletion;
   completion.prompt = "Once";
   EXPECT_FALSE(anthropic_request_body(completion, "claude", 16));
+}
+
+// Tools both ways: an OpenAI-shaped history and tools become Anthropic's tool_use / tool_result blocks,
+// tools and tool_choice; OpenAI's stream pieces of tool calls are read back.
+TEST(AnthropicClient, ToolsAndToolTurnsTranslate) {
+  Request r = chat({{"user", "2 + 3?"}});
+  r.messages.push_back({{"role", "assistant"}, {"content", ""},
+                        {"tool_calls", {{{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "add"}, {"arguments", "{\"a\":2,\"b\":3}"}}}}}}});
+  r.messages.push_back({{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "5"}});
+  r.messages.push_back({{"role", "user"}, {"content", "thanks"}});
+  r.tools.push_back({.name = "add", .description = "Adds", .parameters = {{"type", "object"}}, .strict = false});
+  r.tool_choice = {.mode = ToolChoice::Mode::kRequired, .name = {}, .parallel = false};
+  auto body = anthropic_request_body(r, "claude", 64);
+  ASSERT_TRUE(body) << body.error().message;
+  const json& messages = (*body)["messages"];
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[1]["content"], json::parse(R"([{"type":"tool_use","id":"call_1","name":"add","input":{"a":2,"b":3}}])"));
+  EXPECT_EQ(messages[2]["role"], "user");
+  EXPECT_EQ(messages[2]["content"], json::parse(R"([{"type":"tool_result","tool_use_id":"call_1","content":[{"type":"text","text":"5"}]},
+                                                     {"type":"text","text":"thanks"}])"));
+  EXPECT_EQ((*body)["tools"], json::parse(R"([{"name":"add","description":"Adds","input_schema":{"type":"object"}}])"));
+  EXPECT_EQ((*body)["tool_choice"], json::parse(R"({"type":"any","disable_parallel_tool_use":true})"));
+  json openai = openai_request_body(r, "gpt");
+  EXPECT_EQ(openai["tools"][0]["function"]["name"], "add");
+  EXPECT_EQ(openai["tool_choice"], "required");
+  EXPECT_EQ(openai["parallel_tool_calls"], false);
+  EXPECT_EQ(openai["messages"][2]["tool_call_id"], "call_1");
+  // response_format has no Anthropic counterpart: a clear refusal, not a silent drop.
+  r.response_format.kind = ResponseFormat::Kind::kJsonObject;
+  EXPECT_EQ(anthropic_request_body(r, "claude", 64).error().param, "response_format");
+  EXPECT_EQ(openai_request_body(r, "gpt")["response_format"], json::parse(R"({"type":"json_object"})"));
+
+  auto piece = parse_openai_stream_chunk(
+      R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"add","arguments":""}}]}}]})");
+  ASSERT_TRUE(piece);
+  ASSERT_EQ(piece->tool_calls.size(), 1u);
+  EXPECT_EQ(piece->tool_calls[0].index, 1);
+  EXPECT_EQ(piece->tool_calls[0].id, "call_2");
+  EXPECT_EQ(piece->tool_calls[0].name, "add");
+  piece = parse_openai_stream_chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"a\""}}]}}]})");
+  EXPECT_EQ(piece->tool_calls[0].arguments, "{\"a\"");
+}
+
+// An Anthropic stream's tool_use blocks are numbered as calls 0, 1, ... whatever their block index.
+TEST(AnthropicClient, StreamReaderNumbersToolCalls) {
+  AnthropicStreamReader reader;
+  auto text = reader.read(R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})");
+  EXPECT_TRUE(text->tool_calls.empty());
+  auto start = reader.read(R"({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"add","input":{}}})");
+  ASSERT_EQ(start->tool_calls.size(), 1u);
+  EXPECT_EQ(start->tool_calls[0].index, 0);
+  EXPECT_EQ(start->tool_calls[0].id, "toolu_1");
+  auto piece = reader.read(R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":2}"}})");
+  ASSERT_EQ(piece->tool_calls.size(), 1u);
+  EXPECT_EQ(piece->tool_calls[0].index, 0);
+  EXPECT_EQ(piece->tool_calls[0].arguments, "{\"a\":2}");
+  auto second = reader.read(R"({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_2","name":"add","input":{}}})");
+  EXPECT_EQ(second->tool_calls[0].index, 1);
+  EXPECT_TRUE(reader.read(R"({"type":"content_block_delta","index":7,"delta":{"type":"input_json_delta","partial_json":"x"}})")->tool_calls.empty())
+      << "a piece of a block never opened is dropped";
+  auto end = reader.read(R"({"type":"message_delta","delta":{"stop_reason":"tool_use"}})");
+  EXPECT_EQ(end->finish_reason, "tool_calls");
+  auto stopped = reader.read(R"({"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"END"}})");
+  EXPECT_EQ(stopped->finish_reason, "stop");
+  EXPECT_EQ(stopped->stop_sequence, "END");
 }
 
 TEST(AnthropicClient, StreamEventsInNeutralTerms) {

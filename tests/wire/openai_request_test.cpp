@@ -270,7 +270,7 @@ TEST(RequestTest, InvalidMessages) {
   rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", {"text"}}}}}}), "messages[0].content");
   rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}}}}}}}}), "messages[0].content");
   rejected(RequestKind::kChat, chat({{"messages", {{{"role", "assistant"}, {"tool_calls", {{{"id", "x"}}}}}}}}),
-           "messages[0].tool_calls");
+           "messages[0].tool_calls[0]");
 }
 
 // An image content part is refused (text only), naming the message's content.
@@ -350,14 +350,10 @@ TEST(RequestTest, UnknownField) {
   rejected(RequestKind::kChat, chat({{"frobnicate", nullptr}}), "frobnicate");
 }
 
-// Tool calling and other unsupported features: only their neutral values pass.
+// Unsupported features: only their neutral values pass.
 TEST(RequestTest, UnsupportedFeatures) {
-  rejected(RequestKind::kChat, chat({{"tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}}}), "tools");
-  rejected(RequestKind::kChat, chat({{"tools", "yes"}}), "tools");
-  rejected(RequestKind::kChat, chat({{"tool_choice", "auto"}}), "tool_choice");
   rejected(RequestKind::kChat, chat({{"functions", json::array()}}), "functions");
   rejected(RequestKind::kChat, chat({{"logit_bias", {{"50256", -100}}}}), "logit_bias");
-  rejected(RequestKind::kChat, chat({{"response_format", {{"type", "json_object"}}}}), "response_format");
   rejected(RequestKind::kChat, chat({{"response_format", "json"}}), "response_format");
   rejected(RequestKind::kCompletion, completion({{"echo", true}}), "echo");
   rejected(RequestKind::kCompletion, completion({{"suffix", "end"}}), "suffix");
@@ -450,6 +446,61 @@ TEST(RequestTest, ModelsAloneNameThePrimaryFirst) {
   rejected(RequestKind::kChat, chat({{"model", ""}}), "model");
 }
 
+// Tools, tool_choice, parallel_tool_calls and response_format become the neutral request's; an
+// agent's history (assistant tool_calls, tool results) stays in OpenAI's message shape.
+TEST(RequestTest, ToolsToolChoiceAndResponseFormat) {
+  const json weather = {{"type", "function"},
+                        {"function", {{"name", "get_weather"}, {"description", "Weather in a city"}, {"strict", true},
+                                      {"parameters", {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}, {"required", {"city"}}}}}}};
+  const json history = {{{"role", "user"}, {"content", "Weather in Paris?"}},
+                        {{"role", "assistant"}, {"content", nullptr},
+                         {"tool_calls", {{{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}}}}}}},
+                        {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "18C"}}};
+  auto r = ok(RequestKind::kChat, chat({{"messages", history}, {"tools", {weather}}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
+                                        {"parallel_tool_calls", false}}));
+  ASSERT_EQ(r.tools.size(), 1u);
+  EXPECT_EQ(r.tools[0].name, "get_weather");
+  EXPECT_EQ(r.tools[0].description, "Weather in a city");
+  EXPECT_TRUE(r.tools[0].strict);
+  EXPECT_EQ(r.tools[0].parameters["required"], json::array({"city"}));
+  EXPECT_EQ(r.tool_choice.mode, ToolChoice::Mode::kNamed);
+  EXPECT_EQ(r.tool_choice.name, "get_weather");
+  EXPECT_FALSE(r.tool_choice.parallel);
+  EXPECT_TRUE(r.wants_tools());
+  EXPECT_EQ(r.messages[1]["content"], "");
+  EXPECT_EQ(r.messages[1]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+  EXPECT_EQ(r.messages[2]["role"], "tool");
+  EXPECT_EQ(r.messages[2]["tool_call_id"], "call_1");
+  r = ok(RequestKind::kChat, chat({{"tools", {weather}}, {"tool_choice", "none"}}));
+  EXPECT_FALSE(r.wants_tools());
+  r = ok(RequestKind::kChat, chat({{"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "answer"}, {"strict", true},
+                                                                                              {"schema", {{"type", "object"}}}}}}}}));
+  EXPECT_EQ(r.response_format.kind, ResponseFormat::Kind::kJsonSchema);
+  EXPECT_EQ(r.response_format.name, "answer");
+  EXPECT_TRUE(r.response_format.strict);
+  EXPECT_TRUE(r.wants_json());
+  EXPECT_EQ(ok(RequestKind::kChat, chat({{"response_format", {{"type", "json_object"}}}})).response_format.kind, ResponseFormat::Kind::kJsonObject);
+
+  // Bad input names its field.
+  rejected(RequestKind::kChat, chat({{"tools", "yes"}}), "tools");
+  rejected(RequestKind::kChat, chat({{"tools", {{{"type", "retrieval"}}}}}), "tools[0].type");
+  rejected(RequestKind::kChat, chat({{"tools", {{{"type", "function"}, {"function", {{"name", "has space"}}}}}}}), "tools[0].function.name");
+  rejected(RequestKind::kChat, chat({{"tools", {{{"type", "function"}, {"function", {{"name", std::string(65, 'a')}}}}}}}), "tools[0].function.name");
+  rejected(RequestKind::kChat, chat({{"tools", {weather, weather}}}), "tools[1].function.name");
+  rejected(RequestKind::kChat, chat({{"tools", {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", "{}"}}}}}}}), "tools[0].function.parameters");
+  rejected(RequestKind::kChat, chat({{"tool_choice", "auto"}}), "tool_choice");  // no tools
+  rejected(RequestKind::kChat, chat({{"tools", {weather}}, {"tool_choice", "sometimes"}}), "tool_choice");
+  rejected(RequestKind::kChat, chat({{"tools", {weather}}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "other"}}}}}}), "tool_choice");
+  rejected(RequestKind::kChat, chat({{"parallel_tool_calls", "no"}}), "parallel_tool_calls");
+  rejected(RequestKind::kChat, chat({{"response_format", {{"type", "json_schema"}}}}), "response_format.json_schema");
+  rejected(RequestKind::kChat, chat({{"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "a b"}}}}}}), "response_format.json_schema.name");
+  rejected(RequestKind::kChat, chat({{"response_format", {{"type", "yaml"}}}}), "response_format.type");
+  // A tool result must answer a call an earlier assistant message made.
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "tool"}, {"tool_call_id", "call_9"}, {"content", "x"}}}}}), "messages[0].tool_call_id");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "tool"}, {"content", "x"}}}}}), "messages[0].tool_call_id");
+  rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", "x"}, {"tool_calls", json::array()}}}}}), "messages[0].tool_calls");
+}
+
 // prompt_cache_retention "24h" retains the whole prompt for a day; "in_memory" is the plain cache.
 TEST(RequestTest, PromptCacheRetentionAndKey) {
   auto r = ok(RequestKind::kChat, chat({{"prompt_cache_retention", "24h"}, {"prompt_cache_key", "session-7"}}));
@@ -476,6 +527,34 @@ TEST(RequestTest, ErrorJson) {
   auto bad = parse_openai_request(RequestKind::kChat, "[]");
   ASSERT_FALSE(bad.has_value());
   EXPECT_TRUE(OpenAiRenderer::error_json(bad.error())["error"]["param"].is_null());
+}
+
+// Tool calls in OpenAI's shapes: streamed as delta.tool_calls pieces (the first with id, type and
+// name), whole as message.tool_calls with null content; finish_reason "tool_calls".
+TEST(OpenAiRenderer, ToolCallsStreamedAndWhole) {
+  Request request = ok(RequestKind::kChat, chat());
+  OpenAiRenderer renderer(request);
+  Event first;
+  first.model = "m";
+  renderer.stream_start(first);
+  Event piece;
+  piece.tool_calls = {{.index = 0, .id = "call_1", .name = "add", .arguments = ""}};
+  std::string wire = renderer.stream_event(piece);
+  json chunk = json::parse(wire.substr(6, wire.find('\n') - 6));
+  EXPECT_EQ(chunk["choices"][0]["delta"]["tool_calls"],
+            json::parse(R"([{"index":0,"id":"call_1","type":"function","function":{"name":"add","arguments":""}}])"));
+  piece.tool_calls = {{.index = 0, .id = "", .name = "", .arguments = "{\"a\":2}"}};
+  wire = renderer.stream_event(piece);
+  chunk = json::parse(wire.substr(6, wire.find('\n') - 6));
+  EXPECT_EQ(chunk["choices"][0]["delta"]["tool_calls"], json::parse(R"([{"index":0,"function":{"arguments":"{\"a\":2}"}}])"));
+  Event last;
+  last.finished = true;
+  last.finish_reason = "tool_calls";
+  const json full = json::parse(renderer.full_response({.text = "", .logprobs = {}, .tool_calls = {{.id = "call_1", .name = "add", .arguments = "{}"}}}, last));
+  EXPECT_TRUE(full["choices"][0]["message"]["content"].is_null());
+  EXPECT_EQ(full["choices"][0]["message"]["tool_calls"],
+            json::parse(R"([{"id":"call_1","type":"function","function":{"name":"add","arguments":"{}"}}])"));
+  EXPECT_EQ(full["choices"][0]["finish_reason"], "tool_calls");
 }
 
 }  // namespace

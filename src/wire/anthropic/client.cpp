@@ -43,6 +43,10 @@ json blocks_of(const std::string& text, std::vector<std::pair<size_t, int64_t>> 
 
 std::expected<json, ApiError> anthropic_request_body(const Request& r, std::string_view model, int64_t default_max_tokens) {
   if (r.kind != RequestKind::kChat) return std::unexpected(bad_request("an Anthropic endpoint has no text completions"));
+  if (r.wants_json()) {
+    return std::unexpected(bad_request("response_format: an Anthropic endpoint takes no response_format (ask for JSON in the prompt, or "
+                                       "force a tool whose input_schema is the schema)", "response_format"));
+  }
   json body = {{"model", model}, {"max_tokens", r.max_tokens.value_or(default_max_tokens)}};
   const int last = static_cast<int>(r.messages.size()) - 1;
   // Breakpoints by message; one at the end of the whole conversation (or over the whole prompt) is
@@ -67,7 +71,23 @@ std::expected<json, ApiError> anthropic_request_body(const Request& r, std::stri
       for (auto& block : blocks) system.push_back(std::move(block));
       continue;
     }
-    const std::string mapped = role == "assistant" ? "assistant" : "user";  // tool results read as user turns
+    if (role == "assistant") {
+      // An empty text block is refused by Anthropic: a turn of only tool calls has none.
+      if (blocks.size() == 1 && blocks[0]["text"] == "" && !blocks[0].contains("cache_control") && m.contains("tool_calls")) blocks = json::array();
+      if (auto calls = m.find("tool_calls"); calls != m.end() && calls->is_array()) {
+        for (const auto& call : *calls) {
+          const std::string arguments = call["function"].value("arguments", "");
+          json input = json::parse(arguments.empty() ? std::string("{}") : arguments, nullptr, false);
+          blocks.push_back({{"type", "tool_use"}, {"id", call.value("id", "")}, {"name", call["function"].value("name", "")},
+                            {"input", input.is_object() ? input : json::object()}});
+        }
+      }
+    } else if (role == "tool") {
+      json result = {{"type", "tool_result"}, {"tool_use_id", m.value("tool_call_id", "")}, {"content", std::move(blocks)}};
+      if (m.value("is_error", false)) result["is_error"] = true;
+      blocks = json::array({std::move(result)});
+    }
+    const std::string mapped = role == "assistant" ? "assistant" : "user";  // tool results go in user turns
     // Anthropic wants alternating turns: consecutive ones of the same role become one.
     if (!messages.empty() && messages.back()["role"] == mapped) {
       for (auto& block : blocks) messages.back()["content"].push_back(std::move(block));
@@ -86,6 +106,25 @@ std::expected<json, ApiError> anthropic_request_body(const Request& r, std::stri
   if (s.top_k > 0) body["top_k"] = s.top_k;
   if (!r.stop.empty()) body["stop_sequences"] = r.stop;
   if (r.ignore_eos) body["ignore_eos"] = true;  // tern's extension (as on its OpenAI endpoints)
+  if (!r.tools.empty()) {
+    json tools = json::array();
+    for (const ToolDefinition& t : r.tools) {
+      json tool = {{"name", t.name}, {"input_schema", t.parameters}};
+      if (!t.description.empty()) tool["description"] = t.description;
+      if (t.strict) tool["strict"] = true;
+      tools.push_back(std::move(tool));
+    }
+    body["tools"] = std::move(tools);
+    json choice;
+    switch (r.tool_choice.mode) {
+      case ToolChoice::Mode::kAuto: choice = {{"type", "auto"}}; break;
+      case ToolChoice::Mode::kNone: choice = {{"type", "none"}}; break;
+      case ToolChoice::Mode::kRequired: choice = {{"type", "any"}}; break;
+      case ToolChoice::Mode::kNamed: choice = {{"type", "tool"}, {"name", r.tool_choice.name}}; break;
+    }
+    if (!r.tool_choice.parallel) choice["disable_parallel_tool_use"] = true;
+    if (r.tool_choice.mode != ToolChoice::Mode::kAuto || !r.tool_choice.parallel) body["tool_choice"] = std::move(choice);
+  }
   return body;
 }
 
@@ -115,15 +154,26 @@ Result<StreamDelta> parse_anthropic_stream_event(std::string_view data) {
     if (auto message = event.find("message"); message != event.end() && message->is_object()) {
       if (auto usage = message->find("usage"); usage != message->end() && usage->is_object()) out.usage = anthropic_usage_report(*usage);
     }
+  } else if (type == "content_block_start") {
+    // A tool_use block opens a tool call (its index is the block's: AnthropicStreamReader numbers the calls).
+    if (auto block = event.find("content_block"); block != event.end() && block->is_object() && string_or(*block, "type", "") == "tool_use") {
+      out.tool_calls.push_back({.index = static_cast<int>(int_or(event, "index", 0)), .id = string_or(*block, "id", ""),
+                                .name = string_or(*block, "name", ""), .arguments = {}});
+    }
   } else if (type == "content_block_delta") {
     if (auto delta = event.find("delta"); delta != event.end() && delta->is_object()) {
       out.text = string_or(*delta, "text", "");
       out.reasoning = string_or(*delta, "thinking", "");
+      if (string_or(*delta, "type", "") == "input_json_delta") {
+        out.tool_calls.push_back({.index = static_cast<int>(int_or(event, "index", 0)), .id = {}, .name = {},
+                                  .arguments = string_or(*delta, "partial_json", "")});
+      }
     }
   } else if (type == "message_delta") {
     if (auto delta = event.find("delta"); delta != event.end() && delta->is_object()) {
       const std::string stop = string_or(*delta, "stop_reason", "");
-      out.finish_reason = stop == "max_tokens" ? "length" : stop.empty() ? "" : "stop";
+      out.finish_reason = stop == "max_tokens" ? "length" : stop == "tool_use" ? "tool_calls" : stop.empty() ? "" : "stop";
+      if (stop == "stop_sequence") out.stop_sequence = string_or(*delta, "stop_sequence", "");
     }
     if (auto usage = event.find("usage"); usage != event.end() && usage->is_object()) out.usage = anthropic_usage_report(*usage);
   } else if (type == "message_stop") {
@@ -139,6 +189,25 @@ Result<StreamDelta> parse_anthropic_stream_event(std::string_view data) {
     out.error = std::move(error);
   }
   return out;
+}
+
+Result<StreamDelta> AnthropicStreamReader::read(std::string_view data) {
+  auto delta = parse_anthropic_stream_event(data);
+  if (!delta) return delta;
+  for (ToolCallDelta& call : delta->tool_calls) {
+    // Calls are numbered in the order their blocks open; a piece for a block never opened is dropped.
+    auto it = call_of_block_.find(call.index);
+    if (it == call_of_block_.end()) {
+      if (call.id.empty() && call.name.empty()) {
+        call.index = -1;
+        continue;
+      }
+      it = call_of_block_.emplace(call.index, static_cast<int>(call_of_block_.size())).first;
+    }
+    call.index = it->second;
+  }
+  std::erase_if(delta->tool_calls, [](const ToolCallDelta& call) { return call.index < 0; });
+  return delta;
 }
 
 }  // namespace tern::wire

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +30,16 @@ std::expected<nlohmann::json, ApiError> anthropic_request_body(const Request& re
 /// count), message_stop (the end), error. Other events (ping, content_block_start / _stop) carry
 /// nothing. An error: not a JSON object with a type.
 Result<StreamDelta> parse_anthropic_stream_event(std::string_view data);
+
+/// The events of one Messages stream, read in order: as parse_anthropic_stream_event, with tool calls
+/// numbered 0, 1, ... in the order their tool_use blocks open (the neutral index) instead of by block.
+class AnthropicStreamReader {
+ public:
+  Result<StreamDelta> read(std::string_view data);
+
+ private:
+  std::map<int, int> call_of_block_;  // content block index -> tool call index
+};
 
 /// Anthropic's usage object: input_tokens counts only the prompt tokens neither read from nor written
 /// to a cache, so the whole prompt is the sum of the three.

@@ -61,6 +61,177 @@ std::expected<std::string, ApiError> content_text(const json& content, const std
   return text;
 }
 
+/// A block's cache_control, if any, as a breakpoint `chars` bytes into neutral message `message`.
+std::expected<void, ApiError> block_breakpoint(const json& block, const std::string& where, int message, size_t chars,
+                                               std::vector<CacheBreakpoint>& breakpoints) {
+  const json* control = field(block, "cache_control");
+  if (control == nullptr) return {};
+  auto ttl = cache_ttl(*control, where + ".cache_control");
+  if (!ttl) return Error(ttl.error());
+  breakpoints.push_back({.message = message, .chars = chars, .ttl_s = *ttl});
+  return {};
+}
+
+/// The text of a tool_result's content: a string or text blocks.
+std::expected<std::string, ApiError> tool_result_text(const json& block, const std::string& where) {
+  const json* content = field(block, "content");
+  if (content == nullptr) return std::string();
+  std::vector<CacheBreakpoint> ignored;  // cache_control inside a tool result: its block's own mark counts
+  return content_text(*content, where + ".content", 0, ignored);
+}
+
+/// One user or assistant turn into neutral messages (appended to `out`): text blocks become the turn's
+/// content; an assistant's tool_use blocks its tool_calls; a user's tool_result blocks become `tool`
+/// messages before the turn's text (Anthropic puts them first). `call_ids` holds the tool_use ids seen
+/// so far: a tool_result must answer one.
+std::expected<void, ApiError> append_turn(const json& m, const std::string& role, const std::string& param, Request& out,
+                                          std::set<std::string>& call_ids) {
+  const json* content = field(m, "content");
+  if (content == nullptr) return Error(bad_request(fmt::format("{}.content: Field required", param), param + ".content"));
+  if (content->is_string()) {
+    out.messages.push_back({{"role", role}, {"content", content->get<std::string>()}});
+    return {};
+  }
+  if (!content->is_array()) return Error(bad_request(fmt::format("{}.content: must be a string or an array of content blocks", param), param + ".content"));
+  std::string text;
+  std::vector<std::pair<size_t, int64_t>> text_marks;  // breakpoints in the turn's text: (chars, ttl)
+  nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < content->size(); ++i) {
+    const json& block = (*content)[i];
+    const std::string where = fmt::format("{}.content.{}", param, i);
+    if (!block.is_object() || !block.contains("type") || !block["type"].is_string()) {
+      return Error(bad_request(fmt::format("{}: a content block must be an object with a 'type'", where), where));
+    }
+    const std::string type = block["type"].get<std::string>();
+    if (type == "text") {
+      if (!block.contains("text") || !block["text"].is_string()) return Error(bad_request(fmt::format("{}.text: Field required (a string)", where), where + ".text"));
+      text += block["text"].get<std::string>();
+      std::vector<CacheBreakpoint> mark;
+      if (auto ok = block_breakpoint(block, where, 0, text.size(), mark); !ok) return Error(ok.error());
+      for (const auto& b : mark) text_marks.emplace_back(b.chars, b.ttl_s);
+    } else if (type == "tool_use" && role == "assistant") {
+      const json* id = field(block, "id");
+      const json* name = field(block, "name");
+      const json* input = field(block, "input");
+      if (id == nullptr || !id->is_string() || id->get<std::string>().empty()) return Error(bad_request(fmt::format("{}.id: Field required", where), where + ".id"));
+      if (name == nullptr || !name->is_string() || !is_valid_tool_name(name->get<std::string>())) {
+        return Error(bad_request(fmt::format("{}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'", where), where + ".name"));
+      }
+      if (input == nullptr || !input->is_object()) return Error(bad_request(fmt::format("{}.input: Input should be an object", where), where + ".input"));
+      call_ids.insert(id->get<std::string>());
+      calls.push_back({{"id", *id}, {"type", "function"}, {"function", {{"name", *name}, {"arguments", input->dump()}}}});
+      std::vector<CacheBreakpoint> mark;
+      if (auto ok = block_breakpoint(block, where, 0, text.size(), mark); !ok) return Error(ok.error());
+      for (const auto& b : mark) text_marks.emplace_back(b.chars, b.ttl_s);
+    } else if (type == "tool_result" && role == "user") {
+      const json* id = field(block, "tool_use_id");
+      if (id == nullptr || !id->is_string()) return Error(bad_request(fmt::format("{}.tool_use_id: Field required", where), where + ".tool_use_id"));
+      if (!call_ids.contains(id->get<std::string>())) {
+        return Error(bad_request(fmt::format("{}.tool_use_id: '{}' answers no tool_use block of an earlier assistant turn", where, id->get<std::string>()),
+                                 where + ".tool_use_id"));
+      }
+      auto result = tool_result_text(block, where);
+      if (!result) return Error(result.error());
+      nlohmann::ordered_json message = {{"role", "tool"}, {"tool_call_id", *id}, {"content", *result}};
+      if (const json* is_error = field(block, "is_error"); is_error != nullptr) {
+        if (!is_error->is_boolean()) return Error(bad_request(fmt::format("{}.is_error: Input should be a valid boolean", where), where + ".is_error"));
+        if (is_error->get<bool>()) message["is_error"] = true;
+      }
+      if (auto ok = block_breakpoint(block, where, static_cast<int>(out.messages.size()), result->size(), out.cache_breakpoints); !ok) {
+        return Error(ok.error());
+      }
+      out.messages.push_back(std::move(message));
+    } else {
+      return Error(bad_request(fmt::format("{}: content block type '{}' is not supported in a {} turn (text{})", where, type, role,
+                                           role == "assistant" ? ", tool_use" : ", tool_result"),
+                               where + ".type"));
+    }
+  }
+  // The turn's text (for a user turn of only tool results: none, unless it marks a breakpoint).
+  if (role == "assistant" || !text.empty() || out.messages.empty() || out.messages.back()["role"] != "tool") {
+    const int index = static_cast<int>(out.messages.size());
+    for (const auto& [chars, ttl] : text_marks) out.cache_breakpoints.push_back({.message = index, .chars = chars, .ttl_s = ttl});
+    nlohmann::ordered_json message = {{"role", role}, {"content", text}};
+    if (!calls.empty()) message["tool_calls"] = std::move(calls);
+    out.messages.push_back(std::move(message));
+  }
+  return {};
+}
+
+/// tools: [{name, description?, input_schema, cache_control?, strict?}] (client tools; server tools,
+/// which carry a versioned `type`, run on Anthropic's side and are refused here).
+std::expected<void, ApiError> parse_tools(const json& body, Request& out) {
+  const json* tools = field(body, "tools");
+  if (tools == nullptr) return {};
+  if (!tools->is_array()) return Error(bad_request("tools: Input should be a valid list", "tools"));
+  if (tools->size() > 128) return Error(bad_request("tools: List should have at most 128 items", "tools"));
+  std::set<std::string> names;
+  for (size_t i = 0; i < tools->size(); ++i) {
+    const json& tool = (*tools)[i];
+    const std::string where = fmt::format("tools.{}", i);
+    if (!tool.is_object()) return Error(bad_request(fmt::format("{}: Input should be an object", where), where));
+    for (const auto& [key, value] : tool.items()) {
+      static const std::set<std::string> known = {"name", "description", "input_schema", "cache_control", "type", "strict"};
+      if (!known.contains(key)) return Error(bad_request(fmt::format("{}.{}: Extra inputs are not permitted", where, key), where + "." + key));
+    }
+    if (const json* type = field(tool, "type"); type != nullptr && *type != "custom") {
+      return Error(bad_request(fmt::format("{}.type: server tool '{}' is not supported by tern (client tools only)", where,
+                                           type->is_string() ? type->get<std::string>() : type->dump()), where + ".type"));
+    }
+    ToolDefinition definition;
+    const json* name = field(tool, "name");
+    if (name == nullptr || !name->is_string() || !is_valid_tool_name(name->get<std::string>())) {
+      return Error(bad_request(fmt::format("{}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'", where), where + ".name"));
+    }
+    definition.name = name->get<std::string>();
+    if (!names.insert(definition.name).second) return Error(bad_request(fmt::format("{}.name: tool names must be unique ('{}')", where, definition.name), where + ".name"));
+    if (const json* description = field(tool, "description"); description != nullptr) {
+      if (!description->is_string()) return Error(bad_request(fmt::format("{}.description: Input should be a valid string", where), where + ".description"));
+      definition.description = description->get<std::string>();
+    }
+    const json* schema = field(tool, "input_schema");
+    if (schema == nullptr || !schema->is_object()) return Error(bad_request(fmt::format("{}.input_schema: Field required (an object)", where), where + ".input_schema"));
+    definition.parameters = *schema;
+    if (const json* strict = field(tool, "strict"); strict != nullptr) {
+      if (!strict->is_boolean()) return Error(bad_request(fmt::format("{}.strict: Input should be a valid boolean", where), where + ".strict"));
+      definition.strict = strict->get<bool>();
+    }
+    out.tools.push_back(std::move(definition));
+  }
+  return {};
+}
+
+/// tool_choice: {type: auto | any | tool (with name) | none, disable_parallel_tool_use?}.
+std::expected<void, ApiError> parse_tool_choice(const json& body, Request& out) {
+  const json* choice = field(body, "tool_choice");
+  if (choice == nullptr) return {};
+  if (!choice->is_object() || !choice->contains("type") || !(*choice)["type"].is_string()) {
+    return Error(bad_request("tool_choice: Input should be an object with a type (auto, any, tool, none)", "tool_choice"));
+  }
+  const std::string type = (*choice)["type"].get<std::string>();
+  using Mode = ToolChoice::Mode;
+  if (type == "auto") out.tool_choice.mode = Mode::kAuto;
+  else if (type == "any") out.tool_choice.mode = Mode::kRequired;
+  else if (type == "none") out.tool_choice.mode = Mode::kNone;
+  else if (type == "tool") out.tool_choice.mode = Mode::kNamed;
+  else return Error(bad_request(fmt::format("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none' (got '{}')", type), "tool_choice.type"));
+  if (out.tool_choice.mode == Mode::kNamed) {
+    const json* name = field(*choice, "name");
+    if (name == nullptr || !name->is_string()) return Error(bad_request("tool_choice.name: Field required", "tool_choice.name"));
+    out.tool_choice.name = name->get<std::string>();
+    const bool known = std::any_of(out.tools.begin(), out.tools.end(), [&](const ToolDefinition& t) { return t.name == out.tool_choice.name; });
+    if (!known) return Error(bad_request(fmt::format("tool_choice.name: '{}' is not one of the tools", out.tool_choice.name), "tool_choice.name"));
+  }
+  if (const json* disable = field(*choice, "disable_parallel_tool_use"); disable != nullptr) {
+    if (!disable->is_boolean()) return Error(bad_request("tool_choice.disable_parallel_tool_use: Input should be a valid boolean", "tool_choice.disable_parallel_tool_use"));
+    out.tool_choice.parallel = !disable->get<bool>();
+  }
+  if (out.tools.empty() && out.tool_choice.mode != Mode::kNone && out.tool_choice.mode != Mode::kAuto) {
+    return Error(bad_request("tool_choice: a tool must be given in 'tools'", "tool_choice"));
+  }
+  return {};
+}
+
 std::string random_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("msg_{:016x}{:08x}", rng(), static_cast<uint32_t>(rng()));
@@ -86,12 +257,9 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   for (const auto& [key, value] : body.items()) {
     if (!known.contains(key)) return Error(bad_request(fmt::format("{}: Extra inputs are not permitted", key), key));
   }
-  for (const char* name : {"tools", "thinking"}) {
-    if (const json* v = field(body, name); v != nullptr && !(v->is_array() && v->empty())) {
-      return Error(bad_request(fmt::format("{}: not supported by tern yet", name), name));
-    }
+  if (const json* v = field(body, "thinking"); v != nullptr && !(v->is_object() && v->value("type", "") == "disabled")) {
+    return Error(bad_request("thinking: not supported by tern yet", "thinking"));
   }
-  if (const json* v = field(body, "tool_choice"); v != nullptr) return Error(bad_request("tool_choice: not supported by tern yet", "tool_choice"));
   for (const char* name : {"container", "output_config"}) {
     if (const json* v = field(body, name); v != nullptr && !(v->is_object() && v->empty())) {
       return Error(bad_request(fmt::format("{}: not supported by tern yet", name), name));
@@ -168,6 +336,7 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   if (messages == nullptr || !messages->is_array() || messages->empty()) {
     return Error(bad_request("messages: Field required (a non-empty array)", "messages"));
   }
+  std::set<std::string> call_ids;  // tool_use ids of the assistant turns so far
   for (size_t i = 0; i < messages->size(); ++i) {
     const json& m = (*messages)[i];
     const std::string param = fmt::format("messages.{}", i);
@@ -176,12 +345,10 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
     if (role == nullptr || !role->is_string() || (*role != "user" && *role != "assistant")) {
       return Error(bad_request(fmt::format("{}.role: Input should be 'user' or 'assistant'", param), param + ".role"));
     }
-    const json* content = field(m, "content");
-    if (content == nullptr) return Error(bad_request(fmt::format("{}.content: Field required", param), param + ".content"));
-    auto text_or = content_text(*content, param + ".content", static_cast<int>(out.messages.size()), out.cache_breakpoints);
-    if (!text_or) return Error(text_or.error());
-    out.messages.push_back({{"role", role->get<std::string>()}, {"content", *text_or}});
+    if (auto ok = append_turn(m, role->get<std::string>(), param, out, call_ids); !ok) return Error(ok.error());
   }
+  if (auto ok = parse_tools(body, out); !ok) return Error(ok.error());
+  if (auto ok = parse_tool_choice(body, out); !ok) return Error(ok.error());
   // Top-level cache_control (automatic caching): a breakpoint after the last message.
   if (const json* control = field(body, "cache_control"); control != nullptr && !control->is_null()) {
     auto ttl = cache_ttl(*control, "cache_control");
@@ -288,7 +455,33 @@ json AnthropicRenderer::usage_json(const Usage& u) {
 std::string AnthropicRenderer::stop_reason(const std::string& finish_reason) {
   if (finish_reason == "length") return "max_tokens";
   if (finish_reason == "stop_sequence") return "stop_sequence";
+  if (finish_reason == "tool_calls") return "tool_use";
   return "end_turn";
+}
+
+/// stop_reason and stop_sequence of a finished message: a stop string that ended it is "stop_sequence".
+json AnthropicRenderer::stop_fields(const Event& last) {
+  if (last.finish_reason == "stop" && !last.stop_sequence.empty()) {
+    return {{"stop_reason", "stop_sequence"}, {"stop_sequence", last.stop_sequence}};
+  }
+  return {{"stop_reason", stop_reason(last.finish_reason)}, {"stop_sequence", nullptr}};
+}
+
+namespace {
+
+/// A tool call's input as Anthropic gives it: the arguments' JSON object (an unreadable one: empty).
+json tool_input(const std::string& arguments) {
+  json input = json::parse(arguments.empty() ? std::string_view("{}") : std::string_view(arguments), nullptr, false);
+  return input.is_object() ? input : json::object();
+}
+
+}  // namespace
+
+std::string AnthropicRenderer::close_block() {
+  if (open_block_ < 0) return {};
+  const int index = open_block_;
+  open_block_ = -1;
+  return sse_event("content_block_stop", {{"type", "content_block_stop"}, {"index", index}});
 }
 
 std::string AnthropicRenderer::stream_start(const Event& first) {
@@ -304,23 +497,48 @@ std::string AnthropicRenderer::stream_start(const Event& first) {
                   {"stop_sequence", nullptr},
                   {"usage", usage_json(first.usage)}};
   if (!first.deployment.empty()) message["provider"] = first.deployment;  // OpenRouter's field: which deployment answered
+  open_block_ = 0;
+  open_is_tool_ = false;
+  next_block_ = 1;
   return sse_event("message_start", {{"type", "message_start"}, {"message", message}}) +
          sse_event("content_block_start", {{"type", "content_block_start"}, {"index", 0}, {"content_block", {{"type", "text"}, {"text", ""}}}}) +
          sse_event("ping", {{"type", "ping"}});
 }
 
+// Blocks, as Anthropic streams them: one open at a time, started, given deltas, stopped. Text goes to
+// the open text block (a new one after a tool call); each tool call is a tool_use block whose input
+// streams as input_json_delta pieces.
 std::string AnthropicRenderer::stream_event(const Event& event) {
   if (event.error) return stream_error(*event.error);
   std::string out;
   if (!event.text.empty()) {
+    if (open_block_ < 0 || open_is_tool_) {
+      out += close_block();
+      open_block_ = next_block_++;
+      open_is_tool_ = false;
+      out += sse_event("content_block_start", {{"type", "content_block_start"}, {"index", open_block_}, {"content_block", {{"type", "text"}, {"text", ""}}}});
+    }
     out += sse_event("content_block_delta",
-                     {{"type", "content_block_delta"}, {"index", 0}, {"delta", {{"type", "text_delta"}, {"text", event.text}}}});
+                     {{"type", "content_block_delta"}, {"index", open_block_}, {"delta", {{"type", "text_delta"}, {"text", event.text}}}});
+  }
+  for (const ToolCallDelta& d : event.tool_calls) {
+    auto block = tool_blocks_.find(d.index);
+    if (block == tool_blocks_.end()) {
+      out += close_block();
+      open_block_ = next_block_++;
+      open_is_tool_ = true;
+      block = tool_blocks_.emplace(d.index, open_block_).first;
+      out += sse_event("content_block_start", {{"type", "content_block_start"}, {"index", open_block_},
+                                               {"content_block", {{"type", "tool_use"}, {"id", d.id}, {"name", d.name}, {"input", json::object()}}}});
+    }
+    if (!d.arguments.empty()) {
+      out += sse_event("content_block_delta", {{"type", "content_block_delta"}, {"index", block->second},
+                                               {"delta", {{"type", "input_json_delta"}, {"partial_json", d.arguments}}}});
+    }
   }
   if (event.finished) {
-    out += sse_event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}});
-    out += sse_event("message_delta", {{"type", "message_delta"},
-                                       {"delta", {{"stop_reason", stop_reason(event.finish_reason)}, {"stop_sequence", nullptr}}},
-                                       {"usage", usage_json(event.usage)}});
+    out += close_block();
+    out += sse_event("message_delta", {{"type", "message_delta"}, {"delta", stop_fields(event)}, {"usage", usage_json(event.usage)}});
     out += sse_event("message_stop", {{"type", "message_stop"}});
   }
   return out;
@@ -328,15 +546,21 @@ std::string AnthropicRenderer::stream_event(const Event& event) {
 
 std::string AnthropicRenderer::stream_error(const ApiError& error) { return sse_event("error", error_json(error)); }
 
-std::string AnthropicRenderer::full_response(const std::string& text, const std::vector<TokenLogprob>&, const Event& last) {
+std::string AnthropicRenderer::full_response(const Reply& reply, const Event& last) {
   if (!last.model.empty()) model_ = last.model;
+  json content = json::array();
+  if (!reply.text.empty() || reply.tool_calls.empty()) content.push_back({{"type", "text"}, {"text", reply.text}});
+  for (const ToolCall& call : reply.tool_calls) {
+    content.push_back({{"type", "tool_use"}, {"id", call.id}, {"name", call.name}, {"input", tool_input(call.arguments)}});
+  }
+  const json stop = stop_fields(last);
   json out = {{"id", id_},
               {"type", "message"},
               {"role", "assistant"},
               {"model", model_},
-              {"content", json::array({{{"type", "text"}, {"text", text}}})},
-              {"stop_reason", stop_reason(last.finish_reason)},
-              {"stop_sequence", nullptr},
+              {"content", std::move(content)},
+              {"stop_reason", stop["stop_reason"]},
+              {"stop_sequence", stop["stop_sequence"]},
               {"usage", usage_json(last.usage)}};
   if (!last.deployment.empty()) out["provider"] = last.deployment;
   return dump_json(out);

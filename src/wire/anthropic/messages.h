@@ -10,6 +10,7 @@
 // cache_read_input_tokens, cache_creation_input_tokens.
 
 #include <expected>
+#include <map>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -28,17 +29,26 @@ class AnthropicRenderer final : public Renderer {
   std::string stream_start(const Event& first) override;
   std::string stream_event(const Event& event) override;
   std::string stream_error(const ApiError& error) override;
-  std::string full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) override;
+  std::string full_response(const Reply& reply, const Event& last) override;
   http::Response error_response(const ApiError& error) const override;
 
   static nlohmann::json error_json(const ApiError& error);
   static nlohmann::json usage_json(const Usage& usage);
   /// OpenAI-style finish reason → Anthropic stop_reason.
   static std::string stop_reason(const std::string& finish_reason);
+  /// {stop_reason, stop_sequence} of a finished message.
+  static nlohmann::json stop_fields(const Event& last);
 
  private:
+  std::string close_block();
+
   std::string id_;
   std::string model_;
+  // Stream state: the one open content block, and each tool call's block.
+  int open_block_ = -1;
+  bool open_is_tool_ = false;
+  int next_block_ = 0;
+  std::map<int, int> tool_blocks_;  // tool call index -> block index
 };
 
 }  // namespace tern::wire

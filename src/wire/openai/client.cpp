@@ -34,6 +34,33 @@ json openai_request_body(const Request& r, std::string_view model) {
     if (b.message < 0 && b.ttl_s >= 24 * 3600) body["prompt_cache_retention"] = "24h";
   }
   if (!r.prompt_cache_key.empty()) body["prompt_cache_key"] = r.prompt_cache_key;
+  if (!r.tools.empty()) {
+    json tools = json::array();
+    for (const ToolDefinition& t : r.tools) {
+      json function = {{"name", t.name}, {"parameters", t.parameters}};
+      if (!t.description.empty()) function["description"] = t.description;
+      if (t.strict) function["strict"] = true;
+      tools.push_back({{"type", "function"}, {"function", std::move(function)}});
+    }
+    body["tools"] = std::move(tools);
+  }
+  switch (r.tool_choice.mode) {
+    case ToolChoice::Mode::kAuto: break;  // the default
+    case ToolChoice::Mode::kNone: if (!r.tools.empty()) body["tool_choice"] = "none"; break;
+    case ToolChoice::Mode::kRequired: body["tool_choice"] = "required"; break;
+    case ToolChoice::Mode::kNamed: body["tool_choice"] = {{"type", "function"}, {"function", {{"name", r.tool_choice.name}}}}; break;
+  }
+  if (!r.tool_choice.parallel && !r.tools.empty()) body["parallel_tool_calls"] = false;
+  const ResponseFormat& f = r.response_format;
+  if (f.kind == ResponseFormat::Kind::kJsonObject) {
+    body["response_format"] = {{"type", "json_object"}};
+  } else if (f.kind == ResponseFormat::Kind::kJsonSchema) {
+    json spec = {{"name", f.name}};
+    if (!f.description.empty()) spec["description"] = f.description;
+    if (!f.schema.is_null()) spec["schema"] = f.schema;
+    if (f.strict) spec["strict"] = true;
+    body["response_format"] = {{"type", "json_schema"}, {"json_schema", std::move(spec)}};
+  }
   return body;
 }
 
@@ -76,6 +103,17 @@ Result<StreamDelta> parse_openai_stream_chunk(std::string_view data) {
       out.text = string_or(*delta, "content", "");
       // Reasoning models stream their thinking apart (vLLM: reasoning_content; OpenRouter: reasoning).
       out.reasoning = string_or(*delta, "reasoning_content", "") + string_or(*delta, "reasoning", "");
+      if (auto calls = delta->find("tool_calls"); calls != delta->end() && calls->is_array()) {
+        for (const json& call : *calls) {
+          if (!call.is_object()) continue;
+          ToolCallDelta piece{.index = static_cast<int>(int_or(call, "index", 0)), .id = string_or(call, "id", ""), .name = {}, .arguments = {}};
+          if (auto function = call.find("function"); function != call.end() && function->is_object()) {
+            piece.name = string_or(*function, "name", "");
+            piece.arguments = string_or(*function, "arguments", "");
+          }
+          out.tool_calls.push_back(std::move(piece));
+        }
+      }
     } else {
       out.text = string_or(choice, "text", "");
     }

@@ -88,11 +88,39 @@ std::expected<std::string, ApiError> message_content(const json& content, size_t
   return text;
 }
 
+/// An assistant message's tool_calls: [{id, type: "function", function: {name, arguments}}]; their ids
+/// join `call_ids` (tool messages must answer one).
+std::expected<nlohmann::ordered_json, ApiError> parse_tool_calls(const json& calls, const std::string& param, std::set<std::string>& call_ids) {
+  if (!calls.is_array()) return Error(bad_request(fmt::format("'{}' must be an array", param), param));
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const json& call = calls[k];
+    const std::string where = fmt::format("{}[{}]", param, k);
+    const json* id = call.is_object() ? field(call, "id") : nullptr;
+    const json* function = call.is_object() ? field(call, "function") : nullptr;
+    if (id == nullptr || !id->is_string() || id->get<std::string>().empty() || function == nullptr || !function->is_object()) {
+      return Error(bad_request(fmt::format("'{}' must be {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}", where), where));
+    }
+    if (const json* type = field(call, "type"); type != nullptr && *type != "function") {
+      return Error(bad_request(fmt::format("'{}.type' must be \"function\"", where), where + ".type"));
+    }
+    const json* name = field(*function, "name");
+    const json* arguments = field(*function, "arguments");
+    if (name == nullptr || !name->is_string() || arguments == nullptr || !arguments->is_string()) {
+      return Error(bad_request(fmt::format("'{}.function' needs a string 'name' and 'arguments' (JSON text)", where), where + ".function"));
+    }
+    call_ids.insert(id->get<std::string>());
+    out.push_back({{"id", *id}, {"type", "function"}, {"function", {{"name", *name}, {"arguments", *arguments}}}});
+  }
+  return out;
+}
+
 std::expected<nlohmann::ordered_json, ApiError> parse_messages(const json& body) {
   const json* messages = field(body, "messages");
   if (messages == nullptr) return Error(bad_request("'messages' is required", "messages"));
   if (!messages->is_array() || messages->empty()) return Error(bad_request("'messages' must be a non-empty array", "messages"));
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  std::set<std::string> call_ids;  // of the assistant messages so far
   static const std::set<std::string> roles = {"system", "developer", "user", "assistant", "tool"};
   for (size_t i = 0; i < messages->size(); ++i) {
     const json& m = (*messages)[i];
@@ -101,9 +129,12 @@ std::expected<nlohmann::ordered_json, ApiError> parse_messages(const json& body)
     if (!m.contains("role") || !m["role"].is_string() || !roles.contains(m["role"].get<std::string>())) {
       return Error(bad_request(fmt::format("'{}.role' must be one of system, developer, user, assistant, tool", param), param + ".role"));
     }
-    if (m.contains("tool_calls") && !m["tool_calls"].is_null()) return Error(unsupported(param + ".tool_calls", " (no tool calling yet)"));
     std::string role = m["role"].get<std::string>();
     if (role == "developer") role = "system";  // chat templates know "system"
+    const json* tool_calls = field(m, "tool_calls");
+    if (tool_calls != nullptr && role != "assistant") {
+      return Error(bad_request(fmt::format("'{}.tool_calls' is only allowed on an assistant message", param), param + ".tool_calls"));
+    }
     std::string content;
     if (m.contains("content") && !m["content"].is_null()) {
       auto text = message_content(m["content"], i);
@@ -114,6 +145,21 @@ std::expected<nlohmann::ordered_json, ApiError> parse_messages(const json& body)
     }
     nlohmann::ordered_json message = {{"role", role}, {"content", content}};
     if (m.contains("name") && m["name"].is_string()) message["name"] = m["name"];
+    if (tool_calls != nullptr) {
+      auto calls = parse_tool_calls(*tool_calls, param + ".tool_calls", call_ids);
+      if (!calls) return Error(calls.error());
+      message["tool_calls"] = std::move(*calls);
+    }
+    if (role == "tool") {
+      // A tool's result answers a call an earlier assistant message made.
+      const json* id = field(m, "tool_call_id");
+      if (id == nullptr || !id->is_string()) return Error(bad_request(fmt::format("'{}.tool_call_id' is required (a string)", param), param + ".tool_call_id"));
+      if (!call_ids.contains(id->get<std::string>())) {
+        return Error(bad_request(fmt::format("'{}.tool_call_id' \"{}\" answers no tool call of an earlier assistant message", param,
+                                             id->get<std::string>()), param + ".tool_call_id"));
+      }
+      message["tool_call_id"] = *id;
+    }
     out.push_back(std::move(message));
   }
   return out;
@@ -175,17 +221,7 @@ std::expected<void, ApiError> check_neutral_fields(const json& body) {
   if (const json* v = field(body, "logit_bias"); v != nullptr && !(v->is_object() && v->empty())) {
     return Error(unsupported("logit_bias", ""));
   }
-  if (const json* v = field(body, "response_format");
-      v != nullptr && !(v->is_object() && v->contains("type") && (*v)["type"].is_string() && (*v)["type"] == "text")) {
-    return Error(unsupported("response_format", ": only {\"type\": \"text\"} (structured output is not implemented)"));
-  }
-  if (const json* v = field(body, "tools"); v != nullptr && !(v->is_array() && v->empty())) {
-    return Error(unsupported("tools", " (no tool calling yet)"));
-  }
-  if (const json* v = field(body, "functions"); v != nullptr) return Error(unsupported("functions", " (no tool calling yet)"));
-  if (const json* v = field(body, "tool_choice"); v != nullptr && !(v->is_string() && *v == "none")) {
-    return Error(unsupported("tool_choice", " (no tool calling yet)"));
-  }
+  if (const json* v = field(body, "functions"); v != nullptr) return Error(unsupported("functions", " (deprecated: use 'tools')"));
   if (const json* v = field(body, "echo"); v != nullptr && !(v->is_boolean() && !v->get<bool>())) {
     return Error(unsupported("echo", ""));
   }
@@ -198,6 +234,121 @@ std::expected<void, ApiError> check_neutral_fields(const json& body) {
   return {};
 }
 
+
+/// tools: [{type: "function", function: {name, description?, parameters?, strict?}}].
+std::expected<void, ApiError> parse_tools(const json& body, Request& out) {
+  const json* tools = field(body, "tools");
+  if (tools == nullptr) return {};
+  if (!tools->is_array()) return Error(bad_request("'tools' must be an array", "tools"));
+  if (tools->size() > 128) return Error(bad_request(fmt::format("'tools' has {} entries; at most 128", tools->size()), "tools"));
+  std::set<std::string> names;
+  for (size_t i = 0; i < tools->size(); ++i) {
+    const json& tool = (*tools)[i];
+    const std::string where = fmt::format("tools[{}]", i);
+    if (!tool.is_object()) return Error(bad_request(fmt::format("'{}' must be an object", where), where));
+    if (const json* type = field(tool, "type"); type == nullptr || *type != "function") {
+      return Error(bad_request(fmt::format("'{}.type' must be \"function\"", where), where + ".type"));
+    }
+    const json* function = field(tool, "function");
+    if (function == nullptr || !function->is_object()) return Error(bad_request(fmt::format("'{}.function' is required (an object)", where), where + ".function"));
+    ToolDefinition definition;
+    const json* name = field(*function, "name");
+    if (name == nullptr || !name->is_string() || !is_valid_tool_name(name->get<std::string>())) {
+      return Error(bad_request(fmt::format("'{}.function.name' must match ^[a-zA-Z0-9_-]{{1,64}}$", where), where + ".function.name"));
+    }
+    definition.name = name->get<std::string>();
+    if (!names.insert(definition.name).second) {
+      return Error(bad_request(fmt::format("'{}.function.name': two tools are named '{}'", where, definition.name), where + ".function.name"));
+    }
+    auto description = string(*function, "description");
+    if (!description) return Error(bad_request(fmt::format("'{}.function.description' must be a string", where), where + ".function.description"));
+    definition.description = description->value_or("");
+    if (const json* parameters = field(*function, "parameters"); parameters != nullptr) {
+      if (!parameters->is_object()) {
+        return Error(bad_request(fmt::format("'{}.function.parameters' must be a JSON Schema object", where), where + ".function.parameters"));
+      }
+      definition.parameters = *parameters;
+    } else {
+      definition.parameters = {{"type", "object"}, {"properties", json::object()}};
+    }
+    auto strict = boolean(*function, "strict");
+    if (!strict) return Error(bad_request(fmt::format("'{}.function.strict' must be a boolean", where), where + ".function.strict"));
+    definition.strict = strict->value_or(false);
+    out.tools.push_back(std::move(definition));
+  }
+  return {};
+}
+
+/// tool_choice: "none" | "auto" | "required" | {type: "function", function: {name}}; parallel_tool_calls.
+std::expected<void, ApiError> parse_tool_choice(const json& body, Request& out) {
+  auto parallel = boolean(body, "parallel_tool_calls");
+  if (!parallel) return Error(parallel.error());
+  out.tool_choice.parallel = parallel->value_or(true);
+  const json* choice = field(body, "tool_choice");
+  if (choice == nullptr) {
+    out.tool_choice.mode = ToolChoice::Mode::kAuto;
+    return {};
+  }
+  using Mode = ToolChoice::Mode;
+  if (choice->is_string()) {
+    const std::string mode = choice->get<std::string>();
+    if (mode == "none") out.tool_choice.mode = Mode::kNone;
+    else if (mode == "auto") out.tool_choice.mode = Mode::kAuto;
+    else if (mode == "required") out.tool_choice.mode = Mode::kRequired;
+    else return Error(bad_request("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice"));
+  } else if (choice->is_object() && field(*choice, "function") != nullptr && (*choice)["function"].is_object() &&
+             (*choice)["function"].contains("name") && (*choice)["function"]["name"].is_string()) {
+    out.tool_choice.mode = Mode::kNamed;
+    out.tool_choice.name = (*choice)["function"]["name"].get<std::string>();
+    const bool known = std::any_of(out.tools.begin(), out.tools.end(), [&](const ToolDefinition& t) { return t.name == out.tool_choice.name; });
+    if (!known) return Error(bad_request(fmt::format("'tool_choice' names the function '{}', which is not in 'tools'", out.tool_choice.name), "tool_choice"));
+  } else {
+    return Error(bad_request("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice"));
+  }
+  if (out.tools.empty() && out.tool_choice.mode != Mode::kNone) {
+    return Error(bad_request("'tool_choice' is only allowed when 'tools' are given", "tool_choice"));
+  }
+  return {};
+}
+
+/// response_format: {type: "text"} | {type: "json_object"} | {type: "json_schema", json_schema: {name, description?, schema?, strict?}}.
+std::expected<void, ApiError> parse_response_format(const json& body, Request& out) {
+  const json* format = field(body, "response_format");
+  if (format == nullptr) return {};
+  const char* shape = "'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}";
+  if (!format->is_object() || !format->contains("type") || !(*format)["type"].is_string()) return Error(bad_request(shape, "response_format"));
+  const std::string type = (*format)["type"].get<std::string>();
+  ResponseFormat& f = out.response_format;
+  if (type == "text") {
+    f.kind = ResponseFormat::Kind::kText;
+  } else if (type == "json_object") {
+    f.kind = ResponseFormat::Kind::kJsonObject;
+  } else if (type == "json_schema") {
+    f.kind = ResponseFormat::Kind::kJsonSchema;
+    const json* spec = field(*format, "json_schema");
+    if (spec == nullptr || !spec->is_object()) {
+      return Error(bad_request("'response_format.json_schema' is required (an object with a name and a schema)", "response_format.json_schema"));
+    }
+    const json* name = field(*spec, "name");
+    if (name == nullptr || !name->is_string() || !is_valid_tool_name(name->get<std::string>())) {
+      return Error(bad_request("'response_format.json_schema.name' must match ^[a-zA-Z0-9_-]{1,64}$", "response_format.json_schema.name"));
+    }
+    f.name = name->get<std::string>();
+    auto description = string(*spec, "description");
+    if (!description) return Error(bad_request("'response_format.json_schema.description' must be a string", "response_format.json_schema.description"));
+    f.description = description->value_or("");
+    if (const json* schema = field(*spec, "schema"); schema != nullptr) {
+      if (!schema->is_object()) return Error(bad_request("'response_format.json_schema.schema' must be a JSON Schema object", "response_format.json_schema.schema"));
+      f.schema = *schema;
+    }
+    auto strict = boolean(*spec, "strict");
+    if (!strict) return Error(bad_request("'response_format.json_schema.strict' must be a boolean", "response_format.json_schema.strict"));
+    f.strict = strict->value_or(false);
+  } else {
+    return Error(bad_request(fmt::format("{} (got \"{}\")", shape, type), "response_format.type"));
+  }
+  return {};
+}
 
 std::expected<std::vector<std::string>, ApiError> string_list(const json& body, const char* name, const std::string& param) {
   std::vector<std::string> out;
@@ -308,6 +459,9 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
     auto messages = parse_messages(body);
     if (!messages) return Error(messages.error());
     out.messages = std::move(*messages);
+    if (auto ok = parse_tools(body, out); !ok) return Error(ok.error());
+    if (auto ok = parse_tool_choice(body, out); !ok) return Error(ok.error());
+    if (auto ok = parse_response_format(body, out); !ok) return Error(ok.error());
   } else if (auto ok = parse_prompt(body, out); !ok) {
     return Error(ok.error());
   }

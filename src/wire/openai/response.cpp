@@ -141,6 +141,20 @@ json OpenAiRenderer::delta_chunk(const std::string& text, const std::vector<Toke
 std::string OpenAiRenderer::stream_event(const Event& event) {
   std::string out;
   if (event.error) out += sse_data(error_json(*event.error));
+  if (!event.tool_calls.empty() && kind_ == RequestKind::kChat) {
+    // delta.tool_calls: a call's first piece carries its id, type and name; later ones add arguments.
+    json calls = json::array();
+    for (const ToolCallDelta& d : event.tool_calls) {
+      json call = {{"index", d.index}, {"function", {{"arguments", d.arguments}}}};
+      if (!d.id.empty()) call["id"] = d.id, call["type"] = "function";
+      if (!d.name.empty()) call["function"]["name"] = d.name;
+      calls.push_back(std::move(call));
+    }
+    json chunk = envelope(true);
+    chunk["choices"] = json::array({{{"index", 0}, {"delta", {{"tool_calls", std::move(calls)}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+    if (include_usage_) chunk["usage"] = nullptr;
+    out += sse_data(chunk);
+  }
   if (!event.text.empty() || !event.logprobs.empty() || event.finished) {
     json chunk = delta_chunk(event.text, event.logprobs, event.finished ? event.finish_reason : "");
     // As OpenRouter does: the finishing chunk carries the usage (and its cost) even when the client did
@@ -162,17 +176,23 @@ std::string OpenAiRenderer::stream_event(const Event& event) {
 
 std::string OpenAiRenderer::stream_error(const ApiError& error) { return sse_data(error_json(error)) + "data: [DONE]\n\n"; }
 
-std::string OpenAiRenderer::full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) {
+std::string OpenAiRenderer::full_response(const Reply& reply, const Event& last) {
   if (!last.model.empty()) model_ = last.model;
   provider_ = last.deployment;
   json out = envelope(false);
   json choice = {{"index", 0}};
   if (kind_ == RequestKind::kChat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}, {"tool_calls", json::array()}};
+    json calls = json::array();
+    for (const ToolCall& call : reply.tool_calls) {
+      calls.push_back({{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+    }
+    // As OpenAI: a reply of only tool calls has null content.
+    const json content = reply.text.empty() && !calls.empty() ? json(nullptr) : json(reply.text);
+    choice["message"] = {{"role", "assistant"}, {"content", content}, {"refusal", nullptr}, {"tool_calls", std::move(calls)}};
   } else {
-    choice["text"] = text;
+    choice["text"] = reply.text;
   }
-  choice["logprobs"] = logprobs_json(logprobs);
+  choice["logprobs"] = logprobs_json(reply.logprobs);
   choice["finish_reason"] = finish(last.finish_reason);
   out["choices"] = json::array({std::move(choice)});
   out["usage"] = usage_json(last.usage);

@@ -20,7 +20,7 @@ class OpenAiRenderer final : public Renderer {
   std::string stream_start(const Event& first) override;
   std::string stream_event(const Event& event) override;
   std::string stream_error(const ApiError& error) override;
-  std::string full_response(const std::string& text, const std::vector<TokenLogprob>& logprobs, const Event& last) override;
+  std::string full_response(const Reply& reply, const Event& last) override;
   http::Response error_response(const ApiError& error) const override;
 
   static nlohmann::json usage_json(const Usage& usage);
