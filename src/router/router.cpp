@@ -430,6 +430,7 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
   names.insert(names.end(), request.fallback_models.begin(), request.fallback_models.end());
   std::vector<std::pair<Deployment*, std::string>> out;
   std::optional<ApiError> unknown;  // the first name that does not exist
+  bool any_known = false;
   std::shared_lock table(table_mutex_);  // deployments are never removed: their pointers outlive it
   for (size_t n = 0; n < names.size(); ++n) {
     auto route_it = models_.find(names[n]);
@@ -442,6 +443,7 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
       }
       continue;
     }
+    any_known = true;
     const ModelRoute& route = *route_it->second;
     std::vector<Deployment*> list;
     for (Deployment* d : route.deployments) {
@@ -489,7 +491,7 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
     for (Deployment* d : list) out.emplace_back(d, route.name);
   }
   if (!prefs.allow_fallbacks && out.size() > 1) out.resize(1);
-  if (out.empty() && unknown) {
+  if (out.empty() && unknown && !any_known) {
     why_none = *unknown;
   } else if (out.empty()) {
     why_none = {.status = 404, .message = fmt::format("no deployment of '{}' matches the request's provider preferences", request.model),

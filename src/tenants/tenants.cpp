@@ -222,9 +222,13 @@ std::shared_ptr<KeyState> Tenants::state_of(const std::string& key_id) const {
 bool Tenants::refresh_after_miss() {
   const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
   int64_t last = last_miss_refresh_ns_.load();
-  if (now - last < std::chrono::nanoseconds(kMissRefreshInterval).count()) return false;
-  if (!last_miss_refresh_ns_.compare_exchange_strong(last, now)) return false;  // another request is looking
-  reload_if_changed();  // a data_version read; the keys are re-read only if the store changed
+  if (now - last >= std::chrono::nanoseconds(kMissRefreshInterval).count() && last_miss_refresh_ns_.compare_exchange_strong(last, now)) {
+    reload_if_changed();  // a data_version read; the keys are re-read only if the store changed
+    return true;
+  }
+  // Another request looked a moment ago, or is looking now: wait for a reload in progress (it may be
+  // bringing this very key), without asking the store again.
+  std::lock_guard wait(reload_mutex_);
   return true;
 }
 

@@ -153,6 +153,34 @@ TEST(AnthropicClient, ToolsAndToolTurnsTranslate) {
   EXPECT_EQ(piece->tool_calls[0].arguments, "{\"a\"");
 }
 
+// Anthropic refuses empty text blocks: a tool that printed nothing has no content, a turn of only tool
+// calls no text block, and a breakpoint with no text before it in its message marks the block before.
+TEST(AnthropicClient, NeverSendsAnEmptyTextBlock) {
+  Request r = chat({{"system", "sys"}, {"user", "go"}});
+  r.messages.push_back({{"role", "assistant"}, {"content", ""},
+                        {"tool_calls", {{{"id", "c1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{}"}}}}}}});
+  r.messages.push_back({{"role", "tool"}, {"tool_call_id", "c1"}, {"content", ""}});
+  r.messages.push_back({{"role", "user"}, {"content", "and?"}});
+  r.cache_breakpoints = {{.message = 2, .chars = 0, .ttl_s = 300}, {.message = 3, .chars = 0, .ttl_s = 3600}};
+  r.tool_choice = {.mode = ToolChoice::Mode::kNone, .name = {}, .parallel = false};
+  r.tools.push_back({.name = "f", .description = {}, .parameters = {{"type", "object"}}, .strict = false});
+  auto body = anthropic_request_body(r, "claude", 64);
+  ASSERT_TRUE(body) << body.error().message;
+  const std::string text = body->dump();
+  EXPECT_EQ(text.find(R"("text":"")"), std::string::npos) << text;
+  const json& messages = (*body)["messages"];
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[0]["content"][0]["cache_control"]["ttl"], "5m") << "the breakpoint before the tool call marks the turn before";
+  EXPECT_EQ(messages[1]["content"], json::parse(R"([{"type":"tool_use","id":"c1","name":"f","input":{}}])"));
+  EXPECT_EQ(messages[2]["content"][0], json::parse(R"({"type":"tool_result","tool_use_id":"c1","cache_control":{"type":"ephemeral","ttl":"1h"}})"));
+  EXPECT_EQ(messages[2]["content"][1]["text"], "and?");
+  EXPECT_EQ((*body)["tool_choice"], json::parse(R"({"type":"none"})")) << "disable_parallel_tool_use only where calls can be made";
+  // An Anthropic tool result's is_error has no OpenAI field: not sent there.
+  r.messages[3]["is_error"] = true;
+  EXPECT_TRUE(anthropic_request_body(r, "claude", 64)->at("messages")[2]["content"][0]["is_error"]);
+  EXPECT_FALSE(openai_request_body(r, "gpt")["messages"][3].contains("is_error"));
+}
+
 // An Anthropic stream's tool_use blocks are numbered as calls 0, 1, ... whatever their block index.
 TEST(AnthropicClient, StreamReaderNumbersToolCalls) {
   AnthropicStreamReader reader;

@@ -499,6 +499,10 @@ TEST(RequestTest, ToolsToolChoiceAndResponseFormat) {
   rejected(RequestKind::kChat, chat({{"messages", {{{"role", "tool"}, {"tool_call_id", "call_9"}, {"content", "x"}}}}}), "messages[0].tool_call_id");
   rejected(RequestKind::kChat, chat({{"messages", {{{"role", "tool"}, {"content", "x"}}}}}), "messages[0].tool_call_id");
   rejected(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", "x"}, {"tool_calls", json::array()}}}}}), "messages[0].tool_calls");
+  // An assistant's empty tool_calls (some clients echo it back) says nothing and is not kept.
+  r = ok(RequestKind::kChat, chat({{"messages", {{{"role", "user"}, {"content", "x"}}, {{"role", "assistant"}, {"content", "y"}, {"tool_calls", json::array()}},
+                                                {{"role", "user"}, {"content", "z"}}}}}));
+  EXPECT_FALSE(r.messages[1].contains("tool_calls"));
 }
 
 // prompt_cache_retention "24h" retains the whole prompt for a day; "in_memory" is the plain cache.

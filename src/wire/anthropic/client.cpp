@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "wire/json_util.h"
 
@@ -22,21 +23,32 @@ std::string content_of(const nlohmann::ordered_json& message) {
 
 json cache_control(int64_t ttl_s) { return {{"type", "ephemeral"}, {"ttl", ttl_s >= 3600 ? "1h" : "5m"}}; }
 
-/// A message's text as blocks, split at its breakpoints (each marks the block that ends there).
-json blocks_of(const std::string& text, std::vector<std::pair<size_t, int64_t>> cuts) {
-  std::sort(cuts.begin(), cuts.end());
+/// A message's text as blocks, split at its breakpoints (each marks the block that ends there). Never
+/// an empty block (Anthropic refuses them): a breakpoint with no text before it in the message is
+/// returned unplaced, for the caller to put on a neighbouring block.
+struct TextBlocks {
   json blocks = json::array();
+  std::optional<int64_t> unplaced_ttl_s;
+};
+
+TextBlocks blocks_of(const std::string& text, std::vector<std::pair<size_t, int64_t>> cuts) {
+  std::sort(cuts.begin(), cuts.end());
+  TextBlocks out;
   size_t start = 0;
   for (const auto& [at, ttl_s] : cuts) {
     const size_t end = std::min(at, text.size());
-    if (end > start || blocks.empty()) {
-      blocks.push_back(text_block(text.substr(start, end - start)));
+    if (end > start) {
+      out.blocks.push_back(text_block(text.substr(start, end - start)));
       start = end;
     }
-    blocks.back()["cache_control"] = cache_control(ttl_s);
+    if (out.blocks.empty()) {
+      out.unplaced_ttl_s = std::max(out.unplaced_ttl_s.value_or(0), ttl_s);
+    } else {
+      out.blocks.back()["cache_control"] = cache_control(ttl_s);
+    }
   }
-  if (start < text.size() || blocks.empty()) blocks.push_back(text_block(text.substr(start)));
-  return blocks;
+  if (start < text.size()) out.blocks.push_back(text_block(text.substr(start)));
+  return out;
 }
 
 }  // namespace
@@ -66,14 +78,21 @@ std::expected<json, ApiError> anthropic_request_body(const Request& r, std::stri
   for (size_t i = 0; i < r.messages.size(); ++i) {
     const auto& m = r.messages[i];
     const std::string role = m.value("role", "user");
-    json blocks = blocks_of(content_of(m), cuts[i]);
+    TextBlocks text = blocks_of(content_of(m), cuts[i]);
+    json blocks = std::move(text.blocks);
+    // A breakpoint before any of this message's text marks the block before it (the end of the
+    // previous message), a tool result's the result itself.
+    if (text.unplaced_ttl_s && role != "tool") {
+      json* previous = !messages.empty() && !messages.back()["content"].empty() ? &messages.back()["content"].back()
+                       : !system.empty()                                         ? &system.back()
+                                                                                 : nullptr;
+      if (previous != nullptr) (*previous)["cache_control"] = cache_control(*text.unplaced_ttl_s);
+    }
     if (role == "system") {
       for (auto& block : blocks) system.push_back(std::move(block));
       continue;
     }
     if (role == "assistant") {
-      // An empty text block is refused by Anthropic: a turn of only tool calls has none.
-      if (blocks.size() == 1 && blocks[0]["text"] == "" && !blocks[0].contains("cache_control") && m.contains("tool_calls")) blocks = json::array();
       if (auto calls = m.find("tool_calls"); calls != m.end() && calls->is_array()) {
         for (const auto& call : *calls) {
           const std::string arguments = call["function"].value("arguments", "");
@@ -83,10 +102,13 @@ std::expected<json, ApiError> anthropic_request_body(const Request& r, std::stri
         }
       }
     } else if (role == "tool") {
-      json result = {{"type", "tool_result"}, {"tool_use_id", m.value("tool_call_id", "")}, {"content", std::move(blocks)}};
+      json result = {{"type", "tool_result"}, {"tool_use_id", m.value("tool_call_id", "")}};
+      if (!blocks.empty()) result["content"] = std::move(blocks);  // a tool that printed nothing: no content
       if (m.value("is_error", false)) result["is_error"] = true;
+      if (text.unplaced_ttl_s) result["cache_control"] = cache_control(*text.unplaced_ttl_s);
       blocks = json::array({std::move(result)});
     }
+    if (blocks.empty()) continue;  // nothing to say (an empty turn): Anthropic refuses empty content
     const std::string mapped = role == "assistant" ? "assistant" : "user";  // tool results go in user turns
     // Anthropic wants alternating turns: consecutive ones of the same role become one.
     if (!messages.empty() && messages.back()["role"] == mapped) {
@@ -122,7 +144,7 @@ std::expected<json, ApiError> anthropic_request_body(const Request& r, std::stri
       case ToolChoice::Mode::kRequired: choice = {{"type", "any"}}; break;
       case ToolChoice::Mode::kNamed: choice = {{"type", "tool"}, {"name", r.tool_choice.name}}; break;
     }
-    if (!r.tool_choice.parallel) choice["disable_parallel_tool_use"] = true;
+    if (!r.tool_choice.parallel && r.tool_choice.mode != ToolChoice::Mode::kNone) choice["disable_parallel_tool_use"] = true;
     if (r.tool_choice.mode != ToolChoice::Mode::kAuto || !r.tool_choice.parallel) body["tool_choice"] = std::move(choice);
   }
   return body;

@@ -257,7 +257,7 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   for (const auto& [key, value] : body.items()) {
     if (!known.contains(key)) return Error(bad_request(fmt::format("{}: Extra inputs are not permitted", key), key));
   }
-  if (const json* v = field(body, "thinking"); v != nullptr && !(v->is_object() && v->value("type", "") == "disabled")) {
+  if (const json* v = field(body, "thinking"); v != nullptr && !(v->is_object() && string_or(*v, "type", "") == "disabled")) {
     return Error(bad_request("thinking: not supported by tern yet", "thinking"));
   }
   for (const char* name : {"container", "output_config"}) {
@@ -497,12 +497,16 @@ std::string AnthropicRenderer::stream_start(const Event& first) {
                   {"stop_sequence", nullptr},
                   {"usage", usage_json(first.usage)}};
   if (!first.deployment.empty()) message["provider"] = first.deployment;  // OpenRouter's field: which deployment answered
-  open_block_ = 0;
-  open_is_tool_ = false;
-  next_block_ = 1;
-  return sse_event("message_start", {{"type", "message_start"}, {"message", message}}) +
-         sse_event("content_block_start", {{"type", "content_block_start"}, {"index", 0}, {"content_block", {{"type", "text"}, {"text", ""}}}}) +
-         sse_event("ping", {{"type", "ping"}});
+  std::string out = sse_event("message_start", {{"type", "message_start"}, {"message", message}});
+  // A reply that opens with a tool call has no text block before it (as Anthropic streams it); else
+  // the text block opens at once, before the ping, as Anthropic's do.
+  if (first.tool_calls.empty() || !first.text.empty()) {
+    open_block_ = 0;
+    open_is_tool_ = false;
+    next_block_ = 1;
+    out += sse_event("content_block_start", {{"type", "content_block_start"}, {"index", 0}, {"content_block", {{"type", "text"}, {"text", ""}}}});
+  }
+  return out + sse_event("ping", {{"type", "ping"}});
 }
 
 // Blocks, as Anthropic streams them: one open at a time, started, given deltas, stopped. Text goes to

@@ -12,6 +12,8 @@ json openai_request_body(const Request& r, std::string_view model) {
   json body = {{"model", model}, {"stream", true}, {"stream_options", {{"include_usage", true}}}};
   if (r.kind == RequestKind::kChat) {
     body["messages"] = r.messages;
+    // Anthropic's is_error on a tool result has no OpenAI field: strict upstreams refuse unknown ones.
+    for (auto& message : body["messages"]) message.erase("is_error");
   } else {
     body["prompt"] = r.prompt ? json(*r.prompt) : json(r.prompt_tokens);
   }

@@ -148,7 +148,7 @@ std::expected<nlohmann::ordered_json, ApiError> parse_messages(const json& body)
     if (tool_calls != nullptr) {
       auto calls = parse_tool_calls(*tool_calls, param + ".tool_calls", call_ids);
       if (!calls) return Error(calls.error());
-      message["tool_calls"] = std::move(*calls);
+      if (!calls->empty()) message["tool_calls"] = std::move(*calls);  // [] (as some clients echo it) says nothing
     }
     if (role == "tool") {
       // A tool's result answers a call an earlier assistant message made.

@@ -188,7 +188,8 @@ std::string OpenAiRenderer::full_response(const Reply& reply, const Event& last)
     }
     // As OpenAI: a reply of only tool calls has null content.
     const json content = reply.text.empty() && !calls.empty() ? json(nullptr) : json(reply.text);
-    choice["message"] = {{"role", "assistant"}, {"content", content}, {"refusal", nullptr}, {"tool_calls", std::move(calls)}};
+    choice["message"] = {{"role", "assistant"}, {"content", content}, {"refusal", nullptr}};
+    if (!calls.empty()) choice["message"]["tool_calls"] = std::move(calls);  // absent without calls, as OpenAI's
   } else {
     choice["text"] = reply.text;
   }
