@@ -23,6 +23,9 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
 fi
 
+# xgrammar (constrained decoding) is not in Debian: built once from its pinned PyPI sdist (~1 minute).
+[[ -f build-deps/xgrammar/lib/libxgrammar.a ]] || tools/build_xgrammar.sh >/dev/null
+
 if [[ ! -f build/build.ninja ]]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi

@@ -288,7 +288,17 @@ void Engine::run_step(const SchedulerOutput& output) {
     std::optional<TokenLogprob> logprob;
     std::vector<float> raw;
     if (active.request.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());
+    // A grammar masks what may not come next: the sampler chooses among the rest.
+    TokenConstraint* constraint = active.request.constraint.get();
+    if (constraint != nullptr && !constraint->mask_logits(logits)) {
+      finish(active, "error", "the output format's grammar allows no next token (a dead end)");
+      continue;
+    }
     const int32_t token = active.sampler.sample(logits, active.sched.tokens);
+    if (constraint != nullptr && !constraint->accept(token)) {
+      finish(active, "error", "the sampled token does not fit the output format's grammar");
+      continue;
+    }
     if (!raw.empty()) logprob = logprobs_of(raw, token, active.request.top_logprobs);
     process_token(active, token, std::move(logprob));
   }

@@ -22,6 +22,7 @@
 
 #include "engine/engine_metrics.h"
 #include "engine/kv/disk_tier.h"
+#include "engine/grammar/grammar.h"
 #include "engine/kv/kv_manager.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sched/scheduler.h"
@@ -48,6 +49,8 @@ struct GenerationRequest {
   std::shared_ptr<const model::LoraAdapter> adapter;
   std::string adapter_name;  ///< for metrics
   bool report_every_token = false;  ///< an event per sampled token even when it adds no text (terminal timing)
+  /// Constrained decoding (response_format): which tokens may come next; null: any.
+  std::shared_ptr<TokenConstraint> constraint;
   Clock::time_point arrival = Clock::now();
 };
 

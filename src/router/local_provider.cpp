@@ -59,6 +59,22 @@ std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const wire::Re
   return out;
 }
 
+std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::output_constraint(const wire::Request& request) const {
+  std::call_once(grammars_once_, [this] {
+    std::vector<int32_t> end_tokens(model_.end_of_generation_tokens().begin(), model_.end_of_generation_tokens().end());
+    grammars_ = std::make_unique<engine::GrammarCompiler>(model_.tokenizer(), end_tokens);
+  });
+  const wire::ResponseFormat& format = request.response_format;
+  // json_object (and a json_schema without a schema): any JSON object.
+  const std::string schema = format.schema.is_object() ? format.schema.dump() : std::string(R"({"type": "object"})");
+  auto constraint = grammars_->json_schema(schema);
+  if (!constraint) {
+    const char* param = format.schema.is_object() ? "response_format.json_schema.schema" : "response_format";
+    return std::unexpected(bad_request(fmt::format("{}: the schema cannot be used: {}", param, constraint.error().message), param));
+  }
+  return std::move(*constraint);
+}
+
 LocalProvider::LocalProvider(std::string name, model::Model& model, engine::Engine& engine,
                              std::optional<chat::ChatTemplate> chat_template, engine::AdapterRegistry* adapters)
     : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)), adapters_(adapters) {}
@@ -68,12 +84,16 @@ const std::string& LocalProvider::file_name() const { return model_.file().name(
 std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const wire::Request& request) const {
   engine::GenerationRequest out;
   const bool is_chat = request.kind == RequestKind::kChat;
-  // Constrained decoding (a grammar mask in the sampler) is not built yet: a local model cannot promise
-  // a tool call or schema-valid JSON, so it refuses rather than answer in free text.
-  if (request.wants_tools() || request.wants_json()) {
-    const char* field = request.wants_tools() ? "tools" : "response_format";
-    return std::unexpected(bad_request(fmt::format("model '{}' is a local model: {} on local models is not supported yet (remote "
-                                                   "deployments take it; tool_choice \"none\" answers in text)", name_, field), field));
+  // Tool calls need the model's tool-call syntax parsed (or a forced call's grammar): not built yet, so a
+  // local model refuses rather than answer in free text.
+  if (request.wants_tools()) {
+    return std::unexpected(bad_request(fmt::format("model '{}' is a local model: tools on local models is not supported yet (remote "
+                                                   "deployments take them; tool_choice \"none\" answers in text)", name_), "tools"));
+  }
+  if (request.wants_json()) {
+    auto constraint = output_constraint(request);
+    if (!constraint) return std::unexpected(constraint.error());
+    out.constraint = std::move(*constraint);
   }
   if (is_chat) {
     if (!chat_template_) {

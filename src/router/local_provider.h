@@ -3,6 +3,8 @@
 // template for chat, plain text or token ids for completions).
 
 #include <atomic>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -37,12 +39,17 @@ class LocalProvider final : public Provider {
  private:
   /// The request's cache breakpoints as token counts of `prompt` (its tokenized form).
   std::vector<engine::PinBreakpoint> pin_breakpoints(const wire::Request& request, const std::vector<int32_t>& prompt) const;
+  /// The grammar of a request's response_format (a JSON Schema; json_object: any object).
+  std::expected<std::shared_ptr<engine::TokenConstraint>, wire::ApiError> output_constraint(const wire::Request& request) const;
 
   std::string name_;
   model::Model& model_;
   engine::Engine& engine_;
   std::optional<chat::ChatTemplate> chat_template_;
   engine::AdapterRegistry* adapters_;
+  // Made on the first constrained request (the vocabulary's grammar tables take 15-100 ms).
+  mutable std::once_flag grammars_once_;
+  mutable std::unique_ptr<engine::GrammarCompiler> grammars_;
 };
 
 }  // namespace tern::router

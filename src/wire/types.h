@@ -104,7 +104,9 @@ struct ResponseFormat {
   Kind kind = Kind::kText;
   std::string name;  ///< json_schema.name
   std::string description;
-  nlohmann::json schema;  ///< json_schema.schema (null: any JSON object)
+  /// json_schema.schema (null: any JSON object), its keys in the client's order: properties are
+  /// generated in the order the schema names them.
+  nlohmann::ordered_json schema;
   bool strict = false;
 };
 

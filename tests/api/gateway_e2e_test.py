@@ -21,6 +21,7 @@ import unittest
 import urllib.request
 
 try:
+    import jsonschema
     import anthropic
     import httpx2 as httpx  # the openai SDK's HTTP client
     import openai
@@ -40,6 +41,31 @@ OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_weather", "descri
 ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "Weather in a city", "input_schema": CITY},
                    {"name": "get_time", "description": "Local time in a city", "input_schema": CITY}]
 TOOL_RESULTS = {"get_weather": "18C", "get_time": "14:00"}
+NAME = {"type": "string", "maxLength": 24}
+# JSON Schemas a local model must keep to, keyword by keyword (strings and arrays bounded, so that a
+# sampled output ends within max_tokens).
+SCHEMAS = {
+    "required and optional": {"type": "object", "properties": {"name": NAME, "age": {"type": "integer"}, "nickname": NAME},
+                              "required": ["name", "age"], "additionalProperties": False},
+    "nested arrays": {"type": "object", "properties": {"matrix": {"type": "array", "minItems": 2, "maxItems": 3,
+                                                                  "items": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer"}}}},
+                      "required": ["matrix"], "additionalProperties": False},
+    "enum and const": {"type": "object", "properties": {"colour": {"enum": ["red", "green", "blue"]}, "kind": {"const": "paint"}},
+                       "required": ["colour", "kind"], "additionalProperties": False},
+    "anyOf": {"type": "object", "properties": {"value": {"anyOf": [{"type": "integer"}, {"type": "boolean"}, NAME]}},
+              "required": ["value"], "additionalProperties": False},
+    "oneOf": {"type": "object", "properties": {"id": {"oneOf": [{"type": "integer", "minimum": 100}, {"type": "string", "pattern": "^x[0-9]{2}$"}]}},
+              "required": ["id"], "additionalProperties": False},
+    "$ref and $defs": {"type": "object", "$defs": {"point": {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
+                                                            "required": ["x", "y"], "additionalProperties": False}},
+                       "properties": {"start": {"$ref": "#/$defs/point"}, "end": {"$ref": "#/$defs/point"}},
+                       "required": ["start", "end"], "additionalProperties": False},
+    "pattern": {"type": "object", "properties": {"date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}},
+                "required": ["date"], "additionalProperties": False},
+    "numeric ranges": {"type": "object", "properties": {"age": {"type": "integer", "minimum": 18, "maximum": 99},
+                                                        "score": {"type": "number", "minimum": 0, "maximum": 1}},
+                       "required": ["age", "score"], "additionalProperties": False},
+}
 
 
 class Upstream:
@@ -453,10 +479,42 @@ class GatewayTest(unittest.TestCase):
         with self.assertRaises(openai.BadRequestError) as e:
             g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=OPENAI_TOOLS)
         self.assertIn("tools on local models is not supported yet", e.exception.message)
-        with self.assertRaises(openai.BadRequestError):
-            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, response_format={"type": "json_object"})
         r = g.openai.chat.completions.create(model=MODEL, max_tokens=4, messages=PROMPT, tools=OPENAI_TOOLS, tool_choice="none")
         self.assertEqual(r.choices[0].finish_reason, "length")
+
+    # --- structured output on a local model: constrained decoding -------------------------------
+    def test_every_output_validates_against_its_json_schema(self):
+        g = self.gateway
+        messages = [{"role": "user", "content": "Answer with a small JSON example."}]
+        for title, schema in SCHEMAS.items():
+            for sampling in ({"temperature": 0}, {"temperature": 1.0, "seed": 1}, {"temperature": 1.0, "seed": 2}):
+                with self.subTest(schema=title, **sampling):
+                    r = g.openai.chat.completions.create(
+                        model=MODEL, max_tokens=256, messages=messages, **sampling,
+                        response_format={"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": schema}})
+                    choice = r.choices[0]
+                    self.assertEqual(choice.finish_reason, "stop", choice.message.content)
+                    jsonschema.validate(json.loads(choice.message.content), schema)
+        # json_object: any JSON object; streamed, the pieces make one.
+        text = "".join(c.choices[0].delta.content or "" for c in g.openai.chat.completions.create(
+            model=MODEL, max_tokens=256, messages=messages, stream=True, response_format={"type": "json_object"},
+            temperature=1.0, seed=3) if c.choices)
+        self.assertIsInstance(json.loads(text), dict)
+        # The schema's own order of properties is the output's.
+        r = g.openai.chat.completions.create(model=MODEL, max_tokens=128, messages=messages, temperature=0, response_format={
+            "type": "json_schema", "json_schema": {"name": "p", "schema": {"type": "object", "properties": {"zeta": {"type": "integer"},
+                                                                                                         "alpha": {"type": "integer"}},
+                                                                          "required": ["zeta", "alpha"], "additionalProperties": False}}})
+        self.assertEqual(list(json.loads(r.choices[0].message.content)), ["zeta", "alpha"])
+
+    def test_a_schema_that_cannot_be_kept_to_is_a_400_naming_it(self):
+        g = self.gateway
+        with self.assertRaises(openai.BadRequestError) as e:
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, response_format={
+                "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "wibble"}}}}})
+        self.assertEqual(e.exception.body["param"], "response_format.json_schema.schema")
+        self.assertIn("wibble", e.exception.message)
+        self.assertNotIn(".cc:", e.exception.message)
 
     def test_a_stop_sequence_is_named_in_anthropic_stop_reason(self):
         g = self.gateway

@@ -8,7 +8,8 @@ namespace tern::wire {
 
 using json = nlohmann::json;
 
-json openai_request_body(const Request& r, std::string_view model) {
+nlohmann::ordered_json openai_request_body(const Request& r, std::string_view model) {
+  using json = nlohmann::ordered_json;
   json body = {{"model", model}, {"stream", true}, {"stream_options", {{"include_usage", true}}}};
   if (r.kind == RequestKind::kChat) {
     body["messages"] = r.messages;

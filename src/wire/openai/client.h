@@ -18,7 +18,8 @@ namespace tern::wire {
 /// fields are sent only when they differ from the defaults (top_k, min_p, repetition_penalty and
 /// ignore_eos are extensions vLLM, SGLang, llama-server and tern understand); retention of the whole
 /// prompt as prompt_cache_retention "24h"; prompt_cache_key as given.
-nlohmann::json openai_request_body(const Request& request, std::string_view model);
+/// Keys keep their order (a json_schema's properties are generated in the order it names them).
+nlohmann::ordered_json openai_request_body(const Request& request, std::string_view model);
 
 /// One `data:` payload of an OpenAI stream: text (the first choice's delta.content or text),
 /// reasoning (delta.reasoning_content or reasoning), finish_reason, usage, an in-stream error, or the

@@ -339,7 +339,7 @@ std::expected<void, ApiError> parse_response_format(const json& body, Request& o
     f.description = description->value_or("");
     if (const json* schema = field(*spec, "schema"); schema != nullptr) {
       if (!schema->is_object()) return Error(bad_request("'response_format.json_schema.schema' must be a JSON Schema object", "response_format.json_schema.schema"));
-      f.schema = *schema;
+      f.schema = *schema;  // key order restored by the caller from the body's text
     }
     auto strict = boolean(*spec, "strict");
     if (!strict) return Error(bad_request("'response_format.json_schema.strict' must be a boolean", "response_format.json_schema.strict"));
@@ -462,6 +462,11 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
     if (auto ok = parse_tools(body, out); !ok) return Error(ok.error());
     if (auto ok = parse_tool_choice(body, out); !ok) return Error(ok.error());
     if (auto ok = parse_response_format(body, out); !ok) return Error(ok.error());
+    if (out.response_format.schema.is_object()) {
+      // nlohmann::json sorts keys; the schema's own order decides the order properties come in.
+      const auto ordered = nlohmann::ordered_json::parse(text, nullptr, false);
+      if (!ordered.is_discarded()) out.response_format.schema = ordered["response_format"]["json_schema"]["schema"];
+    }
   } else if (auto ok = parse_prompt(body, out); !ok) {
     return Error(ok.error());
   }

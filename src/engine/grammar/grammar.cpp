@@ -1,0 +1,91 @@
+#include "engine/grammar/grammar.h"
+
+#include <dlpack/dlpack.h>
+#include <xgrammar/xgrammar.h>
+
+#include <exception>
+#include <limits>
+#include <optional>
+#include <string_view>
+
+namespace tern::engine {
+namespace {
+
+/// xgrammar's matcher for one request, and its bitmask buffer (one bit per vocabulary entry).
+class XgrammarConstraint final : public TokenConstraint {
+ public:
+  XgrammarConstraint(const xgrammar::CompiledGrammar& grammar, int vocab_size)
+      : matcher_(grammar), bits_((static_cast<size_t>(vocab_size) + 31) / 32), shape_{static_cast<int64_t>(bits_.size())} {}
+
+  bool mask_logits(std::span<float> logits) override {
+    DLTensor tensor{bits_.data(), DLDevice{kDLCPU, 0}, 1, DLDataType{kDLInt, 32, 1}, shape_, nullptr, 0};
+    matcher_.FillNextTokenBitmask(&tensor);
+    bool any = false;
+    constexpr float kMasked = -std::numeric_limits<float>::infinity();
+    for (size_t word = 0; word < bits_.size(); ++word) {
+      const auto mask = static_cast<uint32_t>(bits_[word]);
+      if (mask != 0) any = true;
+      if (mask == 0xFFFFFFFFu) continue;
+      const size_t first = word * 32;
+      for (size_t bit = 0; bit < 32 && first + bit < logits.size(); ++bit) {
+        if (((mask >> bit) & 1u) == 0) logits[first + bit] = kMasked;
+      }
+    }
+    // Logits past the vocabulary the grammar knows (padding rows of the output matrix) never come.
+    for (size_t i = bits_.size() * 32; i < logits.size(); ++i) logits[i] = kMasked;
+    return any;
+  }
+
+  bool accept(int32_t token) override { return matcher_.AcceptToken(token); }
+
+ private:
+  xgrammar::GrammarMatcher matcher_;
+  std::vector<int32_t> bits_;
+  int64_t shape_[1];
+};
+
+}  // namespace
+
+struct GrammarCompiler::Impl {
+  xgrammar::TokenizerInfo info;
+  xgrammar::GrammarCompiler compiler;
+  int vocab_size;
+
+  Impl(std::vector<std::string> vocab, std::vector<int32_t> end_tokens)
+      : info(vocab, xgrammar::VocabType::RAW, static_cast<int>(vocab.size()), std::move(end_tokens)),
+        compiler(info, /*max_threads=*/1, /*cache_enabled=*/true),
+        vocab_size(static_cast<int>(vocab.size())) {}
+};
+
+GrammarCompiler::GrammarCompiler(const tok::Tokenizer& tokenizer, std::span<const int32_t> end_tokens) {
+  // Each token as the bytes it adds to the text (RAW: xgrammar decodes nothing). Control tokens give
+  // "" and so are never allowed inside the grammar; the end tokens are allowed where it is complete.
+  std::vector<std::string> vocab(tokenizer.vocab().size());
+  for (size_t i = 0; i < vocab.size(); ++i) vocab[i] = tokenizer.token_bytes(static_cast<tok::TokenId>(i));
+  impl_ = std::make_unique<Impl>(std::move(vocab), std::vector<int32_t>(end_tokens.begin(), end_tokens.end()));
+}
+
+GrammarCompiler::~GrammarCompiler() = default;
+
+Result<std::shared_ptr<TokenConstraint>> GrammarCompiler::json_schema(const std::string& schema) {
+  std::optional<xgrammar::CompiledGrammar> grammar;
+  try {
+    std::lock_guard lock(mutex_);
+    // Compact JSON (no free whitespace between tokens): shorter outputs, and no run of spaces a small
+    // model could loop in. strict_mode: properties not named are not allowed unless the schema says so.
+    grammar.emplace(impl_->compiler.CompileJSONSchema(schema, /*any_whitespace=*/false));
+  } catch (const std::exception& e) {
+    // xgrammar's messages start with "[time] file:line: "; the rest is what the schema asks.
+    std::string_view message = e.what();
+    if (message.starts_with('[')) {
+      if (const size_t at = message.find(".cc:"); at != std::string_view::npos) {
+        if (const size_t colon = message.find(": ", at); colon != std::string_view::npos) message.remove_prefix(colon + 2);
+      }
+    }
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.remove_suffix(1);
+    return fail("{}", message);
+  }
+  return std::shared_ptr<TokenConstraint>(std::make_shared<XgrammarConstraint>(*grammar, impl_->vocab_size));
+}
+
+}  // namespace tern::engine

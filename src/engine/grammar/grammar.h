@@ -1,0 +1,58 @@
+#pragma once
+// Constrained decoding: a grammar that decides, before each sampled token of a request, which tokens
+// may come next (a mask over the vocabulary, applied to the logits by the engine), so that the output
+// always parses as what was asked for — JSON valid against a JSON Schema (OpenAI's response_format).
+//
+// The engine is xgrammar's C++ core (tools/build_xgrammar.sh builds it from its pinned PyPI source
+// distribution): it compiles a schema into a grammar over the model's vocabulary once (compilations
+// are cached by schema), and a matcher per request walks it token by token:
+//
+//   GrammarCompiler (one per loaded model: the vocabulary as raw token bytes, the end-of-generation ids)
+//     └─ json_schema(text) ─► CompiledGrammar (cached) ─► TokenConstraint per request
+//          engine step: fill_mask ─► logits of masked tokens = -inf ─► sample ─► accept(token)
+//
+// End-of-generation tokens are allowed only where the grammar is complete, so a constrained request
+// ends with an end token right after its last JSON byte (or at max_tokens, cut short as any request).
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+#include "util/result.h"
+
+namespace tern::engine {
+
+/// One request's grammar state. Used on the engine thread only.
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  /// Sets logits of the tokens the grammar does not allow next to -infinity; false when it allows
+  /// none (a dead end: the request must end with an error, never with output outside the grammar).
+  virtual bool mask_logits(std::span<float> logits) = 0;
+  /// Advances past a sampled token (one mask_logits allowed); false if the grammar refuses it.
+  virtual bool accept(int32_t token) = 0;
+};
+
+class GrammarCompiler {
+ public:
+  /// For a model's tokenizer; `end_tokens` may end a generation where the grammar is complete.
+  GrammarCompiler(const tok::Tokenizer& tokenizer, std::span<const int32_t> end_tokens);
+  ~GrammarCompiler();
+  GrammarCompiler(const GrammarCompiler&) = delete;
+  GrammarCompiler& operator=(const GrammarCompiler&) = delete;
+
+  /// A constraint to JSON valid against `schema` (JSON Schema text). The error names what the schema
+  /// asks that cannot be compiled (an unsupported keyword, an invalid schema). Thread-safe.
+  Result<std::shared_ptr<TokenConstraint>> json_schema(const std::string& schema);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::mutex mutex_;  // compilations (the compiler's cache is shared by every request of the model)
+};
+
+}  // namespace tern::engine
