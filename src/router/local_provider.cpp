@@ -91,6 +91,8 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
                                                    "deployments take them; tool_choice \"none\" answers in text)", name_), "tools"));
   }
   if (request.wants_json()) {
+    // Past the end of the JSON the grammar allows nothing but an end token: ignoring it has no way on.
+    if (request.ignore_eos) return std::unexpected(bad_request("ignore_eos cannot be combined with response_format", "ignore_eos"));
     auto constraint = output_constraint(request);
     if (!constraint) return std::unexpected(constraint.error());
     out.constraint = std::move(*constraint);

@@ -515,6 +515,10 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(e.exception.body["param"], "response_format.json_schema.schema")
         self.assertIn("wibble", e.exception.message)
         self.assertNotIn(".cc:", e.exception.message)
+        with self.assertRaises(openai.BadRequestError) as e:
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, response_format={"type": "json_object"},
+                                             extra_body={"ignore_eos": True})
+        self.assertEqual(e.exception.body["param"], "ignore_eos")
 
     def test_a_stop_sequence_is_named_in_anthropic_stop_reason(self):
         g = self.gateway
