@@ -23,8 +23,13 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
 fi
 
-# xgrammar (constrained decoding) is not in Debian: built once from its pinned PyPI sdist (~1 minute).
-[[ -f build-deps/xgrammar/lib/libxgrammar.a ]] || tools/build_xgrammar.sh >/dev/null
+# xgrammar (constrained decoding) is not in Debian: built once from its pinned PyPI sdist (~1 minute),
+# again whenever tools/build_xgrammar.sh changes.
+xgrammar_stamp="build-deps/xgrammar/made-by-$(sha256sum tools/build_xgrammar.sh | cut -c1-16)"
+if [[ ! -f "$xgrammar_stamp" ]]; then
+  tools/build_xgrammar.sh >/dev/null
+  rm -f build-deps/xgrammar/made-by-* && touch "$xgrammar_stamp"
+fi
 
 if [[ ! -f build/build.ninja ]]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
