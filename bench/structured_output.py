@@ -87,7 +87,7 @@ def one(client, model, **kwargs):
 
 def run(client, model, concurrency, requests, **kwargs):
     """Median per-request decode tok/s, output tok/s over the run, and the texts."""
-    results, lock = [], threading.Lock()
+    results, errors, lock = [], [], threading.Lock()
     queue = list(range(requests))
 
     def worker():
@@ -96,7 +96,12 @@ def run(client, model, concurrency, requests, **kwargs):
                 if not queue:
                     return
                 queue.pop()
-            r = one(client, model, **kwargs)
+            try:
+                r = one(client, model, **kwargs)
+            except Exception as e:  # a failed request fails the measurement, never shortens it silently
+                with lock:
+                    errors.append(e)
+                return
             with lock:
                 results.append(r)
 
@@ -107,6 +112,8 @@ def run(client, model, concurrency, requests, **kwargs):
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {requests} requests failed; the first: {errors[0]}")
     return statistics.median(r[2] for r in results), sum(r[0] for r in results) / wall, [r[0] for r in results], [r[3] for r in results]
 
 
