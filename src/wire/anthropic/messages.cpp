@@ -31,6 +31,17 @@ std::expected<int64_t, ApiError> cache_ttl(const json& control, const std::strin
   return Error(bad_request(fmt::format("{}.ttl: Input should be '5m' or '1h'", param), param + ".ttl"));
 }
 
+/// A block's cache_control, if any, as a breakpoint `chars` bytes into neutral message `message`.
+std::expected<void, ApiError> block_breakpoint(const json& block, const std::string& where, int message, size_t chars,
+                                               std::vector<CacheBreakpoint>& breakpoints) {
+  const json* control = field(block, "cache_control");
+  if (control == nullptr) return {};
+  auto ttl = cache_ttl(*control, where + ".cache_control");
+  if (!ttl) return Error(ttl.error());
+  breakpoints.push_back({.message = message, .chars = chars, .ttl_s = *ttl});
+  return {};
+}
+
 /// Text of a `content` (a string, or an array of blocks of which only text is supported). A block
 /// with cache_control adds a breakpoint after its text to `breakpoints` (message index `message`).
 std::expected<std::string, ApiError> content_text(const json& content, const std::string& param, int message,
@@ -52,24 +63,9 @@ std::expected<std::string, ApiError> content_text(const json& content, const std
       return Error(bad_request(fmt::format("{}.text: Field required (a string)", where), where + ".text"));
     }
     text += block["text"].get<std::string>();
-    if (const json* control = field(block, "cache_control"); control != nullptr && !control->is_null()) {
-      auto ttl = cache_ttl(*control, where + ".cache_control");
-      if (!ttl) return Error(ttl.error());
-      breakpoints.push_back({.message = message, .chars = text.size(), .ttl_s = *ttl});
-    }
+    if (auto ok = block_breakpoint(block, where, message, text.size(), breakpoints); !ok) return Error(ok.error());
   }
   return text;
-}
-
-/// A block's cache_control, if any, as a breakpoint `chars` bytes into neutral message `message`.
-std::expected<void, ApiError> block_breakpoint(const json& block, const std::string& where, int message, size_t chars,
-                                               std::vector<CacheBreakpoint>& breakpoints) {
-  const json* control = field(block, "cache_control");
-  if (control == nullptr) return {};
-  auto ttl = cache_ttl(*control, where + ".cache_control");
-  if (!ttl) return Error(ttl.error());
-  breakpoints.push_back({.message = message, .chars = chars, .ttl_s = *ttl});
-  return {};
 }
 
 /// The text of a tool_result's content: a string or text blocks.
