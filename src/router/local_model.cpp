@@ -131,10 +131,12 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   if (!model) return fail("model '{}': {}", config_.name, model.error().message);
   loaded->model = std::move(*model);
   std::optional<chat::ChatTemplate> chat_template;
+  tool_calls::Format tool_format;
   if (auto source = model::chat_template_source(*loaded->model, config_.chat_template); source) {
     auto parsed = chat::ChatTemplate::parse(*source);
     if (!parsed) return fail("model '{}': the chat template: {}", config_.name, parsed.error().message);
     chat_template = std::move(*parsed);
+    tool_format = tool_calls::detect_format(*source);
   } else if (!config_.chat_template.empty()) {
     return fail("model '{}': {}", config_.name, source.error().message);
   } else {
@@ -181,17 +183,18 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   engine_config.max_loras = config_.max_loras;
   loaded->engine = std::make_unique<engine::Engine>(*loaded->model, engine_config);
   loaded->engine->start();
+  const char* tool_syntax = chat_template ? tool_calls::family_name(tool_format.family) : "none";
   loaded->provider = std::make_unique<LocalProvider>(config_.name, *loaded->model, *loaded->engine, std::move(chat_template),
-                                                    adapters_.get());
+                                                    std::move(tool_format), adapters_.get());
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::fprintf(stderr,
                "tern serve: loaded model '%s' (%s, %s) in %.2f s: %d threads, context %lld, KV cache %lld tokens (%lld MiB), "
-               "prefix caching %s, ITL target %s\n",
+               "prefix caching %s, ITL target %s, tool calls %s\n",
                config_.name.c_str(), loaded->model->file().name().c_str(), loaded->model->config().arch_name.c_str(), seconds,
                loaded->backend->num_threads(), static_cast<long long>(engine_config.max_model_len),
                static_cast<long long>(engine_config.num_kv_blocks * engine_config.block_size), static_cast<long long>(kv->bytes() >> 20),
                engine_config.prefix_caching ? "on" : "off",
-               engine::describe_itl_target(config_.scheduler).c_str());
+               engine::describe_itl_target(config_.scheduler).c_str(), tool_syntax);
   {
     std::lock_guard lock(mutex_);
     last_load_seconds_ = seconds;

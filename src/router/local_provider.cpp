@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <random>
 
+#include "tool_calls/grammar_spec.h"
+#include "tool_calls/parser.h"
+#include "tool_calls/prompt.h"
+
 namespace tern::router {
 namespace {
 
@@ -50,7 +54,7 @@ std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const wire::Re
       if (cut.empty()) continue;
       auto& content = cut.back()["content"];
       if (content.is_string()) content = content.get<std::string>().substr(0, b.chars);
-      auto ids = chat::encode_chat(*chat_template_, model_.tokenizer(), cut);
+      auto ids = encode_conversation(request, cut);
       if (!ids) continue;  // a template that refuses the cut conversation: no retention, never an error
       tokens = common_prefix(*ids, prompt);
     }
@@ -59,15 +63,30 @@ std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const wire::Re
   return out;
 }
 
-std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::output_constraint(const wire::Request& request) const {
+Result<std::vector<int32_t>> LocalProvider::encode_conversation(const wire::Request& request, const nlohmann::ordered_json& messages) const {
+  const bool has_tool_history = std::any_of(messages.begin(), messages.end(), [](const nlohmann::ordered_json& m) {
+    return m.contains("tool_calls") || m.value("role", std::string()) == "tool";
+  });
+  if (!request.wants_tools() && !has_tool_history) return chat::encode_chat(*chat_template_, model_.tokenizer(), messages);
+  std::span<const wire::ToolDefinition> offered;
+  if (request.wants_tools()) offered = request.tools;
+  const auto input = tool_calls::template_input(tool_format_, messages, offered);
+  return chat::encode_chat(*chat_template_, model_.tokenizer(), input.messages, input.tools);
+}
+
+engine::GrammarCompiler& LocalProvider::grammars() const {
   std::call_once(grammars_once_, [this] {
     std::vector<int32_t> end_tokens(model_.end_of_generation_tokens().begin(), model_.end_of_generation_tokens().end());
     grammars_ = std::make_unique<engine::GrammarCompiler>(model_.tokenizer(), end_tokens);
   });
+  return *grammars_;
+}
+
+std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::output_constraint(const wire::Request& request) const {
   const wire::ResponseFormat& format = request.response_format;
   // json_object (and a json_schema without a schema): any JSON object.
   const std::string schema = format.schema.is_object() ? format.schema.dump() : std::string(R"({"type": "object"})");
-  auto constraint = grammars_->json_schema(schema);
+  auto constraint = grammars().json_schema(schema);
   if (!constraint) {
     const char* param = format.schema.is_object() ? "response_format.json_schema.schema" : "response_format";
     return std::unexpected(bad_request(fmt::format("{}: the schema cannot be used: {}", param, constraint.error().message), param));
@@ -75,22 +94,43 @@ std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider:
   return std::move(*constraint);
 }
 
+std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::tool_constraint(const wire::Request& request) const {
+  auto constraint = grammars().structural_tag(tool_calls::structural_tag(tool_format_, request.tools, request.tool_choice));
+  if (constraint) return std::move(*constraint);
+  // Name the tool whose parameters do not compile (each is compiled alone, and cached).
+  for (size_t i = 0; i < request.tools.size(); ++i) {
+    if (auto alone = grammars().json_schema(request.tools[i].parameters.dump()); !alone) {
+      const std::string param = fmt::format("tools[{}].parameters", i);
+      return std::unexpected(bad_request(fmt::format("{}: the schema of tool '{}' cannot be used: {}", param, request.tools[i].name,
+                                                     alone.error().message), param));
+    }
+  }
+  return std::unexpected(bad_request(fmt::format("tools: the tool-call grammar cannot be built: {}", constraint.error().message), "tools"));
+}
+
 LocalProvider::LocalProvider(std::string name, model::Model& model, engine::Engine& engine,
-                             std::optional<chat::ChatTemplate> chat_template, engine::AdapterRegistry* adapters)
-    : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)), adapters_(adapters) {}
+                             std::optional<chat::ChatTemplate> chat_template, tool_calls::Format tool_format,
+                             engine::AdapterRegistry* adapters)
+    : name_(std::move(name)), model_(model), engine_(engine), chat_template_(std::move(chat_template)),
+      tool_format_(std::move(tool_format)), adapters_(adapters) {}
 
 const std::string& LocalProvider::file_name() const { return model_.file().name(); }
 
 std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const wire::Request& request) const {
   engine::GenerationRequest out;
   const bool is_chat = request.kind == RequestKind::kChat;
-  // Tool calls need the model's tool-call syntax parsed (or a forced call's grammar): not built yet, so a
-  // local model refuses rather than answer in free text.
   if (request.wants_tools()) {
-    return std::unexpected(bad_request(fmt::format("model '{}' is a local model: tools on local models is not supported yet (remote "
-                                                   "deployments take them; tool_choice \"none\" answers in text)", name_), "tools"));
-  }
-  if (request.wants_json()) {
+    // Calls are read back out of the text in the model's syntax, which the grammar guarantees.
+    if (!is_chat) return std::unexpected(bad_request("tools need a chat request", "tools"));
+    if (request.wants_json()) {
+      return std::unexpected(bad_request("response_format cannot be combined with tools on a local model (set tool_choice \"none\" "
+                                         "for a JSON reply, or drop response_format)", "response_format"));
+    }
+    if (request.ignore_eos) return std::unexpected(bad_request("ignore_eos cannot be combined with tools", "ignore_eos"));
+    auto constraint = tool_constraint(request);
+    if (!constraint) return std::unexpected(constraint.error());
+    out.constraint = std::move(*constraint);
+  } else if (request.wants_json()) {
     // Past the end of the JSON the grammar allows nothing but an end token: ignoring it has no way on.
     if (request.ignore_eos) return std::unexpected(bad_request("ignore_eos cannot be combined with response_format", "ignore_eos"));
     auto constraint = output_constraint(request);
@@ -102,7 +142,7 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
       return std::unexpected(bad_request(fmt::format("model '{}' has no chat template (a base model?): use /v1/completions, "
                                                      "or start the server with --chat-template FILE", name_)));
     }
-    auto ids = chat::encode_chat(*chat_template_, model_.tokenizer(), request.messages);
+    auto ids = encode_conversation(request, request.messages);
     if (!ids) return std::unexpected(bad_request(fmt::format("the chat template failed on these messages: {}", ids.error().message), "messages"));
     out.prompt = std::move(*ids);
   } else if (request.prompt) {
@@ -156,10 +196,24 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
 std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire::Request& request, wire::EventSink sink) {
   auto prepared = prepare(request);
   if (!prepared) return std::unexpected(prepared.error());
+  // A reply that may call tools: the calls are read out of its text as it streams.
+  std::shared_ptr<tool_calls::ToolCallParser> parser;
+  if (request.wants_tools()) parser = std::make_shared<tool_calls::ToolCallParser>(tool_format_);
   // Runs on the engine thread: only moves, plus token text when logprobs were asked for.
-  auto convert = [this, sink = std::move(sink)](engine::GenerationEvent&& in) {
+  auto convert = [this, parser, sink = std::move(sink)](engine::GenerationEvent&& in) {
     wire::Event out;
     out.text = std::move(in.text);
+    if (parser) {
+      auto parsed = parser->push(out.text);
+      if (in.finished) {
+        auto rest = parser->finish();
+        parsed.text += rest.text;
+        for (auto& call : rest.calls) parsed.calls.push_back(std::move(call));
+        if (parser->num_calls() > 0 && in.finish_reason == "stop" && in.stop_sequence.empty()) in.finish_reason = "tool_calls";
+      }
+      out.text = std::move(parsed.text);
+      out.tool_calls = std::move(parsed.calls);
+    }
     const tok::Tokenizer& tokenizer = model_.tokenizer();
     for (const auto& lp : in.logprobs) {
       wire::TokenLogprob entry{.bytes = tokenizer.token_bytes(lp.token, /*render_special=*/true),

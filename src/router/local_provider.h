@@ -13,14 +13,16 @@
 #include "model/model.h"
 #include "router/provider.h"
 #include "tokenizer/template/chat_prompt.h"
+#include "tool_calls/format.h"
 
 namespace tern::router {
 
 class LocalProvider final : public Provider {
  public:
+  /// `tool_format`: how the model writes tool calls (tool_calls::detect_format of its template).
   /// `adapters`: the LoRA adapters a request may name (wire::Request::adapter); may be null.
   LocalProvider(std::string name, model::Model& model, engine::Engine& engine, std::optional<chat::ChatTemplate> chat_template,
-                engine::AdapterRegistry* adapters = nullptr);
+                tool_calls::Format tool_format = {}, engine::AdapterRegistry* adapters = nullptr);
 
   const std::string& name() const { return name_; }
   /// Names a request's "model" field may use for this model besides the public one: the file's name.
@@ -39,13 +41,20 @@ class LocalProvider final : public Provider {
  private:
   /// The request's cache breakpoints as token counts of `prompt` (its tokenized form).
   std::vector<engine::PinBreakpoint> pin_breakpoints(const wire::Request& request, const std::vector<int32_t>& prompt) const;
+  /// The conversation (cut or whole) as prompt tokens: with the tools the reply may call, in the
+  /// model's tool syntax (tool_calls/prompt.h).
+  Result<std::vector<int32_t>> encode_conversation(const wire::Request& request, const nlohmann::ordered_json& messages) const;
+  engine::GrammarCompiler& grammars() const;
   /// The grammar of a request's response_format (a JSON Schema; json_object: any object).
   std::expected<std::shared_ptr<engine::TokenConstraint>, wire::ApiError> output_constraint(const wire::Request& request) const;
+  /// The grammar of a reply that may or must call the request's tools.
+  std::expected<std::shared_ptr<engine::TokenConstraint>, wire::ApiError> tool_constraint(const wire::Request& request) const;
 
   std::string name_;
   model::Model& model_;
   engine::Engine& engine_;
   std::optional<chat::ChatTemplate> chat_template_;
+  tool_calls::Format tool_format_;
   engine::AdapterRegistry* adapters_;
   // Made on the first constrained request (the vocabulary's grammar tables take 15-100 ms).
   mutable std::once_flag grammars_once_;

@@ -86,7 +86,8 @@ struct Sampling {
 struct ToolDefinition {
   std::string name;  ///< ^[a-zA-Z0-9_-]{1,64}$
   std::string description;
-  nlohmann::json parameters = nlohmann::json::object();  ///< the arguments' JSON Schema
+  /// The arguments' JSON Schema, its keys in the client's order (properties are generated in it).
+  nlohmann::ordered_json parameters = nlohmann::ordered_json::object();
   bool strict = false;  ///< OpenAI's strict: the arguments must validate against it
 };
 

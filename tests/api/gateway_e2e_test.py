@@ -41,6 +41,10 @@ OPENAI_TOOLS = [{"type": "function", "function": {"name": "get_weather", "descri
 ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "Weather in a city", "input_schema": CITY},
                    {"name": "get_time", "description": "Local time in a city", "input_schema": CITY}]
 TOOL_RESULTS = {"get_weather": "18C", "get_time": "14:00"}
+BOUNDED_TOOLS = [{"type": "function", "function": dict(t["function"], parameters={
+    "type": "object", "properties": {"city": {"type": "string", "maxLength": 16}}, "required": ["city"]})} for t in OPENAI_TOOLS]
+# SmolLM2 under Qwen 2.5's template: a model in the Hermes tool syntax (SmolLM2's own template has none).
+HERMES_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "templates", "qwen25.jinja")
 NAME = {"type": "string", "maxLength": 24}
 # JSON Schemas a local model must keep to, keyword by keyword (strings and arrays bounded, so that a
 # sampled output ends within max_tokens).
@@ -119,6 +123,11 @@ models:
     model: {MODEL}
     kv_cache_memory: 256M
     prices: {{input: 0.10, cached_input: 0.05, output: 0.20}}
+  - name: hermes
+    model: {MODEL}
+    chat_template: {HERMES_TEMPLATE}
+    kv_cache_memory: 64M
+    context: 2048
   - name: lazy
     model: {MODEL}
     kv_cache_memory: 64M
@@ -305,7 +314,7 @@ class GatewayTest(unittest.TestCase):
     def test_models_lists_every_public_name(self):
         data = json.loads(self.gateway.get("/v1/models"))["data"]
         self.assertEqual({m["id"] for m in data},
-                         {MODEL, "lazy", "up-openai", "up-anthropic", "up-dead", "up-strict", "up-strict-anthropic", "agent-openai",
+                         {MODEL, "hermes", "lazy", "up-openai", "up-anthropic", "up-dead", "up-strict", "up-strict-anthropic", "agent-openai",
                           "agent-anthropic", "resilient", "default"})
         # An alias answers requests, so it is listed, marked with what it stands for.
         alias = next(m for m in data if m["id"] == "default")
@@ -474,11 +483,118 @@ class GatewayTest(unittest.TestCase):
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_nope", "content": "x"}]}])
         self.assertIn("toolu_nope", e.exception.message)
 
-    def test_tools_on_a_local_model_are_refused_until_it_can_keep_to_them(self):
+    # --- tool calls on local models: the model's own syntax, held by a grammar ---------------------
+    def assert_valid_calls(self, calls, names=("get_weather", "get_time")):
+        self.assertGreaterEqual(len(calls), 1)
+        for c in calls:
+            self.assertTrue(c.id.startswith("call_"), c.id)
+            self.assertIn(c.function.name, names)
+            jsonschema.validate(json.loads(c.function.arguments), CITY)
+        self.assertEqual(len({c.id for c in calls}), len(calls))
+
+    def test_openai_agent_loop_on_local_models(self):
         g = self.gateway
+        self.assertTrue(any(f"loaded model '{MODEL}'" in line and "tool calls generic" in line for line in g.log), "".join(g.log))
+        self.assertTrue(any("loaded model 'hermes'" in line and "tool calls hermes" in line for line in g.log), "".join(g.log))
+        for model in (MODEL, "hermes"):
+            with self.subTest(model=model):
+                messages = [{"role": "system", "content": "You are a helpful assistant."},
+                            {"role": "user", "content": "What is the weather in Paris?"}]
+                r = g.openai.chat.completions.create(model=model, max_tokens=96, messages=messages, tools=OPENAI_TOOLS,
+                                                     tool_choice="required", temperature=0)
+                choice = r.choices[0]
+                self.assertEqual(choice.finish_reason, "tool_calls", choice.message)
+                self.assert_valid_calls(choice.message.tool_calls)
+                # Round two: the results go back; the history renders in the model's syntax.
+                messages.append(choice.message.model_dump(exclude_none=True))
+                for c in choice.message.tool_calls:
+                    messages.append({"role": "tool", "tool_call_id": c.id, "content": TOOL_RESULTS[c.function.name]})
+                r = g.openai.chat.completions.create(model=model, max_tokens=24, messages=messages, tools=OPENAI_TOOLS,
+                                                     tool_choice="none", temperature=0)
+                self.assertIn(r.choices[0].finish_reason, ("stop", "length"))
+                self.assertIsInstance(r.choices[0].message.content, str)
+                self.assertIsNone(r.choices[0].message.tool_calls)
+                # tool_choice auto: text or calls, whichever the model writes; calls always whole and valid.
+                r = g.openai.chat.completions.create(model=model, max_tokens=96, messages=messages, tools=OPENAI_TOOLS, temperature=0)
+                if r.choices[0].message.tool_calls:
+                    self.assertEqual(r.choices[0].finish_reason, "tool_calls")
+                    self.assert_valid_calls(r.choices[0].message.tool_calls)
+                # A named tool: exactly one call to it. parallel_tool_calls false: one call.
+                r = g.openai.chat.completions.create(model=model, max_tokens=96, messages=messages[:2], tools=OPENAI_TOOLS,
+                                                     tool_choice={"type": "function", "function": {"name": "get_time"}})
+                self.assertEqual([c.function.name for c in r.choices[0].message.tool_calls], ["get_time"])
+                self.assert_valid_calls(r.choices[0].message.tool_calls)
+                r = g.openai.chat.completions.create(model=model, max_tokens=96, messages=messages[:2], tools=BOUNDED_TOOLS,
+                                                     tool_choice="required", parallel_tool_calls=False, temperature=1.0, seed=5)
+                self.assertEqual(len(r.choices[0].message.tool_calls), 1)
+                # Sampled calls validate too (one call each, with names bounded, so that each ends within max_tokens).
+                for seed in (1, 2, 3):
+                    r = g.openai.chat.completions.create(model=model, max_tokens=96, messages=messages[:2], tools=BOUNDED_TOOLS,
+                                                         tool_choice="required", parallel_tool_calls=False, temperature=1.0, seed=seed)
+                    self.assertEqual(r.choices[0].finish_reason, "tool_calls")
+                    self.assert_valid_calls(r.choices[0].message.tool_calls)
+                # Streamed: the first piece of a call has its id and name, the arguments come in pieces.
+                pieces, finish, num_argument_pieces = {}, None, 0
+                for chunk in g.openai.chat.completions.create(model=model, max_tokens=96, messages=messages[:2], tools=OPENAI_TOOLS,
+                                                              tool_choice="required", temperature=0, stream=True):
+                    for c in chunk.choices:
+                        finish = c.finish_reason or finish
+                        for tc in c.delta.tool_calls or []:
+                            entry = pieces.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                            if tc.id:
+                                self.assertIsNone(entry["id"], "one id per call")
+                                self.assertEqual(tc.type, "function")
+                                entry["id"] = tc.id
+                            entry["name"] += (tc.function.name or "") if tc.function else ""
+                            if tc.function and tc.function.arguments:
+                                entry["arguments"] += tc.function.arguments
+                                num_argument_pieces += 1
+                self.assertEqual(finish, "tool_calls")
+                self.assertGreater(num_argument_pieces, 2, "arguments stream as they are generated")
+                for p in pieces.values():
+                    self.assertIn(p["name"], ("get_weather", "get_time"))
+                    jsonschema.validate(json.loads(p["arguments"]), CITY)
+
+    def test_anthropic_tool_use_loop_on_a_local_model(self):
+        g = self.gateway
+        messages = [{"role": "user", "content": "What is the weather in Rome?"}]
+        m = g.anthropic.messages.create(model="hermes", max_tokens=96, messages=messages, tools=ANTHROPIC_TOOLS,
+                                        tool_choice={"type": "any", "disable_parallel_tool_use": True}, extra_body={"temperature": 0})
+        self.assertEqual(m.stop_reason, "tool_use")
+        uses = [b for b in m.content if b.type == "tool_use"]
+        self.assertGreaterEqual(len(uses), 1)
+        for u in uses:
+            self.assertIn(u.name, TOOL_RESULTS)
+            jsonschema.validate(u.input, CITY)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": TOOL_RESULTS[u.name]} for u in uses]})
+        m = g.anthropic.messages.create(model="hermes", max_tokens=16, messages=messages, tools=ANTHROPIC_TOOLS,
+                                        tool_choice={"type": "none"}, extra_body={"temperature": 0})
+        self.assertIn(m.stop_reason, ("end_turn", "max_tokens"))
+        self.assertEqual(m.content[0].type, "text")
+        # Streamed through the SDK's own accumulation of input_json_delta pieces; a named tool.
+        with g.anthropic.messages.stream(model=MODEL, max_tokens=96, messages=messages[:1], tools=ANTHROPIC_TOOLS,
+                                         tool_choice={"type": "tool", "name": "get_weather"}) as s:
+            final = s.get_final_message()
+        self.assertEqual(final.stop_reason, "tool_use")
+        self.assertEqual([b.name for b in final.content if b.type == "tool_use"], ["get_weather"])
+        jsonschema.validate(final.content[-1].input, CITY)
+
+    def test_bad_tool_requests_on_a_local_model_are_400s_naming_the_field(self):
+        g = self.gateway
+        bad = OPENAI_TOOLS + [{"type": "function", "function": {"name": "odd", "parameters": {"type": "object", "properties": {"a": {"type": "wibble"}}}}}]
         with self.assertRaises(openai.BadRequestError) as e:
-            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=OPENAI_TOOLS)
-        self.assertIn("tools on local models is not supported yet", e.exception.message)
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=bad)
+        self.assertEqual(e.exception.body["param"], "tools[2].parameters")
+        self.assertIn("wibble", e.exception.message)
+        with self.assertRaises(openai.BadRequestError) as e:
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=OPENAI_TOOLS, response_format={"type": "json_object"})
+        self.assertEqual(e.exception.body["param"], "response_format")
+        with self.assertRaises(openai.BadRequestError) as e:
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=[
+                {"type": "function", "function": {"name": "bad name!", "parameters": CITY}}])
+        self.assertEqual(e.exception.body["param"], "tools[0].function.name")
+        # tool_choice none answers in text; the server is still well afterwards.
         r = g.openai.chat.completions.create(model=MODEL, max_tokens=4, messages=PROMPT, tools=OPENAI_TOOLS, tool_choice="none")
         self.assertEqual(r.choices[0].finish_reason, "length")
 

@@ -67,13 +67,11 @@ GrammarCompiler::GrammarCompiler(const tok::Tokenizer& tokenizer, std::span<cons
 
 GrammarCompiler::~GrammarCompiler() = default;
 
-Result<std::shared_ptr<TokenConstraint>> GrammarCompiler::json_schema(const std::string& schema) {
+Result<std::shared_ptr<TokenConstraint>> GrammarCompiler::compile(const std::function<xgrammar::CompiledGrammar(xgrammar::GrammarCompiler&)>& how) {
   std::optional<xgrammar::CompiledGrammar> grammar;
   try {
     std::lock_guard lock(mutex_);
-    // Compact JSON (no free whitespace between tokens): shorter outputs, and no run of spaces a small
-    // model could loop in. strict_mode: properties not named are not allowed unless the schema says so.
-    grammar.emplace(impl_->compiler.CompileJSONSchema(schema, /*any_whitespace=*/false));
+    grammar.emplace(how(impl_->compiler));
   } catch (const std::exception& e) {
     // xgrammar's messages start with "[time] file:line: "; the rest is what the schema asks.
     std::string_view message = e.what();
@@ -86,6 +84,16 @@ Result<std::shared_ptr<TokenConstraint>> GrammarCompiler::json_schema(const std:
     return fail("{}", message);
   }
   return std::shared_ptr<TokenConstraint>(std::make_shared<XgrammarConstraint>(*grammar, impl_->vocab_size));
+}
+
+Result<std::shared_ptr<TokenConstraint>> GrammarCompiler::json_schema(const std::string& schema) {
+  // Compact JSON (no free whitespace between tokens): shorter outputs, and no run of spaces a small
+  // model could loop in. strict_mode: properties not named are not allowed unless the schema says so.
+  return compile([&](xgrammar::GrammarCompiler& compiler) { return compiler.CompileJSONSchema(schema, /*any_whitespace=*/false); });
+}
+
+Result<std::shared_ptr<TokenConstraint>> GrammarCompiler::structural_tag(const std::string& spec) {
+  return compile([&](xgrammar::GrammarCompiler& compiler) { return compiler.CompileStructuralTag(spec); });
 }
 
 }  // namespace tern::engine

@@ -15,6 +15,7 @@
 // ends with an end token right after its last JSON byte (or at max_tokens, cut short as any request).
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -23,6 +24,11 @@
 
 #include "tokenizer/tokenizer.h"
 #include "util/result.h"
+
+namespace xgrammar {
+class CompiledGrammar;
+class GrammarCompiler;
+}  // namespace xgrammar
 
 namespace tern::engine {
 
@@ -49,7 +55,14 @@ class GrammarCompiler {
   /// asks that cannot be compiled (an unsupported keyword, an invalid schema). Thread-safe.
   Result<std::shared_ptr<TokenConstraint>> json_schema(const std::string& schema);
 
+  /// A constraint to an xgrammar structural tag (its JSON form): text and tagged regions such as
+  /// tool calls, each region's content held to its own JSON Schema (tool_calls/grammar_spec.h).
+  /// Cached like schemas. Thread-safe.
+  Result<std::shared_ptr<TokenConstraint>> structural_tag(const std::string& spec);
+
  private:
+  Result<std::shared_ptr<TokenConstraint>> compile(const std::function<xgrammar::CompiledGrammar(xgrammar::GrammarCompiler&)>& how);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::mutex mutex_;  // compilations (the compiler's cache is shared by every request of the model)

@@ -3,12 +3,12 @@
 namespace tern::chat {
 
 Result<std::vector<tok::TokenId>> encode_chat(const ChatTemplate& chat_template, const tok::Tokenizer& tokenizer,
-                                              const nlohmann::ordered_json& messages) {
+                                              const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools) {
   const tok::Vocab& vocab = tokenizer.vocab();
   const std::string bos = vocab.bos ? vocab.tokens[static_cast<size_t>(*vocab.bos)] : "";
   const std::string eos = vocab.eos ? vocab.tokens[static_cast<size_t>(*vocab.eos)] : "";
   auto text = chat_template.render(nlohmann::ordered_json{{"messages", messages},
-                                                          {"tools", nullptr},
+                                                          {"tools", tools},
                                                           {"add_generation_prompt", true},
                                                           {"bos_token", bos},
                                                           {"eos_token", eos}});

@@ -14,8 +14,9 @@
 
 namespace tern::chat {
 
-/// An error is the template's own (a raise_exception, a type error), naming its line.
+/// An error is the template's own (a raise_exception, a type error), naming its line. `tools`: the
+/// template's `tools` (OpenAI's tools array), null for none.
 Result<std::vector<tok::TokenId>> encode_chat(const ChatTemplate& chat_template, const tok::Tokenizer& tokenizer,
-                                              const nlohmann::ordered_json& messages);
+                                              const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools = nullptr);
 
 }  // namespace tern::chat

@@ -344,6 +344,13 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
     if (auto ok = append_turn(m, role->get<std::string>(), param, out, call_ids); !ok) return Error(ok.error());
   }
   if (auto ok = parse_tools(body, out); !ok) return Error(ok.error());
+  if (!out.tools.empty()) {
+    // nlohmann::json sorts keys; a schema's own order decides the order properties come in.
+    const auto ordered = nlohmann::ordered_json::parse(text, nullptr, false);
+    if (!ordered.is_discarded()) {
+      for (size_t i = 0; i < out.tools.size(); ++i) out.tools[i].parameters = ordered["tools"][i]["input_schema"];
+    }
+  }
   if (auto ok = parse_tool_choice(body, out); !ok) return Error(ok.error());
   // Top-level cache_control (automatic caching): a breakpoint after the last message.
   if (const json* control = field(body, "cache_control"); control != nullptr && !control->is_null()) {

@@ -462,10 +462,16 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
     if (auto ok = parse_tools(body, out); !ok) return Error(ok.error());
     if (auto ok = parse_tool_choice(body, out); !ok) return Error(ok.error());
     if (auto ok = parse_response_format(body, out); !ok) return Error(ok.error());
-    if (out.response_format.schema.is_object()) {
-      // nlohmann::json sorts keys; the schema's own order decides the order properties come in.
+    if (out.response_format.schema.is_object() || !out.tools.empty()) {
+      // nlohmann::json sorts keys; a schema's own order decides the order properties come in.
       const auto ordered = nlohmann::ordered_json::parse(text, nullptr, false);
-      if (!ordered.is_discarded()) out.response_format.schema = ordered["response_format"]["json_schema"]["schema"];
+      if (!ordered.is_discarded()) {
+        if (out.response_format.schema.is_object()) out.response_format.schema = ordered["response_format"]["json_schema"]["schema"];
+        for (size_t i = 0; i < out.tools.size(); ++i) {
+          const auto& function = ordered["tools"][i]["function"];
+          if (function.contains("parameters")) out.tools[i].parameters = function["parameters"];
+        }
+      }
     }
   } else if (auto ok = parse_prompt(body, out); !ok) {
     return Error(ok.error());
