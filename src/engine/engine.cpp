@@ -269,7 +269,18 @@ void Engine::run_step(const SchedulerOutput& output) {
                  chunk.samples && i + 1 == chunk.num_tokens, active.request.adapter.get());
     }
   }
+  // The grammars' masks for this step's samples are filled while the forward pass runs.
+  step_constraints_.clear();
+  for (const ScheduledChunk& chunk : output.chunks) {
+    TokenConstraint* constraint = active_.at(chunk.request->id)->request.constraint.get();
+    if (chunk.samples && constraint != nullptr) step_constraints_.push_back(constraint);
+  }
+  if (!step_constraints_.empty()) {
+    if (!mask_worker_) mask_worker_ = std::make_unique<MaskWorker>();
+    mask_worker_->start(step_constraints_);
+  }
   auto ok = model_.forward(batch_, *cache_, logits_);
+  if (!step_constraints_.empty()) mask_worker_->wait();
   if (!ok) {
     for (const ScheduledChunk& chunk : output.chunks) finish(*active_.at(chunk.request->id), "abort", ok.error().message);
     return;
@@ -290,7 +301,7 @@ void Engine::run_step(const SchedulerOutput& output) {
     if (active.request.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());
     // A grammar masks what may not come next: the sampler chooses among the rest.
     TokenConstraint* constraint = active.request.constraint.get();
-    if (constraint != nullptr && !constraint->mask_logits(logits)) {
+    if (constraint != nullptr && !constraint->apply_mask(logits)) {
       finish(active, "error", "the output format's grammar allows no next token (a dead end)");
       continue;
     }

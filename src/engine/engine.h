@@ -168,6 +168,8 @@ class Engine {
   std::unordered_map<uint64_t, std::unique_ptr<Active>> active_;
   model::Batch batch_;
   std::vector<size_t> chunk_order_;  // this step's chunks, grouped by adapter
+  std::vector<TokenConstraint*> step_constraints_;  // this step's grammars, masks filled during the forward pass
+  std::unique_ptr<MaskWorker> mask_worker_;         // made for the first constrained request
   std::vector<float> logits_;
   std::thread thread_;
 };

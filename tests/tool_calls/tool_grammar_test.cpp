@@ -84,8 +84,12 @@ TEST_P(ToolGrammarTest, ForcedCallsAreWholeCallsOfTheRightTools) {
         const auto calls = read_calls(format, *text, prose);
         EXPECT_EQ("", prose) << template_name << ": a forced call has no text around it: " << *text;
         ASSERT_GE(calls.size(), 1u) << *text;
-        if (!choice.parallel || choice.mode == Mode::kNamed || !format.allows_parallel) EXPECT_EQ(1u, calls.size()) << *text;
-        if (choice.mode == Mode::kNamed) EXPECT_EQ("get_time", calls[0].name);
+        if (!choice.parallel || choice.mode == Mode::kNamed || !format.allows_parallel) {
+          EXPECT_EQ(1u, calls.size()) << *text;
+        }
+        if (choice.mode == Mode::kNamed) {
+          EXPECT_EQ("get_time", calls[0].name);
+        }
       }
       EXPECT_GE(ended, 4) << template_name;
     }

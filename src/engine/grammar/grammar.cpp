@@ -3,6 +3,8 @@
 #include <dlpack/dlpack.h>
 #include <xgrammar/xgrammar.h>
 
+#include <algorithm>
+#include <bit>
 #include <exception>
 #include <limits>
 #include <optional>
@@ -17,22 +19,34 @@ class XgrammarConstraint final : public TokenConstraint {
   XgrammarConstraint(const xgrammar::CompiledGrammar& grammar, int vocab_size)
       : matcher_(grammar), bits_((static_cast<size_t>(vocab_size) + 31) / 32), shape_{static_cast<int64_t>(bits_.size())} {}
 
-  bool mask_logits(std::span<float> logits) override {
+  void fill_mask() override {
     DLTensor tensor{bits_.data(), DLDevice{kDLCPU, 0}, 1, DLDataType{kDLInt, 32, 1}, shape_, nullptr, 0};
     matcher_.FillNextTokenBitmask(&tensor);
+  }
+
+  bool apply_mask(std::span<float> logits) override {
     bool any = false;
     constexpr float kMasked = -std::numeric_limits<float>::infinity();
-    for (size_t word = 0; word < bits_.size(); ++word) {
-      const auto mask = static_cast<uint32_t>(bits_[word]);
-      if (mask != 0) any = true;
-      if (mask == 0xFFFFFFFFu) continue;
+    const size_t known = std::min(logits.size(), bits_.size() * 32);
+    // Word by word: most words of a mask are all allowed or all refused; the rest, bit by bit over
+    // the refused ones only.
+    for (size_t word = 0; word * 32 < known; ++word) {
+      const auto allowed = static_cast<uint32_t>(bits_[word]);
       const size_t first = word * 32;
-      for (size_t bit = 0; bit < 32 && first + bit < logits.size(); ++bit) {
-        if (((mask >> bit) & 1u) == 0) logits[first + bit] = kMasked;
+      const size_t count = std::min<size_t>(32, known - first);
+      if (allowed != 0) any = true;
+      if (allowed == 0xFFFFFFFFu) continue;
+      if (allowed == 0) {
+        std::fill_n(logits.begin() + static_cast<std::ptrdiff_t>(first), count, kMasked);
+        continue;
+      }
+      for (uint32_t refused = ~allowed; refused != 0; refused &= refused - 1) {
+        const auto bit = static_cast<size_t>(std::countr_zero(refused));
+        if (bit < count) logits[first + bit] = kMasked;
       }
     }
     // Logits past the vocabulary the grammar knows (padding rows of the output matrix) never come.
-    for (size_t i = bits_.size() * 32; i < logits.size(); ++i) logits[i] = kMasked;
+    for (size_t i = known; i < logits.size(); ++i) logits[i] = kMasked;
     return any;
   }
 
@@ -45,6 +59,44 @@ class XgrammarConstraint final : public TokenConstraint {
 };
 
 }  // namespace
+
+MaskWorker::MaskWorker() : thread_([this] { run(); }) {}
+
+MaskWorker::~MaskWorker() {
+  {
+    std::lock_guard lock(mutex_);
+    is_stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void MaskWorker::start(std::span<TokenConstraint* const> constraints) {
+  {
+    std::lock_guard lock(mutex_);
+    work_.assign(constraints.begin(), constraints.end());
+    is_busy_ = true;
+  }
+  wake_.notify_all();
+}
+
+void MaskWorker::wait() {
+  std::unique_lock lock(mutex_);
+  wake_.wait(lock, [this] { return !is_busy_; });
+}
+
+void MaskWorker::run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return is_busy_ || is_stopping_; });
+    if (is_stopping_) return;
+    lock.unlock();
+    for (TokenConstraint* constraint : work_) constraint->fill_mask();  // work_ is not touched until wait() returns
+    lock.lock();
+    is_busy_ = false;
+    wake_.notify_all();
+  }
+}
 
 struct GrammarCompiler::Impl {
   xgrammar::TokenizerInfo info;

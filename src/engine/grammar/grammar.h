@@ -14,7 +14,9 @@
 // End-of-generation tokens are allowed only where the grammar is complete, so a constrained request
 // ends with an end token right after its last JSON byte (or at max_tokens, cut short as any request).
 
+#include <condition_variable>
 #include <cstdint>
+#include <thread>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -32,15 +34,50 @@ class GrammarCompiler;
 
 namespace tern::engine {
 
-/// One request's grammar state. Used on the engine thread only.
+/// One request's grammar state. The engine fills the next token's mask while the forward pass runs
+/// (on MaskWorker's thread), then applies it to the logits and accepts the sampled token (on its own);
+/// never two of these at once for one constraint.
 class TokenConstraint {
  public:
   virtual ~TokenConstraint() = default;
-  /// Sets logits of the tokens the grammar does not allow next to -infinity; false when it allows
+  /// Computes which tokens the grammar allows next (the expensive part: walks the grammar).
+  virtual void fill_mask() = 0;
+  /// Sets logits of the tokens the filled mask does not allow to -infinity; false when it allows
   /// none (a dead end: the request must end with an error, never with output outside the grammar).
-  virtual bool mask_logits(std::span<float> logits) = 0;
-  /// Advances past a sampled token (one mask_logits allowed); false if the grammar refuses it.
+  virtual bool apply_mask(std::span<float> logits) = 0;
+  /// Both: fill, then apply.
+  bool mask_logits(std::span<float> logits) {
+    fill_mask();
+    return apply_mask(logits);
+  }
+  /// Advances past a sampled token (one a mask allowed); false if the grammar refuses it.
   virtual bool accept(int32_t token) = 0;
+};
+
+/// Fills the masks of a step's constrained requests on a thread of its own while the engine thread
+/// runs the forward pass, so grammar work is off the critical path unless it takes longer than the
+/// forward pass (a few microseconds per request per step against milliseconds).
+class MaskWorker {
+ public:
+  MaskWorker();
+  ~MaskWorker();
+  MaskWorker(const MaskWorker&) = delete;
+  MaskWorker& operator=(const MaskWorker&) = delete;
+
+  /// Starts filling the masks of `constraints` (kept alive by the caller until wait() returns).
+  void start(std::span<TokenConstraint* const> constraints);
+  /// Returns once every mask of the last start() is filled.
+  void wait();
+
+ private:
+  void run();
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<TokenConstraint*> work_;
+  bool is_busy_ = false;
+  bool is_stopping_ = false;
+  std::thread thread_;
 };
 
 class GrammarCompiler {
