@@ -280,7 +280,13 @@ void Engine::run_step(const SchedulerOutput& output) {
     mask_worker_->start(step_constraints_);
   }
   auto ok = model_.forward(batch_, *cache_, logits_);
-  if (!step_constraints_.empty()) mask_worker_->wait();
+  double mask_fill_s = 0;
+  double mask_critical_s = 0;  // waiting for the masks, then applying them
+  if (!step_constraints_.empty()) {
+    const auto wait_start = Clock::now();
+    mask_fill_s = mask_worker_->wait();
+    mask_critical_s = seconds(Clock::now() - wait_start);
+  }
   if (!ok) {
     for (const ScheduledChunk& chunk : output.chunks) finish(*active_.at(chunk.request->id), "abort", ok.error().message);
     return;
@@ -301,9 +307,14 @@ void Engine::run_step(const SchedulerOutput& output) {
     if (active.request.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());
     // A grammar masks what may not come next: the sampler chooses among the rest.
     TokenConstraint* constraint = active.request.constraint.get();
-    if (constraint != nullptr && !constraint->apply_mask(logits)) {
-      finish(active, "error", "the output format's grammar allows no next token (a dead end)");
-      continue;
+    if (constraint != nullptr) {
+      const auto apply_start = Clock::now();
+      const bool any = constraint->apply_mask(logits);
+      mask_critical_s += seconds(Clock::now() - apply_start);
+      if (!any) {
+        finish(active, "error", "the output format's grammar allows no next token (a dead end)");
+        continue;
+      }
     }
     const int32_t token = active.sampler.sample(logits, active.sched.tokens);
     if (constraint != nullptr && !constraint->accept(token)) {
@@ -313,6 +324,7 @@ void Engine::run_step(const SchedulerOutput& output) {
     if (!raw.empty()) logprob = logprobs_of(raw, token, active.request.top_logprobs);
     process_token(active, token, std::move(logprob));
   }
+  if (!step_constraints_.empty()) metrics_.on_grammar_masks(static_cast<int64_t>(step_constraints_.size()), mask_fill_s, mask_critical_s);
 }
 
 void Engine::process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob) {

@@ -57,6 +57,13 @@ void EngineMetrics::set_itl_target(double seconds, double factor) {
   itl_target_factor_ = factor;
 }
 
+void EngineMetrics::on_grammar_masks(int64_t num_masks, double fill_seconds, double critical_seconds) {
+  std::lock_guard lock(mutex_);
+  grammar_masks_ += num_masks;
+  grammar_fill_s_ += fill_seconds;
+  grammar_critical_s_ += critical_seconds;
+}
+
 void EngineMetrics::set_gauges(const EngineGauges& gauges) {
   std::lock_guard lock(mutex_);
   gauges_ = gauges;
@@ -188,6 +195,13 @@ std::string EngineMetrics::render() const {
   single("itl_target_factor", "gauge",
          "The scheduler's inter-token target as a multiple of the decode-only step (--itl-target 1.4x); 0: not in this form.",
          itl_target_factor_);
+  single("grammar_masks_total", "counter", "Token masks computed for constrained requests (response_format, tools): one per sampled token.",
+         grammar_masks_);
+  single("grammar_mask_fill_seconds_total", "counter", "Time computing those masks, on a thread of its own while the forward pass runs.",
+         grammar_fill_s_);
+  single("grammar_mask_critical_seconds_total", "counter",
+         "Time steps spent on masks after their forward pass: waiting for the fill to finish, and applying masks to the logits.",
+         grammar_critical_s_);
   single("itl_limited_steps_total", "counter", "Steps whose prompt chunk was cut to keep under --itl-target.", itl_limited_steps_);
   single("step_time_predicted_seconds", "gauge", "The step-time model's estimate for the last step.", last_step_.predicted_seconds);
   single("step_time_last_seconds", "gauge", "Measured wall time of the last step.", last_step_.measured_seconds);

@@ -87,6 +87,11 @@ class EngineMetrics {
   /// (0 for the form not in use; both 0: off).
   void set_itl_target(double seconds, double factor);
 
+  /// One step's grammar masks (constrained requests): how many, the time filling them (off the
+  /// critical path, overlapped with the forward pass) and the time the step waited for them and
+  /// applied them (on it).
+  void on_grammar_masks(int64_t num_masks, double fill_seconds, double critical_seconds);
+
   /// Prometheus text exposition format 0.0.4.
   std::string render() const;
   EngineGauges gauges() const;
@@ -101,6 +106,9 @@ class EngineMetrics {
   int64_t generation_tokens_ = 0;
   int64_t preemptions_ = 0;
   int64_t itl_limited_steps_ = 0;
+  int64_t grammar_masks_ = 0;
+  double grammar_fill_s_ = 0;
+  double grammar_critical_s_ = 0;
   StepRecord last_step_;
   std::map<std::string, int64_t> finished_;  // by finish reason
   std::map<int64_t, int64_t> cache_write_tokens_;  // by TTL in seconds (the few TTLs the API allows)

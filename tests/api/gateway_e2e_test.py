@@ -611,6 +611,10 @@ class GatewayTest(unittest.TestCase):
                     choice = r.choices[0]
                     self.assertEqual(choice.finish_reason, "stop", choice.message.content)
                     jsonschema.validate(json.loads(choice.message.content), schema)
+        # Masks are filled beside the forward pass: what is left on the critical path is counted.
+        self.assertGreater(g.metric("tern:grammar_masks_total", f'model_name="{MODEL}"'), 100)
+        self.assertGreater(g.metric("tern:grammar_mask_fill_seconds_total", f'model_name="{MODEL}"'), 0)
+        self.assertGreater(g.metric("tern:grammar_mask_critical_seconds_total", f'model_name="{MODEL}"'), 0)
         # json_object: any JSON object; streamed, the pieces make one.
         text = "".join(c.choices[0].delta.content or "" for c in g.openai.chat.completions.create(
             model=MODEL, max_tokens=256, messages=messages, stream=True, response_format={"type": "json_object"},

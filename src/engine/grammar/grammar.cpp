@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <exception>
 #include <limits>
 #include <optional>
@@ -80,9 +81,10 @@ void MaskWorker::start(std::span<TokenConstraint* const> constraints) {
   wake_.notify_all();
 }
 
-void MaskWorker::wait() {
+double MaskWorker::wait() {
   std::unique_lock lock(mutex_);
   wake_.wait(lock, [this] { return !is_busy_; });
+  return fill_seconds_;
 }
 
 void MaskWorker::run() {
@@ -91,8 +93,11 @@ void MaskWorker::run() {
     wake_.wait(lock, [this] { return is_busy_ || is_stopping_; });
     if (is_stopping_) return;
     lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
     for (TokenConstraint* constraint : work_) constraint->fill_mask();  // work_ is not touched until wait() returns
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     lock.lock();
+    fill_seconds_ = seconds;
     is_busy_ = false;
     wake_.notify_all();
   }

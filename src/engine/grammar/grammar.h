@@ -66,8 +66,8 @@ class MaskWorker {
 
   /// Starts filling the masks of `constraints` (kept alive by the caller until wait() returns).
   void start(std::span<TokenConstraint* const> constraints);
-  /// Returns once every mask of the last start() is filled.
-  void wait();
+  /// Returns once every mask of the last start() is filled: the seconds filling them took.
+  double wait();
 
  private:
   void run();
@@ -77,6 +77,7 @@ class MaskWorker {
   std::vector<TokenConstraint*> work_;
   bool is_busy_ = false;
   bool is_stopping_ = false;
+  double fill_seconds_ = 0;
   std::thread thread_;
 };
 
