@@ -30,6 +30,7 @@ except ImportError:
     sys.exit(77)
 
 from tern_process import TernServe, exit_unless_default_model
+import wire_shapes
 
 TERN = None
 UPSTREAM = None
@@ -579,6 +580,50 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(final.stop_reason, "tool_use")
         self.assertEqual([b.name for b in final.content if b.type == "tool_use"], ["get_weather"])
         jsonschema.validate(final.content[-1].input, CITY)
+
+    def post_raw(self, path, body):
+        """The response body (JSON), or the stream's payloads (each `data:` JSON, [DONE] left out)."""
+        request = urllib.request.Request(self.gateway.url + path, data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json", "anthropic-version": "2023-06-01"})
+        with urllib.request.urlopen(request, timeout=120) as r:
+            if not body.get("stream"):
+                return json.loads(r.read())
+            return [json.loads(line[5:]) for line in r.read().decode().splitlines() if line.startswith("data:") and line[5:].strip() != "[DONE]"]
+
+    def test_responses_and_streams_have_the_published_shapes_field_by_field(self):
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+        from anthropic.types import Message, RawMessageStreamEvent
+        chat = {"max_tokens": 64, "messages": [{"role": "user", "content": "Weather in Paris?"}], "temperature": 0}
+        cases = [
+            ("local, tool calls", {**chat, "model": "hermes", "tools": OPENAI_TOOLS, "tool_choice": "required"}),
+            ("local, text", {**chat, "model": MODEL, "max_tokens": 8, "logprobs": True, "top_logprobs": 2}),
+            ("local, json_schema", {**chat, "model": MODEL, "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": CITY}}}),
+            ("remote Anthropic upstream, tool calls", {**chat, "model": "agent-anthropic", "tools": OPENAI_TOOLS}),
+        ]
+        for title, body in cases:
+            for stream in (False, True):
+                with self.subTest(api="openai", case=title, stream=stream):
+                    got = self.post_raw("/v1/chat/completions", {**body, "stream": stream, **({"stream_options": {"include_usage": True}} if stream else {})})
+                    for i, payload in enumerate(got if stream else [got]):
+                        self.assertEqual(wire_shapes.check(payload, ChatCompletionChunk if stream else ChatCompletion), [], f"payload {i}: {payload}")
+        anthropic_chat = {"max_tokens": 64, "messages": [{"role": "user", "content": "Weather in Paris?"}], "temperature": 0}
+        cases = [
+            ("local, tool use", {**anthropic_chat, "model": "hermes", "tools": ANTHROPIC_TOOLS, "tool_choice": {"type": "any"}}),
+            ("local, text", {**anthropic_chat, "model": MODEL, "max_tokens": 8}),
+            ("remote OpenAI upstream, tool use", {**anthropic_chat, "model": "agent-openai", "tools": ANTHROPIC_TOOLS}),
+        ]
+        for title, body in cases:
+            for stream in (False, True):
+                with self.subTest(api="anthropic", case=title, stream=stream):
+                    got = self.post_raw("/v1/messages", {**body, "stream": stream})
+                    for i, payload in enumerate(got if stream else [got]):
+                        if payload.get("type") == "ping":  # the streaming docs' keep-alive, outside the SDK's event union
+                            self.assertEqual(payload, {"type": "ping"})
+                            continue
+                        self.assertEqual(wire_shapes.check(payload, RawMessageStreamEvent if stream else Message), [], f"payload {i}: {payload}")
+                    if stream:
+                        kinds = [p["type"] for p in got]
+                        self.assertEqual((kinds[0], kinds[-1]), ("message_start", "message_stop"))
 
     def test_bad_tool_requests_on_a_local_model_are_400s_naming_the_field(self):
         g = self.gateway

@@ -545,7 +545,10 @@ std::string AnthropicRenderer::stream_event(const Event& event) {
   }
   if (event.finished) {
     out += close_block();
-    out += sse_event("message_delta", {{"type", "message_delta"}, {"delta", stop_fields(event)}, {"usage", usage_json(event.usage)}});
+    // message_delta's usage (MessageDeltaUsage) has the counts but not Message.usage's cache_creation breakdown.
+    json usage = usage_json(event.usage);
+    usage.erase("cache_creation");
+    out += sse_event("message_delta", {{"type", "message_delta"}, {"delta", stop_fields(event)}, {"usage", std::move(usage)}});
     out += sse_event("message_stop", {{"type", "message_stop"}});
   }
   return out;
