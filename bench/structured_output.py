@@ -56,18 +56,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_ready(proc, port, what):
+def wait_ready(proc, port, what, path):
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited ({proc.returncode})")
-        for path in ("/ready", "/health"):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-                    if r.status == 200:
-                        return f"http://127.0.0.1:{port}/v1"
-            except Exception:
-                pass
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                if r.status == 200:
+                    return f"http://127.0.0.1:{port}/v1"
+        except Exception:
+            pass
         time.sleep(0.3)
     proc.kill()
     raise RuntimeError(f"{what} did not become ready")
@@ -80,7 +79,7 @@ def start_tern(args):
                              "--max-running", str(max(64, args.streams)), "--kv-cache-memory", "1G",
                              "--keys-db", os.path.join("/tmp", f"tern-structured-{port}.db"), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc, wait_ready(proc, port, "tern serve"), port
+    return proc, wait_ready(proc, port, "tern serve", "/ready"), port
 
 
 def model_path(args):
@@ -95,7 +94,7 @@ def start_llama_server(args):
                              "-t", str(args.threads), "-tb", str(args.threads), "-np", str(args.streams),
                              "-c", str(args.streams * 1024), "-b", "512", "-ub", "512", "--no-webui", "--jinja", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc, wait_ready(proc, port, "llama-server"), port
+    return proc, wait_ready(proc, port, "llama-server", "/health"), port
 
 
 def scrape(port, names):
