@@ -417,6 +417,26 @@ class GatewayTest(unittest.TestCase):
             self.assertLessEqual(len(value.split("e")[0]), 14, value)
 
     # --- agents: tools through the gateway, translated both ways (issue 29) -----------------------
+    def stream_tool_calls(self, **request):
+        """A streamed chat request's tool calls by index ({id, name, arguments} put together from the
+        pieces; the first piece of each call has its id, type and name), its finish_reason, and the
+        number of pieces that carried arguments."""
+        pieces, finish, num_argument_pieces = {}, None, 0
+        for chunk in self.gateway.openai.chat.completions.create(stream=True, **request):
+            for c in chunk.choices:
+                finish = c.finish_reason or finish
+                for tc in c.delta.tool_calls or []:
+                    entry = pieces.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                    if tc.id:
+                        self.assertIsNone(entry["id"], "one id per call")
+                        self.assertEqual(tc.type, "function")
+                        entry["id"] = tc.id
+                    entry["name"] += (tc.function.name or "") if tc.function else ""
+                    if tc.function and tc.function.arguments:
+                        entry["arguments"] += tc.function.arguments
+                        num_argument_pieces += 1
+        return pieces, finish, num_argument_pieces
+
     def test_openai_agent_loop_through_an_anthropic_upstream(self):
         g = self.gateway
         messages = [{"role": "user", "content": "Weather and time in Paris?"}]
@@ -436,18 +456,7 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(r.choices[0].finish_reason, "stop")
         self.assertEqual(r.choices[0].message.content, "result: 18C; 14:00")  # the upstream got both results, in order
         # Streamed: delta.tool_calls pieces, the first of each call with its id and name.
-        pieces, finish = {}, None
-        for chunk in g.openai.chat.completions.create(model="agent-anthropic", max_tokens=64, messages=messages[:1], tools=OPENAI_TOOLS,
-                                                      stream=True):
-            for c in chunk.choices:
-                finish = c.finish_reason or finish
-                for tc in c.delta.tool_calls or []:
-                    entry = pieces.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
-                    if tc.id:
-                        self.assertIsNone(entry["id"], "one id per call")
-                        entry["id"] = tc.id
-                    entry["name"] += (tc.function.name or "") if tc.function else ""
-                    entry["arguments"] += (tc.function.arguments or "") if tc.function else ""
+        pieces, finish, _ = self.stream_tool_calls(model="agent-anthropic", max_tokens=64, messages=messages[:1], tools=OPENAI_TOOLS)
         self.assertEqual(finish, "tool_calls")
         self.assertEqual({i: (p["id"], p["name"], json.loads(p["arguments"])) for i, p in pieces.items()},
                          {0: ("toolu_0", "get_weather", {"city": "Paris"}), 1: ("toolu_1", "get_time", {"city": "Paris"})})
@@ -535,21 +544,8 @@ class GatewayTest(unittest.TestCase):
                     self.assertEqual(r.choices[0].finish_reason, "tool_calls")
                     self.assert_valid_calls(r.choices[0].message.tool_calls)
                 # Streamed: the first piece of a call has its id and name, the arguments come in pieces.
-                pieces, finish, num_argument_pieces = {}, None, 0
-                for chunk in g.openai.chat.completions.create(model=model, max_tokens=96, messages=messages[:2], tools=OPENAI_TOOLS,
-                                                              tool_choice="required", temperature=0, stream=True):
-                    for c in chunk.choices:
-                        finish = c.finish_reason or finish
-                        for tc in c.delta.tool_calls or []:
-                            entry = pieces.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
-                            if tc.id:
-                                self.assertIsNone(entry["id"], "one id per call")
-                                self.assertEqual(tc.type, "function")
-                                entry["id"] = tc.id
-                            entry["name"] += (tc.function.name or "") if tc.function else ""
-                            if tc.function and tc.function.arguments:
-                                entry["arguments"] += tc.function.arguments
-                                num_argument_pieces += 1
+                pieces, finish, num_argument_pieces = self.stream_tool_calls(model=model, max_tokens=96, messages=messages[:2],
+                                                                             tools=OPENAI_TOOLS, tool_choice="required", temperature=0)
                 self.assertEqual(finish, "tool_calls")
                 self.assertGreater(num_argument_pieces, 2, "arguments stream as they are generated")
                 for p in pieces.values():
