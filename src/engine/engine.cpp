@@ -312,7 +312,7 @@ void Engine::run_step(const SchedulerOutput& output) {
       const bool any = constraint->apply_mask(logits);
       mask_critical_s += seconds(Clock::now() - apply_start);
       if (!any) {
-        finish(active, "error", "the output format's grammar allows no next token (a dead end)");
+        finish(active, "error", kGrammarDeadEnd);
         continue;
       }
     }

@@ -86,26 +86,44 @@ std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider:
   const wire::ResponseFormat& format = request.response_format;
   // json_object (and a json_schema without a schema): any JSON object.
   const std::string schema = format.schema.is_object() ? format.schema.dump() : std::string(R"({"type": "object"})");
+  if (auto keepable = engine::check_schema_keepable(format.schema); !keepable) {
+    return std::unexpected(bad_request(fmt::format("response_format.json_schema.schema: {}", keepable.error().message),
+                                       "response_format.json_schema.schema"));
+  }
   auto constraint = grammars().json_schema(schema);
   if (!constraint) {
     const char* param = format.schema.is_object() ? "response_format.json_schema.schema" : "response_format";
     return std::unexpected(bad_request(fmt::format("{}: the schema cannot be used: {}", param, constraint.error().message), param));
   }
+  if (!(*constraint)->allows_any()) {
+    return std::unexpected(bad_request("response_format.json_schema.schema: no JSON value satisfies this schema (its language is empty)",
+                                       "response_format.json_schema.schema"));
+  }
   return std::move(*constraint);
 }
 
 std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::tool_constraint(const wire::Request& request) const {
-  auto constraint = grammars().structural_tag(tool_calls::structural_tag(tool_format_, request.tools, request.tool_choice));
-  if (constraint) return std::move(*constraint);
-  // Name the tool whose parameters do not compile (each is compiled alone, and cached).
+  // Each tool's parameters alone first (compilations are cached), so a refusal names the tool.
   for (size_t i = 0; i < request.tools.size(); ++i) {
-    if (auto alone = grammars().json_schema(request.tools[i].parameters.dump()); !alone) {
-      const std::string param = fmt::format("tools[{}].parameters", i);
+    const std::string param = fmt::format("tools[{}].parameters", i);
+    if (auto keepable = engine::check_schema_keepable(request.tools[i].parameters); !keepable) {
+      return std::unexpected(bad_request(fmt::format("{}: {}", param, keepable.error().message), param));
+    }
+    auto alone = grammars().json_schema(request.tools[i].parameters.dump());
+    if (!alone) {
       return std::unexpected(bad_request(fmt::format("{}: the schema of tool '{}' cannot be used: {}", param, request.tools[i].name,
                                                      alone.error().message), param));
     }
+    if (!(*alone)->allows_any()) {
+      return std::unexpected(bad_request(fmt::format("{}: no arguments satisfy the schema of tool '{}' (its language is empty)", param,
+                                                     request.tools[i].name), param));
+    }
   }
-  return std::unexpected(bad_request(fmt::format("tools: the tool-call grammar cannot be built: {}", constraint.error().message), "tools"));
+  auto constraint = grammars().structural_tag(tool_calls::structural_tag(tool_format_, request.tools, request.tool_choice));
+  if (!constraint) {
+    return std::unexpected(bad_request(fmt::format("tools: the tool-call grammar cannot be built: {}", constraint.error().message), "tools"));
+  }
+  return std::move(*constraint);
 }
 
 LocalProvider::LocalProvider(std::string name, model::Model& model, engine::Engine& engine,
@@ -200,7 +218,8 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
   std::shared_ptr<tool_calls::ToolCallParser> parser;
   if (request.wants_tools()) parser = std::make_shared<tool_calls::ToolCallParser>(tool_format_);
   // Runs on the engine thread: only moves, plus token text when logprobs were asked for.
-  auto convert = [this, parser, sink = std::move(sink)](engine::GenerationEvent&& in) {
+  const std::string request_param = request.wants_tools() ? "tools" : "response_format";
+  auto convert = [this, parser, request_param, sink = std::move(sink)](engine::GenerationEvent&& in) {
     wire::Event out;
     out.text = std::move(in.text);
     if (parser) {
@@ -226,7 +245,11 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
     out.finished = in.finished;
     out.finish_reason = std::move(in.finish_reason);
     out.stop_sequence = std::move(in.stop_sequence);
-    if (!in.error.empty()) out.error = wire::server_error(500, std::move(in.error));
+    if (in.error == engine::kGrammarDeadEnd) {
+      out.error = bad_request(std::move(in.error), request_param);  // the schema's fault, found only while generating
+    } else if (!in.error.empty()) {
+      out.error = wire::server_error(500, std::move(in.error));
+    }
     out.usage = {.prompt_tokens = in.usage.prompt_tokens, .completion_tokens = in.usage.completion_tokens,
                  .cached_tokens = in.usage.cached_tokens, .cache_write_tokens = 0, .cache_write_1h_tokens = 0,
                  .retention_denied_tokens = in.usage.retention_denied_tokens, .cost_usd = std::nullopt};

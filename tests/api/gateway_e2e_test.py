@@ -628,6 +628,12 @@ class GatewayTest(unittest.TestCase):
             g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=bad)
         self.assertEqual(e.exception.body["param"], "tools[2].parameters")
         self.assertIn("wibble", e.exception.message)
+        empty = OPENAI_TOOLS + [{"type": "function", "function": {"name": "never", "parameters": {
+            "type": "object", "properties": {"c": {"type": "object", "required": ["x"], "additionalProperties": False}}, "required": ["c"]}}}]
+        with self.assertRaises(openai.BadRequestError) as e:
+            g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=empty)
+        self.assertEqual(e.exception.body["param"], "tools[2].parameters")
+        self.assertIn("properties.c: requires \"x\" but does not allow it", e.exception.message)
         with self.assertRaises(openai.BadRequestError) as e:
             g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, tools=OPENAI_TOOLS, response_format={"type": "json_object"})
         self.assertEqual(e.exception.body["param"], "response_format")
@@ -668,6 +674,31 @@ class GatewayTest(unittest.TestCase):
                                                                           "required": ["zeta", "alpha"], "additionalProperties": False}}})
         self.assertEqual(list(json.loads(r.choices[0].message.content)), ["zeta", "alpha"])
 
+    def test_constrained_and_plain_requests_share_a_batch(self):
+        """JSON output, forced tool calls and plain text at once, in one engine's batches: each keeps to its own."""
+        import concurrent.futures
+        g = self.gateway
+        schema = SCHEMAS["enum and const"]
+
+        def json_request(seed):
+            r = g.openai.chat.completions.create(model=MODEL, max_tokens=64, messages=PROMPT, temperature=1.0, seed=seed, response_format={
+                "type": "json_schema", "json_schema": {"name": "paint", "schema": schema}})
+            jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+
+        def tool_request(seed):
+            r = g.openai.chat.completions.create(model=MODEL, max_tokens=96, messages=PROMPT, temperature=1.0, seed=seed, tools=BOUNDED_TOOLS,
+                                                 tool_choice="required", parallel_tool_calls=False)
+            self.assert_valid_calls(r.choices[0].message.tool_calls)
+
+        def plain_request(seed):
+            r = g.openai.chat.completions.create(model=MODEL, max_tokens=32, messages=PROMPT, temperature=1.0, seed=seed)
+            self.assertEqual(r.choices[0].finish_reason in ("stop", "length"), True)
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            jobs = [pool.submit(f, seed) for seed in range(4) for f in (json_request, tool_request, plain_request)]
+            for job in jobs:
+                job.result()
+
     def test_a_schema_that_cannot_be_kept_to_is_a_400_naming_it(self):
         g = self.gateway
         with self.assertRaises(openai.BadRequestError) as e:
@@ -676,6 +707,21 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(e.exception.body["param"], "response_format.json_schema.schema")
         self.assertIn("wibble", e.exception.message)
         self.assertNotIn(".cc:", e.exception.message)
+        # A schema nothing satisfies: refused before it runs, never a request that can only dead-end.
+        for schema in ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 5, "maximum": 1}}, "required": ["n"]},
+                       {"type": "object", "properties": {"c": {"enum": []}}, "required": ["c"]},
+                       {"type": "object", "properties": {"c": {"type": "object", "required": ["x"], "additionalProperties": False}}}):
+            with self.subTest(schema=schema), self.assertRaises(openai.BadRequestError) as e:
+                g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, response_format={
+                    "type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+            self.assertEqual(e.exception.body["param"], "response_format.json_schema.schema")
+        # A dead end found only while generating (a pattern nothing matches) ends the request with a
+        # 400 naming the format, never with output outside it.
+        with self.assertRaises(openai.BadRequestError) as e:
+            g.openai.chat.completions.create(model=MODEL, max_tokens=50, messages=PROMPT, response_format={"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"type": "object", "properties": {"v": {"type": "string", "pattern": "[^\\s\\S]"}}, "required": ["v"]}}})
+        self.assertEqual(e.exception.body["param"], "response_format")
+        self.assertIn("allows no next token", e.exception.message)
         with self.assertRaises(openai.BadRequestError) as e:
             g.openai.chat.completions.create(model=MODEL, max_tokens=8, messages=PROMPT, response_format={"type": "json_object"},
                                              extra_body={"ignore_eos": True})

@@ -61,6 +61,19 @@ TEST_P(GrammarTest, ASchemaThatCannotBeCompiledNamesWhatItAsks) {
   EXPECT_FALSE(compiler.json_schema("{not json"));
 }
 
+TEST(SchemaCheck, AnObjectThatRequiresWhatItDoesNotAllowIsNamed) {
+  using nlohmann::ordered_json;
+  EXPECT_TRUE(check_schema_keepable(ordered_json::parse(R"({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+      "additionalProperties": false})")));
+  EXPECT_TRUE(check_schema_keepable(ordered_json::parse(R"({"type": "object", "required": ["a"]})"))) << "other properties allowed";
+  EXPECT_TRUE(check_schema_keepable(ordered_json::parse(R"({"enum": [{"required": ["x"], "additionalProperties": false}]})")))
+      << "enum values are data, not schemas";
+  auto nested = check_schema_keepable(ordered_json::parse(R"({"type": "object", "$defs": {"p": {"type": "object", "properties": {},
+      "required": ["x"], "additionalProperties": false}}, "properties": {"q": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/p"}]}}})"));
+  ASSERT_FALSE(nested);
+  EXPECT_NE(nested.error().message.find("$defs.p: requires \"x\""), std::string::npos) << nested.error().message;
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GrammarTest, ::testing::Values("smollm2-135m", "gemma3-270m"),
                          [](const auto& info) { return info.param[0] == 's' ? std::string("smollm2") : std::string("gemma3"); });
 

@@ -7,6 +7,8 @@
 #include <bit>
 #include <chrono>
 #include <exception>
+
+#include <fmt/format.h>
 #include <limits>
 #include <optional>
 #include <string_view>
@@ -53,6 +55,11 @@ class XgrammarConstraint final : public TokenConstraint {
 
   bool accept(int32_t token) override { return matcher_.AcceptToken(token); }
 
+  bool allows_any() override {
+    fill_mask();
+    return std::any_of(bits_.begin(), bits_.end(), [](int32_t word) { return word != 0; });
+  }
+
  private:
   xgrammar::GrammarMatcher matcher_;
   std::vector<int32_t> bits_;
@@ -60,6 +67,38 @@ class XgrammarConstraint final : public TokenConstraint {
 };
 
 }  // namespace
+
+namespace {
+
+Result<void> check_node(const nlohmann::ordered_json& node, const std::string& path) {
+  if (node.is_array()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (auto ok = check_node(node[i], fmt::format("{}[{}]", path, i)); !ok) return ok;
+    }
+    return {};
+  }
+  if (!node.is_object()) return {};
+  const auto required = node.find("required");
+  const auto extra = node.find("additionalProperties");
+  if (required != node.end() && required->is_array() && extra != node.end() && *extra == false && !node.contains("patternProperties")) {
+    const auto properties = node.find("properties");
+    for (const auto& name : *required) {
+      if (name.is_string() && (properties == node.end() || !properties->is_object() || !properties->contains(name.get<std::string>()))) {
+        return fail("{}: requires \"{}\" but does not allow it (not in properties, additionalProperties false): no value satisfies it",
+                    path.empty() ? "the schema" : path, name.get<std::string>());
+      }
+    }
+  }
+  for (const auto& [key, value] : node.items()) {
+    if (key == "enum" || key == "const" || key == "examples" || key == "default") continue;  // values, not schemas
+    if (auto ok = check_node(value, path.empty() ? key : path + "." + key); !ok) return ok;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<void> check_schema_keepable(const nlohmann::ordered_json& schema) { return check_node(schema, ""); }
 
 MaskWorker::MaskWorker() : thread_([this] { run(); }) {}
 

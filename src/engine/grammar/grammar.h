@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tokenizer/tokenizer.h"
 #include "util/result.h"
 
@@ -33,6 +35,16 @@ class GrammarCompiler;
 }  // namespace xgrammar
 
 namespace tern::engine {
+
+/// The error a request ends with when its grammar allows no next token: the schema it was compiled
+/// from has no valid continuation there (an unsatisfiable pattern, say) — the client's fault.
+inline constexpr const char* kGrammarDeadEnd = "the output's grammar allows no next token: the schema (response_format, or a tool's "
+                                               "parameters) cannot be continued here (an unsatisfiable pattern or set of properties?)";
+
+/// Schema features xgrammar compiles without keeping to (it would generate output that does not
+/// validate): an object that requires a property it does not allow (required names missing from
+/// `properties` with additionalProperties false). The error names the path; ok: none found.
+Result<void> check_schema_keepable(const nlohmann::ordered_json& schema);
 
 /// One request's grammar state. The engine fills the next token's mask while the forward pass runs
 /// (on MaskWorker's thread), then applies it to the logits and accepts the sampled token (on its own);
@@ -52,6 +64,9 @@ class TokenConstraint {
   }
   /// Advances past a sampled token (one a mask allowed); false if the grammar refuses it.
   virtual bool accept(int32_t token) = 0;
+  /// Whether the grammar allows any first token: false for a schema whose language is empty (an
+  /// `enum` of nothing, a minimum above the maximum), which the caller refuses before it runs.
+  virtual bool allows_any() = 0;
 };
 
 /// Fills the masks of a step's constrained requests on a thread of its own while the engine thread
