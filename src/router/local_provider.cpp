@@ -82,42 +82,34 @@ engine::GrammarCompiler& LocalProvider::grammars() const {
   return *grammars_;
 }
 
-std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::output_constraint(const wire::Request& request) const {
-  const wire::ResponseFormat& format = request.response_format;
-  // json_object (and a json_schema without a schema): any JSON object.
-  const std::string schema = format.schema.is_object() ? format.schema.dump() : std::string(R"({"type": "object"})");
-  if (auto keepable = engine::check_schema_keepable(format.schema); !keepable) {
-    return std::unexpected(bad_request(fmt::format("response_format.json_schema.schema: {}", keepable.error().message),
-                                       "response_format.json_schema.schema"));
+std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::schema_constraint(const nlohmann::ordered_json& schema,
+                                                                                                  const std::string& param,
+                                                                                                  const std::string& subject) const {
+  if (auto keepable = engine::check_schema_keepable(schema); !keepable) {
+    return std::unexpected(bad_request(fmt::format("{}: {}", param, keepable.error().message), param));
   }
-  auto constraint = grammars().json_schema(schema);
+  auto constraint = grammars().json_schema(schema.is_object() ? schema.dump() : std::string(R"({"type": "object"})"));
   if (!constraint) {
-    const char* param = format.schema.is_object() ? "response_format.json_schema.schema" : "response_format";
-    return std::unexpected(bad_request(fmt::format("{}: the schema cannot be used: {}", param, constraint.error().message), param));
+    return std::unexpected(bad_request(fmt::format("{}: {} cannot be used: {}", param, subject, constraint.error().message), param));
   }
   if (!(*constraint)->allows_any()) {
-    return std::unexpected(bad_request("response_format.json_schema.schema: no JSON value satisfies this schema (its language is empty)",
-                                       "response_format.json_schema.schema"));
+    return std::unexpected(bad_request(fmt::format("{}: no JSON value satisfies {} (its language is empty)", param, subject), param));
   }
   return std::move(*constraint);
+}
+
+std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::output_constraint(const wire::Request& request) const {
+  // json_object (and a json_schema without a schema): any JSON object.
+  const nlohmann::ordered_json& schema = request.response_format.schema;
+  return schema_constraint(schema, schema.is_object() ? "response_format.json_schema.schema" : "response_format", "the schema");
 }
 
 std::expected<std::shared_ptr<engine::TokenConstraint>, ApiError> LocalProvider::tool_constraint(const wire::Request& request) const {
   // Each tool's parameters alone first (compilations are cached), so a refusal names the tool.
   for (size_t i = 0; i < request.tools.size(); ++i) {
-    const std::string param = fmt::format("tools[{}].parameters", i);
-    if (auto keepable = engine::check_schema_keepable(request.tools[i].parameters); !keepable) {
-      return std::unexpected(bad_request(fmt::format("{}: {}", param, keepable.error().message), param));
-    }
-    auto alone = grammars().json_schema(request.tools[i].parameters.dump());
-    if (!alone) {
-      return std::unexpected(bad_request(fmt::format("{}: the schema of tool '{}' cannot be used: {}", param, request.tools[i].name,
-                                                     alone.error().message), param));
-    }
-    if (!(*alone)->allows_any()) {
-      return std::unexpected(bad_request(fmt::format("{}: no arguments satisfy the schema of tool '{}' (its language is empty)", param,
-                                                     request.tools[i].name), param));
-    }
+    auto alone = schema_constraint(request.tools[i].parameters, fmt::format("tools[{}].parameters", i),
+                                   fmt::format("the schema of tool '{}'", request.tools[i].name));
+    if (!alone) return std::unexpected(alone.error());
   }
   auto constraint = grammars().structural_tag(tool_calls::structural_tag(tool_format_, request.tools, request.tool_choice));
   if (!constraint) {

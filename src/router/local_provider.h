@@ -45,6 +45,11 @@ class LocalProvider final : public Provider {
   /// model's tool syntax (tool_calls/prompt.h).
   Result<std::vector<int32_t>> encode_conversation(const wire::Request& request, const nlohmann::ordered_json& messages) const;
   engine::GrammarCompiler& grammars() const;
+  /// The grammar of a JSON Schema (null: any object), or a 400 naming `param` when nothing can keep
+  /// to it: not compilable, or no value satisfies it. `subject` names the schema in messages.
+  std::expected<std::shared_ptr<engine::TokenConstraint>, wire::ApiError> schema_constraint(const nlohmann::ordered_json& schema,
+                                                                                           const std::string& param,
+                                                                                           const std::string& subject) const;
   /// The grammar of a request's response_format (a JSON Schema; json_object: any object).
   std::expected<std::shared_ptr<engine::TokenConstraint>, wire::ApiError> output_constraint(const wire::Request& request) const;
   /// The grammar of a reply that may or must call the request's tools.
