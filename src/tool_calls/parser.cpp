@@ -107,21 +107,19 @@ bool ToolCallParser::on_header(Output& out) {
   const bool is_tagged = format_.trigger.starts_with('<');
   std::string name;
   std::string key;
-  R result = R::kOk;
-  for (auto step : {0, 1, 2, 3, 4, 5, 6}) {
-    switch (step) {
-      case 0: result = is_tagged ? reader.literal(format_.trigger) : R::kOk; break;
-      case 1: result = reader.literal("{"); break;
-      case 2: result = reader.literal("\"name\""); break;
-      case 3: result = reader.literal(":"); break;
-      case 4: result = reader.string(name); break;
-      case 5: result = reader.literal(","); break;
-      case 6: result = reader.string(key); break;
-    }
-    if (result != R::kOk) break;
-  }
-  if (result == R::kOk && key != "arguments" && key != "parameters") result = R::kBad;
-  if (result == R::kOk) result = reader.literal(":");
+  // Each part in turn, while the ones before it were read whole.
+  R result = is_tagged ? reader.literal(format_.trigger) : R::kOk;
+  const auto then = [&](auto&& read) {
+    if (result == R::kOk) result = read();
+  };
+  then([&] { return reader.literal("{"); });
+  then([&] { return reader.literal("\"name\""); });
+  then([&] { return reader.literal(":"); });
+  then([&] { return reader.string(name); });
+  then([&] { return reader.literal(","); });
+  then([&] { return reader.string(key); });
+  then([&] { return key == "arguments" || key == "parameters" ? R::kOk : R::kBad; });
+  then([&] { return reader.literal(":"); });
   if (result == R::kMore) return false;
   if (result == R::kBad || name.empty()) {
     // Not a call after all: the trigger is text, and scanning goes on past it.

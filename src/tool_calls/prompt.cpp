@@ -70,18 +70,21 @@ ordered_json native_messages(const ordered_json& messages) {
 
 ordered_json generic_messages(const ordered_json& messages, std::span<const wire::ToolDefinition> offered) {
   ordered_json out = ordered_json::array();
+  bool follows_tool_result = false;  // the last message out is a user turn of tool results
   for (const auto& message : messages) {
     const std::string role = message.value("role", std::string());
     if (role == "tool") {
       const std::string result = "<tool_response>\n" + content_string(message) + "\n</tool_response>";
       // Results of one round in one user turn: templates that insist on alternating turns take it.
-      if (!out.empty() && out.back().value("is_tool_response", false)) {
+      if (follows_tool_result) {
         out.back()["content"] = out.back()["content"].get<std::string>() + "\n" + result;
       } else {
-        out.push_back({{"role", "user"}, {"content", result}, {"is_tool_response", true}});
+        out.push_back({{"role", "user"}, {"content", result}});
       }
+      follows_tool_result = true;
       continue;
     }
+    follows_tool_result = false;
     ordered_json copy = message;
     if (auto calls = copy.find("tool_calls"); calls != copy.end()) {
       std::string text = content_string(copy);
@@ -96,7 +99,6 @@ ordered_json generic_messages(const ordered_json& messages, std::span<const wire
     }
     out.push_back(std::move(copy));
   }
-  for (auto& message : out) message.erase("is_tool_response");
   if (offered.empty()) return out;
   auto preamble = generic_preamble().render(ordered_json{{"tools", tools_json(offered)}});
   const std::string tools_text = preamble ? *preamble : std::string();
