@@ -19,7 +19,6 @@
 
 #include "backend/kv_cache.h"
 #include "kernels/cpu/lora.h"
-#include "kernels/cpu/ops.h"
 #include "tensor/dtype.h"
 #include "util/result.h"
 
@@ -66,18 +65,44 @@ struct EmbeddingTable {
 
 struct AttentionShape {
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, value_dim = 0;
-  float scale = 1.0f;  ///< multiplies q.k
-  int64_t window = 0;  ///< > 0: keys limited to the last `window` positions (sliding-window layers)
+  float scale = 1.0f;    ///< multiplies q.k
+  int64_t window = 0;    ///< > 0: keys limited to the last `window` positions (sliding-window layers)
+  float softcap = 0.0f;  ///< > 0: scores become softcap * tanh(scale * q.k / softcap) before the softmax (Gemma 2)
 };
 
-/// cos/sin of every row's rotary angles for one RoPE base, made once per forward pass and reused by
-/// every layer.
+/// Which pairs of a head RoPE rotates: NORM (x[2d], x[2d+1]: Llama) or NEOX (x[d], x[d + dims/2]: Qwen,
+/// Gemma, Phi-3).
+enum class RopeStyle { NORM, NEOX };
+
+/// How positions become rotary angles: theta_d = pos * freq_scale * base^(-2d / rotary_dims) / freq_factors[d].
+struct RopeSpec {
+  int64_t rotary_dims = 0;
+  float base = 10000.0f;
+  float freq_scale = 1.0f;              ///< linear position scaling: 1 / rope.scaling.factor
+  std::span<const float> freq_factors;  ///< per-pair divisors (Llama 3.1's rope_freqs, rotary_dims / 2 values); empty: 1
+};
+
+/// cos/sin of every row's rotary angles for one RoPE, made once per forward pass and reused by every
+/// layer.
 struct RopeTable {
   int64_t rotary_dims = 0;
   std::vector<double> cos, sin;  // [rows][rotary_dims / 2]
 };
 
 enum class Gating { SILU, GELU };
+
+/// A mixture-of-experts feed-forward block: a router picks `num_used` of the experts for each row
+/// (softmax over the router's logits, the top `num_used` kept, their weights optionally renormalised
+/// to sum to 1, then times `weights_scale`), and the row's output is the weighted sum of the chosen
+/// experts' gated feed-forwards, down(act(gate x) * up x).
+struct ExpertsLayer {
+  const Matrix* router = nullptr;  ///< [n_embd -> num_experts]
+  std::span<const Matrix> gate, up, down;  ///< one per expert
+  int64_t num_used = 0;
+  bool normalize_weights = false;
+  float weights_scale = 1.0f;
+  Gating gating = Gating::SILU;
+};
 
 /// How an adapter's weights are kept: F16 (the file's values to F16's precision), or Q8 (int8 in blocks
 /// of 32 values of a row with an F32 scale each, as llama.cpp's Q8_0; 55 % of the bytes, each value
@@ -145,16 +170,23 @@ class Backend {
                                  int64_t n, float eps) = 0;
   /// out[i] = act(gate[i]) * up[i], act SiLU or GELU.
   virtual void gated_activation(Gating gating, const float* gate, const float* up, float* out, int64_t n) = 0;
-  virtual void rope_table(std::span<const int32_t> positions, int64_t rotary_dims, float base, RopeTable& table) = 0;
+  virtual void rope_table(std::span<const int32_t> positions, const RopeSpec& spec, RopeTable& table) = 0;
   /// Queries and keys made ready for attention, row by row in one pass: every head of q (num_heads
   /// per row) and of k (num_kv_heads per row; k may be null with 0) RMS-normed by q_norm / k_norm
   /// (head_dim weights) when those are given (Gemma 3), then rotated by RoPE. The same arithmetic as
   /// rms_norm on each head then RoPE, so the same bits.
   virtual void norm_rope_qk(float* q, int64_t num_heads, float* k, int64_t num_kv_heads, int64_t m, int64_t head_dim,
-                            const float* q_norm, const float* k_norm, float eps, kernels::RopeStyle style,
-                            const RopeTable& table) = 0;
+                            const float* q_norm, const float* k_norm, float eps, RopeStyle style, const RopeTable& table) = 0;
   /// Each row's K and V into the cache at its position, layer `layer`.
   virtual void store_kv(KvCache& cache, int64_t layer, const TokenRows& rows, const float* k, const float* v) = 0;
+  /// x[i] = cap * tanh(x[i] / cap) for n values (Gemma 2's final logits).
+  virtual void soft_cap(float* x, int64_t n, float cap) = 0;
+  /// y[i][j] *= sigmoid(gate[i]) for each of `rows` rows of n (Qwen2-MoE's gate on its shared expert).
+  virtual void sigmoid_scale_rows(float* y, const float* gate, int64_t rows, int64_t n) = 0;
+  /// out = the experts' feed-forward of each of the m rows of x (width n_embd), each row through only
+  /// the experts its router picks: the experts' weights are read for the rows routed to them, so a
+  /// decode step reads num_used experts' matrices, not all of them.
+  virtual void experts_ffn(const ExpertsLayer& layer, const float* x, int64_t m, float* out) = 0;
   /// Causal attention of each row's query heads over its sequence's cached K/V (GQA: query head h reads
   /// KV head h / (num_heads / num_kv_heads)); out is [rows, num_heads * value_dim].
   virtual void attention(KvCache& cache, int64_t layer, const TokenRows& rows, const AttentionShape& shape, const float* q,

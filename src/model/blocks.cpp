@@ -2,6 +2,8 @@
 
 #include "model/model.h"
 
+#include <algorithm>
+
 namespace tern::model {
 
 void grow(std::vector<float>& buffer, int64_t size) {
@@ -15,7 +17,69 @@ void Workspace::prepare(const ModelConfig& c, int64_t m) {
   grow(k, m * c.kv_width());
   grow(v, m * c.v_width());
   grow(attention, m * c.num_heads * c.value_dim);
-  for (auto* buffer : {&gate, &up, &activated}) grow(*buffer, m * c.ffn_length);
+  const int64_t widest_ffn = std::max({c.ffn_length, c.shared_expert_ffn_length});
+  for (auto* buffer : {&gate, &up, &activated}) grow(*buffer, m * widest_ffn);
+  if (c.is_moe()) {
+    grow(experts_out, m * n);
+    grow(shared_gate, m);
+  }
+}
+
+backend::RopeSpec rope_spec(const ModelConfig& c, const ModelWeights& w) {
+  return {.rotary_dims = c.rotary_dims, .base = c.rope_base, .freq_scale = c.rope_freq_scale, .freq_factors = w.rope_freqs};
+}
+
+void attention_inputs(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, const Batch& batch,
+                      backend::KvCache& cache, const backend::RopeTable& rope, Workspace& ws) {
+  const int64_t m = batch.size(), n = c.embedding_length;
+  const backend::Matrix* qkv[] = {&layer.wq, &layer.wk, &layer.wv};
+  float* qkv_out[] = {ws.q.data(), ws.k.data(), ws.v.data()};
+  be.project(qkv, ws.normed.data(), m, qkv_out);
+  add_lora(be, ws, il, {{LoraTarget::kQ, ws.q.data()}, {LoraTarget::kK, ws.k.data()}, {LoraTarget::kV, ws.v.data()}},
+           ws.normed.data(), n);
+  be.add_bias(ws.q.data(), layer.bq, m);
+  be.add_bias(ws.k.data(), layer.bk, m);
+  be.add_bias(ws.v.data(), layer.bv, m);
+  const bool per_head = c.qk_norm == QkNorm::PER_HEAD;
+  if (c.qk_norm == QkNorm::WHOLE) {  // OLMoE: one RMSNorm over all heads of q, and of k
+    be.rms_norm(ws.q.data(), layer.q_norm.data(), ws.q.data(), m, c.q_width(), c.norm_eps);
+    be.rms_norm(ws.k.data(), layer.k_norm.data(), ws.k.data(), m, c.kv_width(), c.norm_eps);
+  }
+  be.norm_rope_qk(ws.q.data(), c.num_heads, ws.k.data(), c.num_kv_heads, m, c.head_dim, per_head ? layer.q_norm.data() : nullptr,
+                  per_head ? layer.k_norm.data() : nullptr, c.norm_eps, c.rope_style, rope);
+  be.store_kv(cache, il, token_rows(batch), ws.k.data(), ws.v.data());
+}
+
+void feed_forward(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, int64_t m, Workspace& ws) {
+  const int64_t n = c.embedding_length;
+  if (c.is_moe()) {
+    const backend::ExpertsLayer experts{.router = &layer.router, .gate = layer.expert_gate, .up = layer.expert_up,
+                                        .down = layer.expert_down, .num_used = c.num_experts_used,
+                                        .normalize_weights = c.normalize_expert_weights,
+                                        .weights_scale = c.expert_weights_scale, .gating = c.gating};
+    if (c.shared_expert_ffn_length == 0) {
+      be.experts_ffn(experts, ws.normed.data(), m, ws.projected.data());
+      return;
+    }
+    be.experts_ffn(experts, ws.normed.data(), m, ws.experts_out.data());
+    // Qwen2-MoE: + sigmoid(x . g) * shared_expert(x), added after the routed experts as llama.cpp does.
+    const backend::Matrix* shared[] = {&layer.shared_gate, &layer.shared_up};
+    float* shared_out[] = {ws.gate.data(), ws.up.data()};
+    be.project(shared, ws.normed.data(), m, shared_out);
+    be.gated_activation(c.gating, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.shared_expert_ffn_length);
+    be.matmul(layer.shared_down, ws.activated.data(), m, ws.projected.data());
+    be.matmul(layer.shared_gate_input, ws.normed.data(), m, ws.shared_gate.data());
+    be.sigmoid_scale_rows(ws.projected.data(), ws.shared_gate.data(), m, n);
+    be.add_residual_norm(ws.projected.data(), ws.experts_out.data(), nullptr, nullptr, nullptr, m, n, c.norm_eps);
+    return;
+  }
+  const backend::Matrix* gate_up[] = {&layer.w_gate, &layer.w_up};
+  float* gate_up_out[] = {ws.gate.data(), ws.up.data()};
+  be.project(gate_up, ws.normed.data(), m, gate_up_out);
+  add_lora(be, ws, il, {{LoraTarget::kGate, ws.gate.data()}, {LoraTarget::kUp, ws.up.data()}}, ws.normed.data(), n);
+  be.gated_activation(c.gating, ws.gate.data(), ws.up.data(), ws.activated.data(), m * c.ffn_length);
+  be.matmul(layer.w_down, ws.activated.data(), m, ws.projected.data());
+  add_lora(be, ws, il, {{LoraTarget::kDown, ws.projected.data()}}, ws.activated.data(), c.ffn_length);
 }
 
 backend::TokenRows token_rows(const Batch& batch) {
@@ -24,7 +88,7 @@ backend::TokenRows token_rows(const Batch& batch) {
 
 backend::AttentionShape attention_shape(const ModelConfig& c, int64_t window) {
   return {.num_heads = c.num_heads, .num_kv_heads = c.num_kv_heads, .head_dim = c.head_dim, .value_dim = c.value_dim,
-          .scale = c.attention_scale, .window = window};
+          .scale = c.attention_scale, .window = window, .softcap = c.attn_softcap};
 }
 
 backend::EmbeddingTable embedding_table(const ModelWeights& weights) {
@@ -76,6 +140,7 @@ void compute_logits(backend::Backend& be, const ModelConfig& config, const Model
   }
   logits.resize(static_cast<size_t>(num_rows * config.vocab_size));
   if (num_rows > 0) be.matmul(weights.output, rows.data(), num_rows, logits.data());
+  if (num_rows > 0 && config.final_softcap > 0.0f) be.soft_cap(logits.data(), num_rows * config.vocab_size, config.final_softcap);
 }
 
 }  // namespace tern::model

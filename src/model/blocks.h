@@ -39,6 +39,21 @@ void add_lora(backend::Backend& be, Workspace& ws, int64_t layer, std::initializ
 /// nullptr after the last (the output norm runs only on the rows that want logits).
 const float* next_attn_norm(const ModelWeights& weights, int64_t layer);
 
+/// The RoPE of the model's (global) layers: base, linear scaling and Llama 3's frequency factors.
+backend::RopeSpec rope_spec(const ModelConfig& config, const ModelWeights& weights);
+
+/// A vector's data, or nullptr when it is empty (an absent norm or bias).
+inline const float* data_or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+/// q, k and v of layer `il` from ws.normed (fused or separate matrices, biases, LoRA), q and k normed
+/// as the architecture asks and rotated by `rope`, k and v stored in the cache.
+void attention_inputs(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, const Batch& batch,
+                      backend::KvCache& cache, const backend::RopeTable& rope, Workspace& ws);
+
+/// The feed-forward block of layer `il` from ws.normed into ws.projected: gated (dense) or the
+/// router's experts (plus Qwen2-MoE's gated shared expert).
+void feed_forward(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, int64_t m, Workspace& ws);
+
 /// Final norm and output projection for the rows that want logits.
 void compute_logits(backend::Backend& be, const ModelConfig& config, const ModelWeights& weights, const Batch& batch,
                     const float* hidden, std::vector<float>& scratch_rows, std::vector<float>& logits);

@@ -247,7 +247,8 @@ Result<std::shared_ptr<const LoraAdapter>> load_peft(const fs::path& dir, const 
       return std::unexpected(ok.error());
     }
   }
-  if (config.arch == Arch::LLAMA) {
+  // HF checkpoints of NORM-RoPE models hold q and k in the NeoX order the GGUF converter permutes away.
+  if (config.rope_style == backend::RopeStyle::NORM) {
     for (auto& [key, pair] : pairs) {
       const auto target = kTargets[key.second].target;
       const int64_t heads = target == LoraTarget::kQ ? config.num_heads : target == LoraTarget::kK ? config.num_kv_heads : 0;

@@ -75,15 +75,8 @@ Result<void> Model::forward(const Batch& batch, backend::KvCache& cache, std::ve
     logits.clear();
     return {};
   }
-  switch (config_.arch) {
-    case Arch::LLAMA:
-    case Arch::QWEN2:
-      forward_llama(config_, weights_, batch, cache, backend_, workspace_, logits);
-      break;
-    case Arch::GEMMA3:
-      forward_gemma3(config_, weights_, batch, cache, backend_, workspace_, logits);
-      break;
-  }
+  if (config_.is_gemma()) forward_gemma(config_, weights_, batch, cache, backend_, workspace_, logits);
+  else forward_llama(config_, weights_, batch, cache, backend_, workspace_, logits);
   return {};
 }
 

@@ -19,6 +19,7 @@ namespace tern::model {
 struct Workspace {
   std::vector<float> hidden, normed, q, k, v, attention, projected, gate, up, activated;
   std::vector<float> logit_rows;
+  std::vector<float> experts_out, shared_gate;  // mixtures: the routed experts' sum; Qwen2-MoE's shared gate
   backend::RopeTable rope, rope_global;  // gemma3: local (sliding) and global bases
   struct LoraRun {
     const LoraAdapter* adapter;
@@ -71,7 +72,7 @@ class Model {
 // One forward pass per architecture family (model/arch/*.cpp), over the blocks in model/blocks.h.
 void forward_llama(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, backend::KvCache& cache,
                    backend::Backend& be, Workspace& ws, std::vector<float>& logits);
-void forward_gemma3(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, backend::KvCache& cache,
+void forward_gemma(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, backend::KvCache& cache,
                     backend::Backend& be, Workspace& ws, std::vector<float>& logits);
 
 /// The chat template's Jinja source: `template_file` if given, else the model's own

@@ -91,11 +91,11 @@ TEST(CpuBackend, RopeMatchesThePerPositionReference) {
   std::mt19937 rng(2);
   const std::vector<int32_t> positions = {0, 1, 7, 100, 4095, 33, 2};
   const int64_t heads = 3, head_dim = 64, rotary = 64;
-  for (kernels::RopeStyle style : {kernels::RopeStyle::NORM, kernels::RopeStyle::NEOX}) {
+  for (RopeStyle style : {RopeStyle::NORM, RopeStyle::NEOX}) {
     const auto x = random_floats(positions.size() * heads * head_dim, rng);
     std::vector<float> ours = x, theirs = x;
     RopeTable table;
-    be->rope_table(positions, rotary, 10000.0f, table);
+    be->rope_table(positions, {.rotary_dims = rotary, .base = 10000.0f}, table);
     be->norm_rope_qk(ours.data(), heads, nullptr, 0, static_cast<int64_t>(positions.size()), head_dim, nullptr, nullptr, 0.0f,
                      style, table);
     const float theta_scale = std::pow(10000.0f, -2.0f / rotary);
@@ -104,8 +104,8 @@ TEST(CpuBackend, RopeMatchesThePerPositionReference) {
         float* head = theirs.data() + (i * heads + h) * head_dim;
         float theta = static_cast<float>(positions[i]);
         for (int64_t d = 0; d < rotary / 2; ++d, theta *= theta_scale) {
-          const int64_t a = style == kernels::RopeStyle::NORM ? 2 * d : d;
-          const int64_t b = style == kernels::RopeStyle::NORM ? 2 * d + 1 : d + rotary / 2;
+          const int64_t a = style == RopeStyle::NORM ? 2 * d : d;
+          const int64_t b = style == RopeStyle::NORM ? 2 * d + 1 : d + rotary / 2;
           const double c = std::cos(double(theta)), sn = std::sin(double(theta)), x0 = head[a], x1 = head[b];
           head[a] = static_cast<float>(x0 * c - x1 * sn);
           head[b] = static_cast<float>(x0 * sn + x1 * c);
@@ -126,17 +126,17 @@ TEST(CpuBackend, NormRopeQkEqualsNormingEachHeadFirst) {
     std::vector<int32_t> positions(static_cast<size_t>(m));
     for (int64_t i = 0; i < m; ++i) positions[static_cast<size_t>(i)] = static_cast<int32_t>(7 * i + 3);
     RopeTable table;
-    be->rope_table(positions, head_dim, 10000.0f, table);
+    be->rope_table(positions, {.rotary_dims = head_dim, .base = 10000.0f}, table);
     const auto q = random_floats(m * heads * head_dim, rng), k = random_floats(m * kv_heads * head_dim, rng);
     const auto q_norm = random_floats(head_dim, rng), k_norm = random_floats(head_dim, rng);
     std::vector<float> q_fused = q, k_fused = k;
     be->norm_rope_qk(q_fused.data(), heads, k_fused.data(), kv_heads, m, head_dim, q_norm.data(), k_norm.data(), 1e-6f,
-                     kernels::RopeStyle::NEOX, table);
+                     RopeStyle::NEOX, table);
     std::vector<float> q_apart = q, k_apart = k;
     be->rms_norm(q_apart.data(), q_norm.data(), q_apart.data(), m * heads, head_dim, 1e-6f);
     be->rms_norm(k_apart.data(), k_norm.data(), k_apart.data(), m * kv_heads, head_dim, 1e-6f);
-    be->norm_rope_qk(q_apart.data(), heads, nullptr, 0, m, head_dim, nullptr, nullptr, 0.0f, kernels::RopeStyle::NEOX, table);
-    be->norm_rope_qk(k_apart.data(), kv_heads, nullptr, 0, m, head_dim, nullptr, nullptr, 0.0f, kernels::RopeStyle::NEOX, table);
+    be->norm_rope_qk(q_apart.data(), heads, nullptr, 0, m, head_dim, nullptr, nullptr, 0.0f, RopeStyle::NEOX, table);
+    be->norm_rope_qk(k_apart.data(), kv_heads, nullptr, 0, m, head_dim, nullptr, nullptr, 0.0f, RopeStyle::NEOX, table);
     ASSERT_EQ(q_fused, q_apart) << m << " rows";
     ASSERT_EQ(k_fused, k_apart) << m << " rows";
   }

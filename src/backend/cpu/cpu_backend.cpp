@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "kernels/cpu/lora.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant_act.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/vector_ops.h"
@@ -179,35 +180,38 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void rope_table(std::span<const int32_t> positions, int64_t rotary_dims, float base, RopeTable& table) override {
+  void rope_table(std::span<const int32_t> positions, const RopeSpec& spec, RopeTable& table) override {
     // Angles follow llama.cpp's float recurrence (theta *= base^(-2/d) per pair) rather than exact
     // powers: the few-ulp differences in early layers otherwise grow into different greedy tokens.
-    const int64_t half = rotary_dims / 2;
-    table.rotary_dims = rotary_dims;
+    // Frequency factors and linear scaling apply in llama.cpp's order too (theta / factor, then
+    // times freq_scale).
+    const int64_t half = spec.rotary_dims / 2;
+    table.rotary_dims = spec.rotary_dims;
     table.cos.resize(positions.size() * static_cast<size_t>(half));
     table.sin.resize(table.cos.size());
-    const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rotary_dims));
+    const float theta_scale = std::pow(spec.base, -2.0f / static_cast<float>(spec.rotary_dims));
+    const bool has_factors = !spec.freq_factors.empty();
     for (size_t i = 0; i < positions.size(); ++i) {
       float theta = static_cast<float>(positions[i]);
       for (int64_t d = 0; d < half; ++d) {
-        table.cos[i * half + d] = std::cos(theta);
-        table.sin[i * half + d] = std::sin(theta);
+        const float angle = spec.freq_scale * (has_factors ? theta / spec.freq_factors[d] : theta);
+        table.cos[i * half + d] = std::cos(angle);
+        table.sin[i * half + d] = std::sin(angle);
         theta *= theta_scale;
       }
     }
   }
 
   void norm_rope_qk(float* q, int64_t num_heads, float* k, int64_t num_kv_heads, int64_t m, int64_t head_dim,
-                    const float* q_norm, const float* k_norm, float eps, kernels::RopeStyle style,
-                    const RopeTable& table) override {
+                    const float* q_norm, const float* k_norm, float eps, RopeStyle style, const RopeTable& table) override {
     const int64_t half = table.rotary_dims / 2;
     const auto norm_and_rotate = [&](float* row, int64_t heads, const float* norm, const double* c, const double* s) {
       for (int64_t h = 0; h < heads; ++h) {
         float* head = row + h * head_dim;
         if (norm != nullptr) kernels::rms_norm(head, norm, head, head_dim, eps);
         for (int64_t d = 0; d < half; ++d) {
-          const int64_t a = style == kernels::RopeStyle::NORM ? 2 * d : d;
-          const int64_t b = style == kernels::RopeStyle::NORM ? 2 * d + 1 : d + half;
+          const int64_t a = style == RopeStyle::NORM ? 2 * d : d;
+          const int64_t b = style == RopeStyle::NORM ? 2 * d + 1 : d + half;
           const float x0 = head[a], x1 = head[b];
           const float cos_theta = static_cast<float>(c[d]), sin_theta = static_cast<float>(s[d]);
           head[a] = x0 * cos_theta - x1 * sin_theta;
@@ -223,6 +227,88 @@ class CpuBackend final : public Backend {
         if (k != nullptr) norm_and_rotate(k + i * num_kv_heads * head_dim, num_kv_heads, k_norm, c, s);
       }
     });
+  }
+
+  void soft_cap(float* x, int64_t n, float cap) override {
+    const float inverse = 1.0f / cap;
+    parallel_range(n, 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) x[i] = cap * std::tanh(x[i] * inverse);
+    });
+  }
+
+  void sigmoid_scale_rows(float* y, const float* gate, int64_t rows, int64_t n) override {
+    for (int64_t i = 0; i < rows; ++i) {
+      const float g = 1.0f / (1.0f + std::exp(-gate[i]));
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] *= g;
+    }
+  }
+
+  void experts_ffn(const ExpertsLayer& layer, const float* x, int64_t m, float* out) override {
+    const int64_t n = layer.router->row_length();
+    const int64_t num_experts = layer.router->num_rows();
+    const int64_t k = layer.num_used;
+    const int64_t ffn = layer.gate[0].num_rows();
+    // Route: softmax over the router's logits, the top k, their weights (as llama.cpp's build_moe_ffn).
+    experts_.logits.resize(static_cast<size_t>(m * num_experts));
+    matmul(*layer.router, x, m, experts_.logits.data());
+    experts_.chosen.resize(static_cast<size_t>(m * k));
+    experts_.weights.resize(static_cast<size_t>(m * k));
+    std::vector<int32_t> order(static_cast<size_t>(num_experts));
+    for (int64_t i = 0; i < m; ++i) {
+      float* p = experts_.logits.data() + i * num_experts;
+      const float max = *std::max_element(p, p + num_experts);
+      double sum = 0;
+      for (int64_t e = 0; e < num_experts; ++e) sum += (p[e] = std::exp(p[e] - max));
+      const float inverse = static_cast<float>(1.0 / sum);
+      for (int64_t e = 0; e < num_experts; ++e) p[e] *= inverse;
+      for (int64_t e = 0; e < num_experts; ++e) order[e] = static_cast<int32_t>(e);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+      float total = 0;
+      for (int64_t j = 0; j < k; ++j) total += p[order[j]];
+      total = std::max(total, 6.103515625e-5f);  // llama.cpp clamps the sum to F16's smallest normal
+      for (int64_t j = 0; j < k; ++j) {
+        float w = p[order[j]];
+        if (layer.normalize_weights) w /= total;
+        if (layer.weights_scale != 1.0f) w *= layer.weights_scale;
+        experts_.chosen[i * k + j] = order[j];
+        experts_.weights[i * k + j] = w;
+      }
+    }
+    // Each expert once, over the rows routed to it (gathered), into that row's slot; then each row's
+    // slots summed in rank order (llama.cpp's order of additions).
+    grow_floats(experts_.slots, m * k * n);
+    for (int64_t e = 0; e < num_experts; ++e) {
+      experts_.rows.clear();
+      for (int64_t s = 0; s < m * k; ++s) {
+        if (experts_.chosen[s] == e) experts_.rows.push_back(s);
+      }
+      const auto count = static_cast<int64_t>(experts_.rows.size());
+      if (count == 0) continue;  // an expert no row picked: its weights are not read
+      grow_floats(experts_.input, count * n);
+      for (int64_t r = 0; r < count; ++r) std::copy_n(x + (experts_.rows[r] / k) * n, n, experts_.input.data() + r * n);
+      for (auto* buffer : {&experts_.gate, &experts_.up}) grow_floats(*buffer, count * ffn);
+      grow_floats(experts_.output, count * n);
+      const Matrix* gate_up[] = {&layer.gate[e], &layer.up[e]};
+      float* gate_up_out[] = {experts_.gate.data(), experts_.up.data()};
+      project(gate_up, experts_.input.data(), count, gate_up_out);
+      gated_activation(layer.gating, experts_.gate.data(), experts_.up.data(), experts_.gate.data(), count * ffn);
+      matmul(layer.down[e], experts_.gate.data(), count, experts_.output.data());
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t slot = experts_.rows[r];
+        const float w = experts_.weights[slot];
+        const float* y = experts_.output.data() + r * n;
+        float* target = experts_.slots.data() + slot * n;
+        for (int64_t j = 0; j < n; ++j) target[j] = y[j] * w;
+      }
+    }
+    for (int64_t i = 0; i < m; ++i) {
+      float* row = out + i * n;
+      std::copy_n(experts_.slots.data() + i * k * n, n, row);
+      for (int64_t j = 1; j < k; ++j) {
+        const float* slot = experts_.slots.data() + (i * k + j) * n;
+        for (int64_t c = 0; c < n; ++c) row[c] += slot[c];
+      }
+    }
   }
 
   void store_kv(KvCache& cache, int64_t layer, const TokenRows& rows, const float* k, const float* v) override {
@@ -272,7 +358,15 @@ class CpuBackend final : public Backend {
                            length);
           j += count;
         }
-        for (int g = 0; g < num_q; ++g) ops.softmax_f16(length, shape.scale, scores.data() + g * length);
+        if (shape.softcap > 0.0f) {
+          // llama.cpp's order: scale, times 1/cap, tanh, times cap; then a softmax of scale 1.
+          const float inverse_cap = 1.0f / shape.softcap;
+          for (float& score : std::span(scores.data(), static_cast<size_t>(num_q * length))) {
+            score = shape.softcap * std::tanh(score * shape.scale * inverse_cap);
+          }
+        }
+        const float softmax_scale = shape.softcap > 0.0f ? 1.0f : shape.scale;
+        for (int g = 0; g < num_q; ++g) ops.softmax_f16(length, softmax_scale, scores.data() + g * length);
         float* result = out + (i * num_heads + first_head) * value_dim;
         std::fill(result, result + num_q * value_dim, 0.0f);
         for (int64_t j = first; j <= pos;) {
@@ -311,8 +405,20 @@ class CpuBackend final : public Backend {
     else fn(0, n);
   }
 
+  static void grow_floats(std::vector<float>& buffer, int64_t size) {
+    if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
+  }
+
+  // experts_ffn's buffers, reused between calls.
+  struct ExpertsScratch {
+    std::vector<float> logits, weights, slots, input, gate, up, output;
+    std::vector<int32_t> chosen;
+    std::vector<int64_t> rows;
+  };
+
   kernels::ThreadPool pool_;
   kernels::MatmulScratch scratch_;
+  ExpertsScratch experts_;
   std::vector<int64_t> lora_first_task_;  // add_lora's task offsets, reused between calls
 };
 
