@@ -29,6 +29,12 @@ if [[ ! -f "$fixture" ]]; then
   mkdir -p "$(dirname "$fixture")"
   .venv-tests/bin/python tools/make_random_qwen2.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$fixture"
 fi
+# The other architectures' random-weight fixtures (remade when the script changes).
+models_stamp="$TERN_HOME/fixtures/made-by-$(sha256sum tools/make_random_models.py | cut -c1-16)"
+if [[ ! -f "$models_stamp" ]]; then
+  .venv-tests/bin/python tools/make_random_models.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$TERN_HOME/fixtures"
+  touch "$models_stamp"
+fi
 
 # LoRA adapters for the three base models (tools/make_lora_adapters.py; remade when the script changes).
 lora="$TERN_HOME/fixtures/lora"

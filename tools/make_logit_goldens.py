@@ -11,8 +11,11 @@ call llama.cpp itself faced where tern's continuation takes the other branch.
 Usage: .venv/bin/python tools/make_logit_goldens.py [--threads N] NAME=MODEL.gguf [...]
 (--threads: llama.cpp's threads, default 2 as the goldens were made with; ggml gives each output row
 to one thread, so 1 thread reproduces the same goldens bit for bit.)
-(the random qwen2 fixture: NAME=qwen2-random, made by tools/make_random_qwen2.py; its prompts are
-random token ids since its vocabulary is a fragment.)
+(the random-weight fixtures, NAME=<arch>-random, made by tools/make_random_qwen2.py and
+tools/make_random_models.py: their prompts are random token ids since their vocabulary is a fragment;
+qwen2-random's are 5 + 3i tokens long, the others' 5 + 20i (up to 385), so that positions well past
+the first few hundred, where RoPE details such as Llama 3's frequency factors and the local layers'
+windows show, are covered.)
 """
 import hashlib
 import json
@@ -70,6 +73,8 @@ def run(name, path, threads):
     for index, prompt in enumerate(PROMPTS):
         if name == "qwen2-random":
             tokens = [int(t) for t in rng.integers(3, vocab, size=5 + 3 * index)]
+        elif name.endswith("-random"):
+            tokens = [int(t) for t in rng.integers(3, vocab, size=5 + 20 * index)]
         else:
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         llm.reset()
@@ -86,7 +91,7 @@ def run(name, path, threads):
             step_top_logits.append([float(step_logits[t]) for t in step_top])
             llm.eval([token])
         cases.append({
-            "prompt": prompt if name != "qwen2-random" else None,
+            "prompt": prompt if not name.endswith("-random") else None,
             "tokens": tokens,
             "top_ids": [int(t) for t in top],
             "top_logits": [float(logits[t]) for t in top],

@@ -27,19 +27,18 @@ struct ArchTraits {
   std::vector<std::string> keys;
 };
 
-const std::vector<std::string> kExpertKeys = {"expert_count", "expert_used_count", "expert_feed_forward_length",
-                                              "expert_weights_scale"};
+const std::vector<std::string> kExpertKeys = {"expert_count", "expert_used_count", "expert_feed_forward_length"};
 
 const std::vector<ArchTraits>& arch_table() {
   static const std::vector<ArchTraits> table = {
-      {"llama", Arch::LLAMA, RopeStyle::NORM, QkNorm::NONE, false, true, true, kExpertKeys},  // Llama 2/3.x, Mistral, Mixtral
+      // Llama 2/3.x, Mistral; Mixtral (its experts are feed_forward_length wide).
+      {"llama", Arch::LLAMA, RopeStyle::NORM, QkNorm::NONE, false, true, true, {"expert_count", "expert_used_count"}},
       {"qwen2", Arch::QWEN2, RopeStyle::NEOX, QkNorm::NONE, true, false, false, {}},
       {"qwen3", Arch::QWEN3, RopeStyle::NEOX, QkNorm::PER_HEAD, false, false, false, {}},
       {"qwen2moe", Arch::QWEN2MOE, RopeStyle::NEOX, QkNorm::NONE, true, true, false,
-       {"expert_count", "expert_used_count", "expert_feed_forward_length", "expert_shared_feed_forward_length",
-        "expert_weights_scale"}},
+       {"expert_count", "expert_used_count", "expert_feed_forward_length", "expert_shared_feed_forward_length"}},
       {"qwen3moe", Arch::QWEN3MOE, RopeStyle::NEOX, QkNorm::PER_HEAD, false, true, true, kExpertKeys},
-      {"olmoe", Arch::OLMOE, RopeStyle::NEOX, QkNorm::WHOLE, false, true, false, kExpertKeys},
+      {"olmoe", Arch::OLMOE, RopeStyle::NEOX, QkNorm::WHOLE, false, true, false, {"expert_count", "expert_used_count"}},
       // Phi-3's converter writes a sliding window that llama.cpp ignores (its values are wrong for
       // several releases), and so does tern.
       {"phi3", Arch::PHI3, RopeStyle::NEOX, QkNorm::NONE, false, false, false,
@@ -194,9 +193,6 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
         }
       }
       c.normalize_expert_weights = traits.normalize_expert_weights;
-      if (auto scale = file.get_float(p + "expert_weights_scale"); scale && *scale != 0.0) {
-        c.expert_weights_scale = static_cast<float>(*scale);
-      }
     }
   }
 

@@ -12,6 +12,24 @@
 //   gemma3-270m    max diff 1.03, top-1 19/20, 12/20   max diff < 3.0, top-1 >= 18/20, >= 9/20 identical
 //   qwen2-random   max diff 0.00, top-1 20/20, 20/20   max diff < 0.01, top-1 20/20, >= 18/20 identical
 //
+// The other random-weight fixtures (tools/make_random_models.py) have norms near 1 as real models do,
+// so their logits are larger (Llama 3's tied output reaches 170) and llama.cpp moves more against
+// itself on them; their limits are its self-differences rounded up about 1.5-2x:
+//
+//   llama3-random   max diff 0.42, top-1 20/20, 20/20   max diff < 0.75, margin 0.45
+//   mixtral-random  max diff 0.02, top-1 19/20,  7/20   max diff < 0.10, margin 0.05, 2 routing outliers
+//   qwen3-random    max diff 0.02, top-1 20/20,  9/20   max diff < 0.05, margin 0.05
+//   qwen3moe-random max diff 0.02, top-1 20/20,  8/20   max diff < 0.06, margin 0.05, 2 routing outliers
+//   qwen2moe-random max diff 0.02, top-1 20/20, 12/20   max diff < 0.06, margin 0.05, 2 routing outliers
+//   olmoe-random    max diff 0.05, top-1 20/20, 10/20   max diff < 0.08, margin 0.08, 3 routing outliers
+//   phi3-random     max diff 0.02, top-1 20/20, 15/20   max diff < 0.05, margin 0.05
+//   gemma2-random   max diff 0.05, top-1 20/20, 20/20   max diff < 0.10, margin 0.10
+//
+// Mixtures of experts are not continuous: where a token's k-th and (k+1)-th experts are within noise of
+// each other in the router, a last-bit difference swaps an expert and moves that position's output by
+// far more than the noise (llama.cpp against itself: mixtral's top-1 19/20, 7/20 identical). Such a
+// prompt fails the per-prompt bounds; "routing outliers" is how many prompts may (the rest must not).
+//
 // ("max diff": largest |logit difference| over llama.cpp's 64 largest logits; "identical": 64-token
 // greedy continuations equal token for token.) A greedy continuation diverges where two candidates
 // are within that noise of each other: the test prints where each divergence happens with llama.cpp's
@@ -36,7 +54,7 @@ namespace tern::model {
 namespace {
 
 std::string fixture_path(const std::string& name) {
-  if (name == "qwen2-random") return models::tern_home() + "/fixtures/qwen2-random.gguf";
+  if (name.ends_with("-random")) return models::tern_home() + "/fixtures/" + name + ".gguf";
   return testing::model_path(name);
 }
 
@@ -45,6 +63,7 @@ struct Limits {
   int min_top1_equal;
   int min_identical_continuations;
   double max_divergence_margin;
+  int max_routing_outliers = 0;
 };
 
 // max_divergence_margin: where tern's greedy continuation leaves llama.cpp's, llama.cpp's own lead of its
@@ -57,6 +76,14 @@ struct Limits {
 Limits limits_for(const std::string& name) {
   if (name == "smollm2-135m") return {1.0, 20, 3, 0.6};
   if (name == "gemma3-270m") return {3.0, 18, 9, 1.1};
+  if (name == "llama3-random") return {0.75, 20, 15, 0.45};
+  if (name == "mixtral-random") return {0.10, 19, 5, 0.05, 2};
+  if (name == "qwen3-random") return {0.05, 20, 3, 0.05};
+  if (name == "qwen3moe-random") return {0.06, 20, 3, 0.05, 2};
+  if (name == "qwen2moe-random") return {0.06, 19, 5, 0.05, 2};
+  if (name == "olmoe-random") return {0.08, 19, 3, 0.08, 3};
+  if (name == "phi3-random") return {0.05, 20, 5, 0.05};
+  if (name == "gemma2-random") return {0.10, 20, 15, 0.10};
   return {0.01, 20, 18, 0.01};
 }
 
@@ -106,6 +133,7 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
   int top1_equal = 0;
   double worst_difference = 0;
   int worst_overlap = 10;
+  int routing_outliers = 0;
   std::vector<double> divergence_margins;
   bool all_margins_exact = true;
   const auto& cases = goldens.at("cases");
@@ -133,8 +161,15 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
     for (size_t i = 0; i < top_ids.size(); ++i) difference = std::max(difference, std::fabs(double(row[top_ids[i]]) - top_logits[i]));
     top1_equal += ours[0] == top_ids[0];
     if (ours[0] != top_ids[0]) std::printf("%s prompt %zu: top-1 differs (tern %d, llama.cpp %d)\n", name.c_str(), c, ours[0], top_ids[0]);
-    EXPECT_GE(overlap, 8) << name << " prompt " << c;
-    EXPECT_LT(difference, limits.max_difference) << name << " prompt " << c;
+    // A mixture's prompt may miss the bounds as a whole (a routing outlier, counted); any other must meet each.
+    const bool may_be_outlier = limits.max_routing_outliers > 0;
+    bool outlier = false;
+    if (may_be_outlier) {
+      outlier = overlap < 8 || difference >= limits.max_difference;
+    } else {
+      EXPECT_GE(overlap, 8) << name << " prompt " << c;
+      EXPECT_LT(difference, limits.max_difference) << name << " prompt " << c;
+    }
     worst_difference = std::max(worst_difference, difference);
     worst_overlap = std::min(worst_overlap, overlap);
 
@@ -158,14 +193,22 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
                   "tern margin %.4f\n", name.c_str(), c, first_difference, mine, theirs, margin.is_exact ? "" : "> ",
                   margin.value, tern_margin);
       // A margin known only as a lower bound (tern's token outside llama.cpp's top 8) fails too: no tie is shown.
-      EXPECT_TRUE(margin.is_exact && margin.value < limits.max_divergence_margin)
+      const bool near_tie = margin.is_exact && margin.value < limits.max_divergence_margin;
+      if (may_be_outlier) outlier = outlier || !near_tie;
+      else EXPECT_TRUE(near_tie)
           << name << " prompt " << c << " diverges at token " << first_difference << " where llama.cpp prefers its token by "
           << (margin.is_exact ? "" : "more than ") << margin.value << " (bound " << limits.max_divergence_margin
           << "): not a near tie, look for a bug";
       divergence_margins.push_back(margin.value);
       all_margins_exact = all_margins_exact && margin.is_exact;
     }
+    if (outlier) {
+      ++routing_outliers;
+      std::printf("%s prompt %zu: outside the bounds (max difference %.4f, top-10 overlap %d); counted as a routing outlier\n",
+                  name.c_str(), c, difference, overlap);
+    }
   }
+  EXPECT_LE(routing_outliers, limits.max_routing_outliers) << name;
   if (!divergence_margins.empty()) {
     std::sort(divergence_margins.begin(), divergence_margins.end());
     const size_t n = divergence_margins.size();
@@ -175,14 +218,17 @@ TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
                 divergence_margins.back(), median, limits.max_divergence_margin);
   }
   std::printf("%s (%s kernels): max |logit difference| over top-64 = %.4f, top-1 equal %d/%zu, worst top-10 overlap = %d/10, "
-              "identical greedy continuations = %d/%zu\n", name.c_str(), kernels::isa_name(kernels::best_isa()),
-              worst_difference, top1_equal, num_cases, worst_overlap, identical_continuations, num_cases);
+              "identical greedy continuations = %d/%zu, routing outliers %d\n", name.c_str(), kernels::isa_name(kernels::best_isa()),
+              worst_difference, top1_equal, num_cases, worst_overlap, identical_continuations, num_cases, routing_outliers);
   if (num_cases < cases.size()) return;  // the counts below are over all prompts
   EXPECT_GE(top1_equal, limits.min_top1_equal) << name;
   EXPECT_GE(identical_continuations, limits.min_identical_continuations) << name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, ForwardGolden, ::testing::Values("smollm2-135m", "gemma3-270m", "qwen2-random"),
+INSTANTIATE_TEST_SUITE_P(Models, ForwardGolden,
+                         ::testing::Values("smollm2-135m", "gemma3-270m", "qwen2-random", "llama3-random", "mixtral-random",
+                                           "qwen3-random", "qwen3moe-random", "qwen2moe-random", "olmoe-random", "phi3-random",
+                                           "gemma2-random"),
                          [](const auto& info) {
                            std::string s = info.param;
                            std::replace(s.begin(), s.end(), '-', '_');
