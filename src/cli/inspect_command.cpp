@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "gguf/gguf_file.h"
+#include "model/model.h"
 #include "model/summary.h"
 
 namespace tern::cli {
@@ -76,6 +77,9 @@ Runner add_inspect_command(CLI::App& app) {
     auto file = open_model_or_report(options->model);
     if (!file) return 1;
     print_summary(models::summarize(*file), options->template_lines);
+    // Whether tern runs it, by the same checks as loading (no weights are read).
+    if (auto runnable = model::check_runnable(*file)) std::printf("%-18s %s\n", "runs in tern", "yes");
+    else std::printf("%-18s no: %s\n", "runs in tern", runnable.error().message.c_str());
     if (options->show_metadata) {
       std::printf("\nmetadata (%zu entries):\n", file->metadata().size());
       for (const auto& [key, value] : file->metadata()) {

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "model/config.h"
 #include "model/summary.h"
 
 namespace tern::cli {
@@ -33,6 +34,9 @@ Runner add_models_command(CLI::App& app) {
       std::printf("%-14s %9s  %s%s\n", entry.alias.c_str(), models::format_bytes(entry.file_bytes).c_str(),
                   entry.description.c_str(), entry.alias == models::kDefaultModel ? "  [default]" : "");
     }
+    // Any GGUF of these runs from its path ('tern inspect FILE' says whether one does, or what is missing).
+    std::printf("\narchitectures tern runs (any GGUF of them, by path): %s\n",
+                fmt::format("{}", fmt::join(model::supported_architectures(), ", ")).c_str());
     return 0;
   };
 }

@@ -80,6 +80,17 @@ Result<void> Model::forward(const Batch& batch, backend::KvCache& cache, std::ve
   return {};
 }
 
+Result<void> check_runnable(const gguf::GgufFile& file) {
+  auto config = read_config(file);
+  if (!config) return std::unexpected(config.error());
+  auto tokenizer = tok::Tokenizer::from_gguf(file);
+  if (!tokenizer) return std::unexpected(tokenizer.error());
+  if (config->vocab_size != static_cast<int64_t>(tokenizer->vocab().size())) {
+    return fail("vocabulary of {} tokens but {} in the config", tokenizer->vocab().size(), config->vocab_size);
+  }
+  return check_weights(file, *config);
+}
+
 Result<std::string> chat_template_source(const Model& model, const std::string& template_file) {
   if (!template_file.empty()) {
     std::ifstream in(template_file);

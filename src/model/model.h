@@ -75,6 +75,10 @@ void forward_llama(const ModelConfig& config, const ModelWeights& weights, const
 void forward_gemma(const ModelConfig& config, const ModelWeights& weights, const Batch& batch, backend::KvCache& cache,
                     backend::Backend& be, Workspace& ws, std::vector<float>& logits);
 
+/// Whether tern can run the file, without loading it: its architecture, metadata, tokenizer and
+/// tensors checked as Model::load checks them (an error says what is missing).
+Result<void> check_runnable(const gguf::GgufFile& file);
+
 /// The chat template's Jinja source: `template_file` if given, else the model's own
 /// (tokenizer.chat_template); an error if neither exists.
 Result<std::string> chat_template_source(const Model& model, const std::string& template_file);

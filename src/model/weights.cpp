@@ -10,7 +10,8 @@ namespace {
 
 class TensorFinder {
  public:
-  TensorFinder(const gguf::GgufFile& file, backend::Backend& backend) : file_(file), backend_(backend) {}
+  /// `backend` null: a dry run that checks names, shapes and types but loads nothing (tern inspect).
+  TensorFinder(const gguf::GgufFile& file, backend::Backend* backend) : file_(file), backend_(backend) {}
 
   Result<const gguf::TensorInfo*> find(const std::string& name, std::vector<uint64_t> shape, bool required = true) const {
     const gguf::TensorInfo* tensor = file_.find_tensor(name);
@@ -89,7 +90,8 @@ class TensorFinder {
   Result<backend::Matrix> rows_of(const gguf::TensorInfo& tensor, int64_t first_row, int64_t num_rows) const {
     const int64_t k = static_cast<int64_t>(tensor.shape[0]);
     const uint64_t row_bytes = dtype_bytes(dtype_info(tensor.type), static_cast<uint64_t>(k));
-    auto w = backend_.load_matrix(tensor.type, k, num_rows, tensor.data.data() + static_cast<uint64_t>(first_row) * row_bytes,
+    if (backend_ == nullptr) return backend::Matrix(tensor.type, k, num_rows, nullptr);
+    auto w = backend_->load_matrix(tensor.type, k, num_rows, tensor.data.data() + static_cast<uint64_t>(first_row) * row_bytes,
                                   file_.is_mapped());
     if (!w) return fail("{}: tensor '{}' ({}): {}", file_.name(), tensor.name, dtype_info(tensor.type).name, w.error().message);
     return w;
@@ -101,13 +103,15 @@ class TensorFinder {
     return out + "]";
   }
   const gguf::GgufFile& file_;
-  backend::Backend& backend_;
+  backend::Backend* backend_;
   mutable std::set<std::string, std::less<>> used_;
 };
 
 }  // namespace
 
-Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig& c, backend::Backend& backend) {
+namespace {
+
+Result<ModelWeights> find_weights(const gguf::GgufFile& file, const ModelConfig& c, backend::Backend* backend) {
   TensorFinder find(file, backend);
   ModelWeights w;
   auto embedding = find.find("token_embd.weight", {static_cast<uint64_t>(c.embedding_length), static_cast<uint64_t>(c.vocab_size)});
@@ -190,6 +194,18 @@ Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig&
   }
 #undef TERN_TRY
   return w;
+}
+
+}  // namespace
+
+Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig& config, backend::Backend& backend) {
+  return find_weights(file, config, &backend);
+}
+
+Result<void> check_weights(const gguf::GgufFile& file, const ModelConfig& config) {
+  auto weights = find_weights(file, config, nullptr);
+  if (!weights) return std::unexpected(weights.error());
+  return {};
 }
 
 }  // namespace tern::model

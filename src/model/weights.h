@@ -48,4 +48,8 @@ struct ModelWeights {
 /// architecture does not use is an error naming it too: it would change the computation if read.
 Result<ModelWeights> load_weights(const gguf::GgufFile& file, const ModelConfig& config, backend::Backend& backend);
 
+/// load_weights' checks (every tensor found, shaped and typed as the config implies, none unused)
+/// without loading anything.
+Result<void> check_weights(const gguf::GgufFile& file, const ModelConfig& config);
+
 }  // namespace tern::model

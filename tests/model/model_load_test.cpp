@@ -55,6 +55,46 @@ TEST(ModelLoad, MissingTensorIsNamed) {
   std::filesystem::remove(path);
 }
 
+// What tern does not implement is refused, named, rather than ignored (and tern inspect says the same
+// without loading the weights).
+void expect_refused(const std::function<void(testing::GgufBuilder&)>& extend, const std::string& expected) {
+  const std::string path = write_tiny_llama("llama", {}, {}, extend);
+  auto model = Model::load(path, cpu());
+  ASSERT_FALSE(model);
+  EXPECT_NE(model.error().message.find(expected), std::string::npos) << model.error().message;
+  auto file = gguf::GgufFile::open(path);
+  ASSERT_TRUE(file) << file.error().message;
+  auto runnable = check_runnable(*file);
+  ASSERT_FALSE(runnable);
+  EXPECT_NE(runnable.error().message.find(expected), std::string::npos) << runnable.error().message;
+  std::filesystem::remove(path);
+}
+
+TEST(ModelLoad, UnimplementedMetadataKeyIsNamed) {
+  expect_refused([](testing::GgufBuilder& b) { b.kv_u32("llama.attention.sliding_window", 16); },
+                 "metadata key 'llama.attention.sliding_window' is not one tern implements for llama");
+  expect_refused([](testing::GgufBuilder& b) { b.kv_f32("llama.attn_logit_softcapping", 30.0f); },
+                 "metadata key 'llama.attn_logit_softcapping' is not one tern implements for llama");
+}
+
+TEST(ModelLoad, UnimplementedRopeScalingIsNamed) {
+  expect_refused([](testing::GgufBuilder& b) { b.kv_string("llama.rope.scaling.type", "yarn"); },
+                 "llama.rope.scaling.type 'yarn' is not implemented");
+}
+
+TEST(ModelLoad, UnusedTensorIsNamed) {
+  expect_refused([](testing::GgufBuilder& b) { b.tensor("rope_factors_long.weight", {4}, 0, testing::f32_bytes({1, 2, 3, 4})); },
+                 "tensor 'rope_factors_long.weight' is not one tern's llama uses");
+}
+
+TEST(ModelLoad, RunnableFileIsSaidRunnable) {
+  const std::string path = write_tiny_llama("llama");
+  auto file = gguf::GgufFile::open(path);
+  ASSERT_TRUE(file) << file.error().message;
+  EXPECT_TRUE(check_runnable(*file));
+  std::filesystem::remove(path);
+}
+
 TEST(ModelLoad, MisshapenTensorIsNamed) {
   const std::string path = write_tiny_llama("llama", [](std::string& name, std::vector<uint64_t>& shape) {
     if (name == "blk.0.attn_k.weight") shape = {kEmbd, kEmbd};

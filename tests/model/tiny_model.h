@@ -42,7 +42,9 @@ inline std::vector<std::pair<std::string, std::vector<uint64_t>>> tiny_llama_ten
           {"output_norm.weight", {kTinyEmbd}}};
 }
 
-inline std::string write_tiny_llama(const std::string& arch, const TensorMutator& mutate = {}, const TensorFill& fill = {}) {
+/// `extend` adds metadata or tensors of its own (after the model's).
+inline std::string write_tiny_llama(const std::string& arch, const TensorMutator& mutate = {}, const TensorFill& fill = {},
+                                    const std::function<void(GgufBuilder&)>& extend = {}) {
   GgufBuilder b;
   b.kv_string("general.architecture", arch).kv_u32(arch + ".context_length", 64).kv_u32(arch + ".embedding_length", kTinyEmbd)
       .kv_u32(arch + ".block_count", 1).kv_u32(arch + ".feed_forward_length", kTinyFf).kv_u32(arch + ".attention.head_count", 2)
@@ -58,6 +60,7 @@ inline std::string write_tiny_llama(const std::string& arch, const TensorMutator
     for (uint64_t d : shape) n *= d;
     b.tensor(name, shape, 0, f32_bytes(fill ? fill(name, n) : std::vector<float>(n, 0.02f)));
   }
+  if (extend) extend(b);
   const std::string path = temp_file("tern_tiny", ".gguf");
   std::ofstream(path, std::ios::binary) << b.build();
   return path;
