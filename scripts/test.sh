@@ -36,14 +36,18 @@ if [[ ! -f "$models_stamp" ]]; then
   touch "$models_stamp"
 fi
 
-# LoRA adapters for the three base models (tools/make_lora_adapters.py; remade when the script changes).
+# LoRA adapters for the base models and the random-weight fixtures (tools/make_lora_adapters.py; remade
+# when it or the fixtures change).
 lora="$TERN_HOME/fixtures/lora"
-stamp="$lora/made-by-$(sha256sum tools/make_lora_adapters.py | cut -c1-16)"
+stamp="$lora/made-by-$(cat tools/make_lora_adapters.py tools/make_random_models.py | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
   rm -rf "$lora" && mkdir -p "$lora"
   .venv-tests/bin/python tools/make_lora_adapters.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$lora" smollm2
   .venv-tests/bin/python tools/make_lora_adapters.py "$TERN_HOME/models/gemma-3-270m-q4_k_m.gguf" "$lora" gemma3
   .venv-tests/bin/python tools/make_lora_adapters.py "$fixture" "$lora" qwen2-random
+  for name in llama3 mixtral qwen3 qwen3moe qwen2moe olmoe phi3 gemma2; do
+    .venv-tests/bin/python tools/make_lora_adapters.py "$TERN_HOME/fixtures/$name-random.gguf" "$lora" "$name-random"
+  done
   touch "$stamp"
 fi
 

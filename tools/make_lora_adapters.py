@@ -22,9 +22,9 @@ import sys
 import numpy as np
 import gguf
 
-ATTN = ["attn_q", "attn_k", "attn_v", "attn_output"]
+ATTN = ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output"]  # attn_qkv: Phi-3's fused q, k, v
 FFN = ["ffn_gate", "ffn_up", "ffn_down"]
-PEFT_MODULE = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+PEFT_MODULE = {"attn_qkv": "self_attn.qkv_proj", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
                "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
                "ffn_down": "mlp.down_proj"}
 

@@ -28,7 +28,7 @@ constexpr TargetName kTargets[kNumLoraTargets] = {
     {LoraTarget::kGate, "ffn_gate", "mlp.gate_proj"},    {LoraTarget::kUp, "ffn_up", "mlp.up_proj"},
     {LoraTarget::kDown, "ffn_down", "mlp.down_proj"},
 };
-constexpr const char* kSupported = "attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down";
+constexpr const char* kSupported = "attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down (Phi-3: attn_qkv)";
 
 /// The base matrix's input and output sizes.
 std::pair<int64_t, int64_t> target_shape(const ModelConfig& c, LoraTarget t) {
@@ -109,14 +109,51 @@ void permute_rows_for_rope(std::vector<float>& b, int64_t rank, int64_t num_head
   b.swap(out);
 }
 
+/// Phi-3's fused matrices: an adapter of attn_qkv (pair index kFusedQkv) is one of q, k and v each, and
+/// one of ffn_up (gate rows, then up rows) one of gate and up each, sharing A: B's rows are split as
+/// the base matrix's are (model/weights.cpp).
+constexpr int kFusedQkv = kNumLoraTargets;
+
+void split_fused_pairs(std::map<std::pair<int64_t, int>, Pair>& pairs, const ModelConfig& c) {
+  if (!c.fused_qkv) return;
+  auto split = [&](std::pair<int64_t, int> key, std::initializer_list<std::pair<LoraTarget, int64_t>> parts) {
+    const Pair whole = pairs.at(key);
+    pairs.erase(key);
+    int64_t first = 0;
+    for (auto [target, rows] : parts) {
+      Pair part = whole;
+      part.out = rows;
+      part.b.assign(whole.b.begin() + std::min<int64_t>(first * whole.rank, static_cast<int64_t>(whole.b.size())),
+                    whole.b.begin() + std::min<int64_t>((first + rows) * whole.rank, static_cast<int64_t>(whole.b.size())));
+      pairs[{key.first, static_cast<int>(target)}] = std::move(part);
+      first += rows;
+    }
+  };
+  std::vector<std::pair<int64_t, int>> fused;
+  for (const auto& [key, pair] : pairs) {
+    const bool fused_up = key.second == static_cast<int>(LoraTarget::kUp) && pair.out == 2 * c.ffn_length;
+    if (key.second == kFusedQkv || fused_up) fused.push_back(key);
+  }
+  for (const auto& key : fused) {
+    if (pairs.at(key).out != (key.second == kFusedQkv ? c.q_width() + c.kv_width() + c.v_width() : 2 * c.ffn_length)) continue;
+    if (key.second == kFusedQkv) split(key, {{LoraTarget::kQ, c.q_width()}, {LoraTarget::kK, c.kv_width()}, {LoraTarget::kV, c.v_width()}});
+    else split(key, {{LoraTarget::kGate, c.ffn_length}, {LoraTarget::kUp, c.ffn_length}});
+  }
+}
+
 /// Checks every pair against the base model and stores it as options.weight_type (B transposed).
 Result<std::shared_ptr<const LoraAdapter>> assemble(std::map<std::pair<int64_t, int>, Pair> pairs, const ModelConfig& config,
                                                     const LoraLoadOptions& options, LoraAdapter adapter, bool scale_by_rank,
                                                     bool rslora) {
   if (pairs.empty()) return fail("{}: no LoRA tensors (for {})", adapter.path, kSupported);
+  split_fused_pairs(pairs, config);
   adapter.layers.resize(static_cast<size_t>(config.num_layers));
   for (auto& [key, pair] : pairs) {
     const auto [layer, target_index] = key;
+    if (target_index == kFusedQkv) {
+      return fail("{}: blk.{}.attn_qkv adapts a [{} -> {}] matrix but the base model's is [{} -> {}]", adapter.path, layer, pair.in,
+                  pair.out, config.embedding_length, config.q_width() + config.kv_width() + config.v_width());
+    }
     const TargetName& target = kTargets[target_index];
     const std::string what = fmt::format("{}: blk.{}.{}", adapter.path, layer, target.gguf);
     if (layer < 0 || layer >= config.num_layers) return fail("{}: layer {} but the base model has {}", what, layer, config.num_layers);
@@ -181,7 +218,15 @@ Result<std::shared_ptr<const LoraAdapter>> load_gguf(const std::string& path, co
     const bool is_a = name.ends_with(".lora_a"), is_b = name.ends_with(".lora_b");
     if (!is_a && !is_b) return fail("{}: tensor '{}' is not a LoRA tensor (.lora_a / .lora_b)", path, name);
     const std::string base = name.substr(0, name.size() - 7);
-    const auto [layer, target_index] = find_target(base, "blk.", &TargetName::gguf, ".weight");
+    auto [layer, target_index] = find_target(base, "blk.", &TargetName::gguf, ".weight");
+    if (target_index < 0 && config.fused_qkv) {
+      long long fused_layer = -1;
+      int consumed = 0;
+      if (std::sscanf(base.c_str(), "blk.%lld.attn_qkv.weight%n", &fused_layer, &consumed) == 1 &&
+          consumed == static_cast<int>(base.size())) {
+        layer = fused_layer, target_index = kFusedQkv;
+      }
+    }
     if (target_index < 0) return fail("{}: tensor '{}' adapts '{}'; tern adapts only {}", path, name, base, kSupported);
     std::vector<uint64_t> shape = t.shape;
     while (shape.size() > 2 && shape.back() == 1) shape.pop_back();

@@ -42,7 +42,7 @@ using testing::last_logits;
 std::string lora_fixture(const std::string& file) { return models::tern_home() + "/fixtures/lora/" + file; }
 
 std::string base_path(const std::string& model) {
-  if (model == "qwen2-random") return models::tern_home() + "/fixtures/qwen2-random.gguf";
+  if (model.ends_with("-random")) return models::tern_home() + "/fixtures/" + model + ".gguf";
   return testing::model_path(model);
 }
 
@@ -63,6 +63,7 @@ struct GoldenCase {
   const char* adapter;  ///< file under fixtures/lora
   double max_difference;
   size_t min_top1_equal;
+  int routing_outliers = 0;  ///< mixtures: prompts allowed past max_difference (forward_golden_test.cpp says why)
 };
 
 class LoraGolden : public ::testing::TestWithParam<GoldenCase> {};
@@ -86,6 +87,7 @@ TEST_P(LoraGolden, LogitsMatchLlamaCppWithTheSameAdapter) {
     auto adapter = load_lora(adapter_path, (*model)->config(), {.weight_type = type});
     ASSERT_TRUE(adapter) << adapter.error().message;
     size_t top1_equal = 0, identical = 0;
+    int outliers = 0;
     double worst = 0, worst_base = 0;
     const auto& cases = goldens.at("cases");
     const size_t num_cases = case_limit(cases.size());
@@ -105,13 +107,19 @@ TEST_P(LoraGolden, LogitsMatchLlamaCppWithTheSameAdapter) {
       }
       top1_equal += std::max_element(row.begin(), row.end()) - row.begin() == top_ids[0];
       identical += run.tokens == greedy;
-      EXPECT_LT(difference, g.max_difference) << g.golden << " prompt " << c;
-      worst = std::max(worst, difference);
+      if (g.routing_outliers > 0 && difference >= g.max_difference) {
+        ++outliers;
+        std::printf("%s prompt %zu: max difference %.4f, counted as a routing outlier\n", g.golden, c, difference);
+      } else {
+        EXPECT_LT(difference, g.max_difference) << g.golden << " prompt " << c;
+        worst = std::max(worst, difference);
+      }
       worst_base = std::max(worst_base, base_difference);
     }
     if (num_cases == cases.size()) {
       EXPECT_GE(top1_equal, g.min_top1_equal);
     }
+    EXPECT_LE(outliers, g.routing_outliers);
     // 16-token greedy continuations: where two candidates are within the noise above they may part, as
     // the base models' do (forward_golden_test.cpp); the deterministic qwen2-random fixture must not.
     if (std::string(g.model) == "qwen2-random") {
@@ -132,7 +140,18 @@ INSTANTIATE_TEST_SUITE_P(
                       GoldenCase{"gemma3-270m-r8", "gemma3-270m", "gemma3-r8.gguf", 3.0, 5},
                       GoldenCase{"gemma3-270m-r16", "gemma3-270m", "gemma3-r16.gguf", 5.0, 5},
                       GoldenCase{"gemma3-270m-r64", "gemma3-270m", "gemma3-r64.gguf", 3.0, 5},
-                      GoldenCase{"qwen2-random-r16", "qwen2-random", "qwen2-random-r16.gguf", 0.05, 6}),
+                      GoldenCase{"qwen2-random-r16", "qwen2-random", "qwen2-random-r16.gguf", 0.05, 6},
+                      // The other architectures' random-weight fixtures, with the bounds their base
+                      // models are held to (forward_golden_test.cpp). Mixtures' adapters cover
+                      // attention only (tern adapts no expert).
+                      GoldenCase{"llama3-random-r16", "llama3-random", "llama3-random-r16.gguf", 0.75, 6},
+                      GoldenCase{"mixtral-random-r16", "mixtral-random", "mixtral-random-r16.gguf", 0.10, 6, 1},
+                      GoldenCase{"qwen3-random-r16", "qwen3-random", "qwen3-random-r16.gguf", 0.05, 6},
+                      GoldenCase{"qwen3moe-random-r16", "qwen3moe-random", "qwen3moe-random-r16.gguf", 0.06, 6, 1},
+                      GoldenCase{"qwen2moe-random-r16", "qwen2moe-random", "qwen2moe-random-r16.gguf", 0.06, 6, 1},
+                      GoldenCase{"olmoe-random-r16", "olmoe-random", "olmoe-random-r16.gguf", 0.08, 6, 1},
+                      GoldenCase{"phi3-random-r16", "phi3-random", "phi3-random-r16.gguf", 0.05, 6},
+                      GoldenCase{"gemma2-random-r16", "gemma2-random", "gemma2-random-r16.gguf", 0.10, 6}),
     [](const auto& info) {
       std::string name = info.param.golden;
       std::replace(name.begin(), name.end(), '-', '_');

@@ -1,0 +1,63 @@
+// Every architecture's random-weight fixture (tools/make_random_models.py) through the serving engine
+// with prefix caching on: a prompt sent twice is computed once and reused, and the reused request's
+// logits and greedy tokens are those of the first, bit for bit (the cached K/V are the values the
+// first request stored, and each row's arithmetic does not depend on what else is in the batch). A
+// third request shares only the prompt's first blocks and must equal the same prompt run cold.
+// (Their logits against llama.cpp: forward_golden_test.cpp; LoRA: lora_golden_test.cpp.)
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+#include "engine_harness.h"
+#include "model/model.h"
+#include "test_support.h"
+
+namespace tern::model {
+namespace {
+
+class Architecture : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Architecture, PrefixCacheReusesTheSharedPromptAndChangesNothing) {
+  const std::string path = models::tern_home() + "/fixtures/" + GetParam() + ".gguf";
+  ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: scripts/test.sh makes it (tools/make_random_models.py)";
+  const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
+  auto loaded = Model::load(path, *cpu);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int32_t> token(3, static_cast<int32_t>((*loaded)->config().vocab_size - 1));
+  std::vector<int32_t> prompt(100);
+  for (int32_t& t : prompt) t = token(rng);
+  std::vector<int32_t> branch(prompt.begin(), prompt.begin() + 70);
+  for (int i = 0; i < 20; ++i) branch.push_back(token(rng));
+
+  testing::EngineHarness cold(**loaded, 64, /*keep_logits=*/true, /*prefix_caching=*/false);
+  const testing::EngineOutput branch_cold = cold.run(branch, 8);
+  testing::EngineHarness engine(**loaded, 64, /*keep_logits=*/true, /*prefix_caching=*/true);
+  const testing::EngineOutput first = engine.run(prompt, 8);
+  const testing::EngineOutput again = engine.run(prompt, 8);
+  const testing::EngineOutput shared = engine.run(branch, 8);
+  for (const auto* out : {&first, &again, &shared, &branch_cold}) ASSERT_TRUE(out->error.empty()) << out->error;
+
+  EXPECT_EQ(first.usage.cached_tokens, 0);
+  EXPECT_GE(again.usage.cached_tokens, 64) << "the repeated prompt was not served from the cache";
+  EXPECT_GE(shared.usage.cached_tokens, 48) << "the shared 70-token prefix was not served from the cache";
+  EXPECT_EQ(again.tokens, first.tokens);
+  EXPECT_EQ(again.logit_rows, first.logit_rows);
+  EXPECT_EQ(shared.tokens, branch_cold.tokens);
+  EXPECT_EQ(shared.logit_rows, branch_cold.logit_rows);
+}
+
+INSTANTIATE_TEST_SUITE_P(RandomFixtures, Architecture,
+                         ::testing::Values("llama3-random", "mixtral-random", "qwen3-random", "qwen3moe-random", "qwen2moe-random",
+                                           "olmoe-random", "phi3-random", "gemma2-random"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
+
+}  // namespace
+}  // namespace tern::model
