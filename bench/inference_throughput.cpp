@@ -140,11 +140,15 @@ int main(int argc, char** argv) {
     decode_rates.push_back(decode_tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     decode_regions = static_cast<double>(tern::kernels::ThreadPool::regions_started() - regions_before_decode) / std::max(1, decode_tokens);
   }
-  // Bytes a decode step reads: every weight matrix once, plus one embedding row (ignored: tiny).
-  uint64_t bytes_per_token = 0;
+  // Bytes a decode step reads: every weight matrix once, plus one embedding row (ignored: tiny); of a
+  // mixture's experts, only the num_used of num_experts the router picks (the bound is that share).
+  const tern::model::ModelConfig& config = model.config();
+  uint64_t bytes_per_token = 0, expert_bytes = 0;
   for (const auto& tensor : model.file().tensors()) {
-    if (tensor.name != "token_embd.weight") bytes_per_token += tensor.data.size();
+    if (tensor.name.ends_with("_exps.weight")) expert_bytes += tensor.data.size();
+    else if (tensor.name != "token_embd.weight") bytes_per_token += tensor.data.size();
   }
+  if (config.is_moe()) bytes_per_token += expert_bytes / static_cast<uint64_t>(config.num_experts) * static_cast<uint64_t>(config.num_experts_used);
   if (model.file().find_tensor("output.weight") == nullptr) bytes_per_token += model.weights().output.file_bytes();
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);

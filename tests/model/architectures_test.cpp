@@ -50,6 +50,34 @@ TEST_P(Architecture, PrefixCacheReusesTheSharedPromptAndChangesNothing) {
   EXPECT_EQ(shared.logit_rows, branch_cold.logit_rows);
 }
 
+// Batch invariance (engine_batch_test.cpp's property) on every architecture, mixtures included: a
+// decode step's experts take the one-row path alone and the gathered-rows path beside other requests,
+// and both must give the same bits.
+TEST_P(Architecture, GreedyOutputAloneEqualsInsideABatch) {
+  const std::string path = models::tern_home() + "/fixtures/" + GetParam() + ".gguf";
+  ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: scripts/test.sh makes it (tools/make_random_models.py)";
+  const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
+  auto loaded = Model::load(path, *cpu);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> token(3, static_cast<int32_t>((*loaded)->config().vocab_size - 1));
+  std::vector<std::vector<int32_t>> prompts(6);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    prompts[i].resize(10 + 13 * i);
+    for (int32_t& t : prompts[i]) t = token(rng);
+  }
+  testing::EngineHarness engine(**loaded, 128, /*keep_logits=*/false, /*prefix_caching=*/false, /*max_batch_tokens=*/24);
+  std::vector<std::vector<int32_t>> alone;
+  for (const auto& prompt : prompts) alone.push_back(engine.run(prompt, 12).tokens);
+  std::vector<uint64_t> ids;
+  for (const auto& prompt : prompts) ids.push_back(engine.submit(prompt, 12));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const testing::EngineOutput together = engine.wait(ids[i]);
+    ASSERT_TRUE(together.error.empty()) << together.error;
+    EXPECT_EQ(together.tokens, alone[i]) << "request " << i << " differs inside the batch";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(RandomFixtures, Architecture,
                          ::testing::Values("llama3-random", "mixtral-random", "qwen3-random", "qwen3moe-random", "qwen2moe-random",
                                            "olmoe-random", "phi3-random", "gemma2-random"),

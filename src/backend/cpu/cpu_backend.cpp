@@ -73,54 +73,7 @@ class CpuBackend final : public Backend {
   }
 
   void project(std::span<const Matrix* const> weights, const float* x, int64_t m, std::span<float* const> outputs) override {
-    // One quantized copy of x per activation format in use (usually one).
-    const int64_t k = weights[0]->row_length();
-    kernels::ActFormat formats[3];
-    size_t offsets[3];
-    size_t strides[3];
-    int num_formats = 0;
-    std::vector<int> format_of(weights.size());
-    size_t total = 0;
-    for (size_t j = 0; j < weights.size(); ++j) {
-      const kernels::ActFormat format = cpu_matrix(*weights[j]).kernel.act_format;
-      int f = 0;
-      while (f < num_formats && formats[f] != format) ++f;
-      if (f == num_formats) {
-        formats[f] = format;
-        strides[f] = kernels::act_row_bytes(format, k);
-        offsets[f] = total;
-        total += strides[f] * static_cast<size_t>(m);
-        ++num_formats;
-      }
-      format_of[j] = f;
-    }
-    if (scratch_.act.size() < total) scratch_.act.resize(total);
-    auto quantize = [&](int64_t begin, int64_t end) {
-      for (int f = 0; f < num_formats; ++f) {
-        for (int64_t i = begin; i < end; ++i) {
-          kernels::quantize_act_row(formats[f], x + i * k, scratch_.act.data() + offsets[f] + i * strides[f], k);
-        }
-      }
-    };
-    if (m >= 8) pool_.parallel_for(m, quantize);
-    else quantize(0, m);
-
-    // Split the rows of all matrices together across threads, in units of kRowUnit rows.
-    int64_t total_units = 0;
-    for (const Matrix* w : weights) total_units += kernels::row_units(cpu_matrix(*w));
-    pool_.parallel_for(total_units, [&](int64_t begin, int64_t end) {
-      int64_t first = 0;
-      for (size_t j = 0; j < weights.size(); ++j) {
-        const kernels::WeightMatrix& w = cpu_matrix(*weights[j]);
-        const int64_t last = first + kernels::row_units(w);
-        const int64_t lo = std::max(begin, first), hi = std::min(end, last);
-        if (lo < hi) {
-          const int f = format_of[j];
-          kernels::matmul_units(w, scratch_.act.data() + offsets[f], strides[f], m, outputs[j], lo - first, hi - first);
-        }
-        first = last;
-      }
-    });
+    project_inputs(weights, {}, x, m, outputs);
   }
 
   void matmul(const Matrix& w, const float* x, int64_t m, float* out) override {
@@ -274,32 +227,34 @@ class CpuBackend final : public Backend {
         experts_.weights[i * k + j] = w;
       }
     }
-    // Each expert once, over the rows routed to it (gathered), into that row's slot; then each row's
-    // slots summed in rank order (llama.cpp's order of additions).
     grow_floats(experts_.slots, m * k * n);
-    for (int64_t e = 0; e < num_experts; ++e) {
-      experts_.rows.clear();
-      for (int64_t s = 0; s < m * k; ++s) {
-        if (experts_.chosen[s] == e) experts_.rows.push_back(s);
+    if (m == 1) {
+      // One row (a decode step): its k experts share the input, so their gate and up projections run
+      // in one parallel region and their down projections in another.
+      for (auto* buffer : {&experts_.gate, &experts_.up}) grow_floats(*buffer, k * ffn);
+      experts_.matrices.clear();
+      experts_.outputs.clear();
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t e = experts_.chosen[j];
+        experts_.matrices.insert(experts_.matrices.end(), {&layer.gate[e], &layer.up[e]});
+        experts_.outputs.insert(experts_.outputs.end(), {experts_.gate.data() + j * ffn, experts_.up.data() + j * ffn});
       }
-      const auto count = static_cast<int64_t>(experts_.rows.size());
-      if (count == 0) continue;  // an expert no row picked: its weights are not read
-      grow_floats(experts_.input, count * n);
-      for (int64_t r = 0; r < count; ++r) std::copy_n(x + (experts_.rows[r] / k) * n, n, experts_.input.data() + r * n);
-      for (auto* buffer : {&experts_.gate, &experts_.up}) grow_floats(*buffer, count * ffn);
-      grow_floats(experts_.output, count * n);
-      const Matrix* gate_up[] = {&layer.gate[e], &layer.up[e]};
-      float* gate_up_out[] = {experts_.gate.data(), experts_.up.data()};
-      project(gate_up, experts_.input.data(), count, gate_up_out);
-      gated_activation(layer.gating, experts_.gate.data(), experts_.up.data(), experts_.gate.data(), count * ffn);
-      matmul(layer.down[e], experts_.gate.data(), count, experts_.output.data());
-      for (int64_t r = 0; r < count; ++r) {
-        const int64_t slot = experts_.rows[r];
-        const float w = experts_.weights[slot];
-        const float* y = experts_.output.data() + r * n;
-        float* target = experts_.slots.data() + slot * n;
-        for (int64_t j = 0; j < n; ++j) target[j] = y[j] * w;
+      project_inputs(experts_.matrices, {}, x, 1, experts_.outputs);
+      gated_activation(layer.gating, experts_.gate.data(), experts_.up.data(), experts_.gate.data(), k * ffn);
+      experts_.matrices.clear();
+      experts_.outputs.clear();
+      experts_.inputs.clear();
+      for (int64_t j = 0; j < k; ++j) {
+        experts_.matrices.push_back(&layer.down[experts_.chosen[j]]);
+        experts_.inputs.push_back(experts_.gate.data() + j * ffn);
+        experts_.outputs.push_back(experts_.slots.data() + j * n);
       }
+      project_inputs(experts_.matrices, experts_.inputs, nullptr, 1, experts_.outputs);
+      for (int64_t j = 0; j < k; ++j) {
+        for (int64_t c = 0; c < n; ++c) experts_.slots[j * n + c] *= experts_.weights[j];
+      }
+    } else {
+      run_experts_over_routed_rows(layer, x, m, n, k, ffn, num_experts);
     }
     for (int64_t i = 0; i < m; ++i) {
       float* row = out + i * n;
@@ -405,15 +360,111 @@ class CpuBackend final : public Backend {
     else fn(0, n);
   }
 
+  void run_experts_over_routed_rows(const ExpertsLayer& layer, const float* x, int64_t m, int64_t n, int64_t k, int64_t ffn,
+                                    int64_t num_experts) {
+    // Each expert once, over the rows routed to it (gathered), into that row's slot (experts_.slots);
+    // experts_ffn then sums each row's slots in rank order (llama.cpp's order of additions).
+    for (int64_t e = 0; e < num_experts; ++e) {
+      experts_.rows.clear();
+      for (int64_t s = 0; s < m * k; ++s) {
+        if (experts_.chosen[s] == e) experts_.rows.push_back(s);
+      }
+      const auto count = static_cast<int64_t>(experts_.rows.size());
+      if (count == 0) continue;  // an expert no row picked: its weights are not read
+      grow_floats(experts_.input, count * n);
+      for (int64_t r = 0; r < count; ++r) std::copy_n(x + (experts_.rows[r] / k) * n, n, experts_.input.data() + r * n);
+      for (auto* buffer : {&experts_.gate, &experts_.up}) grow_floats(*buffer, count * ffn);
+      grow_floats(experts_.output, count * n);
+      const Matrix* gate_up[] = {&layer.gate[e], &layer.up[e]};
+      float* gate_up_out[] = {experts_.gate.data(), experts_.up.data()};
+      project(gate_up, experts_.input.data(), count, gate_up_out);
+      gated_activation(layer.gating, experts_.gate.data(), experts_.up.data(), experts_.gate.data(), count * ffn);
+      matmul(layer.down[e], experts_.gate.data(), count, experts_.output.data());
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t slot = experts_.rows[r];
+        const float w = experts_.weights[slot];
+        const float* y = experts_.output.data() + r * n;
+        float* target = experts_.slots.data() + slot * n;
+        for (int64_t j = 0; j < n; ++j) target[j] = y[j] * w;
+      }
+    }
+  }
+
+  /// outputs[j] = inputs[j] W_j^T (m rows each; every input of W_j's row length), or x W_j^T when
+  /// `inputs` is empty, in one parallel region: each distinct (input, activation format) is quantized
+  /// once, then the rows of all matrices are split across threads together. Q, K and V share one
+  /// input; a decode step's experts have one each (their down projections).
+  void project_inputs(std::span<const Matrix* const> weights, std::span<const float* const> inputs, const float* x, int64_t m,
+                      std::span<float* const> outputs) {
+    // Members, not thread_locals: the pool's threads read them.
+    std::vector<Quantized>& quantized = quantized_;
+    std::vector<size_t>& quantized_of = quantized_of_;
+    quantized.clear();
+    quantized_of.assign(weights.size(), 0);
+    size_t total = 0;
+    for (size_t j = 0; j < weights.size(); ++j) {
+      const kernels::WeightMatrix& w = cpu_matrix(*weights[j]);
+      const float* input = inputs.empty() ? x : inputs[j];
+      size_t q = 0;
+      while (q < quantized.size() && (quantized[q].input != input || quantized[q].format != w.kernel.act_format)) ++q;
+      if (q == quantized.size()) {
+        const size_t stride = kernels::act_row_bytes(w.kernel.act_format, weights[j]->row_length());
+        quantized.push_back({input, w.kernel.act_format, weights[j]->row_length(), total, stride});
+        total += stride * static_cast<size_t>(m);
+      }
+      quantized_of[j] = q;
+    }
+    if (scratch_.act.size() < total) scratch_.act.resize(total);
+    auto quantize = [&](int64_t begin, int64_t end) {
+      for (const Quantized& q : quantized) {
+        for (int64_t r = begin; r < end; ++r) {
+          kernels::quantize_act_row(q.format, q.input + r * q.k, scratch_.act.data() + q.offset + r * q.stride, q.k);
+        }
+      }
+    };
+    if (m >= 8) pool_.parallel_for(m, quantize);
+    else quantize(0, m);
+
+    // Split the rows of all matrices together across threads, in units of kRowUnit rows.
+    int64_t total_units = 0;
+    for (const Matrix* w : weights) total_units += kernels::row_units(cpu_matrix(*w));
+    pool_.parallel_for(total_units, [&](int64_t begin, int64_t end) {
+      int64_t first = 0;
+      for (size_t j = 0; j < weights.size(); ++j) {
+        const kernels::WeightMatrix& w = cpu_matrix(*weights[j]);
+        const int64_t last = first + kernels::row_units(w);
+        const int64_t lo = std::max(begin, first), hi = std::min(end, last);
+        if (lo < hi) {
+          const Quantized& q = quantized[quantized_of[j]];
+          kernels::matmul_units(w, scratch_.act.data() + q.offset, q.stride, m, outputs[j], lo - first, hi - first);
+        }
+        first = last;
+      }
+    });
+  }
+
   static void grow_floats(std::vector<float>& buffer, int64_t size) {
     if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(static_cast<size_t>(size));
   }
+
+  // project_inputs': each distinct (input, activation format) and where its quantized rows are.
+  struct Quantized {
+    const float* input;
+    kernels::ActFormat format;
+    int64_t k;
+    size_t offset, stride;
+  };
+  std::vector<Quantized> quantized_;
+  std::vector<size_t> quantized_of_;
 
   // experts_ffn's buffers, reused between calls.
   struct ExpertsScratch {
     std::vector<float> logits, weights, slots, input, gate, up, output;
     std::vector<int32_t> chosen;
     std::vector<int64_t> rows;
+    std::vector<const Matrix*> matrices;
+    std::vector<const float*> inputs;
+    std::vector<float*> outputs;
   };
 
   kernels::ThreadPool pool_;
