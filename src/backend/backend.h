@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "backend/kv_cache.h"
-#include "kernels/cpu/lora.h"
 #include "tensor/dtype.h"
 #include "util/result.h"
 
@@ -106,9 +105,8 @@ struct ExpertsLayer {
 
 /// How an adapter's weights are kept: F16 (the file's values to F16's precision), or Q8 (int8 in blocks
 /// of 32 values of a row with an F32 scale each, as llama.cpp's Q8_0; 55 % of the bytes, each value
-/// within half a step, the block's largest / 254, of the file's). The kernels' own enum, so the
-/// matrices reach them without a translation (kernels/cpu/lora.h).
-using LoraWeightType = kernels::LoraWeightType;
+/// within half a step, the block's largest / 254, of the file's).
+enum class LoraWeightType { F16, Q8 };
 
 /// One LoRA adapter's low-rank update of one weight matrix: the projection becomes
 /// x W^T + scale · (x A^T) B^T. A is [rank, in] and B is kept transposed, [rank, out], in host memory
@@ -122,8 +120,6 @@ struct LoraMatrix {
   uint64_t bytes() const { return a.size() + b_t.size() + (a_scales.size() + b_scales.size()) * sizeof(float); }
   /// Stores A ([rank][in] floats) and B transposed ([rank][out]) as `type`; rank, in and out set first.
   void set_weights(LoraWeightType type, std::span<const float> a_values, std::span<const float> b_t_values);
-  /// The matrix as the CPU LoRA kernels (and their reference) read it.
-  kernels::LoraWeights kernel_weights() const;
 };
 
 /// Adds `lora`'s update to rows [first_row, first_row + num_rows) of `out` (rows of lora->out floats),

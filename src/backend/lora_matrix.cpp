@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_lora.h"
+#include "kernels/cpu/lora.h"
 #include "tensor/half.h"
 
 namespace tern::backend {
@@ -38,9 +40,10 @@ void LoraMatrix::set_weights(LoraWeightType weight_type, std::span<const float> 
   store_q8(b_t_values, rank, out, b_t, b_scales);
 }
 
-kernels::LoraWeights LoraMatrix::kernel_weights() const {
-  return {.type = type, .a = a.data(), .b_t = b_t.data(), .a_scales = a_scales.data(), .b_scales = b_scales.data(),
-          .rank = rank, .in = in, .out = out, .scale = scale};
+kernels::LoraWeights cpu_lora_weights(const LoraMatrix& m) {
+  const auto type = m.type == LoraWeightType::Q8 ? kernels::LoraWeightType::Q8 : kernels::LoraWeightType::F16;
+  return {.type = type, .a = m.a.data(), .b_t = m.b_t.data(), .a_scales = m.a_scales.data(), .b_scales = m.b_scales.data(),
+          .rank = m.rank, .in = m.in, .out = m.out, .scale = m.scale};
 }
 
 }  // namespace tern::backend

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "backend/cpu/cpu_lora.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -101,7 +103,7 @@ void expect_merged_weights_match(backend::LoraWeightType weight_type) {
     if (!lora.pairs.contains(name)) return w;
     const backend::LoraMatrix& m = (*adapter)->matrix(0, target_of(name));
     EXPECT_EQ(m.type, weight_type);
-    const kernels::LoraWeights kept = m.kernel_weights();
+    const kernels::LoraWeights kept = backend::cpu_lora_weights(m);
     const auto in = static_cast<size_t>(m.in), out = static_cast<size_t>(m.out);
     EXPECT_EQ(in * out, n);
     for (size_t o = 0; o < out; ++o) {

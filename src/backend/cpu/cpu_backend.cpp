@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_lora.h"
 #include "kernels/cpu/lora.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
@@ -100,7 +101,7 @@ class CpuBackend final : public Backend {
         const int64_t rows = std::min(kLoraBlock, update.num_rows - first);
         const int64_t row = update.first_row + first;
         shrunk.resize(static_cast<size_t>(rows * m.rank));
-        kernels::lora_add_rows(lora, m.kernel_weights(), x + row * x_width, x_width, update.out + row * m.out, m.out, rows, shrunk.data());
+        kernels::lora_add_rows(lora, cpu_lora_weights(m), x + row * x_width, x_width, update.out + row * m.out, m.out, rows, shrunk.data());
       }
     });
   }
