@@ -38,6 +38,9 @@ TEMPLATES = {
     "qwen25": {"eos_token": "<|im_end|>"},
     "mistral_nemo": {"bos_token": "<s>", "eos_token": "</s>"},
     "deepseek_r1_distill_llama": {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"},
+    "qwen3": {"eos_token": "<|im_end|>"},
+    "gemma2": {"bos_token": "<bos>", "eos_token": "<eos>"},
+    "phi35": {"bos_token": "<s>", "eos_token": "<|endoftext|>"},
 }
 
 
