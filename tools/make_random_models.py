@@ -17,6 +17,7 @@ and F32 ones:
   qwen2moe-random  qwen2 (q/k/v biases) + 8 experts top-2 (softmax weights) + a sigmoid-gated shared expert
   olmoe-random     RMSNorm over the whole q and k, 8 experts top-2 (softmax weights)
   phi3-random      fused attn_qkv and ffn_up (gate; up) tensors, NeoX RoPE
+  phi35-random     phi3 with Phi-3.5's LongRoPE: rope_factors_long / _short, rope.scaling.attn_factor
   gemma2-random    soft-capped attention scores and logits, every other layer local (window 24),
                    norms after each block, GELU, tied output
 
@@ -204,10 +205,18 @@ def olmoe(t):
     output(t, tied=False)
 
 
-def phi3(t):
+def phi3(t, long_rope=False):
     heads(t, N_HEAD, N_HEAD, 2, 10000.0)
     t.w.add_sliding_window(2047)  # as Phi-3-mini-4k's converter writes it; llama.cpp ignores it
-    t.w.add_rope_scaling_orig_ctx_len(1024)
+    if long_rope:
+        # Phi-3.5's LongRoPE, in small: factors per rotary pair for contexts up to the original one
+        # (short) and past it (long; the goldens' 512-token context is past 64), cos and sin scaled.
+        t.w.add_rope_scaling_orig_ctx_len(64)
+        t.w.add_rope_scaling_attn_factors(1.19)
+        t.w.add_tensor("rope_factors_long.weight", t.rng.uniform(1.0, 16.0, HEAD_DIM // 2).astype(np.float32))
+        t.w.add_tensor("rope_factors_short.weight", t.rng.uniform(1.0, 2.0, HEAD_DIM // 2).astype(np.float32))
+    else:
+        t.w.add_rope_scaling_orig_ctx_len(1024)
     t.tensor("token_embd.weight", (VOCAB, N_EMBD), "q8_0", 1.0)
     for i in range(2):
         p = f"blk.{i}."
@@ -244,6 +253,7 @@ MODELS = {
     "olmoe-random": ("olmoe", "default", olmoe),
     "phi3-random": ("phi3", "default", phi3),
     "gemma2-random": ("gemma2", "default", gemma2),
+    "phi35-random": ("phi3", "default", lambda t: phi3(t, long_rope=True)),
 }
 
 

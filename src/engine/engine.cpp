@@ -58,6 +58,7 @@ Engine::Engine(model::Model& model, EngineConfig config)
       kv_(config_.num_kv_blocks, config_.block_size, config_.prefix_caching),
       scheduler_(config_.scheduler, kv_),
       metrics_(config_.model_name) {
+  model_.set_max_sequence_length(config_.max_model_len);
   metrics_.set_itl_target(config_.scheduler.itl_target_s, config_.scheduler.itl_target_factor);
   kv_.set_pin_limit(static_cast<int64_t>(std::clamp(config_.max_pinned_fraction, 0.0, 1.0) * static_cast<double>(config_.num_kv_blocks)));
   if (config_.kv_disk_store) {

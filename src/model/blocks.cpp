@@ -26,7 +26,8 @@ void Workspace::prepare(const ModelConfig& c, int64_t m) {
 }
 
 backend::RopeSpec rope_spec(const ModelConfig& c, const ModelWeights& w) {
-  return {.rotary_dims = c.rotary_dims, .base = c.rope_base, .freq_scale = c.rope_freq_scale, .freq_factors = w.rope_freqs};
+  return {.rotary_dims = c.rotary_dims, .base = c.rope_base, .freq_scale = c.rope_freq_scale, .freq_factors = w.rope_freqs,
+          .attn_factor = c.rope_attn_factor};
 }
 
 void attention_inputs(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, const Batch& batch,

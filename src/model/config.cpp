@@ -42,7 +42,7 @@ const std::vector<ArchTraits>& arch_table() {
       // Phi-3's converter writes a sliding window that llama.cpp ignores (its values are wrong for
       // several releases), and so does tern.
       {"phi3", Arch::PHI3, RopeStyle::NEOX, QkNorm::NONE, false, false, false,
-       {"attention.sliding_window", "rope.scaling.original_context_length"}},
+       {"attention.sliding_window", "rope.scaling.original_context_length", "rope.scaling.attn_factor"}},
       {"gemma2", Arch::GEMMA2, RopeStyle::NEOX, QkNorm::NONE, false, false, false,
        {"attention.sliding_window", "attention.sliding_window_pattern", "attn_logit_softcapping", "final_logit_softcapping"}},
       {"gemma3", Arch::GEMMA3, RopeStyle::NEOX, QkNorm::PER_HEAD, false, false, false,
@@ -225,6 +225,16 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
     if (auto ok = read_sliding_layers(file, p + "attention.sliding_window_pattern", 6, c); !ok) return std::unexpected(ok.error());
     c.rope_base_sliding = 10000.0f;
     if (auto base = file.get_float(p + "rope.freq_base_swa")) c.rope_base_sliding = static_cast<float>(*base);
+  }
+  if (c.arch == Arch::PHI3) {
+    c.rope_original_context = c.context_length;
+    if (auto ok = get_optional("rope.scaling.original_context_length", c.rope_original_context); !ok) {
+      return std::unexpected(ok.error());
+    }
+    if (auto factor = file.get_float(p + "rope.scaling.attn_factor")) {
+      if (!(*factor > 0.0 && *factor < 100.0)) return fail("{}: {}rope.scaling.attn_factor = {} is out of range", file.name(), p, *factor);
+      c.rope_attn_factor = static_cast<float>(*factor);
+    }
   }
   if (!(c.attn_softcap >= 0.0f && c.final_softcap >= 0.0f)) return fail("{}: a soft-capping value is negative", file.name());
   return c;

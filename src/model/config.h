@@ -41,6 +41,8 @@ struct ModelConfig {
   float rope_freq_scale = 1.0f;        ///< linear RoPE scaling, 1 / rope.scaling.factor
   float rope_freq_scale_sliding = 1.0f;  ///< on local layers (Gemma 3: none; Gemma 2: as the global ones)
   int64_t rotary_dims = 0;
+  float rope_attn_factor = 1.0f;       ///< Phi-3 LongRoPE: multiplies RoPE's cos and sin
+  int64_t rope_original_context = 0;   ///< Phi-3 LongRoPE: past this serving context the long factors apply
   backend::RopeStyle rope_style = backend::RopeStyle::NORM;
   float attention_scale = 1.0f;  ///< multiplies q.k
   float embedding_scale = 1.0f;  ///< multiplies token embeddings (Gemma: sqrt(n_embd))

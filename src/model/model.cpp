@@ -41,6 +41,11 @@ backend::KvCacheShape Model::kv_cache_shape(int64_t block_size) const {
   return {.num_layers = config_.num_layers, .key_width = config_.kv_width(), .value_width = config_.v_width(), .block_size = block_size};
 }
 
+void Model::set_max_sequence_length(int64_t tokens) {
+  if (weights_.rope_factors_long.empty()) return;
+  weights_.rope_freqs = tokens > config_.rope_original_context ? weights_.rope_factors_long : weights_.rope_factors_short;
+}
+
 std::unique_ptr<backend::KvCache> Model::make_kv_cache(int64_t num_blocks, int64_t block_size) const {
   return backend_.make_kv_cache(kv_cache_shape(block_size), num_blocks);
 }

@@ -48,6 +48,10 @@ class Model {
   backend::Backend& backend() const { return backend_; }
   /// The shape of this model's KV cache with blocks of `block_size` positions.
   backend::KvCacheShape kv_cache_shape(int64_t block_size) const;
+  /// The longest sequence the caller will run (an engine's max_model_len), which LongRoPE models (Phi-3
+  /// 128k) need before their first forward pass: past the original context they use the long
+  /// frequency factors, as llama.cpp does for its n_ctx. Other models ignore it.
+  void set_max_sequence_length(int64_t tokens);
   /// A KV cache of `num_blocks` blocks, through the backend.
   std::unique_ptr<backend::KvCache> make_kv_cache(int64_t num_blocks, int64_t block_size) const;
 

@@ -180,6 +180,15 @@ Result<ModelWeights> find_weights(const gguf::GgufFile& file, const ModelConfig&
   TERN_TRY(w.output_norm, find.vector("output_norm.weight", c.embedding_length));
   // Llama 3.1 and later: RoPE's frequency factors, one tensor for every layer.
   if (c.arch == Arch::LLAMA) TERN_TRY(w.rope_freqs, find.vector("rope_freqs.weight", c.rotary_dims / 2, /*required=*/false));
+  // Phi-3 128k (LongRoPE): short factors up to the original context, long ones past it; both or neither.
+  if (c.arch == Arch::PHI3) {
+    TERN_TRY(w.rope_factors_long, find.vector("rope_factors_long.weight", c.rotary_dims / 2, /*required=*/false));
+    TERN_TRY(w.rope_factors_short, find.vector("rope_factors_short.weight", c.rotary_dims / 2, /*required=*/false));
+    if (w.rope_factors_long.empty() != w.rope_factors_short.empty()) {
+      return fail("{}: rope_factors_long.weight and rope_factors_short.weight come together (LongRoPE)", file.name());
+    }
+    w.rope_freqs = w.rope_factors_short;
+  }
   if (file.find_tensor("output.weight") != nullptr) {
     TERN_TRY(w.output, find.matrix("output.weight", c.embedding_length, c.vocab_size));
   } else {

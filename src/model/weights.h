@@ -41,6 +41,7 @@ struct ModelWeights {
   backend::Matrix output;                             // [n_embd, n_vocab]; the embedding when tied
   bool output_is_embedding = false;                   // tied: embed through `output` (the file's pages are released)
   std::vector<float> rope_freqs;                      // Llama 3.1+: [rotary_dims / 2] RoPE frequency divisors, or empty
+  std::vector<float> rope_factors_long, rope_factors_short;  // Phi-3 LongRoPE (128k models), or empty
 };
 
 /// Finds and checks every tensor (a missing or misshapen one is an error naming it) and hands each

@@ -80,7 +80,7 @@ TEST_P(Architecture, GreedyOutputAloneEqualsInsideABatch) {
 
 INSTANTIATE_TEST_SUITE_P(RandomFixtures, Architecture,
                          ::testing::Values("llama3-random", "mixtral-random", "qwen3-random", "qwen3moe-random", "qwen2moe-random",
-                                           "olmoe-random", "phi3-random", "gemma2-random"),
+                                           "olmoe-random", "phi3-random", "phi35-random", "gemma2-random"),
                          [](const auto& info) {
                            std::string s = info.param;
                            std::replace(s.begin(), s.end(), '-', '_');

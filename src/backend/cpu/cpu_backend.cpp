@@ -149,8 +149,8 @@ class CpuBackend final : public Backend {
       float theta = static_cast<float>(positions[i]);
       for (int64_t d = 0; d < half; ++d) {
         const float angle = spec.freq_scale * (has_factors ? theta / spec.freq_factors[d] : theta);
-        table.cos[i * half + d] = std::cos(angle);
-        table.sin[i * half + d] = std::sin(angle);
+        table.cos[i * half + d] = std::cos(angle) * spec.attn_factor;
+        table.sin[i * half + d] = std::sin(angle) * spec.attn_factor;
         theta *= theta_scale;
       }
     }
