@@ -1,4 +1,6 @@
 #pragma once
+
+#include <algorithm>
 // Helpers shared by the tests: where fixtures and the real models are.
 
 #include <gtest/gtest.h>
@@ -27,6 +29,19 @@ inline std::string model_path(const std::string& alias) {
   const models::CatalogEntry* entry = models::find_in_catalog(alias);
   if (entry == nullptr) return {};
   return models::tern_home() + "/models/" + entry->file_name;
+}
+
+/// Path of a catalog model, or of a random-weight fixture ("<arch>-random", made by scripts/test.sh
+/// with tools/make_random_models.py) in the cache.
+inline std::string model_or_fixture_path(const std::string& name) {
+  if (name.ends_with("-random")) return models::tern_home() + "/fixtures/" + name + ".gguf";
+  return model_path(name);
+}
+
+/// A model name as a gtest parameter name (which may not hold '-').
+inline std::string param_name(std::string name) {
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
 }
 
 #define TERN_REQUIRE_MODEL(path_var, alias)                                                             \

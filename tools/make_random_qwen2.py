@@ -13,24 +13,15 @@ import sys
 import numpy as np
 import gguf
 
-VOCAB = 512
+from make_random_models import VOCAB, vocabulary
+
 N_EMBD, N_HEAD, N_KV, HEAD_DIM, N_FF, N_LAYER = 256, 4, 2, 64, 512, 2
 SEED = 2026
 
 
 def main():
     source, out = sys.argv[1], sys.argv[2]
-    reader = gguf.GGUFReader(source)
-    tokens = [reader.fields["tokenizer.ggml.tokens"].contents(i) for i in range(VOCAB)]
-    types = [int(reader.fields["tokenizer.ggml.token_type"].contents(i)) for i in range(VOCAB)]
-    kept = set(tokens)
-    merges = []
-    field = reader.fields["tokenizer.ggml.merges"]
-    for i in range(len(field.data)):
-        merge = field.contents(i)
-        left, right = merge.split(" ", 1)
-        if left in kept and right in kept and left + right in kept:
-            merges.append(merge)
+    tokens, types, merges = vocabulary(source)  # SmolLM2's first VOCAB tokens and the merges among them
 
     rng = np.random.default_rng(SEED)
     w = gguf.GGUFWriter(out, "qwen2")

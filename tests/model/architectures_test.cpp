@@ -18,24 +18,35 @@
 namespace tern::model {
 namespace {
 
-class Architecture : public ::testing::TestWithParam<const char*> {};
+class Architecture : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    const std::string path = testing::model_or_fixture_path(GetParam());
+    ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: scripts/test.sh makes it (tools/make_random_models.py)";
+    auto loaded = Model::load(path, *cpu_);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    model_ = std::move(*loaded);
+  }
+  /// `count` random token ids of the fixture's vocabulary (its special tokens excluded).
+  std::vector<int32_t> random_tokens(std::mt19937& rng, size_t count) const {
+    std::uniform_int_distribution<int32_t> token(3, static_cast<int32_t>(model_->config().vocab_size - 1));
+    std::vector<int32_t> tokens(count);
+    for (int32_t& t : tokens) t = token(rng);
+    return tokens;
+  }
+  std::unique_ptr<backend::Backend> cpu_ = backend::make_cpu_backend(2);
+  std::unique_ptr<Model> model_;
+};
 
 TEST_P(Architecture, PrefixCacheReusesTheSharedPromptAndChangesNothing) {
-  const std::string path = models::tern_home() + "/fixtures/" + GetParam() + ".gguf";
-  ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: scripts/test.sh makes it (tools/make_random_models.py)";
-  const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
-  auto loaded = Model::load(path, *cpu);
-  ASSERT_TRUE(loaded) << loaded.error().message;
   std::mt19937 rng(7);
-  std::uniform_int_distribution<int32_t> token(3, static_cast<int32_t>((*loaded)->config().vocab_size - 1));
-  std::vector<int32_t> prompt(100);
-  for (int32_t& t : prompt) t = token(rng);
+  const std::vector<int32_t> prompt = random_tokens(rng, 100);
   std::vector<int32_t> branch(prompt.begin(), prompt.begin() + 70);
-  for (int i = 0; i < 20; ++i) branch.push_back(token(rng));
+  for (int32_t t : random_tokens(rng, 20)) branch.push_back(t);
 
-  testing::EngineHarness cold(**loaded, 64, /*keep_logits=*/true, /*prefix_caching=*/false);
+  testing::EngineHarness cold(*model_, 64, /*keep_logits=*/true, /*prefix_caching=*/false);
   const testing::EngineOutput branch_cold = cold.run(branch, 8);
-  testing::EngineHarness engine(**loaded, 64, /*keep_logits=*/true, /*prefix_caching=*/true);
+  testing::EngineHarness engine(*model_, 64, /*keep_logits=*/true, /*prefix_caching=*/true);
   const testing::EngineOutput first = engine.run(prompt, 8);
   const testing::EngineOutput again = engine.run(prompt, 8);
   const testing::EngineOutput shared = engine.run(branch, 8);
@@ -54,19 +65,10 @@ TEST_P(Architecture, PrefixCacheReusesTheSharedPromptAndChangesNothing) {
 // decode step's experts take the one-row path alone and the gathered-rows path beside other requests,
 // and both must give the same bits.
 TEST_P(Architecture, GreedyOutputAloneEqualsInsideABatch) {
-  const std::string path = models::tern_home() + "/fixtures/" + GetParam() + ".gguf";
-  ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: scripts/test.sh makes it (tools/make_random_models.py)";
-  const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
-  auto loaded = Model::load(path, *cpu);
-  ASSERT_TRUE(loaded) << loaded.error().message;
   std::mt19937 rng(11);
-  std::uniform_int_distribution<int32_t> token(3, static_cast<int32_t>((*loaded)->config().vocab_size - 1));
-  std::vector<std::vector<int32_t>> prompts(6);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    prompts[i].resize(10 + 13 * i);
-    for (int32_t& t : prompts[i]) t = token(rng);
-  }
-  testing::EngineHarness engine(**loaded, 128, /*keep_logits=*/false, /*prefix_caching=*/false, /*max_batch_tokens=*/24);
+  std::vector<std::vector<int32_t>> prompts;
+  for (size_t i = 0; i < 6; ++i) prompts.push_back(random_tokens(rng, 10 + 13 * i));
+  testing::EngineHarness engine(*model_, 128, /*keep_logits=*/false, /*prefix_caching=*/false, /*max_batch_tokens=*/24);
   std::vector<std::vector<int32_t>> alone;
   for (const auto& prompt : prompts) alone.push_back(engine.run(prompt, 12).tokens);
   std::vector<uint64_t> ids;
@@ -81,11 +83,7 @@ TEST_P(Architecture, GreedyOutputAloneEqualsInsideABatch) {
 INSTANTIATE_TEST_SUITE_P(RandomFixtures, Architecture,
                          ::testing::Values("llama3-random", "mixtral-random", "qwen3-random", "qwen3moe-random", "qwen2moe-random",
                                            "olmoe-random", "phi3-random", "phi35-random", "gemma2-random"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           std::replace(s.begin(), s.end(), '-', '_');
-                           return s;
-                         });
+                         [](const auto& info) { return testing::param_name(info.param); });
 
 }  // namespace
 }  // namespace tern::model

@@ -54,10 +54,6 @@
 namespace tern::model {
 namespace {
 
-std::string fixture_path(const std::string& name) {
-  if (name.ends_with("-random")) return models::tern_home() + "/fixtures/" + name + ".gguf";
-  return testing::model_path(name);
-}
 
 struct Limits {
   double max_difference;
@@ -109,7 +105,7 @@ class ForwardGolden : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ForwardGolden, LogitsAndGreedyContinuationsMatchLlamaCpp) {
   const std::string name = GetParam();
-  const std::string path = fixture_path(name);
+  const std::string path = testing::model_or_fixture_path(name);
   ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: run scripts/test.sh (it pulls the models and makes the fixture)";
   const auto goldens = nlohmann::json::parse(testing::read_text(testing::data_path("logits/" + name + ".json")));
   if (goldens.contains("file_sha256")) {
@@ -230,11 +226,7 @@ INSTANTIATE_TEST_SUITE_P(Models, ForwardGolden,
                          ::testing::Values("smollm2-135m", "gemma3-270m", "qwen2-random", "llama3-random", "mixtral-random",
                                            "qwen3-random", "qwen3moe-random", "qwen2moe-random", "olmoe-random", "phi3-random",
                                            "phi35-random", "gemma2-random"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           std::replace(s.begin(), s.end(), '-', '_');
-                           return s;
-                         });
+                         [](const auto& info) { return testing::param_name(info.param); });
 
 }  // namespace
 }  // namespace tern::model

@@ -41,10 +41,6 @@ using testing::last_logits;
 
 std::string lora_fixture(const std::string& file) { return models::tern_home() + "/fixtures/lora/" + file; }
 
-std::string base_path(const std::string& model) {
-  if (model.ends_with("-random")) return models::tern_home() + "/fixtures/" + model + ".gguf";
-  return testing::model_path(model);
-}
 
 #define REQUIRE_FILE(path) \
   ASSERT_TRUE(fs::exists(path)) << (path) << " is missing: scripts/test.sh makes the LoRA fixtures (tools/make_lora_adapters.py)"
@@ -70,7 +66,7 @@ class LoraGolden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(LoraGolden, LogitsMatchLlamaCppWithTheSameAdapter) {
   const GoldenCase& g = GetParam();
-  const std::string path = base_path(g.model), adapter_path = lora_fixture(g.adapter);
+  const std::string path = testing::model_or_fixture_path(g.model), adapter_path = lora_fixture(g.adapter);
   REQUIRE_FILE(path);
   REQUIRE_FILE(adapter_path);
   const auto goldens = nlohmann::json::parse(testing::read_text(testing::data_path(std::string("lora/") + g.golden + ".json")));
@@ -164,7 +160,7 @@ class PeftEqualsGguf : public ::testing::TestWithParam<std::pair<const char*, co
 
 TEST_P(PeftEqualsGguf, SameLogitsBitForBit) {
   const auto [model_name, prefix] = GetParam();
-  const std::string path = base_path(model_name), gguf = lora_fixture(std::string(prefix) + "-r16.gguf"),
+  const std::string path = testing::model_or_fixture_path(model_name), gguf = lora_fixture(std::string(prefix) + "-r16.gguf"),
                     peft = lora_fixture(std::string(prefix) + "-r16-peft");
   REQUIRE_FILE(path);
   REQUIRE_FILE(peft);

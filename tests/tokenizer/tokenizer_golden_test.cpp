@@ -16,9 +16,7 @@ namespace {
 class TokenizerGolden : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    const std::string name = GetParam();
-    const std::string path =
-        name.ends_with("-random") ? models::tern_home() + "/fixtures/" + name + ".gguf" : testing::model_path(name);
+    const std::string path = testing::model_or_fixture_path(GetParam());
     if (!std::filesystem::exists(path)) GTEST_FAIL() << "model " << GetParam() << " missing: run scripts/test.sh";
     auto file = gguf::GgufFile::open(path);
     ASSERT_TRUE(file) << file.error().message;
