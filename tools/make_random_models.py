@@ -211,6 +211,7 @@ def phi3(t, long_rope=False):
     if long_rope:
         # Phi-3.5's LongRoPE, in small: factors per rotary pair for contexts up to the original one
         # (short) and past it (long; the goldens' 512-token context is past 64), cos and sin scaled.
+        t.w.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE)  # as convert_hf_to_gguf writes it
         t.w.add_rope_scaling_orig_ctx_len(64)
         t.w.add_rope_scaling_attn_factors(1.19)
         t.w.add_tensor("rope_factors_long.weight", t.rng.uniform(1.0, 16.0, HEAD_DIM // 2).astype(np.float32))

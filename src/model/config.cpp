@@ -108,11 +108,28 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
   c.arch = traits.arch;
 
   const std::string p = c.arch_name + ".";
+  // RoPE scaling first: its type explains the keys that come with it (YaRN's factors).
+  if (const gguf::Value* scaling = file.find(p + "rope.scaling.type")) {
+    const auto type = scaling->as_string();
+    const bool implemented = type && (*type == "none" || *type == "linear" || (*type == "longrope" && c.arch == Arch::PHI3));
+    if (!implemented) {
+      return fail("{}: {}rope.scaling.type '{}' is not implemented (tern implements none and linear, Llama 3's rope_freqs "
+                  "and Phi-3's LongRoPE)", file.name(), p, type ? std::string(*type) : scaling->to_display_string());
+    }
+  }
+  // A mixture's gating function, when a converter writes it, must be the softmax tern computes.
+  if (const gguf::Value* gating = file.find(p + "expert_gating_func"); gating && traits.may_have_experts) {
+    if (gating->as_uint() != 1u) {
+      return fail("{}: {}expert_gating_func = {} is not implemented (tern's routers are softmax, 1)", file.name(), p,
+                  gating->to_display_string());
+    }
+  }
   // Refuse what tern would otherwise ignore.
   for (const auto& [key, value] : file.metadata()) {
     if (!key.starts_with(p)) continue;
     const std::string suffix(key.substr(p.size()));
     if (kCommonKeys.contains(suffix) || std::find(traits.keys.begin(), traits.keys.end(), suffix) != traits.keys.end()) continue;
+    if (suffix == "expert_gating_func" && traits.may_have_experts) continue;  // checked above
     return fail("{}: metadata key '{}' is not one tern implements for {} (it may change the computation, so tern "
                 "refuses the model rather than answer differently from it)", file.name(), key, c.arch_name);
   }
@@ -150,13 +167,6 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
   }
   if (auto eps = file.get_float(p + "attention.layer_norm_rms_epsilon")) c.norm_eps = static_cast<float>(*eps);
   if (auto base = file.get_float(p + "rope.freq_base")) c.rope_base = static_cast<float>(*base);
-  if (const gguf::Value* scaling = file.find(p + "rope.scaling.type")) {
-    const auto type = scaling->as_string();
-    if (!type || (*type != "none" && *type != "linear")) {
-      return fail("{}: {}rope.scaling.type '{}' is not implemented (tern implements none and linear, and Llama 3's "
-                  "rope_freqs)", file.name(), p, type ? std::string(*type) : scaling->to_display_string());
-    }
-  }
   // As llama.cpp: the factor applies whatever the type says (none with a factor is linear).
   for (const char* key : {"rope.scaling.factor", "rope.scale_linear"}) {
     if (auto factor = file.get_float(p + key)) {

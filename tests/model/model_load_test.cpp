@@ -82,6 +82,13 @@ TEST(ModelLoad, UnimplementedRopeScalingIsNamed) {
                  "llama.rope.scaling.type 'yarn' is not implemented");
 }
 
+TEST(ModelLoad, UnimplementedExpertGatingIsNamed) {
+  expect_refused([](testing::GgufBuilder& b) { b.kv_u32("llama.expert_gating_func", 2); },
+                 "llama.expert_gating_func = 2 is not implemented");
+  expect_refused([](testing::GgufBuilder& b) { b.kv_string("llama.rope.scaling.type", "longrope"); },
+                 "llama.rope.scaling.type 'longrope' is not implemented");
+}
+
 TEST(ModelLoad, UnusedTensorIsNamed) {
   expect_refused([](testing::GgufBuilder& b) { b.tensor("rope_factors_long.weight", {4}, 0, testing::f32_bytes({1, 2, 3, 4})); },
                  "tensor 'rope_factors_long.weight' is not one tern's llama uses");
