@@ -158,6 +158,10 @@ Result<std::shared_ptr<const LoraAdapter>> assemble(std::map<std::pair<int64_t, 
     const std::string what = fmt::format("{}: blk.{}.{}", adapter.path, layer, target.gguf);
     if (layer < 0 || layer >= config.num_layers) return fail("{}: layer {} but the base model has {}", what, layer, config.num_layers);
     if (pair.a.empty() || pair.b.empty()) return fail("{}: has only one of lora_a / lora_b", what);
+    const bool is_ffn = target.target == LoraTarget::kGate || target.target == LoraTarget::kUp || target.target == LoraTarget::kDown;
+    if (is_ffn && config.is_moe()) {
+      return fail("{}: the base model's feed-forward is a mixture of experts, which tern does not adapt (attention only)", what);
+    }
     const auto [in, out] = target_shape(config, target.target);
     if (pair.in != in || pair.out != out) {
       return fail("{}: adapts a [{} -> {}] matrix but the base model's is [{} -> {}] (an adapter for another model?)", what,

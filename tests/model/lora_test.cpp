@@ -172,6 +172,15 @@ TEST(Lora, RefusesWhatDoesNotFitWithErrorsThatNameIt) {
            b.tensor("blk.0.attn_q.weight.lora_a", {32, 3}, 0, testing::f32_bytes(std::vector<float>(96, 0.1f)));
          }),
          "has only one of lora_a / lora_b");
+  // A mixture's feed-forward is its experts: a dense feed-forward adapter would have nothing to adapt.
+  ModelConfig mixture = config;
+  mixture.num_experts = 4, mixture.num_experts_used = 2;
+  RandomLora ffn;
+  ffn.pairs["blk.0.ffn_gate.weight"] = {random_f16(3 * 32, 0.1f, rng), random_f16(testing::kTinyFf * 3, 0.1f, rng)};
+  files.push_back(write_lora_gguf("llama", ffn));
+  EXPECT_NE(load_error(files.back(), mixture).find("blk.0.ffn_gate: the base model's feed-forward is a mixture of experts"),
+            std::string::npos);
+  EXPECT_TRUE(load_lora(files.back(), config, {})) << "the same adapter fits the dense model";
   expect(base, "is not a LoRA adapter (general.type is missing");
   expect("/nonexistent/adapter.gguf", "does not exist");
   // A PEFT directory with DoRA, and one whose safetensors header lies about its size.
