@@ -207,7 +207,8 @@ class CpuBackend final : public Backend {
     matmul(*layer.router, x, m, experts_.logits.data());
     experts_.chosen.resize(static_cast<size_t>(m * k));
     experts_.weights.resize(static_cast<size_t>(m * k));
-    std::vector<int32_t> order(static_cast<size_t>(num_experts));
+    std::vector<int32_t>& order = experts_.order;
+    order.resize(static_cast<size_t>(num_experts));
     for (int64_t i = 0; i < m; ++i) {
       float* p = experts_.logits.data() + i * num_experts;
       const float max = *std::max_element(p, p + num_experts);
@@ -461,7 +462,7 @@ class CpuBackend final : public Backend {
   // experts_ffn's buffers, reused between calls.
   struct ExpertsScratch {
     std::vector<float> logits, weights, slots, input, gate, up, output;
-    std::vector<int32_t> chosen;
+    std::vector<int32_t> chosen, order;
     std::vector<int64_t> rows;
     std::vector<const Matrix*> matrices;
     std::vector<const float*> inputs;
