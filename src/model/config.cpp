@@ -27,18 +27,23 @@ struct ArchTraits {
   std::vector<std::string> keys;
 };
 
-const std::vector<std::string> kExpertKeys = {"expert_count", "expert_used_count", "expert_feed_forward_length"};
+// expert_gating_func's value is checked before the key scan (softmax only).
+const std::vector<std::string> kExpertKeys = {"expert_count", "expert_used_count", "expert_feed_forward_length",
+                                              "expert_gating_func"};
 
 const std::vector<ArchTraits>& arch_table() {
   static const std::vector<ArchTraits> table = {
       // Llama 2/3.x, Mistral; Mixtral (its experts are feed_forward_length wide).
-      {"llama", Arch::LLAMA, RopeStyle::NORM, QkNorm::NONE, false, true, true, {"expert_count", "expert_used_count"}},
+      {"llama", Arch::LLAMA, RopeStyle::NORM, QkNorm::NONE, false, true, true,
+       {"expert_count", "expert_used_count", "expert_gating_func"}},
       {"qwen2", Arch::QWEN2, RopeStyle::NEOX, QkNorm::NONE, true, false, false, {}},
       {"qwen3", Arch::QWEN3, RopeStyle::NEOX, QkNorm::PER_HEAD, false, false, false, {}},
       {"qwen2moe", Arch::QWEN2MOE, RopeStyle::NEOX, QkNorm::NONE, true, true, false,
-       {"expert_count", "expert_used_count", "expert_feed_forward_length", "expert_shared_feed_forward_length"}},
+       {"expert_count", "expert_used_count", "expert_feed_forward_length", "expert_shared_feed_forward_length",
+        "expert_gating_func"}},
       {"qwen3moe", Arch::QWEN3MOE, RopeStyle::NEOX, QkNorm::PER_HEAD, false, true, true, kExpertKeys},
-      {"olmoe", Arch::OLMOE, RopeStyle::NEOX, QkNorm::WHOLE, false, true, false, {"expert_count", "expert_used_count"}},
+      {"olmoe", Arch::OLMOE, RopeStyle::NEOX, QkNorm::WHOLE, false, true, false,
+       {"expert_count", "expert_used_count", "expert_gating_func"}},
       // Phi-3's converter writes a sliding window that llama.cpp ignores (its values are wrong for
       // several releases), and so does tern.
       {"phi3", Arch::PHI3, RopeStyle::NEOX, QkNorm::NONE, false, false, false,
@@ -129,7 +134,6 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
     if (!key.starts_with(p)) continue;
     const std::string suffix(key.substr(p.size()));
     if (kCommonKeys.contains(suffix) || std::find(traits.keys.begin(), traits.keys.end(), suffix) != traits.keys.end()) continue;
-    if (suffix == "expert_gating_func" && traits.may_have_experts) continue;  // checked above
     return fail("{}: metadata key '{}' is not one tern implements for {} (it may change the computation, so tern "
                 "refuses the model rather than answer differently from it)", file.name(), key, c.arch_name);
   }
