@@ -43,27 +43,21 @@ class TensorFinder {
     return rows_of(**tensor, 0, n);
   }
 
-  // Consecutive matrices stacked in one tensor of `k`-wide rows: Phi-3's fused [q; k; v] and
-  // [gate; up], whose row counts are `counts`, or a mixture's experts (a 3-d tensor, `count` experts
-  // of n rows). Each part is a matrix of its own over its rows of the file.
-  Result<std::vector<backend::Matrix>> split_rows(const std::string& name, int64_t k, std::span<const int64_t> counts,
-                                                  int64_t num_stacked = 0) const {
+  // Phi-3's fused matrices: one 2-d tensor of `k`-wide rows holding consecutive matrices of `counts`
+  // rows ([q; k; v], [gate; up]). Each part is a matrix of its own over its rows of the file.
+  Result<std::vector<backend::Matrix>> split_rows(const std::string& name, int64_t k, std::vector<int64_t> counts) const {
     int64_t rows = 0;
     for (int64_t count : counts) rows += count;
-    std::vector<uint64_t> shape = {static_cast<uint64_t>(k), static_cast<uint64_t>(rows)};
-    if (num_stacked > 0) shape = {static_cast<uint64_t>(k), static_cast<uint64_t>(counts[0]), static_cast<uint64_t>(num_stacked)};
-    auto tensor = find(name, shape);
+    auto tensor = find(name, {static_cast<uint64_t>(k), static_cast<uint64_t>(rows)});
     if (!tensor) return std::unexpected(tensor.error());
-    std::vector<backend::Matrix> parts;
-    int64_t first = 0;
-    for (int64_t part = 0; part < std::max<int64_t>(num_stacked, static_cast<int64_t>(counts.size())); ++part) {
-      const int64_t count = num_stacked > 0 ? counts[0] : counts[part];
-      auto w = rows_of(**tensor, first, count);
-      if (!w) return std::unexpected(w.error());
-      parts.push_back(std::move(*w));
-      first += count;
-    }
-    return parts;
+    return consecutive_matrices(**tensor, counts);
+  }
+
+  // A mixture's experts: a 3-d tensor of `num_experts` matrices of `n` rows of `k`, one matrix each.
+  Result<std::vector<backend::Matrix>> experts(const std::string& name, int64_t k, int64_t n, int64_t num_experts) const {
+    auto tensor = find(name, {static_cast<uint64_t>(k), static_cast<uint64_t>(n), static_cast<uint64_t>(num_experts)});
+    if (!tensor) return std::unexpected(tensor.error());
+    return consecutive_matrices(**tensor, std::vector<int64_t>(static_cast<size_t>(num_experts), n));
   }
 
   // Small vectors (norms, biases) are decoded to floats once at load.
@@ -87,6 +81,18 @@ class TensorFinder {
   }
 
  private:
+  Result<std::vector<backend::Matrix>> consecutive_matrices(const gguf::TensorInfo& tensor, const std::vector<int64_t>& counts) const {
+    std::vector<backend::Matrix> parts;
+    int64_t first = 0;
+    for (int64_t count : counts) {
+      auto w = rows_of(tensor, first, count);
+      if (!w) return std::unexpected(w.error());
+      parts.push_back(std::move(*w));
+      first += count;
+    }
+    return parts;
+  }
+
   Result<backend::Matrix> rows_of(const gguf::TensorInfo& tensor, int64_t first_row, int64_t num_rows) const {
     const int64_t k = static_cast<int64_t>(tensor.shape[0]);
     const uint64_t row_bytes = dtype_bytes(dtype_info(tensor.type), static_cast<uint64_t>(k));
@@ -130,9 +136,8 @@ Result<ModelWeights> find_weights(const gguf::GgufFile& file, const ModelConfig&
     LayerWeights layer;
     TERN_TRY(layer.attn_norm, find.vector(p + "attn_norm.weight", c.embedding_length));
     if (c.fused_qkv) {
-      const int64_t rows[] = {c.q_width(), c.kv_width(), c.v_width()};
       std::vector<backend::Matrix> qkv;
-      TERN_TRY(qkv, find.split_rows(p + "attn_qkv.weight", c.embedding_length, rows));
+      TERN_TRY(qkv, find.split_rows(p + "attn_qkv.weight", c.embedding_length, {c.q_width(), c.kv_width(), c.v_width()}));
       layer.wq = std::move(qkv[0]), layer.wk = std::move(qkv[1]), layer.wv = std::move(qkv[2]);
     } else {
       TERN_TRY(layer.wq, find.matrix(p + "attn_q.weight", c.embedding_length, c.q_width()));
@@ -154,11 +159,10 @@ Result<ModelWeights> find_weights(const gguf::GgufFile& file, const ModelConfig&
     }
     TERN_TRY(layer.ffn_norm, find.vector(p + "ffn_norm.weight", c.embedding_length));
     if (c.is_moe()) {
-      const int64_t expert_rows[] = {c.expert_ffn_length}, embd_rows[] = {c.embedding_length};
       TERN_TRY(layer.router, find.matrix(p + "ffn_gate_inp.weight", c.embedding_length, c.num_experts));
-      TERN_TRY(layer.expert_gate, find.split_rows(p + "ffn_gate_exps.weight", c.embedding_length, expert_rows, c.num_experts));
-      TERN_TRY(layer.expert_up, find.split_rows(p + "ffn_up_exps.weight", c.embedding_length, expert_rows, c.num_experts));
-      TERN_TRY(layer.expert_down, find.split_rows(p + "ffn_down_exps.weight", c.expert_ffn_length, embd_rows, c.num_experts));
+      TERN_TRY(layer.expert_gate, find.experts(p + "ffn_gate_exps.weight", c.embedding_length, c.expert_ffn_length, c.num_experts));
+      TERN_TRY(layer.expert_up, find.experts(p + "ffn_up_exps.weight", c.embedding_length, c.expert_ffn_length, c.num_experts));
+      TERN_TRY(layer.expert_down, find.experts(p + "ffn_down_exps.weight", c.expert_ffn_length, c.embedding_length, c.num_experts));
       if (c.shared_expert_ffn_length > 0) {
         TERN_TRY(layer.shared_gate_input, find.matrix(p + "ffn_gate_inp_shexp.weight", c.embedding_length, 1));
         TERN_TRY(layer.shared_gate, find.matrix(p + "ffn_gate_shexp.weight", c.embedding_length, c.shared_expert_ffn_length));
@@ -166,9 +170,8 @@ Result<ModelWeights> find_weights(const gguf::GgufFile& file, const ModelConfig&
         TERN_TRY(layer.shared_down, find.matrix(p + "ffn_down_shexp.weight", c.shared_expert_ffn_length, c.embedding_length));
       }
     } else if (c.fused_qkv) {
-      const int64_t rows[] = {c.ffn_length, c.ffn_length};
       std::vector<backend::Matrix> gate_up;
-      TERN_TRY(gate_up, find.split_rows(p + "ffn_up.weight", c.embedding_length, rows));
+      TERN_TRY(gate_up, find.split_rows(p + "ffn_up.weight", c.embedding_length, {c.ffn_length, c.ffn_length}));
       layer.w_gate = std::move(gate_up[0]), layer.w_up = std::move(gate_up[1]);
     } else {
       TERN_TRY(layer.w_gate, find.matrix(p + "ffn_gate.weight", c.embedding_length, c.ffn_length));
