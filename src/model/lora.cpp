@@ -129,16 +129,14 @@ void split_fused_pairs(std::map<std::pair<int64_t, int>, Pair>& pairs, const Mod
       first += rows;
     }
   };
-  std::vector<std::pair<int64_t, int>> fused;
+  // Pairs of another width are left whole: assemble names them with the base matrix's shape.
+  std::vector<std::pair<int64_t, int>> qkv, gate_up;
   for (const auto& [key, pair] : pairs) {
-    const bool fused_up = key.second == static_cast<int>(LoraTarget::kUp) && pair.out == 2 * c.ffn_length;
-    if (key.second == kFusedQkv || fused_up) fused.push_back(key);
+    if (key.second == kFusedQkv && pair.out == c.q_width() + c.kv_width() + c.v_width()) qkv.push_back(key);
+    if (key.second == static_cast<int>(LoraTarget::kUp) && pair.out == 2 * c.ffn_length) gate_up.push_back(key);
   }
-  for (const auto& key : fused) {
-    if (pairs.at(key).out != (key.second == kFusedQkv ? c.q_width() + c.kv_width() + c.v_width() : 2 * c.ffn_length)) continue;
-    if (key.second == kFusedQkv) split(key, {{LoraTarget::kQ, c.q_width()}, {LoraTarget::kK, c.kv_width()}, {LoraTarget::kV, c.v_width()}});
-    else split(key, {{LoraTarget::kGate, c.ffn_length}, {LoraTarget::kUp, c.ffn_length}});
-  }
+  for (const auto& key : qkv) split(key, {{LoraTarget::kQ, c.q_width()}, {LoraTarget::kK, c.kv_width()}, {LoraTarget::kV, c.v_width()}});
+  for (const auto& key : gate_up) split(key, {{LoraTarget::kGate, c.ffn_length}, {LoraTarget::kUp, c.ffn_length}});
 }
 
 /// Checks every pair against the base model and stores it as options.weight_type (B transposed).
