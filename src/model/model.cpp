@@ -6,6 +6,15 @@
 #include <algorithm>
 
 namespace tern::model {
+namespace {
+
+// The tokenizer's vocabulary is the one the embedding and output matrices are shaped for.
+Result<void> check_vocab_size(const ModelConfig& config, const tok::Tokenizer& tokenizer, const std::string& path) {
+  if (config.vocab_size == static_cast<int64_t>(tokenizer.vocab().size())) return {};
+  return fail("{}: vocabulary of {} tokens but {} in the config", path, tokenizer.vocab().size(), config.vocab_size);
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, backend::Backend& backend) {
   auto file = gguf::GgufFile::open(path);
@@ -17,10 +26,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, backend::Bac
   auto tokenizer = tok::Tokenizer::from_gguf(model->file_);
   if (!tokenizer) return std::unexpected(tokenizer.error());
   model->tokenizer_ = std::make_unique<tok::Tokenizer>(std::move(*tokenizer));
-  if (model->config_.vocab_size != static_cast<int64_t>(model->tokenizer_->vocab().size())) {
-    return fail("{}: vocabulary of {} tokens but {} in the config", path, model->tokenizer_->vocab().size(),
-                model->config_.vocab_size);
-  }
+  if (auto ok = check_vocab_size(model->config_, *model->tokenizer_, path); !ok) return std::unexpected(ok.error());
   auto weights = load_weights(model->file_, model->config_, backend);
   if (!weights) return std::unexpected(weights.error());
   model->weights_ = std::move(*weights);
@@ -90,9 +96,7 @@ Result<void> check_runnable(const gguf::GgufFile& file) {
   if (!config) return std::unexpected(config.error());
   auto tokenizer = tok::Tokenizer::from_gguf(file);
   if (!tokenizer) return std::unexpected(tokenizer.error());
-  if (config->vocab_size != static_cast<int64_t>(tokenizer->vocab().size())) {
-    return fail("vocabulary of {} tokens but {} in the config", tokenizer->vocab().size(), config->vocab_size);
-  }
+  if (auto ok = check_vocab_size(*config, *tokenizer, file.name()); !ok) return ok;
   return check_weights(file, *config);
 }
 
