@@ -25,6 +25,21 @@ void Workspace::prepare(const ModelConfig& c, int64_t m) {
   }
 }
 
+float* embed_batch(backend::Backend& be, const ModelConfig& c, const ModelWeights& w, const Batch& batch, Workspace& ws) {
+  const int64_t m = batch.size(), n = c.embedding_length;
+  ws.prepare(c, m);
+  float* x = ws.hidden.data();
+  be.embed(embedding_table(w), batch.tokens, n, c.embedding_scale, x);
+  find_lora_runs(batch, ws);
+  be.rms_norm(x, w.layers[0].attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
+  return x;
+}
+
+void attention_output(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, int64_t m, Workspace& ws) {
+  be.matmul(layer.wo, ws.attention.data(), m, ws.projected.data());
+  add_lora(be, ws, il, {{LoraTarget::kO, ws.projected.data()}}, ws.attention.data(), c.num_heads * c.value_dim);
+}
+
 backend::RopeSpec rope_spec(const ModelConfig& c, const ModelWeights& w) {
   return {.rotary_dims = c.rotary_dims, .base = c.rope_base, .freq_scale = c.rope_freq_scale, .freq_factors = w.rope_freqs,
           .attn_factor = c.rope_attn_factor};

@@ -45,6 +45,13 @@ backend::RopeSpec rope_spec(const ModelConfig& config, const ModelWeights& weigh
 /// A vector's data, or nullptr when it is empty (an absent norm or bias).
 inline const float* data_or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
+/// The start of every forward pass: buffers sized for the batch, the tokens embedded into ws.hidden
+/// (returned), the batch's adapter runs found, and the first layer's input norm into ws.normed.
+float* embed_batch(backend::Backend& be, const ModelConfig& c, const ModelWeights& w, const Batch& batch, Workspace& ws);
+
+/// Layer `il`'s attention output projection (and its LoRA terms) from ws.attention into ws.projected.
+void attention_output(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, int64_t m, Workspace& ws);
+
 /// q, k and v of layer `il` from ws.normed (fused or separate matrices, biases, LoRA), q and k normed
 /// as the architecture asks and rotated by `rope`, k and v stored in the cache.
 void attention_inputs(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, const Batch& batch,

@@ -23,23 +23,18 @@ namespace tern::model {
 void forward_gemma(const ModelConfig& c, const ModelWeights& w, const Batch& batch, backend::KvCache& cache,
                    backend::Backend& be, Workspace& ws, std::vector<float>& logits) {
   const int64_t m = batch.size(), n = c.embedding_length;
-  ws.prepare(c, m);
   const backend::TokenRows rows = token_rows(batch);
   be.rope_table(batch.positions, rope_spec(c, w), ws.rope_global);
   be.rope_table(batch.positions, {.rotary_dims = c.rotary_dims, .base = c.rope_base_sliding, .freq_scale = c.rope_freq_scale_sliding},
                 ws.rope);
 
-  float* x = ws.hidden.data();
-  be.embed(embedding_table(w), batch.tokens, n, c.embedding_scale, x);
-  find_lora_runs(batch, ws);
-  be.rms_norm(x, w.layers[0].attn_norm.data(), ws.normed.data(), m, n, c.norm_eps);
+  float* x = embed_batch(be, c, w, batch, ws);
   for (int64_t il = 0; il < c.num_layers; ++il) {
     const LayerWeights& layer = w.layers[il];
     const bool is_local = c.layer_is_sliding[il];
     attention_inputs(be, c, layer, il, batch, cache, is_local ? ws.rope : ws.rope_global, ws);
     be.attention(cache, il, rows, attention_shape(c, is_local ? c.sliding_window : 0), ws.q.data(), ws.attention.data());
-    be.matmul(layer.wo, ws.attention.data(), m, ws.projected.data());
-    add_lora(be, ws, il, {{LoraTarget::kO, ws.projected.data()}}, ws.attention.data(), c.num_heads * c.value_dim);
+    attention_output(be, c, layer, il, m, ws);
     be.add_residual_norm(x, ws.projected.data(), layer.post_attn_norm.data(), layer.ffn_norm.data(), ws.normed.data(), m, n,
                          c.norm_eps);
 
