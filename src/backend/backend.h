@@ -93,14 +93,13 @@ enum class Gating { SILU, GELU };
 
 /// A mixture-of-experts feed-forward block: a router picks `num_used` of the experts for each row
 /// (softmax over the router's logits, the top `num_used` kept, their weights optionally renormalised
-/// to sum to 1, then times `weights_scale`), and the row's output is the weighted sum of the chosen
-/// experts' gated feed-forwards, down(act(gate x) * up x).
+/// to sum to 1), and the row's output is the weighted sum of the chosen experts' gated feed-forwards,
+/// down(act(gate x) * up x).
 struct ExpertsLayer {
   const Matrix* router = nullptr;  ///< [n_embd -> num_experts]
   std::span<const Matrix> gate, up, down;  ///< one per expert
   int64_t num_used = 0;
   bool normalize_weights = false;
-  float weights_scale = 1.0f;
   Gating gating = Gating::SILU;
 };
 

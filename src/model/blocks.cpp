@@ -71,8 +71,7 @@ void feed_forward(backend::Backend& be, const ModelConfig& c, const LayerWeights
   if (c.is_moe()) {
     const backend::ExpertsLayer experts{.router = &layer.router, .gate = layer.expert_gate, .up = layer.expert_up,
                                         .down = layer.expert_down, .num_used = c.num_experts_used,
-                                        .normalize_weights = c.normalize_expert_weights,
-                                        .weights_scale = c.expert_weights_scale, .gating = c.gating};
+                                        .normalize_weights = c.normalize_expert_weights, .gating = c.gating};
     if (c.shared_expert_ffn_length == 0) {
       be.experts_ffn(experts, ws.normed.data(), m, ws.projected.data());
       return;

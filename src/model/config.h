@@ -61,7 +61,6 @@ struct ModelConfig {
   int64_t expert_ffn_length = 0;
   int64_t shared_expert_ffn_length = 0;  ///< Qwen2-MoE: the always-on expert, gated by a sigmoid
   bool normalize_expert_weights = false;
-  float expert_weights_scale = 1.0f;
 
   int64_t q_width() const { return num_heads * head_dim; }
   int64_t kv_width() const { return num_kv_heads * head_dim; }

@@ -224,7 +224,6 @@ class CpuBackend final : public Backend {
       for (int64_t j = 0; j < k; ++j) {
         float w = p[order[j]];
         if (layer.normalize_weights) w /= total;
-        if (layer.weights_scale != 1.0f) w *= layer.weights_scale;
         experts_.chosen[i * k + j] = order[j];
         experts_.weights[i * k + j] = w;
       }
