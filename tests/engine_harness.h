@@ -20,21 +20,26 @@ struct EngineOutput {
   std::vector<std::vector<float>> logit_rows;  ///< one per sampled token, in order (row 0: after the prompt)
   std::vector<int32_t> tokens;                 ///< sampled token ids
   std::string finish_reason;
+  std::string stop_sequence;
   std::string error;
+  std::string text;                              ///< the events' text, concatenated
+  std::vector<engine::TokenLogprob> logprobs;    ///< with top_logprobs >= 0
   engine::Usage usage;
+  int64_t num_draft_tokens = 0, num_accepted_tokens = 0;  ///< speculative decoding's guesses, verified and accepted
 };
 
 class EngineHarness {
  public:
   /// `keep_logits`: record every sampled row (memory: rows x vocab floats per request).
   EngineHarness(model::Model& model, int64_t num_kv_blocks, bool keep_logits, bool prefix_caching = false,
-                int64_t max_batch_tokens = 512) {
+                int64_t max_batch_tokens = 512, engine::SpeculationConfig speculation = {}) {
     engine::EngineConfig config;
     config.model_name = "test";
     config.num_kv_blocks = num_kv_blocks;
     config.max_model_len = num_kv_blocks * config.block_size;
     config.prefix_caching = prefix_caching;
     config.scheduler.max_batch_tokens = max_batch_tokens;
+    config.speculation = speculation;
     if (keep_logits) {
       config.logits_observer = [this](uint64_t id, std::span<const float> logits) {
         std::lock_guard lock(mutex_);
@@ -75,6 +80,11 @@ class EngineHarness {
     request.max_tokens = max_tokens;
     request.ignore_eos = true;
     request.top_logprobs = 0;
+    return submit(std::move(request));
+  }
+
+  /// Any request; its id. (Token ids are recorded from logprobs: ask for top_logprobs >= 0.)
+  uint64_t submit(engine::GenerationRequest request) {
     // The id is assigned inside submit(), after which the engine thread may call the sink at once:
     // the sink finds its request through a slot filled under the lock before the sink can take it.
     auto slot = std::make_shared<uint64_t>(0);
@@ -83,8 +93,13 @@ class EngineHarness {
       std::lock_guard inner(mutex_);
       EngineOutput& output = outputs_[*slot];
       for (const engine::TokenLogprob& logprob : event.logprobs) output.tokens.push_back(logprob.token);
+      output.logprobs.insert(output.logprobs.end(), event.logprobs.begin(), event.logprobs.end());
+      output.text += event.text;
       if (event.finished) {
         output.finish_reason = event.finish_reason;
+        output.stop_sequence = event.stop_sequence;
+        output.num_draft_tokens = event.num_draft_tokens;
+        output.num_accepted_tokens = event.num_accepted_tokens;
         output.error = event.error;
         output.usage = event.usage;
         finished_.insert(*slot);

@@ -30,6 +30,38 @@ void add_generation_options(CLI::App& command, GenerationOptions& o) {
   command.add_option("--lora-scale", o.lora_scale, "Scale of the adapter's update, on top of alpha / rank")->capture_default_str();
   command.add_option("--seed", o.sampling.seed, "Random seed (default: random)")->each([&o](const std::string&) { o.seed_given = true; });
   command.add_flag("--special", o.parse_special, "Recognise special-token text in the prompt");
+  add_speculation_options(command, o.speculation, /*is_server=*/false);
+}
+
+void add_speculation_options(CLI::App& command, SpeculationFlags& flags, bool is_server) {
+  command.add_option("--speculate", flags.method,
+                     "Speculative decoding: off, or ngram (prompt lookup: guess that the last tokens continue as where they occurred "
+                     "before; verified exactly, taken only where the step-time model says it pays)")
+      ->capture_default_str();
+  command.add_option("--speculate-draft", flags.max_draft, "Most guessed tokens verified per step")->capture_default_str();
+  command.add_option("--speculate-draft-min", flags.min_draft,
+                     "Guesses verified whenever there are any, whatever the step-time model says (0: it decides each)")
+      ->capture_default_str();
+  command.add_option("--speculate-ngram-min", flags.ngram_min, "Shortest suffix prompt lookup matches")->capture_default_str();
+  command.add_option("--speculate-ngram-max", flags.ngram_max, "Longest suffix prompt lookup matches (tried first)")->capture_default_str();
+  if (is_server) {
+    command.add_flag("--speculate-opt-in", flags.opt_in,
+                     "Speculate only for requests that ask (\"speculative\": true); otherwise for all but those that opt out");
+  }
+}
+
+Result<engine::SpeculationConfig> speculation_config(const SpeculationFlags& flags) {
+  engine::SpeculationConfig config;
+  auto method = engine::parse_speculation_method(flags.method);
+  if (!method) return fail("--speculate: {}", method.error().message);
+  config.method = *method;
+  config.max_draft = flags.max_draft;
+  config.min_draft = flags.min_draft;
+  config.ngram_min = flags.ngram_min;
+  config.ngram_max = flags.ngram_max;
+  config.is_default_on = !flags.opt_in;
+  if (auto ok = config.validate(); !ok) return fail("--speculate: {}", ok.error().message);
+  return config;
 }
 
 void print_stats(const GenerationStats& s) {
@@ -38,10 +70,16 @@ void print_stats(const GenerationStats& s) {
                s.prefill_seconds > 0 ? s.prompt_tokens / s.prefill_seconds : 0.0, static_cast<long long>(s.generated_tokens),
                s.decode_seconds, s.decode_seconds > 0 ? (s.generated_tokens - 1) / s.decode_seconds : 0.0,
                s.finish_reason.c_str());
+  if (s.draft_tokens > 0) {
+    std::fprintf(stderr, "speculation: %lld guesses verified, %lld accepted (%.0f %%)\n", static_cast<long long>(s.draft_tokens),
+                 static_cast<long long>(s.accepted_tokens), 100.0 * static_cast<double>(s.accepted_tokens) / static_cast<double>(s.draft_tokens));
+  }
 }
 
 Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const GenerationOptions& options) {
   if (auto ok = options.sampling.validate(); !ok) return std::unexpected(ok.error());
+  auto speculation = speculation_config(options.speculation);
+  if (!speculation) return std::unexpected(speculation.error());
   auto path = models::resolve_model(options.model, stderr_progress());
   if (!path) return std::unexpected(path.error());
   auto session = std::make_unique<GenerationSession>();
@@ -69,6 +107,7 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   config.num_kv_blocks = kv->num_blocks;
   config.max_waiting = 1;
   config.scheduler.max_running = 1;
+  config.speculation = *speculation;
   session->engine_ = std::make_unique<engine::Engine>(*session->model_, std::move(config));
   session->engine_->start();
   std::fprintf(stderr, "%s: %s, %d threads, %s kernels, context %lld\n", session->model_->file().name().c_str(),
@@ -139,6 +178,8 @@ Result<GenerationStats> GenerationSession::generate(std::span<const int32_t> tok
       is_finished = true;
       stats.prompt_tokens = event.usage.prompt_tokens - event.usage.cached_tokens;
       stats.generated_tokens = event.usage.completion_tokens;
+      stats.draft_tokens = event.num_draft_tokens;
+      stats.accepted_tokens = event.num_accepted_tokens;
       stats.finish_reason = is_cancelled && event.finish_reason == "abort" ? "interrupted" : event.finish_reason;
     }
     batch.clear();

@@ -16,6 +16,19 @@
 
 namespace tern::cli {
 
+/// Speculative decoding's flags, as tern run, chat and serve take them (engine/spec/proposer.h).
+struct SpeculationFlags {
+  std::string method = "off";
+  int32_t max_draft = 8;
+  int32_t min_draft = 0;
+  int32_t ngram_min = 2;
+  int32_t ngram_max = 4;
+  bool opt_in = false;  ///< serve: only requests that ask ("speculative": true) get it
+};
+void add_speculation_options(CLI::App& command, SpeculationFlags& flags, bool is_server);
+/// The engine's configuration from the flags; the error names the flag.
+Result<engine::SpeculationConfig> speculation_config(const SpeculationFlags& flags);
+
 struct GenerationOptions {
   std::string model{models::kDefaultModel};
   int max_tokens = 256;
@@ -26,6 +39,7 @@ struct GenerationOptions {
   float lora_scale = 1.0f;
   engine::SamplingParams sampling{.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f};
   bool seed_given = false;
+  SpeculationFlags speculation;
 };
 
 void add_generation_options(CLI::App& command, GenerationOptions& options);
@@ -36,6 +50,8 @@ struct GenerationStats {
   int64_t generated_tokens = 0;
   double decode_seconds = 0;     ///< from the first generated token to the last
   std::string finish_reason;     ///< "stop", "length" or "interrupted"
+  int64_t draft_tokens = 0;      ///< speculative decoding: guesses verified
+  int64_t accepted_tokens = 0;   ///< of those, accepted
 };
 
 void print_stats(const GenerationStats& stats);

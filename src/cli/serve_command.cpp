@@ -17,6 +17,7 @@
 #include "tenants/tenants.h"
 #include "util/tern_home.h"
 #include "cli/commands.h"
+#include "cli/generation.h"
 #include "http/server.h"
 #include "kernels/cpu/cpu_features.h"
 #include "router/config.h"
@@ -59,6 +60,7 @@ struct ServeOptions {
   double budget_alert = 0.8;
   bool insecure_no_auth = false;
   double drain_timeout_s = 30;
+  SpeculationFlags speculation;
   double read_timeout_s = 30;
   double write_timeout_s = 30;
   // Which of the overlapping flags were given (they win over the config file's `server:`).
@@ -135,6 +137,9 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
   auto prefill_order = engine::parse_prefill_order(o.prefill_order);
   if (!prefill_order) return fail("--prefill-order: must be fcfs or shortest (got \"{}\")", o.prefill_order);
   m.scheduler.prefill_order = *prefill_order;
+  auto speculation = speculation_config(o.speculation);
+  if (!speculation) return std::unexpected(speculation.error());
+  m.speculation = *speculation;
   m.max_waiting = o.max_waiting;
   m.prefix_caching = !o.no_prefix_caching;
   m.kv_pin_fraction = o.kv_pin_fraction;
@@ -319,6 +324,7 @@ Runner add_serve_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--max-running", o->max_running, "Requests computed concurrently")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   command->add_option("--max-waiting", o->max_waiting, "Queued requests before answering 429")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  add_speculation_options(*command, o->speculation, /*is_server=*/true);
   command->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse the KV cache of shared prompt prefixes");
   command->add_option("--kv-pin-fraction", o->kv_pin_fraction,
                       "Most of the KV cache that cache retention (cache_control ttl, prompt_cache_retention=24h) may pin, all orgs together")

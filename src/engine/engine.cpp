@@ -11,6 +11,10 @@
 namespace tern::engine {
 namespace {
 
+/// Speculative decoding: the weight of a step-old verdict in a request's acceptance estimate (about the
+/// last 20 steps count).
+constexpr double kAcceptanceMemory = 0.95;
+
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 /// Log-probabilities of the model's distribution (before penalties and temperature, as OpenAI and
@@ -35,6 +39,16 @@ TokenLogprob logprobs_of(std::span<const float> logits, int32_t token, int top) 
 
 }  // namespace
 
+/// What one chunk's rows produced: tokens to emit in order (accepted guesses, then the model's own
+/// pick), their logprobs when asked for, or the error that ends the request after them.
+struct Engine::Sampled {
+  std::vector<int32_t> tokens;
+  std::vector<std::optional<TokenLogprob>> logprobs;
+  std::string error;
+  int64_t num_accepted = 0;  // the first this many tokens are accepted guesses (already in the request's tokens)
+  double grammar_seconds = 0;  // applying (and for guesses' rows, filling) grammar masks
+};
+
 struct Engine::Active {
   SchedRequest sched;
   GenerationRequest request;
@@ -46,6 +60,9 @@ struct Engine::Active {
   std::string stop_sequence;  // the stop string that ended it, if one did
   bool counted_prompt = false;
   Clock::time_point first_scheduled{}, first_token{}, last_token{};
+  std::unique_ptr<DraftProposer> proposer;  // null: no speculation for this request
+  int64_t num_draft_tokens = 0, num_accepted_tokens = 0;
+  double recent_accepted = 0, recent_refusals = 0;  // guesses accepted, runs of guesses cut short: decayed per step
 
   Active(GenerationRequest r, EventSink s, const tok::Tokenizer& tokenizer)
       : request(std::move(r)), sink(std::move(s)), sampler(request.sampling), detokenizer(tokenizer), stop(request.stop) {}
@@ -148,6 +165,7 @@ void Engine::admit(std::unique_ptr<Active> active) {
     s.pins.owner_quota_blocks = config_.org_pin_quota_blocks;
   }
   s.arrival = active->request.arrival;
+  if (active->request.speculate.value_or(config_.speculation.is_default_on)) active->proposer = make_draft_proposer(config_.speculation);
   scheduler_.add(&s);
   active_.emplace(s.id, std::move(active));
 }
@@ -199,6 +217,7 @@ void Engine::loop() {
     }
     cancelled.clear();
 
+    propose_drafts();
     const SchedulerOutput output = scheduler_.schedule();
     queued_.store(scheduler_.num_waiting() + [&] { std::lock_guard lock(mutex_); return static_cast<int64_t>(inbox_.size()); }());
     if (output.chunks.empty()) {
@@ -245,6 +264,26 @@ void Engine::abort_all(const std::string& error) {
   for (uint64_t id : ids) finish(*active_.at(id), "abort", error);
 }
 
+void Engine::propose_drafts() {
+  for (auto& [id, active] : active_) {
+    SchedRequest& s = active->sched;
+    if (!active->proposer || s.state != RequestState::kRunning || s.remaining() != 1) continue;
+    // Every guess accepted still leaves room for the model's own token after them, within max_tokens.
+    const int64_t room = std::min<int64_t>({config_.speculation.max_draft, active->request.max_tokens - active->num_generated - 1,
+                                            config_.max_model_len - static_cast<int64_t>(s.tokens.size()) - 1});
+    active->proposer->propose(s.tokens, room, s.draft);
+    s.min_draft = config_.speculation.min_draft;
+    // Each next guess is accepted with this chance, estimated from the request's own recent verdicts (a
+    // guess accepted is a success, a guess refused ends a run; 1/2 before any). The counts fade by
+    // kAcceptanceMemory per step, so the estimate follows the text (a copied passage, then free prose)
+    // and drifts back towards 1/2 while nothing is verified: a request whose guesses failed once gets
+    // tried again later instead of never.
+    active->recent_accepted *= kAcceptanceMemory;
+    active->recent_refusals *= kAcceptanceMemory;
+    s.draft_acceptance = (active->recent_accepted + 1) / (active->recent_accepted + active->recent_refusals + 2);
+  }
+}
+
 void Engine::run_step(const SchedulerOutput& output) {
   const auto now = Clock::now();
   batch_.clear();
@@ -264,10 +303,13 @@ void Engine::run_step(const SchedulerOutput& output) {
       active.counted_prompt = true;
     }
     batch_.block_tables.emplace_back(chunk.request->blocks.table);
+    const std::vector<int32_t>& tokens = chunk.request->tokens;
     for (int64_t i = 0; i < chunk.num_tokens; ++i) {
-      const int64_t index = chunk.start + i;
-      batch_.add(chunk.request->tokens[static_cast<size_t>(index)], static_cast<int32_t>(index), static_cast<int32_t>(slot),
-                 chunk.samples && i + 1 == chunk.num_tokens, active.request.adapter.get());
+      // Guesses follow the request's tokens (lookahead slots), and every guess's row is verified.
+      const auto index = static_cast<size_t>(chunk.start + i);
+      const int32_t token = index < tokens.size() ? tokens[index] : chunk.request->draft[index - tokens.size()];
+      const bool wants_logits = chunk.samples && (i + 1 == chunk.num_tokens || i >= chunk.num_tokens - 1 - chunk.num_draft);
+      batch_.add(token, static_cast<int32_t>(index), static_cast<int32_t>(slot), wants_logits, active.request.adapter.get());
     }
   }
   // The grammars' masks for this step's samples are filled while the forward pass runs.
@@ -292,43 +334,93 @@ void Engine::run_step(const SchedulerOutput& output) {
     for (const ScheduledChunk& chunk : output.chunks) finish(*active_.at(chunk.request->id), "abort", ok.error().message);
     return;
   }
-  scheduler_.on_computed(output, Clock::now());
-  const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+  // Sample every chunk first (verifying guesses adds the accepted ones to their requests' tokens), then
+  // count the computed tokens (the prefix cache takes the newly full blocks), then emit, which may finish
+  // requests and free their blocks.
+  sampled_.resize(output.chunks.size());
   size_t row = 0;
-  for (size_t index : chunk_order_) {
-    const ScheduledChunk& chunk = output.chunks[index];
+  for (size_t slot = 0; slot < chunk_order_.size(); ++slot) {
+    const ScheduledChunk& chunk = output.chunks[chunk_order_[slot]];
     if (!chunk.samples) continue;
-    std::span<float> logits(logits_.data() + row * vocab, vocab);
-    ++row;
-    auto& active = *active_.at(chunk.request->id);
-    if (config_.logits_observer) config_.logits_observer(chunk.request->id, logits);
-    // Logprobs come from the raw distribution, so they are taken before the sampler edits the row.
-    std::optional<TokenLogprob> logprob;
-    std::vector<float> raw;
-    if (active.request.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());
-    // A grammar masks what may not come next: the sampler chooses among the rest.
-    TokenConstraint* constraint = active.request.constraint.get();
-    if (constraint != nullptr) {
-      const auto apply_start = Clock::now();
-      const bool any = constraint->apply_mask(logits);
-      mask_critical_s += seconds(Clock::now() - apply_start);
-      if (!any) {
-        finish(active, "error", kGrammarDeadEnd);
-        continue;
-      }
+    sample_chunk(chunk, row, sampled_[slot]);
+    mask_critical_s += sampled_[slot].grammar_seconds;
+    row += static_cast<size_t>(1 + chunk.num_draft);
+  }
+  scheduler_.on_computed(output, Clock::now());
+  for (size_t slot = 0; slot < chunk_order_.size(); ++slot) {
+    const ScheduledChunk& chunk = output.chunks[chunk_order_[slot]];
+    if (!chunk.samples) continue;
+    const uint64_t id = chunk.request->id;
+    Sampled& sampled = sampled_[slot];
+    for (size_t i = 0; i < sampled.tokens.size(); ++i) {
+      const auto it = active_.find(id);
+      if (it == active_.end()) break;  // finished by an earlier token (a stop string, max_tokens)
+      process_token(*it->second, sampled.tokens[i], std::move(sampled.logprobs[i]), static_cast<int64_t>(i) < sampled.num_accepted);
     }
-    const int32_t token = active.sampler.sample(logits, active.sched.tokens);
-    if (constraint != nullptr && !constraint->accept(token)) {
-      finish(active, "error", "the sampled token does not fit the output format's grammar");
-      continue;
+    if (!sampled.error.empty()) {
+      if (const auto it = active_.find(id); it != active_.end()) finish(*it->second, "error", sampled.error);
     }
-    if (!raw.empty()) logprob = logprobs_of(raw, token, active.request.top_logprobs);
-    process_token(active, token, std::move(logprob));
   }
   if (!step_constraints_.empty()) metrics_.on_grammar_masks(static_cast<int64_t>(step_constraints_.size()), mask_fill_s, mask_critical_s);
 }
 
-void Engine::process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob) {
+void Engine::sample_chunk(const ScheduledChunk& chunk, size_t row, Sampled& sampled) {
+  sampled.tokens.clear();
+  sampled.logprobs.clear();
+  sampled.error.clear();
+  sampled.num_accepted = 0;
+  sampled.grammar_seconds = 0;
+  Active& active = *active_.at(chunk.request->id);
+  SchedRequest& s = active.sched;
+  const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+  TokenConstraint* constraint = active.request.constraint.get();
+  for (int64_t r = 0; r <= chunk.num_draft; ++r) {
+    std::span<float> logits(logits_.data() + (row + static_cast<size_t>(r)) * vocab, vocab);
+    if (config_.logits_observer) config_.logits_observer(s.id, logits);
+    // Logprobs come from the raw distribution, so they are taken before the sampler edits the row.
+    std::vector<float> raw;
+    if (active.request.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());
+    // A grammar masks what may not come next: the sampler chooses among the rest. The first row's mask
+    // was filled during the forward pass; a guess's row needs the state after the guesses before it.
+    if (constraint != nullptr) {
+      const auto grammar_start = Clock::now();
+      const bool any = r == 0 ? constraint->apply_mask(logits) : constraint->mask_logits(logits);
+      sampled.grammar_seconds += seconds(Clock::now() - grammar_start);
+      if (!any) {
+        sampled.error = kGrammarDeadEnd;
+        break;
+      }
+    }
+    Sampler::Verdict verdict;
+    if (r < chunk.num_draft) {
+      verdict = active.sampler.verify(logits, s.tokens, s.draft[static_cast<size_t>(r)]);
+    } else {
+      verdict.token = active.sampler.sample(logits, s.tokens);
+    }
+    if (constraint != nullptr && !constraint->accept(verdict.token)) {
+      sampled.error = "the sampled token does not fit the output format's grammar";
+      break;
+    }
+    sampled.tokens.push_back(verdict.token);
+    sampled.logprobs.push_back(raw.empty() ? std::nullopt : std::optional(logprobs_of(raw, verdict.token, active.request.top_logprobs)));
+    if (!verdict.is_guess) break;
+    // Accepted: its K/V were computed in this chunk, so it is part of the request now (the next row's
+    // penalties see it, and the prefix cache may take a block it fills).
+    s.tokens.push_back(verdict.token);
+    ++sampled.num_accepted;
+  }
+  if (chunk.num_draft > 0) {
+    active.num_draft_tokens += chunk.num_draft;
+    active.num_accepted_tokens += sampled.num_accepted;
+    active.recent_accepted += static_cast<double>(sampled.num_accepted);
+    if (sampled.num_accepted < chunk.num_draft) active.recent_refusals += 1;
+    metrics_.on_speculation(chunk.num_draft, sampled.num_accepted);
+  }
+  s.num_draft_accepted = sampled.num_accepted;
+  s.draft.clear();
+}
+
+void Engine::process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob, bool is_in_tokens) {
   const auto now = Clock::now();
   if (active.num_generated == 0) {
     active.first_token = now;
@@ -353,14 +445,14 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
   if (is_end) {
     reason = "stop";
   } else {
-    active.sched.tokens.push_back(token);
+    if (!is_in_tokens) active.sched.tokens.push_back(token);
     auto step = active.stop.push(active.detokenizer.push(token));
     event.text = std::move(step.text);
     if (step.stopped) {
       reason = "stop";
       active.stop_sequence = std::move(step.matched);
     } else if (active.num_generated >= active.request.max_tokens ||
-               static_cast<int64_t>(active.sched.tokens.size()) >= config_.max_model_len) {
+               active.sched.num_prompt_tokens + active.num_generated >= config_.max_model_len) {
       reason = "length";
     }
   }
@@ -396,6 +488,9 @@ void Engine::finish(Active& active, const std::string& reason, const std::string
   event.stop_sequence = active.stop_sequence;
   event.error = error;
   event.usage = usage_of(active);
+  event.num_draft_tokens = active.num_draft_tokens;
+  event.num_accepted_tokens = active.num_accepted_tokens;
+  if (active.num_draft_tokens > 0) metrics_.on_speculative_request(active.num_draft_tokens, active.num_accepted_tokens);
   const auto started = active.first_scheduled == Clock::time_point{} ? now : active.first_scheduled;
   const auto first = active.first_token == Clock::time_point{} ? now : active.first_token;
   metrics_.on_finished(reason, seconds(now - active.request.arrival), seconds(started - active.request.arrival),

@@ -26,6 +26,7 @@
 #include "engine/kv/kv_manager.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sched/scheduler.h"
+#include "engine/spec/proposer.h"
 #include "model/model.h"
 
 namespace tern::engine {
@@ -51,6 +52,9 @@ struct GenerationRequest {
   bool report_every_token = false;  ///< an event per sampled token even when it adds no text (terminal timing)
   /// Constrained decoding (response_format): which tokens may come next; null: any.
   std::shared_ptr<TokenConstraint> constraint;
+  /// Speculative decoding for this request: true / false ask for it or opt out; unset: the server's default
+  /// (EngineConfig::speculation). Only where the server has a method (off: never).
+  std::optional<bool> speculate;
   Clock::time_point arrival = Clock::now();
 };
 
@@ -79,6 +83,8 @@ struct GenerationEvent {
   std::string stop_sequence;  ///< with finish_reason "stop": the stop string that ended it (empty: end of turn)
   std::string error;          ///< non-empty: the request failed inside the engine
   Usage usage;                ///< with finished; on the first token's event, the prompt's counts so far
+  int64_t num_draft_tokens = 0;     ///< with finished: guesses speculative decoding verified for it
+  int64_t num_accepted_tokens = 0;  ///< with finished: of those, accepted
 };
 
 /// Called on the engine thread; must not block (post the event to your own thread).
@@ -100,6 +106,7 @@ struct EngineConfig {
   std::shared_ptr<DiskKvStore> kv_disk_store;
   int64_t max_loras = 0;  ///< adapters the server keeps loaded (metrics only; 0: no adapters served)
   SchedulerConfig scheduler;
+  SpeculationConfig speculation;   ///< speculative decoding (off unless configured)
   LogitsObserver logits_observer;  ///< optional
 };
 
@@ -138,8 +145,14 @@ class Engine {
 
   void loop();
   void admit(std::unique_ptr<Active> active);
+  /// Speculative decoding: fills each decoding request's guesses for the next step.
+  void propose_drafts();
   void run_step(const SchedulerOutput& output);
-  void process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob);
+  /// Samples (or verifies the guesses of) one chunk's logit rows starting at `row` into `sampled`.
+  struct Sampled;
+  void sample_chunk(const ScheduledChunk& chunk, size_t row, Sampled& sampled);
+  /// `is_in_tokens`: an accepted guess, already in the request's tokens.
+  void process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob, bool is_in_tokens = false);
   void finish(Active& active, const std::string& reason, const std::string& error = {});
   static Usage usage_of(const Active& active);
   /// Finishes every admitted request with "abort".
@@ -171,6 +184,7 @@ class Engine {
   std::vector<TokenConstraint*> step_constraints_;  // this step's grammars, masks filled during the forward pass
   std::unique_ptr<MaskWorker> mask_worker_;         // made for the first constrained request
   std::vector<float> logits_;
+  std::vector<Sampled> sampled_;  // per chunk of the step, in chunk_order_
   std::thread thread_;
 };
 

@@ -47,7 +47,9 @@ EngineMetrics::EngineMetrics(std::string model_name)
       request_generation_tokens_(token_buckets()),
       step_seconds_(latency_buckets()),
       step_prefill_tokens_(token_buckets()),
-      step_prediction_error_({-0.1, -0.05, -0.02, -0.01, -0.005, 0.005, 0.01, 0.02, 0.05, 0.1}) {
+      step_prediction_error_({-0.1, -0.05, -0.02, -0.01, -0.005, 0.005, 0.01, 0.02, 0.05, 0.1}),
+      spec_acceptance_rate_({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}),
+      spec_tokens_per_step_({1, 2, 3, 4, 5, 6, 8, 12, 16, 32, 64}) {
   for (const char* reason : {"stop", "length", "abort"}) finished_[reason] = 0;
 }
 
@@ -62,6 +64,19 @@ void EngineMetrics::on_grammar_masks(int64_t num_masks, double fill_seconds, dou
   grammar_masks_ += num_masks;
   grammar_fill_s_ += fill_seconds;
   grammar_critical_s_ += critical_seconds;
+}
+
+void EngineMetrics::on_speculation(int64_t num_draft, int64_t num_accepted) {
+  std::lock_guard lock(mutex_);
+  ++spec_drafts_;
+  spec_draft_tokens_ += num_draft;
+  spec_accepted_tokens_ += num_accepted;
+  spec_tokens_per_step_.observe(static_cast<double>(num_accepted + 1));
+}
+
+void EngineMetrics::on_speculative_request(int64_t num_draft, int64_t num_accepted) {
+  std::lock_guard lock(mutex_);
+  if (num_draft > 0) spec_acceptance_rate_.observe(static_cast<double>(num_accepted) / static_cast<double>(num_draft));
 }
 
 void EngineMetrics::set_gauges(const EngineGauges& gauges) {
@@ -202,6 +217,9 @@ std::string EngineMetrics::render() const {
   single("grammar_mask_critical_seconds_total", "counter",
          "Time steps spent on masks after their forward pass: waiting for the fill to finish, and applying masks to the logits.",
          grammar_critical_s_);
+  single("spec_decode_num_drafts_total", "counter", "Speculative decoding: a request's step that verified guesses.", spec_drafts_);
+  single("spec_decode_num_draft_tokens_total", "counter", "Speculative decoding: guessed tokens verified.", spec_draft_tokens_);
+  single("spec_decode_num_accepted_tokens_total", "counter", "Speculative decoding: guessed tokens accepted.", spec_accepted_tokens_);
   single("itl_limited_steps_total", "counter", "Steps whose prompt chunk was cut to keep under --itl-target.", itl_limited_steps_);
   single("step_time_predicted_seconds", "gauge", "The step-time model's estimate for the last step.", last_step_.predicted_seconds);
   single("step_time_last_seconds", "gauge", "Measured wall time of the last step.", last_step_.measured_seconds);
@@ -231,6 +249,9 @@ std::string EngineMetrics::render() const {
   histogram("step_prefill_tokens", "Prompt tokens per step that carried any.", step_prefill_tokens_);
   histogram("step_time_prediction_error_seconds", "Measured minus predicted step time.", step_prediction_error_);
   histogram("request_generation_tokens", "Generated tokens per finished request.", request_generation_tokens_);
+  histogram("spec_decode_acceptance_rate", "Speculative decoding: each finished request's share of its guesses accepted.", spec_acceptance_rate_);
+  histogram("spec_decode_tokens_per_step", "Speculative decoding: tokens a request gained in a step that verified guesses (accepted + 1).",
+            spec_tokens_per_step_);
   if (lora_.max_lora > 0) {
     // vLLM's shape: the value is the time of the update, the state is in the labels.
     prometheus_header(out, "lora_requests_info", "gauge", "Adapters of running and waiting requests (labels), and the adapter limit.");

@@ -92,6 +92,11 @@ class EngineMetrics {
   /// applied them (on it).
   void on_grammar_masks(int64_t num_masks, double fill_seconds, double critical_seconds);
 
+  /// Speculative decoding: one request's step verified `num_draft` guesses and accepted `num_accepted`.
+  void on_speculation(int64_t num_draft, int64_t num_accepted);
+  /// A finished request that verified guesses: its share of them accepted.
+  void on_speculative_request(int64_t num_draft, int64_t num_accepted);
+
   /// Prometheus text exposition format 0.0.4.
   std::string render() const;
   EngineGauges gauges() const;
@@ -109,6 +114,7 @@ class EngineMetrics {
   int64_t grammar_masks_ = 0;
   double grammar_fill_s_ = 0;
   double grammar_critical_s_ = 0;
+  int64_t spec_drafts_ = 0, spec_draft_tokens_ = 0, spec_accepted_tokens_ = 0;
   StepRecord last_step_;
   std::map<std::string, int64_t> finished_;  // by finish reason
   std::map<int64_t, int64_t> cache_write_tokens_;  // by TTL in seconds (the few TTLs the API allows)
@@ -119,6 +125,7 @@ class EngineMetrics {
   std::map<std::string, LoraCounts> lora_counts_;  // by adapter name (names the server loaded, a bounded set)
   Histogram ttft_, itl_, e2e_, queue_, prefill_, decode_, step_tokens_, request_prompt_tokens_, request_generation_tokens_;
   Histogram step_seconds_, step_prefill_tokens_, step_prediction_error_;
+  Histogram spec_acceptance_rate_, spec_tokens_per_step_;
 };
 
 }  // namespace tern::engine

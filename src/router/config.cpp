@@ -184,12 +184,40 @@ Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::
   return r.error(entry["policy"], Reader::join(at, "policy"), "must be one of price, latency, least-outstanding, prefix-affinity (got \"{}\")", name);
 }
 
+/// `speculate:` of a local model: a method name, or {method, max_draft, min_draft, ngram_min, ngram_max, opt_in}.
+Result<engine::SpeculationConfig> read_speculation(const Reader& r, const YAML::Node& node, const std::string& at) {
+  engine::SpeculationConfig out;
+  if (node.IsScalar()) {
+    auto method = engine::parse_speculation_method(node.as<std::string>());
+    if (!method) return r.error(node, at, "{}", method.error().message);
+    out.method = *method;
+    return out;
+  }
+  if (!node.IsMap()) return r.error(node, at, "must be a method (off, ngram) or a map {{method, max_draft, min_draft, ngram_min, ngram_max, opt_in}}");
+  if (auto ok = r.only_keys(node, at, {"method", "max_draft", "min_draft", "ngram_min", "ngram_max", "opt_in"}); !ok) return std::unexpected(ok.error());
+  TRY_ASSIGN(out.method, r.choice(node, at, "method", "ngram", "off or ngram", engine::parse_speculation_method));
+  int64_t value = 0;
+  TRY_ASSIGN(value, r.integer(node, at, "max_draft", 1, 64, out.max_draft));
+  out.max_draft = static_cast<int32_t>(value);
+  TRY_ASSIGN(value, r.integer(node, at, "min_draft", 0, 64, out.min_draft));
+  out.min_draft = static_cast<int32_t>(value);
+  TRY_ASSIGN(value, r.integer(node, at, "ngram_min", 1, 64, out.ngram_min));
+  out.ngram_min = static_cast<int32_t>(value);
+  TRY_ASSIGN(value, r.integer(node, at, "ngram_max", 1, 64, out.ngram_max));
+  out.ngram_max = static_cast<int32_t>(value);
+  bool opt_in = false;
+  TRY_ASSIGN(opt_in, r.boolean(node, at, "opt_in", false));
+  out.is_default_on = !opt_in;
+  if (auto ok = out.validate(); !ok) return r.error(node, at, "{}", ok.error().message);
+  return out;
+}
+
 Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "model", "chat_template", "threads", "context", "kv_cache_memory", "max_batch_tokens",
                                         "itl_target", "max_prefill_wait", "prefill_order", "max_running", "max_waiting", "prefix_caching", "kv_pin_fraction",
                                         "kv_pin_quota", "kv_disk_cache", "kv_disk_bytes", "preload",
                                         "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases", "loras", "max_loras",
-                                        "max_lora_rank", "lora_dtype"});
+                                        "max_lora_rank", "lora_dtype", "speculate"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -230,6 +258,9 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
   TRY_ASSIGN(m.max_loras, r.integer(entry, at, "max_loras", 1, 1 << 16, 64));
   TRY_ASSIGN(m.max_lora_rank, r.integer(entry, at, "max_lora_rank", 1, 1 << 12, 64));
   TRY_ASSIGN(m.lora_dtype, r.choice(entry, at, "lora_dtype", "f16", "q8 or f16", model::parse_lora_weight_type));
+  if (const YAML::Node spec = entry["speculate"]) {
+    TRY_ASSIGN(m.speculation, read_speculation(r, spec, Reader::join(at, "speculate")));
+  }
   if (const YAML::Node loras = entry["loras"]) {
     if (!loras.IsSequence()) return r.error(loras, Reader::join(at, "loras"), "must be a list of {{name, path, scale}}");
     for (size_t i = 0; i < loras.size(); ++i) {

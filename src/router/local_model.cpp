@@ -166,6 +166,7 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
     engine_config.org_pin_quota_blocks = config_.kv_pin_quota / std::max<int64_t>(1, kv->block_bytes);
   }
   engine_config.scheduler = config_.scheduler;
+  engine_config.speculation = config_.speculation;
   if (!config_.kv_disk_cache.empty() && config_.prefix_caching) {  // without prefix caching nothing would look blocks up
     // Keyed by the model file and the KV layout: another model, or another layout, never reads these blocks.
     auto fingerprint = engine::DiskKvStore::file_fingerprint(*path);
@@ -189,12 +190,12 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::fprintf(stderr,
                "tern serve: loaded model '%s' (%s, %s) in %.2f s: %d threads, context %lld, KV cache %lld tokens (%lld MiB), "
-               "prefix caching %s, ITL target %s, tool calls %s\n",
+               "prefix caching %s, ITL target %s, speculation %s, tool calls %s\n",
                config_.name.c_str(), loaded->model->file().name().c_str(), loaded->model->config().arch_name.c_str(), seconds,
                loaded->backend->num_threads(), static_cast<long long>(engine_config.max_model_len),
                static_cast<long long>(engine_config.num_kv_blocks * engine_config.block_size), static_cast<long long>(kv->bytes() >> 20),
                engine_config.prefix_caching ? "on" : "off",
-               engine::describe_itl_target(config_.scheduler).c_str(), tool_syntax);
+               engine::describe_itl_target(config_.scheduler).c_str(), engine::describe_speculation(config_.speculation).c_str(), tool_syntax);
   {
     std::lock_guard lock(mutex_);
     last_load_seconds_ = seconds;

@@ -31,6 +31,7 @@ struct LocalModelConfig {
   int64_t context = 0;        ///< 0: the model's, at most 8192
   int64_t kv_cache_memory = 0;  ///< bytes; 0: the default (a quarter of memory, at most 4 GiB)
   engine::SchedulerConfig scheduler;
+  engine::SpeculationConfig speculation;  ///< speculative decoding (off unless configured)
   int64_t max_waiting = 4096;
   bool prefix_caching = true;
   double kv_pin_fraction = 0.5;  ///< most of the KV cache that retention (cache_control, 24h) may pin, all orgs

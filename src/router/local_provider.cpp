@@ -182,6 +182,7 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
   if (!request.seed_given) out.sampling.seed = std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32);
   out.stop = request.stop;
   out.ignore_eos = request.ignore_eos;
+  out.speculate = request.speculative;
   out.top_logprobs = request.top_logprobs;
   out.cache_salt = request.cache_salt;
   out.cache_breakpoints = pin_breakpoints(request, out.prompt);

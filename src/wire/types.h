@@ -133,6 +133,8 @@ struct Request {
   Sampling sampling;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  /// tern's extension: speculative decoding asked for (true) or refused (false); unset: the server's default.
+  std::optional<bool> speculative;
   std::string cache_salt;
   std::vector<CacheBreakpoint> cache_breakpoints;
   std::string prompt_cache_key;  ///< OpenAI's routing hint: prefix-affinity routes by it instead of the prompt

@@ -106,3 +106,76 @@ TEST(GreedyToken, IsTheFirstLargestLikeMaxElement) {
 
 }  // namespace
 }  // namespace tern::engine
+
+namespace tern::engine {
+namespace {
+
+// Speculative decoding's check of a guess (rejection sampling against a proposal certain of its guess)
+// leaves the sampler's distribution exactly as it was, whatever the guess: the likeliest token, an
+// unlikely one, or one the truncation removed. Penalties apply as in sample().
+class SamplerVerify : public ::testing::TestWithParam<SamplingParams> {};
+
+TEST_P(SamplerVerify, DrawsTheSamplersDistributionWhateverTheGuess) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(997);
+  for (float& v : logits) v = normal(rng);
+  const SamplingParams params = GetParam();
+  const auto expected = reference_distribution(logits, params);
+  std::vector<std::pair<double, int32_t>> by_prob;
+  for (const auto& [token, prob] : expected) by_prob.emplace_back(prob, token);
+  std::sort(by_prob.rbegin(), by_prob.rend());
+  int32_t outside = 0;
+  while (expected.contains(outside)) ++outside;
+  const int32_t guesses[] = {by_prob.front().second, by_prob[by_prob.size() / 2].second, outside};
+  for (const int32_t guess : guesses) {
+    Sampler sampler(params);
+    std::map<int32_t, int> counts;
+    constexpr int kDraws = 40000;
+    int accepted = 0;
+    for (int i = 0; i < kDraws; ++i) {
+      std::vector<float> row = logits;
+      const Sampler::Verdict verdict = sampler.verify(row, {}, guess);
+      ASSERT_EQ(verdict.is_guess, verdict.token == guess);
+      accepted += verdict.is_guess;
+      ++counts[verdict.token];
+    }
+    for (const auto& [token, n] : counts) EXPECT_TRUE(expected.contains(token)) << "guess " << guess << ": token " << token << " is outside the kept set";
+    for (const auto& [token, prob] : expected) {
+      const double freq = static_cast<double>(counts[token]) / kDraws;
+      EXPECT_NEAR(freq, prob, 5 * std::sqrt(prob * (1 - prob) / kDraws) + 1e-3) << "guess " << guess << ", token " << token;
+    }
+    const double p_guess = expected.contains(guess) ? expected.at(guess) : 0.0;
+    EXPECT_NEAR(static_cast<double>(accepted) / kDraws, p_guess, 5 * std::sqrt(p_guess * (1 - p_guess) / kDraws) + 1e-3) << "guess " << guess;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Settings, SamplerVerify,
+                         ::testing::Values(SamplingParams{.temperature = 1.0f}, SamplingParams{.temperature = 0.7f, .top_k = 40},
+                                           SamplingParams{.temperature = 1.0f, .top_p = 0.9f},
+                                           SamplingParams{.temperature = 1.0f, .top_k = 100, .top_p = 0.8f, .min_p = 0.02f}),
+                         [](const ::testing::TestParamInfo<SamplingParams>& info) {
+                           const SamplingParams& p = info.param;
+                           return "t" + std::to_string(static_cast<int>(p.temperature * 100)) + "_k" + std::to_string(p.top_k) + "_p" +
+                                  std::to_string(static_cast<int>(p.top_p * 100));
+                         });
+
+// Greedy: the greedy token, and whether it is the guess; penalties count the history as sample() does.
+TEST(SamplerVerifyGreedy, IsTheGreedyTokenWithPenalties) {
+  std::vector<float> logits = {1.0f, 3.0f, 2.9f, 0.5f};
+  const std::vector<int32_t> history = {1, 1};
+  Sampler plain({.temperature = 0.0f, .frequency_penalty = 0.1f});
+  std::vector<float> row = logits;
+  const int32_t want = plain.sample(row, history);
+  EXPECT_EQ(want, 2);  // 3.0 - 0.2 < 2.9
+  Sampler verifying({.temperature = 0.0f, .frequency_penalty = 0.1f});
+  row = logits;
+  EXPECT_EQ(verifying.verify(row, history, 2).token, 2);
+  row = logits;
+  const auto refused = verifying.verify(row, history, 1);
+  EXPECT_EQ(refused.token, 2);
+  EXPECT_FALSE(refused.is_guess);
+}
+
+}  // namespace
+}  // namespace tern::engine

@@ -36,28 +36,26 @@ int32_t greedy_token(std::span<const float> logits) {
   return static_cast<int32_t>(at - logits.begin());
 }
 
-int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> history) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
   const bool has_penalty = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
                            params_.frequency_penalty != 0.0f;
-  if (has_penalty && !history.empty()) {
-    counts_.assign(static_cast<size_t>(vocab), 0);
-    for (int32_t token : history) {
-      if (token >= 0 && token < vocab) ++counts_[token];
-    }
-    for (int32_t token = 0; token < vocab; ++token) {
-      const int32_t count = counts_[token];
-      if (count == 0) continue;
-      float& logit = logits[token];
-      if (params_.repetition_penalty != 1.0f) logit = logit > 0 ? logit / params_.repetition_penalty : logit * params_.repetition_penalty;
-      logit -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count);
-    }
+  if (!has_penalty || history.empty()) return;
+  counts_.assign(static_cast<size_t>(vocab), 0);
+  for (int32_t token : history) {
+    if (token >= 0 && token < vocab) ++counts_[token];
   }
-  if (params_.temperature == 0.0f) {
-    // Greedy; ties go to the lowest id, as in llama.cpp.
-    return greedy_token(logits);
+  for (int32_t token = 0; token < vocab; ++token) {
+    const int32_t count = counts_[token];
+    if (count == 0) continue;
+    float& logit = logits[token];
+    if (params_.repetition_penalty != 1.0f) logit = logit > 0 ? logit / params_.repetition_penalty : logit * params_.repetition_penalty;
+    logit -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count);
   }
+}
 
+double Sampler::build_candidates(std::span<const float> logits) {
+  const int32_t vocab = static_cast<int32_t>(logits.size());
   // Work in O(vocab): only top-k and top-p need an order, and top-p only as far as its nucleus goes,
   // so the full vocabulary is never sorted.
   candidates_.clear();
@@ -101,6 +99,10 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   }
   total = 0;
   for (const auto& c : candidates_) total += c.first;
+  return total;
+}
+
+int32_t Sampler::draw(double total) {
   std::uniform_real_distribution<double> uniform(0.0, total);
   double draw = uniform(rng_);
   for (const auto& [weight, token] : candidates_) {
@@ -108,6 +110,32 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     if (draw <= 0) return token;
   }
   return candidates_.back().second;
+}
+
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+  apply_penalties(logits, history);
+  // Greedy; ties go to the lowest id, as in llama.cpp.
+  if (params_.temperature == 0.0f) return greedy_token(logits);
+  return draw(build_candidates(logits));
+}
+
+Sampler::Verdict Sampler::verify(std::span<float> logits, std::span<const int32_t> history, int32_t guess) {
+  apply_penalties(logits, history);
+  if (params_.temperature == 0.0f) {
+    const int32_t token = greedy_token(logits);
+    return {token, token == guess};
+  }
+  double total = build_candidates(logits);
+  const auto found = std::find_if(candidates_.begin(), candidates_.end(), [guess](const auto& c) { return c.second == guess; });
+  if (found != candidates_.end()) {
+    const double p_guess = found->first / total;
+    if (std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < p_guess) return {guess, true};
+    // Refused: the guess leaves the candidates and the rest are drawn from as they are.
+    total -= found->first;
+    candidates_.erase(found);
+    if (candidates_.empty() || !(total > 0)) return {guess, true};  // the guess held (all) the mass
+  }
+  return {draw(total), false};
 }
 
 }  // namespace tern::engine

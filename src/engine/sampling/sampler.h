@@ -38,7 +38,26 @@ class Sampler {
   /// penalties look at (prompt and output so far).
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
 
+  /// Speculative decoding's check of a guessed token (engine/spec/proposer.h): a token distributed
+  /// exactly as sample() would draw it from the same logits, and whether it is the guess. Greedy: the
+  /// greedy token. Sampled: the guess with the probability the sampler gives it, otherwise a draw from
+  /// the other candidates renormalised (rejection sampling against a proposal that is certain of its
+  /// guess: p(guess) + (1 - p(guess)) * 0 for the guess, (1 - p(guess)) * p(x) / (1 - p(guess)) = p(x)
+  /// for any other x).
+  struct Verdict {
+    int32_t token = 0;
+    bool is_guess = false;
+  };
+  Verdict verify(std::span<float> logits, std::span<const int32_t> history, int32_t guess);
+
  private:
+  /// Penalties, then (temperature > 0) the candidates that survive truncation with their weights.
+  void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
+  /// Fills candidates_ (weights, unnormalised) from penalised logits; returns their total.
+  double build_candidates(std::span<const float> logits);
+  /// A draw from candidates_ whose weights total `total`.
+  int32_t draw(double total);
+
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;

@@ -49,6 +49,7 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
     recount(output);
   }
   kv_.free(victim->blocks, now);
+  victim->draft.clear();
   victim->num_computed = 0;
   victim->state = RequestState::kWaiting;
   ++victim->num_preemptions;
@@ -262,6 +263,7 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     if (running_[i]->remaining() == 1 && !serve_running(running_[i], true)) break;
   }
+  add_drafts(output, budget);
   output.decode_seconds = output.num_decode_tokens > 0 ? cost_model_.predict(output.shape) : 0.0;
   if (config_.prefill_order == PrefillOrder::kShortestFirst) {
     schedule_prompts_shortest_first(now, budget, serve_running, admit);
@@ -278,10 +280,67 @@ SchedulerOutput Scheduler::schedule(Clock::time_point now) {
   return output;
 }
 
+void Scheduler::add_drafts(SchedulerOutput& output, int64_t& budget) {
+  struct Candidate {
+    size_t chunk;
+    double next_gain;  // expected tokens the next guess adds: acceptance^(guesses taken + 1)
+  };
+  std::vector<Candidate> candidates;
+  double expected_tokens = 0;
+  for (size_t i = 0; i < output.chunks.size(); ++i) {
+    const ScheduledChunk& chunk = output.chunks[i];
+    expected_tokens += 1;
+    if (!chunk.request->draft.empty() && chunk.request->draft_acceptance > 0) candidates.push_back({i, chunk.request->draft_acceptance});
+  }
+  if (candidates.empty()) return;
+  // Lengthens `chunk` by its next guess; false: no block for it (never preempt for a guess).
+  const auto take_guess = [&](ScheduledChunk& chunk) {
+    if (budget <= 0 || !kv_.allocate_slots(chunk.request->blocks, chunk.start + chunk.num_tokens + 1)) return false;
+    output.shape.add_chunk(chunk.start + chunk.num_tokens, 1);
+    ++chunk.num_tokens;
+    ++chunk.num_draft;
+    ++output.num_tokens;
+    ++output.num_decode_tokens;
+    --budget;
+    return true;
+  };
+  // The guesses asked for unconditionally first (min_draft).
+  for (Candidate& c : candidates) {
+    ScheduledChunk& chunk = output.chunks[c.chunk];
+    const int64_t wanted = std::min<int64_t>(chunk.request->min_draft, static_cast<int64_t>(chunk.request->draft.size()));
+    while (chunk.num_draft < wanted && take_guess(chunk)) {
+      expected_tokens += c.next_gain;
+      c.next_gain *= chunk.request->draft_acceptance;
+    }
+    if (chunk.num_draft == static_cast<int64_t>(chunk.request->draft.size())) c.next_gain = 0;
+  }
+  double step_s = cost_model_.predict(output.shape);
+  while (budget > 0) {
+    const auto best = std::max_element(candidates.begin(), candidates.end(),
+                                       [](const Candidate& a, const Candidate& b) { return a.next_gain < b.next_gain; });
+    if (best == candidates.end() || best->next_gain <= 0) break;
+    ScheduledChunk& chunk = output.chunks[best->chunk];
+    StepShape longer = output.shape;
+    longer.add_chunk(chunk.start + chunk.num_tokens, 1);
+    const double longer_s = cost_model_.predict(longer);
+    // Worth it only while the step's expected tokens per second grow: gain / added time > tokens / time.
+    if ((expected_tokens + best->next_gain) * step_s <= expected_tokens * longer_s) break;
+    if (!take_guess(chunk)) {
+      best->next_gain = 0;
+      continue;
+    }
+    step_s = longer_s;
+    expected_tokens += best->next_gain;
+    best->next_gain = chunk.num_draft < static_cast<int64_t>(chunk.request->draft.size()) ? best->next_gain * chunk.request->draft_acceptance : 0;
+  }
+}
+
 void Scheduler::on_computed(const SchedulerOutput& output, Clock::time_point now) {
   for (const ScheduledChunk& chunk : output.chunks) {
     SchedRequest* request = chunk.request;
-    request->num_computed = chunk.start + chunk.num_tokens;
+    // A chunk with guesses: its first token and the guesses accepted (the rest of its K/V is refused
+    // work, overwritten by the next step's chunk).
+    request->num_computed = chunk.start + chunk.num_tokens - chunk.num_draft + (chunk.num_draft > 0 ? request->num_draft_accepted : 0);
     kv_.cache_full_blocks(request->blocks, request->tokens, request->num_computed, request->cache_key);
     if (!request->pins.empty()) kv_.apply_pins(request->blocks, request->pins, request->pin_outcome, now);
   }

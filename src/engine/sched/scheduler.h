@@ -29,6 +29,16 @@
 // the `min_prefill_chunk` floor of the oldest prompt (so none starves), and a backlog makes TTFT, not
 // ITL, longer.
 //
+// Speculative decoding (engine/spec/proposer.h): a decode may carry guessed tokens (`draft`) to verify
+// in the same chunk. How many of them a step takes is a throughput decision made after the decodes are
+// planned and before the prompts: guesses are added one at a time, each to the request whose next guess
+// is likeliest to be accepted (its acceptance rate a, a guess at depth k is worth a^k expected tokens),
+// while the expected tokens per predicted second of the step still grow. One stream on a memory-bound
+// step takes several guesses (a token more costs little next to the weights read once); a batch of many
+// streams is compute-bound, each extra token costs its full share, and guesses stop unless they are
+// nearly certain. A guess never preempts anyone: one that needs a block when none is free is not
+// verified this step.
+//
 // When KV blocks run out, the most recently admitted running request is preempted (even when it is the
 // one that needs the block, so older requests keep their progress, as in vLLM): its blocks are
 // freed and it goes back to the front of the queue to be recomputed (its full blocks usually remain
@@ -98,6 +108,12 @@ struct SchedRequest {
   RequestState state = RequestState::kWaiting;
   int64_t num_preemptions = 0;
   Clock::time_point arrival{};  ///< for the ageing rule
+  /// Speculative decoding: guesses to follow the last token, proposed before each step (a decode only);
+  /// the scheduler verifies a prefix of them (ScheduledChunk::num_draft).
+  std::vector<int32_t> draft;
+  double draft_acceptance = 0;   ///< the estimated chance that each next guess is accepted
+  int64_t min_draft = 0;         ///< guesses verified whatever the step-time model says (when there are any)
+  int64_t num_draft_accepted = 0;  ///< set by the engine after the step: guesses accepted (now in `tokens`)
 
   int64_t remaining() const { return static_cast<int64_t>(tokens.size()) - num_computed; }
 };
@@ -107,6 +123,7 @@ struct ScheduledChunk {
   int64_t start;       ///< first token index computed this step (= num_computed before the step)
   int64_t num_tokens;  ///< how many
   bool samples;        ///< the chunk reaches the last token: its logits pick the next token
+  int64_t num_draft = 0;  ///< the last this many tokens are request->draft's first (logits at every row)
 };
 
 struct SchedulerOutput {
@@ -149,6 +166,8 @@ class Scheduler {
  private:
   /// Frees the victim's blocks, drops it from this step's output and queues it first for recompute.
   void preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& budget, Clock::time_point now);
+  /// Lengthens the step's decodes by their guesses while expected tokens per predicted second grow.
+  void add_drafts(SchedulerOutput& output, int64_t& budget);
   /// How many of `request`'s next `wanted` prompt tokens fit this step under the ITL target.
   int64_t prefill_allowance(const SchedRequest& request, int64_t wanted, const SchedulerOutput& output,
                             Clock::time_point now) const;

@@ -74,7 +74,8 @@ void matmul_interleaved(const WeightMatrix& w, const uint8_t* act, size_t act_st
       for (int64_t j = band; j < band_end;) {
         const uint8_t* group = w.data + (j / kInterleaveRows) * w.group_bytes;
         float* out = y + i * w.num_rows + j;
-        const bool pair = pairs && band_end - j > kInterleaveRows;
+        // The first pass over a band streams it from memory: one group at a time (see above).
+        const bool pair = pairs && i > 0 && band_end - j > kInterleaveRows;
         const int num_w = static_cast<int>(std::min<int64_t>((pair ? 2 : 1) * kInterleaveRows, band_end - j));
         if (pair) {
           w.kernel.interleaved_pair(w.row_length, group, w.group_bytes, act + i * act_stride, act_stride, num, out,

@@ -245,11 +245,12 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   if (!body.is_object()) return Error(bad_request("the request body must be a JSON object"));
   // Today's API (and SDK) fields, and the sampling fields older clients still send. Fields that only
   // steer Anthropic's own fleet (service_tier, inference_geo, speed, ...) are accepted and have no effect.
-  // ignore_eos is tern's (as on its OpenAI endpoints): generate exactly max_tokens, for benchmarks.
+  // ignore_eos is tern's (as on its OpenAI endpoints): generate exactly max_tokens, for benchmarks;
+  // speculative too: speculative decoding asked for or refused for this request.
   static const std::set<std::string> known = {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p",
                                               "top_k", "stream", "metadata", "tools", "tool_choice", "thinking", "service_tier",
                                               "cache_control", "container", "diagnostics", "inference_geo", "output_config", "speed",
-                                              "user_profile_id", "workspace_id", "models", "fallbacks", "provider", "ignore_eos"};
+                                              "user_profile_id", "workspace_id", "models", "fallbacks", "provider", "ignore_eos", "speculative"};
   for (const auto& [key, value] : body.items()) {
     if (!known.contains(key)) return Error(bad_request(fmt::format("{}: Extra inputs are not permitted", key), key));
   }
@@ -408,6 +409,10 @@ std::expected<Request, ApiError> parse_anthropic_request(std::string_view text) 
   if (const json* ignore_eos = field(body, "ignore_eos"); ignore_eos != nullptr) {
     if (!ignore_eos->is_boolean()) return Error(bad_request("ignore_eos: must be a boolean", "ignore_eos"));
     out.ignore_eos = ignore_eos->get<bool>();
+  }
+  if (const json* speculative = field(body, "speculative"); speculative != nullptr) {
+    if (!speculative->is_boolean()) return Error(bad_request("speculative: must be a boolean", "speculative"));
+    out.speculative = speculative->get<bool>();
   }
   if (const json* metadata = field(body, "metadata"); metadata != nullptr) {
     if (!metadata->is_object()) return Error(bad_request("metadata: must be an object", "metadata"));

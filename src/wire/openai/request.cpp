@@ -433,7 +433,7 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
 
   static const std::set<std::string> common = {
       "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
-      "repetition_penalty", "seed", "stop", "n", "stream", "stream_options", "user", "logprobs", "ignore_eos",
+      "repetition_penalty", "seed", "stop", "n", "stream", "stream_options", "user", "logprobs", "ignore_eos", "speculative",
       "cache_salt", "logit_bias", "metadata", "store", "service_tier", "best_of", "models", "provider",
       "prompt_cache_retention", "prompt_cache_key"};
   static const std::set<std::string> chat_only = {"messages", "max_completion_tokens", "top_logprobs", "response_format",
@@ -556,6 +556,9 @@ std::expected<Request, ApiError> parse_openai_request(RequestKind kind, std::str
   auto ignore_eos = boolean(body, "ignore_eos");
   if (!ignore_eos) return Error(ignore_eos.error());
   out.ignore_eos = ignore_eos->value_or(false);
+  auto speculative = boolean(body, "speculative");
+  if (!speculative) return Error(speculative.error());
+  out.speculative = *speculative;
   auto salt = string(body, "cache_salt");
   if (!salt) return Error(salt.error());
   out.cache_salt = salt->value_or("");
