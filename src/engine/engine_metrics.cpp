@@ -225,10 +225,11 @@ std::string EngineMetrics::render() const {
   single("step_time_last_seconds", "gauge", "Measured wall time of the last step.", last_step_.measured_seconds);
   single("step_prefill_chunk_tokens", "gauge", "Prompt tokens the scheduler put into the last step.", last_step_.num_prefill_tokens);
   prometheus_header(out, "step_cost_model_seconds", "gauge",
-         "The learned step-time model: fixed seconds per step, per token, per attention (query, key) pair.");
+         "The learned step-time model: fixed seconds per step, per token, per attention (query, key) pair, per row of logits.");
   out += fmt::format("tern:step_cost_model_seconds{{{},term=\"fixed\"}} {}\n", l, last_step_.cost.fixed_s);
   out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_token\"}} {}\n", l, last_step_.cost.per_token_s);
   out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_context_pair\"}} {}\n", l, last_step_.cost.per_context_s);
+  out += fmt::format("tern:step_cost_model_seconds{{{},term=\"per_logit_row\"}} {}\n", l, last_step_.cost.per_logit_row_s);
   prometheus_header(out, "request_success_total", "counter", "Finished requests by finish reason.");
   for (const auto& [reason, count] : finished_) {
     out += fmt::format("tern:request_success_total{{{},finished_reason=\"{}\"}} {}\n", l, reason, count);

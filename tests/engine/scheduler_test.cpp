@@ -543,7 +543,7 @@ TEST(SchedulerTest, ShortestFirstServesACachedConversationAheadOfALongPrompt) {
 TEST(SchedulerTest, ShortestFirstGivesTheLongestWaitingPromptAShareOfSteps) {
   Sim sim(512, 4, {.max_batch_tokens = 16, .max_running = 64, .max_prefill_wait_s = 0.05,
                    .prefill_order = PrefillOrder::kShortestFirst});
-  sim.true_cost = StepCostCoefficients{.fixed_s = 0.01, .per_token_s = 0, .per_context_s = 0};  // 10 ms steps
+  sim.true_cost = StepCostCoefficients{.fixed_s = 0.01, .per_token_s = 0, .per_context_s = 0, .per_logit_row_s = 0};  // 10 ms steps
   const size_t long_prompt = sim.add(seq(7000, 200), 1);
   int32_t next = 10000;
   std::vector<int> long_steps;  // steps whose chunks include the long prompt
@@ -702,9 +702,9 @@ struct ItlRun {
 ItlRun run_long_prompt_among_streams(double itl_target_s, double max_prefill_wait_s = 1e9) {
   SchedulerConfig config{.max_batch_tokens = 512, .max_running = 64, .itl_target_s = itl_target_s,
                          .min_prefill_chunk = 16, .max_prefill_wait_s = max_prefill_wait_s,
-                         .step_cost_prior = {.fixed_s = 0.02, .per_token_s = 0.003, .per_context_s = 5e-6}};
+                         .step_cost_prior = {.fixed_s = 0.02, .per_token_s = 0.003, .per_context_s = 5e-6, .per_logit_row_s = 0}};
   Sim sim(1024, 16, config);
-  sim.true_cost = StepCostCoefficients{.fixed_s = 0.004, .per_token_s = 0.001, .per_context_s = 1e-6};
+  sim.true_cost = StepCostCoefficients{.fixed_s = 0.004, .per_token_s = 0.001, .per_context_s = 1e-6, .per_logit_row_s = 0};
   for (int i = 0; i < 8; ++i) sim.add(seq(1000 * i, 64), 400);
   ItlRun out;
   for (int i = 0; i < 60; ++i) sim.step();  // streams prefilled and decoding; the model has learned
@@ -751,7 +751,7 @@ TEST(SchedulerItlTarget, PromptsProgressEvenWhenDecodesAloneExceedTheTarget) {
   // prompt still moves by min_prefill_chunk tokens a step, and after max_prefill_wait_s takes the budget.
   SchedulerConfig config{.max_batch_tokens = 256, .max_running = 64, .itl_target_s = 0.03, .min_prefill_chunk = 16,
                          .max_prefill_wait_s = 1.0,
-                         .step_cost_prior = {.fixed_s = 0.004, .per_token_s = 0.001, .per_context_s = 1e-6}};
+                         .step_cost_prior = {.fixed_s = 0.004, .per_token_s = 0.001, .per_context_s = 1e-6, .per_logit_row_s = 0}};
   Sim sim(4096, 16, config);
   sim.true_cost = config.step_cost_prior;
   for (int i = 0; i < 40; ++i) sim.add(seq(1000 * i, 16), 1000);
@@ -787,9 +787,9 @@ TEST(SchedulerItlTarget, RelativeTargetBoundsEveryStepByItsDecodesWithoutAgeing)
   // learned model's plans hold on the simulated machine, and every prompt still finishes.
   SchedulerConfig config{.max_batch_tokens = 512, .max_running = 64, .itl_target_factor = 2.0, .min_prefill_chunk = 16,
                          .max_prefill_wait_s = 0.1,
-                         .step_cost_prior = {.fixed_s = 0.02, .per_token_s = 0.003, .per_context_s = 5e-6}};
+                         .step_cost_prior = {.fixed_s = 0.02, .per_token_s = 0.003, .per_context_s = 5e-6, .per_logit_row_s = 0}};
   Sim sim(2048, 16, config);
-  sim.true_cost = StepCostCoefficients{.fixed_s = 0.02, .per_token_s = 0.001, .per_context_s = 1e-6};
+  sim.true_cost = StepCostCoefficients{.fixed_s = 0.02, .per_token_s = 0.001, .per_context_s = 1e-6, .per_logit_row_s = 0};
   const StepCostModel machine(*sim.true_cost);
   for (int i = 0; i < 8; ++i) sim.add(seq(1000 * i, 64), 600);
   for (int i = 0; i < 60; ++i) sim.step();
@@ -809,7 +809,7 @@ TEST(SchedulerItlTarget, RelativeTargetBoundsEveryStepByItsDecodesWithoutAgeing)
     EXPECT_LE(step.predicted_seconds, 2.0 * step.decode_seconds * (1 + 1e-9)) << "step " << sim.step_no;
     StepShape decodes;
     for (const ScheduledChunk& c : step.chunks) {
-      if (c.num_tokens == 1 && c.start >= c.request->num_prompt_tokens) decodes.add_chunk(c.start, 1);
+      if (c.num_tokens == 1 && c.start >= c.request->num_prompt_tokens) decodes.add_chunk(c.start, 1, 1);
     }
     if (planned > 2) worst_ratio = std::max(worst_ratio, sim.last_step_seconds / machine.predict(decodes));
   }
@@ -866,15 +866,19 @@ TEST(SchedulerItlTarget, NoDecodesMeansTheWholeBudget) {
 // ---- The step-time model ----
 
 TEST(StepCostModel, RecoversTheMachinesCoefficients) {
-  const StepCostCoefficients truth{.fixed_s = 0.006, .per_token_s = 0.0008, .per_context_s = 3e-7};
+  const StepCostCoefficients truth{.fixed_s = 0.006, .per_token_s = 0.0008, .per_context_s = 3e-7, .per_logit_row_s = 0.0005};
   StepCostModel model;  // the default prior, off by 2-3x
   std::mt19937 rng(3);
-  std::uniform_int_distribution<int64_t> streams(1, 32), depth(0, 3000), chunk(0, 512);
+  std::uniform_int_distribution<int64_t> streams(1, 32), depth(0, 3000), chunk(0, 512), guesses(0, 4);
   std::normal_distribution<double> noise(0.0, 0.0005);
   for (int i = 0; i < 300; ++i) {
     StepShape shape;
-    for (int64_t s = streams(rng); s > 0; --s) shape.add_chunk(depth(rng), 1);
-    shape.add_chunk(depth(rng), chunk(rng));
+    for (int64_t s = streams(rng); s > 0; --s) {
+      const int64_t g = i % 2 == 0 ? guesses(rng) : 0;  // speculative steps: decodes with guesses, a row of logits each
+      shape.add_chunk(depth(rng), 1 + g, 1 + g);
+    }
+    const int64_t n = chunk(rng);
+    shape.add_chunk(depth(rng), n, n > 0 && i % 3 == 0 ? 1 : 0);
     const StepCostModel machine(truth);
     model.observe(shape, machine.predict(shape) + noise(rng));
   }
@@ -882,6 +886,7 @@ TEST(StepCostModel, RecoversTheMachinesCoefficients) {
   EXPECT_NEAR(fitted.fixed_s, truth.fixed_s, 0.1 * truth.fixed_s);
   EXPECT_NEAR(fitted.per_token_s, truth.per_token_s, 0.05 * truth.per_token_s);
   EXPECT_NEAR(fitted.per_context_s, truth.per_context_s, 0.1 * truth.per_context_s);
+  EXPECT_NEAR(fitted.per_logit_row_s, truth.per_logit_row_s, 0.1 * truth.per_logit_row_s);
   EXPECT_EQ(model.num_observed(), 300);
 }
 
@@ -893,7 +898,7 @@ TEST(StepCostModel, AlikeStepsStayWellPosedAndNonNegative) {
   shape.add_chunk(100, 1);
   for (int i = 0; i < 500; ++i) model.observe(shape, 0.01);
   const StepCostCoefficients& fitted = model.coefficients();
-  for (double c : {fitted.fixed_s, fitted.per_token_s, fitted.per_context_s}) {
+  for (double c : {fitted.fixed_s, fitted.per_token_s, fitted.per_context_s, fitted.per_logit_row_s}) {
     EXPECT_TRUE(std::isfinite(c));
     EXPECT_GE(c, 0.0);
   }
@@ -908,9 +913,10 @@ TEST(StepCostModel, ContextPairsCountEveryQueryKeyPair) {
   StepShape shape;
   shape.add_chunk(0, 4);    // 1 + 2 + 3 + 4
   EXPECT_EQ(shape.context_pairs, 10);
-  shape.add_chunk(100, 1);  // one decode at depth 100 sees 101 positions
+  shape.add_chunk(100, 1, 1);  // one decode at depth 100 sees 101 positions
   EXPECT_EQ(shape.context_pairs, 111);
   EXPECT_EQ(shape.tokens, 5);
+  EXPECT_EQ(shape.logit_rows, 1);
 }
 
 }  // namespace

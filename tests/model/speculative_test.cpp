@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -235,6 +236,72 @@ TEST(Speculative, PrefixCacheHoldsOnlyVerifiedTokens) {
   EXPECT_EQ(cached.tokens, want.tokens);
   ASSERT_EQ(cached.logit_rows.size(), want.logit_rows.size());
   for (size_t i = 0; i < want.logit_rows.size(); ++i) EXPECT_TRUE(same_bits(cached.logit_rows[i], want.logit_rows[i])) << "token " << i;
+}
+
+// Sampled requests: rejection sampling keeps the target distribution (the sampler-level proof is
+// sampler_test.cpp's SamplerVerify). Here end to end on SmolLM2: 600 requests at temperature 1 with
+// and without guesses on a repetitive prompt (so guesses exist and are often right); the second and
+// third tokens, both decided by verification when speculating, must have the same distribution
+// (two-sample chi-square, each at p = 0.001).
+TEST(Speculative, SampledTokensKeepTheirDistribution) {
+  const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
+  auto model = load_model("smollm2-135m", *cpu);
+  ASSERT_TRUE(model);
+  const auto prompt = model->tokenizer().encode("one two three four five one two three four five one two three four five one two",
+                                                {.add_special = true});
+  constexpr int kRequests = 600;
+  const auto sample_all = [&](engine::SpeculationConfig speculation) {
+    testing::EngineHarness engine(*model, 1024, /*keep_logits=*/false, /*prefix_caching=*/true, 512, speculation);
+    std::vector<uint64_t> ids;
+    for (int i = 0; i < kRequests; ++i) {
+      engine::GenerationRequest request;
+      request.prompt = prompt;
+      request.sampling = {.temperature = 1.0f, .top_k = 6, .seed = static_cast<uint64_t>(1000 + i)};
+      request.max_tokens = 4;
+      request.ignore_eos = true;
+      request.top_logprobs = 0;
+      ids.push_back(engine.submit(std::move(request)));
+    }
+    std::vector<std::vector<int32_t>> out;
+    int64_t accepted = 0;
+    for (uint64_t id : ids) {
+      testing::EngineOutput o = engine.wait(id);
+      EXPECT_TRUE(o.error.empty()) << o.error;
+      accepted += o.num_accepted_tokens;
+      out.push_back(std::move(o.tokens));
+    }
+    return std::pair(out, accepted);
+  };
+  const auto [plain, plain_accepted] = sample_all({});
+  const auto [speculating, accepted] = sample_all(eager_ngram());
+  EXPECT_EQ(plain_accepted, 0);
+  EXPECT_GT(accepted, kRequests / 4) << "too few guesses accepted for the test to mean anything";
+  for (size_t position : {size_t{1}, size_t{2}}) {
+    std::map<int32_t, std::pair<int, int>> counts;
+    for (const auto& t : plain) ++counts[t.at(position)].first;
+    for (const auto& t : speculating) ++counts[t.at(position)].second;
+    // Categories with few observations are pooled so that every expected count is at least 5.
+    double chi2 = 0;
+    int categories = 0;
+    std::pair<int, int> pooled{0, 0};
+    const auto add = [&](std::pair<int, int> c) {
+      const double total = c.first + c.second;
+      const double expected = total / 2;  // equal sample sizes
+      chi2 += (c.first - expected) * (c.first - expected) / expected + (c.second - expected) * (c.second - expected) / expected;
+      ++categories;
+    };
+    for (const auto& [token, c] : counts) {
+      if (c.first + c.second >= 10) add(c);
+      else pooled = {pooled.first + c.first, pooled.second + c.second};
+    }
+    if (pooled.first + pooled.second >= 10) add(pooled);
+    // Chi-square critical values at p = 0.001 for 1..15 degrees of freedom.
+    const double critical[] = {10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59, 31.26, 32.91, 34.53, 36.12, 37.70};
+    ASSERT_GE(categories, 2);
+    ASSERT_LE(categories - 1, 15);
+    std::printf("token %zu: %d categories, chi-square %.2f (critical %.2f)\n", position + 1, categories, chi2, critical[categories - 2]);
+    EXPECT_LT(chi2, critical[categories - 2]) << "token " << position + 1 << " is distributed differently with speculation";
+  }
 }
 
 }  // namespace

@@ -13,7 +13,7 @@ namespace {
 /// Adds a chunk to the step's shape and its decode / prompt token counts (a chunk past the prompt
 /// is a decode; a recompute after preemption counts as prompt work).
 void count_chunk(SchedulerOutput& output, const ScheduledChunk& chunk) {
-  output.shape.add_chunk(chunk.start, chunk.num_tokens);
+  output.shape.add_chunk(chunk.start, chunk.num_tokens, chunk.samples ? 1 + chunk.num_draft : 0);
   const bool is_decode = chunk.start >= chunk.request->num_prompt_tokens;
   (is_decode ? output.num_decode_tokens : output.num_prefill_tokens) += chunk.num_tokens;
 }
@@ -121,7 +121,7 @@ int64_t Scheduler::prefill_allowance(const SchedRequest& request, int64_t wanted
   // The largest n whose step still fits the target (the cost only grows with n: binary search).
   const auto fits = [&](int64_t n) {
     StepShape shape = output.shape;
-    shape.add_chunk(request.num_computed, n);
+    shape.add_chunk(request.num_computed, n, request.num_computed + n == static_cast<int64_t>(request.tokens.size()) ? 1 : 0);
     return cost_model_.predict(shape) <= target_s;
   };
   int64_t lo = 0, hi = wanted;
@@ -296,7 +296,7 @@ void Scheduler::add_drafts(SchedulerOutput& output, int64_t& budget) {
   // Lengthens `chunk` by its next guess; false: no block for it (never preempt for a guess).
   const auto take_guess = [&](ScheduledChunk& chunk) {
     if (budget <= 0 || !kv_.allocate_slots(chunk.request->blocks, chunk.start + chunk.num_tokens + 1)) return false;
-    output.shape.add_chunk(chunk.start + chunk.num_tokens, 1);
+    output.shape.add_chunk(chunk.start + chunk.num_tokens, 1, 1);
     ++chunk.num_tokens;
     ++chunk.num_draft;
     ++output.num_tokens;
@@ -321,7 +321,7 @@ void Scheduler::add_drafts(SchedulerOutput& output, int64_t& budget) {
     if (best == candidates.end() || best->next_gain <= 0) break;
     ScheduledChunk& chunk = output.chunks[best->chunk];
     StepShape longer = output.shape;
-    longer.add_chunk(chunk.start + chunk.num_tokens, 1);
+    longer.add_chunk(chunk.start + chunk.num_tokens, 1, 1);
     const double longer_s = cost_model_.predict(longer);
     // Worth it only while the step's expected tokens per second grow: gain / added time > tokens / time.
     if ((expected_tokens + best->next_gain) * step_s <= expected_tokens * longer_s) break;
