@@ -198,7 +198,10 @@ TEST(EngineMetricsTest, RecordedValuesRendered) {
              .predicted_seconds = 0.024, .is_itl_limited = true,
              .cost = {.fixed_s = 0.002, .per_token_s = 0.001, .per_context_s = 1e-6}});
   m.on_step({.num_tokens = 9, .num_prefill_tokens = 0, .measured_seconds = 0.02, .predicted_seconds = 0.021,
-             .cost = {.fixed_s = 0.003, .per_token_s = 0.0011, .per_context_s = 2e-6}});
+             .cost = {.fixed_s = 0.003, .per_token_s = 0.0011, .per_context_s = 2e-6, .per_logit_row_s = 4e-4}});
+  m.on_speculation(4, 3);  // a step: 4 guesses verified, 3 accepted -> 4 tokens
+  m.on_speculation(2, 0);
+  m.on_speculative_request(6, 3);
   m.on_first_token(0.05);
   m.on_inter_token(0.01);
   m.on_inter_token(0.02);
@@ -244,6 +247,15 @@ TEST(EngineMetricsTest, RecordedValuesRendered) {
   EXPECT_DOUBLE_EQ(value_of(s, "tern:step_cost_model_seconds{model_name=\"m\",term=\"fixed\"}"), 0.003);
   EXPECT_DOUBLE_EQ(value_of(s, "tern:step_cost_model_seconds{model_name=\"m\",term=\"per_token\"}"), 0.0011);
   EXPECT_DOUBLE_EQ(value_of(s, "tern:step_cost_model_seconds{model_name=\"m\",term=\"per_context_pair\"}"), 2e-6);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:step_cost_model_seconds{model_name=\"m\",term=\"per_logit_row\"}"), 4e-4);
+  // Speculative decoding: counters, tokens gained per verifying step, each request's acceptance rate.
+  EXPECT_EQ(value_of(s, "tern:spec_decode_num_drafts_total" + l), 2);
+  EXPECT_EQ(value_of(s, "tern:spec_decode_num_draft_tokens_total" + l), 6);
+  EXPECT_EQ(value_of(s, "tern:spec_decode_num_accepted_tokens_total" + l), 3);
+  EXPECT_EQ(value_of(s, "tern:spec_decode_tokens_per_step_sum" + l), 5);
+  EXPECT_EQ(value_of(s, "tern:spec_decode_tokens_per_step_bucket{model_name=\"m\",le=\"1\"}"), 1);
+  EXPECT_EQ(value_of(s, "tern:spec_decode_acceptance_rate_count" + l), 1);
+  EXPECT_DOUBLE_EQ(value_of(s, "tern:spec_decode_acceptance_rate_sum" + l), 0.5);
   EXPECT_EQ(value_of(s, "tern:step_time_seconds_count" + l), 2);
   EXPECT_DOUBLE_EQ(value_of(s, "tern:step_time_seconds_sum" + l), 0.05);
   EXPECT_EQ(value_of(s, "tern:step_prefill_tokens_count" + l), 1);  // only steps that carried a prompt chunk

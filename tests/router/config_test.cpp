@@ -96,7 +96,7 @@ TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
             "t.yaml:3:5: models[0].threds: unknown key (known: aliases, breaker, chat_template, context, idle_unload, itl_target, "
             "kv_cache_memory, kv_disk_bytes, kv_disk_cache, kv_pin_fraction, kv_pin_quota, lora_dtype, loras, max_batch_tokens, "
             "max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, max_waiting, model, name, prefill_order, "
-            "prefix_caching, preload, prices, retries, threads)");
+            "prefix_caching, preload, prices, retries, speculate, threads)");
   EXPECT_EQ(refused("models:\n  - model: x\n    prefill_order: sjf\n"),
             "t.yaml:3:20: models[0].prefill_order: must be fcfs or shortest (got \"sjf\")");
   EXPECT_EQ(refused("models:\n  - model: x\n    lora_dtype: bf16\n"),
@@ -148,6 +148,31 @@ TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
   EXPECT_EQ(refused(""), "t.yaml: the file is empty");
   EXPECT_EQ(refused("server: {port: 1}\n"), "t.yaml: nothing to serve: add a local model under `models:` or a remote one under `deployments:`");
   EXPECT_EQ(refused("models: [\n").substr(0, 25), "t.yaml:2:1: not valid YAM");
+}
+
+// Speculative decoding per model: a method name, or a map of its settings; mistakes name the key.
+TEST(GatewayConfig, SpeculateTakesAMethodOrItsSettings) {
+  auto plain = parse_gateway_config("models:\n  - model: x\n    speculate: ngram\n", "t.yaml");
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ(plain->local[0].model.speculation.method, engine::SpeculationMethod::kNgram);
+  EXPECT_TRUE(plain->local[0].model.speculation.is_default_on);
+  auto full = parse_gateway_config(
+      "models:\n  - model: x\n    speculate: {method: ngram, max_draft: 5, min_draft: 1, ngram_min: 3, ngram_max: 6, opt_in: true}\n", "t.yaml");
+  ASSERT_TRUE(full) << full.error().message;
+  const engine::SpeculationConfig& s = full->local[0].model.speculation;
+  EXPECT_EQ(s.max_draft, 5);
+  EXPECT_EQ(s.min_draft, 1);
+  EXPECT_EQ(s.ngram_min, 3);
+  EXPECT_EQ(s.ngram_max, 6);
+  EXPECT_FALSE(s.is_default_on);
+  auto none = parse_gateway_config("models:\n  - model: x\n", "t.yaml");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->local[0].model.speculation.method, engine::SpeculationMethod::kOff);
+  EXPECT_EQ(refused("models:\n  - model: x\n    speculate: eagle\n"),
+            "t.yaml:3:16: models[0].speculate: unknown speculation method 'eagle': use off or ngram");
+  EXPECT_NE(refused("models:\n  - model: x\n    speculate: {method: ngram, ngram_min: 5, ngram_max: 2}\n").find("longest n-gram"),
+            std::string::npos);
+  EXPECT_NE(refused("models:\n  - model: x\n    speculate: {draft: 4}\n").find("speculate.draft: unknown key"), std::string::npos);
 }
 
 TEST(GatewayConfig, HostileInputIsRefusedNotCrashed) {

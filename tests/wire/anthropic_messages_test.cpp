@@ -60,6 +60,17 @@ TEST(AnthropicRequest, TakesIgnoreEos) {
   refused(body({{"ignore_eos", "yes"}}), "ignore_eos");
 }
 
+// And speculative decoding asked for or refused per request.
+TEST(AnthropicRequest, TakesSpeculative) {
+  auto r = parse_anthropic_request(body({{"speculative", false}}));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->speculative, std::optional<bool>(false));
+  auto unset = parse_anthropic_request(body());
+  ASSERT_TRUE(unset);
+  EXPECT_FALSE(unset->speculative.has_value());
+  refused(body({{"speculative", 1}}), "speculative");
+}
+
 TEST(AnthropicRequest, RefusesWhatItCannotHonourNamingTheField) {
   EXPECT_EQ(refused(json{{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}}.dump(), "max_tokens"), "max_tokens: Field required");
   refused(body({{"max_tokens", 0}}), "max_tokens");

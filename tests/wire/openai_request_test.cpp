@@ -60,7 +60,7 @@ TEST(RequestTest, ValidChat) {
     ],
     "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "presence_penalty": 0.5,
     "frequency_penalty": -0.5, "repetition_penalty": 1.1, "seed": 42, "max_tokens": 100, "stream": true,
-    "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 3, "ignore_eos": true,
+    "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 3, "ignore_eos": true, "speculative": true,
     "cache_salt": "s", "user": "u", "n": 1, "tools": [], "tool_choice": "none",
     "response_format": {"type": "text"}, "logit_bias": {}, "metadata": {"a": "b"}, "store": false
   })");
@@ -88,6 +88,7 @@ TEST(RequestTest, ValidChat) {
   EXPECT_TRUE(r.include_usage);
   EXPECT_EQ(r.top_logprobs, 3);
   EXPECT_TRUE(r.ignore_eos);
+  EXPECT_EQ(r.speculative, std::optional<bool>(true));
   EXPECT_EQ(r.cache_salt, "s");
   EXPECT_FALSE(r.prompt.has_value());
   EXPECT_TRUE(r.stop.empty());
@@ -103,6 +104,7 @@ TEST(RequestTest, MinimalChatDefaults) {
   EXPECT_EQ(r.top_logprobs, -1);
   EXPECT_FALSE(r.seed_given);
   EXPECT_FALSE(r.ignore_eos);
+  EXPECT_FALSE(r.speculative.has_value());
   EXPECT_TRUE(r.cache_salt.empty());
   const Sampling defaults;
   EXPECT_EQ(r.sampling.temperature, defaults.temperature);
@@ -294,6 +296,7 @@ TEST(RequestTest, WrongTypes) {
   rejected(RequestKind::kChat, chat({{"logprobs", 1}}), "logprobs");  // chat: a boolean
   rejected(RequestKind::kCompletion, completion({{"logprobs", true}}), "logprobs");  // completions: an integer
   rejected(RequestKind::kChat, chat({{"ignore_eos", "no"}}), "ignore_eos");
+  rejected(RequestKind::kChat, chat({{"speculative", "no"}}), "speculative");
   rejected(RequestKind::kChat, chat({{"cache_salt", 5}}), "cache_salt");
   rejected(RequestKind::kChat, chat({{"user", 5}}), "user");
   rejected(RequestKind::kChat, chat({{"n", "1"}}), "n");
