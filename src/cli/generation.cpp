@@ -3,13 +3,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
 
 #include "cli/commands.h"
-#include "engine/kv/kv_sizing.h"
+#include "engine/engine_stack.h"
 #include "kernels/cpu/cpu_features.h"
 
 namespace tern::cli {
@@ -83,41 +84,38 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   auto path = models::resolve_model(options.model, stderr_progress());
   if (!path) return std::unexpected(path.error());
   auto session = std::make_unique<GenerationSession>();
-  session->backend_ = backend::make_cpu_backend(options.threads);
-  auto model = model::Model::load(*path, *session->backend_);
-  if (!model) return std::unexpected(model.error());
   session->options_ = options;
   if (!options.seed_given) session->options_.sampling.seed = std::random_device{}();
-  session->model_ = std::move(*model);
-  if (!options.lora.empty()) {
-    auto adapter = model::load_lora(options.lora, session->model_->config(), {.scale = options.lora_scale, .max_rank = 0});
+  engine::EngineStackOptions stack;
+  stack.path = *path;
+  stack.threads = options.threads;
+  // One user: the KV cache holds exactly one full context (the engine's sizing policy).
+  stack.kv.context = options.context;
+  stack.check_model = [&](const model::Model& model) -> Result<void> {
+    if (options.lora.empty()) return {};
+    auto adapter = model::load_lora(options.lora, model.config(), {.scale = options.lora_scale, .max_rank = 0});
     if (!adapter) return std::unexpected(adapter.error());
     session->adapter_ = std::move(*adapter);
     std::fprintf(stderr, "LoRA adapter %s: rank %lld, scale %.3g, %.1f MiB\n", options.lora.c_str(),
                  static_cast<long long>(session->adapter_->max_rank), session->adapter_->scale, session->adapter_->bytes / 1048576.0);
-  }
-  // One user: the KV cache holds exactly one full context (the engine's sizing policy).
-  engine::KvSizingRequest kv_request;
-  kv_request.context = options.context;
-  auto kv = engine::size_kv_cache(*session->model_, kv_request);
-  if (!kv) return std::unexpected(kv.error());
-  engine::EngineConfig config;
-  config.model_name = session->model_->file().name();
-  config.max_model_len = kv->max_model_len;
-  config.num_kv_blocks = kv->num_blocks;
-  config.max_waiting = 1;
-  config.scheduler.max_running = 1;
-  config.speculation = *speculation;
-  session->engine_ = std::make_unique<engine::Engine>(*session->model_, std::move(config));
-  session->engine_->start();
-  std::fprintf(stderr, "%s: %s, %d threads, %s kernels, context %lld\n", session->model_->file().name().c_str(),
-               session->model_->config().arch_name.c_str(), session->backend_->num_threads(),
-               kernels::isa_name(kernels::best_isa()), static_cast<long long>(kv->max_model_len));
+    return {};
+  };
+  stack.engine.model_name = *path;
+  stack.engine.max_waiting = 1;
+  stack.engine.scheduler.max_running = 1;
+  stack.engine.speculation = *speculation;
+  auto built = engine::build_engine_stack(std::move(stack));
+  if (!built) return std::unexpected(built.error());
+  session->stack_ = std::move(*built);
+  std::fprintf(stderr, "%s: %s, %d threads, %s kernels, context %lld%s\n", session->model().file().name().c_str(),
+               session->model().config().arch_name.c_str(), session->stack_->backend->num_threads(),
+               kernels::isa_name(kernels::best_isa()), static_cast<long long>(session->stack_->kv.max_model_len),
+               speculation->method == engine::SpeculationMethod::kOff ? "" : (", speculation " + engine::describe_speculation(*speculation)).c_str());
   return session;
 }
 
 GenerationSession::~GenerationSession() {
-  if (engine_) engine_->stop();
+  if (stack_) stack_->engine->stop();
 }
 
 Result<GenerationStats> GenerationSession::generate(std::span<const int32_t> tokens,
@@ -125,7 +123,7 @@ Result<GenerationStats> GenerationSession::generate(std::span<const int32_t> tok
                                                     const std::atomic<bool>* stop) {
   using Clock = std::chrono::steady_clock;
   if (tokens.empty()) return fail("the prompt has no tokens");
-  const int64_t context = engine_->config().max_model_len;
+  const int64_t context = engine().config().max_model_len;
   if (static_cast<int64_t>(tokens.size()) >= context) {
     return fail("the prompt is {} tokens; the context holds {} (use --context)", tokens.size(), context);
   }
@@ -146,7 +144,7 @@ Result<GenerationStats> GenerationSession::generate(std::span<const int32_t> tok
   };
   auto channel = std::make_shared<Channel>();
   const auto submitted = Clock::now();
-  auto id = engine_->submit(std::move(request), [channel](engine::GenerationEvent&& event) {
+  auto id = engine().submit(std::move(request), [channel](engine::GenerationEvent&& event) {
     std::lock_guard lock(channel->mutex);
     channel->events.push_back(std::move(event));
     channel->ready.notify_one();
@@ -164,7 +162,7 @@ Result<GenerationStats> GenerationSession::generate(std::span<const int32_t> tok
       batch.swap(channel->events);
     }
     if (stop != nullptr && stop->load() && !is_cancelled) {
-      engine_->cancel(*id);
+      engine().cancel(*id);
       is_cancelled = true;
     }
     for (engine::GenerationEvent& event : batch) {

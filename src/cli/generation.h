@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "engine/engine.h"
+#include "engine/engine_stack.h"
 #include "engine/sampling/sampler.h"
 #include "model/catalog.h"
 #include "model/model.h"
@@ -68,14 +69,14 @@ class GenerationSession {
   Result<GenerationStats> generate(std::span<const int32_t> tokens, const std::function<void(std::string_view)>& emit,
                                    const std::atomic<bool>* stop = nullptr);
 
-  model::Model& model() { return *model_; }
+  model::Model& model() { return *stack_->model; }
 
  private:
+  engine::Engine& engine() { return *stack_->engine; }
+
   GenerationOptions options_;
-  std::unique_ptr<backend::Backend> backend_;  // outlives the model and the engine
-  std::unique_ptr<model::Model> model_;
-  std::unique_ptr<engine::Engine> engine_;
-  std::shared_ptr<const model::LoraAdapter> adapter_;
+  std::shared_ptr<const model::LoraAdapter> adapter_;  // declared first: outlives the engine's requests
+  std::unique_ptr<engine::EngineStack> stack_;
   uint64_t num_turns_ = 0;
 };
 

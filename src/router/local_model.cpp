@@ -10,7 +10,7 @@
 #include <map>
 
 #include "backend/backend.h"
-#include "engine/kv/kv_sizing.h"
+#include "engine/engine_stack.h"
 #include "gguf/gguf_file.h"
 #include "model/catalog.h"
 #include "model/config.h"
@@ -78,15 +78,10 @@ Result<void> check_local_model(const LocalModelConfig& config) {
 }
 
 struct LocalModel::Loaded {
-  std::unique_ptr<backend::Backend> backend;  // outlives the model and the engine
-  std::unique_ptr<model::Model> model;
-  std::unique_ptr<engine::Engine> engine;
-  std::unique_ptr<LocalProvider> provider;
-  int64_t resident_bytes = 0;
-
-  ~Loaded() {
-    if (engine) engine->stop();
-  }
+  std::unique_ptr<engine::EngineStack> stack;  // backend, model, engine
+  std::unique_ptr<LocalProvider> provider;      // destroyed first: it refers to the stack's model and engine
+  engine::Engine& engine() const { return *stack->engine; }
+  model::Model& model() const { return *stack->model; }
 };
 
 /// A request that arrived while the model was loading; it goes to the engine when the load ends.
@@ -113,7 +108,7 @@ Result<std::shared_ptr<const model::LoraAdapter>> LocalModel::loaded_adapter(con
     loaded = loaded_;
   }
   if (!loaded) return fail("model '{}' is not loaded", config_.name);
-  return adapters_->acquire(name, loaded->model->config());
+  return adapters_->acquire(name, loaded->model().config());
 }
 
 LocalModel::~LocalModel() {
@@ -125,77 +120,65 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   const auto started = Clock::now();
   auto path = models::resolve_model(config_.model, {});
   if (!path) return fail("model '{}': {}", config_.name, path.error().message);
-  auto loaded = std::make_unique<Loaded>();
-  loaded->backend = backend::make_cpu_backend(config_.threads);
-  auto model = model::Model::load(*path, *loaded->backend);
-  if (!model) return fail("model '{}': {}", config_.name, model.error().message);
-  loaded->model = std::move(*model);
   std::optional<chat::ChatTemplate> chat_template;
   tool_calls::Format tool_format;
-  if (auto source = model::chat_template_source(*loaded->model, config_.chat_template); source) {
-    auto parsed = chat::ChatTemplate::parse(*source);
-    if (!parsed) return fail("model '{}': the chat template: {}", config_.name, parsed.error().message);
-    chat_template = std::move(*parsed);
-    tool_format = tool_calls::detect_format(*source);
-  } else if (!config_.chat_template.empty()) {
-    return fail("model '{}': {}", config_.name, source.error().message);
-  } else {
-    std::fprintf(stderr, "tern serve: %s has no chat template: chat requests to '%s' will answer 400 (set chat_template)\n",
-                 loaded->model->file().name().c_str(), config_.name.c_str());
-  }
-  engine::EngineConfig engine_config;
+  engine::EngineStackOptions options;
+  options.path = *path;
+  options.threads = config_.threads;
+  options.kv = {.context = config_.context, .default_context_cap = 8192,
+                .memory_bytes = config_.kv_cache_memory > 0 ? config_.kv_cache_memory : engine::default_kv_memory_bytes()};
+  options.check_model = [&](const model::Model& model) -> Result<void> {
+    if (auto source = model::chat_template_source(model, config_.chat_template); source) {
+      auto parsed = chat::ChatTemplate::parse(*source);
+      if (!parsed) return fail("the chat template: {}", parsed.error().message);
+      chat_template = std::move(*parsed);
+      tool_format = tool_calls::detect_format(*source);
+    } else if (!config_.chat_template.empty()) {
+      return std::unexpected(source.error());
+    } else {
+      std::fprintf(stderr, "tern serve: %s has no chat template: chat requests to '%s' will answer 400 (set chat_template)\n",
+                   model.file().name().c_str(), config_.name.c_str());
+    }
+    return {};
+  };
+  options.reserve = [&](int64_t bytes) -> Result<void> {
+    if (set_.reserve(bytes, this)) return {};
+    return fail("it needs {} MiB (weights + KV cache) and the memory budget of {} MiB is taken by models in use", bytes >> 20,
+                set_.budget_bytes() >> 20);
+  };
+  engine::EngineConfig& engine_config = options.engine;
   engine_config.model_name = config_.name;
-  engine::KvSizingRequest kv_request{.context = config_.context, .default_context_cap = 8192,
-                                     .memory_bytes = config_.kv_cache_memory > 0 ? config_.kv_cache_memory : engine::default_kv_memory_bytes(),
-                                     .block_size = engine_config.block_size};
-  auto kv = engine::size_kv_cache(*loaded->model, kv_request);
-  if (!kv) return fail("model '{}': KV cache: {}", config_.name, kv.error().message);
-  std::error_code ec;
-  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(*path, ec));
-  loaded->resident_bytes = (ec ? 0 : file_bytes) + kv->bytes();
-  if (!set_.reserve(loaded->resident_bytes, this)) {
-    return fail("model '{}' needs {} MiB (weights + KV cache) and the memory budget of {} MiB is taken by models in use",
-                config_.name, loaded->resident_bytes >> 20, set_.budget_bytes() >> 20);
-  }
-  engine_config.max_model_len = kv->max_model_len;
-  engine_config.num_kv_blocks = kv->num_blocks;
   engine_config.max_waiting = config_.max_waiting;
   engine_config.prefix_caching = config_.prefix_caching;
   engine_config.max_pinned_fraction = config_.kv_pin_fraction;
-  if (config_.kv_pin_quota > 0) {
-    engine_config.org_pin_quota_blocks = config_.kv_pin_quota / std::max<int64_t>(1, kv->block_bytes);
-  }
   engine_config.scheduler = config_.scheduler;
   engine_config.speculation = config_.speculation;
-  if (!config_.kv_disk_cache.empty() && config_.prefix_caching) {  // without prefix caching nothing would look blocks up
-    // Keyed by the model file and the KV layout: another model, or another layout, never reads these blocks.
-    auto fingerprint = engine::DiskKvStore::file_fingerprint(*path);
-    if (!fingerprint) return fail("model '{}': KV disk cache: {}", config_.name, fingerprint.error().message);
-    const backend::KvCacheShape shape = loaded->model->kv_cache_shape(engine_config.block_size);
-    const std::string store_id = fmt::format("{}-l{}k{}v{}b{}", *fingerprint, shape.num_layers, shape.key_width, shape.value_width,
-                                             shape.block_size);
-    auto store = engine::DiskKvStore::open(config_.kv_disk_cache, store_id, shape.block_size, shape.bytes_per_block(), config_.kv_disk_bytes);
-    if (!store) return fail("model '{}': KV disk cache: {}", config_.name, store.error().message);
-    std::fprintf(stderr, "tern serve: model '%s': KV disk tier %s: %lld blocks (%lld MiB) already there, cap %lld MiB\n",
-                 config_.name.c_str(), (*store)->path().c_str(), static_cast<long long>((*store)->stats().blocks),
-                 static_cast<long long>((*store)->stats().bytes >> 20), static_cast<long long>(config_.kv_disk_bytes >> 20));
-    engine_config.kv_disk_store = std::move(*store);
-  }
   engine_config.max_loras = config_.max_loras;
-  loaded->engine = std::make_unique<engine::Engine>(*loaded->model, engine_config);
-  loaded->engine->start();
+  options.kv_pin_quota_bytes = config_.kv_pin_quota;
+  options.kv_disk_cache = config_.kv_disk_cache;
+  options.kv_disk_bytes = config_.kv_disk_bytes;
+  auto stack = engine::build_engine_stack(std::move(options));
+  if (!stack) return fail("model '{}': {}", config_.name, stack.error().message);
+  auto loaded = std::make_unique<Loaded>();
+  loaded->stack = std::move(*stack);
+  const engine::EngineConfig& running = loaded->engine().config();
+  if (const auto& store = running.kv_disk_store) {
+    std::fprintf(stderr, "tern serve: model '%s': KV disk tier %s: %lld blocks (%lld MiB) already there, cap %lld MiB\n",
+                 config_.name.c_str(), store->path().c_str(), static_cast<long long>(store->stats().blocks),
+                 static_cast<long long>(store->stats().bytes >> 20), static_cast<long long>(config_.kv_disk_bytes >> 20));
+  }
   const char* tool_syntax = chat_template ? tool_calls::family_name(tool_format.family) : "none";
-  loaded->provider = std::make_unique<LocalProvider>(config_.name, *loaded->model, *loaded->engine, std::move(chat_template),
+  loaded->provider = std::make_unique<LocalProvider>(config_.name, loaded->model(), loaded->engine(), std::move(chat_template),
                                                     std::move(tool_format), adapters_.get());
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::fprintf(stderr,
                "tern serve: loaded model '%s' (%s, %s) in %.2f s: %d threads, context %lld, KV cache %lld tokens (%lld MiB), "
                "prefix caching %s, ITL target %s, speculation %s, tool calls %s\n",
-               config_.name.c_str(), loaded->model->file().name().c_str(), loaded->model->config().arch_name.c_str(), seconds,
-               loaded->backend->num_threads(), static_cast<long long>(engine_config.max_model_len),
-               static_cast<long long>(engine_config.num_kv_blocks * engine_config.block_size), static_cast<long long>(kv->bytes() >> 20),
-               engine_config.prefix_caching ? "on" : "off",
-               engine::describe_itl_target(config_.scheduler).c_str(), engine::describe_speculation(config_.speculation).c_str(), tool_syntax);
+               config_.name.c_str(), loaded->model().file().name().c_str(), loaded->model().config().arch_name.c_str(), seconds,
+               loaded->stack->backend->num_threads(), static_cast<long long>(running.max_model_len),
+               static_cast<long long>(running.num_kv_blocks * running.block_size), static_cast<long long>(loaded->stack->kv.bytes() >> 20),
+               running.prefix_caching ? "on" : "off", engine::describe_itl_target(running.scheduler).c_str(),
+               engine::describe_speculation(running.speculation).c_str(), tool_syntax);
   {
     std::lock_guard lock(mutex_);
     last_load_seconds_ = seconds;
@@ -274,7 +257,7 @@ bool LocalModel::is_loaded() const {
 
 int64_t LocalModel::max_model_len() const {
   std::lock_guard lock(mutex_);
-  return loaded_ ? loaded_->engine->config().max_model_len : 0;
+  return loaded_ ? loaded_->engine().config().max_model_len : 0;
 }
 
 std::string LocalModel::file_name() const {
@@ -284,12 +267,12 @@ std::string LocalModel::file_name() const {
 
 int64_t LocalModel::resident_bytes() const {
   std::lock_guard lock(mutex_);
-  return loaded_ ? loaded_->resident_bytes : 0;
+  return loaded_ ? loaded_->stack->resident_bytes : 0;
 }
 
 std::string LocalModel::metrics_text() const {
   std::lock_guard lock(mutex_);
-  return loaded_ ? loaded_->engine->metrics().render() : std::string();
+  return loaded_ ? loaded_->engine().metrics().render() : std::string();
 }
 
 double LocalModel::last_load_seconds() const {
@@ -304,13 +287,13 @@ int64_t LocalModel::num_loads() const {
 
 int64_t LocalModel::num_in_flight() const {
   std::lock_guard lock(mutex_);
-  return (loaded_ ? loaded_->engine->num_in_flight() : 0) + static_cast<int64_t>(pending_.size());
+  return (loaded_ ? loaded_->engine().num_in_flight() : 0) + static_cast<int64_t>(pending_.size());
 }
 
 void LocalModel::stop() {
   std::lock_guard lock(mutex_);
   stopped_ = true;
-  if (loaded_) loaded_->engine->stop();
+  if (loaded_) loaded_->engine().stop();
 }
 
 std::chrono::steady_clock::time_point LocalModel::last_used() const {
@@ -322,7 +305,7 @@ bool LocalModel::unload_if_idle(Clock::time_point now, bool ignore_idle_time) {
   std::shared_ptr<Loaded> victim;
   {
     std::lock_guard lock(mutex_);
-    if (!loaded_ || loading_ || loaded_->engine->num_in_flight() > 0) return false;
+    if (!loaded_ || loading_ || loaded_->engine().num_in_flight() > 0) return false;
     if (!ignore_idle_time && (config_.idle_unload_s <= 0 || std::chrono::duration<double>(now - last_used_).count() < config_.idle_unload_s)) {
       return false;
     }
