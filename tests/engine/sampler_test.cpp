@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,9 +56,11 @@ TEST_P(SamplerTruncation, MatchesTheFullSortReference) {
   Sampler sampler(params);
   std::map<int32_t, int> counts;
   constexpr int kDraws = 40000;
+  // Each draw at its own position (the length of the history): the draw is keyed by (seed, position).
+  const std::vector<int32_t> history(kDraws, 0);
   for (int i = 0; i < kDraws; ++i) {
     std::vector<float> row = logits;
-    ++counts[sampler.sample(row, {})];
+    ++counts[sampler.sample(row, std::span(history).first(static_cast<size_t>(i)))];
   }
   for (const auto& [token, n] : counts) EXPECT_TRUE(expected.contains(token)) << "token " << token << " is outside the kept set";
   // Frequencies within 5 standard errors (binomial) plus a little: a wrong cut or weight shows far beyond.
@@ -111,8 +114,9 @@ namespace tern::engine {
 namespace {
 
 // Speculative decoding's check of a guess (rejection sampling against a proposal certain of its guess)
-// leaves the sampler's distribution exactly as it was, whatever the guess: the likeliest token, an
-// unlikely one, or one the truncation removed. Penalties apply as in sample().
+// accepts it with exactly its probability and leaves the sampler's distribution as it was, whatever the
+// guess: the likeliest token, an unlikely one, or one the truncation removed; and it picks the token
+// sample() picks at the same position.
 class SamplerVerify : public ::testing::TestWithParam<SamplingParams> {};
 
 TEST_P(SamplerVerify, DrawsTheSamplersDistributionWhateverTheGuess) {
@@ -133,9 +137,14 @@ TEST_P(SamplerVerify, DrawsTheSamplersDistributionWhateverTheGuess) {
     std::map<int32_t, int> counts;
     constexpr int kDraws = 40000;
     int accepted = 0;
+    const std::vector<int32_t> history(kDraws, 0);
     for (int i = 0; i < kDraws; ++i) {
       std::vector<float> row = logits;
-      const Sampler::Verdict verdict = sampler.verify(row, {}, guess);
+      const auto before = std::span(history).first(static_cast<size_t>(i));
+      const Sampler::Verdict verdict = sampler.verify(row, before, guess);
+      // The same token sample() picks at that position, from a sampler of the same seed.
+      std::vector<float> again = logits;
+      ASSERT_EQ(Sampler(params).sample(again, before), verdict.token);
       ASSERT_EQ(verdict.is_guess, verdict.token == guess);
       accepted += verdict.is_guess;
       ++counts[verdict.token];
@@ -159,6 +168,32 @@ INSTANTIATE_TEST_SUITE_P(Settings, SamplerVerify,
                            return "t" + std::to_string(static_cast<int>(p.temperature * 100)) + "_k" + std::to_string(p.top_k) + "_p" +
                                   std::to_string(static_cast<int>(p.top_p * 100));
                          });
+
+// A draw is keyed by (seed, position): the same seed and position give the same token whatever was
+// drawn before; another position or seed draws anew.
+TEST(SamplerDraws, AreKeyedBySeedAndPosition) {
+  std::vector<float> logits(50, 0.0f);  // uniform: every token as likely
+  const std::vector<int32_t> history(64, 7);
+  const auto pick = [&](uint64_t seed, size_t position) {
+    Sampler sampler({.temperature = 1.0f, .seed = seed});
+    std::vector<float> row = logits;
+    return sampler.sample(row, std::span(history).first(position));
+  };
+  Sampler busy({.temperature = 1.0f, .seed = 5});
+  for (int i = 0; i < 10; ++i) {  // draws at other positions do not move position 20's
+    std::vector<float> row = logits;
+    busy.sample(row, std::span(history).first(static_cast<size_t>(i)));
+  }
+  std::vector<float> row = logits;
+  EXPECT_EQ(busy.sample(row, std::span(history).first(20)), pick(5, 20));
+  int same_position_other_seed = 0, same_seed_other_position = 0;
+  for (size_t p = 0; p < 64; ++p) {
+    same_position_other_seed += pick(5, p) == pick(6, p);
+    same_seed_other_position += pick(5, p) == pick(5, (p + 1) % 64);
+  }
+  EXPECT_LT(same_position_other_seed, 10);  // 64 / 50 expected by chance
+  EXPECT_LT(same_seed_other_position, 10);
+}
 
 // Greedy: the greedy token, and whether it is the guess; penalties count the history as sample() does.
 TEST(SamplerVerifyGreedy, IsTheGreedyTokenWithPenalties) {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -238,12 +239,11 @@ TEST(Speculative, PrefixCacheHoldsOnlyVerifiedTokens) {
   for (size_t i = 0; i < want.logit_rows.size(); ++i) EXPECT_TRUE(same_bits(cached.logit_rows[i], want.logit_rows[i])) << "token " << i;
 }
 
-// Sampled requests: rejection sampling keeps the target distribution (the sampler-level proof is
-// sampler_test.cpp's SamplerVerify). Here end to end on SmolLM2: 600 requests at temperature 1 with
-// and without guesses on a repetitive prompt (so guesses exist and are often right); the second and
-// third tokens, both decided by verification when speculating, must have the same distribution
-// (two-sample chi-square, each at p = 0.001).
-TEST(Speculative, SampledTokensKeepTheirDistribution) {
+// Sampled requests: verification is rejection sampling coupled to the sampler's own draw, which is
+// keyed by (seed, position), so a sampled request gets the same tokens with speculation as without
+// (sampler_test.cpp's SamplerVerify tests the distribution and the acceptance rate). 600 requests at
+// temperature 1 with different seeds on a repetitive prompt, where guesses exist and are often right.
+TEST(Speculative, SampledTokensAreThoseWithoutForTheSameSeed) {
   const std::unique_ptr<backend::Backend> cpu = backend::make_cpu_backend(2);
   auto model = load_model("smollm2-135m", *cpu);
   ASSERT_TRUE(model);
@@ -257,7 +257,7 @@ TEST(Speculative, SampledTokensKeepTheirDistribution) {
       engine::GenerationRequest request;
       request.prompt = prompt;
       request.sampling = {.temperature = 1.0f, .top_k = 6, .seed = static_cast<uint64_t>(1000 + i)};
-      request.max_tokens = 4;
+      request.max_tokens = 6;
       request.ignore_eos = true;
       request.top_logprobs = 0;
       ids.push_back(engine.submit(std::move(request)));
@@ -276,32 +276,11 @@ TEST(Speculative, SampledTokensKeepTheirDistribution) {
   const auto [speculating, accepted] = sample_all(eager_ngram());
   EXPECT_EQ(plain_accepted, 0);
   EXPECT_GT(accepted, kRequests / 4) << "too few guesses accepted for the test to mean anything";
-  for (size_t position : {size_t{1}, size_t{2}}) {
-    std::map<int32_t, std::pair<int, int>> counts;
-    for (const auto& t : plain) ++counts[t.at(position)].first;
-    for (const auto& t : speculating) ++counts[t.at(position)].second;
-    // Categories with few observations are pooled so that every expected count is at least 5.
-    double chi2 = 0;
-    int categories = 0;
-    std::pair<int, int> pooled{0, 0};
-    const auto add = [&](std::pair<int, int> c) {
-      const double total = c.first + c.second;
-      const double expected = total / 2;  // equal sample sizes
-      chi2 += (c.first - expected) * (c.first - expected) / expected + (c.second - expected) * (c.second - expected) / expected;
-      ++categories;
-    };
-    for (const auto& [token, c] : counts) {
-      if (c.first + c.second >= 10) add(c);
-      else pooled = {pooled.first + c.first, pooled.second + c.second};
-    }
-    if (pooled.first + pooled.second >= 10) add(pooled);
-    // Chi-square critical values at p = 0.001 for 1..15 degrees of freedom.
-    const double critical[] = {10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59, 31.26, 32.91, 34.53, 36.12, 37.70};
-    ASSERT_GE(categories, 2);
-    ASSERT_LE(categories - 1, 15);
-    std::printf("token %zu: %d categories, chi-square %.2f (critical %.2f)\n", position + 1, categories, chi2, critical[categories - 2]);
-    EXPECT_LT(chi2, critical[categories - 2]) << "token " << position + 1 << " is distributed differently with speculation";
-  }
+  int differing = 0;
+  for (int i = 0; i < kRequests; ++i) differing += plain[static_cast<size_t>(i)] != speculating[static_cast<size_t>(i)];
+  EXPECT_EQ(differing, 0) << "sampled requests differ with speculation";
+  std::set<std::vector<int32_t>> distinct(plain.begin(), plain.end());
+  EXPECT_GT(distinct.size(), 50u) << "the requests were meant to be sampled, not all alike";
 }
 
 }  // namespace

@@ -102,9 +102,17 @@ double Sampler::build_candidates(std::span<const float> logits) {
   return total;
 }
 
-int32_t Sampler::draw(double total) {
-  std::uniform_real_distribution<double> uniform(0.0, total);
-  double draw = uniform(rng_);
+double Sampler::uniform_at(size_t position) const {
+  // splitmix64 of (seed, position): independent, evenly spread draws per position.
+  uint64_t z = params_.seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(position) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+int32_t Sampler::draw(double total, double u) {
+  double draw = u * total;
   for (const auto& [weight, token] : candidates_) {
     draw -= weight;
     if (draw <= 0) return token;
@@ -116,26 +124,12 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   apply_penalties(logits, history);
   // Greedy; ties go to the lowest id, as in llama.cpp.
   if (params_.temperature == 0.0f) return greedy_token(logits);
-  return draw(build_candidates(logits));
+  return draw(build_candidates(logits), uniform_at(history.size()));
 }
 
 Sampler::Verdict Sampler::verify(std::span<float> logits, std::span<const int32_t> history, int32_t guess) {
-  apply_penalties(logits, history);
-  if (params_.temperature == 0.0f) {
-    const int32_t token = greedy_token(logits);
-    return {token, token == guess};
-  }
-  double total = build_candidates(logits);
-  const auto found = std::find_if(candidates_.begin(), candidates_.end(), [guess](const auto& c) { return c.second == guess; });
-  if (found != candidates_.end()) {
-    const double p_guess = found->first / total;
-    if (std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < p_guess) return {guess, true};
-    // Refused: the guess leaves the candidates and the rest are drawn from as they are.
-    total -= found->first;
-    candidates_.erase(found);
-    if (candidates_.empty() || !(total > 0)) return {guess, true};  // the guess held (all) the mass
-  }
-  return {draw(total), false};
+  const int32_t token = sample(logits, history);
+  return {token, token == guess};
 }
 
 }  // namespace tern::engine

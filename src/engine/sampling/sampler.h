@@ -1,9 +1,13 @@
 #pragma once
 // Turns a row of logits into the next token: penalties, temperature, then top-k / top-p / min-p
-// truncation, then a draw from a per-request RNG (same seed, same tokens). Temperature 0 is greedy.
+// truncation, then a draw. Temperature 0 is greedy.
+//
+// The draw for a token is keyed by (seed, its position in the sequence), not taken from a stream of
+// draws: the same seed gives the same tokens however the engine scheduled the request - in particular
+// with speculative decoding, where a position's token is decided by verifying a guess in one step or by
+// sampling it in another, depending on the step-time model's judgement of the moment.
 
 #include <cstdint>
-#include <random>
 #include <span>
 #include <vector>
 
@@ -32,18 +36,17 @@ int32_t greedy_token(std::span<const float> logits);
 
 class Sampler {
  public:
-  explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+  explicit Sampler(const SamplingParams& params) : params_(params) {}
 
-  /// Picks a token; `logits` is modified (penalties, temperature). `history` holds the tokens the
-  /// penalties look at (prompt and output so far).
+  /// Picks a token; `logits` is modified (penalties, temperature). `history` holds the tokens before
+  /// it (prompt and output so far): the penalties look at them, and their count is the token's position.
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
 
-  /// Speculative decoding's check of a guessed token (engine/spec/proposer.h): a token distributed
-  /// exactly as sample() would draw it from the same logits, and whether it is the guess. Greedy: the
-  /// greedy token. Sampled: the guess with the probability the sampler gives it, otherwise a draw from
-  /// the other candidates renormalised (rejection sampling against a proposal that is certain of its
-  /// guess: p(guess) + (1 - p(guess)) * 0 for the guess, (1 - p(guess)) * p(x) / (1 - p(guess)) = p(x)
-  /// for any other x).
+  /// Speculative decoding's check of a guessed token (engine/spec/proposer.h): the token sample() picks
+  /// from the same logits and history, and whether it is the guess. This is rejection sampling against a
+  /// proposal certain of its guess - the guess is accepted with exactly the probability p(guess) the
+  /// sampler gives it, and otherwise the token is distributed as p restricted to the rest, renormalised -
+  /// coupled to sample()'s own draw, so a request gets the same tokens with speculation as without.
   struct Verdict {
     int32_t token = 0;
     bool is_guess = false;
@@ -55,11 +58,12 @@ class Sampler {
   void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
   /// Fills candidates_ (weights, unnormalised) from penalised logits; returns their total.
   double build_candidates(std::span<const float> logits);
-  /// A draw from candidates_ whose weights total `total`.
-  int32_t draw(double total);
+  /// A draw from candidates_ whose weights total `total`, with `u` uniform in [0, 1).
+  int32_t draw(double total, double u);
+  /// The uniform number of the token at `position`: a hash of (seed, position).
+  double uniform_at(size_t position) const;
 
   SamplingParams params_;
-  std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
   std::vector<int32_t> counts_;
 };

@@ -9,8 +9,9 @@
 //
 // Greedy requests get exactly the tokens they would get without speculation (the rows' logits are
 // bit-identical to one-token decodes: the kernels are batch invariant); sampled requests accept a guess
-// with the probability the sampler gives it and otherwise draw from the rest (Sampler::verify), which
-// leaves the output distribution unchanged. Only accepted tokens count as computed, so the KV cache,
+// with the probability the sampler gives it and otherwise draw from the rest (Sampler::verify), coupled
+// to the sampler's draw at that position, so they too get the tokens they would get without
+// speculation for the same seed. Only accepted tokens count as computed, so the KV cache,
 // the prefix cache and the disk tier never see a refused guess. The scheduler decides how many of the
 // guesses each step verifies (scheduler.h: the step-time model against each request's acceptance rate).
 //
