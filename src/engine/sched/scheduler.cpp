@@ -293,14 +293,14 @@ void Scheduler::add_drafts(SchedulerOutput& output, int64_t& budget) {
     if (!chunk.request->draft.empty() && chunk.request->draft_acceptance > 0) candidates.push_back({i, chunk.request->draft_acceptance});
   }
   if (candidates.empty()) return;
-  // Lengthens `chunk` by its next guess; false: no block for it (never preempt for a guess).
+  // Lengthens `chunk` by its next guess; false: no block for it (never preempt for a guess). The step's
+  // shape grows with it (the choice below reads it); the decode / prompt counts are redone at the end.
   const auto take_guess = [&](ScheduledChunk& chunk) {
     if (budget <= 0 || !kv_.allocate_slots(chunk.request->blocks, chunk.start + chunk.num_tokens + 1)) return false;
     output.shape.add_chunk(chunk.start + chunk.num_tokens, 1, 1);
     ++chunk.num_tokens;
     ++chunk.num_draft;
     ++output.num_tokens;
-    ++output.num_decode_tokens;
     --budget;
     return true;
   };
@@ -333,6 +333,7 @@ void Scheduler::add_drafts(SchedulerOutput& output, int64_t& budget) {
     expected_tokens += best->next_gain;
     best->next_gain = chunk.num_draft < static_cast<int64_t>(chunk.request->draft.size()) ? best->next_gain * chunk.request->draft_acceptance : 0;
   }
+  recount(output);  // a guess after a prompt's last token is prompt work, as count_chunk says
 }
 
 void Scheduler::on_computed(const SchedulerOutput& output, Clock::time_point now) {
