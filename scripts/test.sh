@@ -35,6 +35,13 @@ if [[ ! -f "$models_stamp" ]]; then
   .venv-tests/bin/python tools/make_random_models.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$TERN_HOME/fixtures"
   touch "$models_stamp"
 fi
+# Speculative decoding's draft/target pair: SmolLM2 Q4_1 (the draft) re-quantized to Q8_0 (the target).
+draft_target="$TERN_HOME/fixtures/smollm2-135m-q8_0.gguf"
+draft_stamp="$TERN_HOME/fixtures/draft-target-by-$(sha256sum tools/make_draft_target.py | cut -c1-16)"
+if [[ ! -f "$draft_stamp" || ! -f "$draft_target" ]]; then
+  .venv-tests/bin/python tools/make_draft_target.py "$TERN_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$draft_target"
+  touch "$draft_stamp"
+fi
 
 # LoRA adapters for the base models and the random-weight fixtures (tools/make_lora_adapters.py; remade
 # when it or the fixtures change).

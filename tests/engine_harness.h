@@ -32,7 +32,8 @@ class EngineHarness {
  public:
   /// `keep_logits`: record every sampled row (memory: rows x vocab floats per request).
   EngineHarness(model::Model& model, int64_t num_kv_blocks, bool keep_logits, bool prefix_caching = false,
-                int64_t max_batch_tokens = 512, engine::SpeculationConfig speculation = {}) {
+                int64_t max_batch_tokens = 512, engine::SpeculationConfig speculation = {},
+                std::shared_ptr<engine::DraftModel> draft_model = nullptr) {
     engine::EngineConfig config;
     config.model_name = "test";
     config.num_kv_blocks = num_kv_blocks;
@@ -40,6 +41,7 @@ class EngineHarness {
     config.prefix_caching = prefix_caching;
     config.scheduler.max_batch_tokens = max_batch_tokens;
     config.speculation = speculation;
+    config.draft_model = std::move(draft_model);
     if (keep_logits) {
       config.logits_observer = [this](uint64_t id, std::span<const float> logits) {
         std::lock_guard lock(mutex_);

@@ -31,6 +31,9 @@ inline std::string model_path(const std::string& alias) {
   return models::tern_home() + "/models/" + entry->file_name;
 }
 
+/// Path of a file scripts/test.sh made in the fixture cache.
+inline std::string fixture_path(const std::string& file) { return models::tern_home() + "/fixtures/" + file; }
+
 /// Path of a catalog model, or of a random-weight fixture ("<arch>-random", made by scripts/test.sh
 /// with tools/make_random_models.py) in the cache.
 inline std::string model_or_fixture_path(const std::string& name) {

@@ -35,9 +35,12 @@ void add_generation_options(CLI::App& command, GenerationOptions& o) {
 
 void add_speculation_options(CLI::App& command, SpeculationFlags& flags, bool is_server) {
   command.add_option("--speculate", flags.method,
-                     "Speculative decoding: off, or ngram (prompt lookup: guess that the last tokens continue as where they occurred "
-                     "before; verified exactly, taken only where the step-time model says it pays)")
+                     "Speculative decoding: off, ngram (prompt lookup: guess that the last tokens continue as where they occurred "
+                     "before), or draft (a smaller model with the same vocabulary guesses: --draft-model); verified exactly, taken "
+                     "only where the step-time model says it pays")
       ->capture_default_str();
+  command.add_option("--draft-model", flags.draft_model,
+                     "Speculative decoding's draft model: a .gguf file or a model name, with the target's vocabulary (implies --speculate draft)");
   command.add_option("--speculate-draft", flags.max_draft, "Most guessed tokens verified per step")->capture_default_str();
   command.add_option("--speculate-draft-min", flags.min_draft,
                      "Guesses verified whenever there are any, whatever the step-time model says (0: it decides each)")
@@ -55,6 +58,15 @@ Result<engine::SpeculationConfig> speculation_config(const SpeculationFlags& fla
   auto method = engine::parse_speculation_method(flags.method);
   if (!method) return fail("--speculate: {}", method.error().message);
   config.method = *method;
+  if (!flags.draft_model.empty()) {
+    if (flags.method != "off" && config.method != engine::SpeculationMethod::kDraft) {
+      return fail("--draft-model goes with --speculate draft, not {}", flags.method);
+    }
+    config.method = engine::SpeculationMethod::kDraft;
+    config.draft_model = flags.draft_model;
+  } else if (config.method == engine::SpeculationMethod::kDraft) {
+    return fail("--speculate draft needs --draft-model");
+  }
   config.max_draft = flags.max_draft;
   config.min_draft = flags.min_draft;
   config.ngram_min = flags.ngram_min;
@@ -82,6 +94,11 @@ Result<std::unique_ptr<GenerationSession>> GenerationSession::create(const Gener
   if (!speculation) return std::unexpected(speculation.error());
   auto path = models::resolve_model(options.model, stderr_progress());
   if (!path) return std::unexpected(path.error());
+  if (!speculation->draft_model.empty()) {
+    auto draft = models::resolve_model(speculation->draft_model, stderr_progress());
+    if (!draft) return fail("--draft-model: {}", draft.error().message);
+    speculation->draft_model = *draft;
+  }
   auto session = std::make_unique<GenerationSession>();
   session->options_ = options;
   if (!options.seed_given) session->options_.sampling.seed = std::random_device{}();

@@ -24,6 +24,7 @@ struct SpeculationFlags {
   int32_t min_draft = 0;
   int32_t ngram_min = 2;
   int32_t ngram_max = 4;
+  std::string draft_model;  ///< a file or a model name (tern pull); implies --speculate draft
   bool opt_in = false;  ///< serve: only requests that ask ("speculative": true) get it
 };
 void add_speculation_options(CLI::App& command, SpeculationFlags& flags, bool is_server);

@@ -14,6 +14,11 @@ namespace {
 /// Speculative decoding: the weight of a step-old verdict in a request's acceptance estimate (about the
 /// last 20 steps count).
 constexpr double kAcceptanceMemory = 0.95;
+/// The engine-wide acceptance counts (a draft model's prior) fade this much per verdict.
+constexpr double kPairMemory = 0.999;
+/// A draft model's estimates are tested every this many steps on this many requests (Engine::propose_drafts).
+constexpr int64_t kExploreEvery = 16;
+constexpr size_t kExplorersPerStep = 4;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -63,6 +68,7 @@ struct Engine::Active {
   std::unique_ptr<DraftProposer> proposer;  // null: no speculation for this request
   int64_t num_draft_tokens = 0, num_accepted_tokens = 0;
   double recent_accepted = 0, recent_refusals = 0;  // guesses accepted, runs of guesses cut short: decayed per step
+  int64_t last_explored_step = -1;                  // draft model: the last step its guesses were verified regardless
 
   Active(GenerationRequest r, EventSink s, const tok::Tokenizer& tokenizer)
       : request(std::move(r)), sink(std::move(s)), sampler(request.sampling), detokenizer(tokenizer), stop(request.stop) {}
@@ -165,7 +171,7 @@ void Engine::admit(std::unique_ptr<Active> active) {
     s.pins.owner_quota_blocks = config_.org_pin_quota_blocks;
   }
   s.arrival = active->request.arrival;
-  if (active->request.speculate.value_or(config_.speculation.is_default_on)) active->proposer = make_draft_proposer(config_.speculation);
+  if (active->request.speculate.value_or(config_.speculation.is_default_on)) active->proposer = make_draft_proposer(config_.speculation, config_.draft_model.get());
   scheduler_.add(&s);
   active_.emplace(s.id, std::move(active));
 }
@@ -265,22 +271,58 @@ void Engine::abort_all(const std::string& error) {
 }
 
 void Engine::propose_drafts() {
+  StepShape decodes;  // the decodes this step will compute (for the draft model's economics)
+  int64_t num_decodes = 0;
+  double context = 0;
+  // A draft model's acceptance is mostly the pair's (how often the two models agree): a request starts
+  // from the pair's estimate rather than 1/2. Prompt lookup's depends on the text, so its prior stays 1/2.
+  const bool is_draft_model = config_.draft_model != nullptr;
+  const double prior = is_draft_model ? (pair_accepted_ + 1) / (pair_accepted_ + pair_refusals_ + 2) : 0.5;
+  explorers_.clear();
+  for (auto& [id, active] : active_) {
+    SchedRequest& s = active->sched;
+    if (s.state != RequestState::kRunning || s.remaining() != 1) continue;
+    decodes.add_chunk(static_cast<int64_t>(s.tokens.size()) - 1, 1, 1);
+    ++num_decodes;
+    context += static_cast<double>(s.tokens.size());
+    if (!active->proposer) continue;
+    // Each next guess is accepted with this chance, estimated from the request's own recent verdicts (a
+    // guess accepted is a success, a guess refused ends a run; the prior counts as two verdicts). The
+    // counts fade by kAcceptanceMemory per step, so the estimate follows the text (a copied passage,
+    // then free prose) and drifts back towards the prior while nothing is verified: a request whose
+    // guesses failed once gets tried again later instead of never.
+    active->recent_accepted *= kAcceptanceMemory;
+    active->recent_refusals *= kAcceptanceMemory;
+    s.draft_acceptance = (active->recent_accepted + 2 * prior) / (active->recent_accepted + active->recent_refusals + 2);
+    s.min_draft = config_.speculation.min_draft;
+    if (is_draft_model) explorers_.push_back(active.get());
+  }
+  // Every kExploreEvery steps a few requests' first guesses are made and verified whatever the
+  // estimates say (least recently first): estimates that nothing updates would never change their mind.
+  const bool explore = is_draft_model && step_count_++ % kExploreEvery == 0;
+  const size_t num_explorers = explore ? std::min(explorers_.size(), kExplorersPerStep) : 0;
+  std::partial_sort(explorers_.begin(), explorers_.begin() + static_cast<std::ptrdiff_t>(num_explorers), explorers_.end(),
+                    [](const Active* a, const Active* b) { return a->last_explored_step < b->last_explored_step; });
+  explorers_.resize(num_explorers);
+  for (Active* active : explorers_) {
+    active->last_explored_step = step_count_;
+    active->sched.min_draft = std::max<int64_t>(active->sched.min_draft, 1);
+  }
   for (auto& [id, active] : active_) {
     SchedRequest& s = active->sched;
     if (!active->proposer || s.state != RequestState::kRunning || s.remaining() != 1) continue;
     // Every guess accepted still leaves room for the model's own token after them, within max_tokens.
     const int64_t room = std::min<int64_t>({config_.speculation.max_draft, active->request.max_tokens - active->num_generated - 1,
                                             config_.max_model_len - static_cast<int64_t>(s.tokens.size()) - 1});
-    active->proposer->propose(s.tokens, room, s.draft);
-    s.min_draft = config_.speculation.min_draft;
-    // Each next guess is accepted with this chance, estimated from the request's own recent verdicts (a
-    // guess accepted is a success, a guess refused ends a run; 1/2 before any). The counts fade by
-    // kAcceptanceMemory per step, so the estimate follows the text (a copied passage, then free prose)
-    // and drifts back towards 1/2 while nothing is verified: a request whose guesses failed once gets
-    // tried again later instead of never.
-    active->recent_accepted *= kAcceptanceMemory;
-    active->recent_refusals *= kAcceptanceMemory;
-    s.draft_acceptance = (active->recent_accepted + 1) / (active->recent_accepted + active->recent_refusals + 2);
+    const bool explores = std::find(explorers_.begin(), explorers_.end(), active.get()) != explorers_.end();
+    active->proposer->propose({.tokens = s.tokens, .max_tokens = room, .acceptance = s.draft_acceptance, .explore = explores}, s.draft);
+  }
+  if (is_draft_model && num_decodes > 0) {
+    // A token is worth what it costs the target in this batch; a guess costs the target one more row.
+    const StepCostModel& cost = scheduler_.cost_model();
+    const StepCostCoefficients& c = cost.coefficients();
+    config_.draft_model->run({.token_seconds = cost.predict(decodes) / static_cast<double>(num_decodes),
+                              .verify_seconds = c.per_token_s + c.per_logit_row_s + c.per_context_s * context / static_cast<double>(num_decodes)});
   }
 }
 
@@ -414,6 +456,8 @@ void Engine::sample_chunk(const ScheduledChunk& chunk, size_t row, Sampled& samp
     active.num_accepted_tokens += sampled.num_accepted;
     active.recent_accepted += static_cast<double>(sampled.num_accepted);
     if (sampled.num_accepted < chunk.num_draft) active.recent_refusals += 1;
+    pair_accepted_ = pair_accepted_ * kPairMemory + static_cast<double>(sampled.num_accepted);
+    pair_refusals_ = pair_refusals_ * kPairMemory + (sampled.num_accepted < chunk.num_draft ? 1.0 : 0.0);
     metrics_.on_speculation(chunk.num_draft, sampled.num_accepted);
   }
   s.num_draft_accepted = sampled.num_accepted;

@@ -26,6 +26,7 @@
 #include "engine/kv/kv_manager.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sched/scheduler.h"
+#include "engine/spec/draft_model.h"
 #include "engine/spec/proposer.h"
 #include "model/model.h"
 
@@ -107,6 +108,8 @@ struct EngineConfig {
   int64_t max_loras = 0;  ///< adapters the server keeps loaded (metrics only; 0: no adapters served)
   SchedulerConfig scheduler;
   SpeculationConfig speculation;   ///< speculative decoding (off unless configured)
+  /// With SpeculationMethod::kDraft: the draft model (engine_stack.h builds it); run on the engine thread.
+  std::shared_ptr<DraftModel> draft_model;
   LogitsObserver logits_observer;  ///< optional
 };
 
@@ -185,6 +188,10 @@ class Engine {
   std::unique_ptr<MaskWorker> mask_worker_;         // made for the first constrained request
   std::vector<float> logits_;
   std::vector<Sampled> sampled_;  // per chunk of the step, in chunk_order_
+  // Speculative decoding: all requests' verdicts (fading), the steps proposed, this step's explorers.
+  double pair_accepted_ = 0, pair_refusals_ = 0;
+  int64_t step_count_ = 0;
+  std::vector<Active*> explorers_;
   std::thread thread_;
 };
 

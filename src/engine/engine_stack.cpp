@@ -18,13 +18,27 @@ Result<std::unique_ptr<EngineStack>> build_engine_stack(EngineStackOptions optio
     if (auto ok = options.check_model(*stack->model); !ok) return std::unexpected(ok.error());
   }
   EngineConfig& config = options.engine;
+  if (config.speculation.method == SpeculationMethod::kDraft) {
+    auto draft = model::Model::load(config.speculation.draft_model, *stack->backend);
+    if (!draft) return fail("draft model {}: {}", config.speculation.draft_model, draft.error().message);
+    if (auto ok = check_draft_compatible(*stack->model, **draft); !ok) {
+      return fail("draft model {} cannot guess for {}: {}", config.speculation.draft_model, options.path, ok.error().message);
+    }
+    stack->draft_model = std::move(*draft);
+  }
   options.kv.block_size = config.block_size;
   auto kv = size_kv_cache(*stack->model, options.kv);
   if (!kv) return fail("KV cache: {}", kv.error().message);
   stack->kv = *kv;
-  std::error_code ec;
-  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(options.path, ec));
-  stack->resident_bytes = (ec ? 0 : file_bytes) + kv->bytes();
+  const auto file_bytes = [](const std::string& path) {
+    std::error_code ec;
+    const auto bytes = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+    return ec ? int64_t{0} : bytes;
+  };
+  stack->resident_bytes = file_bytes(options.path) + kv->bytes();
+  const int64_t draft_kv_bytes =
+      stack->draft_model ? stack->draft_model->kv_cache_shape(config.block_size).bytes_per_block() * kv->num_blocks : 0;
+  if (stack->draft_model) stack->resident_bytes += file_bytes(config.speculation.draft_model) + draft_kv_bytes;
   if (options.reserve) {
     if (auto ok = options.reserve(stack->resident_bytes); !ok) return std::unexpected(ok.error());
   }
@@ -41,6 +55,12 @@ Result<std::unique_ptr<EngineStack>> build_engine_stack(EngineStackOptions optio
     auto store = DiskKvStore::open(options.kv_disk_cache, store_id, shape.block_size, shape.bytes_per_block(), options.kv_disk_bytes);
     if (!store) return fail("KV disk cache: {}", store.error().message);
     config.kv_disk_store = std::move(*store);
+  }
+  if (stack->draft_model) {
+    stack->draft_model->set_max_sequence_length(config.max_model_len);
+    config.draft_model = std::make_shared<DraftModel>(*stack->draft_model, kv->num_blocks, config.block_size,
+                                                      stack->model->config().vocab_size, config.prefix_caching,
+                                                      config.speculation.min_draft);
   }
   stack->engine = std::make_unique<Engine>(*stack->model, std::move(config));
   stack->engine->start();

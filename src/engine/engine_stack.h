@@ -3,8 +3,12 @@
 // serve's local models, tern run and tern chat), and for any second stack one of them needs (a draft
 // model for speculative decoding is one more stack, built the same way):
 //
-//   backend (threads) -> model (the GGUF file) -> KV sizing (context, blocks) -> [memory reservation]
-//     -> [KV disk tier] -> engine (started)
+//   backend (threads) -> model (the GGUF file) -> [draft model, on the same backend] -> KV sizing
+//     (context, blocks) -> [memory reservation] -> [KV disk tier] -> engine (started)
+//
+// A draft model (EngineConfig::speculation with SpeculationMethod::kDraft) is loaded onto the target's
+// backend, checked against the target's vocabulary, and given a KV cache of as many positions as the
+// target's; the engine runs it on its own thread between steps.
 //
 // The caller keeps what is its own: resolving a model alias, chat templates, LoRA adapters, HTTP.
 
@@ -43,9 +47,10 @@ struct EngineStack {
   // Declared so that the engine stops first, then the model goes, then the backend it ran on.
   std::unique_ptr<backend::Backend> backend;
   std::unique_ptr<model::Model> model;
+  std::unique_ptr<model::Model> draft_model;  ///< speculative decoding's draft model, if configured
   std::unique_ptr<Engine> engine;
   KvSizing kv;
-  int64_t resident_bytes = 0;  ///< the file's weights and the KV cache
+  int64_t resident_bytes = 0;  ///< the files' weights and the KV caches (the draft model's included)
 };
 
 /// Builds and starts the stack; the error names the step that failed.

@@ -184,18 +184,26 @@ Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::
   return r.error(entry["policy"], Reader::join(at, "policy"), "must be one of price, latency, least-outstanding, prefix-affinity (got \"{}\")", name);
 }
 
-/// `speculate:` of a local model: a method name, or {method, max_draft, min_draft, ngram_min, ngram_max, opt_in}.
+/// `speculate:` of a local model: a method name, or {method, max_draft, min_draft, ngram_min, ngram_max,
+/// draft_model, opt_in} (a draft_model alone means method draft).
 Result<engine::SpeculationConfig> read_speculation(const Reader& r, const YAML::Node& node, const std::string& at) {
   engine::SpeculationConfig out;
   if (node.IsScalar()) {
     auto method = engine::parse_speculation_method(node.as<std::string>());
     if (!method) return r.error(node, at, "{}", method.error().message);
     out.method = *method;
+    if (auto ok = out.validate(); !ok) return r.error(node, at, "{}: give {{method: draft, draft_model: FILE}}", ok.error().message);
     return out;
   }
-  if (!node.IsMap()) return r.error(node, at, "must be a method (off, ngram) or a map {{method, max_draft, min_draft, ngram_min, ngram_max, opt_in}}");
-  if (auto ok = r.only_keys(node, at, {"method", "max_draft", "min_draft", "ngram_min", "ngram_max", "opt_in"}); !ok) return std::unexpected(ok.error());
-  TRY_ASSIGN(out.method, r.choice(node, at, "method", "ngram", "off or ngram", engine::parse_speculation_method));
+  if (!node.IsMap()) {
+    return r.error(node, at, "must be a method (off, ngram) or a map {{method, max_draft, min_draft, ngram_min, ngram_max, draft_model, opt_in}}");
+  }
+  if (auto ok = r.only_keys(node, at, {"method", "max_draft", "min_draft", "ngram_min", "ngram_max", "draft_model", "opt_in"}); !ok) {
+    return std::unexpected(ok.error());
+  }
+  TRY_ASSIGN(out.draft_model, r.string(node, at, "draft_model", false));
+  TRY_ASSIGN(out.method, r.choice(node, at, "method", out.draft_model.empty() ? "ngram" : "draft", "off, ngram or draft",
+                                  engine::parse_speculation_method));
   int64_t value = 0;
   TRY_ASSIGN(value, r.integer(node, at, "max_draft", 1, 64, out.max_draft));
   out.max_draft = static_cast<int32_t>(value);

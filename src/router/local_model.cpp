@@ -153,6 +153,11 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   engine_config.max_pinned_fraction = config_.kv_pin_fraction;
   engine_config.scheduler = config_.scheduler;
   engine_config.speculation = config_.speculation;
+  if (!engine_config.speculation.draft_model.empty()) {
+    auto draft = models::resolve_model(engine_config.speculation.draft_model, {});
+    if (!draft) return fail("model '{}': draft model: {}", config_.name, draft.error().message);
+    engine_config.speculation.draft_model = *draft;
+  }
   engine_config.max_loras = config_.max_loras;
   options.kv_pin_quota_bytes = config_.kv_pin_quota;
   options.kv_disk_cache = config_.kv_disk_cache;

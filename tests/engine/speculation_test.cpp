@@ -20,20 +20,20 @@ TEST(NgramProposer, ContinuesTheLatestEarlierOccurrenceOfTheLongestSuffix) {
   std::vector<int32_t> draft;
   // "9 2 3" occurred once (then 7); "2 3" last occurred before 6: the longer match wins.
   std::vector<int32_t> tokens = {9, 2, 3, 7, 8, 2, 3, 6, 9, 2, 3};
-  proposer.propose(tokens, 4, draft);
+  proposer.propose({tokens, 4}, draft);
   EXPECT_EQ(draft, (std::vector<int32_t>{7, 8, 2, 3}));
   // Extended by the accepted tokens: the index grows with them; "3 7" now also ends the text.
   tokens.insert(tokens.end(), {7, 8});
-  proposer.propose(tokens, 2, draft);
+  proposer.propose({tokens, 2}, draft);
   EXPECT_EQ(draft, (std::vector<int32_t>{2, 3}));
   // The guess never runs past the text: "8 2 3 6 9 2 3 7 8" -> after the latest "7 8" comes "2 3 6 ...".
-  proposer.propose(tokens, 100, draft);
+  proposer.propose({tokens, 100}, draft);
   EXPECT_EQ(draft, (std::vector<int32_t>{2, 3, 6, 9, 2, 3, 7, 8}));
   // Nothing to continue: no guess.
   tokens.push_back(42);
-  proposer.propose(tokens, 4, draft);
+  proposer.propose({tokens, 4}, draft);
   EXPECT_TRUE(draft.empty());
-  proposer.propose(tokens, 0, draft);
+  proposer.propose({tokens, 0}, draft);
   EXPECT_TRUE(draft.empty());
 }
 
@@ -41,11 +41,11 @@ TEST(NgramProposer, LatestOccurrenceWinsAndShortSuffixesBelowTheMinimumDoNotMatc
   NgramProposer proposer(2, 2);
   std::vector<int32_t> draft;
   std::vector<int32_t> tokens = {1, 2, 5, 1, 2, 6, 3, 2};
-  proposer.propose(tokens, 1, draft);
+  proposer.propose({tokens, 1}, draft);
   EXPECT_TRUE(draft.empty());  // "3 2" never occurred; a 1-gram "2" would have, but the minimum is 2
   tokens = {1, 2, 5, 1, 2, 6, 1, 2};
   NgramProposer fresh(2, 2);
-  fresh.propose(tokens, 1, draft);
+  fresh.propose({tokens, 1}, draft);
   EXPECT_EQ(draft, (std::vector<int32_t>{6}));  // the latest "1 2" was followed by 6
 }
 
@@ -58,7 +58,15 @@ TEST(SpeculationConfig, ValidatesAndDescribes) {
   EXPECT_FALSE(parse_speculation_method("eagle"));
   EXPECT_EQ(describe_speculation({}), "off");
   EXPECT_EQ(describe_speculation({.method = SpeculationMethod::kNgram, .is_default_on = false}), "ngram (2-4, up to 8 guesses, opt-in)");
-  EXPECT_EQ(make_draft_proposer({}), nullptr);
+  EXPECT_EQ(make_draft_proposer({}, nullptr), nullptr);
+  // The draft model method: its file is required, and only with it.
+  EXPECT_EQ(parse_speculation_method("draft").value(), SpeculationMethod::kDraft);
+  EXPECT_FALSE((SpeculationConfig{.method = SpeculationMethod::kDraft}.validate()));
+  EXPECT_FALSE((SpeculationConfig{.method = SpeculationMethod::kNgram, .draft_model = "small.gguf"}.validate()));
+  EXPECT_TRUE((SpeculationConfig{.method = SpeculationMethod::kDraft, .draft_model = "small.gguf"}.validate()));
+  EXPECT_EQ(describe_speculation({.method = SpeculationMethod::kDraft, .max_draft = 4, .draft_model = "/models/small.gguf"}),
+            "draft model small.gguf (up to 4 guesses)");
+  EXPECT_EQ(make_draft_proposer({.method = SpeculationMethod::kDraft, .draft_model = "small.gguf"}, nullptr), nullptr);
 }
 
 /// Requests decoding (prompt computed, one sampled token to feed back) with guesses of `draft_length`.

@@ -29,8 +29,10 @@ void NgramProposer::index_up_to(std::span<const int32_t> tokens, int64_t end) {
   }
 }
 
-void NgramProposer::propose(std::span<const int32_t> tokens, int64_t max_tokens, std::vector<int32_t>& draft) {
+void NgramProposer::propose(const DraftQuery& query, std::vector<int32_t>& draft) {
   draft.clear();
+  const std::span<const int32_t> tokens = query.tokens;
+  const int64_t max_tokens = query.max_tokens;
   const auto length = static_cast<int64_t>(tokens.size());
   // Index every n-gram that has a next token (ends before the last position); the suffix itself is the
   // query, so it is not in the index yet and never matches itself.

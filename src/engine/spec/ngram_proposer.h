@@ -21,7 +21,7 @@ namespace tern::engine {
 class NgramProposer final : public DraftProposer {
  public:
   NgramProposer(int32_t ngram_min, int32_t ngram_max);
-  void propose(std::span<const int32_t> tokens, int64_t max_tokens, std::vector<int32_t>& draft) override;
+  void propose(const DraftQuery& query, std::vector<int32_t>& draft) override;
 
  private:
   /// Adds the n-grams ending at positions [indexed_, end) for every n (each has a next token).

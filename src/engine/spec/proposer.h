@@ -16,8 +16,10 @@
 // guesses each step verifies (scheduler.h: the step-time model against each request's acceptance rate).
 //
 // A proposer is per request (it may index the request's tokens); the engine asks it once per decode step.
-// Methods: n-gram prompt lookup (ngram_proposer.h). The interface is what a draft model or an EAGLE-style
-// head would implement too: the request's tokens so far in, guesses out.
+// Methods: n-gram prompt lookup (ngram_proposer.h) and a draft model (draft_model.h: a small model with
+// the target's vocabulary, run for all the step's requests in one batch per guess). The interface is
+// what an EAGLE-style head or a suffix tree over past requests would implement too: the request's
+// tokens so far in, guesses out.
 
 #include <cstdint>
 #include <memory>
@@ -32,6 +34,7 @@ namespace tern::engine {
 enum class SpeculationMethod {
   kOff,    ///< no speculation
   kNgram,  ///< prompt lookup: continue the latest earlier occurrence of the last n tokens
+  kDraft,  ///< a draft model with the target's vocabulary guesses greedily (SpeculationConfig::draft_model)
 };
 
 struct SpeculationConfig {
@@ -43,26 +46,40 @@ struct SpeculationConfig {
   /// Guesses verified whenever there are any, whatever the step-time model says (as llama.cpp's
   /// --spec-draft-n-min); 0: the scheduler decides every guess.
   int32_t min_draft = 0;
+  /// kDraft: the draft model's .gguf file (its vocabulary must be the target's; engine_stack.h loads it).
+  std::string draft_model{};
 
   /// The error names the first value out of range.
   Result<void> validate() const;
 };
 
-/// "off" | "ngram" (flags and config files); the error lists what exists.
+/// "off" | "ngram" | "draft" (flags and config files); the error lists what exists.
 Result<SpeculationMethod> parse_speculation_method(const std::string& name);
 const char* speculation_method_name(SpeculationMethod method);
-/// As logs say it: "off", "ngram (2-4, up to 8 guesses)", with ", opt-in" when only requests that ask get it.
+/// As logs say it: "off", "ngram (2-4, up to 8 guesses)", "draft model small.gguf (up to 8 guesses)", with
+/// ", opt-in" when only requests that ask get it.
 std::string describe_speculation(const SpeculationConfig& config);
+
+/// What the engine asks a request's proposer for at one step.
+struct DraftQuery {
+  std::span<const int32_t> tokens;  ///< the prompt and output so far; each step's extends the previous step's
+  int64_t max_tokens = 0;           ///< guesses at most (max_tokens and the context leave room for no more)
+  double acceptance = 0.5;          ///< the request's estimated chance that each next guess is accepted
+  bool explore = false;             ///< guess at least once whatever the estimates say (the engine verifies it)
+};
 
 class DraftProposer {
  public:
   virtual ~DraftProposer() = default;
-  /// Guesses up to `max_tokens` tokens to follow `tokens` (the request's prompt and output so far; each
-  /// call's `tokens` extends the previous call's) into `draft` (cleared first; may stay empty).
-  virtual void propose(std::span<const int32_t> tokens, int64_t max_tokens, std::vector<int32_t>& draft) = 0;
+  /// Guesses up to `query.max_tokens` tokens to follow `query.tokens` into `draft` (cleared first; may
+  /// stay empty). A proposer that batches the step's requests (a draft model) fills `draft` at its
+  /// DraftModel::run(), which the engine calls after asking every request; `query.tokens` and `draft`
+  /// stay valid until then.
+  virtual void propose(const DraftQuery& query, std::vector<int32_t>& draft) = 0;
 };
 
-/// A proposer for one request; null for SpeculationMethod::kOff.
-std::unique_ptr<DraftProposer> make_draft_proposer(const SpeculationConfig& config);
+class DraftModel;
+/// A proposer for one request; null for SpeculationMethod::kOff, and for kDraft without a `draft` model.
+std::unique_ptr<DraftProposer> make_draft_proposer(const SpeculationConfig& config, DraftModel* draft);
 
 }  // namespace tern::engine
