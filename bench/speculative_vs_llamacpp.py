@@ -15,6 +15,11 @@ server at a time on this machine.
 2. Many streams (closed loop, 16 and 64 requests in flight over 3 x as many requests, grounded and open
    prompts mixed, 128 tokens each): output tokens/s of tern with speculation over tern without (the target: never below 0.98).
 Medians over --rounds; the servers alternate within each round. Writes --out/summary.json.
+
+With --draft-pair, the same measurements for speculation with a draft model instead: the target is
+SmolLM2 re-quantized to Q8_0 (tools/make_draft_target.py; scripts/test.sh leaves it in the fixture cache),
+the draft the shipped Q4_1 file; tern with `--draft-model` against llama-server with `-md` (its draft
+speculation, up to 8 drafted tokens). What this pair measures and what it does not: docs/speculative-decoding.md.
 """
 import argparse
 import concurrent.futures
@@ -124,7 +129,24 @@ def model_path(args, model):
 CHAT_TEMPLATES = {"gemma3-270m": os.path.join(ROOT, "tests/data/templates/gemma3.jinja")}
 
 
+def draft_pair_servers(args, model, path):
+    """Target `path` (served as `model`) alone and with the draft model args.draft."""
+    tern = lambda name, extra: Server(name, [args.tern, "serve", "-m", path, "--served-model-name", model, "--port", "18190", "-t",
+                                             str(args.threads), "--kv-cache-memory", "1G", *extra], 18190)
+    llama = lambda name, extra: Server(name, [args.llama_server, "-m", path, "--alias", model, "--port", "18191", "-t",
+                                              str(args.threads), "-tb", str(args.threads), "-np", "1", "-c", "4096",
+                                              "--no-webui", "--jinja", *extra], 18191)
+    return {
+        "tern": lambda: tern("tern", ()),
+        "tern-draft": lambda: tern("tern-draft", ("--draft-model", args.draft)),
+        "llama-server": lambda: llama("llama-server", ()),
+        "llama-server-draft": lambda: llama("llama-server-draft", ("-md", args.draft, "--spec-draft-n-max", "8")),
+    }
+
+
 def servers(args, model, path):
+    if args.draft_pair:
+        return draft_pair_servers(args, model, path)
     template = CHAT_TEMPLATES.get(model)
     tern_template = ["--chat-template", template] if template else []
     llama_template = ["--chat-template-file", template] if template else []
@@ -153,13 +175,23 @@ def main():
     p.add_argument("--streams", default="16,64")
     p.add_argument("--skip-one-stream", action="store_true")
     p.add_argument("--out", default=os.path.join(ROOT, "build/speculative-bench"))
+    p.add_argument("--draft-pair", action="store_true", help="a draft model instead of prompt lookup (see above)")
+    home = os.environ.get("TERN_HOME", os.path.expanduser("~/.cache/tern"))
+    p.add_argument("--target", default=os.path.join(home, "fixtures/smollm2-135m-q8_0.gguf"), help="--draft-pair's target")
+    p.add_argument("--draft", default=os.path.join(home, "models/SmolLM2-135M-Instruct.Q4_1.gguf"), help="--draft-pair's draft")
     args = p.parse_args()
+    if args.draft_pair:
+        args.models = "smollm2-135m-q8_0"
+        if not os.path.exists(args.target):
+            sys.exit(f"{args.target} is missing: python tools/make_draft_target.py {args.draft} {args.target}")
     os.makedirs(args.out, exist_ok=True)
     serve_vs_llamacpp.OUT = args.out
     report = {"cpu": cpu_name(), "threads": args.threads, "models": {}}
     print(f"CPU: {report['cpu']}, {args.threads} threads")
+    spec = "tern-draft" if args.draft_pair else "tern-ngram"
+    peer_spec = "llama-server-draft" if args.draft_pair else "llama-server-ngram"
     for model in args.models.split(","):
-        path = model_path(args, model)
+        path = args.target if args.draft_pair else model_path(args, model)
         bound = bandwidth_bound(args, path)
         makers = servers(args, model, path)
         rates = {name: {w[0]: [] for w in workloads()} for name in makers}
@@ -176,7 +208,7 @@ def main():
         streams = {}
         for level in [int(s) for s in args.streams.split(",") if s]:
             messages = [m for _, _, m in workloads()]
-            per = {"tern": [], "tern-ngram": []}
+            per = {"tern": [], spec: []}
             for _ in range(args.rounds):
                 for name in per:
                     server = makers[name]()
@@ -189,15 +221,15 @@ def main():
         report["models"][model] = {"bandwidth_bound_tok_s": bound, "one_stream": medians, "streams": streams, "raw": rates}
 
         print(f"\n## {model}: one stream, greedy, {args.max_tokens} tokens; bandwidth bound {bound:.0f} tok/s\n")
-        print("| workload | kind | tern | tern ngram | speed-up | over the bound | llama-server | llama-server ngram | its speed-up |")
+        print(f"| workload | kind | tern | {spec} | speed-up | over the bound | llama-server | {peer_spec} | its speed-up |")
         print("|---|---|---|---|---|---|---|---|---|")
         for workload, kind, _ in workloads():
-            t, ts = medians["tern"][workload], medians["tern-ngram"][workload]
-            l, ls = medians["llama-server"][workload], medians["llama-server-ngram"][workload]
+            t, ts = medians["tern"][workload], medians[spec][workload]
+            l, ls = medians["llama-server"][workload], medians[peer_spec][workload]
             print(f"| {workload} | {kind} | {t:.0f} | {ts:.0f} | {ts / t:.2f}x | {ts / bound:.2f}x | {l:.0f} | {ls:.0f} | {ls / l:.2f}x |")
         for level, figures in streams.items():
-            print(f"\n{level} streams: tern {figures['tern']:.0f} tok/s, with ngram {figures['tern-ngram']:.0f} tok/s "
-                  f"({figures['tern-ngram'] / figures['tern']:.2f}x)")
+            print(f"\n{level} streams: tern {figures['tern']:.0f} tok/s, {spec} {figures[spec]:.0f} tok/s "
+                  f"({figures[spec] / figures['tern']:.2f}x)")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(report, f, indent=1)
 

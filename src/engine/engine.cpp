@@ -225,6 +225,7 @@ void Engine::loop() {
 
     propose_drafts();
     const SchedulerOutput output = scheduler_.schedule();
+    if (config_.draft_model) prefill_drafts(output);
     queued_.store(scheduler_.num_waiting() + [&] { std::lock_guard lock(mutex_); return static_cast<int64_t>(inbox_.size()); }());
     if (output.chunks.empty()) {
       publish_gauges();
@@ -324,6 +325,17 @@ void Engine::propose_drafts() {
     config_.draft_model->run({.token_seconds = cost.predict(decodes) / static_cast<double>(num_decodes),
                               .verify_seconds = c.per_token_s + c.per_logit_row_s + c.per_context_s * context / static_cast<double>(num_decodes)});
   }
+}
+
+void Engine::prefill_drafts(const SchedulerOutput& output) {
+  // A draft model computes the prompt chunks with the target (as llama.cpp's draft context does), so a
+  // request's first guesses do not wait for its whole prompt to be caught up at decode time.
+  for (const ScheduledChunk& chunk : output.chunks) {
+    const auto it = active_.find(chunk.request->id);
+    if (it == active_.end() || !it->second->proposer || chunk.num_draft > 0 || (chunk.samples && chunk.num_tokens == 1)) continue;
+    it->second->proposer->prefill(chunk.request->tokens, chunk.start + chunk.num_tokens);
+  }
+  config_.draft_model->run_prefill();
 }
 
 void Engine::run_step(const SchedulerOutput& output) {

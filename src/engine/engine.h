@@ -150,6 +150,8 @@ class Engine {
   void admit(std::unique_ptr<Active> active);
   /// Speculative decoding: fills each decoding request's guesses for the next step.
   void propose_drafts();
+  /// A draft model computes this step's prompt chunks along with the target.
+  void prefill_drafts(const SchedulerOutput& output);
   void run_step(const SchedulerOutput& output);
   /// Samples (or verifies the guesses of) one chunk's logit rows starting at `row` into `sampled`.
   struct Sampled;

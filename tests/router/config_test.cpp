@@ -169,10 +169,18 @@ TEST(GatewayConfig, SpeculateTakesAMethodOrItsSettings) {
   ASSERT_TRUE(none);
   EXPECT_EQ(none->local[0].model.speculation.method, engine::SpeculationMethod::kOff);
   EXPECT_EQ(refused("models:\n  - model: x\n    speculate: eagle\n"),
-            "t.yaml:3:16: models[0].speculate: unknown speculation method 'eagle': use off or ngram");
+            "t.yaml:3:16: models[0].speculate: unknown speculation method 'eagle': use off, ngram or draft");
   EXPECT_NE(refused("models:\n  - model: x\n    speculate: {method: ngram, ngram_min: 5, ngram_max: 2}\n").find("longest n-gram"),
             std::string::npos);
   EXPECT_NE(refused("models:\n  - model: x\n    speculate: {draft: 4}\n").find("speculate.draft: unknown key"), std::string::npos);
+  // A draft model: its file alone means the draft method; the method without a file is refused.
+  auto draft = parse_gateway_config("models:\n  - model: x\n    speculate: {draft_model: small.gguf, max_draft: 4}\n", "t.yaml");
+  ASSERT_TRUE(draft) << draft.error().message;
+  EXPECT_EQ(draft->local[0].model.speculation.method, engine::SpeculationMethod::kDraft);
+  EXPECT_EQ(draft->local[0].model.speculation.draft_model, "small.gguf");
+  EXPECT_NE(refused("models:\n  - model: x\n    speculate: draft\n").find("needs the draft model's file"), std::string::npos);
+  EXPECT_NE(refused("models:\n  - model: x\n    speculate: {method: ngram, draft_model: small.gguf}\n").find("use draft"),
+            std::string::npos);
 }
 
 TEST(GatewayConfig, HostileInputIsRefusedNotCrashed) {

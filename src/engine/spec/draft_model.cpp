@@ -28,6 +28,10 @@ class DraftModel::Proposer final : public DraftProposer {
     if (query.max_tokens > 0 && !query.tokens.empty()) owner_.pending_.push_back({.sequence = &sequence_, .query = query, .draft = &draft});
   }
 
+  void prefill(std::span<const int32_t> tokens, int64_t end) override {
+    if (owner_.pays_ && end > 0) owner_.prefills_.push_back({.sequence = &sequence_, .query = {.tokens = tokens.first(static_cast<size_t>(end))}});
+  }
+
  private:
   DraftModel& owner_;
   Sequence sequence_;
@@ -50,6 +54,7 @@ std::unique_ptr<DraftProposer> DraftModel::make_proposer() { return std::make_un
 
 void DraftModel::release(Sequence& sequence) {
   std::erase_if(pending_, [&](const Pending& p) { return p.sequence == &sequence; });
+  std::erase_if(prefills_, [&](const Pending& p) { return p.sequence == &sequence; });
   kv_.free(sequence.blocks);
 }
 
@@ -68,7 +73,8 @@ void DraftModel::choose(std::vector<Pending*>& candidates, const StepShape& base
   std::stable_sort(candidates.begin(), candidates.end(), [](const Pending* a, const Pending* b) {
     return a->explores != b->explores ? a->explores : a->gain > b->gain;
   });
-  const double base_s = cost_.predict(base);
+  // A round that computes nothing else pays its fixed cost (the whole model read, at one stream) too.
+  const double base_s = base.tokens > 0 ? cost_.predict(base) : 0.0;
   StepShape shape = base;
   double worth = 0, best_net = 0;
   size_t best = 0;
@@ -76,7 +82,7 @@ void DraftModel::choose(std::vector<Pending*>& candidates, const StepShape& base
     const Pending& p = *candidates[i];
     shape.add_chunk(p.position, std::min(p.rows, kSteadyRows), 1);
     worth += p.gain * economics.token_seconds;
-    const double net = worth - (cost_.predict(shape) - base_s) - static_cast<double>(i + 1) * economics.verify_seconds;
+    const double net = worth - kCostMargin * (cost_.predict(shape) - base_s + static_cast<double>(i + 1) * economics.verify_seconds);
     if (p.explores || net > best_net) {
       best_net = std::max(net, best_net);
       best = i + 1;
@@ -146,39 +152,60 @@ void DraftModel::forward(const std::vector<Pending*>& round, const std::vector<P
   }
 }
 
+void DraftModel::sync(Pending& p) {
+  // The sequence follows its request: the guesses the target accepted are now verified K/V.
+  Sequence& s = *p.sequence;
+  const std::span<const int32_t> tokens = p.query.tokens;
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (s.is_new) {
+    s.num_verified = kv_.acquire_cached_prefix(s.blocks, tokens, cache_key_);
+    s.is_new = false;
+  }
+  size_t m = 0;
+  while (m < s.unverified.size() && s.num_verified + static_cast<int64_t>(m) < n &&
+         tokens[static_cast<size_t>(s.num_verified) + m] == s.unverified[m]) {
+    ++m;
+  }
+  s.num_verified += static_cast<int64_t>(m);
+  s.unverified.clear();
+  // The last token's logits give the first guess: it is computed again if it was already (the
+  // request was not scheduled since; the same K/V is written again).
+  s.num_verified = std::min(s.num_verified, n - 1);
+  kv_.cache_full_blocks(s.blocks, tokens, s.num_verified, cache_key_);
+  p.position = s.num_verified;
+  p.gain = p.query.acceptance;
+  p.guessing = false;
+  p.explores = p.query.explore || min_draft_ > 0;
+}
+
+void DraftModel::run_prefill() {
+  if (prefills_.empty()) return;
+  std::vector<Pending*> chunks;
+  for (Pending& p : prefills_) {
+    sync(p);
+    p.rows = static_cast<int64_t>(p.query.tokens.size()) - p.position;
+    if (p.rows > 0 && kv_.allocate_slots(p.sequence->blocks, p.position + p.rows)) chunks.push_back(&p);
+  }
+  if (!chunks.empty()) forward({}, chunks, /*is_first_round=*/true);
+  prefills_.clear();
+}
+
 void DraftModel::run(const DraftEconomics& economics) {
   if (pending_.empty()) return;
-  // Each sequence follows its request: the guesses the target accepted are now verified K/V.
-  for (Pending& p : pending_) {
-    Sequence& s = *p.sequence;
-    const std::span<const int32_t> tokens = p.query.tokens;
-    const auto n = static_cast<int64_t>(tokens.size());
-    if (s.is_new) {
-      s.num_verified = kv_.acquire_cached_prefix(s.blocks, tokens, cache_key_);
-      s.is_new = false;
-    }
-    size_t m = 0;
-    while (m < s.unverified.size() && s.num_verified + static_cast<int64_t>(m) < n &&
-           tokens[static_cast<size_t>(s.num_verified) + m] == s.unverified[m]) {
-      ++m;
-    }
-    s.num_verified += static_cast<int64_t>(m);
-    s.unverified.clear();
-    // The last token's logits give the first guess: it is computed again if it was already (the
-    // request was not scheduled since; the same K/V is written again).
-    s.num_verified = std::min(s.num_verified, n - 1);
-    kv_.cache_full_blocks(s.blocks, tokens, s.num_verified, cache_key_);
-    p.position = s.num_verified;
-    p.gain = p.query.acceptance;
-    p.guessing = false;
-    p.explores = p.query.explore || min_draft_ > 0;
-  }
+  for (Pending& p : pending_) sync(p);
   // Round 1: catch up and guess once; then a row per request still guessing, while guesses pay.
   std::vector<Pending*> round, catch_up;
   for (Pending& p : pending_) round.push_back(&p);
   int64_t budget = kMaxCatchUpTokens;
-  for (Pending* p : round) p->rows = std::min<int64_t>(static_cast<int64_t>(p->query.tokens.size()) - p->position, kSteadyRows);
+  for (Pending* p : round) {
+    const int64_t need = static_cast<int64_t>(p->query.tokens.size()) - p->position;
+    p->rows = std::min(need, kSteadyRows);
+    // Exploring tests a caught-up request's guesses; it never pays for catching a prompt up.
+    if (need > kSteadyRows && min_draft_ == 0) p->explores = false;
+  }
   choose(round, StepShape{}, economics);
+  pays_ = min_draft_ > 0 || cost_.num_observed() < kExploreRounds ||
+          std::any_of(round.begin(), round.end(), [](const Pending* p) { return !p->explores; });
   std::vector<Pending*> guessing;
   for (Pending* p : round) {
     const bool caught_up = catch_up_plan(*p, budget);

@@ -64,6 +64,12 @@ class DraftModel {
   std::unique_ptr<DraftProposer> make_proposer();
   /// Fills the drafts of every proposer asked since the last run.
   void run(const DraftEconomics& economics);
+  /// Computes the prompt chunks proposers were given (DraftProposer::prefill) since the last call, in
+  /// one forward pass; nothing while guessing does not pay (see pays()).
+  void run_prefill();
+  /// Whether the last step's guesses paid for some request (or the costs are still being learned):
+  /// while they do not, prompts are not computed ahead, only when a request next guesses.
+  bool pays() const { return pays_; }
 
   const StepCostModel& cost_model() const { return cost_; }
   const DraftModelStats& stats() const { return stats_; }
@@ -74,6 +80,7 @@ class DraftModel {
   static constexpr int64_t kMaxCatchUpTokens = 128;
   /// Rounds run whatever they cost until the draft's step-time model has seen this many.
   static constexpr int64_t kExploreRounds = 16;
+  static constexpr double kCostMargin = 1.25;
 
  private:
   class Proposer;
@@ -86,7 +93,7 @@ class DraftModel {
   struct Pending {
     Sequence* sequence;
     DraftQuery query;
-    std::vector<int32_t>* draft;
+    std::vector<int32_t>* draft = nullptr;
     int64_t position = 0;  // next position to compute
     int64_t rows = 0;      // this round's rows
     double gain = 1;       // chance that the next guess is accepted: acceptance^depth
@@ -95,9 +102,12 @@ class DraftModel {
   };
 
   void release(Sequence& sequence);
+  /// Brings `p`'s sequence in line with its request's tokens (accepted guesses become verified).
+  void sync(Pending& p);
   /// Brings `p`'s sequence up to its request's tokens; false: not caught up within `budget` this step.
   bool catch_up_plan(Pending& p, int64_t& budget);
-  /// Chooses this round's requests among `candidates` (best gain first) by worth against cost.
+  /// Chooses this round's requests among `candidates` (best gain first) by worth against cost, with a
+  /// margin (kCostMargin): a guess that only breaks even on predictions loses to their errors.
   void choose(std::vector<Pending*>& candidates, const StepShape& base, const DraftEconomics& economics) const;
   /// One forward pass over `round` (and `catch_up` chunks without logits); appends each guess.
   void forward(const std::vector<Pending*>& round, const std::vector<Pending*>& catch_up, bool is_first_round);
@@ -110,6 +120,8 @@ class DraftModel {
   int64_t min_draft_;
   uint64_t cache_key_;
   std::vector<Pending> pending_;
+  std::vector<Pending> prefills_;
+  bool pays_ = true;
   model::Batch batch_;
   std::vector<float> logits_;
   DraftModelStats stats_;

@@ -76,6 +76,12 @@ class DraftProposer {
   /// DraftModel::run(), which the engine calls after asking every request; `query.tokens` and `draft`
   /// stay valid until then.
   virtual void propose(const DraftQuery& query, std::vector<int32_t>& draft) = 0;
+  /// The target computes the request's prompt up to `end` in this step: a proposer that keeps its own
+  /// state of the text (a draft model's KV cache) may compute along, so its first guesses need not wait.
+  virtual void prefill(std::span<const int32_t> tokens, int64_t end) {
+    (void)tokens;
+    (void)end;
+  }
 };
 
 class DraftModel;
