@@ -32,7 +32,7 @@ if [[ ! -f "$xgrammar_stamp" ]]; then
 fi
 
 if [[ ! -f build/build.ninja ]]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERN_WERROR=ON >/dev/null
 fi
 ninja -C build --quiet
 
