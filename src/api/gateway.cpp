@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
+#include <cctype>
 #include <chrono>
+#include <random>
 
 #include "api/admin.h"
 #include "wire/anthropic/messages.h"
@@ -50,6 +53,40 @@ int64_t estimate_prompt_tokens(const Request& request) {
   return bytes / 4;
 }
 
+/// The client's x-request-id if it is 1-128 characters of letters, digits and ._:/+=-; else empty.
+std::string client_request_id(const http::Request& request) {
+  const std::string_view id = request.header("x-request-id");
+  if (id.empty() || id.size() > 128) return {};
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("._:/+=-").find(c) == std::string_view::npos) return {};
+  }
+  return std::string(id);
+}
+
+std::string fresh_request_id() {
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  return fmt::format("req-{:012x}{:04x}", random() & 0xffffffffffffULL, counter.fetch_add(1) & 0xffff);
+}
+
+/// For the request log's prefix_hash: the system messages' text (chat), which requests sharing a system
+/// prompt share; empty when there is none.
+std::string system_prompt_hash(const Request& request) {
+  std::string system;
+  for (const auto& message : request.messages) {
+    if (!message.is_object() || message.value("role", "") != "system") continue;
+    system += message.contains("content") ? message["content"].dump() : std::string();
+  }
+  return system.empty() ? std::string() : observe::short_hash(system);
+}
+
+/// With --log-content: what the client sent to generate from.
+nlohmann::json request_content(const Request& request) {
+  if (request.kind != RequestKind::kCompletion) return nlohmann::json::parse(request.messages.dump());
+  if (request.prompt) return *request.prompt;
+  return request.prompt_tokens;
+}
+
 /// One generation request from admission to its ledger row. Events arrive on provider threads
 /// (accept); rendering runs on the connection's strand (render). The row is written once: at the
 /// last event, or — if no last event ever came (a cancelled upstream) — when the exchange is dropped.
@@ -61,11 +98,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     std::unique_ptr<tenants::Admission> admission;
     metering::LedgerRow row;  ///< time, request id, key, org and model filled in
     Clock::time_point start;
+    observe::RequestLog* request_log = nullptr;  ///< may be null
+    observe::RequestLogEntry log_entry;          ///< arrival, prefix hash, session, content filled in
   };
 
   Exchange(std::unique_ptr<Renderer> renderer, std::shared_ptr<http::Responder> responder, bool stream, http::Headers headers, Accounting accounting)
       : renderer_(std::move(renderer)), responder_(std::move(responder)), stream_(stream), headers_(std::move(headers)),
-        accounting_(std::move(accounting)) {}
+        accounting_(std::move(accounting)),
+        logs_content_(accounting_.request_log != nullptr && accounting_.request_log->options().log_content) {}
 
   ~Exchange() {
     if (!recorded_) record(nullptr);
@@ -77,6 +117,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   /// On the provider's thread, in event order.
   void accept(Event&& event) {
+    if (logs_content_) output_ += event.text;
     if (first_event_at_ == Clock::time_point{} && (!event.text.empty() || !event.tool_calls.empty() || event.finished)) first_event_at_ = Clock::now();
     if (!event.finished) return post(std::move(event));
     record(&event);
@@ -120,6 +161,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       accounting_.tenants->count_request(row.key_id, last != nullptr && !last->model.empty() ? last->model : "-", usage, row.status);
     }
     if (last == nullptr && accounting_.ledger != nullptr) accounting_.ledger->append(row);
+    if (accounting_.request_log != nullptr) {
+      observe::RequestLogEntry& entry = accounting_.log_entry;
+      entry.row = row;
+      if (last != nullptr) entry.queued_ms = last->queued_ms;
+      entry.output = std::move(output_);
+      accounting_.request_log->append(std::move(entry));
+    }
   }
 
   /// On the connection's strand.
@@ -154,12 +202,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::unique_ptr<Renderer> renderer_;
   std::shared_ptr<http::Responder> responder_;
   bool stream_;
-  http::Headers headers_;  // x-ratelimit-*
+  http::Headers headers_;  // x-request-id, x-ratelimit-*
   Accounting accounting_;
+  const bool logs_content_;  // the request log keeps the output text
   std::atomic<bool> client_left_{false};
   // Provider-thread state (events of one request arrive in order, one at a time).
   Clock::time_point first_event_at_{};
   bool recorded_ = false;
+  std::string output_;  // with logs_content_
   // Strand state.
   bool started_ = false;
   bool done_ = false;
@@ -247,14 +297,28 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
     row.key_id = principal->key_id;
     row.org = principal->org;
   }
+  // The request's id: the client's x-request-id when it is a sane token, else the response's own id
+  // (set below; a request refused before that gets a fresh one). Every answer carries it back.
+  row.request_id = client_request_id(http_request);
+  observe::RequestLogEntry log_entry;
+  if (request_log_ != nullptr) {
+    log_entry.arrival_s = static_cast<double>(row.time_ms) / 1000.0;
+    log_entry.session_id = ledger_text(std::string(http_request.header("x-session-id")));
+  }
   // From here on every answer has a ledger row, and goes out once the row is committed.
   auto refuse = [&](const ApiError& error, const http::Headers& headers = {}) {
     http::Response response = error_response(is_anthropic, error);
+    if (row.request_id.empty()) row.request_id = fresh_request_id();
+    response.headers.emplace_back("x-request-id", row.request_id);
     for (const auto& h : headers) response.headers.push_back(h);
-    if (ledger_ == nullptr) return responder->send(std::move(response));
     row.status = error.status;
     row.finish_reason = "error";
     row.e2e_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    if (request_log_ != nullptr) {
+      log_entry.row = row;
+      request_log_->append(std::move(log_entry));
+    }
+    if (ledger_ == nullptr) return responder->send(std::move(response));
     if (tenants_ != nullptr && !row.key_id.empty()) tenants_->count_request(row.key_id, "-", {}, row.status);
     ledger_->append(row, [responder, response = std::move(response)]() mutable { responder->send(std::move(response)); });
   };
@@ -280,11 +344,17 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   }
   std::unique_ptr<Renderer> renderer = is_anthropic ? std::unique_ptr<Renderer>(std::make_unique<AnthropicRenderer>(*parsed))
                                                     : std::make_unique<OpenAiRenderer>(*parsed);
-  row.request_id = renderer->id();
+  if (row.request_id.empty()) row.request_id = renderer->id();
   http::Headers headers = admission ? admission->headers() : http::Headers{};
+  headers.emplace(headers.begin(), "x-request-id", row.request_id);
+  if (request_log_ != nullptr) {
+    log_entry.prefix_hash = system_prompt_hash(*parsed);
+    if (request_log_->options().log_content) log_entry.request = request_content(*parsed);
+  }
   auto exchange = std::make_shared<Exchange>(
       std::move(renderer), responder, parsed->stream, std::move(headers),
-      Exchange::Accounting{.ledger = ledger_, .tenants = tenants_, .admission = std::move(admission), .row = row, .start = start});
+      Exchange::Accounting{.ledger = ledger_, .tenants = tenants_, .admission = std::move(admission), .row = row, .start = start,
+                           .request_log = request_log_, .log_entry = std::move(log_entry)});
   auto call = router->submit(*parsed, [exchange](Event&& event) { exchange->accept(std::move(event)); });
   if (!call) {
     exchange->discard();

@@ -20,6 +20,7 @@
 
 #include "http/server.h"
 #include "metering/ledger_writer.h"
+#include "observe/request_log.h"
 #include "router/lora_adapters.h"
 #include "router/router.h"
 #include "tenants/tenants.h"
@@ -38,6 +39,8 @@ class Gateway {
   void set_metrics_source(std::function<std::string()> source) { metrics_source_ = std::move(source); }
   /// Enables /v1/load_lora_adapter and /v1/unload_lora_adapter.
   void set_lora_adapters(router::LoraAdapters* adapters) { lora_.store(adapters); }
+  /// Writes a line per generation request to `log` (may be null: none); set before the server starts.
+  void set_request_log(observe::RequestLog* log) { request_log_ = log; }
 
  private:
   void generate(const http::Request& request, std::shared_ptr<http::Responder> responder, bool is_anthropic, wire::RequestKind kind);
@@ -46,6 +49,7 @@ class Gateway {
   http::Server& server_;
   tenants::Tenants* tenants_;
   metering::LedgerWriter* ledger_;
+  observe::RequestLog* request_log_ = nullptr;
   std::atomic<router::Router*> router_{nullptr};
   std::atomic<router::LoraAdapters*> lora_{nullptr};
   std::function<std::string()> metrics_source_;

@@ -78,7 +78,7 @@ struct RopeSpec {
   int64_t rotary_dims = 0;
   float base = 10000.0f;
   float freq_scale = 1.0f;              ///< linear position scaling: 1 / rope.scaling.factor
-  std::span<const float> freq_factors;  ///< per-pair divisors (Llama 3.1's rope_freqs, rotary_dims / 2 values); empty: 1
+  std::span<const float> freq_factors{};  ///< per-pair divisors (Llama 3.1's rope_freqs, rotary_dims / 2 values); empty: 1
   float attn_factor = 1.0f;             ///< multiplies cos and sin (Phi-3's LongRoPE: q.k scaled by its square)
 };
 

@@ -30,6 +30,11 @@ Result<std::vector<LogEntry>> read_log(const std::string& path) {
     for (const char* key : {"timestamp", "prompt_tokens", "completion_tokens"}) {
       if (!row.contains(key) || !row[key].is_number()) return fail("{} line {}: missing numeric '{}'", what, line_number, key);
     }
+    // A request refused before any model saw it (tern serve logs those too) has no shape to replay.
+    if (row.contains("status") && row["status"].is_number_integer()) {
+      const int64_t status = row["status"].get<int64_t>();
+      if ((status < 200 || status >= 300) && row["prompt_tokens"].get<int64_t>() == 0) return {};
+    }
     LogEntry entry;
     entry.timestamp = row["timestamp"].get<double>();
     entry.prompt_tokens = row["prompt_tokens"].get<int64_t>();

@@ -1,6 +1,6 @@
 #pragma once
 // `tern bench profile`: from a request log to a workload file that `tern bench` replays. The log format
-// (one JSON object per line, docs/bench.md "Request log") is what `tern serve` will write; any gateway can
+// (one JSON object per line, docs/bench.md "Request log") is what `tern serve --request-log` writes; any gateway can
 // produce it from its own logs.
 //
 //   {"timestamp": 1764230400.125, "model": "llama-3-8b", "adapter": "support-v2", "prompt_tokens": 812,

@@ -14,6 +14,7 @@
 
 #include "api/gateway.h"
 #include "metering/ledger_writer.h"
+#include "observe/request_log.h"
 #include "tenants/tenants.h"
 #include "util/tern_home.h"
 #include "cli/commands.h"
@@ -57,6 +58,10 @@ struct ServeOptions {
   std::string keys_db;
   std::string ledger;
   int64_t ledger_retention_days = -1;
+  std::string request_log;
+  std::string request_log_max_bytes;  // "256M"; empty: the config's, else 256 MiB
+  int request_log_keep = -1;
+  bool log_content = false;
   double budget_alert = 0.8;
   bool insecure_no_auth = false;
   double drain_timeout_s = 30;
@@ -79,6 +84,30 @@ void raise_descriptor_limit() {
 }
 
 bool is_loopback(const std::string& host) { return host == "localhost" || host == "::1" || host.starts_with("127."); }
+
+/// The request log, if the flags or the config name one (null otherwise).
+Result<std::unique_ptr<observe::RequestLog>> open_request_log(const ServeOptions& o, const router::GatewayConfig& config) {
+  observe::RequestLogOptions options;
+  options.path = !o.request_log.empty() ? o.request_log : config.request_log;
+  if (options.path.empty()) {
+    if (o.log_content) return fail("--log-content needs --request-log (or request_log in the config)");
+    return std::unique_ptr<observe::RequestLog>();
+  }
+  if (!o.request_log_max_bytes.empty()) {
+    auto bytes = parse_bytes(o.request_log_max_bytes);
+    if (!bytes) return fail("--request-log-max-bytes: {}", bytes.error().message);
+    options.max_bytes = *bytes;
+  } else if (config.request_log_max_bytes > 0) {
+    options.max_bytes = config.request_log_max_bytes;
+  }
+  options.keep = o.request_log_keep >= 0 ? o.request_log_keep : config.request_log_keep >= 0 ? config.request_log_keep : options.keep;
+  options.log_content = o.log_content || config.request_log_content;
+  auto log = observe::RequestLog::open(options);
+  if (!log) return std::unexpected(log.error());
+  std::fprintf(stderr, "tern serve: request log: %s (rotated at %lld MiB, %d old files kept%s)\n", options.path.c_str(),
+               static_cast<long long>(options.max_bytes >> 20), options.keep, options.log_content ? ", with prompts and outputs" : "");
+  return log;
+}
 
 /// The key store, and the ledger unless it is "off"; the server refuses to start if either fails.
 struct Accounting {
@@ -216,6 +245,11 @@ int serve(const ServeOptions& o) {
     return 2;
   }
   tenants::Tenants& tenants = *accounting->tenants;
+  auto request_log = open_request_log(o, *config);
+  if (!request_log) {
+    std::fprintf(stderr, "error: %s\n", request_log.error().message.c_str());
+    return 1;
+  }
   // Keys created or revoked by `tern keys` in another process take effect within a second.
   std::jthread key_watcher([&tenants](std::stop_token stop) {
     while (!stop.stop_requested()) {
@@ -235,6 +269,7 @@ int serve(const ServeOptions& o) {
     }
   }
   api::Gateway gateway(server, &tenants, accounting->ledger.get());
+  gateway.set_request_log(request_log->get());
   router::LocalModelSet local_models(config->memory_budget_bytes);
   router::Router router;
   router::LoraAdapters lora_adapters(router);
@@ -346,6 +381,11 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--keys-db", o->keys_db, "API key store (SQLite; default $TERN_HOME/keys.db; see tern keys)");
   command->add_option("--ledger", o->ledger, "Where each request's usage and cost are recorded: a SQLite file (default $TERN_HOME/ledger.db), "
                                              "a postgresql:// URL, or off");
+  command->add_option("--request-log", o->request_log,
+                      "Write one JSON line per request to this file (ids, times, tokens, model, key, status, cost; docs/observability.md)");
+  command->add_option("--request-log-max-bytes", o->request_log_max_bytes, "Rotate the request log past this size (default 256M)");
+  command->add_option("--request-log-keep", o->request_log_keep, "Rotated request logs kept (FILE.1 ...; default 5)");
+  command->add_flag("--log-content", o->log_content, "Also log each request's messages or prompt and its output text");
   command->add_option("--ledger-retention-days", o->ledger_retention_days, "Delete ledger rows older than this (0: keep everything)")
       ->check(CLI::Range(int64_t{0}, int64_t{36500}));
   command->add_option("--budget-alert", o->budget_alert, "Share of a key's budget past which tern:key_budget_alert is 1")

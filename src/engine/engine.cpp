@@ -546,6 +546,7 @@ void Engine::finish(Active& active, const std::string& reason, const std::string
   event.usage = usage_of(active);
   event.num_draft_tokens = active.num_draft_tokens;
   event.num_accepted_tokens = active.num_accepted_tokens;
+  if (active.first_scheduled != Clock::time_point{}) event.queued_seconds = seconds(active.first_scheduled - active.request.arrival);
   if (active.num_draft_tokens > 0) metrics_.on_speculative_request(active.num_draft_tokens, active.num_accepted_tokens);
   const auto started = active.first_scheduled == Clock::time_point{} ? now : active.first_scheduled;
   const auto first = active.first_token == Clock::time_point{} ? now : active.first_token;

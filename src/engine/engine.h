@@ -86,6 +86,7 @@ struct GenerationEvent {
   Usage usage;                ///< with finished; on the first token's event, the prompt's counts so far
   int64_t num_draft_tokens = 0;     ///< with finished: guesses speculative decoding verified for it
   int64_t num_accepted_tokens = 0;  ///< with finished: of those, accepted
+  double queued_seconds = -1;       ///< with finished: from submit() to its first computed step (< 0: never computed)
 };
 
 /// Called on the engine thread; must not block (post the event to your own thread).

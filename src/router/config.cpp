@@ -355,7 +355,7 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
   if (!root || root.IsNull()) return fail("{}: the file is empty", path);
   try {
     if (auto ok = r.only_keys(root, "", {"server", "models", "deployments", "routes", "memory_budget", "ledger",
-                                                "ledger_retention_days", "keys_db"});
+                                                "ledger_retention_days", "keys_db", "request_log"});
         !ok) {
       return std::unexpected(ok.error());
     }
@@ -363,6 +363,19 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
     TRY_ASSIGN(out.ledger, r.string(root, "", "ledger", false));
     TRY_ASSIGN(out.ledger_retention_days, r.integer(root, "", "ledger_retention_days", 0, 36500, -1));
     TRY_ASSIGN(out.keys_db, r.string(root, "", "keys_db", false));
+    if (const YAML::Node log = root["request_log"]; log) {
+      if (log.IsScalar()) {
+        TRY_ASSIGN(out.request_log, r.string(root, "", "request_log", true));
+      } else {
+        if (auto ok = r.only_keys(log, "request_log", {"path", "max_bytes", "keep", "content"}); !ok) return std::unexpected(ok.error());
+        TRY_ASSIGN(out.request_log, r.string(log, "request_log", "path", true));
+        TRY_ASSIGN(out.request_log_max_bytes, r.bytes(log, "request_log", "max_bytes"));
+        int64_t keep = -1;
+        TRY_ASSIGN(keep, r.integer(log, "request_log", "keep", 0, 1000, -1));
+        out.request_log_keep = static_cast<int>(keep);
+        TRY_ASSIGN(out.request_log_content, r.boolean(log, "request_log", "content", false));
+      }
+    }
     if (const YAML::Node server = root["server"]; server) {
       if (auto ok = r.only_keys(server, "server", {"host", "port"}); !ok) return std::unexpected(ok.error());
       TRY_ASSIGN(out.host, r.string(server, "server", "host", false));

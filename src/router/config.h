@@ -46,6 +46,11 @@ struct GatewayConfig {
   std::string ledger;                  ///< a SQLite path or postgresql:// URL; empty: the default
   int64_t ledger_retention_days = -1;  ///< -1: not set; 0: keep everything
   std::string keys_db;                 ///< empty: $TERN_HOME/keys.db
+  // `request_log:` — a file, or {path, max_bytes, keep, content}; flags win over these.
+  std::string request_log;            ///< empty: none
+  int64_t request_log_max_bytes = 0;  ///< 0: not set
+  int request_log_keep = -1;          ///< -1: not set
+  bool request_log_content = false;
   // `server:` — flags on the command line win over these.
   std::string host;
   int port = -1;  ///< -1: not set

@@ -236,6 +236,7 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
       out.logprobs.push_back(std::move(entry));
     }
     out.finished = in.finished;
+    if (in.queued_seconds >= 0) out.queued_ms = in.queued_seconds * 1000.0;
     out.finish_reason = std::move(in.finish_reason);
     out.stop_sequence = std::move(in.stop_sequence);
     if (in.error == engine::kGrammarDeadEnd) {

@@ -229,6 +229,7 @@ struct Event {
   Usage usage;
   std::string model;              ///< the public model name that answered; set by the router
   std::string deployment;         ///< the deployment that answered; set by the router
+  double queued_ms = -1;          ///< with finished, local models: waiting before its first computed step (< 0: not known)
 };
 
 /// Called on a provider's thread; must not block.

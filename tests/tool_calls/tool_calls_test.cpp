@@ -73,7 +73,9 @@ TEST(ToolCallParser, HermesTextAndTwoCallsAtEveryCut) {
     EXPECT_EQ("{}", p.calls[1].arguments);
     EXPECT_TRUE(p.calls[0].id.starts_with("call_") && p.calls[0].id.size() == 29) << p.calls[0].id;
     EXPECT_NE(p.calls[0].id, p.calls[1].id);
-    if (piece == 1) EXPECT_GT(p.num_deltas, 10) << "arguments stream as they come";
+    if (piece == 1) {
+      EXPECT_GT(p.num_deltas, 10) << "arguments stream as they come";
+    }
   }
 }
 

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `tern serve --request-log` through the openai SDK: one JSON line per request
+(served, refused, with the client's x-request-id and x-session-id), x-request-id on every answer,
+never the text unless --log-content, and the round trip "profile production, replay it as a
+benchmark": `tern bench profile` reads the log and `tern bench` replays the workload it derives.
+
+    python tests/api/request_log_e2e_test.py --tern build/tern [-v]
+
+Exit code 77 (ctest: skipped) when the model or the SDK is missing.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+try:
+    import openai
+except ImportError:
+    print("SKIP: the openai package is not installed (scripts/test.sh installs it in .venv-tests)")
+    sys.exit(77)
+
+from tern_process import TernServe, exit_unless_default_model
+
+TERN = None
+MODEL = "smollm2-135m"
+SYSTEM = "You are a terse assistant. Answer in a few words."
+
+
+def read_log(path, count, timeout=10):
+    """The log's lines once it holds at least `count` (lines are written by a thread of their own)."""
+    deadline = time.time() + timeout
+    while True:
+        lines = []
+        if os.path.exists(path):
+            with open(path) as f:
+                lines = [json.loads(line) for line in f if line.strip()]
+        if len(lines) >= count or time.time() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+class RequestLog(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory(prefix="tern-request-log-")
+        cls.log = os.path.join(cls.dir.name, "requests.jsonl")
+        cls.server = TernServe(TERN, ["-m", MODEL, "--context", "1024", "--kv-cache-memory", "80M", "--request-log", cls.log])
+        cls.client = openai.OpenAI(base_url=cls.server.url + "/v1", api_key="unused", max_retries=0)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.dir.cleanup()
+
+    def chat(self, user, system=SYSTEM, headers=None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        raw = self.client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, max_tokens=8, temperature=0,
+                                                                    extra_headers=headers or {})
+        return raw.headers, raw.parse()
+
+    def test_one_line_per_request_with_ids_times_tokens_and_no_text(self):
+        before = len(read_log(self.log, 0, timeout=0))
+        headers, first = self.chat("Name a colour.", headers={"x-request-id": "client-abc-1", "x-session-id": "s1"})
+        self.assertEqual(headers["x-request-id"], "client-abc-1", "the client's id comes back")
+        headers2, second = self.chat("Name a fruit.")
+        self.assertEqual(headers2["x-request-id"], second.id, "else the response's own id")
+        self.chat("Name a city.", system=None, headers={"x-request-id": "bad id with spaces"})
+        with self.assertRaises(openai.NotFoundError) as refused:
+            self.client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        self.assertTrue(refused.exception.response.headers["x-request-id"], "a refusal carries an id too")
+        lines = read_log(self.log, before + 4)[before:]
+        self.assertEqual(len(lines), 4, lines)
+        by_status = sorted(line["status"] for line in lines)
+        self.assertEqual(by_status, [200, 200, 200, 404])
+        served = {line["request_id"]: line for line in lines if line["status"] == 200}
+        self.assertIn("client-abc-1", served)
+        self.assertIn(second.id, served)
+        line = served["client-abc-1"]
+        self.assertEqual(line["model"], MODEL)
+        self.assertEqual(line["deployment"], MODEL)
+        self.assertEqual(line["session_id"], "s1")
+        self.assertEqual(line["prompt_tokens"], first.usage.prompt_tokens)
+        self.assertEqual(line["completion_tokens"], first.usage.completion_tokens)
+        self.assertIn(line["finish_reason"], ("stop", "length"))
+        self.assertGreaterEqual(line["queued_ms"], 0)
+        self.assertGreater(line["ttft_ms"], 0)
+        self.assertGreaterEqual(line["e2e_ms"], line["ttft_ms"])
+        self.assertAlmostEqual(line["end"], line["timestamp"] + line["e2e_ms"] / 1000, places=3)
+        self.assertLess(abs(line["timestamp"] - time.time()), 120)
+        self.assertEqual(line["prefix_hash"], served[second.id]["prefix_hash"], "one system prompt, one prefix hash")
+        no_system = [l for l in served.values() if l["request_id"] not in ("client-abc-1", second.id)]
+        self.assertEqual(len(no_system), 1)
+        self.assertNotIn("prefix_hash", no_system[0])
+        self.assertTrue(no_system[0]["request_id"].startswith("chatcmpl-"), "an id with spaces is not taken")
+        refusal = next(l for l in lines if l["status"] == 404)
+        self.assertEqual(refusal["finish_reason"], "error")
+        self.assertEqual(refusal["model"], "no-such-model")
+        for l in lines:
+            self.assertNotIn("request", l)
+            self.assertNotIn("output", l)
+            self.assertNotIn("colour", json.dumps(l), "no prompt text without --log-content")
+
+    def test_profile_the_log_and_replay_it_as_a_benchmark(self):
+        for i in range(12):
+            self.chat("Count to %d in words, then stop." % (i + 2), system=SYSTEM if i % 3 else None)
+        lines = read_log(self.log, 12)
+        self.assertGreaterEqual(len(lines), 12)
+        workload_path = os.path.join(self.dir.name, "workload.json")
+        profile = subprocess.run([TERN, "bench", "profile", self.log, "-o", workload_path, "--flat"], capture_output=True, text=True,
+                                 timeout=60)
+        self.assertEqual(profile.returncode, 0, profile.stderr)
+        with open(workload_path) as f:
+            workload = json.load(f)
+        self.assertGreater(workload["profile"]["requests"], 0, workload)
+        self.assertIn(MODEL, json.dumps(workload), "the models come from the log")
+        report_path = os.path.join(self.dir.name, "report.json")
+        run = subprocess.run([TERN, "bench", "--workload", workload_path, "--target", self.server.url + "/v1", "--model", MODEL,
+                              "--requests", "6", "--concurrency", "2", "--tokenizer", MODEL, "--json", report_path, "-q"],
+                             capture_output=True, text=True, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stderr + run.stdout)
+        with open(report_path) as f:
+            report = json.load(f)
+        self.assertEqual(report["results"][0]["requests"]["ok"], 6, run.stdout)
+        # The replayed requests are logged in turn.
+        self.assertGreaterEqual(len(read_log(self.log, len(lines) + 6)), len(lines) + 6)
+
+
+class RequestLogContent(unittest.TestCase):
+    def test_log_content_keeps_the_messages_and_the_output(self):
+        with tempfile.TemporaryDirectory(prefix="tern-request-log-") as tmp:
+            log = os.path.join(tmp, "requests.jsonl")
+            server = TernServe(TERN, ["-m", MODEL, "--context", "1024", "--kv-cache-memory", "40M", "--request-log", log, "--log-content"])
+            try:
+                client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+                reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=6,
+                                                       temperature=0)
+                stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say bye."}], max_tokens=6,
+                                                        temperature=0, stream=True)
+                streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+                lines = read_log(log, 2)
+            finally:
+                server.stop()
+        self.assertEqual(len(lines), 2)
+        by_prompt = {l["request"][0]["content"]: l for l in lines}
+        self.assertEqual(by_prompt["Say hello."]["output"], reply.choices[0].message.content)
+        self.assertEqual(by_prompt["Say bye."]["output"], streamed)
+
+
+def main():
+    global TERN
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tern", required=True)
+    args, rest = parser.parse_known_args()
+    TERN = os.path.abspath(args.tern)
+    exit_unless_default_model()
+    unittest.main(argv=[sys.argv[0], *rest])
+
+
+if __name__ == "__main__":
+    main()
