@@ -8,6 +8,7 @@
 #include <random>
 
 #include "api/admin.h"
+#include "observe/metrics_compat.h"
 #include "wire/anthropic/messages.h"
 #include "wire/json_util.h"
 #include "wire/openai/request.h"
@@ -370,6 +371,7 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
 
 std::string Gateway::metrics_text() const {
   std::string out = metrics_source_ ? metrics_source_() : std::string();
+  if (vllm_metrics_) out += observe::vllm_compat_metrics(out);
   prometheus_header(out, "http_connections_open", "gauge", "Open client connections.");
   out += fmt::format("tern:http_connections_open {}\n", server_.num_open_connections());
   if (router::Router* router = router_.load(); router != nullptr) {

@@ -39,6 +39,8 @@ class Gateway {
   void set_metrics_source(std::function<std::string()> source) { metrics_source_ = std::move(source); }
   /// Enables /v1/load_lora_adapter and /v1/unload_lora_adapter.
   void set_lora_adapters(router::LoraAdapters* adapters) { lora_.store(adapters); }
+  /// Also exports the engine metrics vLLM has under vLLM's names (observe/metrics_compat.h).
+  void set_vllm_metrics(bool on) { vllm_metrics_ = on; }
   /// Writes a line per generation request to `log` (may be null: none); set before the server starts.
   void set_request_log(observe::RequestLog* log) { request_log_ = log; }
 
@@ -50,6 +52,7 @@ class Gateway {
   tenants::Tenants* tenants_;
   metering::LedgerWriter* ledger_;
   observe::RequestLog* request_log_ = nullptr;
+  bool vllm_metrics_ = false;
   std::atomic<router::Router*> router_{nullptr};
   std::atomic<router::LoraAdapters*> lora_{nullptr};
   std::function<std::string()> metrics_source_;

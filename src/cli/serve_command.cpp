@@ -62,6 +62,7 @@ struct ServeOptions {
   std::string request_log_max_bytes;  // "256M"; empty: the config's, else 256 MiB
   int request_log_keep = -1;
   bool log_content = false;
+  std::string metrics_compat;  // "" or "vllm"
   double budget_alert = 0.8;
   bool insecure_no_auth = false;
   double drain_timeout_s = 30;
@@ -270,6 +271,7 @@ int serve(const ServeOptions& o) {
   }
   api::Gateway gateway(server, &tenants, accounting->ledger.get());
   gateway.set_request_log(request_log->get());
+  gateway.set_vllm_metrics(o.metrics_compat == "vllm");
   router::LocalModelSet local_models(config->memory_budget_bytes);
   router::Router router;
   router::LoraAdapters lora_adapters(router);
@@ -386,6 +388,10 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--request-log-max-bytes", o->request_log_max_bytes, "Rotate the request log past this size (default 256M)");
   command->add_option("--request-log-keep", o->request_log_keep, "Rotated request logs kept (FILE.1 ...; default 5)");
   command->add_flag("--log-content", o->log_content, "Also log each request's messages or prompt and its output text");
+  command->add_option("--metrics-compat", o->metrics_compat,
+                      "Also export the metrics vLLM has under its names (vllm:num_requests_waiting, vllm:kv_cache_usage_perc, "
+                      "vllm:lora_requests_info, ...), for Kubernetes inference gateways")
+      ->check(CLI::IsMember({"vllm"}));
   command->add_option("--ledger-retention-days", o->ledger_retention_days, "Delete ledger rows older than this (0: keep everything)")
       ->check(CLI::Range(int64_t{0}, int64_t{36500}));
   command->add_option("--budget-alert", o->budget_alert, "Share of a key's budget past which tern:key_budget_alert is 1")

@@ -11,11 +11,13 @@ Exit code 77 (ctest: skipped) when the model or the SDK is missing.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 try:
     import openai
@@ -48,7 +50,8 @@ class RequestLog(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory(prefix="tern-request-log-")
         cls.log = os.path.join(cls.dir.name, "requests.jsonl")
-        cls.server = TernServe(TERN, ["-m", MODEL, "--context", "1024", "--kv-cache-memory", "80M", "--request-log", cls.log])
+        cls.server = TernServe(TERN, ["-m", MODEL, "--context", "1024", "--kv-cache-memory", "80M", "--request-log", cls.log,
+                                      "--metrics-compat", "vllm"])
         cls.client = openai.OpenAI(base_url=cls.server.url + "/v1", api_key="unused", max_retries=0)
 
     @classmethod
@@ -127,6 +130,43 @@ class RequestLog(unittest.TestCase):
         self.assertEqual(report["results"][0]["requests"]["ok"], 6, run.stdout)
         # The replayed requests are logged in turn.
         self.assertGreaterEqual(len(read_log(self.log, len(lines) + 6)), len(lines) + 6)
+
+
+    def test_metrics_compat_exports_vllm_names_beside_terns(self):
+        """--metrics-compat vllm: what a Kubernetes inference gateway's endpoint picker reads."""
+        self.chat("Hi.")
+        with urllib.request.urlopen(self.server.url + "/metrics", timeout=30) as r:
+            text = r.read().decode()
+        for name in ("num_requests_waiting", "num_requests_running", "kv_cache_usage_perc"):
+            ours = [l for l in text.splitlines() if l.startswith(f"tern:{name}{{")]
+            theirs = [l for l in text.splitlines() if l.startswith(f"vllm:{name}{{")]
+            self.assertEqual(len(ours), 1, name)
+            self.assertEqual([l[5:] for l in theirs], [l[5:] for l in ours], name)
+        self.assertIn('vllm:gpu_cache_usage_perc{model_name="smollm2-135m"}', text)
+        self.assertIn("vllm:time_to_first_token_seconds_count", text)
+        self.assertNotIn("vllm:kv_pinned_blocks", text, "tern-only metrics keep their own name only")
+
+    def test_the_grafana_dashboard_queries_only_metrics_tern_exports(self):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = os.path.join(root, "deploy/grafana/tern-dashboard.json")
+        made = subprocess.run([sys.executable, os.path.join(root, "tools/make_grafana_dashboard.py"), os.path.join(self.dir.name, "d.json")],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        with open(path) as f, open(os.path.join(self.dir.name, "d.json")) as g:
+            dashboard = json.load(f)
+            self.assertEqual(dashboard, json.load(g), "deploy/grafana/tern-dashboard.json is stale: run tools/make_grafana_dashboard.py")
+        self.chat("Hi.")
+        with urllib.request.urlopen(self.server.url + "/metrics", timeout=30) as r:
+            exported = {re.split(r"[{ ]", l)[0] for l in r.read().decode().splitlines() if l.startswith("tern:")}
+        exported |= {n[: -len(suffix)] for n in exported for suffix in ("_bucket", "_sum", "_count") if n.endswith(suffix)}
+        # Exported only where configured: the disk tier (--kv-disk-cache) and API keys.
+        conditional = {"tern:kv_disk_hit_tokens_total", "tern:key_cost_usd_total"}
+        queried = set()
+        for p in dashboard["panels"]:
+            for t in p["targets"]:
+                queried |= {m if not m.endswith("_bucket") else m[: -len("_bucket")] for m in re.findall(r"tern:[a-z_]+", t["expr"])}
+        self.assertGreater(len(queried), 10)
+        self.assertEqual(sorted(queried - exported - conditional), [], "queried but not exported")
 
 
 class RequestLogContent(unittest.TestCase):
