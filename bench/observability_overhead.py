@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""What observability costs `tern serve`: output tokens/s and inter-token p99 at 16 and 64 streams with
+the request log on (and --metrics-compat vllm, and /metrics scraped every second as Prometheus would)
+against all of it off, the two servers alternating within each round on this machine.
+
+    python3 bench/observability_overhead.py [--rounds 3] [--streams 16,64] [--requests-per-stream 3]
+
+Load from `tern bench` (closed loop, 128 -> 64 tokens, ignore_eos). Medians over --rounds. Targets (issue
+"Observability"): < 2 % throughput and < 5 % p99 cost. Writes --out/summary.json.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_name  # noqa: E402
+import serve_vs_llamacpp  # noqa: E402
+from serve_vs_llamacpp import Server, bench, summary  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Scraper:
+    """GETs /metrics every second while the load runs, as a Prometheus server would."""
+
+    def __init__(self, url):
+        self.url, self.stop_event = url + "/metrics", threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_event.wait(1.0):
+            try:
+                urllib.request.urlopen(self.url, timeout=5).read()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--tern", default=os.path.join(ROOT, "build/tern"))
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--streams", default="16,64")
+    p.add_argument("--requests-per-stream", type=int, default=3)
+    p.add_argument("--out", default=os.path.join(ROOT, "build/observability-bench"))
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    serve_vs_llamacpp.OUT = args.out
+    log_dir = tempfile.mkdtemp(prefix="tern-obs-bench-")
+    configs = {
+        "off": [],
+        "on": ["--request-log", os.path.join(log_dir, "requests.jsonl"), "--metrics-compat", "vllm"],
+    }
+    results = {level: {name: [] for name in configs} for level in (int(s) for s in args.streams.split(","))}
+    print(f"CPU: {cpu_name()}, {args.threads} threads")
+    for _ in range(args.rounds):
+        for level in results:
+            for name, extra in configs.items():
+                server = Server(f"tern-{name}", [args.tern, "serve", "-m", args.model, "--port", "18192", "-t", str(args.threads),
+                                                 "--max-running", "64", "--kv-cache-memory", "1G", *extra], 18192)
+                scraper = Scraper(server.url) if name == "on" else None
+                try:
+                    workload = {"seed": 1, "input_tokens": 128, "output_tokens": 64, "ignore_eos": True,
+                                "stages": [{"arrival": {"type": "concurrency", "concurrency": level}, "requests": level * args.requests_per_stream}]}
+                    results[level][name].append(summary(bench(args, server, workload, f"c{level}")[0]))
+                finally:
+                    if scraper:
+                        scraper.stop()
+                    server.stop()
+    report = {"cpu": cpu_name(), "threads": args.threads, "levels": {}}
+    print("\n| streams | tok/s off | tok/s on | ratio | ITL p99 off (ms) | ITL p99 on (ms) | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for level, per in results.items():
+        med = {name: {k: statistics.median(r[k] for r in runs) for k in ("out_tok_s", "itl_p99")} for name, runs in per.items()}
+        report["levels"][level] = {"median": med, "raw": per}
+        off, on = med["off"], med["on"]
+        print(f"| {level} | {off['out_tok_s']:.0f} | {on['out_tok_s']:.0f} | {on['out_tok_s'] / off['out_tok_s']:.3f} | "
+              f"{off['itl_p99']:.1f} | {on['itl_p99']:.1f} | {on['itl_p99'] / off['itl_p99']:.3f} |")
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
