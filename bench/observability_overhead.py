@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What observability costs `tern serve`: output tokens/s and inter-token p99 at 16 and 64 streams with
 the request log on (and --metrics-compat vllm, and /metrics scraped every second as Prometheus would)
-against all of it off, the two servers alternating within each round on this machine.
+against all of it off, the two servers alternating within each round (in turn first) on this machine.
 
     python3 bench/observability_overhead.py [--rounds 3] [--streams 16,64] [--requests-per-stream 3]
 
@@ -64,9 +64,11 @@ def main():
     }
     results = {level: {name: [] for name in configs} for level in (int(s) for s in args.streams.split(","))}
     print(f"CPU: {cpu_name()}, {args.threads} threads")
-    for _ in range(args.rounds):
+    for round_index in range(args.rounds):
         for level in results:
-            for name, extra in configs.items():
+            # The order alternates between rounds: a machine that slows down over the run favours neither.
+            order = list(configs.items()) if round_index % 2 == 0 else list(reversed(configs.items()))
+            for name, extra in order:
                 server = Server(f"tern-{name}", [args.tern, "serve", "-m", args.model, "--port", "18192", "-t", str(args.threads),
                                                  "--max-running", "64", "--kv-cache-memory", "1G", *extra], 18192)
                 scraper = Scraper(server.url) if name == "on" else None

@@ -197,6 +197,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void finish_with(http::Response response) {
     done_ = true;
+    if (response.status != 200) {  // an error answer carries the request id too (a 200 already has headers_)
+      for (const auto& h : headers_) {
+        if (h.first == "x-request-id") response.headers.push_back(h);
+      }
+    }
     responder_->send(std::move(response));
   }
 
@@ -355,7 +360,7 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   auto exchange = std::make_shared<Exchange>(
       std::move(renderer), responder, parsed->stream, std::move(headers),
       Exchange::Accounting{.ledger = ledger_, .tenants = tenants_, .admission = std::move(admission), .row = row, .start = start,
-                           .request_log = request_log_, .log_entry = std::move(log_entry)});
+                           .request_log = request_log_, .log_entry = log_entry});  // a copy: refuse() below may need it
   auto call = router->submit(*parsed, [exchange](Event&& event) { exchange->accept(std::move(event)); });
   if (!call) {
     exchange->discard();

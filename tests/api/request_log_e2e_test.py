@@ -102,6 +102,7 @@ class RequestLog(unittest.TestCase):
         refusal = next(l for l in lines if l["status"] == 404)
         self.assertEqual(refusal["finish_reason"], "error")
         self.assertEqual(refusal["model"], "no-such-model")
+        self.assertLess(abs(refusal["timestamp"] - time.time()), 120, "a refusal's arrival is logged too")
         for l in lines:
             self.assertNotIn("request", l)
             self.assertNotIn("output", l)
