@@ -315,8 +315,9 @@ void Engine::propose_drafts() {
     // Every guess accepted still leaves room for the model's own token after them, within max_tokens.
     const int64_t room = std::min<int64_t>({config_.speculation.max_draft, active->request.max_tokens - active->num_generated - 1,
                                             config_.max_model_len - static_cast<int64_t>(s.tokens.size()) - 1});
-    const bool explores = std::find(explorers_.begin(), explorers_.end(), active.get()) != explorers_.end();
-    active->proposer->propose({.tokens = s.tokens, .max_tokens = room, .acceptance = s.draft_acceptance, .explore = explores}, s.draft);
+    active->proposer->propose(
+        {.tokens = s.tokens, .max_tokens = room, .acceptance = s.draft_acceptance, .explore = active->last_explored_step == step_count_},
+        s.draft);
   }
   if (is_draft_model && num_decodes > 0) {
     // A token is worth what it costs the target in this batch; a guess costs the target one more row.

@@ -196,7 +196,7 @@ Result<engine::SpeculationConfig> read_speculation(const Reader& r, const YAML::
     return out;
   }
   if (!node.IsMap()) {
-    return r.error(node, at, "must be a method (off, ngram) or a map {{method, max_draft, min_draft, ngram_min, ngram_max, draft_model, opt_in}}");
+    return r.error(node, at, "must be a method (off, ngram, draft) or a map {{method, max_draft, min_draft, ngram_min, ngram_max, draft_model, opt_in}}");
   }
   if (auto ok = r.only_keys(node, at, {"method", "max_draft", "min_draft", "ngram_min", "ngram_max", "draft_model", "opt_in"}); !ok) {
     return std::unexpected(ok.error());

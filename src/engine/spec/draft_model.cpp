@@ -66,23 +66,22 @@ bool DraftModel::catch_up_plan(Pending& p, int64_t& budget) {
   return p.rows == need;
 }
 
-void DraftModel::choose(std::vector<Pending*>& candidates, const StepShape& base, const DraftEconomics& economics) const {
+void DraftModel::choose(std::vector<Pending*>& candidates, const DraftEconomics& economics) const {
   if (economics.token_seconds <= 0 || cost_.num_observed() < kExploreRounds) return;  // all of them
   // Explorers first (they go whatever it costs), then the most likely guesses: a round's fixed cost is
   // shared by all its rows, so the best prefix may pay where its first row alone does not.
   std::stable_sort(candidates.begin(), candidates.end(), [](const Pending* a, const Pending* b) {
     return a->explores != b->explores ? a->explores : a->gain > b->gain;
   });
-  // A round that computes nothing else pays its fixed cost (the whole model read, at one stream) too.
-  const double base_s = base.tokens > 0 ? cost_.predict(base) : 0.0;
-  StepShape shape = base;
+  // A round computes nothing else, so its fixed cost (the whole model read, at one stream) is theirs too.
+  StepShape shape;
   double worth = 0, best_net = 0;
   size_t best = 0;
   for (size_t i = 0; i < candidates.size(); ++i) {
     const Pending& p = *candidates[i];
     shape.add_chunk(p.position, std::min(p.rows, kSteadyRows), 1);
     worth += p.gain * economics.token_seconds;
-    const double net = worth - kCostMargin * (cost_.predict(shape) - base_s + static_cast<double>(i + 1) * economics.verify_seconds);
+    const double net = worth - kCostMargin * (cost_.predict(shape) + static_cast<double>(i + 1) * economics.verify_seconds);
     if (p.explores || net > best_net) {
       best_net = std::max(net, best_net);
       best = i + 1;
@@ -203,7 +202,7 @@ void DraftModel::run(const DraftEconomics& economics) {
     // Exploring tests a caught-up request's guesses; it never pays for catching a prompt up.
     if (need > kSteadyRows && min_draft_ == 0) p->explores = false;
   }
-  choose(round, StepShape{}, economics);
+  choose(round, economics);
   pays_ = min_draft_ > 0 || cost_.num_observed() < kExploreRounds ||
           std::any_of(round.begin(), round.end(), [](const Pending* p) { return !p->explores; });
   std::vector<Pending*> guessing;
@@ -222,7 +221,7 @@ void DraftModel::run(const DraftEconomics& economics) {
       if (p->guessing) round.push_back(p);
     }
     for (Pending* p : round) p->rows = 1;
-    choose(round, StepShape{}, economics);
+    choose(round, economics);
     guessing.clear();
     for (Pending* p : round) {
       if (kv_.allocate_slots(p->sequence->blocks, p->position + 1)) guessing.push_back(p);

@@ -108,7 +108,7 @@ class DraftModel {
   bool catch_up_plan(Pending& p, int64_t& budget);
   /// Chooses this round's requests among `candidates` (best gain first) by worth against cost, with a
   /// margin (kCostMargin): a guess that only breaks even on predictions loses to their errors.
-  void choose(std::vector<Pending*>& candidates, const StepShape& base, const DraftEconomics& economics) const;
+  void choose(std::vector<Pending*>& candidates, const DraftEconomics& economics) const;
   /// One forward pass over `round` (and `catch_up` chunks without logits); appends each guess.
   void forward(const std::vector<Pending*>& round, const std::vector<Pending*>& catch_up, bool is_first_round);
 
