@@ -12,7 +12,6 @@ cache_control (writes and reads counted and priced).
 
 Exit code 77 (ctest: skipped) when the model or the SDKs are missing.
 """
-import argparse
 import json
 import os
 import random
@@ -29,7 +28,7 @@ except ImportError:
     print("SKIP: the anthropic / openai packages are not installed (scripts/test.sh installs them in .venv-tests)")
     sys.exit(77)
 
-from tern_process import TernServe, exit_unless_default_model
+from tern_process import TernServe, run_with_tern
 
 TERN = None
 MODEL = "smollm2-135m"
@@ -306,15 +305,5 @@ class DiskTier(unittest.TestCase):
             server.stop()
 
 
-def main():
-    global TERN
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tern", required=True)
-    args, rest = parser.parse_known_args()
-    TERN = os.path.abspath(args.tern)
-    exit_unless_default_model()
-    unittest.main(argv=[sys.argv[0], *rest])
-
-
 if __name__ == "__main__":
-    main()
+    run_with_tern()

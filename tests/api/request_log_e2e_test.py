@@ -8,7 +8,6 @@ benchmark": `tern bench profile` reads the log and `tern bench` replays the work
 
 Exit code 77 (ctest: skipped) when the model or the SDK is missing.
 """
-import argparse
 import json
 import os
 import re
@@ -25,7 +24,7 @@ except ImportError:
     print("SKIP: the openai package is not installed (scripts/test.sh installs it in .venv-tests)")
     sys.exit(77)
 
-from tern_process import TernServe, exit_unless_default_model
+from tern_process import TernServe, run_with_tern
 
 TERN = None
 MODEL = "smollm2-135m"
@@ -191,15 +190,5 @@ class RequestLogContent(unittest.TestCase):
         self.assertEqual(by_prompt["Say bye."]["output"], streamed)
 
 
-def main():
-    global TERN
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tern", required=True)
-    args, rest = parser.parse_known_args()
-    TERN = os.path.abspath(args.tern)
-    exit_unless_default_model()
-    unittest.main(argv=[sys.argv[0], *rest])
-
-
 if __name__ == "__main__":
-    main()
+    run_with_tern()

@@ -2,6 +2,7 @@
 its stderr kept (for failure messages and log assertions), stopped with SIGTERM. Unless the test
 names them, its key store and ledger live in a temporary directory: a developer's own keys
 ($TERN_HOME/keys.db) never close the test's server, and tests never write to their ledger."""
+import argparse
 import os
 import re
 import shutil
@@ -11,6 +12,18 @@ import subprocess
 import sys
 import threading
 import time
+import unittest
+
+
+def run_with_tern():
+    """The body of a test script's main: `--tern PATH` becomes the script's global TERN, the script
+    skips (77) without the default model, and its unittest cases run with the other arguments."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tern", required=True)
+    args, rest = parser.parse_known_args()
+    sys.modules["__main__"].TERN = os.path.abspath(args.tern)
+    exit_unless_default_model()
+    unittest.main(module="__main__", argv=[sys.argv[0], *rest])
 
 
 def exit_unless_default_model():
