@@ -26,6 +26,7 @@ struct EngineOutput {
   std::vector<engine::TokenLogprob> logprobs;    ///< with top_logprobs >= 0
   engine::Usage usage;
   int64_t num_draft_tokens = 0, num_accepted_tokens = 0;  ///< speculative decoding's guesses, verified and accepted
+  std::vector<engine::EngineTraceEvent> trace;  ///< a traced request's timeline
 };
 
 class EngineHarness {
@@ -104,6 +105,7 @@ class EngineHarness {
         output.num_accepted_tokens = event.num_accepted_tokens;
         output.error = event.error;
         output.usage = event.usage;
+        output.trace = std::move(event.trace);
         finished_.insert(*slot);
       }
       done_.notify_all();

@@ -55,6 +55,15 @@ std::optional<tenants::Principal> require_admin(tenants::Tenants* tenants, const
   return **caller;
 }
 
+}  // namespace
+
+bool admit_admin_or_open(tenants::Tenants* tenants, const http::Request& q, http::Responder& r) {
+  if (tenants == nullptr || !tenants->auth_required()) return true;
+  return require_admin(tenants, q, r).has_value();
+}
+
+namespace {
+
 /// Runs database work off the I/O thread (the ledger's query thread), then answers.
 void off_thread(metering::LedgerWriter* ledger, std::function<void()> work) {
   if (ledger != nullptr) return ledger->run_query(std::move(work));

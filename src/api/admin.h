@@ -28,6 +28,11 @@ void register_admin_routes(http::Server& server, tenants::Tenants* tenants, mete
 /// The LoRA endpoints; `adapters` is read per request (null until the models are set up: 503).
 void register_lora_routes(http::Server& server, tenants::Tenants* tenants, const std::atomic<router::LoraAdapters*>& adapters);
 
+/// Admin endpoints that are open on a server without keys (LoRA loading, traces, the console): true
+/// when the caller may go on; else the refusal (401 without a key, 403 for a key that is not an
+/// admin's) was sent.
+bool admit_admin_or_open(tenants::Tenants* tenants, const http::Request& request, http::Responder& responder);
+
 /// A usage query from request parameters (from, to: "2026-11-01", "2026-11-01T12:00:00Z" or Unix
 /// seconds; from defaults to the start of this month, to to now; group_by: key|org|model|deployment|day).
 Result<metering::UsageQuery> usage_query(const std::string& from, const std::string& to, const std::string& group_by);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "api/admin.h"
+#include "api/observe_routes.h"
 #include "observe/metrics_compat.h"
 #include "wire/anthropic/messages.h"
 #include "wire/json_util.h"
@@ -88,6 +89,40 @@ nlohmann::json request_content(const Request& request) {
   return request.prompt_tokens;
 }
 
+/// Hands a finished request (served, failed or refused) to the trace store, the OTLP exporter and the
+/// console's aggregates. `record` carries the request's own fields (ids, operation, what it asked for).
+void observe_finished(const Gateway::Observers& observers, const metering::LedgerRow& row, const observe::Trace* trace,
+                      observe::TraceRecord record) {
+  if (observers.live != nullptr) {
+    // Metric and console labels name deployments that answered (a bounded set), never what a client typed.
+    observers.live->on_request({.model = row.deployment.empty() ? std::string("-") : row.model, .deployment = row.deployment,
+                                .key_id = row.key_id, .org = row.org, .status = row.status, .prompt_tokens = row.prompt_tokens,
+                                .cached_tokens = row.cached_tokens, .completion_tokens = row.completion_tokens, .cost_usd = row.cost_usd});
+  }
+  if (trace == nullptr || (observers.traces == nullptr && observers.otlp == nullptr)) return;
+  record.request_id = row.request_id;
+  record.context = trace->context();
+  record.arrival_unix_s = static_cast<double>(row.time_ms) / 1000.0;
+  record.e2e_ms = row.e2e_ms;
+  record.ttft_ms = row.ttft_ms > 0 ? row.ttft_ms : -1;
+  record.model = row.model;
+  record.deployment = row.deployment;
+  record.key_id = row.key_id;
+  record.org = row.org;
+  record.finish_reason = row.finish_reason;
+  record.status = row.status;
+  record.prompt_tokens = row.prompt_tokens;
+  record.cached_tokens = row.cached_tokens;
+  record.completion_tokens = row.completion_tokens;
+  record.cost_usd = row.cost_usd;
+  record.events = trace->events();
+  record.events.push_back({.name = "finished", .at_ms = row.e2e_ms, .duration_ms = -1,
+                           .attributes = {{"status", row.status}, {"finish_reason", row.finish_reason}}});
+  auto frozen = std::make_shared<const observe::TraceRecord>(std::move(record));
+  if (observers.traces != nullptr) observers.traces->put(frozen);
+  if (observers.otlp != nullptr) observers.otlp->export_record(std::move(frozen));
+}
+
 /// One generation request from admission to its ledger row. Events arrive on provider threads
 /// (accept); rendering runs on the connection's strand (render). The row is written once: at the
 /// last event, or — if no last event ever came (a cancelled upstream) — when the exchange is dropped.
@@ -99,14 +134,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     std::unique_ptr<tenants::Admission> admission;
     metering::LedgerRow row;  ///< time, request id, key, org and model filled in
     Clock::time_point start;
-    observe::RequestLog* request_log = nullptr;  ///< may be null
+    Gateway::Observers observers;
     observe::RequestLogEntry log_entry;          ///< arrival, prefix hash, session, content filled in
+    std::shared_ptr<observe::Trace> trace;       ///< null unless traces are kept or exported
+    observe::TraceRecord trace_record;           ///< operation, api and what the request asked for
   };
 
   Exchange(std::unique_ptr<Renderer> renderer, std::shared_ptr<http::Responder> responder, bool stream, http::Headers headers, Accounting accounting)
       : renderer_(std::move(renderer)), responder_(std::move(responder)), stream_(stream), headers_(std::move(headers)),
         accounting_(std::move(accounting)),
-        logs_content_(accounting_.request_log != nullptr && accounting_.request_log->options().log_content) {}
+        logs_content_(accounting_.observers.request_log != nullptr && accounting_.observers.request_log->options().log_content) {}
 
   ~Exchange() {
     if (!recorded_) record(nullptr);
@@ -162,13 +199,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       accounting_.tenants->count_request(row.key_id, last != nullptr && !last->model.empty() ? last->model : "-", usage, row.status);
     }
     if (last == nullptr && accounting_.ledger != nullptr) accounting_.ledger->append(row);
-    if (accounting_.request_log != nullptr) {
+    if (accounting_.observers.request_log != nullptr) {
       observe::RequestLogEntry& entry = accounting_.log_entry;
       entry.row = row;
       if (last != nullptr) entry.queued_ms = last->queued_ms;
       entry.output = std::move(output_);
-      accounting_.request_log->append(std::move(entry));
+      accounting_.observers.request_log->append(std::move(entry));
     }
+    if (last != nullptr && last->error) accounting_.trace_record.error = last->error->message;
+    if (last == nullptr && accounting_.trace) accounting_.trace->add("client_left", {});
+    observe_finished(accounting_.observers, row, accounting_.trace.get(), std::move(accounting_.trace_record));
   }
 
   /// On the connection's strand.
@@ -282,6 +322,7 @@ Gateway::Gateway(http::Server& server, tenants::Tenants* tenants, metering::Ledg
     generate(q, std::move(r), true, RequestKind::kChat);
   });
   register_admin_routes(server, tenants_, ledger_);
+  register_observe_routes(server, tenants_, observers_);
   register_lora_routes(server, tenants_, lora_);
 }
 
@@ -306,8 +347,15 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   // The request's id: the client's x-request-id when it is a sane token, else the response's own id
   // (set below; a request refused before that gets a fresh one). Every answer carries it back.
   row.request_id = client_request_id(http_request);
+  std::shared_ptr<observe::Trace> trace;
+  observe::TraceRecord trace_record;
+  if (observers_.traces != nullptr || observers_.otlp != nullptr) {
+    trace = std::make_shared<observe::Trace>(start, observe::TraceContext::from_traceparent(http_request.header("traceparent")));
+    trace_record.api = is_anthropic ? "anthropic" : "openai";
+    trace_record.operation = kind == RequestKind::kCompletion ? "text_completion" : "chat";
+  }
   observe::RequestLogEntry log_entry;
-  if (request_log_ != nullptr) {
+  if (observers_.request_log != nullptr) {
     log_entry.arrival_s = static_cast<double>(row.time_ms) / 1000.0;
     log_entry.session_id = ledger_text(std::string(http_request.header("x-session-id")));
   }
@@ -320,10 +368,15 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
     row.status = error.status;
     row.finish_reason = "error";
     row.e2e_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    if (request_log_ != nullptr) {
+    if (observers_.request_log != nullptr) {
       log_entry.row = row;
-      request_log_->append(std::move(log_entry));
+      observers_.request_log->append(std::move(log_entry));
     }
+    if (trace) {
+      trace->add("refused", {{"status", error.status}, {"code", error.code}, {"message", error.message}});
+      trace_record.error = error.message;
+    }
+    observe_finished(observers_, row, trace.get(), std::move(trace_record));
     if (ledger_ == nullptr) return responder->send(std::move(response));
     if (tenants_ != nullptr && !row.key_id.empty()) tenants_->count_request(row.key_id, "-", {}, row.status);
     ledger_->append(row, [responder, response = std::move(response)]() mutable { responder->send(std::move(response)); });
@@ -334,6 +387,11 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   auto parsed = is_anthropic ? parse_anthropic_request(http_request.body) : parse_openai_request(kind, http_request.body);
   if (!parsed) return refuse(parsed.error());
   row.model = ledger_text(parsed->model);
+  if (trace) {
+    parsed->trace = trace;
+    if (parsed->max_tokens) trace_record.max_tokens = *parsed->max_tokens;
+    trace_record.temperature = parsed->sampling.temperature;
+  }
   std::unique_ptr<tenants::Admission> admission;
   if (principal != nullptr) {
     std::vector<std::string> names = {parsed->model};
@@ -353,14 +411,15 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
   if (row.request_id.empty()) row.request_id = renderer->id();
   http::Headers headers = admission ? admission->headers() : http::Headers{};
   headers.emplace(headers.begin(), "x-request-id", row.request_id);
-  if (request_log_ != nullptr) {
+  if (observers_.request_log != nullptr) {
     log_entry.prefix_hash = system_prompt_hash(*parsed);
-    if (request_log_->options().log_content) log_entry.request = request_content(*parsed);
+    if (observers_.request_log->options().log_content) log_entry.request = request_content(*parsed);
   }
   auto exchange = std::make_shared<Exchange>(
       std::move(renderer), responder, parsed->stream, std::move(headers),
       Exchange::Accounting{.ledger = ledger_, .tenants = tenants_, .admission = std::move(admission), .row = row, .start = start,
-                           .request_log = request_log_, .log_entry = log_entry});  // a copy: refuse() below may need it
+                           .observers = observers_, .log_entry = log_entry,  // copies: refuse() below may need them
+                           .trace = trace, .trace_record = trace_record});
   auto call = router->submit(*parsed, [exchange](Event&& event) { exchange->accept(std::move(event)); });
   if (!call) {
     exchange->discard();

@@ -20,7 +20,10 @@
 
 #include "http/server.h"
 #include "metering/ledger_writer.h"
+#include "observe/live_stats.h"
+#include "observe/otlp_exporter.h"
 #include "observe/request_log.h"
+#include "observe/trace.h"
 #include "router/lora_adapters.h"
 #include "router/router.h"
 #include "tenants/tenants.h"
@@ -41,8 +44,15 @@ class Gateway {
   void set_lora_adapters(router::LoraAdapters* adapters) { lora_.store(adapters); }
   /// Also exports the engine metrics vLLM has under vLLM's names (observe/metrics_compat.h).
   void set_vllm_metrics(bool on) { vllm_metrics_ = on; }
-  /// Writes a line per generation request to `log` (may be null: none); set before the server starts.
-  void set_request_log(observe::RequestLog* log) { request_log_ = log; }
+  /// Where each finished generation request goes besides the ledger; any may be null (none). Set
+  /// before the server starts.
+  struct Observers {
+    observe::RequestLog* request_log = nullptr;  ///< a line per request
+    observe::TraceStore* traces = nullptr;       ///< timelines for GET /admin/requests/{id} and the console
+    observe::OtlpExporter* otlp = nullptr;       ///< the same timelines, to an OpenTelemetry collector
+    observe::LiveStats* live = nullptr;          ///< the console's aggregates
+  };
+  void set_observers(Observers observers) { observers_ = observers; }
 
  private:
   void generate(const http::Request& request, std::shared_ptr<http::Responder> responder, bool is_anthropic, wire::RequestKind kind);
@@ -51,7 +61,7 @@ class Gateway {
   http::Server& server_;
   tenants::Tenants* tenants_;
   metering::LedgerWriter* ledger_;
-  observe::RequestLog* request_log_ = nullptr;
+  Observers observers_;
   bool vllm_metrics_ = false;
   std::atomic<router::Router*> router_{nullptr};
   std::atomic<router::LoraAdapters*> lora_{nullptr};

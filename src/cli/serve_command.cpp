@@ -14,7 +14,10 @@
 
 #include "api/gateway.h"
 #include "metering/ledger_writer.h"
+#include "observe/live_stats.h"
+#include "observe/otlp_exporter.h"
 #include "observe/request_log.h"
+#include "observe/trace.h"
 #include "tenants/tenants.h"
 #include "util/tern_home.h"
 #include "cli/commands.h"
@@ -63,6 +66,10 @@ struct ServeOptions {
   int request_log_keep = -1;
   bool log_content = false;
   std::string metrics_compat;  // "" or "vllm"
+  int64_t traces = -1;         // request timelines kept; -1: the config's, else 4096
+  std::string otlp_endpoint;
+  std::string otlp_service_name;
+  std::string console;         // "on", "off"; empty: the config's, else on
   double budget_alert = 0.8;
   bool insecure_no_auth = false;
   double drain_timeout_s = 30;
@@ -83,6 +90,28 @@ void raise_descriptor_limit() {
     setrlimit(RLIMIT_NOFILE, &limit);
   }
 }
+
+/// What the web console's sampler reads each second: the local engines and the router's deployments.
+observe::GaugeSample gauge_sample(const router::LocalModelSet& models, const router::Router& router) {
+  observe::GaugeSample out{.engines = models.engine_samples(), .deployments = {}};
+  for (const auto& d : router.stats()) {
+    out.deployments.push_back({.name = d.name, .kind = d.kind, .breaker = d.breaker, .outstanding = d.outstanding,
+                               .requests = d.requests, .failures = d.failures, .ttft_ewma_s = d.ttft_ewma_s});
+  }
+  return out;
+}
+
+/// Runs the console's sampler while it lives.
+class LiveStatsRun {
+ public:
+  LiveStatsRun(observe::LiveStats& stats, std::function<observe::GaugeSample()> source) : stats_(stats) { stats_.start(std::move(source)); }
+  ~LiveStatsRun() { stats_.stop(); }
+  LiveStatsRun(const LiveStatsRun&) = delete;
+  LiveStatsRun& operator=(const LiveStatsRun&) = delete;
+
+ private:
+  observe::LiveStats& stats_;
+};
 
 bool is_loopback(const std::string& host) { return host == "localhost" || host == "::1" || host.starts_with("127."); }
 
@@ -269,9 +298,28 @@ int serve(const ServeOptions& o) {
       return 1;
     }
   }
+  // Traces (kept for /admin/requests/{id} and the console, exported over OTLP) and the console's figures.
+  const int64_t traces_keep = o.traces >= 0 ? o.traces : config->traces_keep >= 0 ? config->traces_keep : 4096;
+  std::unique_ptr<observe::TraceStore> traces = traces_keep > 0 ? std::make_unique<observe::TraceStore>(static_cast<size_t>(traces_keep)) : nullptr;
+  std::unique_ptr<observe::OtlpExporter> otlp;
+  if (const std::string endpoint = !o.otlp_endpoint.empty() ? o.otlp_endpoint : config->otlp_endpoint; !endpoint.empty()) {
+    observe::OtlpOptions options{.endpoint = endpoint};
+    if (const std::string name = !o.otlp_service_name.empty() ? o.otlp_service_name : config->otlp_service_name; !name.empty()) {
+      options.service_name = name;
+    }
+    auto started = observe::OtlpExporter::start(std::move(options));
+    if (!started) {
+      std::fprintf(stderr, "error: %s\n", started.error().message.c_str());
+      return 2;
+    }
+    otlp = std::move(*started);
+    std::fprintf(stderr, "tern serve: exporting request traces to %s/v1/traces (OTLP/HTTP JSON)\n", endpoint.c_str());
+  }
+  const bool console = !o.console.empty() ? o.console == "on" : config->console.value_or(true);
+  std::unique_ptr<observe::LiveStats> live = console ? std::make_unique<observe::LiveStats>() : nullptr;
   api::Gateway gateway(server, &tenants, accounting->ledger.get());
-  gateway.set_request_log(request_log->get());
-  gateway.set_vllm_metrics(o.metrics_compat == "vllm");
+  gateway.set_observers({.request_log = request_log->get(), .traces = traces.get(), .otlp = otlp.get(), .live = live.get()});
+  gateway.set_vllm_metrics(o.metrics_compat == "vllm" || config->metrics_compat == "vllm");
   router::LocalModelSet local_models(config->memory_budget_bytes);
   router::Router router;
   router::LoraAdapters lora_adapters(router);
@@ -314,6 +362,9 @@ int serve(const ServeOptions& o) {
   for (const auto& route : config->routes) router.add_model(route.name, route.deployments, route.policy, route.aliases);
 
   gateway.set_metrics_source([&local_models] { return local_models.metrics_text(); });
+  // The console's sampler reads the models and the router: it stops before they go (declared after them).
+  std::optional<LiveStatsRun> live_run;
+  if (live) live_run.emplace(*live, [&local_models, &router] { return gauge_sample(local_models, router); });
   server.set_drain_hook([&router] { router.stop_all(); });
   gateway.set_router(&router);
   gateway.set_lora_adapters(&lora_adapters);
@@ -392,6 +443,13 @@ Runner add_serve_command(CLI::App& app) {
                       "Also export the metrics vLLM has under its names (vllm:num_requests_waiting, vllm:kv_cache_usage_perc, "
                       "vllm:lora_requests_info, ...), for Kubernetes inference gateways")
       ->check(CLI::IsMember({"vllm"}));
+  command->add_option("--traces", o->traces,
+                      "Keep the timelines of the last N requests for GET /admin/requests/{id} and the console (default 4096; 0: off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  command->add_option("--otlp-endpoint", o->otlp_endpoint,
+                      "Send each request's spans to this OpenTelemetry collector (OTLP over HTTP, e.g. http://127.0.0.1:4318)");
+  command->add_option("--otlp-service-name", o->otlp_service_name, "The service.name of the exported spans (default tern)");
+  command->add_option("--console", o->console, "The web console at /console and its figures (default on)")->check(CLI::IsMember({"on", "off"}));
   command->add_option("--ledger-retention-days", o->ledger_retention_days, "Delete ledger rows older than this (0: keep everything)")
       ->check(CLI::Range(int64_t{0}, int64_t{36500}));
   command->add_option("--budget-alert", o->budget_alert, "Share of a key's budget past which tern:key_budget_alert is 1")

@@ -69,6 +69,8 @@ struct Engine::Active {
   int64_t num_draft_tokens = 0, num_accepted_tokens = 0;
   double recent_accepted = 0, recent_refusals = 0;  // guesses accepted, runs of guesses cut short: decayed per step
   int64_t last_explored_step = -1;                  // draft model: the last step its guesses were verified regardless
+  std::vector<EngineTraceEvent> trace;               // with request.trace
+  int64_t num_admissions_traced = 0;                 // kScheduled events recorded (one per admission)
 
   Active(GenerationRequest r, EventSink s, const tok::Tokenizer& tokenizer)
       : request(std::move(r)), sink(std::move(s)), sampler(request.sampling), detokenizer(tokenizer), stop(request.stop) {}
@@ -225,6 +227,11 @@ void Engine::loop() {
 
     propose_drafts();
     const SchedulerOutput output = scheduler_.schedule();
+    for (uint64_t id : output.preempted) {
+      if (auto it = active_.find(id); it != active_.end() && it->second->request.trace) {
+        it->second->trace.push_back({.kind = EngineTraceEvent::Kind::kPreempted, .at = Clock::now(), .step = num_steps_ + 1});
+      }
+    }
     if (config_.draft_model) prefill_drafts(output);
     queued_.store(scheduler_.num_waiting() + [&] { std::lock_guard lock(mutex_); return static_cast<int64_t>(inbox_.size()); }());
     if (output.chunks.empty()) {
@@ -353,6 +360,7 @@ void Engine::run_step(const SchedulerOutput& output) {
     const ScheduledChunk& chunk = output.chunks[chunk_order_[slot]];
     auto& active = *active_.at(chunk.request->id);
     if (active.first_scheduled == Clock::time_point{}) active.first_scheduled = now;
+    if (active.request.trace) trace_chunk(active, chunk, output.num_tokens, now);
     if (!active.counted_prompt) {
       metrics_.on_prompt_tokens(chunk.request->num_prompt_tokens);
       active.counted_prompt = true;
@@ -378,6 +386,12 @@ void Engine::run_step(const SchedulerOutput& output) {
     mask_worker_->start(step_constraints_);
   }
   auto ok = model_.forward(batch_, *cache_, logits_);
+  ++num_steps_;
+  if (!traced_chunks_.empty()) {
+    const double step_seconds = seconds(Clock::now() - now);
+    for (auto [active, index] : traced_chunks_) active->trace[index].duration_s = step_seconds;
+    traced_chunks_.clear();
+  }
   double mask_fill_s = 0;
   double mask_critical_s = 0;  // waiting for the masks, then applying them
   if (!step_constraints_.empty()) {
@@ -417,6 +431,24 @@ void Engine::run_step(const SchedulerOutput& output) {
     }
   }
   if (!step_constraints_.empty()) metrics_.on_grammar_masks(static_cast<int64_t>(step_constraints_.size()), mask_fill_s, mask_critical_s);
+}
+
+void Engine::trace_chunk(Active& active, const ScheduledChunk& chunk, int64_t step_tokens, Clock::time_point now) {
+  const SchedRequest& s = *chunk.request;
+  if (active.num_admissions_traced <= s.num_preemptions) {  // admitted (again): what the prefix cache had
+    ++active.num_admissions_traced;
+    const int64_t block = config_.block_size;
+    active.trace.push_back({.kind = EngineTraceEvent::Kind::kScheduled, .at = now, .step = num_steps_ + 1,
+                            .num_tokens = std::min(s.blocks.num_hit_blocks * block, s.num_prompt_tokens),
+                            .disk_tokens = s.blocks.num_lower_tier_hit_blocks * block,
+                            .pinned_tokens = s.blocks.num_pinned_hit_blocks * block});
+  }
+  // A prompt chunk (or a recompute's): more than the one token of a decode, guesses aside.
+  if (chunk.start < s.num_prompt_tokens || chunk.num_tokens - chunk.num_draft > 1) {
+    traced_chunks_.emplace_back(&active, active.trace.size());
+    active.trace.push_back({.kind = EngineTraceEvent::Kind::kPrefillChunk, .at = now, .step = num_steps_ + 1,
+                            .start = chunk.start, .num_tokens = chunk.num_tokens, .step_tokens = step_tokens});
+  }
 }
 
 void Engine::sample_chunk(const ScheduledChunk& chunk, size_t row, Sampled& sampled) {
@@ -482,6 +514,7 @@ void Engine::process_token(Active& active, int32_t token, std::optional<TokenLog
   if (active.num_generated == 0) {
     active.first_token = now;
     metrics_.on_first_token(seconds(now - active.request.arrival));
+    if (active.request.trace) active.trace.push_back({.kind = EngineTraceEvent::Kind::kFirstToken, .at = now, .step = num_steps_});
   } else {
     metrics_.on_inter_token(seconds(now - active.last_token));
   }
@@ -548,6 +581,7 @@ void Engine::finish(Active& active, const std::string& reason, const std::string
   event.num_draft_tokens = active.num_draft_tokens;
   event.num_accepted_tokens = active.num_accepted_tokens;
   if (active.first_scheduled != Clock::time_point{}) event.queued_seconds = seconds(active.first_scheduled - active.request.arrival);
+  event.trace = std::move(active.trace);
   if (active.num_draft_tokens > 0) metrics_.on_speculative_request(active.num_draft_tokens, active.num_accepted_tokens);
   const auto started = active.first_scheduled == Clock::time_point{} ? now : active.first_scheduled;
   const auto first = active.first_token == Clock::time_point{} ? now : active.first_token;

@@ -56,7 +56,28 @@ struct GenerationRequest {
   /// Speculative decoding for this request: true / false ask for it or opt out; unset: the server's default
   /// (EngineConfig::speculation). Only where the server has a method (off: never).
   std::optional<bool> speculate;
+  bool trace = false;  ///< record its timeline (GenerationEvent::trace): queue, cache lookup, prompt chunks, preemptions
   Clock::time_point arrival = Clock::now();
+};
+
+/// One thing that happened to a traced request inside the engine (observe/trace.h turns these into
+/// its timeline).
+struct EngineTraceEvent {
+  enum class Kind : uint8_t {
+    kScheduled,     ///< admitted to run: its prefix-cache lookup (again after a preemption)
+    kPrefillChunk,  ///< a step computed a chunk of its prompt (or of its recompute after a preemption)
+    kPreempted,     ///< its KV blocks were taken; it waits to be recomputed
+    kFirstToken,
+  };
+  Kind kind = Kind::kScheduled;
+  Clock::time_point at{};
+  int64_t step = 0;             ///< the engine's step number
+  double duration_s = 0;        ///< kPrefillChunk: the step's time
+  int64_t start = 0;            ///< kPrefillChunk: its first position
+  int64_t num_tokens = 0;       ///< kPrefillChunk: its tokens; kScheduled: prompt tokens found cached
+  int64_t step_tokens = 0;      ///< kPrefillChunk: tokens the whole step computed (all requests)
+  int64_t disk_tokens = 0;      ///< kScheduled: of the cached tokens, read back from the disk tier
+  int64_t pinned_tokens = 0;    ///< kScheduled: of the cached tokens, in pinned blocks
 };
 
 struct TokenLogprob {
@@ -87,6 +108,7 @@ struct GenerationEvent {
   int64_t num_draft_tokens = 0;     ///< with finished: guesses speculative decoding verified for it
   int64_t num_accepted_tokens = 0;  ///< with finished: of those, accepted
   double queued_seconds = -1;       ///< with finished: from submit() to its first computed step (< 0: never computed)
+  std::vector<EngineTraceEvent> trace;  ///< with finished, for a request with `trace`: its timeline in the engine
 };
 
 /// Called on the engine thread; must not block (post the event to your own thread).
@@ -157,6 +179,8 @@ class Engine {
   /// Samples (or verifies the guesses of) one chunk's logit rows starting at `row` into `sampled`.
   struct Sampled;
   void sample_chunk(const ScheduledChunk& chunk, size_t row, Sampled& sampled);
+  /// A traced request's chunk this step: its admission (cache lookup) and prompt chunk events.
+  void trace_chunk(Active& active, const ScheduledChunk& chunk, int64_t step_tokens, Clock::time_point now);
   /// `is_in_tokens`: an accepted guess, already in the request's tokens.
   void process_token(Active& active, int32_t token, std::optional<TokenLogprob> logprob, bool is_in_tokens = false);
   void finish(Active& active, const std::string& reason, const std::string& error = {});
@@ -194,6 +218,8 @@ class Engine {
   // Speculative decoding: all requests' verdicts (fading), the steps proposed, this step's explorers.
   double pair_accepted_ = 0, pair_refusals_ = 0;
   int64_t step_count_ = 0;
+  int64_t num_steps_ = 0;  // forward passes run (trace events name their step)
+  std::vector<std::pair<Active*, size_t>> traced_chunks_;  // this step's traced prompt chunks: their events
   std::vector<Active*> explorers_;
   std::thread thread_;
 };

@@ -89,6 +89,14 @@ EngineGauges EngineMetrics::gauges() const {
   return gauges_;
 }
 
+EngineSnapshot EngineMetrics::snapshot() const {
+  std::lock_guard lock(mutex_);
+  int64_t finished = 0;
+  for (const auto& [reason, n] : finished_) finished += n;
+  return {.gauges = gauges_, .prompt_tokens = prompt_tokens_, .generation_tokens = generation_tokens_, .finished_requests = finished,
+          .ttft = ttft_, .itl = itl_};
+}
+
 void EngineMetrics::on_step(const StepRecord& step) {
   std::lock_guard lock(mutex_);
   step_tokens_.observe(static_cast<double>(step.num_tokens));

@@ -24,6 +24,8 @@ class Histogram {
   /// Appends `name_bucket{le=..}`, `name_sum`, `name_count` lines.
   void render(std::string& out, const std::string& name, const std::string& labels) const;
   uint64_t count() const { return count_; }
+  const std::vector<double>& bounds() const { return bounds_; }
+  const std::vector<uint64_t>& counts() const { return counts_; }  ///< per bucket (not cumulative); the last is +Inf
 
  private:
   std::vector<double> bounds_;
@@ -49,6 +51,15 @@ struct EngineGauges {
 struct LoraGauges {
   std::string running, waiting;
   int64_t max_lora = 0;  ///< 0: the server serves no adapters (the LoRA metrics are left out)
+};
+
+/// What the web console samples each second: the gauges, token totals and the latency histograms.
+struct EngineSnapshot {
+  EngineGauges gauges;
+  int64_t prompt_tokens = 0;      ///< computed, total
+  int64_t generation_tokens = 0;  ///< sampled, total
+  int64_t finished_requests = 0;
+  Histogram ttft{{}}, itl{{}};
 };
 
 /// One engine step as the scheduler planned it and the engine measured it.
@@ -100,6 +111,7 @@ class EngineMetrics {
   /// Prometheus text exposition format 0.0.4.
   std::string render() const;
   EngineGauges gauges() const;
+  EngineSnapshot snapshot() const;
 
  private:
   mutable std::mutex mutex_;

@@ -268,6 +268,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void dispatch(const Request& request) {
     auto route = server_.routes.find(request.path);
+    // A route ending in "/*" takes every path below it (the longest such prefix wins).
+    for (size_t slash = request.path.rfind('/'); route == server_.routes.end() && slash != std::string::npos && slash > 0;
+         slash = request.path.rfind('/', slash - 1)) {
+      route = server_.routes.find(request.path.substr(0, slash) + "/*");
+    }
     if (route == server_.routes.end()) {
       return send(serial_, server_.error_renderer(404, fmt::format("no route for {} {}", request.method, request.path), "not_found"));
     }

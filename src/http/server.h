@@ -98,6 +98,7 @@ class Server {
 
   /// Route table; register before start(). Authentication is the handlers' business (the gateway
   /// knows which schema a refusal must be written in, and who the caller is).
+  /// `path` exact, or ending in "/*": every path below it ("/admin/requests/*" takes /admin/requests/abc).
   void route(std::string method, std::string path, Handler handler);
   void set_error_renderer(ErrorRenderer renderer);
   /// Called once on drain, when no exchange is open any more or the drain timeout passed: abort what

@@ -355,7 +355,8 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
   if (!root || root.IsNull()) return fail("{}: the file is empty", path);
   try {
     if (auto ok = r.only_keys(root, "", {"server", "models", "deployments", "routes", "memory_budget", "ledger",
-                                                "ledger_retention_days", "keys_db", "request_log"});
+                                                "ledger_retention_days", "keys_db", "request_log", "tracing", "console",
+                                                "metrics_compat"});
         !ok) {
       return std::unexpected(ok.error());
     }
@@ -375,6 +376,21 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
         out.request_log_keep = static_cast<int>(keep);
         TRY_ASSIGN(out.request_log_content, r.boolean(log, "request_log", "content", false));
       }
+    }
+    if (const YAML::Node tracing = root["tracing"]; tracing) {
+      if (auto ok = r.only_keys(tracing, "tracing", {"keep", "otlp_endpoint", "service_name"}); !ok) return std::unexpected(ok.error());
+      TRY_ASSIGN(out.traces_keep, r.integer(tracing, "tracing", "keep", 0, 1000000, -1));
+      TRY_ASSIGN(out.otlp_endpoint, r.string(tracing, "tracing", "otlp_endpoint", false));
+      TRY_ASSIGN(out.otlp_service_name, r.string(tracing, "tracing", "service_name", false));
+    }
+    if (root["console"]) {
+      bool console = true;
+      TRY_ASSIGN(console, r.boolean(root, "", "console", true));
+      out.console = console;
+    }
+    TRY_ASSIGN(out.metrics_compat, r.string(root, "", "metrics_compat", false));
+    if (!out.metrics_compat.empty() && out.metrics_compat != "vllm") {
+      return fail("{}: metrics_compat: expected \"vllm\" (got \"{}\")", path, out.metrics_compat);
     }
     if (const YAML::Node server = root["server"]; server) {
       if (auto ok = r.only_keys(server, "server", {"host", "port"}); !ok) return std::unexpected(ok.error());

@@ -6,6 +6,7 @@
 //
 //   tern.yaml:14:5: deployments[0].kind: must be one of openai, anthropic (got "azure")
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,12 @@ struct GatewayConfig {
   int64_t request_log_max_bytes = 0;  ///< 0: not set
   int request_log_keep = -1;          ///< -1: not set
   bool request_log_content = false;
+  // `tracing: {keep, otlp_endpoint, service_name}`, `console: true|false`, `metrics_compat: vllm`.
+  int64_t traces_keep = -1;   ///< -1: not set
+  std::string otlp_endpoint;  ///< empty: not set
+  std::string otlp_service_name;
+  std::optional<bool> console;
+  std::string metrics_compat;  ///< "" or "vllm"
   // `server:` — flags on the command line win over these.
   std::string host;
   int port = -1;  ///< -1: not set

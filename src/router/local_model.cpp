@@ -280,6 +280,29 @@ std::string LocalModel::metrics_text() const {
   return loaded_ ? loaded_->engine().metrics().render() : std::string();
 }
 
+observe::EngineSample LocalModel::engine_sample() const {
+  observe::EngineSample out;
+  out.model = config_.name;
+  std::lock_guard lock(mutex_);
+  if (!loaded_) return out;
+  const engine::Engine& engine = loaded_->engine();
+  const engine::EngineSnapshot s = engine.metrics().snapshot();
+  out.loaded = true;
+  out.running = s.gauges.running;
+  out.waiting = s.gauges.waiting;
+  out.kv_usage = s.gauges.kv_usage;
+  out.prefix_query_tokens = s.gauges.prefix_queries;
+  out.prefix_hit_tokens = s.gauges.prefix_hits;
+  out.disk_hit_tokens = s.gauges.disk_hit_tokens;
+  out.pinned_hit_tokens = s.gauges.pins.refreshed * engine.config().block_size;  // each hit on a pinned block
+  out.prompt_tokens = s.prompt_tokens;
+  out.generation_tokens = s.generation_tokens;
+  out.finished_requests = s.finished_requests;
+  out.ttft = {.bounds = s.ttft.bounds(), .counts = s.ttft.counts()};
+  out.itl = {.bounds = s.itl.bounds(), .counts = s.itl.counts()};
+  return out;
+}
+
 double LocalModel::last_load_seconds() const {
   std::lock_guard lock(mutex_);
   return last_load_seconds_;
@@ -370,6 +393,12 @@ std::string LocalModelSet::metrics_text() const {
   family("model_load_seconds", "gauge", "How long the last load of a local model took.", [](const LocalModel& m) { return m.last_load_seconds(); });
   family("model_resident_bytes", "gauge", "Weights and KV cache of a loaded local model.", [](const LocalModel& m) { return m.resident_bytes(); });
   return merge_families(texts) + own;
+}
+
+std::vector<observe::EngineSample> LocalModelSet::engine_samples() const {
+  std::vector<observe::EngineSample> out;
+  for (const auto& m : models_) out.push_back(m->engine_sample());
+  return out;
 }
 
 void LocalModelSet::stop_all() {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/lora/adapter_registry.h"
+#include "observe/live_stats.h"
 #include "router/local_provider.h"
 
 namespace tern::router {
@@ -75,6 +76,8 @@ class LocalModel final : public Provider {
   int64_t resident_bytes() const;
   /// The engine's Prometheus metrics with a model label, or empty when unloaded.
   std::string metrics_text() const;
+  /// The engine's figures for the web console (zeros while unloaded).
+  observe::EngineSample engine_sample() const;
   double last_load_seconds() const;
   int64_t num_loads() const;
 
@@ -118,6 +121,7 @@ class LocalModelSet {
   bool reserve(int64_t bytes, const LocalModel* for_model);
   int64_t budget_bytes() const { return budget_bytes_; }
   std::string metrics_text() const;
+  std::vector<observe::EngineSample> engine_samples() const;
   void stop_all();
 
  private:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "observe/trace.h"
 #include "tool_calls/grammar_spec.h"
 #include "tool_calls/parser.h"
 #include "tool_calls/prompt.h"
@@ -204,6 +205,44 @@ std::expected<engine::GenerationRequest, ApiError> LocalProvider::prepare(const 
   return out;
 }
 
+namespace {
+
+/// The engine's record of a traced request, as its timeline's events (once, when it finishes).
+void add_engine_trace(observe::Trace& trace, engine::Clock::time_point arrival, const engine::GenerationEvent& finished) {
+  using Kind = engine::EngineTraceEvent::Kind;
+  auto ms = [](double seconds) { return seconds * 1000.0; };
+  trace.add("queued", {}, arrival, finished.queued_seconds >= 0 ? ms(finished.queued_seconds) : trace.ms_since_start(engine::Clock::now()) - trace.ms_since_start(arrival));
+  engine::Clock::time_point first_token{};
+  for (const engine::EngineTraceEvent& e : finished.trace) {
+    switch (e.kind) {
+      case Kind::kScheduled:
+        trace.add("cache_lookup", {{"step", e.step}, {"cached_tokens", e.num_tokens},
+                                   {"ram_tokens", std::max<int64_t>(e.num_tokens - e.disk_tokens - e.pinned_tokens, 0)},
+                                   {"disk_tokens", e.disk_tokens}, {"pinned_tokens", e.pinned_tokens}}, e.at);
+        break;
+      case Kind::kPrefillChunk:
+        trace.add("prefill_chunk", {{"step", e.step}, {"start", e.start}, {"tokens", e.num_tokens}, {"step_tokens", e.step_tokens}}, e.at,
+                  ms(e.duration_s));
+        break;
+      case Kind::kPreempted: trace.add("preempted", {{"step", e.step}}, e.at); break;
+      case Kind::kFirstToken:
+        first_token = e.at;
+        trace.add("first_token", {{"step", e.step}}, e.at);
+        break;
+    }
+  }
+  if (first_token != engine::Clock::time_point{}) {
+    nlohmann::json attributes = {{"tokens", finished.usage.completion_tokens}};
+    if (finished.num_draft_tokens > 0) {
+      attributes["draft_tokens"] = finished.num_draft_tokens;
+      attributes["accepted_tokens"] = finished.num_accepted_tokens;
+    }
+    trace.add("decode", std::move(attributes), first_token, ms(std::chrono::duration<double>(engine::Clock::now() - first_token).count()));
+  }
+}
+
+}  // namespace
+
 std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire::Request& request, wire::EventSink sink) {
   auto prepared = prepare(request);
   if (!prepared) return std::unexpected(prepared.error());
@@ -212,7 +251,9 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
   if (request.wants_tools()) parser = std::make_shared<tool_calls::ToolCallParser>(tool_format_);
   // Runs on the engine thread: only moves, plus token text when logprobs were asked for.
   const std::string request_param = request.wants_tools() ? "tools" : "response_format";
-  auto convert = [this, parser, request_param, sink = std::move(sink)](engine::GenerationEvent&& in) {
+  auto convert = [this, parser, request_param, trace = request.trace, arrival = prepared->arrival,
+                  sink = std::move(sink)](engine::GenerationEvent&& in) {
+    if (in.finished && trace) add_engine_trace(*trace, arrival, in);
     wire::Event out;
     out.text = std::move(in.text);
     if (parser) {
@@ -253,6 +294,7 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
     }
     sink(std::move(out));
   };
+  prepared->trace = request.trace != nullptr;
   auto id = engine_.submit(std::move(*prepared), std::move(convert));
   if (!id) {
     switch (id.error().kind) {

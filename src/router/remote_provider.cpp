@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "http/client.h"
+#include "observe/trace.h"
 #include "wire/anthropic/client.h"
 #include "wire/openai/client.h"
 
@@ -39,7 +40,7 @@ class RemoteCall final : public Call, public std::enable_shared_from_this<Remote
  public:
   RemoteCall(RemoteProvider& provider, wire::EventSink sink);
   void cancel() override;
-  void start(std::string path, std::string body);
+  void start(std::string path, std::string body, std::string traceparent);
 
  private:
   void on_data(std::string_view data);
@@ -133,7 +134,11 @@ class RemoteProvider final : public Provider {
                              : request.kind == wire::RequestKind::kChat ? "/chat/completions" : "/completions";
     in_flight_.fetch_add(1);
     auto call = std::make_shared<RemoteCall>(*this, std::move(sink));
-    asio::post(strand_, [call, path, body = std::move(body)]() mutable { call->start(path, std::move(body)); });
+    // A traced request's context goes upstream (W3C traceparent), so the provider's spans join its trace.
+    std::string traceparent = request.trace ? request.trace->context().traceparent() : std::string();
+    asio::post(strand_, [call, path, body = std::move(body), traceparent = std::move(traceparent)]() mutable {
+      call->start(path, std::move(body), std::move(traceparent));
+    });
     return call;
   }
 
@@ -181,7 +186,7 @@ void RemoteCall::cancel() {
   });
 }
 
-void RemoteCall::start(std::string path, std::string body) {
+void RemoteCall::start(std::string path, std::string body, std::string traceparent) {
   if (cancelled_) return fail(wire::server_error(499, "cancelled"));
   std::weak_ptr<RemoteCall> weak = shared_from_this();
   first_byte_timer_->expires_after(provider_.config_.first_byte_timeout);
@@ -212,7 +217,9 @@ void RemoteCall::start(std::string path, std::string body) {
   callbacks.on_finished = [self = shared_from_this()](http::ErrorKind kind, int status, std::string detail, http::Clock::time_point) {
     self->on_finished(kind, status, detail);
   };
-  handle_ = provider_.client_->post_stream(path, std::move(body), provider_.config_.timeout, std::move(callbacks));
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!traceparent.empty()) headers.emplace_back("traceparent", std::move(traceparent));
+  handle_ = provider_.client_->post_stream(path, std::move(body), provider_.config_.timeout, std::move(callbacks), headers);
 }
 
 void RemoteCall::on_data(std::string_view data) {

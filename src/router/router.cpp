@@ -12,6 +12,8 @@
 #include <random>
 #include <thread>
 
+#include "observe/trace.h"
+
 namespace tern::router {
 namespace {
 
@@ -101,8 +103,10 @@ struct Router::Deployment {
     recent_failures.clear();
   }
 
-  void record_failure() {
+  /// Returns whether this failure opened the breaker.
+  bool record_failure() {
     std::lock_guard lock(mutex);
+    const bool was_open = is_open;
     ++requests;
     ++failures;
     const auto now = Clock::now();
@@ -113,6 +117,7 @@ struct Router::Deployment {
       probe_in_flight = false;
       open_until = now + config.breaker.open_for;
     }
+    return is_open && !was_open;
   }
 
   void record_latency(double ttft_s, double itl_s) {
@@ -183,10 +188,18 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
         return std::nullopt;
       }
       Deployment& d = *candidates_[index_].first;
-      if (!d.admit() || (d.config.max_concurrency > 0 && d.outstanding.load() >= d.config.max_concurrency)) {
+      if (trace_ && index_ > 0 && tries_ == 0) {
+        trace_->add("fallback", {{"from", candidates_[index_ - 1].first->config.name}, {"to", d.config.name}});
+      }
+      const bool breaker_lets_through = d.admit();
+      if (!breaker_lets_through || (d.config.max_concurrency > 0 && d.outstanding.load() >= d.config.max_concurrency)) {
         last_error_ = wire::server_error(d.config.max_concurrency > 0 ? 429 : 503,
                                         fmt::format("deployment '{}' is unavailable (circuit open or at its concurrency limit)", d.config.name),
                                         "unavailable", true);
+        if (trace_) {
+          trace_->add("deployment_skipped", {{"deployment", d.config.name},
+                                             {"reason", breaker_lets_through ? "at its concurrency limit" : "circuit breaker open"}});
+        }
         ++index_;
         tries_ = 0;
         continue;
@@ -207,12 +220,13 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
         return std::nullopt;
       }
       d.outstanding.fetch_sub(1);
+      trace_attempt(d, call.error().status, call.error().message);
       if (!call.error().is_retryable) {
         d.record_success();  // the deployment answered; the request was at fault
         released = std::move(keep_alive_);
         return call.error();
       }
-      d.record_failure();
+      record_failure(d);
       last_error_ = call.error();
       if (schedule_retry_locked()) return std::nullopt;
     }
@@ -238,7 +252,9 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
     if (tries_ < d.config.retries) {
       ++tries_;
       std::weak_ptr<Attempt> weak = shared_from_this();
-      router_.timers_->after(backoff(tries_, last_error_->retry_after), [weak] {
+      const auto delay = backoff(tries_, last_error_->retry_after);
+      if (trace_) trace_->add("retry_scheduled", {{"deployment", d.config.name}, {"retry", tries_}, {"backoff_ms", delay.count()}});
+      router_.timers_->after(delay, [weak] {
         if (auto self = weak.lock()) self->relaunch();
       });
       return true;
@@ -257,6 +273,20 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       last.error = std::move(*error);
       deliver(std::move(last));
     }
+  }
+
+  /// One try on a deployment, from its start to its end, in the request's trace.
+  void trace_attempt(const Deployment& d, int status, const std::string& error, const std::string& finish_reason = {}) {
+    if (!trace_) return;
+    nlohmann::json attributes = {{"deployment", d.config.name}, {"kind", d.config.kind}, {"try", tries_ + 1}, {"status", status}};
+    if (d.config.kind != "local") attributes["gen_ai.provider.name"] = d.config.kind;
+    if (!error.empty()) attributes["error"] = error;
+    if (!finish_reason.empty()) attributes["finish_reason"] = finish_reason;
+    trace_->add("upstream_attempt", std::move(attributes), started_at_, std::chrono::duration<double, std::milli>(Clock::now() - started_at_).count());
+  }
+
+  void record_failure(Deployment& d) {
+    if (d.record_failure() && trace_) trace_->add("breaker_opened", {{"deployment", d.config.name}});
   }
 
   void deliver(wire::Event&& event) {
@@ -282,7 +312,8 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       if (event.finished && event.error && event.error->is_retryable && event.text.empty() && !cancelled_) {
         // Failed before anything reached the client: retry or fall back.
         d.outstanding.fetch_sub(1);
-        d.record_failure();
+        trace_attempt(d, event.error->status, event.error->message);
+        record_failure(d);
         last_error_ = std::move(event.error);
         call_.reset();
         const bool scheduled = schedule_retry_locked();
@@ -296,7 +327,8 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
     if (!event.text.empty()) ++num_text_events_;
     if (event.finished) {
       d.outstanding.fetch_sub(1);
-      if (event.error && event.error->status >= 500) d.record_failure();
+      trace_attempt(d, event.error ? event.error->status : 200, event.error ? event.error->message : std::string(), event.finish_reason);
+      if (event.error && event.error->status >= 500) record_failure(d);
       else d.record_success();
       const double ttft = std::chrono::duration<double>(first_event_at_ - started_at_).count();
       const double itl = num_text_events_ > 1 ? std::chrono::duration<double>(now - first_event_at_).count() / (num_text_events_ - 1) : 0;
@@ -311,6 +343,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
 
   Router& router_;
   wire::Request request_;
+  std::shared_ptr<observe::Trace> trace_ = request_.trace;  // may be null
   wire::EventSink sink_;
   std::vector<std::pair<Deployment*, std::string>> candidates_;  // deployment, public model name
 

@@ -13,6 +13,9 @@ inline int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+/// Now, in Unix seconds with fractions.
+inline double unix_seconds() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
 /// A time in Unix milliseconds as UTC text with strftime's `format` ("%Y-%m-%d").
 inline std::string utc_text(int64_t time_ms, const char* format) {
   const std::time_t seconds = static_cast<std::time_t>(time_ms / 1000);

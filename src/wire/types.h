@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +14,10 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+namespace tern::observe {
+class Trace;  // observe/trace.h: a request's timeline
+}
 
 namespace tern::wire {
 
@@ -143,6 +148,8 @@ struct Request {
   std::vector<ToolDefinition> tools;
   ToolChoice tool_choice;
   ResponseFormat response_format;
+  /// Set by the gateway while traces are kept or exported: the router and the providers add to it.
+  std::shared_ptr<observe::Trace> trace;
 
   /// Whether the reply is constrained (tools it may call, or a JSON format).
   bool wants_tools() const { return !tools.empty() && tool_choice.mode != ToolChoice::Mode::kNone; }

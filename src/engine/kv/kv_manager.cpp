@@ -244,6 +244,7 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
       request.table.push_back(block);
       request.hashes.push_back(h);
       stats_.lower_tier_hits += block_size_;
+      ++request.num_lower_tier_hit_blocks;
       return true;
     }
     const int32_t block = found;
@@ -253,6 +254,7 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
       extend_pin(block, now + b.pin_ttl, b.pin_ttl);
       if (b.ref_count == 0) idle_pins_.erase({b.pin_until, block});
       ++pin_stats_.refreshed;
+      ++request.num_pinned_hit_blocks;
     }
     ++b.ref_count;
     request.table.push_back(block);
@@ -325,6 +327,8 @@ void KvManager::free(RequestBlocks& request, KvClock::time_point now) {
   request.table.clear();
   request.hashes.clear();
   request.num_hit_blocks = 0;
+  request.num_lower_tier_hit_blocks = 0;
+  request.num_pinned_hit_blocks = 0;
   request.num_pin_checked = 0;
 }
 

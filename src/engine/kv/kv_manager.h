@@ -41,6 +41,8 @@ struct RequestBlocks {
   std::vector<int32_t> table;    ///< block ids in position order
   std::vector<uint64_t> hashes;  ///< chained hashes of the first hashes.size() (full, cached) blocks
   int64_t num_hit_blocks = 0;    ///< of table, taken from the prefix cache (not computed by this request)
+  int64_t num_lower_tier_hit_blocks = 0;  ///< of those, read back from the lower tier (disk)
+  int64_t num_pinned_hit_blocks = 0;      ///< of those, pinned (kept by a retention request)
   int64_t num_pin_checked = 0;   ///< of table, blocks its PinRequest has been applied to
 };
 

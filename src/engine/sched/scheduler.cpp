@@ -54,6 +54,7 @@ void Scheduler::preempt(SchedRequest* victim, SchedulerOutput& output, int64_t& 
   victim->state = RequestState::kWaiting;
   ++victim->num_preemptions;
   ++output.num_preempted;
+  output.preempted.push_back(victim->id);
   std::erase(running_, victim);
   waiting_.push_front(victim);
 }

@@ -130,6 +130,7 @@ struct SchedulerOutput {
   std::vector<ScheduledChunk> chunks;
   int64_t num_tokens = 0;
   int64_t num_preempted = 0;
+  std::vector<uint64_t> preempted;  ///< the requests preempted this step
   int64_t num_decode_tokens = 0;
   int64_t num_prefill_tokens = 0;  ///< the chosen prompt chunk(s), all requests together
   StepShape shape;                 ///< what the step computes, for the step-time model
