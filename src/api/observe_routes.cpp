@@ -39,6 +39,10 @@ void register_observe_routes(http::Server& server, tenants::Tenants* tenants, co
                          {"Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:"}},
              .close_connection = false});
   });
+  // Whether the page must ask for a key before its first data request (no data here: open to anyone).
+  server.route("GET", "/console/auth", [tenants](const http::Request&, std::shared_ptr<http::Responder> r) {
+    r->send(wire::json_response(200, {{"keys_required", tenants != nullptr && tenants->auth_required()}}));
+  });
   server.route("GET", "/admin/console/data", [tenants, &observers](const http::Request& q, std::shared_ptr<http::Responder> r) {
     if (!admit_admin_or_open(tenants, q, *r)) return;
     const observe::TraceStore* traces = observers.traces;
