@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """What observability costs `tern serve`: output tokens/s and inter-token p99 at 16 and 64 streams with
-the request log on (and --metrics-compat vllm, and /metrics scraped every second as Prometheus would)
-against all of it off, the two servers alternating within each round (in turn first) on this machine.
+everything on - the request log, --metrics-compat vllm, traces kept (4096) and exported over OTLP to a
+collector (a minimal one in this process that reads and discards), /metrics scraped every second as
+Prometheus would, and the web console open (its data polled every second as the page does) - against
+all of it off (--traces 0 --console off), the two servers alternating within each round (in turn
+first) on this machine.
 
     python3 bench/observability_overhead.py [--rounds 3] [--streams 16,64] [--requests-per-stream 3]
 
@@ -9,6 +12,7 @@ Load from `tern bench` (closed loop, 128 -> 64 tokens, ignore_eos). Medians over
 "Observability"): < 2 % throughput and < 5 % p99 cost. Writes --out/summary.json.
 """
 import argparse
+import http.server
 import json
 import os
 import statistics
@@ -25,11 +29,32 @@ from serve_vs_llamacpp import Server, bench, summary  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class Scraper:
-    """GETs /metrics every second while the load runs, as a Prometheus server would."""
+class Collector:
+    """An OTLP/HTTP endpoint that reads each POST and answers 200 (what a collector costs tern is the
+    export, not the collector's work)."""
 
-    def __init__(self, url):
-        self.url, self.stop_event = url + "/metrics", threading.Event()
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Scraper:
+    """GETs a path every second while the load runs: /metrics as a Prometheus server would, or the
+    console's data as an open console page does."""
+
+    def __init__(self, url, path="/metrics"):
+        self.url, self.stop_event = url + path, threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -58,9 +83,10 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     serve_vs_llamacpp.OUT = args.out
     log_dir = tempfile.mkdtemp(prefix="tern-obs-bench-")
+    collector = Collector()
     configs = {
-        "off": [],
-        "on": ["--request-log", os.path.join(log_dir, "requests.jsonl"), "--metrics-compat", "vllm"],
+        "off": ["--traces", "0", "--console", "off"],
+        "on": ["--request-log", os.path.join(log_dir, "requests.jsonl"), "--metrics-compat", "vllm", "--otlp-endpoint", collector.url],
     }
     results = {level: {name: [] for name in configs} for level in (int(s) for s in args.streams.split(","))}
     print(f"CPU: {cpu_name()}, {args.threads} threads")
@@ -71,13 +97,13 @@ def main():
             for name, extra in order:
                 server = Server(f"tern-{name}", [args.tern, "serve", "-m", args.model, "--port", "18192", "-t", str(args.threads),
                                                  "--max-running", "64", "--kv-cache-memory", "1G", *extra], 18192)
-                scraper = Scraper(server.url) if name == "on" else None
+                scrapers = [Scraper(server.url), Scraper(server.url, "/admin/console/data")] if name == "on" else []
                 try:
                     workload = {"seed": 1, "input_tokens": 128, "output_tokens": 64, "ignore_eos": True,
                                 "stages": [{"arrival": {"type": "concurrency", "concurrency": level}, "requests": level * args.requests_per_stream}]}
                     results[level][name].append(summary(bench(args, server, workload, f"c{level}")[0]))
                 finally:
-                    if scraper:
+                    for scraper in scrapers:
                         scraper.stop()
                     server.stop()
     report = {"cpu": cpu_name(), "threads": args.threads, "levels": {}}

@@ -454,12 +454,25 @@ std::string Gateway::metrics_text() const {
            [](const auto& s) { return s.breaker == "closed" ? 0 : 1; });
   }
   if (tenants_ != nullptr) out += tenants_->metrics_text();
+  auto one = [&](const char* name, const char* type, const char* help, auto value) {
+    prometheus_header(out, name, type, help);
+    out += fmt::format("tern:{} {}\n", name, value);
+  };
+  if (observers_.request_log != nullptr) {
+    const observe::RequestLogStats s = observers_.request_log->stats();
+    one("request_log_lines_total", "counter", "Request-log lines written.", s.lines);
+    one("request_log_dropped_lines_total", "counter", "Request-log lines dropped: the writer could not keep up (a stalled disk).", s.dropped);
+    one("request_log_rotations_total", "counter", "Request-log rotations.", s.rotations);
+    one("request_log_errors_total", "counter", "Failed request-log writes or rotations.", s.errors);
+  }
+  if (observers_.otlp != nullptr) {
+    const observe::OtlpStats s = observers_.otlp->stats();
+    one("otlp_exported_requests_total", "counter", "Requests whose spans the OpenTelemetry collector accepted.", s.exported_records);
+    one("otlp_dropped_requests_total", "counter", "Requests whose spans were dropped (queue full, collector down or slow).", s.dropped_records);
+    one("otlp_failed_posts_total", "counter", "OTLP export requests that failed.", s.failed_posts);
+  }
   if (ledger_ != nullptr) {
     const metering::LedgerStats s = ledger_->stats();
-    auto one = [&](const char* name, const char* type, const char* help, auto value) {
-      prometheus_header(out, name, type, help);
-      out += fmt::format("tern:{} {}\n", name, value);
-    };
     one("ledger_rows_written_total", "counter", "Ledger rows committed.", s.rows_written);
     one("ledger_batches_total", "counter", "Ledger transactions committed.", s.batches);
     one("ledger_write_errors_total", "counter", "Failed ledger transactions (each retried).", s.write_errors);

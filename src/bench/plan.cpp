@@ -4,45 +4,48 @@
 
 namespace tern::bench {
 
-size_t StagePlan::num_requests() const {
-  size_t total = 0;
-  for (const PlannedSession& session : sessions) total += session.turns.size();
-  return total;
-}
+ArrivalClock::ArrivalClock(const ArrivalSpec& arrival, size_t max_count, double duration_s)
+    : arrival_(arrival),
+      max_count_(max_count),
+      duration_s_(duration_s),
+      exponential_(arrival.is_open_loop() && arrival.rate > 0 ? arrival.rate : 1.0),
+      // Gamma gaps with shape k and mean 1/rate (vLLM's --burstiness): k = 1 is Poisson.
+      gamma_(arrival.burstiness > 0 ? arrival.burstiness : 1.0,
+             arrival.rate > 0 && arrival.burstiness > 0 ? 1.0 / (arrival.rate * arrival.burstiness) : 1.0) {}
 
-std::vector<double> arrival_offsets(const ArrivalSpec& arrival, size_t max_count, double duration_s,
-                                    std::mt19937_64& rng) {
-  std::vector<double> offsets;
-  if (!arrival.is_open_loop() || (max_count == 0 && duration_s <= 0)) return offsets;
-  auto is_full = [&](double t) { return (max_count > 0 && offsets.size() >= max_count) || (duration_s > 0 && t > duration_s); };
-  if (arrival.kind == ArrivalSpec::Kind::kRamp) {
+std::optional<double> ArrivalClock::next(std::mt19937_64& rng) {
+  if (!arrival_.is_open_loop() || (max_count_ == 0 && duration_s_ <= 0)) return std::nullopt;
+  if (max_count_ > 0 && count_ >= max_count_) return std::nullopt;
+  if (arrival_.kind == ArrivalSpec::Kind::kRamp) {
     // Non-homogeneous Poisson by time rescaling: with rate r(t) = a + (b - a) t / D, the cumulative
     // intensity is L(t) = a t + (b - a) t^2 / (2 D); unit-rate Poisson points E_i map to t_i = L^-1(E_i).
-    const double a = arrival.from_rate, slope = (arrival.to_rate - arrival.from_rate) / duration_s;
-    std::exponential_distribution<double> unit(1.0);
-    double cumulative = 0;
-    offsets.push_back(0);
-    while (true) {
-      cumulative += unit(rng);
-      const double t = std::abs(slope) < 1e-12 ? cumulative / a
-                                                : (-a + std::sqrt(a * a + 2 * slope * cumulative)) / slope;
-      if (!std::isfinite(t) || is_full(t)) break;
-      offsets.push_back(t);
+    if (count_ > 0) {
+      const double a = arrival_.from_rate, slope = (arrival_.to_rate - arrival_.from_rate) / duration_s_;
+      cumulative_ += unit_(rng);
+      t_ = std::abs(slope) < 1e-12 ? cumulative_ / a : (-a + std::sqrt(a * a + 2 * slope * cumulative_)) / slope;
+      if (!std::isfinite(t_) || (duration_s_ > 0 && t_ > duration_s_)) {
+        max_count_ = count_;  // over: later calls answer nullopt without drawing
+        return std::nullopt;
+      }
     }
-    return offsets;
+    ++count_;
+    return t_;
   }
-  double t = 0;
-  std::exponential_distribution<double> exponential(arrival.rate);
-  // Gamma gaps with shape k and mean 1/rate (vLLM's --burstiness): k = 1 is Poisson.
-  std::gamma_distribution<double> gamma(arrival.burstiness, 1.0 / (arrival.rate * arrival.burstiness));
-  while (!is_full(t)) {
-    offsets.push_back(t);
-    switch (arrival.kind) {
-      case ArrivalSpec::Kind::kPoisson: t += exponential(rng); break;
-      case ArrivalSpec::Kind::kGamma: t += gamma(rng); break;
-      default: t = static_cast<double>(offsets.size()) / arrival.rate; break;  // no accumulated rounding
-    }
+  if (duration_s_ > 0 && t_ > duration_s_) return std::nullopt;
+  const double offset = t_;
+  ++count_;
+  switch (arrival_.kind) {
+    case ArrivalSpec::Kind::kPoisson: t_ += exponential_(rng); break;
+    case ArrivalSpec::Kind::kGamma: t_ += gamma_(rng); break;
+    default: t_ = static_cast<double>(count_) / arrival_.rate; break;  // no accumulated rounding
   }
+  return offset;
+}
+
+std::vector<double> arrival_offsets(const ArrivalSpec& arrival, size_t max_count, double duration_s, std::mt19937_64& rng) {
+  std::vector<double> offsets;
+  ArrivalClock clock(arrival, max_count, duration_s);
+  while (auto offset = clock.next(rng)) offsets.push_back(*offset);
   return offsets;
 }
 
@@ -57,65 +60,84 @@ std::mt19937_64 stream(uint64_t seed, uint64_t purpose) {
 
 }  // namespace
 
+StagePlan::StagePlan(const Workload& workload, size_t stage_index, const PromptBuilder& builder, const std::vector<double>& prefix_weights)
+    : spec_(workload.stages[stage_index]),
+      workload_(workload),
+      builder_(builder),
+      prefix_pick_(prefix_weights.begin(), prefix_weights.end()),
+      arrival_rng_(stream(workload.seed, 100 + stage_index)),
+      content_rng_(stream(workload.seed, 10000 + stage_index)),
+      think_rng_(stream(workload.seed, 20000 + stage_index)) {  // its own stream: prompts stay as they were
+  std::vector<double> model_weights;
+  for (const ModelWeight& entry : workload.models) model_weights.push_back(entry.weight);
+  model_pick_ = std::discrete_distribution<size_t>(model_weights.begin(), model_weights.end());
+  const size_t num_turns = static_cast<size_t>(workload.sessions.num_turns);
+  max_sessions_ = spec_.num_requests > 0 ? (spec_.num_requests + num_turns - 1) / num_turns : 0;
+  remaining_requests_ = spec_.num_requests;
+  if (spec_.arrival.is_open_loop()) arrivals_.emplace(spec_.arrival, max_sessions_, spec_.duration_s);
+}
+
+const PlannedSession* StagePlan::session(size_t index) {
+  while (sessions_.size() <= index) {
+    if (exhausted_ || !generate_one()) {
+      exhausted_ = true;
+      return nullptr;
+    }
+  }
+  return &sessions_[index];
+}
+
+bool StagePlan::generate_one() {
+  PlannedSession session;
+  session.index = sessions_.size();
+  if (arrivals_) {
+    const auto offset = arrivals_->next(arrival_rng_);
+    if (!offset) return false;
+    session.arrival_s = *offset;
+  } else if (max_sessions_ > 0 && sessions_.size() >= max_sessions_) {
+    return false;  // closed loop: the count is reached (without one, the stage's duration ends it)
+  }
+  if (workload_.prefix && std::uniform_real_distribution<double>(0, 1)(content_rng_) < workload_.prefix->fraction) {
+    session.prefix_group = prefix_pick_(content_rng_);
+  }
+  if (!workload_.models.empty()) session.model = workload_.models[model_pick_(content_rng_)].model;
+  const SessionSpec& sessions = workload_.sessions;
+  size_t turns_here = static_cast<size_t>(sessions.num_turns);
+  if (spec_.num_requests > 0) {
+    turns_here = std::min(turns_here, remaining_requests_);
+    remaining_requests_ -= turns_here;
+  }
+  for (size_t turn = 0; turn < turns_here; ++turn) {
+    PlannedTurn planned;
+    const int input_tokens = workload_.input_tokens.sample(content_rng_);
+    planned.max_tokens = workload_.output_tokens.sample(content_rng_);
+    planned.user_text = builder_.build(input_tokens, content_rng_);
+    planned.user_tokens = builder_.count_tokens(planned.user_text);
+    if (turn > 0) {
+      planned.think_ms = sessions.think_time_max_ms <= sessions.think_time_ms
+                             ? sessions.think_time_ms
+                             : std::uniform_real_distribution<double>(sessions.think_time_ms, sessions.think_time_max_ms)(think_rng_);
+    }
+    session.turns.push_back(std::move(planned));
+  }
+  num_generated_requests_ += turns_here;
+  sessions_.push_back(std::move(session));
+  return true;
+}
+
 Plan build_plan(const Workload& workload, const PromptBuilder& builder) {
   Plan plan;
-  std::discrete_distribution<int> prefix_pick;
+  std::vector<double> prefix_weights;
   if (workload.prefix) {
     std::mt19937_64 rng = stream(workload.seed, 1);
     plan.prefix_tokens = workload.prefix->length_tokens;
-    std::vector<double> weights;
     for (int group = 0; group < workload.prefix->num_groups; ++group) {
       plan.prefix_texts.push_back(builder.build(workload.prefix->length_tokens, rng));
-      weights.push_back(1.0 / std::pow(group + 1, workload.prefix->zipf_exponent));
+      prefix_weights.push_back(1.0 / std::pow(group + 1, workload.prefix->zipf_exponent));
     }
-    prefix_pick = std::discrete_distribution<int>(weights.begin(), weights.end());
   }
-  std::vector<double> model_weights;
-  for (const ModelWeight& entry : workload.models) model_weights.push_back(entry.weight);
-  std::discrete_distribution<size_t> model_pick(model_weights.begin(), model_weights.end());
-  const int num_turns = workload.sessions.num_turns;
-
   for (size_t stage_index = 0; stage_index < workload.stages.size(); ++stage_index) {
-    const StageSpec& spec = workload.stages[stage_index];
-    StagePlan stage{spec, {}};
-    std::mt19937_64 arrival_rng = stream(workload.seed, 100 + stage_index);
-    std::mt19937_64 content_rng = stream(workload.seed, 10000 + stage_index);
-    std::mt19937_64 think_rng = stream(workload.seed, 20000 + stage_index);  // its own stream: prompts stay as they were
-    const SessionSpec& sessions = workload.sessions;
-    const auto think_ms = [&] {
-      if (sessions.think_time_max_ms <= sessions.think_time_ms) return sessions.think_time_ms;
-      return std::uniform_real_distribution<double>(sessions.think_time_ms, sessions.think_time_max_ms)(think_rng);
-    };
-    const size_t max_sessions = spec.num_requests > 0 ? (spec.num_requests + num_turns - 1) / num_turns : 0;
-    std::vector<double> offsets;
-    if (spec.arrival.is_open_loop()) {
-      offsets = arrival_offsets(spec.arrival, max_sessions, spec.duration_s, arrival_rng);
-    } else {
-      offsets.assign(max_sessions, 0.0);
-    }
-    size_t remaining_requests = spec.num_requests > 0 ? spec.num_requests : offsets.size() * num_turns;
-    for (size_t index = 0; index < offsets.size(); ++index) {
-      PlannedSession session;
-      session.index = index;
-      session.arrival_s = offsets[index];
-      if (workload.prefix && std::uniform_real_distribution<double>(0, 1)(content_rng) < workload.prefix->fraction) {
-        session.prefix_group = prefix_pick(content_rng);
-      }
-      if (!workload.models.empty()) session.model = workload.models[model_pick(content_rng)].model;
-      const size_t turns_here = std::min<size_t>(num_turns, remaining_requests);
-      remaining_requests -= turns_here;
-      for (size_t turn = 0; turn < turns_here; ++turn) {
-        PlannedTurn planned;
-        const int input_tokens = workload.input_tokens.sample(content_rng);
-        planned.max_tokens = workload.output_tokens.sample(content_rng);
-        planned.user_text = builder.build(input_tokens, content_rng);
-        planned.user_tokens = builder.count_tokens(planned.user_text);
-        planned.think_ms = turn == 0 ? 0 : think_ms();
-        session.turns.push_back(std::move(planned));
-      }
-      stage.sessions.push_back(std::move(session));
-    }
-    plan.stages.push_back(std::move(stage));
+    plan.stages.push_back(std::make_unique<StagePlan>(workload, stage_index, builder, prefix_weights));
   }
   return plan;
 }

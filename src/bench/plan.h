@@ -1,9 +1,19 @@
 #pragma once
-// Turns a workload spec into the concrete requests of a run, before the run starts: arrival times, token
-// lengths, shared-prefix groups, session turns, models, and the prompt text itself. Everything is drawn from
-// the workload's seed, so two runs of one spec (against different targets, or on different days) send the
-// same prompts at the same offsets. Building prompts up front also keeps the tokenizer off the event loop.
+// Turns a workload spec into the concrete requests of a run: arrival times, token lengths, shared-prefix
+// groups, session turns, models, and the prompt text itself. Everything is drawn from the workload's
+// seed, so two runs of one spec (against different targets, or on different days) send the same prompts
+// at the same offsets.
+//
+// Lazily: a stage's sessions are generated in order as the run reaches them (StagePlan::session), so
+// start-up does not grow with --requests and a stage bounded by --duration alone is open-ended. Each
+// purpose (prefixes, a stage's arrivals, its contents, its think times) draws from a random stream of
+// its own, so a session is the same whether it is generated first or ten-thousandth, alone or in a
+// batch, and every target gets the same ones. Generating a session builds its prompt text: the runner
+// does it ahead of need (a window of sessions), off the path that timestamps responses.
 
+#include <deque>
+#include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -29,22 +39,72 @@ struct PlannedSession {
   std::vector<PlannedTurn> turns;
 };
 
-struct StagePlan {
-  StageSpec spec;
-  std::vector<PlannedSession> sessions;
-  size_t num_requests() const;
+/// Open-loop send offsets (seconds from the stage start, first at 0), one at a time, for at most
+/// `max_count` arrivals (0 = unbounded) within `duration_s` (0 = unbounded).
+class ArrivalClock {
+ public:
+  ArrivalClock(const ArrivalSpec& arrival, size_t max_count, double duration_s);
+  /// The next offset, or nullopt once the count or the duration is reached.
+  std::optional<double> next(std::mt19937_64& rng);
+
+ private:
+  ArrivalSpec arrival_;
+  size_t max_count_;
+  double duration_s_;
+  size_t count_ = 0;
+  double t_ = 0;           // the next offset (Poisson, gamma, constant)
+  double cumulative_ = 0;  // ramp: the unit-rate process
+  std::exponential_distribution<double> exponential_;
+  std::gamma_distribution<double> gamma_;
+  std::exponential_distribution<double> unit_{1.0};
+};
+
+/// Open-loop send offsets for at most `max_count` arrivals (0 = unbounded) within `duration_s` (0 =
+/// unbounded; one of the two must bound it); empty for a closed loop.
+std::vector<double> arrival_offsets(const ArrivalSpec& arrival, size_t max_count, double duration_s, std::mt19937_64& rng);
+
+class StagePlan {
+ public:
+  StagePlan(const Workload& workload, size_t stage_index, const PromptBuilder& builder, const std::vector<double>& prefix_weights);
+
+  const StageSpec& spec() const { return spec_; }
+  /// Session `index` (generating it and those before it if needed), or null past the stage's last.
+  /// The pointer stays valid for the plan's life.
+  const PlannedSession* session(size_t index);
+  /// Sessions generated so far.
+  size_t num_generated() const { return sessions_.size(); }
+  /// Whether the stage's last session has been generated.
+  bool is_exhausted() const { return exhausted_; }
+  /// Requests the stage sends at most: --requests, or 0 when only its duration bounds it.
+  size_t max_requests() const { return spec_.num_requests; }
+  /// Requests of the sessions generated so far.
+  size_t num_generated_requests() const { return num_generated_requests_; }
+
+ private:
+  bool generate_one();
+
+  StageSpec spec_;
+  const Workload& workload_;
+  const PromptBuilder& builder_;
+  std::discrete_distribution<int> prefix_pick_;
+  std::discrete_distribution<size_t> model_pick_;
+  std::mt19937_64 arrival_rng_, content_rng_, think_rng_;
+  std::optional<ArrivalClock> arrivals_;  // open loop
+  size_t max_sessions_ = 0;               // 0: unbounded (a duration ends the stage)
+  size_t remaining_requests_ = 0;         // with a request count
+  size_t num_generated_requests_ = 0;
+  bool exhausted_ = false;
+  std::deque<PlannedSession> sessions_;   // a deque: pointers stay valid as it grows
 };
 
 struct Plan {
-  std::vector<StagePlan> stages;
+  std::vector<std::unique_ptr<StagePlan>> stages;
   std::vector<std::string> prefix_texts;  ///< one per prefix group
   int prefix_tokens = 0;
 };
 
-/// Open-loop send offsets (seconds from the stage start, first at 0) for at most `max_count` arrivals
-/// (0 = unbounded) within `duration_s` (0 = unbounded; one of the two must bound it).
-std::vector<double> arrival_offsets(const ArrivalSpec& arrival, size_t max_count, double duration_s, std::mt19937_64& rng);
-
+/// The plan of a workload: the shared prefixes now, each stage's sessions as they are asked for. The
+/// workload and the builder must outlive the plan.
 Plan build_plan(const Workload& workload, const PromptBuilder& builder);
 
 }  // namespace tern::bench
