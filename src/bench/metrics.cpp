@@ -63,8 +63,8 @@ std::vector<Metrics> compute_metrics(const RunResult& result, const Plan& plan, 
       metrics.stage = stage;
       metrics.target = target;
       metrics.target_name = targets[target].name;
-      metrics.stage_label = plan.stages[stage].spec.arrival.label();
-      metrics.load_value = plan.stages[stage].spec.arrival.load_value();
+      metrics.stage_label = plan.stages[stage]->spec().arrival.label();
+      metrics.load_value = plan.stages[stage]->spec().arrival.load_value();
       std::vector<double> ttft, tpot, itl_chunk, itl_token, e2e, queue, input_tokens, output_tokens;
       int64_t last_end_ns = result.stages[stage].start_ns;
       TokenTotals totals;

@@ -78,23 +78,48 @@ StagePlan::StagePlan(const Workload& workload, size_t stage_index, const PromptB
 }
 
 const PlannedSession* StagePlan::session(size_t index) {
-  while (sessions_.size() <= index) {
-    if (exhausted_ || !generate_one()) {
+  {
+    std::lock_guard lock(sessions_mutex_);
+    if (index < sessions_.size()) return &sessions_[index];
+    if (exhausted_) return nullptr;
+  }
+  std::lock_guard generating(generate_mutex_);
+  while (true) {
+    size_t next = 0;
+    {
+      std::lock_guard lock(sessions_mutex_);
+      if (index < sessions_.size()) return &sessions_[index];  // another thread generated it meanwhile
+      if (exhausted_) return nullptr;
+      next = sessions_.size();
+    }
+    PlannedSession session;
+    const bool more = generate_one(next, session);  // builds the prompts without holding the deque
+    std::lock_guard lock(sessions_mutex_);
+    if (!more) {
       exhausted_ = true;
       return nullptr;
     }
+    sessions_.push_back(std::move(session));
   }
-  return &sessions_[index];
 }
 
-bool StagePlan::generate_one() {
-  PlannedSession session;
-  session.index = sessions_.size();
+size_t StagePlan::num_generated() const {
+  std::lock_guard lock(sessions_mutex_);
+  return sessions_.size();
+}
+
+bool StagePlan::is_exhausted() const {
+  std::lock_guard lock(sessions_mutex_);
+  return exhausted_;
+}
+
+bool StagePlan::generate_one(size_t index, PlannedSession& session) {
+  session.index = index;
   if (arrivals_) {
     const auto offset = arrivals_->next(arrival_rng_);
     if (!offset) return false;
     session.arrival_s = *offset;
-  } else if (max_sessions_ > 0 && sessions_.size() >= max_sessions_) {
+  } else if (max_sessions_ > 0 && index >= max_sessions_) {
     return false;  // closed loop: the count is reached (without one, the stage's duration ends it)
   }
   if (workload_.prefix && std::uniform_real_distribution<double>(0, 1)(content_rng_) < workload_.prefix->fraction) {
@@ -120,8 +145,6 @@ bool StagePlan::generate_one() {
     }
     session.turns.push_back(std::move(planned));
   }
-  num_generated_requests_ += turns_here;
-  sessions_.push_back(std::move(session));
   return true;
 }
 

@@ -13,6 +13,7 @@
 
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -69,30 +70,31 @@ class StagePlan {
 
   const StageSpec& spec() const { return spec_; }
   /// Session `index` (generating it and those before it if needed), or null past the stage's last.
-  /// The pointer stays valid for the plan's life.
+  /// The pointer stays valid for the plan's life. Thread-safe: a look-ahead thread may generate while
+  /// the run reads; a session already generated is returned without waiting for a generation.
   const PlannedSession* session(size_t index);
   /// Sessions generated so far.
-  size_t num_generated() const { return sessions_.size(); }
+  size_t num_generated() const;
   /// Whether the stage's last session has been generated.
-  bool is_exhausted() const { return exhausted_; }
+  bool is_exhausted() const;
   /// Requests the stage sends at most: --requests, or 0 when only its duration bounds it.
   size_t max_requests() const { return spec_.num_requests; }
-  /// Requests of the sessions generated so far.
-  size_t num_generated_requests() const { return num_generated_requests_; }
 
  private:
-  bool generate_one();
+  /// Generates the next session into `out` (with generate_mutex_ held); false past the last.
+  bool generate_one(size_t index, PlannedSession& out);
 
   StageSpec spec_;
-  const Workload& workload_;
-  const PromptBuilder& builder_;
+  const Workload workload_;      // copies: the plan may outlive the caller's
+  const PromptBuilder builder_;
   std::discrete_distribution<int> prefix_pick_;
   std::discrete_distribution<size_t> model_pick_;
   std::mt19937_64 arrival_rng_, content_rng_, think_rng_;
   std::optional<ArrivalClock> arrivals_;  // open loop
   size_t max_sessions_ = 0;               // 0: unbounded (a duration ends the stage)
   size_t remaining_requests_ = 0;         // with a request count
-  size_t num_generated_requests_ = 0;
+  std::mutex generate_mutex_;             // one generation at a time (the random streams' order)
+  mutable std::mutex sessions_mutex_;     // the deque and `exhausted_`
   bool exhausted_ = false;
   std::deque<PlannedSession> sessions_;   // a deque: pointers stay valid as it grows
 };
@@ -103,8 +105,7 @@ struct Plan {
   int prefix_tokens = 0;
 };
 
-/// The plan of a workload: the shared prefixes now, each stage's sessions as they are asked for. The
-/// workload and the builder must outlive the plan.
+/// The plan of a workload: the shared prefixes now, each stage's sessions as they are asked for.
 Plan build_plan(const Workload& workload, const PromptBuilder& builder);
 
 }  // namespace tern::bench

@@ -139,8 +139,7 @@ std::string report_text(const ReportInput& input) {
   for (const Metrics& metrics : input.metrics) {
     if (metrics.stage != current_stage) {
       current_stage = metrics.stage;
-      out += fmt::format("\nstage {}: {}  ({} requests per target)\n", metrics.stage + 1, metrics.stage_label,
-                         input.plan.stages[metrics.stage].num_requests());
+      out += fmt::format("\nstage {}: {}\n", metrics.stage + 1, metrics.stage_label);
       out += fmt::format("  {:<16} {:>9} {:>8} {:>10} {:>15} {:>13} {:>13} {:>17} {:>9} {:>10}\n", "target", "ok/all",
                          "req/s", "out tok/s", "TTFT p50/p99", "TPOT p50/p99", "ITL p50/p99", "E2E p50/p99 ms",
                          "goodput", "queue p99");

@@ -183,7 +183,7 @@ td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4
         {"p99 E2E latency", "ms", [](const Metrics& m) { return m.latency.e2e_ms.p99; }},
         {"Goodput", "requests / s within SLO", [](const Metrics& m) { return m.goodput; }},
     };
-    const bool is_concurrency = !input.plan.stages[0].spec.arrival.is_open_loop();
+    const bool is_concurrency = !input.plan.stages[0]->spec().arrival.is_open_loop();
     for (const SweepPlot& plot : plots) {
       std::vector<Series> series;
       for (size_t target = 0; target < input.targets.size(); ++target) {
@@ -202,7 +202,7 @@ td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4
       {Measure::kTtft, "TTFT (ms)"}, {Measure::kTpot, "TPOT (ms)"}, {Measure::kItl, "ITL per chunk (ms)"}, {Measure::kE2e, "E2E latency (ms)"}};
   for (size_t stage = 0; stage < num_stages; ++stage) {
     html += fmt::format("<h2>Stage {}: {} &mdash; latency CDFs</h2><div class=\"plots\">", stage + 1,
-                        escape_html(input.plan.stages[stage].spec.arrival.label()));
+                        escape_html(input.plan.stages[stage]->spec().arrival.label()));
     for (const auto& [measure, label] : measures) {
       std::vector<Series> series;
       for (size_t target = 0; target < input.targets.size(); ++target) {

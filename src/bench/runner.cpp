@@ -10,6 +10,10 @@
 #include <optional>
 #include <set>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -30,6 +34,77 @@ struct ActiveSession {
   std::string prompt;                 // completions
   int64_t history_tokens = 0;         // client count of the planned text already in the history
   std::unique_ptr<asio::steady_timer> think_timer;
+};
+
+/// How many sessions of a stage to have ready ahead of the run: about a second of its arrivals (open
+/// loop), or two rounds of its workers (closed loop). Enough that the event loop rarely builds a prompt
+/// itself; little enough that building them ahead takes little CPU from a machine that measures.
+size_t lookahead_window(const StageSpec& spec, size_t num_targets) {
+  const ArrivalSpec& a = spec.arrival;
+  const double per_second = a.kind == ArrivalSpec::Kind::kRamp ? std::max(a.from_rate, a.to_rate) : a.rate;
+  const double sessions = a.is_open_loop() ? per_second : 2.0 * a.concurrency * static_cast<double>(num_targets);
+  return static_cast<size_t>(std::clamp(sessions, 16.0, 8192.0));
+}
+
+/// Generates the plan's sessions on a thread of its own, a window (lookahead_window) ahead of where the
+/// run is, so that building prompts (tokenizing them) stays off the event loop that timestamps
+/// responses. The run asks the plan directly; a session the look-ahead has not reached yet is
+/// generated then.
+class Lookahead {
+ public:
+  Lookahead(Plan& plan, size_t num_targets) : plan_(plan), num_targets_(num_targets), thread_([this] { run(); }) {}
+  ~Lookahead() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  Lookahead(const Lookahead&) = delete;
+  Lookahead& operator=(const Lookahead&) = delete;
+
+  /// The run has reached session `index` of `stage`.
+  void reached(size_t stage, size_t index) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stage < stage_ || (stage == stage_ && index <= reached_)) return;
+      stage_ = stage;
+      reached_ = index;
+    }
+    wake_.notify_all();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    size_t stage = 0;
+    while (!stopping_ && stage < plan_.stages.size()) {
+      stage = std::max(stage, stage_);  // a stage the run has left needs no more sessions
+      if (stage >= plan_.stages.size()) break;
+      StagePlan& plan = *plan_.stages[stage];
+      const size_t want = (stage == stage_ ? reached_ : 0) + lookahead_window(plan.spec(), num_targets_);
+      if (plan.is_exhausted()) {
+        ++stage;
+        continue;
+      }
+      if (plan.num_generated() >= want) {
+        wake_.wait(lock);
+        continue;
+      }
+      lock.unlock();
+      plan.session(plan.num_generated());
+      lock.lock();
+    }
+  }
+
+  Plan& plan_;
+  const size_t num_targets_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  size_t stage_ = 0, reached_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;  // last: starts once the rest is set
 };
 
 }  // namespace
@@ -81,7 +156,7 @@ namespace {
 
 class Runner {
  public:
-  Runner(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options)
+  Runner(Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options)
       : plan_(plan), targets_(targets), options_(options), dispatch_timer_(io_), progress_timer_(io_) {}
 
   Result<RunResult> run() {
@@ -93,8 +168,10 @@ class Runner {
       clients_.push_back(std::move(*client));
     }
     size_t total = 0;
-    for (const StagePlan& stage : plan_.stages) total += stage.num_requests() * targets_.size();
-    result_.records.reserve(total);
+    for (const auto& stage : plan_.stages) total += stage->max_requests() * targets_.size();
+    result_.records.reserve(std::min<size_t>(total, size_t{1} << 16));  // an open-ended stage grows it
+    Lookahead lookahead(plan_, targets_.size());
+    lookahead_ = &lookahead;
     epoch_ = Clock::now();
     result_.epoch_steady_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(epoch_.time_since_epoch()).count();
     asio::post(io_, [this] { start_stage(0); });
@@ -104,6 +181,7 @@ class Runner {
       wait_for_signal();
     }
     io_.run();
+    lookahead_ = nullptr;
     for (auto& client : clients_) client->close_idle();
     for (RequestRecord& record : result_.records) finalize_record(record, targets_[record.target].api, options_.body.cache_retention);
     return std::move(result_);
@@ -123,7 +201,11 @@ class Runner {
       return;
     }
     stage_index_ = stage_index;
-    const StagePlan& stage = plan_.stages[stage_index];
+    StagePlan& stage = *plan_.stages[stage_index];
+    // The stage's first sessions are built before its clock starts (nothing is in flight between
+    // stages), so its first requests never wait for their prompts.
+    const size_t ready = lookahead_window(stage.spec(), targets_.size());
+    if (ready > 0) stage.session(ready - 1);
     stage_start_ = Clock::now();
     result_.stages.push_back({since_epoch_ns(stage_start_), 0});
     stage_finished_ = stage_failed_ = stage_chunks_ = 0;
@@ -131,11 +213,11 @@ class Runner {
     next_arrival_ = 0;
     next_session_for_target_.assign(targets_.size(), 0);
     num_workers_ = 0;
-    if (stage.spec.arrival.is_open_loop()) {
+    if (stage.spec().arrival.is_open_loop()) {
       dispatch_arrivals();
     } else {
       // Interleave the targets' workers so that neither gets a head start.
-      for (int worker = 0; worker < stage.spec.arrival.concurrency; ++worker) {
+      for (int worker = 0; worker < stage.spec().arrival.concurrency; ++worker) {
         for (size_t target = 0; target < targets_.size(); ++target) {
           ++num_workers_;
           next_closed_loop_session(target, stage_start_);
@@ -147,10 +229,11 @@ class Runner {
 
   // Open loop: one timer walks the arrival schedule; every arrival due by now goes out, to each target.
   void dispatch_arrivals() {
-    const StagePlan& stage = plan_.stages[stage_index_];
+    StagePlan& stage = *plan_.stages[stage_index_];
     const Clock::time_point now = Clock::now();
-    while (next_arrival_ < stage.sessions.size()) {
-      const PlannedSession& session = stage.sessions[next_arrival_];
+    while (const PlannedSession* next = stage.session(next_arrival_)) {
+      const PlannedSession& session = *next;
+      lookahead_->reached(stage_index_, next_arrival_);
       const auto scheduled =
           stage_start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(session.arrival_s));
       if (is_stopping_) break;
@@ -169,15 +252,17 @@ class Runner {
 
   // Closed loop: a worker takes the target's next session, or retires when none is left or time is up.
   void next_closed_loop_session(size_t target, Clock::time_point scheduled) {
-    const StagePlan& stage = plan_.stages[stage_index_];
-    const bool is_out_of_time = stage.spec.duration_s > 0 &&
-                                std::chrono::duration<double>(Clock::now() - stage_start_).count() >= stage.spec.duration_s;
+    StagePlan& stage = *plan_.stages[stage_index_];
+    const bool is_out_of_time = stage.spec().duration_s > 0 &&
+                                std::chrono::duration<double>(Clock::now() - stage_start_).count() >= stage.spec().duration_s;
     size_t& next = next_session_for_target_[target];
-    if (is_out_of_time || is_stopping_ || next >= stage.sessions.size()) {
+    const PlannedSession* session = is_out_of_time || is_stopping_ ? nullptr : stage.session(next);
+    if (session == nullptr) {
       --num_workers_;
       return;
     }
-    begin_session(target, stage.sessions[next++], scheduled);
+    lookahead_->reached(stage_index_, next++);
+    begin_session(target, *session, scheduled);
   }
 
   void begin_session(size_t target, const PlannedSession& planned, Clock::time_point scheduled) {
@@ -294,7 +379,7 @@ class Runner {
 
   void end_session(const ActiveSession& session, Clock::time_point at) {
     --num_active_sessions_;
-    if (!plan_.stages[stage_index_].spec.arrival.is_open_loop()) {
+    if (!plan_.stages[stage_index_]->spec().arrival.is_open_loop()) {
       next_closed_loop_session(session.target, at);
     }
     maybe_finish_stage();
@@ -325,9 +410,9 @@ class Runner {
   }
 
   void maybe_finish_stage() {
-    const StagePlan& stage = plan_.stages[stage_index_];
-    const bool is_dispatch_over = stage.spec.arrival.is_open_loop() ? next_arrival_ >= stage.sessions.size() || is_stopping_
-                                                                    : num_workers_ == 0;
+    StagePlan& stage = *plan_.stages[stage_index_];
+    const bool is_dispatch_over = stage.spec().arrival.is_open_loop() ? is_stopping_ || stage.session(next_arrival_) == nullptr
+                                                                      : num_workers_ == 0;
     if (!is_dispatch_over || num_active_sessions_ > 0 || is_stage_closing_) return;
     is_stage_closing_ = true;
     result_.stages.back().end_ns = since_epoch_ns(Clock::now());
@@ -354,8 +439,9 @@ class Runner {
     RunProgress progress;
     progress.stage = stage_index_;
     progress.num_stages = plan_.stages.size();
-    progress.stage_label = plan_.stages[stage_index_].spec.arrival.label();
-    progress.num_planned = plan_.stages[stage_index_].num_requests() * targets_.size();
+    progress.stage_label = plan_.stages[stage_index_]->spec().arrival.label();
+    progress.num_planned = plan_.stages[stage_index_]->max_requests() * targets_.size();
+    progress.stage_duration_s = plan_.stages[stage_index_]->spec().duration_s;
     progress.num_finished = stage_finished_;
     progress.num_failed = stage_failed_;
     progress.num_in_flight = num_in_flight_;
@@ -365,7 +451,8 @@ class Runner {
     options_.on_progress(progress);
   }
 
-  const Plan& plan_;
+  Plan& plan_;
+  Lookahead* lookahead_ = nullptr;  // during run()
   const std::vector<TargetSpec>& targets_;
   const RunOptions& options_;
   asio::io_context io_{1};
@@ -392,13 +479,13 @@ class Runner {
 
 }  // namespace
 
-Result<RunResult> run_benchmark(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options) {
+Result<RunResult> run_benchmark(Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options) {
   if (targets.empty()) return fail("no target to benchmark");
   Runner runner(plan, targets, options);
   return runner.run();
 }
 
-Result<RunResult> run_benchmark_sequential(const Plan& plan, const std::vector<TargetSpec>& targets,
+Result<RunResult> run_benchmark_sequential(Plan& plan, const std::vector<TargetSpec>& targets,
                                            const RunOptions& options, const std::function<void(size_t)>& on_target) {
   if (targets.empty()) return fail("no target to benchmark");
   RunResult merged;

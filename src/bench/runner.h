@@ -80,13 +80,14 @@ struct RunResult {
 struct RunProgress {
   size_t stage = 0, num_stages = 0;
   std::string stage_label;
-  size_t num_planned = 0;     ///< requests of this stage over all targets
+  size_t num_planned = 0;     ///< requests of this stage over all targets, at most (0: open-ended, a duration ends it)
   size_t num_finished = 0;    ///< of this stage, ok or not
   size_t num_failed = 0;      ///< of this stage
   size_t num_in_flight = 0;
   size_t num_queued = 0;      ///< waiting for a connection
   uint64_t num_chunks = 0;    ///< SSE events received in this stage
   double stage_elapsed_s = 0;
+  double stage_duration_s = 0;  ///< the stage's duration, if it has one (0: none)
 };
 
 struct RunOptions {
@@ -101,12 +102,12 @@ struct RunOptions {
 
 /// Runs every stage of `plan` against every target, one stage after the other. Fails only for set-up
 /// problems (a target URL that does not parse or resolve); request failures are recorded, not returned.
-Result<RunResult> run_benchmark(const Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options);
+Result<RunResult> run_benchmark(Plan& plan, const std::vector<TargetSpec>& targets, const RunOptions& options);
 
 /// The same plan against each target in turn, alone (two servers sharing this machine's cores must not
 /// be loaded at the same moment); one result, as if side by side: every target's records are moved in
 /// time so that its stages start where the first target's did. `on_target` is called before each.
-Result<RunResult> run_benchmark_sequential(const Plan& plan, const std::vector<TargetSpec>& targets,
+Result<RunResult> run_benchmark_sequential(Plan& plan, const std::vector<TargetSpec>& targets,
                                            const RunOptions& options, const std::function<void(size_t)>& on_target = {});
 
 /// Parses a record's raw SSE payloads into its text, chunk times, usage and errors (run_benchmark does this

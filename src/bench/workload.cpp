@@ -289,9 +289,6 @@ Result<StageSpec> parse_stage(const json& spec, const json& arrival_spec) {
   stage.num_requests = requests->value_or(0);
   stage.duration_s = duration->value_or(0);
   if (stage.num_requests <= 0 && stage.duration_s <= 0) return fail("a stage needs 'requests' or 'duration_s'");
-  if (!stage.arrival.is_open_loop() && stage.num_requests <= 0) {
-    return fail("a closed-loop (concurrency) stage needs 'requests' (duration_s only stops it early)");
-  }
   if (stage.arrival.kind == ArrivalSpec::Kind::kRamp && stage.duration_s <= 0) return fail("a ramp needs 'duration_s'");
   return stage;
 }

@@ -130,8 +130,6 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
       stage.arrival = arrival;
       stage.num_requests = options.requests.value_or(options.duration_s ? 0 : 100);
       stage.duration_s = options.duration_s.value_or(0);
-      // Prompts are built before the run, so a closed loop needs a request count; --duration only caps it.
-      if (!arrival.is_open_loop() && stage.num_requests == 0) return fail("a closed loop (--concurrency) needs --requests; --duration only caps it");
       if ((arrival.is_open_loop() && arrival.rate <= 0) || (!arrival.is_open_loop() && arrival.concurrency < 1)) {
         return fail("rates and concurrencies must be positive");
       }
@@ -218,11 +216,15 @@ std::function<void(const bench::RunProgress&)> progress_printer() {
   auto last_line = std::make_shared<double>(-1e9);
   auto last_stage = std::make_shared<size_t>(static_cast<size_t>(-1));
   return [is_terminal, last_line, last_stage](const bench::RunProgress& progress) {
-    const double fraction = progress.num_planned > 0 ? static_cast<double>(progress.num_finished) / progress.num_planned : 0;
+    // Of the requests when the stage has a count, else of its duration.
+    const double fraction = progress.num_planned > 0        ? static_cast<double>(progress.num_finished) / progress.num_planned
+                            : progress.stage_duration_s > 0 ? std::min(1.0, progress.stage_elapsed_s / progress.stage_duration_s)
+                                                            : 0;
     const double chunks_per_s = progress.stage_elapsed_s > 0 ? progress.num_chunks / progress.stage_elapsed_s : 0;
-    const std::string status = fmt::format("stage {}/{} {} {}/{} done, {} failed, {} in flight, {} queued, {:.0f} events/s, {:.1f} s",
+    const std::string planned = progress.num_planned > 0 ? fmt::format("/{}", progress.num_planned) : std::string();
+    const std::string status = fmt::format("stage {}/{} {} {}{} done, {} failed, {} in flight, {} queued, {:.0f} events/s, {:.1f} s",
                                            progress.stage + 1, progress.num_stages, progress.stage_label, progress.num_finished,
-                                           progress.num_planned, progress.num_failed, progress.num_in_flight,
+                                           planned, progress.num_failed, progress.num_in_flight,
                                            progress.num_queued, chunks_per_s, progress.stage_elapsed_s);
     if (is_terminal) {
       constexpr int kWidth = 24;
@@ -273,15 +275,18 @@ int run_bench(const BenchOptions& options) {
   std::string tokenizer_description;
   auto builder = make_prompt_builder(tokenizer, tokenizer_description);
   if (!builder) return report_error(builder.error());
-  const auto plan_start = std::chrono::steady_clock::now();
-  const bench::Plan plan = bench::build_plan(*workload, *builder);
-  size_t num_requests = 0;
-  for (const bench::StagePlan& stage : plan.stages) num_requests += stage.num_requests();
+  // Requests are generated as the run reaches them (bench/plan.h): start-up does not grow with --requests.
+  bench::Plan plan = bench::build_plan(*workload, *builder);
   if (!options.is_quiet) {
-    std::fprintf(stderr, "planned %zu requests in %zu stage(s) x %zu target(s) in %.1f s (%s)\n", num_requests,
-                 plan.stages.size(), workload->targets.size(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - plan_start).count(),
-                 tokenizer_description.c_str());
+    size_t max_requests = 0;
+    bool is_open_ended = false;
+    for (const auto& stage : plan.stages) {
+      max_requests += stage->max_requests();
+      is_open_ended = is_open_ended || stage->max_requests() == 0;
+    }
+    std::fprintf(stderr, "%s in %zu stage(s) x %zu target(s), prompts from the %s\n",
+                 is_open_ended ? "requests until each stage's duration ends" : fmt::format("up to {} requests", max_requests).c_str(),
+                 plan.stages.size(), workload->targets.size(), tokenizer_description.c_str());
   }
   bench::RunOptions run_options;
   run_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(workload->timeout_s * 1000));

@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   target.url = server.base_url();
   target.model = "fixture";
   const PromptBuilder builder = PromptBuilder::whitespace_words();
-  const Plan plan = build_plan(workload, builder);
+  Plan plan = build_plan(workload, builder);
   RunOptions options;
   options.timeout = std::chrono::seconds(120);
 
@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   std::vector<double> ttft_error, itl_error, e2e_error;
   for (const RequestRecord& record : result->records) {
     if (!record.is_ok()) continue;
-    const auto& entry = by_input.at(plan.stages[0].sessions[record.session].turns[record.turn].user_text);
+    const auto& entry = by_input.at(plan.stages[0]->session(record.session)->turns[record.turn].user_text);
     const int64_t epoch = result->epoch_steady_ns;
     ttft_error.push_back((epoch + record.first_token_ns - entry.chunk_write_ns.front()) / 1e6);
     e2e_error.push_back((epoch + record.end_ns - entry.last_write_ns) / 1e6);

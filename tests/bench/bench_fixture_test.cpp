@@ -106,7 +106,7 @@ TruthComparison compare_with_server(const RunOutput& out, const FixtureServer& s
   TruthComparison comparison;
   for (const RequestRecord& record : out.result.records) {
     if (record.target != target || !record.is_ok()) continue;
-    const PlannedTurn& turn = out.plan.stages[record.stage].sessions[record.session].turns[record.turn];
+    const PlannedTurn& turn = out.plan.stages[record.stage]->session(record.session)->turns[record.turn];
     const testing::FixtureRequestLog& entry = by_input.at(turn.user_text);
     EXPECT_EQ(record.chunk_ns.size(), entry.chunk_write_ns.size());
     const size_t num_chunks = std::min(record.chunk_ns.size(), entry.chunk_write_ns.size());
@@ -240,7 +240,7 @@ TEST(BenchFixture, OpenLoopPoissonSendsFollowTheSchedule) {
     const int64_t stage_start = out.result.stages[0].start_ns;
     std::vector<double> lateness_ms, server_lag_ms;
     for (const RequestRecord& record : out.result.records) {
-      const double planned_ms = out.plan.stages[0].sessions[record.session].arrival_s * 1e3;
+      const double planned_ms = out.plan.stages[0]->session(record.session)->arrival_s * 1e3;
       ASSERT_NEAR((record.scheduled_ns - stage_start) / 1e6, planned_ms, 1e-3);
       ASSERT_GE(record.dispatched_ns, record.scheduled_ns);
       lateness_ms.push_back((record.dispatched_ns - record.scheduled_ns) / 1e6);
@@ -344,7 +344,7 @@ TEST(BenchFixture, SequentialTargetsAreLoadedOneAtATime) {
   for (const auto& entry : slow_log) slow_truth_ttft[entry.last_input] = (entry.first_write_ns - entry.arrival_ns) / 1e6;
   for (const RequestRecord& record : out.result.records) {
     if (record.target != 1) continue;
-    const PlannedTurn& turn = out.plan.stages[record.stage].sessions[record.session].turns[record.turn];
+    const PlannedTurn& turn = out.plan.stages[record.stage]->session(record.session)->turns[record.turn];
     // The client's TTFT includes sending; the server's starts when the request was read: never shorter.
     EXPECT_GE(ttft_ms_of(record), slow_truth_ttft.at(turn.user_text));
   }
@@ -400,7 +400,7 @@ TEST(BenchFixture, ThinkTimesFromARangeAndCacheRetentionReachTheServer) {
   std::set<double> pauses;
   for (const RequestRecord& record : out.result.records) {
     ASSERT_TRUE(record.is_ok()) << record.error_detail;
-    const PlannedTurn& turn = out.plan.stages[record.stage].sessions[record.session].turns[record.turn];
+    const PlannedTurn& turn = out.plan.stages[record.stage]->session(record.session)->turns[record.turn];
     if (record.turn == 0) {
       EXPECT_EQ(turn.think_ms, 0);
       continue;
@@ -434,7 +434,7 @@ TEST(BenchFixture, SigintStopsSendingAndKeepsWhatWasMeasured) {
   workload.sessions = {.num_turns = 4, .think_time_ms = 30, .think_time_max_ms = 60};
   workload.stages.push_back(workload.stages[0]);  // a second stage that must never start
   const PromptBuilder builder = PromptBuilder::whitespace_words();
-  const Plan plan = build_plan(workload, builder);
+  Plan plan = build_plan(workload, builder);
   RunOptions options;
   options.timeout = std::chrono::seconds(20);
   options.stop_on_signals = true;

@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cmath>
+#include <thread>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -221,7 +225,9 @@ TEST(Workload, RejectsMistakesWithAMessage) {
   EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "poisson"}, "requests": 5})"), ""));
   EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "warp", "rate": 1}, "requests": 5})"), ""));
   EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"input_tokens": {"dist": "normal", "mean": 5}})"), ""));
-  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "concurrency", "concurrency": 2}, "duration_s": 5})"), ""));
+  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "concurrency", "concurrency": 2}})"), ""));
+  // A duration alone bounds a closed loop too (requests are generated as the run needs them).
+  EXPECT_TRUE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "concurrency", "concurrency": 2}, "duration_s": 5})"), ""));
   EXPECT_TRUE(parse_slo_flag("ttft=500ms,tpot=50ms,e2e=2s"));
   EXPECT_EQ(*parse_slo_flag("e2e=2s")->e2e_ms, 2000);
   EXPECT_FALSE(parse_slo_flag("speed=5"));
@@ -279,20 +285,136 @@ TEST(Plan, IsReproducibleFromTheSeedAndHonoursPrefixesAndSessions) {
   workload.prefix = PrefixSpec{4, 20, 1.5, 1.0};
   workload.sessions.num_turns = 3;
   const PromptBuilder builder = PromptBuilder::whitespace_words();
-  const Plan first = build_plan(workload, builder);
-  const Plan second = build_plan(workload, builder);
-  ASSERT_EQ(first.stages[0].sessions.size(), 10u);
-  EXPECT_EQ(first.stages[0].num_requests(), 30u);
+  Plan first = build_plan(workload, builder);
+  Plan second = build_plan(workload, builder);
+  EXPECT_EQ(first.stages[0]->num_generated(), 0u) << "nothing is generated before the run asks";
+  EXPECT_EQ(first.stages[0]->max_requests(), 30u);
+  ASSERT_NE(first.stages[0]->session(9), nullptr);
+  EXPECT_EQ(first.stages[0]->session(10), nullptr) << "30 requests of 3 turns: 10 sessions";
+  EXPECT_TRUE(first.stages[0]->is_exhausted());
   for (size_t i = 0; i < 10; ++i) {
-    EXPECT_EQ(first.stages[0].sessions[i].turns[0].user_text, second.stages[0].sessions[i].turns[0].user_text);
-    EXPECT_EQ(first.stages[0].sessions[i].arrival_s, second.stages[0].sessions[i].arrival_s);
-    EXPECT_EQ(first.stages[0].sessions[i].turns[1].user_tokens, 12);
-    EXPECT_GE(first.stages[0].sessions[i].prefix_group, 0);
+    EXPECT_EQ(first.stages[0]->session(i)->turns[0].user_text, second.stages[0]->session(i)->turns[0].user_text);
+    EXPECT_EQ(first.stages[0]->session(i)->arrival_s, second.stages[0]->session(i)->arrival_s);
+    EXPECT_EQ(first.stages[0]->session(i)->turns[1].user_tokens, 12);
+    EXPECT_GE(first.stages[0]->session(i)->prefix_group, 0);
   }
   EXPECT_EQ(count_whitespace_words(first.prefix_texts[0]), 20);
   workload.seed = 43;
-  EXPECT_NE(build_plan(workload, builder).stages[0].sessions[0].turns[0].user_text,
-            first.stages[0].sessions[0].turns[0].user_text);
+  EXPECT_NE(build_plan(workload, builder).stages[0]->session(0)->turns[0].user_text,
+            first.stages[0]->session(0)->turns[0].user_text);
+}
+
+// Lazy planning: a million planned requests cost nothing until asked for, a stage bounded only by its
+// duration is open-ended, and sessions generated from several threads at once are the ones generated
+// in order by one (each purpose has its own random stream, generation is serialized).
+TEST(Plan, IsLazyOpenEndedAndTheSameFromAnyThread) {
+  Workload workload;
+  workload.input_tokens = LengthDistribution::fixed(64);
+  workload.output_tokens = LengthDistribution::fixed(8);
+  StageSpec stage;
+  stage.arrival.kind = ArrivalSpec::Kind::kPoisson;
+  stage.arrival.rate = 1000;
+  stage.num_requests = 1'000'000;
+  workload.stages = {stage};
+  const PromptBuilder builder = PromptBuilder::whitespace_words();
+  const auto start = std::chrono::steady_clock::now();
+  Plan plan = build_plan(workload, builder);
+  ASSERT_NE(plan.stages[0]->session(0), nullptr);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 0.5)
+      << "the first request of a million does not wait for the others";
+  EXPECT_EQ(plan.stages[0]->num_generated(), 1u);
+
+  // Closed loop with a duration only: sessions keep coming.
+  StageSpec closed;
+  closed.arrival.kind = ArrivalSpec::Kind::kConcurrency;
+  closed.arrival.concurrency = 4;
+  closed.duration_s = 5;
+  workload.stages = {closed};
+  Plan open_ended = build_plan(workload, builder);
+  EXPECT_EQ(open_ended.stages[0]->max_requests(), 0u);
+  ASSERT_NE(open_ended.stages[0]->session(5000), nullptr);
+  EXPECT_FALSE(open_ended.stages[0]->is_exhausted());
+
+  // An open loop bounded by its duration: the arrivals stop at it.
+  stage.num_requests = 0;
+  stage.duration_s = 2;
+  workload.stages = {stage};
+  Plan timed = build_plan(workload, builder);
+  size_t n = 0;
+  while (const PlannedSession* session = timed.stages[0]->session(n)) {
+    EXPECT_LE(session->arrival_s, 2.0);
+    ++n;
+  }
+  EXPECT_NEAR(static_cast<double>(n), 2000, 200);
+
+  // Several threads asking at once get what one thread gets in order.
+  workload.stages = {closed};
+  Plan alone = build_plan(workload, builder);
+  Plan shared = build_plan(workload, builder);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&shared, t] {
+      for (size_t i = static_cast<size_t>(t); i < 400; i += 3) shared.stages[0]->session(i);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (size_t i = 0; i < 400; ++i) {
+    EXPECT_EQ(shared.stages[0]->session(i)->turns[0].user_text, alone.stages[0]->session(i)->turns[0].user_text) << i;
+    EXPECT_EQ(shared.stages[0]->session(i)->index, i);
+  }
+}
+
+// The schedule as tern bench computed it before planning was lazy (all offsets up front): the
+// reference the lazy clock must reproduce draw for draw, so that a seed keeps its meaning.
+std::vector<double> eager_offsets(const ArrivalSpec& arrival, size_t max_count, double duration_s, std::mt19937_64& rng) {
+  std::vector<double> offsets;
+  auto is_full = [&](double t) { return (max_count > 0 && offsets.size() >= max_count) || (duration_s > 0 && t > duration_s); };
+  if (arrival.kind == ArrivalSpec::Kind::kRamp) {
+    const double a = arrival.from_rate, slope = (arrival.to_rate - arrival.from_rate) / duration_s;
+    std::exponential_distribution<double> unit(1.0);
+    double cumulative = 0;
+    offsets.push_back(0);
+    while (true) {
+      cumulative += unit(rng);
+      const double t = std::abs(slope) < 1e-12 ? cumulative / a : (-a + std::sqrt(a * a + 2 * slope * cumulative)) / slope;
+      if (!std::isfinite(t) || is_full(t)) break;
+      offsets.push_back(t);
+    }
+    return offsets;
+  }
+  double t = 0;
+  std::exponential_distribution<double> exponential(arrival.rate);
+  std::gamma_distribution<double> gamma(arrival.burstiness, 1.0 / (arrival.rate * arrival.burstiness));
+  while (!is_full(t)) {
+    offsets.push_back(t);
+    switch (arrival.kind) {
+      case ArrivalSpec::Kind::kPoisson: t += exponential(rng); break;
+      case ArrivalSpec::Kind::kGamma: t += gamma(rng); break;
+      default: t = static_cast<double>(offsets.size()) / arrival.rate; break;
+    }
+  }
+  return offsets;
+}
+
+// The lazy arrival clock gives the offsets the eager schedule gave, for every arrival process.
+TEST(Plan, ArrivalClockMatchesTheEagerSchedule) {
+  for (auto kind : {ArrivalSpec::Kind::kPoisson, ArrivalSpec::Kind::kGamma, ArrivalSpec::Kind::kConstant, ArrivalSpec::Kind::kRamp}) {
+    ArrivalSpec arrival;
+    arrival.kind = kind;
+    arrival.rate = 50;
+    arrival.burstiness = 0.5;
+    arrival.from_rate = 10;
+    arrival.to_rate = 100;
+    std::mt19937_64 eager_rng(7), lazy_rng(7);
+    const std::vector<double> eager = eager_offsets(arrival, 300, 10, eager_rng);
+    ArrivalClock clock(arrival, 300, 10);
+    std::vector<double> lazy;
+    while (auto t = clock.next(lazy_rng)) lazy.push_back(*t);
+    EXPECT_EQ(lazy, eager);
+    EXPECT_FALSE(eager.empty());
+    std::mt19937_64 again(7);
+    EXPECT_EQ(arrival_offsets(arrival, 0, 10, again).size() >= eager.size(), true);
+  }
 }
 
 // Writes are priced by how long they are kept: cache_write for short ones, cache_write_1h for the rest
@@ -400,7 +522,7 @@ TEST(Report, JsonHasTheDocumentedShapeAndHtmlIsSelfContained) {
   target.name = "a";
   target.url = "http://127.0.0.1:1/v1";
   const std::vector<TargetSpec> targets = {target};
-  const Plan plan = build_plan(workload, PromptBuilder::whitespace_words());
+  Plan plan = build_plan(workload, PromptBuilder::whitespace_words());
   RunResult result;
   result.stages = {{0, 1'000'000'000}, {1'000'000'000, 2'000'000'000}};
   for (size_t stage_index = 0; stage_index < 2; ++stage_index) {
