@@ -54,10 +54,21 @@ bool meets_slo(const RequestRecord& record, const SloSpec& slo) {
   return true;
 }
 
+WarmupCounts warmup_counts(const RunResult& result, const Plan& plan) {
+  WarmupCounts out;
+  for (const RequestRecord& record : result.records) {
+    if (record.stage >= plan.stages.size() || !plan.stages[record.stage]->spec().is_warmup) continue;
+    ++out.num_requests;
+    if (!record.is_ok()) ++out.num_failed;
+  }
+  return out;
+}
+
 std::vector<Metrics> compute_metrics(const RunResult& result, const Plan& plan, const std::vector<TargetSpec>& targets,
                                      const SloSpec& slo) {
   std::vector<Metrics> all;
   for (size_t stage = 0; stage < result.stages.size(); ++stage) {
+    if (plan.stages[stage]->spec().is_warmup) continue;  // sent to warm the targets up; never measured
     for (size_t target = 0; target < targets.size(); ++target) {
       Metrics metrics;
       metrics.stage = stage;

@@ -51,9 +51,16 @@ struct Metrics {
   CostMetrics cost;
 };
 
-/// One Metrics per (stage, target), stage-major. Successful requests only count toward latencies.
+/// One Metrics per measured (stage, target), stage-major: warm-up stages have none. Successful requests
+/// only count toward latencies.
 std::vector<Metrics> compute_metrics(const RunResult& result, const Plan& plan, const std::vector<TargetSpec>& targets,
                                      const SloSpec& slo);
+
+/// Requests of the warm-up stages (all targets): sent, and of those failed.
+struct WarmupCounts {
+  size_t num_requests = 0, num_failed = 0;
+};
+WarmupCounts warmup_counts(const RunResult& result, const Plan& plan);
 
 /// Output tokens of a request: the server's usage, else the client's count.
 int64_t output_tokens_of(const RequestRecord& record);

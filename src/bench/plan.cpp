@@ -60,14 +60,15 @@ std::mt19937_64 stream(uint64_t seed, uint64_t purpose) {
 
 }  // namespace
 
-StagePlan::StagePlan(const Workload& workload, size_t stage_index, const PromptBuilder& builder, const std::vector<double>& prefix_weights)
+StagePlan::StagePlan(const Workload& workload, size_t stage_index, size_t stream_index, const PromptBuilder& builder,
+                     const std::vector<double>& prefix_weights)
     : spec_(workload.stages[stage_index]),
       workload_(workload),
       builder_(builder),
       prefix_pick_(prefix_weights.begin(), prefix_weights.end()),
-      arrival_rng_(stream(workload.seed, 100 + stage_index)),
-      content_rng_(stream(workload.seed, 10000 + stage_index)),
-      think_rng_(stream(workload.seed, 20000 + stage_index)) {  // its own stream: prompts stay as they were
+      arrival_rng_(stream(workload.seed, 100 + stream_index)),
+      content_rng_(stream(workload.seed, 10000 + stream_index)),
+      think_rng_(stream(workload.seed, 20000 + stream_index)) {  // its own stream: prompts stay as they were
   std::vector<double> model_weights;
   for (const ModelWeight& entry : workload.models) model_weights.push_back(entry.weight);
   model_pick_ = std::discrete_distribution<size_t>(model_weights.begin(), model_weights.end());
@@ -159,8 +160,11 @@ Plan build_plan(const Workload& workload, const PromptBuilder& builder) {
       prefix_weights.push_back(1.0 / std::pow(group + 1, workload.prefix->zipf_exponent));
     }
   }
+  size_t measured = 0, warmups = 0;
   for (size_t stage_index = 0; stage_index < workload.stages.size(); ++stage_index) {
-    plan.stages.push_back(std::make_unique<StagePlan>(workload, stage_index, builder, prefix_weights));
+    // Warm-ups draw from streams of their own (30000+): the measured stages' requests stay the same.
+    const size_t stream_index = workload.stages[stage_index].is_warmup ? 30000 + warmups++ : measured++;
+    plan.stages.push_back(std::make_unique<StagePlan>(workload, stage_index, stream_index, builder, prefix_weights));
   }
   return plan;
 }

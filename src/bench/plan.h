@@ -66,7 +66,10 @@ std::vector<double> arrival_offsets(const ArrivalSpec& arrival, size_t max_count
 
 class StagePlan {
  public:
-  StagePlan(const Workload& workload, size_t stage_index, const PromptBuilder& builder, const std::vector<double>& prefix_weights);
+  /// `stream_index`: which random streams the stage draws from (a measured stage's index among the
+  /// measured ones, so adding a warm-up changes no measured request).
+  StagePlan(const Workload& workload, size_t stage_index, size_t stream_index, const PromptBuilder& builder,
+            const std::vector<double>& prefix_weights);
 
   const StageSpec& spec() const { return spec_; }
   /// Session `index` (generating it and those before it if needed), or null past the stage's last.

@@ -121,6 +121,9 @@ json report_json(const ReportInput& input, bool include_requests) {
               {"targets", targets},
               {"results", results},
               {"interrupted", input.result.interrupted}};
+  if (const WarmupCounts warmup = warmup_counts(input.result, input.plan); warmup.num_requests > 0) {
+    out["warmup"] = {{"requests", warmup.num_requests}, {"failed", warmup.num_failed}};
+  }
   if (include_requests) {
     json requests = json::array();
     for (const RequestRecord& record : input.result.records) requests.push_back(record_to_json(record, input.targets));
@@ -135,6 +138,9 @@ std::string report_text(const ReportInput& input) {
   size_t current_stage = static_cast<size_t>(-1);
   if (input.result.interrupted) {
     out += "\ninterrupted: stopped by a signal; the figures cover the requests sent before it (all of them finished)\n";
+  }
+  if (const WarmupCounts warmup = warmup_counts(input.result, input.plan); warmup.num_requests > 0) {
+    out += fmt::format("\nwarm-up: {} requests sent ({} failed), excluded from every figure\n", warmup.num_requests, warmup.num_failed);
   }
   for (const Metrics& metrics : input.metrics) {
     if (metrics.stage != current_stage) {

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/capacity.h"
 #include "bench/metrics.h"
 #include "bench/plan.h"
 #include "bench/runner.h"
@@ -34,5 +35,9 @@ nlohmann::json summary_to_json(const Summary& summary);
 std::string report_text(const ReportInput& input);
 /// A self-contained HTML page: tables, latency CDFs per stage, and sweep plots when there are stages.
 std::string report_html(const ReportInput& input);
+/// The capacity search's page: the answer per target, the curve (rate against share within the SLO,
+/// throughput, p99 latencies), every probe, the workload and the client machine.
+std::string capacity_html(const std::vector<CapacityResult>& results, const CapacityOptions& options, const Workload& workload,
+                          const SloSpec& slo, const std::string& started_at, const std::string& machine);
 
 }  // namespace tern::bench

@@ -153,13 +153,69 @@ std::string summary_table(const ReportInput& input) {
   return html + "</table>";
 }
 
+std::string page_head(std::string_view title) {
+  return fmt::format(R"(<!DOCTYPE html><html><head><meta charset="utf-8"><title>{}</title><style>
+body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{background:#f4f4f4}}td:nth-child(2){{text-align:left}}
+.plots{{display:flex;flex-wrap:wrap;gap:8px}}pre{{background:#f8f8f8;padding:8px;font-size:11px;overflow:auto}}</style></head><body>)",
+                     escape_html(title));
+}
+
 }  // namespace
 
+std::string capacity_html(const std::vector<CapacityResult>& results, const CapacityOptions& options, const Workload& workload,
+                          const SloSpec& slo, const std::string& started_at, const std::string& machine) {
+  std::string html = page_head("tern bench capacity search");
+  std::string objectives;
+  auto add = [&](const char* name, const std::optional<double>& ms) {
+    if (ms) objectives += fmt::format("{}{} &le; {:g} ms", objectives.empty() ? "" : ", ", name, *ms);
+  };
+  add("TTFT", slo.ttft_ms);
+  add("TPOT", slo.tpot_ms);
+  add("ITL", slo.itl_ms);
+  add("E2E", slo.e2e_ms);
+  html += fmt::format("<h1>tern bench: capacity search</h1><p>Started {} &middot; client machine: {}</p>", escape_html(started_at),
+                      escape_html(machine));
+  html += fmt::format("<p>The highest Poisson arrival rate at which at least {:.0f}% of requests succeed within every objective ({}).</p>",
+                      options.goodput * 100, objectives);
+  html += "<h2>Answer</h2><table><tr><th>target</th><th>max rate within the SLO (req/s)</th><th>probes</th></tr>";
+  for (const CapacityResult& r : results) {
+    html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", escape_html(r.target),
+                        r.max_rate <= 0 ? std::string("none met it") : fmt::format("{}{:.3g}", r.is_bounded ? "" : "&ge; ", r.max_rate),
+                        r.probes.size());
+  }
+  html += "</table><h2>The curve</h2><div class=\"plots\">";
+  auto curve = [&](const char* title, const char* y_label, auto value) {
+    std::vector<Series> series;
+    for (const CapacityResult& r : results) {
+      Series one{r.target, {}};
+      for (const CapacityProbe& p : r.probes) one.points.emplace_back(p.rate, value(p));
+      std::sort(one.points.begin(), one.points.end());
+      series.push_back(std::move(one));
+    }
+    html += line_chart(title, "offered rate (requests / s)", y_label, series, true);
+  };
+  curve("Requests within the SLO", "% of requests", [](const CapacityProbe& p) { return p.good_fraction * 100; });
+  curve("Achieved throughput", "successful requests / s", [](const CapacityProbe& p) { return p.request_throughput; });
+  curve("p99 TTFT", "ms", [](const CapacityProbe& p) { return p.ttft_ms.p99; });
+  curve("p99 inter-token latency", "ms", [](const CapacityProbe& p) { return p.itl_ms.p99; });
+  html += "</div><h2>Probes</h2><table><tr><th>target</th><th>rate</th><th>ok/all</th><th>within SLO</th><th>req/s</th>"
+          "<th>out tok/s</th><th>TTFT p50/p99 ms</th><th>ITL p50/p99 ms</th><th>E2E p50/p99 ms</th><th></th></tr>";
+  for (const CapacityResult& r : results) {
+    for (const CapacityProbe& p : r.probes) {
+      html += fmt::format("<tr><td>{}</td><td>{:.3g}</td><td>{}/{}</td><td>{:.1f}%</td><td>{:.2f}</td><td>{:.1f}</td><td>{:.1f} / {:.1f}</td>"
+                          "<td>{:.1f} / {:.1f}</td><td>{:.1f} / {:.1f}</td><td>{}</td></tr>",
+                          escape_html(r.target), p.rate, p.num_ok, p.num_requests, p.good_fraction * 100, p.request_throughput,
+                          p.output_token_throughput, p.ttft_ms.p50, p.ttft_ms.p99, p.itl_ms.p50, p.itl_ms.p99, p.e2e_ms.p50,
+                          p.e2e_ms.p99, p.passed ? "pass" : "<b>fail</b>");
+    }
+  }
+  html += "</table><h2>Workload</h2><pre>" + escape_html(workload_to_json(workload).dump(2)) + "</pre></body></html>\n";
+  return html;
+}
+
 std::string report_html(const ReportInput& input) {
-  std::string html = R"svg(<!DOCTYPE html><html><head><meta charset="utf-8"><title>tern bench report</title><style>
-body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px}
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4f4}td:nth-child(2){text-align:left}
-.plots{display:flex;flex-wrap:wrap;gap:8px}pre{background:#f8f8f8;padding:8px;font-size:11px;overflow:auto}</style></head><body>)svg";
+  std::string html = page_head("tern bench report");
   html += fmt::format("<h1>tern bench</h1><p>Started {} &middot; client token counts: {}</p>", escape_html(input.started_at),
                       escape_html(input.tokenizer));
   html += "<h2>Targets</h2><ul>";
@@ -169,7 +225,13 @@ td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4
   }
   html += "</ul><h2>Summary</h2>" + summary_table(input);
   const size_t num_stages = input.plan.stages.size();
-  if (num_stages > 1) {
+  size_t num_measured = 0;
+  for (const auto& stage : input.plan.stages) num_measured += stage->spec().is_warmup ? 0 : 1;
+  if (const WarmupCounts warmup = warmup_counts(input.result, input.plan); warmup.num_requests > 0) {
+    html += fmt::format("<p>Warm-up: {} requests sent ({} failed) before the measured stages, excluded from every figure.</p>",
+                        warmup.num_requests, warmup.num_failed);
+  }
+  if (num_measured > 1) {
     html += "<h2>Across the sweep</h2><div class=\"plots\">";
     struct SweepPlot {
       const char* title;
@@ -183,7 +245,7 @@ td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4
         {"p99 E2E latency", "ms", [](const Metrics& m) { return m.latency.e2e_ms.p99; }},
         {"Goodput", "requests / s within SLO", [](const Metrics& m) { return m.goodput; }},
     };
-    const bool is_concurrency = !input.plan.stages[0]->spec().arrival.is_open_loop();
+    const bool is_concurrency = !input.plan.stages.back()->spec().arrival.is_open_loop();
     for (const SweepPlot& plot : plots) {
       std::vector<Series> series;
       for (size_t target = 0; target < input.targets.size(); ++target) {
@@ -201,6 +263,7 @@ td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4
   const std::pair<Measure, const char*> measures[] = {
       {Measure::kTtft, "TTFT (ms)"}, {Measure::kTpot, "TPOT (ms)"}, {Measure::kItl, "ITL per chunk (ms)"}, {Measure::kE2e, "E2E latency (ms)"}};
   for (size_t stage = 0; stage < num_stages; ++stage) {
+    if (input.plan.stages[stage]->spec().is_warmup) continue;
     html += fmt::format("<h2>Stage {}: {} &mdash; latency CDFs</h2><div class=\"plots\">", stage + 1,
                         escape_html(input.plan.stages[stage]->spec().arrival.label()));
     for (const auto& [measure, label] : measures) {

@@ -290,6 +290,10 @@ Result<StageSpec> parse_stage(const json& spec, const json& arrival_spec) {
   stage.duration_s = duration->value_or(0);
   if (stage.num_requests <= 0 && stage.duration_s <= 0) return fail("a stage needs 'requests' or 'duration_s'");
   if (stage.arrival.kind == ArrivalSpec::Kind::kRamp && stage.duration_s <= 0) return fail("a ramp needs 'duration_s'");
+  if (spec.contains("warmup")) {
+    if (!spec["warmup"].is_boolean()) return fail("'warmup' must be true or false");
+    stage.is_warmup = spec["warmup"].get<bool>();
+  }
   return stage;
 }
 
@@ -476,6 +480,7 @@ json workload_to_json(const Workload& workload) {
     json entry = {{"arrival", arrival_to_json(stage.arrival)}};
     if (stage.num_requests > 0) entry["requests"] = stage.num_requests;
     if (stage.duration_s > 0) entry["duration_s"] = stage.duration_s;
+    if (stage.is_warmup) entry["warmup"] = true;
     stages.push_back(std::move(entry));
   }
   out["stages"] = std::move(stages);

@@ -51,8 +51,9 @@ struct ArrivalSpec {
 
 struct StageSpec {
   ArrivalSpec arrival;
-  int num_requests = 0;     ///< 0 = bounded by duration_s only (open loop)
+  int num_requests = 0;     ///< 0 = bounded by duration_s only
   double duration_s = 0;    ///< 0 = bounded by num_requests only; ramps need it
+  bool is_warmup = false;   ///< sent, but excluded from every figure (--warmup): caches and JITs warm, queues settle
 };
 
 /// Shared-prefix groups: the prompt-caching opportunity. A prefixed request's prompt is the group's prefix

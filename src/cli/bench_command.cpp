@@ -12,9 +12,11 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include <boost/algorithm/string/predicate.hpp>
 
+#include "bench/capacity.h"
 #include "bench/metrics.h"
 #include "bench/plan.h"
 #include "bench/profile.h"
@@ -40,6 +42,7 @@ struct BenchOptions {
   std::optional<double> burstiness;
   std::optional<int> requests;
   std::optional<double> duration_s;
+  std::optional<std::string> warmup;
   std::optional<std::string> sweep_concurrency, sweep_rates;
   std::optional<int> input_tokens, output_tokens;
   std::optional<std::string> slo;
@@ -54,6 +57,8 @@ struct BenchOptions {
   bool include_requests = false;
   bool is_quiet = false;
   bool is_sequential = false;
+  bool find_max_rate = false;
+  bench::CapacityOptions capacity;
 };
 
 int report_error(const Error& error) {
@@ -140,6 +145,35 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
       if (options.requests) stage.num_requests = *options.requests;
       if (options.duration_s) stage.duration_s = *options.duration_s;
     }
+  }
+
+  if (options.warmup) {
+    // "N" requests or "Ns" seconds, before the first stage, at its load; excluded from the figures.
+    std::string text = *options.warmup;
+    const bool is_seconds = text.ends_with("s");
+    if (is_seconds) text.pop_back();
+    double amount = 0;
+    try {
+      size_t used = 0;
+      amount = std::stod(text, &used);
+      if (used != text.size()) throw std::invalid_argument(text);
+    } catch (const std::exception&) {
+      return fail("--warmup: expected a number of requests (20) or seconds (10s), got '{}'", *options.warmup);
+    }
+    if (amount <= 0 || (!is_seconds && amount != static_cast<int>(amount))) {
+      return fail("--warmup: expected a positive number of requests (20) or seconds (10s), got '{}'", *options.warmup);
+    }
+    if (workload.stages.empty()) return fail("--warmup: the workload has no stage to warm up for");
+    bench::StageSpec warmup;
+    warmup.arrival = workload.stages.front().arrival;
+    if (warmup.arrival.kind == bench::ArrivalSpec::Kind::kRamp) {  // warm up at the ramp's starting rate
+      warmup.arrival.kind = bench::ArrivalSpec::Kind::kPoisson;
+      warmup.arrival.rate = warmup.arrival.from_rate;
+    }
+    warmup.num_requests = is_seconds ? 0 : static_cast<int>(amount);
+    warmup.duration_s = is_seconds ? amount : 0;
+    warmup.is_warmup = true;
+    workload.stages.insert(workload.stages.begin(), warmup);
   }
 
   if (!options.target_urls.empty()) {
@@ -260,6 +294,83 @@ bool write_file(const std::string& path, const std::string& content) {
   return true;
 }
 
+/// "AMD EPYC 9B14, 2 cores": what reports name as the client machine.
+std::string machine_description() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model;
+  while (std::getline(cpuinfo, line)) {
+    if (line.starts_with("model name")) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return fmt::format("{}, {} cores", model.empty() ? "unknown CPU" : model, std::thread::hardware_concurrency());
+}
+
+/// `--find-max-rate`: per target, probes of one Poisson stage each (after the warm-up, if any, on the
+/// first probe), searched by bench::find_max_rate; the curve and the answer as text, JSON and HTML.
+int run_capacity_search(const BenchOptions& options, const bench::Workload& workload, const bench::PromptBuilder& builder,
+                        const std::string& tokenizer_description, const bench::RunOptions& run_options) {
+  if (!workload.slo.is_set()) return report_error(Error{"--find-max-rate needs --slo (e.g. --slo ttft=500ms,itl=50ms)"});
+  const std::string started_at = utc_now();
+  const double probe_seconds = options.duration_s.value_or(20);
+  std::optional<bench::StageSpec> warmup;
+  if (!workload.stages.empty() && workload.stages.front().is_warmup) warmup = workload.stages.front();
+  std::vector<bench::CapacityResult> results;
+  for (const bench::TargetSpec& target : workload.targets) {
+    bool is_first = true;
+    auto probe = [&](double rate) -> std::optional<bench::CapacityProbe> {
+      bench::Workload one = workload;
+      bench::StageSpec stage;
+      stage.arrival.kind = bench::ArrivalSpec::Kind::kPoisson;
+      stage.arrival.rate = rate;
+      stage.duration_s = probe_seconds;
+      stage.num_requests = options.requests.value_or(0);
+      one.stages = {stage};
+      if (warmup && is_first) one.stages.insert(one.stages.begin(), *warmup);
+      is_first = false;
+      one.targets = {target};
+      bench::Plan plan = bench::build_plan(one, builder);
+      if (!options.is_quiet) std::fprintf(stderr, "%s: probing %.3g req/s for %.0f s\n", target.name.c_str(), rate, probe_seconds);
+      auto result = bench::run_benchmark(plan, one.targets, run_options);
+      if (!options.is_quiet && ::isatty(STDERR_FILENO) == 1) std::fputc('\n', stderr);
+      if (!result) {
+        std::fprintf(stderr, "error: %s\n", result.error().message.c_str());
+        return std::nullopt;
+      }
+      if (result->interrupted) return std::nullopt;
+      bench::count_client_tokens(*result, builder);
+      const std::vector<bench::Metrics> metrics = bench::compute_metrics(*result, plan, one.targets, one.slo);
+      if (metrics.empty()) return std::nullopt;
+      const bench::CapacityProbe measured = bench::probe_from_metrics(rate, metrics.back(), options.capacity.goodput);
+      if (!options.is_quiet) {
+        std::fprintf(stderr, "%s: %.3g req/s: %.1f%% of %zu requests within the SLO (%s)\n", target.name.c_str(), rate,
+                     measured.good_fraction * 100, measured.num_requests, measured.passed ? "pass" : "fail");
+      }
+      return measured;
+    };
+    bench::CapacityOptions capacity = options.capacity;
+    capacity.start_rate = options.rate.value_or(capacity.start_rate);
+    bench::CapacityResult result = bench::find_max_rate(probe, capacity);
+    result.target = target.name;
+    std::printf("%s", bench::capacity_text(result, capacity).c_str());
+    results.push_back(std::move(result));
+    if (results.back().is_interrupted) break;
+  }
+  const std::string machine = machine_description();
+  if (options.json_path) {
+    nlohmann::json out = {{"schema", "tern.bench.capacity"}, {"schema_version", 1}, {"tool", "tern bench 0.1.0"},
+                          {"started_at", started_at}, {"machine", machine}, {"tokenizer", tokenizer_description},
+                          {"workload", bench::workload_to_json(workload)}, {"capacity", nlohmann::json::array()}};
+    for (const auto& r : results) out["capacity"].push_back(bench::capacity_to_json(r, options.capacity));
+    if (!write_file(*options.json_path, out.dump(2) + "\n")) return 1;
+  }
+  if (options.html_path && !write_file(*options.html_path, bench::capacity_html(results, options.capacity, workload, workload.slo, started_at, machine))) {
+    return 1;
+  }
+  return std::any_of(results.begin(), results.end(), [](const auto& r) { return r.is_interrupted; }) ? 1 : 0;
+}
+
 int run_bench(const BenchOptions& options) {
   auto workload = build_workload(options);
   if (!workload) return report_error(workload.error());
@@ -275,6 +386,14 @@ int run_bench(const BenchOptions& options) {
   std::string tokenizer_description;
   auto builder = make_prompt_builder(tokenizer, tokenizer_description);
   if (!builder) return report_error(builder.error());
+  bench::RunOptions run_options;
+  run_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(workload->timeout_s * 1000));
+  run_options.body.ignore_eos = workload->ignore_eos;
+  run_options.body.temperature = workload->temperature;
+  run_options.body.cache_retention = workload->cache_retention;
+  if (!options.is_quiet) run_options.on_progress = progress_printer();
+  run_options.stop_on_signals = true;  // Ctrl-C reports what was measured so far
+  if (options.find_max_rate) return run_capacity_search(options, *workload, *builder, tokenizer_description, run_options);
   // Requests are generated as the run reaches them (bench/plan.h): start-up does not grow with --requests.
   bench::Plan plan = bench::build_plan(*workload, *builder);
   if (!options.is_quiet) {
@@ -288,13 +407,6 @@ int run_bench(const BenchOptions& options) {
                  is_open_ended ? "requests until each stage's duration ends" : fmt::format("up to {} requests", max_requests).c_str(),
                  plan.stages.size(), workload->targets.size(), tokenizer_description.c_str());
   }
-  bench::RunOptions run_options;
-  run_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(workload->timeout_s * 1000));
-  run_options.body.ignore_eos = workload->ignore_eos;
-  run_options.body.temperature = workload->temperature;
-  run_options.body.cache_retention = workload->cache_retention;
-  if (!options.is_quiet) run_options.on_progress = progress_printer();
-  run_options.stop_on_signals = true;  // Ctrl-C reports what was measured so far
   const std::string started_at = utc_now();
   const auto announce = [&](size_t target) {
     if (!options.is_quiet) {
@@ -332,6 +444,8 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--burstiness", options->burstiness, "Gamma arrivals with this shape (1 = Poisson, < 1 burstier)");
   command->add_option("-n,--requests", options->requests, "Requests per stage per target (default 100)");
   command->add_option("--duration", options->duration_s, "Seconds per stage (open loop: arrivals stop; closed loop: no new requests)");
+  command->add_option("--warmup", options->warmup,
+                      "Before the first stage, at its load: N requests (20) or seconds (10s) per target, excluded from every figure");
   command->add_option("--sweep-concurrency", options->sweep_concurrency, "Stages at these concurrencies, e.g. 1,2,4,8");
   command->add_option("--sweep-rates", options->sweep_rates, "Stages at these Poisson rates, e.g. 1,2,4,8");
   command->add_option("--input-tokens", options->input_tokens, "Fixed prompt length in tokens (default 256)");
@@ -352,6 +466,16 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--html", options->html_path, "Write the self-contained HTML report here");
   command->add_flag("--json-requests", options->include_requests, "Include every request in the JSON report");
   command->add_flag("-q,--quiet", options->is_quiet, "No progress on stderr");
+  command->add_flag("--find-max-rate", options->find_max_rate,
+                    "Capacity search: the highest Poisson rate (per target, each alone) at which --goodput of requests meet --slo; "
+                    "--rate is the first probe (default 1), --duration each probe's length (default 20)");
+  command->add_option("--goodput", options->capacity.goodput, "With --find-max-rate: the share of requests that must meet the SLO (default 0.95)")
+      ->check(CLI::Range(0.01, 1.0));
+  command->add_option("--max-probes", options->capacity.max_probes, "With --find-max-rate: probes per target at most (default 12)")
+      ->check(CLI::Range(1, 100));
+  command->add_option("--precision", options->capacity.precision,
+                      "With --find-max-rate: stop once the lowest failing rate is within this factor of the highest passing one (default 0.1)")
+      ->check(CLI::Range(0.01, 10.0));
   command->add_flag("--sequential", options->is_sequential,
                     "Run the targets one after another, each alone (servers sharing this machine's cores), instead of side by side");
 

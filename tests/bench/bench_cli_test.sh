@@ -83,5 +83,28 @@ check "a missing CA file is named" "CA file /nonexistent.pem" "$out"
 out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --slo speed=1 2>&1)
 check "bad slo explained" "unknown objective 'speed'" "$out"
 
+# Warm-up: sent first, excluded from the figures; a duration alone bounds a closed loop.
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none -c 2 -n 6 --warmup 4 \
+      --output-tokens 4 --json "$scratch/warm.json" 2>&1)
+check "warm-up announced" "warm-up: 4 requests sent (0 failed), excluded" "$out"
+check "measured stage counts only its own" "6/6" "$out"
+check "warm-up in the JSON" '"warmup": {' "$(cat "$scratch/warm.json")"
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none -c 2 --duration 0.5 --output-tokens 4 2>&1)
+check "duration alone bounds a closed loop" "requests until each stage's duration ends" "$out"
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --warmup 3x 2>&1)
+check "bad warm-up explained" "--warmup: expected a number of requests (20) or seconds (10s)" "$out"
+
+# Capacity search: the fixture server's latencies do not grow with load, so every probe passes and
+# the answer is a lower bound after --max-probes doublings.
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --find-max-rate \
+      --slo ttft=500ms --rate 4 --duration 0.5 --max-probes 3 --output-tokens 4 --json "$scratch/cap.json" --html "$scratch/cap.html" 2>&1)
+check "capacity table" "capacity of target (goodput >= 95% of requests within the SLO)" "$out"
+check "every probe passed: a lower bound" "max rate within the SLO: at least 16 req/s" "$out"
+check "capacity JSON" '"schema": "tern.bench.capacity"' "$(cat "$scratch/cap.json")"
+check "capacity probes in the JSON" "3" "$(python3 -c "import json; print(len(json.load(open('$scratch/cap.json'))['capacity'][0]['probes']))")"
+check "capacity HTML curve" "Requests within the SLO" "$(cat "$scratch/cap.html")"
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --find-max-rate 2>&1)
+check "capacity search needs an SLO" "--find-max-rate needs --slo" "$out"
+
 echo "$failures failure(s)"
 exit $((failures > 0))

@@ -5,14 +5,14 @@
 
 #include <chrono>
 #include <cmath>
-#include <thread>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "http/chunked_decoder.h"
 #include "bench/cost.h"
+#include "bench/capacity.h"
 #include "bench/metrics.h"
 #include "bench/profile.h"
 #include "bench/report.h"
@@ -558,6 +558,122 @@ TEST(Report, JsonHasTheDocumentedShapeAndHtmlIsSelfContained) {
   EXPECT_EQ(html.find("<script"), std::string::npos);
   EXPECT_EQ(html.find("src=\"http"), std::string::npos);
   EXPECT_NE(report_text(input).find("stage 2"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tern::bench
+
+namespace tern::bench {
+namespace {
+
+// The capacity search against an endpoint whose goodput falls off at a known rate.
+std::function<std::optional<CapacityProbe>(double)> endpoint_with_capacity(double capacity, std::vector<double>& tried) {
+  return [capacity, &tried](double rate) -> std::optional<CapacityProbe> {
+    tried.push_back(rate);
+    CapacityProbe probe;
+    probe.rate = rate;
+    probe.num_requests = 100;
+    probe.passed = rate <= capacity;
+    return probe;
+  };
+}
+
+TEST(CapacitySearch, BracketsTheLimitWithinThePrecision) {
+  std::vector<double> tried;
+  const CapacityResult found = find_max_rate(endpoint_with_capacity(37, tried), {.start_rate = 1, .precision = 0.05});
+  EXPECT_TRUE(found.is_bounded);
+  EXPECT_LE(found.max_rate, 37);
+  EXPECT_GT(found.max_rate, 37 / 1.05);
+  EXPECT_EQ(tried[0], 1);
+  EXPECT_EQ(tried[6], 64) << "doubling until a probe fails";
+  EXPECT_EQ(found.probes.size(), tried.size());
+  EXPECT_LE(tried.size(), 12u);
+  // The answer is a rate that was tried and passed, never an interpolation.
+  EXPECT_NE(std::find(tried.begin(), tried.end(), found.max_rate), tried.end());
+}
+
+TEST(CapacitySearch, GoesDownWhenTheFirstProbeFailsAndGivesUpBelowTheMinimum) {
+  std::vector<double> tried;
+  const CapacityResult low = find_max_rate(endpoint_with_capacity(0.3, tried), {.start_rate = 4, .precision = 0.1});
+  EXPECT_TRUE(low.is_bounded);
+  EXPECT_LE(low.max_rate, 0.3);
+  EXPECT_GT(low.max_rate, 0.3 / 1.1);
+  tried.clear();
+  const CapacityResult none = find_max_rate(endpoint_with_capacity(0, tried), {.start_rate = 1, .min_rate = 0.1});
+  EXPECT_EQ(none.max_rate, 0);
+  EXPECT_LT(tried.back(), 0.2);
+  EXPECT_NE(capacity_text(none, {}).find("no rate tried met the SLO"), std::string::npos);
+}
+
+TEST(CapacitySearch, AnUnboundedEndpointIsALowerBoundAndAnInterruptStops) {
+  std::vector<double> tried;
+  const CapacityResult all = find_max_rate(endpoint_with_capacity(1e9, tried), {.start_rate = 2, .max_probes = 4});
+  EXPECT_FALSE(all.is_bounded);
+  EXPECT_EQ(all.max_rate, 16);
+  EXPECT_NE(capacity_text(all, {}).find("at least 16 req/s"), std::string::npos);
+  int calls = 0;
+  const CapacityResult stopped = find_max_rate(
+      [&calls](double rate) -> std::optional<CapacityProbe> {
+        if (++calls == 3) return std::nullopt;
+        return CapacityProbe{.rate = rate, .num_requests = 10, .passed = true};
+      },
+      {});
+  EXPECT_TRUE(stopped.is_interrupted);
+  EXPECT_EQ(stopped.probes.size(), 2u);
+  EXPECT_EQ(capacity_to_json(stopped, {})["probes"].size(), 2u);
+}
+
+TEST(CapacitySearch, AProbePassesOnItsShareOfGoodRequests) {
+  Metrics metrics;
+  metrics.num_requests = 100;
+  metrics.num_ok = 98;
+  metrics.num_good = 95;
+  metrics.good_fraction = 0.95;
+  EXPECT_TRUE(probe_from_metrics(5, metrics, 0.95).passed);
+  EXPECT_FALSE(probe_from_metrics(5, metrics, 0.96).passed);
+  EXPECT_FALSE(probe_from_metrics(5, Metrics{}, 0.5).passed) << "no request proves nothing";
+}
+
+// A warm-up stage is sent but never measured, and adding one changes no measured request.
+TEST(Warmup, DrawsFromItsOwnStreamsAndIsExcludedFromTheFigures) {
+  Workload workload;
+  workload.input_tokens = LengthDistribution::fixed(8);
+  workload.output_tokens = LengthDistribution::fixed(2);
+  StageSpec stage;
+  stage.arrival.kind = ArrivalSpec::Kind::kConcurrency;
+  stage.num_requests = 4;
+  workload.stages = {stage};
+  const PromptBuilder builder = PromptBuilder::whitespace_words();
+  Plan without = build_plan(workload, builder);
+  StageSpec warmup = stage;
+  warmup.is_warmup = true;
+  workload.stages.insert(workload.stages.begin(), warmup);
+  Plan with = build_plan(workload, builder);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(with.stages[1]->session(i)->turns[0].user_text, without.stages[0]->session(i)->turns[0].user_text);
+  }
+  EXPECT_NE(with.stages[0]->session(0)->turns[0].user_text, without.stages[0]->session(0)->turns[0].user_text);
+
+  RunResult result;
+  result.stages = {{0, 1'000'000'000}, {1'000'000'000, 2'000'000'000}};
+  for (size_t s = 0; s < 2; ++s) {
+    RequestRecord record;
+    record.stage = s;
+    record.scheduled_ns = result.stages[s].start_ns;
+    record.dispatched_ns = record.scheduled_ns;
+    record.first_token_ns = record.scheduled_ns + 1000;
+    record.end_ns = record.scheduled_ns + 2000;
+    record.error = s == 0 ? ErrorKind::kTimeout : ErrorKind::kNone;
+    result.records.push_back(record);
+  }
+  TargetSpec target;
+  target.name = "t";
+  const std::vector<Metrics> metrics = compute_metrics(result, with, {target}, {});
+  ASSERT_EQ(metrics.size(), 1u);
+  EXPECT_EQ(metrics[0].stage, 1u);
+  EXPECT_EQ(metrics[0].num_failed, 0u) << "the warm-up's failure is not the measured stage's";
+  EXPECT_EQ(warmup_counts(result, with).num_requests, 1u);
+  EXPECT_EQ(warmup_counts(result, with).num_failed, 1u);
 }
 
 }  // namespace
