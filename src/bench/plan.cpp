@@ -75,7 +75,9 @@ StagePlan::StagePlan(const Workload& workload, size_t stage_index, size_t stream
   const size_t num_turns = static_cast<size_t>(workload.sessions.num_turns);
   max_sessions_ = spec_.num_requests > 0 ? (spec_.num_requests + num_turns - 1) / num_turns : 0;
   remaining_requests_ = spec_.num_requests;
-  if (spec_.arrival.is_open_loop()) arrivals_.emplace(spec_.arrival, max_sessions_, spec_.duration_s);
+  if (spec_.arrival.is_open_loop() && spec_.arrival.kind != ArrivalSpec::Kind::kReplay) {
+    arrivals_.emplace(spec_.arrival, max_sessions_, spec_.duration_s);
+  }
 }
 
 const PlannedSession* StagePlan::session(size_t index) {
@@ -116,6 +118,23 @@ bool StagePlan::is_exhausted() const {
 
 bool StagePlan::generate_one(size_t index, PlannedSession& session) {
   session.index = index;
+  if (spec_.arrival.kind == ArrivalSpec::Kind::kReplay) {
+    // The log's own arrivals and shapes (bench/replay.h): the random streams only write the text.
+    const ReplayTrace& trace = *workload_.replay;
+    if (index >= trace.requests.size() || (max_sessions_ > 0 && index >= max_sessions_)) return false;
+    const ReplayedRequest& logged = trace.requests[index];
+    session.arrival_s = logged.offset_s / spec_.arrival.speedup;
+    if (spec_.duration_s > 0 && session.arrival_s > spec_.duration_s) return false;
+    session.prefix_group = logged.prefix_group;
+    if (workload_.replay_logged_models) session.model = logged.model;
+    const int prefix = logged.prefix_group >= 0 ? trace.prefix_tokens[static_cast<size_t>(logged.prefix_group)] : 0;
+    PlannedTurn turn;
+    turn.max_tokens = logged.output_tokens;
+    turn.user_text = builder_.build(std::max(1, logged.prompt_tokens - prefix), content_rng_);
+    turn.user_tokens = builder_.count_tokens(turn.user_text);
+    session.turns.push_back(std::move(turn));
+    return true;
+  }
   if (arrivals_) {
     const auto offset = arrivals_->next(arrival_rng_);
     if (!offset) return false;
@@ -123,7 +142,7 @@ bool StagePlan::generate_one(size_t index, PlannedSession& session) {
   } else if (max_sessions_ > 0 && index >= max_sessions_) {
     return false;  // closed loop: the count is reached (without one, the stage's duration ends it)
   }
-  if (workload_.prefix && std::uniform_real_distribution<double>(0, 1)(content_rng_) < workload_.prefix->fraction) {
+  if (workload_.prefix && !workload_.replay && std::uniform_real_distribution<double>(0, 1)(content_rng_) < workload_.prefix->fraction) {
     session.prefix_group = prefix_pick_(content_rng_);
   }
   if (!workload_.models.empty()) session.model = workload_.models[model_pick_(content_rng_)].model;
@@ -152,11 +171,18 @@ bool StagePlan::generate_one(size_t index, PlannedSession& session) {
 Plan build_plan(const Workload& workload, const PromptBuilder& builder) {
   Plan plan;
   std::vector<double> prefix_weights;
-  if (workload.prefix) {
+  if (workload.replay) {
+    // A replay's groups have the lengths the log shows; they replace the workload's own prefixes.
+    std::mt19937_64 rng = stream(workload.seed, 2);
+    for (int tokens : workload.replay->prefix_tokens) {
+      plan.prefix_texts.push_back(builder.build(tokens, rng));
+      plan.prefix_tokens.push_back(tokens);
+    }
+  } else if (workload.prefix) {
     std::mt19937_64 rng = stream(workload.seed, 1);
-    plan.prefix_tokens = workload.prefix->length_tokens;
     for (int group = 0; group < workload.prefix->num_groups; ++group) {
       plan.prefix_texts.push_back(builder.build(workload.prefix->length_tokens, rng));
+      plan.prefix_tokens.push_back(workload.prefix->length_tokens);
       prefix_weights.push_back(1.0 / std::pow(group + 1, workload.prefix->zipf_exponent));
     }
   }

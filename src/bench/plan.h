@@ -105,7 +105,7 @@ class StagePlan {
 struct Plan {
   std::vector<std::unique_ptr<StagePlan>> stages;
   std::vector<std::string> prefix_texts;  ///< one per prefix group
-  int prefix_tokens = 0;
+  std::vector<int> prefix_tokens;         ///< per prefix group: its length in tokens
 };
 
 /// The plan of a workload: the shared prefixes now, each stage's sessions as they are asked for.

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "bench/jsonl.h"
+#include "bench/replay.h"
 #include "bench/report.h"
 #include "bench/stats.h"
 
@@ -16,43 +17,6 @@ namespace tern::bench {
 using nlohmann::json;
 
 namespace {
-
-struct LogEntry {
-  double timestamp = 0;
-  int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = -1;
-  std::string model, prefix_hash, session_id;
-};
-
-Result<std::vector<LogEntry>> read_log(const std::string& path) {
-  std::vector<LogEntry> entries;
-  const std::string what = fmt::format("request log '{}'", path);
-  auto ok = for_each_jsonl_object(path, what, [&](const json& row, size_t line_number) -> Result<void> {
-    for (const char* key : {"timestamp", "prompt_tokens", "completion_tokens"}) {
-      if (!row.contains(key) || !row[key].is_number()) return fail("{} line {}: missing numeric '{}'", what, line_number, key);
-    }
-    // A request refused before any model saw it (tern serve logs those too) has no shape to replay.
-    if (row.contains("status") && row["status"].is_number_integer()) {
-      const int64_t status = row["status"].get<int64_t>();
-      if ((status < 200 || status >= 300) && row["prompt_tokens"].get<int64_t>() == 0) return {};
-    }
-    LogEntry entry;
-    entry.timestamp = row["timestamp"].get<double>();
-    entry.prompt_tokens = row["prompt_tokens"].get<int64_t>();
-    entry.completion_tokens = row["completion_tokens"].get<int64_t>();
-    if (row.contains("cached_tokens") && row["cached_tokens"].is_number()) entry.cached_tokens = row["cached_tokens"].get<int64_t>();
-    // A LoRA adapter is addressed by its served name, so the adapter (when present) is what a replay sends.
-    if (row.contains("adapter") && row["adapter"].is_string()) entry.model = row["adapter"].get<std::string>();
-    else if (row.contains("model") && row["model"].is_string()) entry.model = row["model"].get<std::string>();
-    if (row.contains("prefix_hash") && row["prefix_hash"].is_string()) entry.prefix_hash = row["prefix_hash"].get<std::string>();
-    if (row.contains("session_id") && row["session_id"].is_string()) entry.session_id = row["session_id"].get<std::string>();
-    entries.push_back(std::move(entry));
-    return {};
-  });
-  if (!ok) return std::unexpected(ok.error());
-  if (entries.size() < 2) return fail("request log '{}': needs at least 2 requests, has {}", path, entries.size());
-  std::sort(entries.begin(), entries.end(), [](const LogEntry& a, const LogEntry& b) { return a.timestamp < b.timestamp; });
-  return entries;
-}
 
 /// Lognormal fit by the moments of the logs: median = exp(mean log x), sigma = stdev of log x.
 json lognormal_fit(const std::vector<double>& values) {
@@ -81,16 +45,16 @@ double zipf_exponent(std::vector<double> counts) {
 }  // namespace
 
 Result<json> profile_log(const std::string& log_path, const ProfileOptions& options) {
-  auto entries_or = read_log(log_path);
+  auto entries_or = read_request_log(log_path);
   if (!entries_or) return std::unexpected(entries_or.error());
-  const std::vector<LogEntry>& entries = *entries_or;
+  const std::vector<LoggedRequest>& entries = *entries_or;
   const double start = entries.front().timestamp, span_s = std::max(1e-3, entries.back().timestamp - start);
   std::vector<double> prompt, output, gaps;
   int64_t total_prompt = 0, total_cached = 0;
   bool has_cached = false;
   std::map<std::string, size_t> model_counts, prefix_counts, session_counts;
   for (size_t i = 0; i < entries.size(); ++i) {
-    const LogEntry& entry = entries[i];
+    const LoggedRequest& entry = entries[i];
     prompt.push_back(static_cast<double>(entry.prompt_tokens));
     output.push_back(static_cast<double>(entry.completion_tokens));
     if (i > 0) gaps.push_back(entry.timestamp - entries[i - 1].timestamp);
@@ -108,7 +72,7 @@ Result<json> profile_log(const std::string& log_path, const ProfileOptions& opti
   const double bucket_s = options.bucket_s > 0 ? options.bucket_s : std::max(1.0, span_s / 24);
   const size_t num_buckets = static_cast<size_t>(std::floor(span_s / bucket_s)) + 1;
   std::vector<double> bucket_counts(num_buckets, 0);
-  for (const LogEntry& entry : entries) bucket_counts[std::min(num_buckets - 1, static_cast<size_t>((entry.timestamp - start) / bucket_s))] += 1;
+  for (const LoggedRequest& entry : entries) bucket_counts[std::min(num_buckets - 1, static_cast<size_t>((entry.timestamp - start) / bucket_s))] += 1;
   const double mean_rate = (entries.size() - 1) / span_s;
   // Burstiness: inter-arrival coefficient of variation CV gives the gamma shape 1 / CV^2 (Poisson: CV = 1).
   const Summary gap_summary = summarize(gaps);
@@ -152,7 +116,7 @@ Result<json> profile_log(const std::string& log_path, const ProfileOptions& opti
   if (!prefix_counts.empty()) {
     // Prefix length: the typical cached amount on a reuse, when the log says; else a quarter of the prompt.
     std::vector<double> cached_on_hit;
-    for (const LogEntry& entry : entries) {
+    for (const LoggedRequest& entry : entries) {
       if (!entry.prefix_hash.empty() && entry.cached_tokens > 0) cached_on_hit.push_back(static_cast<double>(entry.cached_tokens));
     }
     const double length = !cached_on_hit.empty() ? summarize(cached_on_hit).p50 : summarize(prompt).p50 / 4;

@@ -276,7 +276,7 @@ class Runner {
       } else {
         session->prompt = prefix;
       }
-      session->history_tokens = plan_.prefix_tokens;
+      session->history_tokens = plan_.prefix_tokens[planned.prefix_group];
     }
     ++num_active_sessions_;
     send_turn(session, scheduled);

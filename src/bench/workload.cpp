@@ -75,6 +75,7 @@ std::string ArrivalSpec::label() const {
     case Kind::kGamma: return fmt::format("gamma@{:g}/s,b={:g}", rate, burstiness);
     case Kind::kConstant: return fmt::format("constant@{:g}/s", rate);
     case Kind::kRamp: return fmt::format("ramp@{:g}->{:g}/s", from_rate, to_rate);
+    case Kind::kReplay: return fmt::format("replay x{:g}", speedup);
   }
   return "?";
 }
@@ -83,6 +84,7 @@ double ArrivalSpec::load_value() const {
   switch (kind) {
     case Kind::kConcurrency: return concurrency;
     case Kind::kRamp: return (from_rate + to_rate) / 2;
+    case Kind::kReplay: return speedup;
     default: return rate;
   }
 }
@@ -177,8 +179,14 @@ Result<ArrivalSpec> parse_arrival(const json& spec) {
       return fail("ramp rates must be >= 0 and not both 0");
     }
     out.rate = (out.from_rate + out.to_rate) / 2;
+  } else if (kind == "replay") {
+    out.kind = ArrivalSpec::Kind::kReplay;
+    if (!spec.contains("log") || !spec["log"].is_string()) return fail("arrival 'replay' needs 'log' (a request log, JSONL)");
+    out.log_path = spec["log"].get<std::string>();
+    status = number("speedup", out.speedup, false);
+    if (status && !(out.speedup > 0)) return fail("replay 'speedup' must be > 0");
   } else {
-    return fail("unknown arrival type '{}': expected concurrency, poisson, gamma, constant or ramp", kind);
+    return fail("unknown arrival type '{}': expected concurrency, poisson, gamma, constant, ramp or replay", kind);
   }
   if (!status) return std::unexpected(status.error());
   if (out.is_open_loop() && out.kind != ArrivalSpec::Kind::kRamp && out.rate <= 0) return fail("rate must be > 0");
@@ -288,7 +296,10 @@ Result<StageSpec> parse_stage(const json& spec, const json& arrival_spec) {
   if (!duration) return std::unexpected(duration.error());
   stage.num_requests = requests->value_or(0);
   stage.duration_s = duration->value_or(0);
-  if (stage.num_requests <= 0 && stage.duration_s <= 0) return fail("a stage needs 'requests' or 'duration_s'");
+  // A replay is bounded by its log.
+  if (stage.num_requests <= 0 && stage.duration_s <= 0 && stage.arrival.kind != ArrivalSpec::Kind::kReplay) {
+    return fail("a stage needs 'requests' or 'duration_s'");
+  }
   if (stage.arrival.kind == ArrivalSpec::Kind::kRamp && stage.duration_s <= 0) return fail("a ramp needs 'duration_s'");
   if (spec.contains("warmup")) {
     if (!spec["warmup"].is_boolean()) return fail("'warmup' must be true or false");
@@ -326,6 +337,7 @@ json arrival_to_json(const ArrivalSpec& arrival) {
       return {{"type", "gamma"}, {"rate", arrival.rate}, {"burstiness", arrival.burstiness}};
     case ArrivalSpec::Kind::kRamp:
       return {{"type", "ramp"}, {"from_rate", arrival.from_rate}, {"to_rate", arrival.to_rate}};
+    case ArrivalSpec::Kind::kReplay: return {{"type", "replay"}, {"log", arrival.log_path}, {"speedup", arrival.speedup}};
   }
   return {};
 }
@@ -387,6 +399,20 @@ Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
       if (!stage) return std::unexpected(stage.error());
       out.stages.push_back(*stage);
     }
+    // A replay stage reads its log now: a run never stops half-way on a bad line.
+    for (StageSpec& stage : out.stages) {
+      if (stage.arrival.kind != ArrivalSpec::Kind::kReplay) continue;
+      std::filesystem::path log = stage.arrival.log_path;
+      if (log.is_relative() && !base_dir.empty()) log = std::filesystem::path(base_dir) / log;
+      if (out.replay && out.replay->path != log.string()) return fail("a workload replays one request log, not several");
+      if (!out.replay) {
+        auto trace = load_replay(log.string());
+        if (!trace) return std::unexpected(trace.error());
+        out.replay = *trace;
+      }
+      stage.arrival.log_path = log.string();
+    }
+    out.replay_logged_models = spec.value("replay_logged_models", false);
     if (spec.contains("prefix")) {
       const json& prefix = spec["prefix"];
       PrefixSpec parsed;
@@ -484,6 +510,7 @@ json workload_to_json(const Workload& workload) {
     stages.push_back(std::move(entry));
   }
   out["stages"] = std::move(stages);
+  if (workload.replay_logged_models) out["replay_logged_models"] = true;
   if (workload.prefix) {
     out["prefix"] = {{"groups", workload.prefix->num_groups},
                      {"length_tokens", workload.prefix->length_tokens},

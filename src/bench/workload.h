@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/api.h"
+#include "bench/replay.h"
 #include "util/result.h"
 
 namespace tern::bench {
@@ -35,12 +36,14 @@ struct LengthDistribution {
 
 /// How requests arrive within one stage.
 struct ArrivalSpec {
-  enum class Kind { kConcurrency, kPoisson, kGamma, kConstant, kRamp };
+  enum class Kind { kConcurrency, kPoisson, kGamma, kConstant, kRamp, kReplay };
   Kind kind = Kind::kConcurrency;
   int concurrency = 1;         ///< closed loop: this many requests always in flight per target
   double rate = 1;             ///< open loop: requests (sessions) per second
   double burstiness = 1;       ///< gamma shape; 1 = Poisson, < 1 burstier, > 1 more regular
   double from_rate = 1, to_rate = 1;  ///< ramp: rate rises linearly over the stage's duration
+  double speedup = 1;          ///< replay: the log's arrival times divided by this
+  std::string log_path;        ///< replay: the request log (Workload::replay is its trace)
 
   bool is_open_loop() const { return kind != Kind::kConcurrency; }
   /// "concurrency=8", "poisson@5/s": a label for tables and plots.
@@ -121,6 +124,9 @@ struct Workload {
   double timeout_s = 600;
   SloSpec slo;
   std::vector<TargetSpec> targets;
+  /// A replay stage's requests (arrival type "replay"; --replay): loaded with the workload.
+  std::shared_ptr<const ReplayTrace> replay;
+  bool replay_logged_models = false;  ///< send each logged request's model instead of the target's
 };
 
 /// How an API takes a key: Anthropic's x-api-key for messages, an OpenAI bearer token otherwise.

@@ -43,6 +43,9 @@ struct BenchOptions {
   std::optional<int> requests;
   std::optional<double> duration_s;
   std::optional<std::string> warmup;
+  std::optional<std::string> replay;
+  double speedup = 1;
+  bool replay_models = false;
   std::optional<std::string> sweep_concurrency, sweep_rates;
   std::optional<int> input_tokens, output_tokens;
   std::optional<std::string> slo;
@@ -100,7 +103,24 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
     workload.slo = *slo;
   }
   const bool has_arrival_flags = options.concurrency || options.rate || options.sweep_concurrency || options.sweep_rates;
-  if (has_arrival_flags || workload.stages.empty()) {
+  if (options.replay) {
+    // The log's requests at their own times: one stage, replacing the workload's arrivals and prefixes.
+    if (has_arrival_flags || options.find_max_rate) {
+      return fail("--replay sends the log's own arrivals: it takes no --concurrency, --rate, sweep or --find-max-rate");
+    }
+    auto trace = bench::load_replay(*options.replay);
+    if (!trace) return std::unexpected(trace.error());
+    bench::StageSpec stage;
+    stage.arrival.kind = bench::ArrivalSpec::Kind::kReplay;
+    stage.arrival.speedup = options.speedup;
+    stage.arrival.log_path = *options.replay;
+    stage.num_requests = options.requests.value_or(0);
+    stage.duration_s = options.duration_s.value_or(0);
+    workload.stages = {stage};
+    workload.replay = *trace;
+    workload.prefix.reset();
+    workload.replay_logged_models = options.replay_models;
+  } else if (has_arrival_flags || workload.stages.empty()) {
     std::vector<bench::ArrivalSpec> arrivals;
     bench::ArrivalSpec base;
     if (options.rate || options.sweep_rates) {
@@ -169,6 +189,10 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
     if (warmup.arrival.kind == bench::ArrivalSpec::Kind::kRamp) {  // warm up at the ramp's starting rate
       warmup.arrival.kind = bench::ArrivalSpec::Kind::kPoisson;
       warmup.arrival.rate = warmup.arrival.from_rate;
+    } else if (warmup.arrival.kind == bench::ArrivalSpec::Kind::kReplay) {  // at the log's mean rate, sped up
+      const bench::ReplayTrace& trace = *workload.replay;
+      warmup.arrival.kind = bench::ArrivalSpec::Kind::kPoisson;
+      warmup.arrival.rate = static_cast<double>(trace.requests.size()) / std::max(trace.span_s, 1e-3) * warmup.arrival.speedup;
     }
     warmup.num_requests = is_seconds ? 0 : static_cast<int>(amount);
     warmup.duration_s = is_seconds ? amount : 0;
@@ -444,6 +468,11 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--burstiness", options->burstiness, "Gamma arrivals with this shape (1 = Poisson, < 1 burstier)");
   command->add_option("-n,--requests", options->requests, "Requests per stage per target (default 100)");
   command->add_option("--duration", options->duration_s, "Seconds per stage (open loop: arrivals stop; closed loop: no new requests)");
+  command->add_option("--replay", options->replay,
+                      "Send a request log's requests (tern serve --request-log) at their own arrival times, with their lengths and prefix reuse");
+  command->add_option("--speedup", options->speedup, "With --replay: divide the log's arrival times by this (default 1)")
+      ->check(CLI::PositiveNumber);
+  command->add_flag("--replay-models", options->replay_models, "With --replay: send each logged model name instead of --model");
   command->add_option("--warmup", options->warmup,
                       "Before the first stage, at its load: N requests (20) or seconds (10s) per target, excluded from every figure");
   command->add_option("--sweep-concurrency", options->sweep_concurrency, "Stages at these concurrencies, e.g. 1,2,4,8");

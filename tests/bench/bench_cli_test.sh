@@ -83,6 +83,33 @@ check "a missing CA file is named" "CA file /nonexistent.pem" "$out"
 out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --slo speed=1 2>&1)
 check "bad slo explained" "unknown objective 'speed'" "$out"
 
+# Replay: the log's own arrivals (sped up), lengths and prefix reuse; refusals left out.
+python3 - "$scratch/replay.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(20):
+        f.write(json.dumps({"timestamp": 1764230400 + i * 0.1, "model": "m", "prompt_tokens": 50 + i, "completion_tokens": 3 + i % 4,
+                            "cached_tokens": 32 if i % 2 else 40, "prefix_hash": "A" if i % 2 else "B", "status": 200}) + "\n")
+    f.write(json.dumps({"timestamp": 1764230401, "model": "x", "prompt_tokens": 0, "completion_tokens": 0, "status": 404}) + "\n")
+PY
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --replay "$scratch/replay.jsonl" \
+      --speedup 2 --json "$scratch/replay.json" --json-requests 2>&1)
+check "replay stage" "stage 1: replay x2" "$out"
+check "replay sends every logged request" "20/20" "$out"
+check "replay keeps times, lengths and prefixes" "ok" "$(python3 - "$scratch/replay.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+requests = sorted(report["requests"], key=lambda r: r["session"])
+times_ok = all(abs(r["scheduled_s"] - i * 0.05) < 0.005 for i, r in enumerate(requests))
+lengths_ok = [r["usage"]["prompt_tokens"] for r in requests] == [50 + i for i in range(20)]
+outputs_ok = [r["usage"]["completion_tokens"] for r in requests] == [3 + i % 4 for i in range(20)]
+cached_ok = sum(r["usage"]["cached_tokens"] for r in requests) > 0
+print("ok" if times_ok and lengths_ok and outputs_ok and cached_ok else f"times {times_ok} lengths {lengths_ok} outputs {outputs_ok} cached {cached_ok}")
+PY
+)"
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --replay "$scratch/replay.jsonl" -c 2 2>&1)
+check "replay takes no arrival flags" "--replay sends the log's own arrivals" "$out"
+
 # Warm-up: sent first, excluded from the figures; a duration alone bounds a closed loop.
 out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none -c 2 -n 6 --warmup 4 \
       --output-tokens 4 --json "$scratch/warm.json" 2>&1)

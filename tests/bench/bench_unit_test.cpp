@@ -678,3 +678,52 @@ TEST(Warmup, DrawsFromItsOwnStreamsAndIsExcludedFromTheFigures) {
 
 }  // namespace
 }  // namespace tern::bench
+
+namespace tern::bench {
+namespace {
+
+// A request log as a replay: arrivals from the first request, prefix groups as long as the least the
+// server had cached of them, refusals and unknown hashes left out; the workload file form reads the
+// log relative to the file.
+TEST(Replay, ReadsALogIntoArrivalsLengthsAndPrefixGroups) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "tern-replay-test";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream log(dir / "log.jsonl");
+    log << R"({"timestamp": 100.5, "prompt_tokens": 300, "completion_tokens": 20, "cached_tokens": 256, "prefix_hash": "a", "model": "m1"})" << "\n"
+        << R"({"timestamp": 100.0, "prompt_tokens": 290, "completion_tokens": 0, "cached_tokens": 128, "prefix_hash": "a", "model": "m2"})" << "\n"
+        << R"({"timestamp": 101.0, "prompt_tokens": 40, "completion_tokens": 5, "cached_tokens": 0, "prefix_hash": "b"})" << "\n"
+        << R"({"timestamp": 101.2, "prompt_tokens": 0, "completion_tokens": 0, "status": 401})" << "\n";
+  }
+  auto trace = load_replay((dir / "log.jsonl").string());
+  ASSERT_TRUE(trace) << trace.error().message;
+  const ReplayTrace& t = **trace;
+  ASSERT_EQ(t.requests.size(), 3u) << "the refusal has no shape to replay";
+  EXPECT_EQ(t.requests[0].offset_s, 0);
+  EXPECT_EQ(t.requests[1].offset_s, 0.5);
+  EXPECT_EQ(t.requests[0].prompt_tokens, 290);
+  EXPECT_EQ(t.requests[0].output_tokens, 1) << "at least one token is asked for";
+  EXPECT_EQ(t.requests[1].model, "m1");
+  ASSERT_EQ(t.prefix_tokens, std::vector<int>{128}) << "group a: the least cached; group b: nothing cached, no prefix";
+  EXPECT_EQ(t.requests[0].prefix_group, 0);
+  EXPECT_EQ(t.requests[2].prefix_group, -1);
+
+  auto workload = parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "replay", "log": "log.jsonl", "speedup": 4}})"), dir.string());
+  ASSERT_TRUE(workload) << workload.error().message;
+  ASSERT_TRUE(workload->replay);
+  Plan plan = build_plan(*workload, PromptBuilder::whitespace_words());
+  ASSERT_NE(plan.stages[0]->session(1), nullptr);
+  EXPECT_EQ(plan.stages[0]->session(1)->arrival_s, 0.125);
+  EXPECT_EQ(count_whitespace_words(plan.prefix_texts[0]) + plan.stages[0]->session(1)->turns[0].user_tokens, 300);
+  EXPECT_EQ(plan.stages[0]->session(3), nullptr);
+  EXPECT_EQ(workload_to_json(*workload)["stages"][0]["arrival"]["type"], "replay");
+
+  EXPECT_FALSE(parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "replay"}})"), dir.string()));
+  auto missing = parse_workload(nlohmann::json::parse(R"({"arrival": {"type": "replay", "log": "nope.jsonl"}})"), dir.string());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("nope.jsonl"), std::string::npos) << missing.error().message;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tern::bench
