@@ -1,5 +1,8 @@
 #include "bench/report.h"
 
+#include <fstream>
+#include <thread>
+
 #include <fmt/format.h>
 
 namespace tern::bench {
@@ -103,6 +106,18 @@ json record_to_json(const RequestRecord& record, const std::vector<TargetSpec>& 
 
 }  // namespace
 
+std::string client_machine() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model;
+  while (std::getline(cpuinfo, line)) {
+    if (line.starts_with("model name")) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return fmt::format("{}, {} cores", model.empty() ? "unknown CPU" : model, std::thread::hardware_concurrency());
+}
+
 json report_json(const ReportInput& input, bool include_requests) {
   json targets = json::array();
   for (const TargetSpec& target : input.targets) {
@@ -120,7 +135,9 @@ json report_json(const ReportInput& input, bool include_requests) {
               {"workload", workload_to_json(input.workload)},
               {"targets", targets},
               {"results", results},
-              {"interrupted", input.result.interrupted}};
+              {"interrupted", input.result.interrupted},
+              {"machine", input.machine},
+              {"workload_description", describe_workload(input.workload)}};
   if (const WarmupCounts warmup = warmup_counts(input.result, input.plan); warmup.num_requests > 0) {
     out["warmup"] = {{"requests", warmup.num_requests}, {"failed", warmup.num_failed}};
   }

@@ -26,7 +26,11 @@ struct ReportInput {
   const std::vector<Metrics>& metrics;
   std::string tokenizer;   ///< how client-side token counts were made
   std::string started_at;  ///< UTC, ISO 8601
+  std::string machine;     ///< the client's CPU (client_machine())
 };
+
+/// "AMD EPYC 9B14, 2 cores": the machine the client ran on, for reports.
+std::string client_machine();
 
 /// The JSON report; with `include_requests`, one entry per request as well (large for long runs).
 nlohmann::json report_json(const ReportInput& input, bool include_requests);

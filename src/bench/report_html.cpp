@@ -153,6 +153,35 @@ std::string summary_table(const ReportInput& input) {
   return html + "</table>";
 }
 
+/// What the run cost per target and stage, at each target's prices: list price (every prompt token at
+/// the input rate) beside effective (caching netted out), the cache's saving apart.
+std::string cost_table(const ReportInput& input) {
+  bool any = false;
+  for (const Metrics& m : input.metrics) any = any || m.cost.is_available;
+  if (!any) return {};
+  std::string html =
+      "<h2>Cost</h2><p>At each target's prices. <i>List</i> bills every prompt token at the input rate; <i>effective</i> nets out "
+      "prompt caching (cached tokens at the cached rate, cache writes at the write rate); the saving is the difference. An hourly "
+      "price spreads the instance's cost over what it served in the measured time.</p>"
+      "<table><tr><th>stage</th><th>target</th><th>basis</th><th>list $/1M tok</th><th>effective $/1M tok</th><th>effective $/1M output tok</th>"
+      "<th>cache saving</th><th>prompt cached</th><th>list USD</th><th>effective USD</th><th>effective $/request</th><th>effective $/good request</th></tr>";
+  for (const Metrics& m : input.metrics) {
+    const CostMetrics& c = m.cost;
+    if (!c.is_available) {
+      html += fmt::format("<tr><td>{}</td><td>{}</td><td colspan=\"10\">no price given (--price)</td></tr>", escape_html(m.stage_label),
+                          escape_html(m.target_name));
+      continue;
+    }
+    html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4f}</td><td>{:.4f}</td><td>{:.4f}</td><td>{:.1f}% (${:.6f})</td>"
+                        "<td>{:.1f}%</td><td>{:.6f}</td><td>{:.6f}</td><td>{:.8f}</td><td>{}</td></tr>",
+                        escape_html(m.stage_label), escape_html(m.target_name), c.basis, c.list_per_mtok_usd, c.effective_per_mtok_usd,
+                        c.effective_per_moutput_tok_usd, 100 * c.saving_fraction, c.list_usd - c.effective_usd, 100 * c.cached_fraction,
+                        c.list_usd, c.effective_usd, c.effective_per_request_usd,
+                        c.effective_per_good_request_usd > 0 ? fmt::format("{:.8f}", c.effective_per_good_request_usd) : "-");
+  }
+  return html + "</table>";
+}
+
 std::string page_head(std::string_view title) {
   return fmt::format(R"(<!DOCTYPE html><html><head><meta charset="utf-8"><title>{}</title><style>
 body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;font-size:12px}}
@@ -216,14 +245,15 @@ std::string capacity_html(const std::vector<CapacityResult>& results, const Capa
 
 std::string report_html(const ReportInput& input) {
   std::string html = page_head("tern bench report");
-  html += fmt::format("<h1>tern bench</h1><p>Started {} &middot; client token counts: {}</p>", escape_html(input.started_at),
-                      escape_html(input.tokenizer));
+  html += fmt::format("<h1>tern bench</h1><p>Started {} &middot; client machine: {} &middot; client token counts: {}</p>",
+                      escape_html(input.started_at), escape_html(input.machine), escape_html(input.tokenizer));
+  html += "<p>" + escape_html(describe_workload(input.workload)) + "</p>";
   html += "<h2>Targets</h2><ul>";
   for (const TargetSpec& target : input.targets) {
     html += fmt::format("<li><b>{}</b>: {} (model {}, {})</li>", escape_html(target.name), escape_html(target.url),
                         escape_html(target.model), api_kind_name(target.api));
   }
-  html += "</ul><h2>Summary</h2>" + summary_table(input);
+  html += "</ul><h2>Summary</h2>" + summary_table(input) + cost_table(input);
   const size_t num_stages = input.plan.stages.size();
   size_t num_measured = 0;
   for (const auto& stage : input.plan.stages) num_measured += stage->spec().is_warmup ? 0 : 1;

@@ -509,6 +509,58 @@ Result<Workload> load_workload_file(const std::string& path) {
   return workload;
 }
 
+std::string describe_workload(const Workload& workload) {
+  auto lengths = [](const LengthDistribution& d) {
+    switch (d.kind) {
+      case LengthDistribution::Kind::kFixed: return fmt::format("{:g}", d.value);
+      case LengthDistribution::Kind::kUniform: return fmt::format("uniform {:g}-{:g}", d.min, d.max);
+      case LengthDistribution::Kind::kNormal: return fmt::format("normal, mean {:g}", d.mean);
+      case LengthDistribution::Kind::kLognormal: return fmt::format("lognormal, median {:g}", d.median);
+      case LengthDistribution::Kind::kDataset: return fmt::format("from {}", d.dataset_path);
+    }
+    return std::string("?");
+  };
+  std::string stages;
+  for (const StageSpec& stage : workload.stages) {
+    std::string bound;
+    if (stage.num_requests > 0) bound = fmt::format("{} requests", stage.num_requests);
+    if (stage.duration_s > 0) bound += fmt::format("{}{:g} s", bound.empty() ? "" : ", at most ", stage.duration_s);
+    stages += fmt::format("{}{}{}{}", stages.empty() ? "" : "; ", stage.is_warmup ? "warm-up " : "", stage.arrival.label(),
+                          bound.empty() ? "" : " (" + bound + ")");
+  }
+  std::string out = fmt::format("{} stage(s): {}. ", workload.stages.size(), stages);
+  if (workload.replay) {
+    out += fmt::format("Replay of the request log {} ({} requests over {:.0f} s, {} prefix groups).", workload.replay->path,
+                       workload.replay->requests.size(), workload.replay->span_s, workload.replay->prefix_tokens.size());
+  } else if (workload.dataset) {
+    out += fmt::format("Prompts from the dataset {} ({} conversations{}).", workload.dataset->path, workload.dataset->conversations.size(),
+                       workload.max_prompt_tokens > 0 ? fmt::format(", prompts within {} tokens", workload.max_prompt_tokens) : "");
+  } else {
+    out += fmt::format("Prompts of {} tokens, outputs of {} tokens", lengths(workload.input_tokens), lengths(workload.output_tokens));
+    if (workload.prefix) {
+      out += fmt::format("; {:.0f}% of sessions share one of {} prefixes of {} tokens (zipf s={:g})", workload.prefix->fraction * 100,
+                         workload.prefix->num_groups, workload.prefix->length_tokens, workload.prefix->zipf_exponent);
+    }
+    out += ".";
+  }
+  if (workload.sessions.num_turns > 1 && !workload.replay) out += fmt::format(" Sessions of {} turns.", workload.sessions.num_turns);
+  if (!workload.models.empty()) out += fmt::format(" {} models mixed.", workload.models.size());
+  if (workload.ignore_eos) out += " ignore_eos (exact output lengths).";
+  if (!workload.cache_retention.empty()) out += fmt::format(" Prompt-cache retention {}.", workload.cache_retention);
+  if (workload.slo.is_set()) {
+    std::string slo;
+    auto add = [&](const char* name, const std::optional<double>& ms) {
+      if (ms) slo += fmt::format("{}{} <= {:g} ms", slo.empty() ? "" : ", ", name, *ms);
+    };
+    add("TTFT", workload.slo.ttft_ms);
+    add("TPOT", workload.slo.tpot_ms);
+    add("ITL", workload.slo.itl_ms);
+    add("E2E", workload.slo.e2e_ms);
+    out += fmt::format(" SLO: {}.", slo);
+  }
+  return out;
+}
+
 json workload_to_json(const Workload& workload) {
   json out;
   out["seed"] = workload.seed;

@@ -143,6 +143,10 @@ nlohmann::json price_to_json(const PriceTable& price);
 /// Parses a workload file's JSON. Relative dataset paths are resolved against `base_dir`.
 Result<Workload> parse_workload(const nlohmann::json& spec, const std::string& base_dir);
 Result<Workload> load_workload_file(const std::string& path);
+/// The workload in a sentence or two, for reports: arrivals per stage, lengths, prefixes, sessions,
+/// dataset or replay.
+std::string describe_workload(const Workload& workload);
+
 /// The spec as JSON (what the report records and `profile` writes); parse_workload reads it back.
 nlohmann::json workload_to_json(const Workload& workload);
 

@@ -326,19 +326,6 @@ bool write_file(const std::string& path, const std::string& content) {
   return true;
 }
 
-/// "AMD EPYC 9B14, 2 cores": what reports name as the client machine.
-std::string machine_description() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line, model;
-  while (std::getline(cpuinfo, line)) {
-    if (line.starts_with("model name")) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  return fmt::format("{}, {} cores", model.empty() ? "unknown CPU" : model, std::thread::hardware_concurrency());
-}
-
 /// `--find-max-rate`: per target, probes of one Poisson stage each (after the warm-up, if any, on the
 /// first probe), searched by bench::find_max_rate; the curve and the answer as text, JSON and HTML.
 int run_capacity_search(const BenchOptions& options, const bench::Workload& workload, const bench::PromptBuilder& builder,
@@ -389,7 +376,7 @@ int run_capacity_search(const BenchOptions& options, const bench::Workload& work
     results.push_back(std::move(result));
     if (results.back().is_interrupted) break;
   }
-  const std::string machine = machine_description();
+  const std::string machine = bench::client_machine();
   if (options.json_path) {
     nlohmann::json out = {{"schema", "tern.bench.capacity"}, {"schema_version", 1}, {"tool", "tern bench 0.1.0"},
                           {"started_at", started_at}, {"machine", machine}, {"tokenizer", tokenizer_description},
@@ -466,7 +453,8 @@ int run_bench(const BenchOptions& options) {
   if (!result) return report_error(result.error());
   bench::count_client_tokens(*result, *builder);
   const std::vector<bench::Metrics> metrics = bench::compute_metrics(*result, plan, workload->targets, workload->slo);
-  const bench::ReportInput input{*workload, plan, workload->targets, *result, metrics, tokenizer_description, started_at};
+  const bench::ReportInput input{*workload, plan, workload->targets, *result, metrics, tokenizer_description, started_at,
+                                 bench::client_machine()};
   std::printf("%s", bench::report_text(input).c_str());
   if (options.json_path && !write_file(*options.json_path, bench::report_json(input, options.include_requests).dump(2) + "\n")) return 1;
   if (options.html_path && !write_file(*options.html_path, bench::report_html(input))) return 1;

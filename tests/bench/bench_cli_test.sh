@@ -60,6 +60,10 @@ check "cost table" "cost (USD)" "$out"
 check "html sweep plots" "Across the sweep" "$(cat "$scratch/sweep.html")"
 check "html has no script" "no-script" "$(grep -q '<script' "$scratch/sweep.html" && echo script || echo no-script)"
 check "cached tokens reported" '"cached": ' "$(cat "$scratch/sweep.json")"
+check "html cost table: list vs effective, saving apart" "cache saving" "$(cat "$scratch/sweep.html")"
+check "html names the client machine" "client machine:" "$(cat "$scratch/sweep.html")"
+check "json describes the workload" '"workload_description": "2 stage(s)' "$(cat "$scratch/sweep.json")"
+check "json names the machine" '"machine": ' "$(cat "$scratch/sweep.json")"
 
 # A request log in, a workload out, and the workload replays.
 python3 - "$scratch/sweep.json" > "$scratch/log.jsonl" <<'PY'

@@ -544,7 +544,7 @@ TEST(Report, JsonHasTheDocumentedShapeAndHtmlIsSelfContained) {
   ASSERT_EQ(metrics.size(), 2u);
   EXPECT_DOUBLE_EQ(metrics[0].latency.ttft_ms.p50, 20);
   EXPECT_DOUBLE_EQ(metrics[0].latency.e2e_ms.p50, 25);
-  const ReportInput input{workload, plan, targets, result, metrics, "whitespace words", "2026-11-27T00:00:00Z"};
+  const ReportInput input{workload, plan, targets, result, metrics, "whitespace words", "2026-11-27T00:00:00Z", "test machine"};
   const nlohmann::json report = report_json(input, true);
   EXPECT_EQ(report["schema"], "tern.bench.report");
   EXPECT_EQ(report["schema_version"], kReportSchemaVersion);
