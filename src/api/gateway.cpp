@@ -202,11 +202,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (accounting_.observers.request_log != nullptr) {
       observe::RequestLogEntry& entry = accounting_.log_entry;
       entry.row = row;
-      if (last != nullptr) entry.queued_ms = last->queued_ms;
+      if (last != nullptr) {
+        entry.queued_ms = last->queued_ms;
+        entry.adapter = ledger_text(last->adapter);
+      }
       entry.output = std::move(output_);
       accounting_.observers.request_log->append(std::move(entry));
     }
     if (last != nullptr && last->error) accounting_.trace_record.error = last->error->message;
+    if (last != nullptr) accounting_.trace_record.adapter = last->adapter;
     if (last == nullptr && accounting_.trace) accounting_.trace->add("client_left", {});
     observe_finished(accounting_.observers, row, accounting_.trace.get(), std::move(accounting_.trace_record));
   }

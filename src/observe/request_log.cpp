@@ -26,6 +26,7 @@ std::string RequestLog::format(const RequestLogEntry& entry, bool log_content) {
   if (!row.org.empty()) j["org"] = row.org;
   j["model"] = row.model;
   if (!row.deployment.empty()) j["deployment"] = row.deployment;
+  if (!entry.adapter.empty()) j["adapter"] = entry.adapter;
   j["status"] = row.status;
   j["finish_reason"] = row.finish_reason;
   j["prompt_tokens"] = row.prompt_tokens;

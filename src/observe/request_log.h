@@ -41,6 +41,7 @@ struct RequestLogEntry {
   double queued_ms = -1;    ///< time before a local engine first computed it; < 0: not known (remote, refused)
   std::string prefix_hash;  ///< the system prompt's hash (empty: none), for `tern bench profile`'s prefix reuse
   std::string session_id;   ///< the client's x-session-id header, if any
+  std::string adapter;      ///< the LoRA adapter that answered (empty: a base model)
   nlohmann::json request;   ///< with log_content: the request's messages or prompt (null otherwise)
   std::string output;       ///< with log_content: the text the client got
 };

@@ -71,6 +71,7 @@ json trace_summary_json(const TraceRecord& r) {
               {"e2e_ms", r.e2e_ms}, {"cost_usd", r.cost_usd}};
   if (r.ttft_ms >= 0) out["ttft_ms"] = r.ttft_ms;
   if (!r.deployment.empty()) out["deployment"] = r.deployment;
+  if (!r.adapter.empty()) out["adapter"] = r.adapter;
   if (!r.key_id.empty()) out["key_id"] = r.key_id;
   if (!r.org.empty()) out["org"] = r.org;
   if (!r.error.empty()) out["error"] = r.error;

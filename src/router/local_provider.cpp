@@ -251,7 +251,7 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
   if (request.wants_tools()) parser = std::make_shared<tool_calls::ToolCallParser>(tool_format_);
   // Runs on the engine thread: only moves, plus token text when logprobs were asked for.
   const std::string request_param = request.wants_tools() ? "tools" : "response_format";
-  auto convert = [this, parser, request_param, trace = request.trace, arrival = prepared->arrival,
+  auto convert = [this, parser, request_param, trace = request.trace, arrival = prepared->arrival, adapter_name = request.adapter,
                   sink = std::move(sink)](engine::GenerationEvent&& in) {
     if (in.finished && trace) add_engine_trace(*trace, arrival, in);
     wire::Event out;
@@ -277,6 +277,7 @@ std::expected<std::shared_ptr<Call>, ApiError> LocalProvider::submit(const wire:
       out.logprobs.push_back(std::move(entry));
     }
     out.finished = in.finished;
+    if (in.finished) out.adapter = adapter_name;
     if (in.queued_seconds >= 0) out.queued_ms = in.queued_seconds * 1000.0;
     out.finish_reason = std::move(in.finish_reason);
     out.stop_sequence = std::move(in.stop_sequence);

@@ -236,6 +236,7 @@ struct Event {
   Usage usage;
   std::string model;              ///< the public model name that answered; set by the router
   std::string deployment;         ///< the deployment that answered; set by the router
+  std::string adapter;            ///< with finished: the LoRA adapter that answered (empty: the base model); set by the local provider
   double queued_ms = -1;          ///< with finished, local models: waiting before its first computed step (< 0: not known)
 };
 

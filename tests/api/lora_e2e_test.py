@@ -103,6 +103,15 @@ class LoraServing(unittest.TestCase):
         self.assertEqual(chunks[-1].usage.completion_tokens, 8)
         self.assertEqual(chunks[0].model, "small")
 
+    def test_request_trace_names_the_adapter(self):
+        """GET /admin/requests/{id}: the adapter that answered, beside its base model's deployment."""
+        self.client.chat.completions.create(model="small", messages=[{"role": "user", "content": "Say hi."}], max_tokens=4,
+                                            extra_headers={"x-request-id": "lora-trace-1"})
+        status, trace = http("GET", self.server.url + "/admin/requests/lora-trace-1")
+        self.assertEqual(status, 200, trace)
+        self.assertEqual(trace["adapter"], "small")
+        self.assertEqual(trace["model"], "small")
+
     def test_load_and_unload_at_run_time(self):
         url = self.server.url
         status, body = http("POST", url + "/v1/load_lora_adapter", {"lora_name": "late", "lora_path": f"{LORA}/smollm2-r64.gguf"})

@@ -85,6 +85,10 @@ TEST_F(RequestLogTest, ALineHoldsTheRequestsFiguresInTheShapeBenchProfileReads) 
   EXPECT_DOUBLE_EQ(j.at("ttft_ms").get<double>(), 12.5);
   EXPECT_DOUBLE_EQ(j.at("end").get<double>(), 1764230401.25);
   EXPECT_EQ(j.at("prefix_hash").get<std::string>().size(), 16u);
+  EXPECT_FALSE(j.contains("adapter")) << "a base model's request";
+  RequestLogEntry lora = entry(3);
+  lora.adapter = "support-v2";
+  EXPECT_EQ(nlohmann::json::parse(RequestLog::format(lora, false)).at("adapter"), "support-v2");
   // Never the text unless asked for.
   EXPECT_FALSE(j.contains("request"));
   EXPECT_FALSE(j.contains("output"));
