@@ -205,12 +205,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       if (last != nullptr) {
         entry.queued_ms = last->queued_ms;
         entry.adapter = ledger_text(last->adapter);
+        entry.region = ledger_text(last->region);
       }
       entry.output = std::move(output_);
       accounting_.observers.request_log->append(std::move(entry));
     }
     if (last != nullptr && last->error) accounting_.trace_record.error = last->error->message;
-    if (last != nullptr) accounting_.trace_record.adapter = last->adapter;
+    if (last != nullptr) {
+      accounting_.trace_record.adapter = last->adapter;
+      accounting_.trace_record.region = last->region;
+    }
     if (last == nullptr && accounting_.trace) accounting_.trace->add("client_left", {});
     observe_finished(accounting_.observers, row, accounting_.trace.get(), std::move(accounting_.trace_record));
   }
@@ -407,6 +411,13 @@ void Gateway::generate(const http::Request& http_request, std::shared_ptr<http::
     if (!admitted) return refuse(admitted.error().error, admitted.error().headers);
     admission = std::move(*admitted);
     parsed->cache_salt = tenants::Tenants::cache_salt(principal, parsed->cache_salt);
+    // Placement: the org's policy and the key's (by id, else by name) both apply.
+    if (auto it = org_policies_.find(principal->org); !principal->org.empty() && it != org_policies_.end()) parsed->placement.push_back(it->second);
+    if (auto it = key_policies_.find(principal->key_id); it != key_policies_.end()) {
+      parsed->placement.push_back(it->second);
+    } else if (auto by_name = key_policies_.find(principal->name); by_name != key_policies_.end()) {
+      parsed->placement.push_back(by_name->second);
+    }
     // Pinned cache counts against the org's quota (a key without an org is its own).
     parsed->pin_owner = principal->org.empty() ? "key:" + principal->key_id : "org:" + principal->org;
   }

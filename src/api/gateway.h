@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "http/server.h"
@@ -53,6 +54,11 @@ class Gateway {
     observe::LiveStats* live = nullptr;          ///< the console's aggregates
   };
   void set_observers(Observers observers) { observers_ = observers; }
+  /// Where each org's and key's requests may run (by org name; by key id or name); set before start.
+  void set_placement_policies(std::map<std::string, wire::PlacementPolicy> by_org, std::map<std::string, wire::PlacementPolicy> by_key) {
+    org_policies_ = std::move(by_org);
+    key_policies_ = std::move(by_key);
+  }
 
  private:
   void generate(const http::Request& request, std::shared_ptr<http::Responder> responder, bool is_anthropic, wire::RequestKind kind);
@@ -62,6 +68,7 @@ class Gateway {
   tenants::Tenants* tenants_;
   metering::LedgerWriter* ledger_;
   Observers observers_;
+  std::map<std::string, wire::PlacementPolicy> org_policies_, key_policies_;
   bool vllm_metrics_ = false;
   std::atomic<router::Router*> router_{nullptr};
   std::atomic<router::LoraAdapters*> lora_{nullptr};

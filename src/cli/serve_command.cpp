@@ -229,7 +229,7 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
     m.loras.push_back(std::move(spec));
   }
   entry.model_where = "-m";
-  entry.deployment = {.name = m.name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}};
+  entry.deployment = {.name = m.name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}};
   router::GatewayConfig config;
   config.local.push_back(std::move(entry));
   return config;
@@ -320,6 +320,7 @@ int serve(const ServeOptions& o) {
   api::Gateway gateway(server, &tenants, accounting->ledger.get());
   gateway.set_observers({.request_log = request_log->get(), .traces = traces.get(), .otlp = otlp.get(), .live = live.get()});
   gateway.set_vllm_metrics(o.metrics_compat == "vllm" || config->metrics_compat == "vllm");
+  gateway.set_placement_policies(config->org_policies, config->key_policies);
   router::LocalModelSet local_models(config->memory_budget_bytes);
   router::Router router;
   router::LoraAdapters lora_adapters(router);
@@ -345,7 +346,7 @@ int serve(const ServeOptions& o) {
     router.add_model(entry.model.name, {entry.model.name}, router::Policy::kLeastOutstanding, entry.aliases, model->max_model_len());
     // Requests may also name a loaded model by its file (not listed in /v1/models: it is no name the operator chose).
     if (const std::string file = model->file_name(); !file.empty() && file != entry.model.name) router.add_unlisted_alias(entry.model.name, file);
-    if (auto ok = lora_adapters.add_base(model, entry.deployment.prices); !ok) {
+    if (auto ok = lora_adapters.add_base(model, entry.deployment.prices, entry.deployment.labels); !ok) {
       std::fprintf(stderr, "error: %s\n", ok.error().message.c_str());
       return 1;
     }

@@ -89,6 +89,7 @@ void append_spans(const TraceRecord& r, json& spans) {
   add_attribute(attributes, "tern.cost_usd", r.cost_usd);
   if (r.ttft_ms >= 0) add_attribute(attributes, "tern.ttft_ms", r.ttft_ms);
   if (!r.adapter.empty()) add_attribute(attributes, "tern.lora_adapter", r.adapter);
+  if (!r.region.empty()) add_attribute(attributes, "cloud.region", r.region);
   if (!r.key_id.empty()) add_attribute(attributes, "tern.key_id", r.key_id);
   if (!r.org.empty()) add_attribute(attributes, "tern.org", r.org);
   if (r.status >= 500) add_attribute(attributes, "error.type", fmt::format("{}", r.status));

@@ -27,6 +27,7 @@ std::string RequestLog::format(const RequestLogEntry& entry, bool log_content) {
   j["model"] = row.model;
   if (!row.deployment.empty()) j["deployment"] = row.deployment;
   if (!entry.adapter.empty()) j["adapter"] = entry.adapter;
+  if (!entry.region.empty()) j["region"] = entry.region;
   j["status"] = row.status;
   j["finish_reason"] = row.finish_reason;
   j["prompt_tokens"] = row.prompt_tokens;

@@ -42,6 +42,7 @@ struct RequestLogEntry {
   std::string prefix_hash;  ///< the system prompt's hash (empty: none), for `tern bench profile`'s prefix reuse
   std::string session_id;   ///< the client's x-session-id header, if any
   std::string adapter;      ///< the LoRA adapter that answered (empty: a base model)
+  std::string region;       ///< the answering deployment's region label (empty: none)
   nlohmann::json request;   ///< with log_content: the request's messages or prompt (null otherwise)
   std::string output;       ///< with log_content: the text the client got
 };

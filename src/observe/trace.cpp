@@ -72,6 +72,7 @@ json trace_summary_json(const TraceRecord& r) {
   if (r.ttft_ms >= 0) out["ttft_ms"] = r.ttft_ms;
   if (!r.deployment.empty()) out["deployment"] = r.deployment;
   if (!r.adapter.empty()) out["adapter"] = r.adapter;
+  if (!r.region.empty()) out["region"] = r.region;
   if (!r.key_id.empty()) out["key_id"] = r.key_id;
   if (!r.org.empty()) out["org"] = r.org;
   if (!r.error.empty()) out["error"] = r.error;

@@ -77,7 +77,7 @@ struct TraceRecord {
   double arrival_unix_s = 0;
   double e2e_ms = 0;
   double ttft_ms = -1;  ///< < 0: no token came
-  std::string model, deployment, adapter, key_id, org, finish_reason, error;
+  std::string model, deployment, adapter, region, key_id, org, finish_reason, error;
   int status = 0;
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   int64_t max_tokens = -1;   ///< asked for (< 0: not given)

@@ -123,6 +123,21 @@ class Reader {
     return out;
   }
 
+  /// A mapping of string keys to string values (labels).
+  Result<std::map<std::string, std::string>> string_map(const YAML::Node& map, const std::string& at, const char* key) const {
+    std::map<std::string, std::string> out;
+    const YAML::Node node = map[key];
+    if (!node) return out;
+    if (!node.IsMap()) return error(node, join(at, key), "must be a mapping of names to values (region: eu-west)");
+    for (const auto& item : node) {
+      if (!item.second.IsScalar() || item.second.Tag() == "tag:yaml.org,2002:null") {
+        return error(item.second, join(join(at, key), item.first.as<std::string>()), "must be a string");
+      }
+      out[item.first.as<std::string>()] = item.second.as<std::string>();
+    }
+    return out;
+  }
+
   static std::string join(const std::string& at, const std::string& key) { return at.empty() ? key : at + "." + key; }
 
  private:
@@ -172,7 +187,21 @@ Result<DeploymentConfig> read_deployment(const Reader& r, const YAML::Node& entr
     d.breaker.window = std::chrono::milliseconds(static_cast<int64_t>(window * 1000));
     d.breaker.open_for = std::chrono::milliseconds(static_cast<int64_t>(open_for * 1000));
   }
+  TRY_ASSIGN(d.labels, r.string_map(entry, at, "labels"));
   return d;
+}
+
+/// A placement policy: {regions: [...], labels: {k: v}, never_remote: bool}.
+Result<wire::PlacementPolicy> read_placement(const Reader& r, const YAML::Node& entry, const std::string& at, std::string owner) {
+  if (auto ok = r.only_keys(entry, at, {"regions", "labels", "never_remote"}); !ok) return std::unexpected(ok.error());
+  wire::PlacementPolicy policy;
+  policy.owner = std::move(owner);
+  TRY_ASSIGN(policy.regions, r.strings(entry, at, "regions"));
+  std::map<std::string, std::string> labels;
+  TRY_ASSIGN(labels, r.string_map(entry, at, "labels"));
+  policy.labels.assign(labels.begin(), labels.end());
+  TRY_ASSIGN(policy.never_remote, r.boolean(entry, at, "never_remote", false));
+  return policy;
 }
 
 Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::string& at) {
@@ -225,7 +254,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
                                         "itl_target", "max_prefill_wait", "prefill_order", "max_running", "max_waiting", "prefix_caching", "kv_pin_fraction",
                                         "kv_pin_quota", "kv_disk_cache", "kv_disk_bytes", "preload",
                                         "idle_unload", "prices", "max_concurrency", "retries", "breaker", "aliases", "loras", "max_loras",
-                                        "max_lora_rank", "lora_dtype", "speculate"});
+                                        "max_lora_rank", "lora_dtype", "speculate", "labels"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -290,7 +319,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
 Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "kind", "base_url", "api_key_env", "model", "prices", "max_concurrency", "retries",
                                         "breaker", "timeout", "first_byte_timeout", "default_max_tokens", "max_connections", "health_check",
-                                        "ca_file"});
+                                        "ca_file", "labels"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -356,7 +385,7 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
   try {
     if (auto ok = r.only_keys(root, "", {"server", "models", "deployments", "routes", "memory_budget", "ledger",
                                                 "ledger_retention_days", "keys_db", "request_log", "tracing", "console",
-                                                "metrics_compat"});
+                                                "metrics_compat", "policies"});
         !ok) {
       return std::unexpected(ok.error());
     }
@@ -382,6 +411,22 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
       TRY_ASSIGN(out.traces_keep, r.integer(tracing, "tracing", "keep", 0, 1000000, -1));
       TRY_ASSIGN(out.otlp_endpoint, r.string(tracing, "tracing", "otlp_endpoint", false));
       TRY_ASSIGN(out.otlp_service_name, r.string(tracing, "tracing", "service_name", false));
+    }
+    if (const YAML::Node policies = root["policies"]; policies) {
+      if (auto ok = r.only_keys(policies, "policies", {"orgs", "keys"}); !ok) return std::unexpected(ok.error());
+      for (const char* kind : {"orgs", "keys"}) {
+        const YAML::Node owners = policies[kind];
+        if (!owners) continue;
+        const std::string here = Reader::join("policies", kind);
+        if (!owners.IsMap()) return r.error(owners, here, "must be a mapping of {} to policies", kind);
+        for (const auto& item : owners) {
+          const std::string name = item.first.as<std::string>();
+          const bool is_org = std::string_view(kind) == "orgs";
+          wire::PlacementPolicy policy;
+          TRY_ASSIGN(policy, read_placement(r, item.second, Reader::join(here, name), (is_org ? "org " : "key ") + name));
+          (is_org ? out.org_policies : out.key_policies)[name] = std::move(policy);
+        }
+      }
     }
     if (root["console"]) {
       bool console = true;

@@ -6,6 +6,7 @@
 //
 //   tern.yaml:14:5: deployments[0].kind: must be one of openai, anthropic (got "azure")
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,6 +59,8 @@ struct GatewayConfig {
   std::string otlp_service_name;
   std::optional<bool> console;
   std::string metrics_compat;  ///< "" or "vllm"
+  // `policies: {orgs: {NAME: POLICY}, keys: {ID-or-NAME: POLICY}}`: where each tenant's requests may run.
+  std::map<std::string, wire::PlacementPolicy> org_policies, key_policies;
   // `server:` — flags on the command line win over these.
   std::string host;
   int port = -1;  ///< -1: not set

@@ -55,7 +55,8 @@ Result<void> LoraAdapters::route(const Base& base, const std::string& name) {
   const std::string& base_name = base.model->config().name;
   const std::string deployment = base_name + ":" + name;
   if (!router_.has_deployment(deployment)) {
-    router_.add_deployment({.name = deployment, .kind = "lora", .prices = base.prices, .max_concurrency = 0, .retries = 0, .breaker = {}},
+    router_.add_deployment({.name = deployment, .kind = "lora", .prices = base.prices, .max_concurrency = 0, .retries = 0, .breaker = {},
+                            .labels = base.labels},
                            std::make_shared<AdapterProvider>(base.model, name, cold_loads_));
   }
   router_.add_model(name, {deployment}, Policy::kLeastOutstanding, {}, base.model->max_model_len(), base_name);
@@ -65,8 +66,8 @@ Result<void> LoraAdapters::route(const Base& base, const std::string& name) {
   return {};
 }
 
-Result<void> LoraAdapters::add_base(const std::shared_ptr<LocalModel>& base, const Prices& prices) {
-  const Base entry{.model = base, .prices = prices};
+Result<void> LoraAdapters::add_base(const std::shared_ptr<LocalModel>& base, const Prices& prices, std::map<std::string, std::string> labels) {
+  const Base entry{.model = base, .prices = prices, .labels = std::move(labels)};
   {
     std::lock_guard lock(mutex_);
     bases_[base->config().name] = entry;

@@ -31,7 +31,7 @@ class LoraAdapters {
   /// Routes a base model's configured adapters (after the base model itself is routed); its adapters
   /// are priced as the base model (`prices`). When the base is loaded each adapter is read now, so a
   /// bad file stops the server at start.
-  Result<void> add_base(const std::shared_ptr<LocalModel>& base, const Prices& prices);
+  Result<void> add_base(const std::shared_ptr<LocalModel>& base, const Prices& prices, std::map<std::string, std::string> labels = {});
 
   /// Registers and routes an adapter on `base` (empty: the server's only local model). The file is
   /// read and checked against the base now when the base is loaded.
@@ -46,6 +46,7 @@ class LoraAdapters {
   struct Base {
     std::shared_ptr<LocalModel> model;
     Prices prices;  // its adapters are priced as the base model
+    std::map<std::string, std::string> labels;  // and run where it runs
   };
   Result<void> route(const Base& base, const std::string& name);
 

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <charconv>
@@ -337,6 +338,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
     }
     event.model = candidates_[index_].second;
     event.deployment = d.config.name;
+    if (auto region = d.config.labels.find("region"); region != d.config.labels.end()) event.region = region->second;
     lock.unlock();
     deliver(std::move(event));
   }
@@ -457,6 +459,39 @@ void Router::stop_all() {
   for (const auto& [name, d] : deployments_) d->provider->stop();
 }
 
+bool placement_allows(const wire::PlacementPolicy& policy, const DeploymentConfig& deployment, std::string* why) {
+  auto refuse = [&](std::string reason) {
+    if (why != nullptr) *why = std::move(reason);
+    return false;
+  };
+  // A LoRA adapter runs on its local base model's engine.
+  const bool is_remote = deployment.kind != "local" && deployment.kind != "lora";
+  if (policy.never_remote && is_remote) return refuse(fmt::format("'{}' is remote ({})", deployment.name, deployment.kind));
+  const auto region = deployment.labels.find("region");
+  if (!policy.regions.empty() && (region == deployment.labels.end() || !contains(policy.regions, region->second))) {
+    return refuse(fmt::format("'{}' is in {}", deployment.name, region == deployment.labels.end() ? "no stated region" : "region " + region->second));
+  }
+  for (const auto& [key, value] : policy.labels) {
+    const auto it = deployment.labels.find(key);
+    if (it == deployment.labels.end() || it->second != value) {
+      return refuse(fmt::format("'{}' has {}", deployment.name, it == deployment.labels.end() ? "no " + key + " label" : key + "=" + it->second));
+    }
+  }
+  return true;
+}
+
+std::string describe_placement(const wire::PlacementPolicy& policy) {
+  std::vector<std::string> parts;
+  if (!policy.regions.empty()) parts.push_back(fmt::format("regions {}", fmt::join(policy.regions, ", ")));
+  if (!policy.labels.empty()) {
+    std::vector<std::string> labels;
+    for (const auto& [key, value] : policy.labels) labels.push_back(key + "=" + value);
+    parts.push_back(fmt::format("labels {}", fmt::join(labels, ", ")));
+  }
+  if (policy.never_remote) parts.push_back("never remote");
+  return parts.empty() ? std::string("no constraint") : fmt::format("{}", fmt::join(parts, "; "));
+}
+
 std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(const wire::Request& request, ApiError& why_none) const {
   const wire::ProviderPreferences& prefs = request.provider;
   std::vector<std::string> names{request.model};
@@ -464,6 +499,7 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
   std::vector<std::pair<Deployment*, std::string>> out;
   std::optional<ApiError> unknown;  // the first name that does not exist
   bool any_known = false;
+  std::string placement_refusal;  // the first deployment a placement policy refused, and why
   std::shared_lock table(table_mutex_);  // deployments are never removed: their pointers outlive it
   for (size_t n = 0; n < names.size(); ++n) {
     auto route_it = models_.find(names[n]);
@@ -485,6 +521,21 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
       if (contains(prefs.ignore, name)) continue;
       if (prefs.max_prompt_price && d->config.prices.input > *prefs.max_prompt_price) continue;
       if (prefs.max_completion_price && d->config.prices.output > *prefs.max_completion_price) continue;
+      // The tenant's placement policies: never outside them, also not as a fallback.
+      const wire::PlacementPolicy* refused_by = nullptr;
+      std::string why;
+      for (const wire::PlacementPolicy& policy : request.placement) {
+        if (!placement_allows(policy, d->config, &why)) {
+          refused_by = &policy;
+          break;
+        }
+      }
+      if (refused_by != nullptr) {
+        if (placement_refusal.empty()) {
+          placement_refusal = fmt::format("{}'s placement policy ({}) refuses deployment {}", refused_by->owner, describe_placement(*refused_by), why);
+        }
+        continue;
+      }
       list.push_back(d);
     }
     // The model's policy, then provider.sort over it, then provider.order over that (stable sorts).
@@ -526,6 +577,9 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
   if (!prefs.allow_fallbacks && out.size() > 1) out.resize(1);
   if (out.empty() && unknown && !any_known) {
     why_none = *unknown;
+  } else if (out.empty() && !placement_refusal.empty()) {
+    why_none = {.status = 403, .message = fmt::format("no deployment of '{}' is allowed for this caller: {}", request.model, placement_refusal),
+                .type = "permission_error", .param = "model", .code = "placement_policy", .is_retryable = false, .retry_after = {}};
   } else if (out.empty()) {
     why_none = {.status = 404, .message = fmt::format("no deployment of '{}' matches the request's provider preferences", request.model),
                 .type = "invalid_request_error", .param = "provider", .code = "no_deployment", .is_retryable = false, .retry_after = {}};

@@ -54,7 +54,13 @@ struct DeploymentConfig {
   int64_t max_concurrency = 0;  ///< 0: unbounded
   int retries = 1;              ///< extra attempts on the same deployment before falling back
   BreakerConfig breaker;
+  std::map<std::string, std::string> labels;  ///< `region`, `compliance`, any key/value: what placement policies match
 };
+
+/// Whether `policy` lets a request run on `deployment`; if not, why (for the refusal).
+bool placement_allows(const wire::PlacementPolicy& policy, const DeploymentConfig& deployment, std::string* why = nullptr);
+/// "regions eu-west, eu-central; labels compliance=gdpr; never remote".
+std::string describe_placement(const wire::PlacementPolicy& policy);
 
 /// A deployment's live state, for metrics and the latency policy.
 struct DeploymentStats {

@@ -65,6 +65,16 @@ struct ProviderPreferences {
   std::optional<double> max_completion_price;  ///< USD per 1M output tokens
 };
 
+/// Where a tenant's requests may run (tern.yaml `policies:`, per org and per key): deployments are
+/// matched on their labels (`region`, `compliance`, any key/value) and kind. The router never sends a
+/// request to a deployment one of its policies refuses - not as a fallback either.
+struct PlacementPolicy {
+  std::string owner;                 ///< "org acme", "key k3a9...": what a refusal names
+  std::vector<std::string> regions;  ///< the deployment's `region` label must be one of these (empty: any)
+  std::vector<std::pair<std::string, std::string>> labels;  ///< labels the deployment must carry, with these values
+  bool never_remote = false;         ///< local models only
+};
+
 /// Retention asked for a prefix of the prompt (Anthropic cache_control, OpenAI prompt_cache_retention):
 /// the prompt up to the end of the first `chars` bytes of messages[message].content stays cached for
 /// `ttl_s` seconds after its last use.
@@ -150,6 +160,8 @@ struct Request {
   ResponseFormat response_format;
   /// Set by the gateway while traces are kept or exported: the router and the providers add to it.
   std::shared_ptr<observe::Trace> trace;
+  /// Set by the gateway from the caller's org and key: every one must allow a deployment.
+  std::vector<PlacementPolicy> placement;
 
   /// Whether the reply is constrained (tools it may call, or a JSON format).
   bool wants_tools() const { return !tools.empty() && tool_choice.mode != ToolChoice::Mode::kNone; }
@@ -237,6 +249,7 @@ struct Event {
   std::string model;              ///< the public model name that answered; set by the router
   std::string deployment;         ///< the deployment that answered; set by the router
   std::string adapter;            ///< with finished: the LoRA adapter that answered (empty: the base model); set by the local provider
+  std::string region;             ///< the answering deployment's `region` label (empty: none); set by the router
   double queued_ms = -1;          ///< with finished, local models: waiting before its first computed step (< 0: not known)
 };
 

@@ -94,7 +94,7 @@ std::string refused(const std::string& text) {
 TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
   EXPECT_EQ(refused("models:\n  - model: x\n    threds: 2\n"),
             "t.yaml:3:5: models[0].threds: unknown key (known: aliases, breaker, chat_template, context, idle_unload, itl_target, "
-            "kv_cache_memory, kv_disk_bytes, kv_disk_cache, kv_pin_fraction, kv_pin_quota, lora_dtype, loras, max_batch_tokens, "
+            "kv_cache_memory, kv_disk_bytes, kv_disk_cache, kv_pin_fraction, kv_pin_quota, labels, lora_dtype, loras, max_batch_tokens, "
             "max_concurrency, max_lora_rank, max_loras, max_prefill_wait, max_running, max_waiting, model, name, prefill_order, "
             "prefix_caching, preload, prices, retries, speculate, threads)");
   EXPECT_EQ(refused("models:\n  - model: x\n    prefill_order: sjf\n"),
@@ -151,6 +151,45 @@ TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
 }
 
 // Speculative decoding per model: a method name, or a map of its settings; mistakes name the key.
+TEST(GatewayConfig, LabelsAndPlacementPolicies) {
+  auto c = parse_gateway_config(R"(models:
+  - model: x
+    labels: {region: eu-west, compliance: gdpr}
+deployments:
+  - name: gpt
+    kind: openai
+    base_url: http://127.0.0.1:1/v1
+    model: g
+    labels: {region: us-east}
+policies:
+  orgs:
+    acme: {regions: [eu-west, eu-central], never_remote: true}
+  keys:
+    k0123456789ab: {labels: {compliance: gdpr}}
+tracing: {keep: 100, otlp_endpoint: http://collector:4318, service_name: tern-eu}
+console: false
+metrics_compat: vllm
+)", "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->local[0].deployment.labels.at("compliance"), "gdpr");
+  EXPECT_EQ(c->remote[0].deployment.labels.at("region"), "us-east");
+  const wire::PlacementPolicy& acme = c->org_policies.at("acme");
+  EXPECT_EQ(acme.owner, "org acme");
+  EXPECT_EQ(acme.regions, (std::vector<std::string>{"eu-west", "eu-central"}));
+  EXPECT_TRUE(acme.never_remote);
+  EXPECT_EQ(c->key_policies.at("k0123456789ab").labels[0], (std::pair<std::string, std::string>{"compliance", "gdpr"}));
+  EXPECT_EQ(c->traces_keep, 100);
+  EXPECT_EQ(c->otlp_endpoint, "http://collector:4318");
+  EXPECT_EQ(c->otlp_service_name, "tern-eu");
+  EXPECT_EQ(c->console, false);
+  EXPECT_EQ(c->metrics_compat, "vllm");
+
+  EXPECT_NE(refused("policies:\n  orgs:\n    acme: {region: [eu]}\n").find("policies.orgs.acme.region: unknown key"), std::string::npos);
+  EXPECT_NE(refused("models:\n  - model: x\n    labels: [eu]\n").find("models[0].labels: must be a mapping"), std::string::npos);
+  EXPECT_NE(refused("metrics_compat: prometheus\n").find("metrics_compat: expected \"vllm\""), std::string::npos);
+  EXPECT_NE(refused("tracing: {keep: -1}\n").find("tracing.keep"), std::string::npos);
+}
+
 TEST(GatewayConfig, SpeculateTakesAMethodOrItsSettings) {
   auto plain = parse_gateway_config("models:\n  - model: x\n    speculate: ngram\n", "t.yaml");
   ASSERT_TRUE(plain) << plain.error().message;

@@ -72,14 +72,14 @@ class RouterTest : public ::testing::Test {
  protected:
   /// A remote deployment `name` on the fixture whose upstream model (the fault) is `behaviour`.
   void deploy(const std::string& name, const std::string& behaviour, RemoteKind kind = RemoteKind::kOpenAi, Prices prices = {},
-              int retries = 1, int breaker_failures = 5, std::string health_path = {}) {
+              int retries = 1, int breaker_failures = 5, std::string health_path = {}, std::map<std::string, std::string> labels = {}) {
     RemoteConfig remote{.name = name, .kind = kind, .base_url = upstream.base_url(), .api_key = "sk-test", .upstream_model = behaviour, .ca_file = {},
                         .max_connections = 8, .first_byte_timeout = 300ms, .timeout = 10s, .default_max_tokens = 64,
                         .health_path = std::move(health_path), .health_interval = 100ms};
     auto provider = make_remote_provider(remote);
     ASSERT_TRUE(provider) << provider.error().message;
     DeploymentConfig d{.name = name, .kind = kind == RemoteKind::kOpenAi ? "openai" : "anthropic", .prices = prices,
-                       .max_concurrency = 0, .retries = retries, .breaker = {}};
+                       .max_concurrency = 0, .retries = retries, .breaker = {}, .labels = std::move(labels)};
     d.breaker.failures_to_open = breaker_failures;
     router.add_deployment(d, std::move(*provider));
   }
@@ -326,6 +326,72 @@ TEST_F(RouterTest, ModelsFallbackListAndProviderPreferences) {
   EXPECT_EQ(none.refused->status, 404);
   EXPECT_EQ(none.refused->param, "model");
   EXPECT_NE(none.refused->message.find("'no-such-model'"), std::string::npos) << none.refused->message;
+}
+
+// Placement policies: a request never goes to a deployment its tenant's policy refuses - not first,
+// not as a retry, not as a fallback (even when the allowed one fails) - and a refusal names the
+// policy; the answer says where it ran.
+TEST_F(RouterTest, PlacementPoliciesKeepRequestsWhereTheirTenantMayRun) {
+  deploy("us", "ok", RemoteKind::kOpenAi, {.input = 0.1, .cached_input = 0, .cache_write = 0, .output = 0.1}, 1, 5, {},
+         {{"region", "us-east"}});
+  deploy("eu", "ok", RemoteKind::kOpenAi, {.input = 1, .cached_input = 0, .cache_write = 0, .output = 1}, 1, 5, {},
+         {{"region", "eu-west"}, {"compliance", "gdpr"}});
+  deploy("eu-broken", "fail-500", RemoteKind::kOpenAi, {.input = 0.5, .cached_input = 0, .cache_write = 0, .output = 0.5}, 0, 5, {},
+         {{"region", "eu-west"}});
+  router.add_model("m", {"us", "eu"}, Policy::kPrice);  // cheapest first: us
+  router.add_model("eu-only-broken", {"eu-broken", "us"}, Policy::kPrice);
+
+  wire::Request r = chat("m");
+  EXPECT_EQ(run(r).last.deployment, "us");
+  EXPECT_EQ(run(r).last.region, "us-east");
+  r.placement = {{.owner = "org acme", .regions = {"eu-west"}, .labels = {}, .never_remote = false}};
+  Outcome out = run(r);
+  EXPECT_EQ(out.last.deployment, "eu") << "the cheaper deployment is outside the policy";
+  EXPECT_EQ(out.last.region, "eu-west");
+  r.placement.push_back({.owner = "key k1", .regions = {}, .labels = {{"compliance", "gdpr"}}, .never_remote = false});
+  EXPECT_EQ(run(r).last.deployment, "eu") << "every policy applies";
+
+  // The only allowed deployment fails: the request fails rather than fall back outside the policy.
+  r = chat("eu-only-broken");
+  r.placement = {{.owner = "org acme", .regions = {"eu-west"}, .labels = {}, .never_remote = false}};
+  out = run(r);
+  ASSERT_FALSE(out.refused);
+  ASSERT_TRUE(out.last.error);
+  EXPECT_EQ(upstream.count("ok"), 4) << "'us' was never tried for it (4: the requests above)";
+
+  // Nothing allowed: refused, naming the policy and why.
+  r = chat("m");
+  r.placement = {{.owner = "org acme", .regions = {}, .labels = {}, .never_remote = true}};
+  out = run(r);
+  ASSERT_TRUE(out.refused);
+  EXPECT_EQ(out.refused->status, 403);
+  EXPECT_EQ(out.refused->code, "placement_policy");
+  EXPECT_NE(out.refused->message.find("org acme's placement policy (never remote)"), std::string::npos) << out.refused->message;
+  EXPECT_NE(out.refused->message.find("'us' is remote (openai)"), std::string::npos) << out.refused->message;
+  // Fallback models obey it too.
+  r = chat("eu-only-broken");
+  r.fallback_models = {"m"};
+  r.placement = {{.owner = "key k2", .regions = {"us-east"}, .labels = {}, .never_remote = false}};
+  EXPECT_EQ(run(r).last.deployment, "us");
+}
+
+TEST(Placement, MatchesRegionsLabelsAndKind) {
+  const DeploymentConfig local{.name = "l", .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {},
+                               .labels = {{"region", "eu-west"}}};
+  const DeploymentConfig adapter{.name = "l:a", .kind = "lora", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}};
+  const DeploymentConfig remote{.name = "r", .kind = "anthropic", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}};
+  const wire::PlacementPolicy local_only{.owner = "org o", .regions = {}, .labels = {}, .never_remote = true};
+  EXPECT_TRUE(placement_allows(local_only, local));
+  EXPECT_TRUE(placement_allows(local_only, adapter)) << "an adapter runs on its local base model";
+  std::string why;
+  EXPECT_FALSE(placement_allows(local_only, remote, &why));
+  EXPECT_EQ(why, "'r' is remote (anthropic)");
+  const wire::PlacementPolicy eu{.owner = "org o", .regions = {"eu-west", "eu-central"}, .labels = {{"tier", "gold"}}, .never_remote = false};
+  EXPECT_FALSE(placement_allows(eu, remote, &why));
+  EXPECT_EQ(why, "'r' is in no stated region");
+  EXPECT_FALSE(placement_allows(eu, local, &why));
+  EXPECT_EQ(why, "'l' has no tier label");
+  EXPECT_EQ(describe_placement(eu), "regions eu-west, eu-central; labels tier=gold");
 }
 
 TEST_F(RouterTest, AnUnhealthyReplicaIsTriedLast) {
