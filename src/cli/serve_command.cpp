@@ -70,6 +70,7 @@ struct ServeOptions {
   std::string otlp_endpoint;
   std::string otlp_service_name;
   std::string console;         // "on", "off"; empty: the config's, else on
+  std::string kv_events_endpoint, kv_events_pod, kv_events_hash_seed;
   double budget_alert = 0.8;
   bool insecure_no_auth = false;
   double drain_timeout_s = 30;
@@ -335,7 +336,12 @@ int serve(const ServeOptions& o) {
   // Each local model is a deployment and a public name of its own (plus its aliases and, once loaded,
   // its file's name); remote deployments likewise; routes name several.
   for (const auto& entry : config->local) {
-    std::shared_ptr<router::LocalModel> model = local_models.add(entry.model);
+    // KV-cache events for every local model: the flags, else the config's `kv_events:`.
+    router::LocalModelConfig model_config = entry.model;
+    model_config.kv_events_endpoint = !o.kv_events_endpoint.empty() ? o.kv_events_endpoint : config->kv_events_endpoint;
+    model_config.kv_events_pod = !o.kv_events_pod.empty() ? o.kv_events_pod : config->kv_events_pod;
+    model_config.kv_events_hash_seed = !o.kv_events_hash_seed.empty() ? o.kv_events_hash_seed : config->kv_events_hash_seed;
+    std::shared_ptr<router::LocalModel> model = local_models.add(std::move(model_config));
     if (entry.model.preload) {
       if (auto loaded = model->load(); !loaded) {
         std::fprintf(stderr, "error: %s\n", loaded.error().message.c_str());
@@ -450,6 +456,10 @@ Runner add_serve_command(CLI::App& app) {
   command->add_option("--otlp-endpoint", o->otlp_endpoint,
                       "Send each request's spans to this OpenTelemetry collector (OTLP over HTTP, e.g. http://127.0.0.1:4318)");
   command->add_option("--otlp-service-name", o->otlp_service_name, "The service.name of the exported spans (default tern)");
+  command->add_option("--kv-events-endpoint", o->kv_events_endpoint,
+                      "Publish KV-cache events (llm-d's format: ZeroMQ, msgpack) to this indexer endpoint, e.g. tcp://127.0.0.1:5557");
+  command->add_option("--kv-events-pod", o->kv_events_pod, "This server's identity in the KV-event topic kv@POD@MODEL (default: the host name)");
+  command->add_option("--kv-events-hash-seed", o->kv_events_hash_seed, "The hash seed the indexer uses (vLLM's PYTHONHASHSEED; default empty)");
   command->add_option("--console", o->console, "The web console at /console and its figures (default on)")->check(CLI::IsMember({"on", "off"}));
   command->add_option("--ledger-retention-days", o->ledger_retention_days, "Delete ledger rows older than this (0: keep everything)")
       ->check(CLI::Range(int64_t{0}, int64_t{36500}));

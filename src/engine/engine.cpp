@@ -86,6 +86,7 @@ Engine::Engine(model::Model& model, EngineConfig config)
   model_.set_max_sequence_length(config_.max_model_len);
   metrics_.set_itl_target(config_.scheduler.itl_target_s, config_.scheduler.itl_target_factor);
   kv_.set_pin_limit(static_cast<int64_t>(std::clamp(config_.max_pinned_fraction, 0.0, 1.0) * static_cast<double>(config_.num_kv_blocks)));
+  kv_.set_observer(config_.kv_observer.get());
   if (config_.kv_disk_store) {
     if (config_.kv_disk_store->payload_bytes() != DiskTier::payload_bytes(cache_->shape()) || !config_.prefix_caching) {
       config_.kv_disk_store.reset();  // opened for another layout, or nothing to look up

@@ -134,6 +134,8 @@ struct EngineConfig {
   /// With SpeculationMethod::kDraft: the draft model (engine_stack.h builds it); run on the engine thread.
   std::shared_ptr<DraftModel> draft_model;
   LogitsObserver logits_observer;  ///< optional
+  /// Told of every block the prefix cache keys and evicts (KV-cache events, observe/kv_events.h); may be null.
+  std::shared_ptr<KvCacheObserver> kv_observer;
 };
 
 enum class SubmitError { kQueueFull, kTooLong, kStopped };

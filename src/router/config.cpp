@@ -385,7 +385,7 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
   try {
     if (auto ok = r.only_keys(root, "", {"server", "models", "deployments", "routes", "memory_budget", "ledger",
                                                 "ledger_retention_days", "keys_db", "request_log", "tracing", "console",
-                                                "metrics_compat", "policies"});
+                                                "metrics_compat", "policies", "kv_events"});
         !ok) {
       return std::unexpected(ok.error());
     }
@@ -427,6 +427,12 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
           (is_org ? out.org_policies : out.key_policies)[name] = std::move(policy);
         }
       }
+    }
+    if (const YAML::Node events = root["kv_events"]; events) {
+      if (auto ok = r.only_keys(events, "kv_events", {"endpoint", "pod", "hash_seed"}); !ok) return std::unexpected(ok.error());
+      TRY_ASSIGN(out.kv_events_endpoint, r.string(events, "kv_events", "endpoint", true));
+      TRY_ASSIGN(out.kv_events_pod, r.string(events, "kv_events", "pod", false));
+      TRY_ASSIGN(out.kv_events_hash_seed, r.string(events, "kv_events", "hash_seed", false));
     }
     if (root["console"]) {
       bool console = true;

@@ -61,6 +61,8 @@ struct GatewayConfig {
   std::string metrics_compat;  ///< "" or "vllm"
   // `policies: {orgs: {NAME: POLICY}, keys: {ID-or-NAME: POLICY}}`: where each tenant's requests may run.
   std::map<std::string, wire::PlacementPolicy> org_policies, key_policies;
+  // `kv_events: {endpoint, pod, hash_seed}`: KV-cache events of every local model (observe/kv_events.h).
+  std::string kv_events_endpoint, kv_events_pod, kv_events_hash_seed;
   // `server:` — flags on the command line win over these.
   std::string host;
   int port = -1;  ///< -1: not set

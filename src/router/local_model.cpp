@@ -14,6 +14,7 @@
 #include "gguf/gguf_file.h"
 #include "model/catalog.h"
 #include "model/config.h"
+#include "observe/kv_events.h"
 #include "util/prometheus.h"
 
 namespace tern::router {
@@ -162,6 +163,13 @@ Result<std::unique_ptr<LocalModel::Loaded>> LocalModel::do_load() {
   options.kv_pin_quota_bytes = config_.kv_pin_quota;
   options.kv_disk_cache = config_.kv_disk_cache;
   options.kv_disk_bytes = config_.kv_disk_bytes;
+  if (!config_.kv_events_endpoint.empty()) {
+    auto publisher = observe::KvEventPublisher::start({.endpoint = config_.kv_events_endpoint, .pod = config_.kv_events_pod,
+                                                       .model = config_.name, .block_size = engine_config.block_size,
+                                                       .hash_seed = config_.kv_events_hash_seed});
+    if (!publisher) return fail("model '{}': {}", config_.name, publisher.error().message);
+    engine_config.kv_observer = *publisher;
+  }
   auto stack = engine::build_engine_stack(std::move(options));
   if (!stack) return fail("model '{}': {}", config_.name, stack.error().message);
   auto loaded = std::make_unique<Loaded>();

@@ -36,6 +36,9 @@ struct LocalModelConfig {
   int64_t max_waiting = 4096;
   bool prefix_caching = true;
   double kv_pin_fraction = 0.5;  ///< most of the KV cache that retention (cache_control, 24h) may pin, all orgs
+  /// KV-cache events (observe/kv_events.h): the indexer's ZeroMQ endpoint (empty: none), this server's
+  /// identity in the topic (empty: the host name) and the hash seed the indexer uses.
+  std::string kv_events_endpoint, kv_events_pod, kv_events_hash_seed;
   int64_t kv_pin_quota = 0;      ///< bytes of pinned KV cache per org; 0: no limit below kv_pin_fraction
   std::string kv_disk_cache;     ///< directory of the KV cache's disk tier; empty: none
   int64_t kv_disk_bytes = int64_t{20} << 30;  ///< its size cap

@@ -99,6 +99,7 @@ int32_t KvManager::pop_free() {
     if (it != cached_.end() && it->second == block) cached_.erase(it);
     b.hashed = false;
     ++stats_.evictions;
+    if (observer_ != nullptr) observer_->on_removed(b.hash);
   }
   return block;
 }
@@ -244,6 +245,7 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
       request.table.push_back(block);
       request.hashes.push_back(h);
       stats_.lower_tier_hits += block_size_;
+      if (observer_ != nullptr) observer_->on_stored(h, parent, block_tokens);  // back in RAM
       ++request.num_lower_tier_hit_blocks;
       return true;
     }
@@ -306,6 +308,7 @@ void KvManager::cache_full_blocks(RequestBlocks& request, std::span<const int32_
     std::copy(block_tokens.begin(), block_tokens.end(), block_tokens_.begin() + block * block_size_);
     cached_.emplace(h, block);
     if (lower_tier_ != nullptr) lower_tier_->store(block, h, parent, block_tokens);
+    if (observer_ != nullptr) observer_->on_stored(h, parent, block_tokens);
   }
 }
 

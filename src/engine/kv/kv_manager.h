@@ -88,6 +88,16 @@ class KvLowerTier {
   virtual bool load(int32_t block, uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) = 0;
 };
 
+/// Sees the prefix cache change (KV-cache events for routers, observe/kv_events.h): a block keyed and
+/// cached, a cached block evicted. Called on the engine thread; must not block.
+class KvCacheObserver {
+ public:
+  virtual ~KvCacheObserver() = default;
+  /// `hash` (after `parent`, 0 for a prompt's first block) now holds `tokens`.
+  virtual void on_stored(uint64_t hash, uint64_t parent, std::span<const int32_t> tokens) = 0;
+  virtual void on_removed(uint64_t hash) = 0;
+};
+
 struct PinStats {
   int64_t pinned_blocks = 0;   ///< now, in use or idle
   int64_t idle_pinned_blocks = 0;  ///< now, held only by their pin
@@ -150,6 +160,8 @@ class KvManager {
 
   /// The tier below RAM (may be null). Not owned.
   void set_lower_tier(KvLowerTier* tier) { lower_tier_ = tier; }
+  /// Told of every block cached and evicted (may be null). Not owned.
+  void set_observer(KvCacheObserver* observer) { observer_ = observer; }
 
   /// Most blocks pinned at once, all owners together (default: half the pool).
   void set_pin_limit(int64_t blocks) { max_pinned_blocks_ = blocks; }
@@ -221,6 +233,7 @@ class KvManager {
   std::unordered_map<uint64_t, int64_t> pinned_by_owner_;
   PinStats pin_stats_;
   KvLowerTier* lower_tier_ = nullptr;
+  KvCacheObserver* observer_ = nullptr;
 };
 
 }  // namespace tern::engine
