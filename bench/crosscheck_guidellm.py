@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Cross-check `tern bench` against an independent client, GuideLLM, on the same endpoint.
 
-Both clients run the same shape of traffic (closed loop at a concurrency, fixed prompt and output token
-counts, chat completions, streaming) against one OpenAI-compatible server, alternating run by run so that
+Both clients run the same shape of traffic (closed loop at a concurrency, or with --rate Poisson
+arrivals at a known rate; fixed prompt and output token counts, chat completions, streaming) against one OpenAI-compatible server, alternating run by run so that
 drift in the server's speed hits both alike. The script prints each figure from both clients and their
 difference; the bar (docs/bench.md, "Cross-check") is agreement within 5 %.
 
     scripts: /tmp/venv/bin/pip install guidellm   (any venv with guidellm 0.8)
     python3 bench/crosscheck_guidellm.py --target http://127.0.0.1:18123 --model fixture \\
         --tokenizer-dir /tmp/smollm2-tokenizer --concurrency 8 --requests 128 --repeats 2
+
+--client-cpus 0 runs both clients under `taskset -c 0`: with the server pinned to other cores
+(`taskset -c 1 build/tests/bench/bench_fixture_server ...`), client and server never share a core.
 
 GuideLLM needs a Hugging Face tokenizer directory to size its synthetic prompts; make one offline from the
 GGUF with transformers: AutoTokenizer.from_pretrained(dir, gguf_file=name).save_pretrained(out).
@@ -23,12 +26,17 @@ import sys
 import tempfile
 
 
+def pinned(args, command):
+    return (["taskset", "-c", args.client_cpus] if args.client_cpus else []) + command
+
+
 def run_tern(args, out_path):
+    load = ["--rate", str(args.rate)] if args.rate else ["--concurrency", str(args.concurrency)]
     command = [args.tern, "bench", "--target", args.target.rstrip("/") + "/v1", "--model", args.model,
-               "--concurrency", str(args.concurrency), "--requests", str(args.requests),
+               *load, "--requests", str(args.requests),
                "--input-tokens", str(args.input_tokens), "--output-tokens", str(args.output_tokens),
                "--api", args.api, "--tokenizer", args.tern_tokenizer, "--json", out_path, "--quiet"]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(pinned(args, command), check=True, stdout=subprocess.DEVNULL)
     with open(out_path) as f:
         result = json.load(f)["results"][0]
     latency = result["latency_ms"]
@@ -52,12 +60,12 @@ def run_guidellm(args, out_path):
                "--backend", f"kind=openai_http,target={args.target.rstrip('/')},model={args.model},"
                             f"request_format=/v1/{'chat/completions' if args.api == 'chat' else 'completions'},"
                             "validate_backend=false",
-               "--profile", f"kind=concurrent,streams={args.concurrency}",
+               "--profile", f"kind=poisson,rate={args.rate}" if args.rate else f"kind=concurrent,streams={args.concurrency}",
                "--data", f"kind=synthetic_text,prompt_tokens={args.input_tokens},output_tokens={args.output_tokens}",
                "--tokenizer", f"kind=hf_auto,model={args.tokenizer_dir}",
                "--constraint", f"kind=max_requests,count={args.requests}",
                "--output", f"kind=json,path={out_path}", "--disable-console"]
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(pinned(args, command), check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(out_path) as f:
         benchmark = json.load(f)["benchmarks"][0]
     metrics = benchmark["metrics"]
@@ -95,6 +103,8 @@ def main():
     parser.add_argument("--api", choices=["chat", "completions"], default="chat",
                         help="completions for servers whose chat template rejects GuideLLM's list-of-parts content")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float, help="open loop: Poisson arrivals per second instead of --concurrency")
+    parser.add_argument("--client-cpus", help="run both clients under taskset -c on these CPUs (e.g. 0)")
     parser.add_argument("--requests", type=int, default=128)
     parser.add_argument("--input-tokens", type=int, default=256)
     parser.add_argument("--output-tokens", type=int, default=64)
@@ -111,7 +121,8 @@ def main():
                 runs[client].append(run_tern(args, out_path) if client == "tern" else run_guidellm(args, out_path))
                 print(f"run {repeat + 1}/{args.repeats} {client}: done", file=sys.stderr)
 
-    print(f"target {args.target}, model {args.model}, {args.api}, concurrency {args.concurrency}, {args.requests} requests, "
+    load = f"Poisson {args.rate:g}/s" if args.rate else f"concurrency {args.concurrency}"
+    print(f"target {args.target}, model {args.model}, {args.api}, {load}, {args.requests} requests, "
           f"{args.input_tokens} -> {args.output_tokens} tokens, median of {args.repeats} run(s) per client")
     print(f"{'figure':<24}{'tern':>12}{'guidellm':>12}{'difference':>12}")
     all_within = True
