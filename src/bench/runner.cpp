@@ -41,7 +41,9 @@ struct ActiveSession {
 /// itself; little enough that building them ahead takes little CPU from a machine that measures.
 size_t lookahead_window(const StageSpec& spec, size_t num_targets) {
   const ArrivalSpec& a = spec.arrival;
-  const double per_second = a.kind == ArrivalSpec::Kind::kRamp ? std::max(a.from_rate, a.to_rate) : a.rate;
+  const double per_second = a.kind == ArrivalSpec::Kind::kRamp     ? std::max(a.from_rate, a.to_rate)
+                            : a.kind == ArrivalSpec::Kind::kReplay ? 64 * a.speedup  // a log's rate varies: a generous guess
+                                                                   : a.rate;
   const double sessions = a.is_open_loop() ? per_second : 2.0 * a.concurrency * static_cast<double>(num_targets);
   return static_cast<size_t>(std::clamp(sessions, 16.0, 8192.0));
 }
@@ -202,9 +204,10 @@ class Runner {
     }
     stage_index_ = stage_index;
     StagePlan& stage = *plan_.stages[stage_index];
-    // The stage's first sessions are built before its clock starts (nothing is in flight between
-    // stages), so its first requests never wait for their prompts.
-    const size_t ready = lookahead_window(stage.spec(), targets_.size());
+    // The stage's first sessions (up to 256: start-up stays well under a second even with a model's
+    // tokenizer) are built before its clock starts (nothing is in flight between stages), so its first
+    // requests never wait for their prompts.
+    const size_t ready = std::min<size_t>(lookahead_window(stage.spec(), targets_.size()), 256);
     if (ready > 0) stage.session(ready - 1);
     stage_start_ = Clock::now();
     result_.stages.push_back({since_epoch_ns(stage_start_), 0});
