@@ -147,11 +147,14 @@ tracing: {{keep: 100, otlp_endpoint: {cls.collector.url}, service_name: tern-e2e
 
     def test_local_request_timeline_matches_its_answer(self):
         prompt = "Count slowly from one to twenty, one number per line. " * 6
+        # Greedy, so that the answer (and its finish reason) is the same on every run.
         stream = self.client.chat.completions.with_raw_response.create(
-            model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=16, stream=True,
+            model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=16, stream=True, temperature=0,
             stream_options={"include_usage": True}, extra_headers={"x-request-id": "trace-local-1", "traceparent": TRACEPARENT})
         self.assertEqual(stream.headers["x-request-id"], "trace-local-1")
-        usage = [c.usage for c in stream.parse() if c.usage][-1]
+        chunks = list(stream.parse())
+        usage = [c.usage for c in chunks if c.usage][-1]
+        finish_reason = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason][-1]
         t = self.trace("trace-local-1")
         names = [e["name"] for e in t["timeline"]]
         for name in ("upstream_attempt", "queued", "cache_lookup", "prefill_chunk", "first_token", "decode", "finished"):
@@ -192,7 +195,7 @@ tracing: {{keep: 100, otlp_endpoint: {cls.collector.url}, service_name: tern-e2e
         self.assertEqual(attr(a, "gen_ai.request.max_tokens"), "16")
         self.assertEqual(attr(a, "gen_ai.usage.input_tokens"), str(usage.prompt_tokens))
         self.assertEqual(attr(a, "gen_ai.usage.output_tokens"), str(usage.completion_tokens))
-        self.assertEqual(attr(a, "gen_ai.response.finish_reasons"), ["length"])
+        self.assertEqual(attr(a, "gen_ai.response.finish_reasons"), [finish_reason])
         start, end = int(root["startTimeUnixNano"]), int(root["endTimeUnixNano"])
         self.assertAlmostEqual((end - start) / 1e6, t["e2e_ms"], delta=0.01)
         self.assertLess(abs(start / 1e9 - time.time()), 120)
