@@ -1,8 +1,8 @@
 #pragma once
 // What the web console (`GET /console`) shows, kept as aggregates so that an open console costs the
 // same under full load as when idle:
-//   - the gateway adds each finished request once (counts, tokens and spend by model, deployment,
-//     key and org: a map update under a mutex, never a scan);
+//   - the gateway adds each finished request once, on the thread that finishes it (counts, tokens and
+//     spend by model, deployment, key and org: a map update under a mutex, never a scan);
 //   - a sampler thread of its own, once a second, reads the engines' and the router's figures (the
 //     same objects /metrics renders) and closes one point of the time series: throughput, TTFT and
 //     inter-token p50 / p99 over the last second (from the engines' histograms, as Grafana's
