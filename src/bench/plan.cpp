@@ -123,6 +123,19 @@ bool StagePlan::is_exhausted() const {
   return exhausted_;
 }
 
+size_t StagePlan::take_turns(size_t wanted) {
+  if (spec_.num_requests <= 0) return wanted;
+  const size_t turns = std::min(wanted, remaining_requests_);
+  remaining_requests_ -= turns;
+  return turns;
+}
+
+double StagePlan::draw_think_ms() {
+  const SessionSpec& sessions = workload_.sessions;
+  if (sessions.think_time_max_ms <= sessions.think_time_ms) return sessions.think_time_ms;
+  return std::uniform_real_distribution<double>(sessions.think_time_ms, sessions.think_time_max_ms)(think_rng_);
+}
+
 bool StagePlan::generate_one(size_t index, PlannedSession& session) {
   session.index = index;
   if (spec_.arrival.kind == ArrivalSpec::Kind::kReplay) {
@@ -154,25 +167,16 @@ bool StagePlan::generate_one(size_t index, PlannedSession& session) {
     const Conversation& conversation = workload_.dataset->conversations[dataset_order_[index % dataset_order_.size()]];
     session.system_text = conversation.system;
     session.system_tokens = conversation.system.empty() ? 0 : builder_.count_tokens(conversation.system);
-    size_t turns_here = conversation.turns.size();
-    if (spec_.num_requests > 0) {
-      turns_here = std::min(turns_here, remaining_requests_);
-      remaining_requests_ -= turns_here;
-    }
+    const size_t turns_here = take_turns(conversation.turns.size());
     if (turns_here == 0) return false;
     if (!workload_.models.empty()) session.model = workload_.models[model_pick_(content_rng_)].model;
-    const SessionSpec& sessions = workload_.sessions;
     for (size_t turn = 0; turn < turns_here; ++turn) {
       const DatasetTurn& source = conversation.turns[turn];
       PlannedTurn planned;
       planned.user_text = source.user;
       planned.user_tokens = builder_.count_tokens(source.user);
       planned.max_tokens = source.output_tokens > 0 ? source.output_tokens : workload_.output_tokens.sample(content_rng_);
-      if (turn > 0) {
-        planned.think_ms = sessions.think_time_max_ms <= sessions.think_time_ms
-                               ? sessions.think_time_ms
-                               : std::uniform_real_distribution<double>(sessions.think_time_ms, sessions.think_time_max_ms)(think_rng_);
-      }
+      if (turn > 0) planned.think_ms = draw_think_ms();
       session.turns.push_back(std::move(planned));
     }
     return true;
@@ -182,22 +186,14 @@ bool StagePlan::generate_one(size_t index, PlannedSession& session) {
   }
   if (!workload_.models.empty()) session.model = workload_.models[model_pick_(content_rng_)].model;
   const SessionSpec& sessions = workload_.sessions;
-  size_t turns_here = static_cast<size_t>(sessions.num_turns);
-  if (spec_.num_requests > 0) {
-    turns_here = std::min(turns_here, remaining_requests_);
-    remaining_requests_ -= turns_here;
-  }
+  const size_t turns_here = take_turns(static_cast<size_t>(sessions.num_turns));
   for (size_t turn = 0; turn < turns_here; ++turn) {
     PlannedTurn planned;
     const int input_tokens = workload_.input_tokens.sample(content_rng_);
     planned.max_tokens = workload_.output_tokens.sample(content_rng_);
     planned.user_text = builder_.build(input_tokens, content_rng_);
     planned.user_tokens = builder_.count_tokens(planned.user_text);
-    if (turn > 0) {
-      planned.think_ms = sessions.think_time_max_ms <= sessions.think_time_ms
-                             ? sessions.think_time_ms
-                             : std::uniform_real_distribution<double>(sessions.think_time_ms, sessions.think_time_max_ms)(think_rng_);
-    }
+    if (turn > 0) planned.think_ms = draw_think_ms();
     session.turns.push_back(std::move(planned));
   }
   return true;

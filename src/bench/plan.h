@@ -88,6 +88,10 @@ class StagePlan {
  private:
   /// Generates the next session into `out` (with generate_mutex_ held); false past the last.
   bool generate_one(size_t index, PlannedSession& out);
+  /// Of `wanted` turns, as many as the stage's request count has left (all without a count).
+  size_t take_turns(size_t wanted);
+  /// The pause before a later turn (its own random stream).
+  double draw_think_ms();
 
   StageSpec spec_;
   const Workload workload_;      // copies: the plan may outlive the caller's

@@ -616,7 +616,11 @@ TEST(CapacitySearch, AnUnboundedEndpointIsALowerBoundAndAnInterruptStops) {
   const CapacityResult stopped = find_max_rate(
       [&calls](double rate) -> std::optional<CapacityProbe> {
         if (++calls == 3) return std::nullopt;
-        return CapacityProbe{.rate = rate, .num_requests = 10, .passed = true};
+        CapacityProbe probe;
+        probe.rate = rate;
+        probe.num_requests = 10;
+        probe.passed = true;
+        return probe;
       },
       {});
   EXPECT_TRUE(stopped.is_interrupted);
@@ -810,7 +814,9 @@ TEST(Dataset, SessionsReplayConversationsInTheSeedsOrder) {
     first_turns.insert(s->turns[0].user_text);
     requests += s->turns.size();
     EXPECT_EQ(s->turns[0].max_tokens, 3) << "the reference's length";
-    if (s->turns.size() > 1) EXPECT_EQ(s->turns[1].user_text, "and then");
+    if (s->turns.size() > 1) {
+      EXPECT_EQ(s->turns[1].user_text, "and then");
+    }
   }
   EXPECT_EQ(requests, 24u);
   EXPECT_EQ(first_turns.size(), 10u) << "every conversation before any repeats";
