@@ -14,6 +14,7 @@
 
 #include "api/gateway.h"
 #include "metering/ledger_writer.h"
+#include "observe/kv_block_index.h"
 #include "observe/live_stats.h"
 #include "observe/otlp_exporter.h"
 #include "observe/request_log.h"
@@ -26,6 +27,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "router/config.h"
 #include "router/local_model.h"
+#include "router/prompt_encoder.h"
 #include "router/router.h"
 #include "util/units.h"
 
@@ -230,7 +232,7 @@ Result<router::GatewayConfig> config_from_flags(const ServeOptions& o) {
     m.loras.push_back(std::move(spec));
   }
   entry.model_where = "-m";
-  entry.deployment = {.name = m.name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}};
+  entry.deployment = {.name = m.name, .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}, .kv_source = {}};
   router::GatewayConfig config;
   config.local.push_back(std::move(entry));
   return config;
@@ -367,8 +369,31 @@ int serve(const ServeOptions& o) {
   }
   for (const auto& entry : config->remote) router.add_model(entry.remote.name, {entry.remote.name}, router::Policy::kPrice);
   for (const auto& route : config->routes) router.add_model(route.name, route.deployments, route.policy, route.aliases);
+  // Replica-aware routing (policy kv-events): the replicas' KV-cache events, and each route's prompt encoder.
+  std::shared_ptr<observe::KvBlockIndex> kv_index;
+  if (!config->kv_events_listen.empty()) {
+    auto index = observe::KvBlockIndex::listen(config->kv_events_listen);
+    if (!index) {
+      std::fprintf(stderr, "error: %s\n", index.error().message.c_str());
+      return 1;
+    }
+    kv_index = std::move(*index);
+    router.set_kv_index(kv_index, config->kv_events_hash_seed);
+    std::fprintf(stderr, "tern serve: receiving replicas' KV-cache events on %s\n", config->kv_events_listen.c_str());
+  }
+  for (const auto& route : config->routes) {
+    if (route.tokenizer.empty()) continue;
+    auto encoder = router::PromptEncoder::load(route.tokenizer, route.chat_template);
+    if (!encoder) {
+      std::fprintf(stderr, "error: routes '%s': tokenizer %s: %s\n", route.name.c_str(), route.tokenizer.c_str(), encoder.error().message.c_str());
+      return 1;
+    }
+    router.set_prompt_encoder(route.name, std::move(*encoder));
+  }
 
-  gateway.set_metrics_source([&local_models] { return local_models.metrics_text(); });
+  gateway.set_metrics_source([&local_models, kv_index] {
+    return local_models.metrics_text() + (kv_index ? observe::kv_index_metrics_text(kv_index->stats()) : std::string());
+  });
   // The console's sampler reads the models and the router: it stops before they go (declared after them).
   std::optional<LiveStatsRun> live_run;
   if (live) live_run.emplace(*live, [&local_models, &router] { return gauge_sample(local_models, router); });

@@ -207,10 +207,10 @@ Result<wire::PlacementPolicy> read_placement(const Reader& r, const YAML::Node& 
 Result<Policy> read_policy(const Reader& r, const YAML::Node& entry, const std::string& at) {
   std::string name;
   TRY_ASSIGN(name, r.string(entry, at, "policy", false, "price"));
-  for (Policy p : {Policy::kPrice, Policy::kLatency, Policy::kLeastOutstanding, Policy::kPrefixAffinity}) {
+  for (Policy p : {Policy::kPrice, Policy::kLatency, Policy::kLeastOutstanding, Policy::kPrefixAffinity, Policy::kRandom, Policy::kKvEvents}) {
     if (policy_name(p) == name) return p;
   }
-  return r.error(entry["policy"], Reader::join(at, "policy"), "must be one of price, latency, least-outstanding, prefix-affinity (got \"{}\")", name);
+  return r.error(entry["policy"], Reader::join(at, "policy"), "must be one of price, latency, least-outstanding, prefix-affinity, random, kv-events (got \"{}\")", name);
 }
 
 /// `speculate:` of a local model: a method name, or {method, max_draft, min_draft, ngram_min, ngram_max,
@@ -319,7 +319,7 @@ Result<LocalModelEntry> read_local(const Reader& r, const YAML::Node& entry, con
 Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const std::string& at) {
   if (auto ok = r.only_keys(entry, at, {"name", "kind", "base_url", "api_key_env", "model", "prices", "max_concurrency", "retries",
                                         "breaker", "timeout", "first_byte_timeout", "default_max_tokens", "max_connections", "health_check",
-                                        "ca_file", "labels"});
+                                        "ca_file", "labels", "kv_events_pod"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -366,6 +366,10 @@ Result<RemoteEntry> read_remote(const Reader& r, const YAML::Node& entry, const 
     c.health_interval = std::chrono::milliseconds(static_cast<int64_t>(interval * 1000));
   }
   TRY_ASSIGN(out.deployment, read_deployment(r, entry, at, c.name, kind, 1));
+  // The replica's --kv-events-pod (default: this deployment's name); its events' topic names the model.
+  std::string pod;
+  TRY_ASSIGN(pod, r.string(entry, at, "kv_events_pod", false, c.name));
+  out.deployment.kv_source = pod + "@" + c.upstream_model;
   return out;
 }
 
@@ -429,8 +433,12 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
       }
     }
     if (const YAML::Node events = root["kv_events"]; events) {
-      if (auto ok = r.only_keys(events, "kv_events", {"endpoint", "pod", "hash_seed"}); !ok) return std::unexpected(ok.error());
-      TRY_ASSIGN(out.kv_events_endpoint, r.string(events, "kv_events", "endpoint", true));
+      if (auto ok = r.only_keys(events, "kv_events", {"endpoint", "pod", "hash_seed", "listen"}); !ok) return std::unexpected(ok.error());
+      TRY_ASSIGN(out.kv_events_endpoint, r.string(events, "kv_events", "endpoint", false));
+      TRY_ASSIGN(out.kv_events_listen, r.string(events, "kv_events", "listen", false));
+      if (out.kv_events_endpoint.empty() && out.kv_events_listen.empty()) {
+        return r.error(events, "kv_events", "needs endpoint (publish this server's events) or listen (receive its replicas'), or both");
+      }
       TRY_ASSIGN(out.kv_events_pod, r.string(events, "kv_events", "pod", false));
       TRY_ASSIGN(out.kv_events_hash_seed, r.string(events, "kv_events", "hash_seed", false));
     }
@@ -493,7 +501,9 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
     for (size_t i = 0; routes && i < routes.size(); ++i) {
       const std::string at = fmt::format("routes[{}]", i);
       const YAML::Node entry = routes[i];
-      if (auto ok = r.only_keys(entry, at, {"name", "deployments", "policy", "aliases"}); !ok) return std::unexpected(ok.error());
+      if (auto ok = r.only_keys(entry, at, {"name", "deployments", "policy", "aliases", "tokenizer", "chat_template"}); !ok) {
+        return std::unexpected(ok.error());
+      }
       RouteEntry route;
       TRY_ASSIGN(route.name, r.string(entry, at, "name", true));
       if (auto ok = claim(entry, at + ".name", route.name); !ok) return std::unexpected(ok.error());
@@ -505,6 +515,20 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
         }
       }
       TRY_ASSIGN(route.policy, read_policy(r, entry, at));
+      TRY_ASSIGN(route.tokenizer, r.string(entry, at, "tokenizer", false));
+      TRY_ASSIGN(route.chat_template, r.string(entry, at, "chat_template", false));
+      if (route.policy == Policy::kKvEvents) {
+        // The prompt must be tokenized as the replicas tokenize it, and their events must arrive.
+        if (route.tokenizer.empty()) {
+          return r.error(entry, at + ".tokenizer", "required with policy kv-events: the replicas' model (alias or .gguf), whose tokenizer and chat template turn a request into the tokens they cache");
+        }
+        if (out.kv_events_listen.empty()) {
+          return r.error(entry["policy"], at + ".policy", "kv-events needs `kv_events: {{listen: tcp://HOST:PORT}}`, where the replicas' --kv-events-endpoint points");
+        }
+      } else if (!route.tokenizer.empty() || !route.chat_template.empty()) {
+        return r.error(entry["tokenizer"] ? entry["tokenizer"] : entry["chat_template"], at + (entry["tokenizer"] ? ".tokenizer" : ".chat_template"),
+                       "only used by policy kv-events");
+      }
       TRY_ASSIGN(route.aliases, r.strings(entry, at, "aliases"));
       for (const auto& alias : route.aliases) {
         if (auto ok = claim(entry["aliases"], at + ".aliases", alias); !ok) return std::unexpected(ok.error());

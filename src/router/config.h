@@ -36,6 +36,8 @@ struct RouteEntry {
   std::vector<std::string> deployments;
   Policy policy = Policy::kPrice;
   std::vector<std::string> aliases;
+  std::string tokenizer;      ///< kv-events: the replicas' model (alias or .gguf) whose tokenizer and template encode prompts
+  std::string chat_template;  ///< kv-events: a Jinja file replacing that model's template (as the replicas' --chat-template)
 };
 
 struct GatewayConfig {
@@ -61,8 +63,9 @@ struct GatewayConfig {
   std::string metrics_compat;  ///< "" or "vllm"
   // `policies: {orgs: {NAME: POLICY}, keys: {ID-or-NAME: POLICY}}`: where each tenant's requests may run.
   std::map<std::string, wire::PlacementPolicy> org_policies, key_policies;
-  // `kv_events: {endpoint, pod, hash_seed}`: KV-cache events of every local model (observe/kv_events.h).
-  std::string kv_events_endpoint, kv_events_pod, kv_events_hash_seed;
+  // `kv_events: {endpoint, pod, hash_seed}`: KV-cache events of every local model (observe/kv_events.h);
+  // `listen`: where this gateway receives its replicas' events (observe/kv_block_index.h, policy kv-events).
+  std::string kv_events_endpoint, kv_events_pod, kv_events_hash_seed, kv_events_listen;
   // `server:` — flags on the command line win over these.
   std::string host;
   int port = -1;  ///< -1: not set

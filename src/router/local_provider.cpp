@@ -6,9 +6,9 @@
 #include <random>
 
 #include "observe/trace.h"
+#include "router/prompt_encoder.h"
 #include "tool_calls/grammar_spec.h"
 #include "tool_calls/parser.h"
-#include "tool_calls/prompt.h"
 
 namespace tern::router {
 namespace {
@@ -65,14 +65,7 @@ std::vector<engine::PinBreakpoint> LocalProvider::pin_breakpoints(const wire::Re
 }
 
 Result<std::vector<int32_t>> LocalProvider::encode_conversation(const wire::Request& request, const nlohmann::ordered_json& messages) const {
-  const bool has_tool_history = std::any_of(messages.begin(), messages.end(), [](const nlohmann::ordered_json& m) {
-    return m.contains("tool_calls") || m.value("role", std::string()) == "tool";
-  });
-  if (!request.wants_tools() && !has_tool_history) return chat::encode_chat(*chat_template_, model_.tokenizer(), messages);
-  std::span<const wire::ToolDefinition> offered;
-  if (request.wants_tools()) offered = request.tools;
-  const auto input = tool_calls::template_input(tool_format_, messages, offered);
-  return chat::encode_chat(*chat_template_, model_.tokenizer(), input.messages, input.tools);
+  return router::encode_conversation(*chat_template_, model_.tokenizer(), tool_format_, request, messages);
 }
 
 engine::GrammarCompiler& LocalProvider::grammars() const {

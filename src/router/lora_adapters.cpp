@@ -56,7 +56,7 @@ Result<void> LoraAdapters::route(const Base& base, const std::string& name) {
   const std::string deployment = base_name + ":" + name;
   if (!router_.has_deployment(deployment)) {
     router_.add_deployment({.name = deployment, .kind = "lora", .prices = base.prices, .max_concurrency = 0, .retries = 0, .breaker = {},
-                            .labels = base.labels},
+                            .labels = base.labels, .kv_source = {}},
                            std::make_shared<AdapterProvider>(base.model, name, cold_loads_));
   }
   router_.add_model(name, {deployment}, Policy::kLeastOutstanding, {}, base.model->max_model_len(), base_name);

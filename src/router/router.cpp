@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "observe/kv_events.h"
 #include "observe/trace.h"
 
 namespace tern::router {
@@ -66,6 +67,8 @@ std::string_view policy_name(Policy policy) {
     case Policy::kLatency: return "latency";
     case Policy::kLeastOutstanding: return "least-outstanding";
     case Policy::kPrefixAffinity: return "prefix-affinity";
+    case Policy::kRandom: return "random";
+    case Policy::kKvEvents: return "kv-events";
   }
   return "?";
 }
@@ -144,6 +147,7 @@ struct Router::ModelRoute {
   std::vector<Deployment*> deployments;
   Policy policy = Policy::kPrice;
   int64_t max_model_len = 0;
+  std::shared_ptr<const PromptEncoder> encoder;  // the kv-events policy: the prompt as its replicas tokenize it
 };
 
 struct Router::Timers {
@@ -395,6 +399,20 @@ void Router::add_model(std::string name, std::vector<std::string> deployments, P
   model_list_.push_back(std::move(route));
 }
 
+void Router::set_kv_index(std::shared_ptr<const observe::KvBlockIndex> index, std::string hash_seed) {
+  std::unique_lock table(table_mutex_);
+  kv_index_ = std::move(index);
+  kv_root_hash_ = observe::kv_event_root_hash(hash_seed);
+}
+
+bool Router::set_prompt_encoder(const std::string& model, std::shared_ptr<const PromptEncoder> encoder) {
+  std::unique_lock table(table_mutex_);
+  auto it = models_.find(model);
+  if (it == models_.end()) return false;
+  it->second->encoder = std::move(encoder);
+  return true;
+}
+
 bool Router::add_unlisted_alias(const std::string& model, const std::string& alias) {
   std::unique_lock table(table_mutex_);
   auto it = models_.find(model);
@@ -548,16 +566,14 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
       std::stable_sort(list.begin(), list.end(), [](Deployment* a, Deployment* b) { return a->itl() < b->itl(); });
     } else if (sort == "least-outstanding") {
       std::stable_sort(list.begin(), list.end(), [](Deployment* a, Deployment* b) { return a->outstanding.load() < b->outstanding.load(); });
-    } else if (sort == "prefix-affinity" && !list.empty()) {
-      // Rendezvous hashing of the prompt's start: a repeated prefix lands on the same deployment (whose
-      // prefix cache has it) unless that one is loaded well above the mean (the load bound).
-      // OpenAI's prompt_cache_key, when given, groups requests instead of their first bytes.
-      const std::string text = !request.prompt_cache_key.empty() ? "key:" + request.prompt_cache_key
-                               : request.kind == wire::RequestKind::kChat ? request.messages.dump()
-                                                                         : request.prompt.value_or("");
-      const std::string_view prefix = std::string_view(text).substr(0, 256);
-      auto score = [&](Deployment* d) { return std::hash<std::string>{}(std::string(prefix) + '\0' + d->config.name); };
-      std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) { return score(a) > score(b); });
+    } else if ((sort == "prefix-affinity" || sort == "kv-events" || sort == "random") && !list.empty()) {
+      if (sort == "random") {
+        thread_local std::mt19937_64 rng{std::random_device{}()};
+        std::shuffle(list.begin(), list.end(), rng);
+      } else {
+        order_by_prefix(request, route, sort == "kv-events", list);
+      }
+      // The load bound: a deployment loaded well above the mean goes after the others.
       double mean = 0;
       for (Deployment* d : list) mean += static_cast<double>(d->outstanding.load());
       mean /= static_cast<double>(list.size());
@@ -585,6 +601,37 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
                 .type = "invalid_request_error", .param = "provider", .code = "no_deployment", .is_retryable = false, .retry_after = {}};
   }
   return out;
+}
+
+void Router::order_by_prefix(const wire::Request& request, const ModelRoute& route, bool use_kv_events, std::vector<Deployment*>& list) const {
+  // Rendezvous hashing of the prompt's start: a repeated prefix lands on the same deployment (whose
+  // prefix cache has it). OpenAI's prompt_cache_key, when given, groups requests instead of their
+  // first bytes. For kv-events this only breaks ties (a prefix no replica holds yet, or held by two).
+  const std::string text = !request.prompt_cache_key.empty() ? "key:" + request.prompt_cache_key
+                           : request.kind == wire::RequestKind::kChat ? request.messages.dump()
+                                                                     : request.prompt.value_or("");
+  const std::string_view prefix = std::string_view(text).substr(0, 256);
+  std::map<Deployment*, uint64_t> rendezvous;
+  for (Deployment* d : list) rendezvous[d] = std::hash<std::string>{}(std::string(prefix) + '\0' + d->config.name);
+  std::map<Deployment*, int64_t> matched;  // kv-events: leading blocks of the prompt each replica holds
+  if (use_kv_events && route.encoder && kv_index_) {
+    if (auto tokens = route.encoder->encode(request)) {
+      std::map<int64_t, std::vector<uint64_t>> chains;  // by block size (replicas may differ)
+      for (Deployment* d : list) {
+        if (d->config.kv_source.empty()) continue;
+        const int64_t block_size = kv_index_->block_size(d->config.kv_source);
+        if (block_size <= 0) continue;
+        auto chain = chains.find(block_size);
+        if (chain == chains.end()) chain = chains.emplace(block_size, observe::kv_event_block_chain(*tokens, block_size, kv_root_hash_)).first;
+        matched[d] = kv_index_->matched_blocks(d->config.kv_source, chain->second) * block_size;
+      }
+    }
+  }
+  std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) {
+    const int64_t ma = matched.contains(a) ? matched[a] : 0, mb = matched.contains(b) ? matched[b] : 0;
+    if (ma != mb) return ma > mb;
+    return rendezvous[a] > rendezvous[b];
+  });
 }
 
 double Router::max_cost_usd(const wire::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const {

@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "metering/token_cost.h"
+#include "observe/kv_block_index.h"
+#include "router/prompt_encoder.h"
 #include "router/provider.h"
 
 namespace tern::router {
@@ -38,7 +40,11 @@ using Prices = metering::TokenPrices;
 /// of the prompt (cached_input defaults to input when a deployment states no cached price).
 double call_cost_usd(const Prices& prices, const wire::Usage& usage);
 
-enum class Policy { kPrice, kLatency, kLeastOutstanding, kPrefixAffinity };
+/// How a model's deployments are ordered: cheapest first; lowest time to first token; fewest requests in
+/// flight; a hash of the prompt's start (a repeated prefix lands where it was cached); at random; the
+/// replica whose KV-cache events say it holds most of the prompt (ties: as prefix-affinity). The last
+/// two bound load as prefix-affinity does: a deployment far above the mean goes last.
+enum class Policy { kPrice, kLatency, kLeastOutstanding, kPrefixAffinity, kRandom, kKvEvents };
 std::string_view policy_name(Policy policy);
 
 struct BreakerConfig {
@@ -55,6 +61,8 @@ struct DeploymentConfig {
   int retries = 1;              ///< extra attempts on the same deployment before falling back
   BreakerConfig breaker;
   std::map<std::string, std::string> labels;  ///< `region`, `compliance`, any key/value: what placement policies match
+  /// "POD@MODEL": the KV-event source describing this deployment's cache (the kv-events policy); empty: none.
+  std::string kv_source;
 };
 
 /// Whether `policy` lets a request run on `deployment`; if not, why (for the refusal).
@@ -100,6 +108,11 @@ class Router {
   /// Another name for `model` that routes like it but is not listed (a local model's file name);
   /// false if `model` is unknown or `alias` taken.
   bool add_unlisted_alias(const std::string& model, const std::string& alias);
+  /// The kv-events policy's inputs: what each replica's cache holds (deployments name their source in
+  /// DeploymentConfig::kv_source) and the hash seed the replicas hash with.
+  void set_kv_index(std::shared_ptr<const observe::KvBlockIndex> index, std::string hash_seed);
+  /// How `model`'s requests become the tokens its replicas see (the kv-events policy); false if unknown.
+  bool set_prompt_encoder(const std::string& model, std::shared_ptr<const PromptEncoder> encoder);
   /// Removes a public name and its aliases (requests for it get 404 from now on); false if unknown.
   bool remove_model(const std::string& name);
 
@@ -127,11 +140,15 @@ class Router {
 
  private:
   std::vector<std::pair<Deployment*, std::string>> candidates(const wire::Request& request, wire::ApiError& why_none) const;
+  /// prefix-affinity and kv-events: the deployments most likely to hold the prompt's prefix first.
+  void order_by_prefix(const wire::Request& request, const ModelRoute& route, bool use_kv_events, std::vector<Deployment*>& list) const;
 
   mutable std::shared_mutex table_mutex_;  // guards the three tables below
   std::map<std::string, std::unique_ptr<Deployment>> deployments_;
   std::map<std::string, std::shared_ptr<ModelRoute>> models_;  // by name and by alias
   std::vector<std::shared_ptr<ModelRoute>> model_list_;
+  std::shared_ptr<const observe::KvBlockIndex> kv_index_;
+  uint64_t kv_root_hash_ = 0;
   struct Timers;
   std::unique_ptr<Timers> timers_;
 };

@@ -79,7 +79,7 @@ class RouterTest : public ::testing::Test {
     auto provider = make_remote_provider(remote);
     ASSERT_TRUE(provider) << provider.error().message;
     DeploymentConfig d{.name = name, .kind = kind == RemoteKind::kOpenAi ? "openai" : "anthropic", .prices = prices,
-                       .max_concurrency = 0, .retries = retries, .breaker = {}, .labels = std::move(labels)};
+                       .max_concurrency = 0, .retries = retries, .breaker = {}, .labels = std::move(labels), .kv_source = {}};
     d.breaker.failures_to_open = breaker_failures;
     router.add_deployment(d, std::move(*provider));
   }
@@ -377,9 +377,9 @@ TEST_F(RouterTest, PlacementPoliciesKeepRequestsWhereTheirTenantMayRun) {
 
 TEST(Placement, MatchesRegionsLabelsAndKind) {
   const DeploymentConfig local{.name = "l", .kind = "local", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {},
-                               .labels = {{"region", "eu-west"}}};
-  const DeploymentConfig adapter{.name = "l:a", .kind = "lora", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}};
-  const DeploymentConfig remote{.name = "r", .kind = "anthropic", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}};
+                               .labels = {{"region", "eu-west"}}, .kv_source = {}};
+  const DeploymentConfig adapter{.name = "l:a", .kind = "lora", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}, .kv_source = {}};
+  const DeploymentConfig remote{.name = "r", .kind = "anthropic", .prices = {}, .max_concurrency = 0, .retries = 0, .breaker = {}, .labels = {}, .kv_source = {}};
   const wire::PlacementPolicy local_only{.owner = "org o", .regions = {}, .labels = {}, .never_remote = true};
   EXPECT_TRUE(placement_allows(local_only, local));
   EXPECT_TRUE(placement_allows(local_only, adapter)) << "an adapter runs on its local base model";
