@@ -75,6 +75,10 @@ Result<std::unique_ptr<KvBlockIndex>> KvBlockIndex::listen(const std::string& en
   if (zmq_bind(index->socket_, endpoint.c_str()) != 0) {
     return fail("kv_events.listen {}: {}", endpoint, zmq_strerror(zmq_errno()));
   }
+  char bound[256] = {};
+  size_t bound_size = sizeof bound;
+  zmq_getsockopt(index->socket_, ZMQ_LAST_ENDPOINT, bound, &bound_size);
+  index->endpoint_ = bound;
   KvBlockIndex* self = index.get();
   index->thread_ = std::thread([self] { self->run(); });
   return index;

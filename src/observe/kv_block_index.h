@@ -58,6 +58,8 @@ class KvBlockIndex {
   KvBlockIndex(const KvBlockIndex&) = delete;
   KvBlockIndex& operator=(const KvBlockIndex&) = delete;
 
+  /// The endpoint bound (a tcp://HOST:* port resolved), empty without a socket.
+  const std::string& endpoint() const { return endpoint_; }
   /// Leading blocks of `chain` that `source` ("POD@MODEL") holds: the prefix a request would find cached.
   int64_t matched_blocks(const std::string& source, std::span<const uint64_t> chain) const;
   /// The block size `source`'s events declare; 0 before its first BlockStored.
@@ -80,6 +82,7 @@ class KvBlockIndex {
   mutable std::shared_mutex mutex_;
   std::map<std::string, Source, std::less<>> sources_;
   KvBlockIndexStats stats_;
+  std::string endpoint_;
   void* context_ = nullptr;
   void* socket_ = nullptr;
   std::atomic<bool> stopping_{false};

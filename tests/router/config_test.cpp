@@ -141,8 +141,8 @@ TEST(GatewayConfig, MistakesNameTheFileLineAndKey) {
             "t.yaml:3:5: models[1].name: the name \"x\" is used twice (models, deployments and routes share one namespace)");
   EXPECT_EQ(refused("models:\n  - model: x\nroutes:\n  - name: r\n    deployments: [x, y]\n"),
             "t.yaml:5:18: routes[0].deployments: \"y\" is not a model or deployment defined in this file");
-  EXPECT_EQ(refused("models:\n  - model: x\nroutes:\n  - name: r\n    deployments: [x]\n    policy: random\n"),
-            "t.yaml:6:13: routes[0].policy: must be one of price, latency, least-outstanding, prefix-affinity (got \"random\")");
+  EXPECT_EQ(refused("models:\n  - model: x\nroutes:\n  - name: r\n    deployments: [x]\n    policy: roundrobin\n"),
+            "t.yaml:6:13: routes[0].policy: must be one of price, latency, least-outstanding, prefix-affinity, random, kv-events (got \"roundrobin\")");
   EXPECT_EQ(refused("modles: []\n").substr(0, 28), "t.yaml:1:1: modles: unknown ");
   EXPECT_EQ(refused("models: {a: 1}\n"), "t.yaml:1:9: models: must be a list");
   EXPECT_EQ(refused(""), "t.yaml: the file is empty");
@@ -188,6 +188,32 @@ metrics_compat: vllm
   EXPECT_NE(refused("models:\n  - model: x\n    labels: [eu]\n").find("models[0].labels: must be a mapping"), std::string::npos);
   EXPECT_NE(refused("metrics_compat: prometheus\n").find("metrics_compat: expected \"vllm\""), std::string::npos);
   EXPECT_NE(refused("tracing: {keep: -1}\n").find("tracing.keep"), std::string::npos);
+}
+
+TEST(GatewayConfig, ReplicaRoutingOnKvEvents) {
+  const std::string replicas = R"(deployments:
+  - {name: r1, kind: openai, base_url: "http://10.0.0.1:8000/v1", model: smol}
+  - {name: r2, kind: openai, base_url: "http://10.0.0.2:8000/v1", model: smol, kv_events_pod: pod-b}
+)";
+  auto c = parse_gateway_config("kv_events: {listen: \"tcp://0.0.0.0:5557\", hash_seed: s}\n" + replicas +
+                                "routes:\n  - {name: m, deployments: [r1, r2], policy: kv-events, tokenizer: smollm2-135m}\n"
+                                "  - {name: n, deployments: [r1, r2], policy: random}\n", "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->kv_events_listen, "tcp://0.0.0.0:5557");
+  EXPECT_EQ(c->kv_events_hash_seed, "s");
+  EXPECT_EQ(c->remote[0].deployment.kv_source, "r1@smol") << "the pod defaults to the deployment's name";
+  EXPECT_EQ(c->remote[1].deployment.kv_source, "pod-b@smol");
+  EXPECT_EQ(c->routes[0].policy, Policy::kKvEvents);
+  EXPECT_EQ(c->routes[0].tokenizer, "smollm2-135m");
+  EXPECT_EQ(c->routes[1].policy, Policy::kRandom);
+
+  EXPECT_NE(refused("kv_events: {listen: \"tcp://0.0.0.0:5557\"}\n" + replicas + "routes:\n  - {name: m, deployments: [r1, r2], policy: kv-events}\n")
+                .find("routes[0].tokenizer: required with policy kv-events"), std::string::npos);
+  EXPECT_NE(refused(replicas + "routes:\n  - {name: m, deployments: [r1, r2], policy: kv-events, tokenizer: x}\n")
+                .find("routes[0].policy: kv-events needs `kv_events: {listen"), std::string::npos);
+  EXPECT_NE(refused(replicas + "routes:\n  - {name: m, deployments: [r1, r2], tokenizer: x}\n").find("routes[0].tokenizer: only used by policy kv-events"),
+            std::string::npos);
+  EXPECT_NE(refused("kv_events: {hash_seed: x}\n" + replicas).find("kv_events: needs endpoint"), std::string::npos);
 }
 
 TEST(GatewayConfig, SpeculateTakesAMethodOrItsSettings) {
