@@ -5,11 +5,11 @@ prefix-affinity and kv-events (the replicas publish their KV-cache events to the
 multi-tenant shared-prefix workload: 32 system prompts of 2,048 tokens chosen by Zipf (s = 1), each
 request one of them plus 64 tokens of its own, 32 tokens out, a closed loop of 8 streams.
 
-    python3 bench/replica_routing.py [--requests 240] [--concurrency 8] [--kv-cache-memory 640M] [--rounds 1]
+    python3 bench/replica_routing.py [--requests 480] [--concurrency 8] [--kv-cache-memory 1G] [--rounds 1]
 
 Each policy starts from fresh replicas (empty caches), so every policy pays its own cold misses. Each
-replica's KV cache holds 14 of the 32 prompts: routing that keeps a tenant on one replica needs about
-half of them per replica (the popular ones always fit), random routing all of them on both. Reported per policy: throughput
+replica's KV cache holds about 20 of the 32 prompts: routing that keeps a tenant on one replica needs
+half of them per replica, which fit; random routing needs all of them on both, which do not. Reported per policy: throughput
 (requests/s, output tokens/s), TTFT p50/p99, the share of prompt tokens served from cache. Target (issue
 "Beyond one machine"): kv-events or prefix-affinity >= 1.8x random's throughput with a lower TTFT p99.
 Writes --out/summary.json.
@@ -76,10 +76,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tern", default=os.path.join(ROOT, "build/tern"))
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--requests", type=int, default=240)
+    p.add_argument("--requests", type=int, default=480)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--zipf", type=float, default=1.0)
-    p.add_argument("--kv-cache-memory", default="640M", help="per replica (640M: 29,100 SmolLM2 tokens, 14 of the 32 prompts)")
+    p.add_argument("--kv-cache-memory", default="1G", help="per replica (1G: 46,600 SmolLM2 tokens, about 20 of the 32 prompts)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--out", default=os.path.join(ROOT, "build/replica-routing"))

@@ -9,7 +9,8 @@ replicas behind the Ray Serve ingress.
   and brings the replica back with a new tern;
 - scaled down to one replica while a stream is in flight: the stream finishes (drain), and the
   removed replica's tern exits on SIGTERM;
-- the autoscaling policy sizes the deployment from tern's queue as the replicas report it.
+- autoscaled (1 to 2 replicas, 2 queued requests per replica), six concurrent clients fill tern's
+  queue, which the replica reports, and the policy adds the second replica; its arithmetic alone too.
 
     python tests/api/ray_serve_test.py --tern build/tern [-v]
 
@@ -56,8 +57,10 @@ def free_port():
 class RayServe(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # The Serve controller imports tern_ray (the autoscaling policy): the checkout's package on every worker's path.
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.path.join(ROOT, "python", "tern_ray")}})
+                 runtime_env={"env_vars": {"PYTHONPATH": os.path.join(ROOT, "python", "tern_ray"),
+                                           "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5"}})
         cls.port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": cls.port})
         cls.deploy(2)
@@ -75,9 +78,11 @@ class RayServe(unittest.TestCase):
         serve.shutdown()
         ray.shutdown()
 
-    def chat(self, text, max_tokens=8):
+    def chat(self, text, max_tokens=8, attempts=None):
         raw = self.openai.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "user", "content": text}], max_tokens=max_tokens, temperature=0)
+        if attempts is not None:
+            attempts.append(int(raw.headers.get("x-tern-attempts", "1")))
         return raw.headers.get("x-tern-replica"), raw.parse()
 
     def test_1_both_replicas_answer_both_apis(self):
@@ -101,12 +106,12 @@ class RayServe(unittest.TestCase):
     def test_2_a_killed_replica_loses_no_request_and_comes_back(self):
         before = tern_pids()
         self.assertEqual(len(before), 2, before)
-        results, errors = [], []
+        results, errors, attempts = [], [], []
 
         def client(n):
             for i in range(n):
                 try:
-                    results.append(self.chat(f"Request {i}: say yes.", max_tokens=4)[1].choices[0].finish_reason)
+                    results.append(self.chat(f"Request {i}: say yes.", max_tokens=4, attempts=attempts)[1].choices[0].finish_reason)
                 except Exception as e:  # noqa: BLE001 - counted, asserted below
                     errors.append(repr(e))
 
@@ -119,6 +124,7 @@ class RayServe(unittest.TestCase):
             t.join(120)
         self.assertEqual(errors, [], "no request lost: those on the dead replica were retried")
         self.assertEqual(len(results), 18)
+        self.assertGreater(max(attempts), 1, "some requests met the dead replica and were answered by the other")
         # Ray's health check notices and replaces the replica: two tern processes again, one new.
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -159,18 +165,52 @@ class RayServe(unittest.TestCase):
         self.assertEqual(len(tern_pids()), 1, "the removed replica's tern exited")
         self.deploy(2)
 
+    def test_5_autoscales_on_terns_queue(self):
+        # One replica at least, two at most, two queued requests per replica: six long streams at once
+        # put six in tern's queue, which the replica reports, and the policy asks for a second replica.
+        serve.run(tern_app.build_app(model=MODEL, tern=TERN, threads=1, drain_timeout_s=20,
+                                     extra_args=["--context", "1024", "--kv-cache-memory", "64M"],
+                                     autoscale={"min_replicas": 1, "max_replicas": 2, "target_queue": 2, "upscale_delay_s": 1,
+                                                "look_back_period_s": 2}),
+                  name="tern", route_prefix="/")
+        deadline = time.time() + 60
+        while time.time() < deadline and len(tern_pids()) != 1:
+            time.sleep(0.5)
+        self.assertEqual(len(tern_pids()), 1, "starts at min_replicas")
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    self.chat("Write a long story.", max_tokens=64)
+                except Exception:  # noqa: BLE001 - load only
+                    pass
+
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.time() + 90
+            while time.time() < deadline and len(tern_pids()) < 2:
+                time.sleep(0.5)
+            self.assertEqual(len(tern_pids()), 2, "scaled up on tern's queue")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+
     def test_4_queue_length_policy(self):
         class Ctx:
             capacity_adjusted_min_replicas = 1
             capacity_adjusted_max_replicas = 4
-            config = {"target_queue": 4}
 
             def __init__(self, queues):
                 self.aggregated_metrics = {"tern_queue": dict(enumerate(queues))}
 
-        self.assertEqual(tern_app.queue_length_policy(Ctx([0, 0]))[0], 1)
-        self.assertEqual(tern_app.queue_length_policy(Ctx([5, 6]))[0], 3)
-        self.assertEqual(tern_app.queue_length_policy(Ctx([40, 40]))[0], 4)
+        policy = tern_app.QueueLengthPolicy(target_queue=4)
+        self.assertEqual(policy(Ctx([0, 0]))[0], 1)
+        self.assertEqual(policy(Ctx([5, 6]))[0], 3)
+        self.assertEqual(policy(Ctx([40, 40]))[0], 4)
         self.assertEqual(tern_app.queue_requests("tern:num_requests_running{model=\"m\"} 3\ntern:num_requests_waiting{model=\"m\"} 2\n"), 5)
 
 

@@ -5,6 +5,6 @@
 
 or `python -m tern_ray --model smollm2-135m --replicas 2 --port 8000`. See docs/ray.md.
 """
-from tern_ray.app import TernIngress, TernReplica, build_app, queue_length_policy
+from tern_ray.app import TernIngress, TernReplica, build_app, QueueLengthPolicy
 
-__all__ = ["TernIngress", "TernReplica", "build_app", "queue_length_policy"]
+__all__ = ["TernIngress", "TernReplica", "build_app", "QueueLengthPolicy"]

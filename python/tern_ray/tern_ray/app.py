@@ -15,9 +15,10 @@ replica, and retries on another one a request that failed before its answer star
   (tern killed, a connection refused, 503 while draining) is sent again, to whichever replica Ray
   picks; once the answer has started it is never retried (the client would see two answers).
 - Autoscaling: each replica reports tern's own queue (requests running + waiting, from its /metrics)
-  as a custom metric; queue_length_policy keeps their total per replica near a target.
+  as a custom metric; QueueLengthPolicy keeps their total per replica near a target.
 """
 import asyncio
+import logging
 import math
 import os
 import re
@@ -37,6 +38,9 @@ from ray import serve
 _HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host",
                 "content-length"}
 _QUEUE_METRICS = re.compile(r"^tern:num_requests_(running|waiting)(?:\{[^}]*\})? ([0-9.eE+-]+)$", re.M)
+
+
+logger = logging.getLogger("ray.serve")
 
 
 class ReplicaUnavailable(RuntimeError):
@@ -111,13 +115,14 @@ class TernReplica:
         bytes as they come. Raises ReplicaUnavailable before the first yield if tern cannot answer."""
         if self.session is None:
             self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        if self.proc.poll() is not None:
+            self._die()
         try:
             response = await self.session.request(method, self.url + path, headers=headers, data=body)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            if self.proc.poll() is not None:
+                self._die()
             raise ReplicaUnavailable(f"replica {self.replica_id}: {type(e).__name__}: {e}") from None
-        if response.status == 503 and self.proc.poll() is not None:
-            response.release()
-            raise ReplicaUnavailable(f"replica {self.replica_id}: tern exited")
         if response.status == 503 and "draining" in (await response.text()).lower():
             raise ReplicaUnavailable(f"replica {self.replica_id}: draining")
         out_headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS]
@@ -128,6 +133,13 @@ class TernReplica:
                 yield chunk
         finally:
             response.release()
+
+    def _die(self):
+        """tern is gone: this replica can answer nothing. Its actor exits (right after this request's
+        error is sent) so that Ray stops routing to it at once and starts a new one, instead of the
+        idle-looking dead replica drawing every request until the next health check."""
+        asyncio.get_running_loop().call_later(0.1, os._exit, 1)
+        raise ReplicaUnavailable(f"replica {self.replica_id}: tern serve exited with status {self.proc.returncode}")
 
     def __del__(self):
         # Ray Serve's shutdown of this replica (scale-down, redeploy): tern drains what is left.
@@ -147,7 +159,7 @@ _ingress_app = FastAPI(title="tern on Ray Serve", docs_url=None, redoc_url=None,
 @serve.deployment
 @serve.ingress(_ingress_app)
 class TernIngress:
-    def __init__(self, replicas, retries=3):
+    def __init__(self, replicas, retries=4):
         self.replicas = replicas.options(stream=True)
         self.retries = retries
 
@@ -163,46 +175,54 @@ class TernIngress:
                 head = await stream.__anext__()
             except Exception as e:  # the replica died or could not answer: nothing reached the client yet
                 failures.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await asyncio.sleep(0.25 * 2 ** attempt)  # 0.25 .. 2 s: past a health check, Ray has replaced a dead replica
                 continue
-            return StreamingResponse(_rest(stream), status_code=head["status"], headers=dict(head["headers"]))
+            headers = dict(head["headers"])
+            if failures:  # say so: the client's answer came from a second (or later) replica
+                headers["x-tern-attempts"] = str(attempt + 1)
+                logger.warning("%s %s answered on attempt %d after: %s", request.method, target, attempt + 1, "; ".join(failures))
+            return StreamingResponse(self._rest(stream), status_code=head["status"], headers=headers)
         return JSONResponse(status_code=503, content={"error": {
             "message": f"no tern replica could answer after {self.retries + 1} attempts: {'; '.join(failures)}",
             "type": "server_error", "code": "replicas_unavailable"}})
 
+    @staticmethod
+    async def _rest(stream):
+        async for chunk in stream:
+            yield chunk
 
-async def _rest(stream):
-    async for chunk in stream:
-        yield chunk
 
-
-def queue_length_policy(ctx):
+class QueueLengthPolicy:
     """A Ray Serve custom autoscaling policy: as many replicas as keep tern's queue (running + waiting,
-    reported by each replica) near `target_queue` per replica, within the configured bounds."""
-    config = ctx.config or {}
-    target = float(config.get("target_queue", 4)) if isinstance(config, dict) else 4.0
-    metrics = ctx.aggregated_metrics() if callable(ctx.aggregated_metrics) else (ctx.aggregated_metrics or {})
-    queue = sum((metrics.get("tern_queue") or {}).values())
-    wanted = math.ceil(queue / target) if queue > 0 else ctx.capacity_adjusted_min_replicas
-    return max(ctx.capacity_adjusted_min_replicas, min(ctx.capacity_adjusted_max_replicas, wanted)), {}
+    reported by each replica) near `target_queue` per replica, within the configured bounds. Ray
+    instantiates it once with the policy's kwargs and calls it every autoscaling tick."""
+
+    def __init__(self, target_queue=4.0):
+        self.target_queue = float(target_queue)
+
+    def __call__(self, ctx):
+        metrics = ctx.aggregated_metrics() if callable(ctx.aggregated_metrics) else (ctx.aggregated_metrics or {})
+        queue = sum((metrics.get("tern_queue") or {}).values())
+        wanted = math.ceil(queue / self.target_queue) if queue > 0 else ctx.capacity_adjusted_min_replicas
+        return max(ctx.capacity_adjusted_min_replicas, min(ctx.capacity_adjusted_max_replicas, wanted)), {}
 
 
 def build_app(model="smollm2-135m", tern="tern", replicas=2, threads=1, extra_args=(), drain_timeout_s=30.0,
-              autoscale=None, retries=3):
+              autoscale=None, retries=4):
     """The application: `replicas` TernReplicas (or, with autoscale={"min_replicas", "max_replicas",
-    "target_queue"}, as many as queue_length_policy asks for) behind a TernIngress."""
+    "target_queue"}, as many as QueueLengthPolicy asks for; tern_ray must be importable where the
+    Serve controller runs) behind a TernIngress."""
     options = {"ray_actor_options": {"num_cpus": threads}, "graceful_shutdown_timeout_s": drain_timeout_s + 10,
                "max_ongoing_requests": 256}
     if autoscale:
         from ray.serve.config import AutoscalingConfig, AutoscalingPolicy
+        timing = {key: autoscale[key] for key in ("metrics_interval_s", "look_back_period_s", "upscale_delay_s", "downscale_delay_s")
+                  if key in autoscale}  # else Ray's defaults
         options["autoscaling_config"] = AutoscalingConfig(
             min_replicas=autoscale.get("min_replicas", 1), max_replicas=autoscale.get("max_replicas", 4),
-            initial_replicas=autoscale.get("initial_replicas", autoscale.get("min_replicas", 1)),
-            metrics_interval_s=autoscale.get("metrics_interval_s", 2), look_back_period_s=autoscale.get("look_back_period_s", 10),
-            upscale_delay_s=autoscale.get("upscale_delay_s", 5), downscale_delay_s=autoscale.get("downscale_delay_s", 60),
-            policy=AutoscalingPolicy(policy_function=queue_length_policy,
-                                     policy_kwargs={} if False else None) if False else
-            AutoscalingPolicy(policy_function=queue_length_policy))
+            initial_replicas=autoscale.get("initial_replicas", autoscale.get("min_replicas", 1)), **timing,
+            policy=AutoscalingPolicy(policy_function="tern_ray.app:QueueLengthPolicy",
+                                     policy_kwargs={"target_queue": float(autoscale.get("target_queue", 4))}))
     else:
         options["num_replicas"] = replicas
     replica = TernReplica.options(**options).bind(tern, ["--model", model, *extra_args], threads, drain_timeout_s)
