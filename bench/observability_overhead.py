@@ -7,6 +7,7 @@ all of it off (--traces 0 --console off), the two servers alternating within eac
 first) on this machine.
 
     python3 bench/observability_overhead.py [--rounds 3] [--streams 16,64] [--requests-per-stream 3]
+    python3 bench/observability_overhead.py --threads 1 --server-cpus 0 --client-cpus 1   # observers off the server's core
 
 Load from `tern bench` (closed loop, 128 -> 64 tokens, ignore_eos). Medians over --rounds. Targets (issue
 "Observability"): < 2 % throughput and < 5 % p99 cost. Writes --out/summary.json.
@@ -78,8 +79,14 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--streams", default="16,64")
     p.add_argument("--requests-per-stream", type=int, default=3)
+    p.add_argument("--server-cpus", help="run tern serve on these CPUs only (taskset list, e.g. 0)")
+    p.add_argument("--client-cpus", help="run the load, the collector and the pollers on these CPUs only (e.g. 1): what is "
+                                         "measured is then tern's own observability work, not its observers'")
     p.add_argument("--out", default=os.path.join(ROOT, "build/observability-bench"))
     args = p.parse_args()
+    if args.client_cpus:  # this process's threads (collector, pollers) and its children (tern bench)
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
+    pin = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
     os.makedirs(args.out, exist_ok=True)
     serve_vs_llamacpp.OUT = args.out
     log_dir = tempfile.mkdtemp(prefix="tern-obs-bench-")
@@ -89,13 +96,13 @@ def main():
         "on": ["--request-log", os.path.join(log_dir, "requests.jsonl"), "--metrics-compat", "vllm", "--otlp-endpoint", collector.url],
     }
     results = {level: {name: [] for name in configs} for level in (int(s) for s in args.streams.split(","))}
-    print(f"CPU: {cpu_name()}, {args.threads} threads")
+    print(f"CPU: {cpu_name()}, {args.threads} threads, server CPUs {args.server_cpus or 'all'}, client CPUs {args.client_cpus or 'all'}")
     for round_index in range(args.rounds):
         for level in results:
             # The order alternates between rounds: a machine that slows down over the run favours neither.
             order = list(configs.items()) if round_index % 2 == 0 else list(reversed(configs.items()))
             for name, extra in order:
-                server = Server(f"tern-{name}", [args.tern, "serve", "-m", args.model, "--port", "18192", "-t", str(args.threads),
+                server = Server(f"tern-{name}", [*pin, args.tern, "serve", "-m", args.model, "--port", "18192", "-t", str(args.threads),
                                                  "--max-running", "64", "--kv-cache-memory", "1G", *extra], 18192)
                 scrapers = [Scraper(server.url), Scraper(server.url, "/admin/console/data")] if name == "on" else []
                 try:
@@ -106,7 +113,7 @@ def main():
                     for scraper in scrapers:
                         scraper.stop()
                     server.stop()
-    report = {"cpu": cpu_name(), "threads": args.threads, "levels": {}}
+    report = {"cpu": cpu_name(), "threads": args.threads, "server_cpus": args.server_cpus, "client_cpus": args.client_cpus, "levels": {}}
     print("\n| streams | tok/s off | tok/s on | ratio | ITL p99 off (ms) | ITL p99 on (ms) | ratio |")
     print("|---|---|---|---|---|---|---|")
     for level, per in results.items():

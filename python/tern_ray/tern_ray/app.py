@@ -98,6 +98,10 @@ class TernReplica:
         """The tern process's id (tests, operators)."""
         return self.proc.pid
 
+    def endpoint(self):
+        """Where this replica's tern listens (loopback of its node; benchmarks compare against it)."""
+        return self.url
+
     async def check_health(self):
         if self.proc.poll() is not None:
             raise RuntimeError(f"tern serve exited with status {self.proc.returncode}")
