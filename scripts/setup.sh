@@ -8,7 +8,7 @@ packages=(build-essential cmake ninja-build pkg-config git unzip python3 python3
           libfmt-dev nlohmann-json3-dev libcli11-dev libssl-dev libpcre2-dev
           libboost-dev libboost-system-dev libyaml-cpp-dev libsqlite3-dev libpq-dev postgresql libgtest-dev libgmock-dev libbenchmark-dev curl
           libzmq3-dev libmsgpack-cxx-dev  # KV-cache events (ZeroMQ, msgpack)
-          chromium)  # chromium: the web console's browser test (Playwright drives it)
+          chromium procps)  # chromium: the web console's browser test (Playwright drives it); procps: pgrep in the Ray Serve test
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

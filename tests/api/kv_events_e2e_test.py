@@ -11,7 +11,6 @@ hashlib: an independent implementation, not tern's code.
 Exit code 77 (ctest: skipped) when the model or the packages are missing.
 """
 import hashlib
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ except ImportError as e:
     print(f"SKIP: {e.name} is not installed (scripts/test.sh installs it in .venv-tests)")
     sys.exit(77)
 
-from tern_process import TernServe, run_with_tern
+from tern_process import TernServe, free_port, run_with_tern
 
 TERN = None
 MODEL = "smollm2-135m"
@@ -41,10 +40,6 @@ def reference_hash(parent, tokens):
 ROOT = int.from_bytes(hashlib.sha256(cbor2.dumps("", canonical=True)).digest()[24:], "big")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class KvEvents(unittest.TestCase):

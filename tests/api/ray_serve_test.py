@@ -35,7 +35,7 @@ except ImportError as e:
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "python", "tern_ray"))
 from tern_ray import app as tern_app  # noqa: E402
-from tern_process import run_with_tern  # noqa: E402
+from tern_process import free_port, run_with_tern  # noqa: E402
 
 TERN = None
 MODEL = "smollm2-135m"
@@ -47,11 +47,6 @@ def tern_pids():
     return sorted(int(p) for p in out.split())
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RayServe(unittest.TestCase):

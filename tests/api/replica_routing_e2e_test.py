@@ -18,7 +18,6 @@ Exit code 77 (ctest: skipped) when the model or the packages are missing.
 """
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -32,16 +31,12 @@ except ImportError as e:
     print(f"SKIP: {e.name} is not installed (scripts/test.sh installs it in .venv-tests)")
     sys.exit(77)
 
-from tern_process import TernServe, run_with_tern
+from tern_process import TernServe, free_port, run_with_tern
 
 TERN = None
 MODEL = "smollm2-135m"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metric(url, name):

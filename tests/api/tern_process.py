@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import shutil
+import socket
 import tempfile
 import signal
 import subprocess
@@ -24,6 +25,13 @@ def run_with_tern():
     sys.modules["__main__"].TERN = os.path.abspath(args.tern)
     exit_unless_default_model()
     unittest.main(module="__main__", argv=[sys.argv[0], *rest])
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on right now (for a socket a test binds itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def exit_unless_default_model():
