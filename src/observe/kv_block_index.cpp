@@ -104,7 +104,8 @@ void KvBlockIndex::run() {
         zmq_msg_close(&part);
         break;
       }
-      parts.emplace_back(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
+      // Parts past the third are counted, not kept: a message of many parts costs no memory here.
+      if (parts.size() < 4) parts.emplace_back(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
       const bool more = zmq_msg_more(&part) != 0;
       zmq_msg_close(&part);
       if (!more) break;
@@ -148,6 +149,10 @@ Result<void> KvBlockIndex::apply(std::string_view topic, std::string_view sequen
   std::unique_lock lock(mutex_);
   auto it = sources_.find(source);
   if (it == sources_.end()) {
+    if (sources_.size() >= kMaxSources) {
+      ++stats_.bad_messages;
+      return fail("KV event message from {}: already {} sources (replica/model pairs); a new one is not indexed", source, kMaxSources);
+    }
     it = sources_.emplace(std::string(source), Source{}).first;
     ++stats_.sources;
   }

@@ -13,7 +13,7 @@
 // One thread of its own receives and applies events; lookups take a shared lock. A sequence gap (events
 // ZeroMQ dropped) is counted: the source's set may then hold a block already evicted, or lack one —
 // a routing hint gone stale, never a wrong answer. Hostile or malformed messages are counted and
-// dropped; a source holds at most kMaxBlocksPerSource hashes.
+// dropped; a source holds at most kMaxBlocksPerSource hashes, and at most kMaxSources sources are kept.
 
 #include <atomic>
 #include <cstdint>
@@ -49,6 +49,7 @@ std::string kv_index_metrics_text(const KvBlockIndexStats& stats);
 class KvBlockIndex {
  public:
   static constexpr size_t kMaxBlocksPerSource = size_t{1} << 22;
+  static constexpr size_t kMaxSources = 4096;  ///< replica/model pairs; a new one past this is refused
 
   /// Binds `endpoint` (e.g. tcp://127.0.0.1:5557) and starts receiving.
   static Result<std::unique_ptr<KvBlockIndex>> listen(const std::string& endpoint);

@@ -4,6 +4,7 @@
 // message), and a real round trip from tern's publisher over ZeroMQ.
 #include "observe/kv_block_index.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -148,6 +149,19 @@ TEST(KvBlockIndex, RefusesHostileMessagesWithoutEffect) {
   pack.pack_int64(16);
   EXPECT_FALSE(index.apply("kv@a@m", sequence(1), std::string(buffer.data(), buffer.size())));
   EXPECT_EQ(index.matched_blocks("a@m", chain), 1);
+}
+
+TEST(KvBlockIndex, BoundsTheSourcesItKeeps) {
+  KvBlockIndex index;
+  for (size_t i = 0; i < KvBlockIndex::kMaxSources; ++i) {
+    ASSERT_TRUE(index.apply(fmt::format("kv@pod{}@m", i), sequence(0), batch({{.hashes = {1}}})));
+  }
+  auto refused = index.apply("kv@one-too-many@m", sequence(0), batch({{.hashes = {1}}}));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("sources"), std::string::npos);
+  EXPECT_EQ(index.stats().sources, static_cast<int64_t>(KvBlockIndex::kMaxSources));
+  const uint64_t chain[] = {1};
+  EXPECT_EQ(index.matched_blocks("pod0@m", chain), 1) << "the known ones still answer";
 }
 
 TEST(KvBlockIndex, SurvivesMutatedMessages) {
