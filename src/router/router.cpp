@@ -510,7 +510,8 @@ std::string describe_placement(const wire::PlacementPolicy& policy) {
   return parts.empty() ? std::string("no constraint") : fmt::format("{}", fmt::join(parts, "; "));
 }
 
-std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(const wire::Request& request, ApiError& why_none) const {
+std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(const wire::Request& request, ApiError& why_none,
+                                                                           bool ordered) const {
   const wire::ProviderPreferences& prefs = request.provider;
   std::vector<std::string> names{request.model};
   names.insert(names.end(), request.fallback_models.begin(), request.fallback_models.end());
@@ -555,6 +556,11 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
         continue;
       }
       list.push_back(d);
+    }
+    if (!ordered && prefs.allow_fallbacks) {
+      // The caller needs the set, not the order: no policy work (kv-events tokenizes the prompt).
+      for (Deployment* d : list) out.emplace_back(d, route.name);
+      continue;
     }
     // The model's policy, then provider.sort over it, then provider.order over that (stable sorts).
     const std::string sort = prefs.sort.empty() ? std::string(policy_name(route.policy)) : prefs.sort;
@@ -628,8 +634,7 @@ void Router::order_by_prefix(const wire::Request& request, const ModelRoute& rou
     }
   }
   std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) {
-    const int64_t ma = matched.contains(a) ? matched[a] : 0, mb = matched.contains(b) ? matched[b] : 0;
-    if (ma != mb) return ma > mb;
+    if (matched[a] != matched[b]) return matched[a] > matched[b];  // absent: 0 tokens held
     return rendezvous[a] > rendezvous[b];
   });
 }
@@ -639,7 +644,7 @@ double Router::max_cost_usd(const wire::Request& request, int64_t prompt_tokens,
   double most = 0;
   const wire::Usage usage{.prompt_tokens = prompt_tokens, .completion_tokens = completion_tokens, .cached_tokens = 0,
                          .cache_write_tokens = 0, .cost_usd = std::nullopt};
-  for (const auto& [d, unused] : candidates(request, ignored)) most = std::max(most, call_cost_usd(d->config.prices, usage));
+  for (const auto& [d, unused] : candidates(request, ignored, /*ordered=*/false)) most = std::max(most, call_cost_usd(d->config.prices, usage));
   return most;
 }
 

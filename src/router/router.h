@@ -139,7 +139,10 @@ class Router {
   class Attempt;
 
  private:
-  std::vector<std::pair<Deployment*, std::string>> candidates(const wire::Request& request, wire::ApiError& why_none) const;
+  /// `ordered` false: the same deployments in no particular order, without the policy's work (unless
+  /// fallbacks are off, where only the first is kept and the order decides which).
+  std::vector<std::pair<Deployment*, std::string>> candidates(const wire::Request& request, wire::ApiError& why_none,
+                                                              bool ordered = true) const;
   /// prefix-affinity and kv-events: the deployments most likely to hold the prompt's prefix first.
   void order_by_prefix(const wire::Request& request, const ModelRoute& route, bool use_kv_events, std::vector<Deployment*>& list) const;
 
