@@ -94,10 +94,6 @@ class TernReplica:
             self.replica_id = f"pid-{os.getpid()}"
         self.session = None
 
-    def pid(self):
-        """The tern process's id (tests, operators)."""
-        return self.proc.pid
-
     def endpoint(self):
         """Where this replica's tern listens (loopback of its node; benchmarks compare against it)."""
         return self.url
@@ -127,11 +123,18 @@ class TernReplica:
             if self.proc.poll() is not None:
                 self._die()
             raise ReplicaUnavailable(f"replica {self.replica_id}: {type(e).__name__}: {e}") from None
-        if response.status == 503 and "draining" in (await response.text()).lower():
-            raise ReplicaUnavailable(f"replica {self.replica_id}: draining")
+        body_read = None
+        if response.status == 503:
+            # tern refuses new requests while it drains ("shutting_down"): another replica can answer.
+            body_read = await response.read()
+            if b"shutting_down" in body_read or b"draining" in body_read:
+                raise ReplicaUnavailable(f"replica {self.replica_id}: draining")
         out_headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS]
         out_headers.append(("x-tern-replica", self.replica_id))
         yield {"status": response.status, "headers": out_headers}
+        if body_read is not None:
+            yield body_read
+            return
         try:
             async for chunk in response.content.iter_any():
                 yield chunk
