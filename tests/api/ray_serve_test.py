@@ -93,9 +93,11 @@ class RayServe(unittest.TestCase):
                                                      max_tokens=8, temperature=0, stream=True)
         self.assertEqual("".join(c.choices[0].delta.content or "" for c in stream if c.choices), answers.pop())
         client = anthropic.Anthropic(base_url=self.url, api_key="unused", max_retries=0)
-        message = client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Name a colour."}])
+        message = client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Name a colour."}],
+                                         extra_body={"temperature": 0})
         self.assertEqual(message.stop_reason, "max_tokens")
-        with client.messages.stream(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Hi"}]) as s:
+        with client.messages.stream(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Hi"}],
+                                    extra_body={"temperature": 0}) as s:
             self.assertTrue("".join(s.text_stream))
 
     def test_2_a_killed_replica_loses_no_request_and_comes_back(self):
