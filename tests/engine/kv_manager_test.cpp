@@ -1,5 +1,5 @@
-// KvManager: block accounting, automatic prefix caching (hits, verification, extra keys), LRU
-// eviction of cached free blocks, shared blocks' reference counts, and a random stress test that
+// KvManager: block accounting, automatic prefix caching (hits, verification, extra keys), segmented
+// LRU eviction of cached free blocks (reused prefixes protected from one-off tails, within a bound), shared blocks' reference counts, and a random stress test that
 // checks the invariants and that every prefix hit hands out blocks holding exactly the K/V the
 // request would have computed itself.
 
@@ -489,6 +489,47 @@ TEST(KvManagerTest, HitRefreshesLruPosition) {
   EXPECT_EQ(probe(kv, pb), 0);
   EXPECT_EQ(probe(kv, pa), 4);
   kv.free(fill);
+}
+
+// Segmented LRU: a prefix that a later request reused survives a stream of one-off requests that
+// turns the rest of the pool over several times (plain LRU would evict it after the first pass).
+TEST(KvManagerTest, AReusedPrefixOutlivesOneOffRequests) {
+  KvManager kv(10, 4);
+  const auto shared = seq(1, 8);  // 2 blocks: a system prompt
+  RequestBlocks first = compute(kv, concat(shared, seq(100, 5)));
+  kv.free(first);
+  RequestBlocks second = compute(kv, concat(shared, seq(200, 5)));
+  EXPECT_EQ(second.num_hit_blocks, 2);
+  kv.free(second);  // the shared blocks were reused: protected
+  for (int i = 0; i < 12; ++i) {  // 12 requests x 3 blocks of their own, more than 3 times the pool
+    RequestBlocks one_off = compute(kv, seq(1000 + 100 * i, 12));
+    kv.free(one_off);
+  }
+  EXPECT_EQ(kv.cached_prefix_tokens(concat(shared, seq(300, 5)), 0), 8);
+  // Among the one-off requests, least recently freed first: the last one is still there.
+  EXPECT_EQ(kv.cached_prefix_tokens(seq(1000 + 100 * 11, 12), 0), 8);
+  EXPECT_EQ(kv.cached_prefix_tokens(seq(1000, 12), 0), 0);
+  EXPECT_EQ(kv.num_free_blocks(), 10);
+}
+
+// The protected list holds at most 3/4 of the pool: past that its oldest block goes back to
+// probation (evicted before any protected block), so new prefixes still find room.
+TEST(KvManagerTest, TheProtectedListIsBounded) {
+  KvManager kv(12, 4);  // at most 9 protected
+  std::vector<std::vector<int32_t>> prompts;
+  for (int p = 0; p < 5; ++p) {
+    prompts.push_back(seq(100 * (p + 1), 9));  // 2 cached blocks + 1 partial
+    RequestBlocks r = compute(kv, prompts.back());
+    kv.free(r);
+    EXPECT_EQ(probe(kv, prompts.back()), 8);  // reused: its 2 blocks become protected when freed
+  }
+  // 10 reused blocks, 9 protected: the first prompt's tail block was demoted. Three new blocks take the
+  // two uncached ones and then that one, not a protected block.
+  RequestBlocks taker;
+  ASSERT_TRUE(kv.allocate_slots(taker, 3 * 4));
+  for (int p = 1; p < 5; ++p) EXPECT_EQ(kv.cached_prefix_tokens(prompts[p], 0), 8) << "prompt " << p;
+  EXPECT_EQ(kv.cached_prefix_tokens(prompts[0], 0), 4);
+  kv.free(taker);
 }
 
 // prefix_stats counts looked-up prompt tokens and hit tokens.

@@ -36,6 +36,7 @@ KvManager::KvManager(int64_t num_blocks, int64_t block_size, bool prefix_caching
       prefix_caching_(prefix_caching),
       blocks_(static_cast<size_t>(num_blocks)),
       block_tokens_(static_cast<size_t>(num_blocks * block_size)),
+      max_protected_free_(num_blocks * 3 / 4),
       max_pinned_blocks_(num_blocks / 2) {
   for (int32_t b = 0; b < num_blocks; ++b) push_free(b, /*front=*/false);
 }
@@ -63,44 +64,65 @@ bool KvManager::matches(int32_t block, uint64_t parent, std::span<const int32_t>
 
 void KvManager::push_free(int32_t block, bool front) {
   Block& b = blocks_[block];
+  if (front || !b.hashed || !b.reused) {
+    link_free(block, kProbation, front);
+    return;
+  }
+  link_free(block, kProtected, /*front=*/false);
+  if (free_lists_[kProtected].size > max_protected_free_) {  // the oldest protected block gets a second chance
+    const int32_t oldest = free_lists_[kProtected].head;
+    unlink_free(oldest);
+    blocks_[oldest].reused = false;
+    link_free(oldest, kProbation, /*front=*/false);
+  }
+}
+
+void KvManager::link_free(int32_t block, uint8_t list, bool front) {
+  Block& b = blocks_[block];
+  FreeList& l = free_lists_[list];
   b.on_free_list = true;
-  if (free_head_ == kNone) {
+  b.free_list = list;
+  if (l.head == kNone) {
     b.prev = b.next = kNone;
-    free_head_ = free_tail_ = block;
+    l.head = l.tail = block;
   } else if (front) {
     b.prev = kNone;
-    b.next = free_head_;
-    blocks_[free_head_].prev = block;
-    free_head_ = block;
+    b.next = l.head;
+    blocks_[l.head].prev = block;
+    l.head = block;
   } else {
     b.next = kNone;
-    b.prev = free_tail_;
-    blocks_[free_tail_].next = block;
-    free_tail_ = block;
+    b.prev = l.tail;
+    blocks_[l.tail].next = block;
+    l.tail = block;
   }
+  ++l.size;
   ++num_free_;
 }
 
 void KvManager::unlink_free(int32_t block) {
   Block& b = blocks_[block];
-  if (b.prev != kNone) blocks_[b.prev].next = b.next; else free_head_ = b.next;
-  if (b.next != kNone) blocks_[b.next].prev = b.prev; else free_tail_ = b.prev;
+  FreeList& l = free_lists_[b.free_list];
+  if (b.prev != kNone) blocks_[b.prev].next = b.next; else l.head = b.next;
+  if (b.next != kNone) blocks_[b.next].prev = b.prev; else l.tail = b.prev;
   b.prev = b.next = kNone;
   b.on_free_list = false;
+  --l.size;
   --num_free_;
 }
 
 int32_t KvManager::pop_free() {
-  const int32_t block = free_head_;
+  const int32_t block = free_lists_[kProbation].size > 0 ? free_lists_[kProbation].head : free_lists_[kProtected].head;
   unlink_free(block);
   Block& b = blocks_[block];
-  if (b.hashed) {  // evict: the least recently used cached block
+  if (b.hashed) {  // evict: the least recently used cached block of its list
     auto it = cached_.find(b.hash);
     if (it != cached_.end() && it->second == block) cached_.erase(it);
     b.hashed = false;
     ++stats_.evictions;
     if (observer_ != nullptr) observer_->on_removed(b.hash);
   }
+  b.reused = false;
   return block;
 }
 
@@ -238,6 +260,7 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
       Block& b = blocks_[block];
       b.ref_count = 1;
       b.hashed = true;
+      b.reused = true;  // asked for again: a hit from the lower tier
       b.hash = h;
       b.parent_hash = parent;
       std::copy(block_tokens.begin(), block_tokens.end(), block_tokens_.begin() + block * block_size_);
@@ -252,6 +275,7 @@ int64_t KvManager::acquire_cached_prefix(RequestBlocks& request, std::span<const
     const int32_t block = found;
     Block& b = blocks_[block];
     if (b.on_free_list) unlink_free(block);
+    b.reused = true;
     if (b.pinned) {  // a hit renews the pin
       extend_pin(block, now + b.pin_ttl, b.pin_ttl);
       if (b.ref_count == 0) idle_pins_.erase({b.pin_until, block});

@@ -9,9 +9,15 @@
 // computing them. A hit is verified against the block's stored tokens and parent hash, so a hash
 // collision can cost a recompute but never a wrong answer.
 //
-// Free blocks: a block whose reference count drops to zero goes on the free list. Blocks without a
-// hash go to the front (reused first); hashed blocks go to the back in LRU order and keep their
-// cache entry until allocation reaches them, so a prefix stays reusable until space is needed.
+// Free blocks: a block whose reference count drops to zero goes on a free list and keeps its cache
+// entry until allocation reaches it, so a prefix stays reusable until space is needed. Eviction is
+// segmented LRU: a cached block that a later request has reused (a shared system prompt, a returning
+// conversation) goes to the protected list; blocks without a hash (used first) and cached blocks no
+// one has reused yet (most often a request's own tail) go to the probation list, which is evicted
+// first. Without the split, a stream of one-off request tails pushes out a shared prompt that is reused
+// less often than the cache turns over. The protected list holds at most 3/4 of the pool; past that its
+// least recently used block moves back to probation (and must be reused again to return), so a new
+// hot prefix still finds room. Within each list, least recently freed goes first.
 //
 // Retention (pins): a request may ask that its prompt's first N tokens stay cached for a TTL after
 // their last use (Anthropic cache_control, OpenAI prompt_cache_retention). A pinned block whose
@@ -189,9 +195,11 @@ class KvManager {
     bool hashed = false;
     uint64_t hash = 0;
     uint64_t parent_hash = 0;
+    bool reused = false;   // cached, and taken by a later request since it was computed (or since it was demoted)
     int32_t prev = kNone;  // free-list links
     int32_t next = kNone;
     bool on_free_list = false;
+    uint8_t free_list = 0;  // which: kProbation or kProtected
     bool pinned = false;
     KvClock::time_point pin_until{};
     std::chrono::seconds pin_ttl{0};
@@ -207,8 +215,12 @@ class KvManager {
   /// order: fn(hash, parent hash, block's tokens) for each until it returns false; how many it accepted.
   template <class Fn>
   int64_t walk_prompt_blocks(std::span<const int32_t> tokens, uint64_t extra_key, Fn&& fn) const;
+  /// Onto the probation list's front (`front`: used or evicted first), else onto the back of the list
+  /// its reuse earns.
   void push_free(int32_t block, bool front);
+  void link_free(int32_t block, uint8_t list, bool front);
   void unlink_free(int32_t block);
+  /// The free block to use next: probation's oldest, else protected's oldest (evicting its cache entry).
   int32_t pop_free();
   /// Makes an unpinned, hashed block pinned for `owner` until now + ttl.
   void pin(int32_t block, uint64_t owner, std::chrono::seconds ttl, KvClock::time_point now);
@@ -223,8 +235,14 @@ class KvManager {
   std::vector<Block> blocks_;
   std::vector<int32_t> block_tokens_;  // num_blocks x block_size: the tokens a hashed block holds
   std::unordered_map<uint64_t, int32_t> cached_;
-  int32_t free_head_ = kNone;
-  int32_t free_tail_ = kNone;
+  static constexpr uint8_t kProbation = 0, kProtected = 1;
+  struct FreeList {
+    int32_t head = kNone;
+    int32_t tail = kNone;
+    int64_t size = 0;
+  };
+  FreeList free_lists_[2];
+  int64_t max_protected_free_;  // 3/4 of the pool
   int64_t num_free_ = 0;
   PrefixCacheStats stats_;
   // Pins.
