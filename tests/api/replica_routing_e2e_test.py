@@ -7,6 +7,7 @@ use the `kv-events` policy (the replica holding most of the prompt's prefix, fro
 - a prefix cached on a replica (sent there with provider.only) draws the next request sharing it to
   that replica, whichever replica the prefix's hash prefers - six prefixes alternating between the
   replicas, each followed request answered from cache (usage.prompt_tokens_details.cached_tokens);
+- a prefix cached on both replicas draws its requests to the one with fewer requests in flight;
 - random routing spreads requests over both replicas;
 - malformed messages on the gateway's event socket are counted (tern:kv_index_bad_messages_total) and
   change nothing;
@@ -104,6 +105,25 @@ class ReplicaRouting(unittest.TestCase):
             deployment, cached = self.chat("events", system, f"question {i}: what is two and two?")
             self.assertEqual(deployment, home, f"prefix {i} is cached on {home}: the kv-events route sends it there")
             self.assertGreater(cached, 200, f"prefix {i}: the shared system prompt came from {home}'s cache")
+
+    def test_a_prefix_on_both_replicas_goes_to_the_less_loaded(self):
+        system = "You are the harbour master's assistant. " + "Quote the tide tables, give times in UTC, be brief. " * 30
+        for home in ("replica-1", "replica-2"):
+            before = metric(self.gateway.url, "tern:kv_index_blocks") or 0
+            self.assertEqual(self.chat("events", system, "hello", only=home)[0], home)
+            self.wait_for_blocks(before + 10)
+        for busy, idle in (("replica-1", "replica-2"), ("replica-2", "replica-1")):
+            # A long stream through the gateway keeps one request in flight on `busy`.
+            stream = self.client.chat.completions.create(
+                model="events", messages=[{"role": "user", "content": f"Count slowly, {busy}."}], max_tokens=400, temperature=0,
+                stream=True, extra_body={"provider": {"only": [busy]}, "ignore_eos": True})
+            try:
+                next(iter(stream))
+                deployment, cached = self.chat("events", system, f"When is high water at {busy}?")
+                self.assertEqual(deployment, idle, f"both replicas hold the prefix and {busy} is busy")
+                self.assertGreater(cached, 200)
+            finally:
+                stream.close()
 
     def test_random_spreads_over_both_replicas(self):
         seen = {self.chat("spread", f"Random spread {n}.", "hi")[0] for n in range(16)}
