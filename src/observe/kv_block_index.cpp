@@ -104,7 +104,7 @@ void KvBlockIndex::run() {
         zmq_msg_close(&part);
         break;
       }
-      // Parts past the third are counted, not kept: a message of many parts costs no memory here.
+      // At most four parts kept (a fourth already makes the message bad): many parts cost no memory here.
       if (parts.size() < 4) parts.emplace_back(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
       const bool more = zmq_msg_more(&part) != 0;
       zmq_msg_close(&part);

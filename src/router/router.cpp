@@ -636,8 +636,10 @@ void Router::order_by_prefix(const wire::Request& request, const ModelRoute& rou
   // Among replicas holding as much of the prompt (all of it, or none), the least loaded: a prompt cached
   // on several serves as the load balancer across them (the hash would send all its requests back to
   // one), and a new prompt goes where there is room. The hash breaks the remaining ties.
-  std::map<Deployment*, int64_t> load;
-  for (Deployment* d : list) load[d] = use_kv_events ? d->outstanding.load() : 0;
+  std::map<Deployment*, int64_t> load;  // a snapshot: the sort needs a fixed order; prefix-affinity leaves it empty (0)
+  if (use_kv_events) {
+    for (Deployment* d : list) load[d] = d->outstanding.load();
+  }
   std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) {
     if (matched[a] != matched[b]) return matched[a] > matched[b];  // absent: 0 tokens held
     if (load[a] != load[b]) return load[a] < load[b];

@@ -40,8 +40,6 @@ def reference_hash(parent, tokens):
 ROOT = int.from_bytes(hashlib.sha256(cbor2.dumps("", canonical=True)).digest()[24:], "big")
 
 
-
-
 class KvEvents(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -38,8 +38,6 @@ TERN = None
 MODEL = "smollm2-135m"
 
 
-
-
 def metric(url, name):
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
     for line in text.splitlines():

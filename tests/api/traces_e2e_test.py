@@ -12,7 +12,6 @@ Exit code 77 (ctest: skipped) when the model or the SDK is missing.
 import http.server
 import json
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ except ImportError:
     print("SKIP: the openai package is not installed (scripts/test.sh installs it in .venv-tests)")
     sys.exit(77)
 
-from tern_process import TernServe, run_with_tern
+from tern_process import TernServe, free_port, run_with_tern
 
 TERN = None
 MODEL = "smollm2-135m"
@@ -92,12 +91,6 @@ def attr(attributes, key):
     return None
 
 
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
@@ -122,7 +115,7 @@ models:
 deployments:
   - name: dead
     kind: openai
-    base_url: http://127.0.0.1:{closed_port()}/v1
+    base_url: http://127.0.0.1:{free_port()}/v1
     model: nothing
     retries: 1
     breaker: {{failures: 2, window: 60s, open_for: 60s}}
