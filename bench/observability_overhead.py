@@ -8,6 +8,12 @@ first) on this machine.
 
     python3 bench/observability_overhead.py [--rounds 3] [--streams 16,64] [--requests-per-stream 3]
     python3 bench/observability_overhead.py --threads 1 --server-cpus 0 --client-cpus 1   # observers off the server's core
+    python3 bench/observability_overhead.py ... --profile 20   # and tern's own share of CPU in observability code
+
+--profile S samples the "on" server with `perf record` (call stacks) for S seconds during its last run
+at the highest stream count and reports the share of its CPU samples whose stack is in observability
+code (the request log, trace store and timelines, OTLP export, the console's sampler and data, /metrics):
+what tern itself spends, free of this machine's run-to-run noise.
 
 Load from `tern bench` (closed loop, 128 -> 64 tokens, ignore_eos). Medians over --rounds. Targets (issue
 "Observability"): < 2 % throughput and < 5 % p99 cost. Writes --out/summary.json.
@@ -16,6 +22,8 @@ import argparse
 import http.server
 import json
 import os
+import re
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -50,6 +58,28 @@ class Collector:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+# Frames of tern's observability code: a sample with any of them on its stack is observability's cost.
+OBSERVE_FRAMES = re.compile(r"tern::observe::|RequestLog|OtlpExporter|LiveStats|TraceStore|Trace::|metrics_text|vllm_compat|"
+                            r"register_observe_routes|trace_chunk|observe_finished")
+
+
+def observability_share(perf_data):
+    """(samples, samples in observability code, the top frames there) from a `perf record -g` file."""
+    script = subprocess.run(["perf", "script", "-i", perf_data, "-F", "comm,tid,ip,sym"], capture_output=True, text=True, check=True).stdout
+    total, hits, frames = 0, 0, {}
+    for sample in script.split("\n\n"):
+        lines = sample.strip().split("\n")
+        if not lines or not lines[0]:
+            continue
+        total += 1
+        matched = [line for line in lines[1:] if OBSERVE_FRAMES.search(line)]
+        if matched:
+            hits += 1
+            frame = re.sub(r"^\s*[0-9a-f]+\s+", "", matched[-1])[:100]  # the outermost observability frame
+            frames[frame] = frames.get(frame, 0) + 1
+    return total, hits, sorted(frames.items(), key=lambda kv: -kv[1])[:8]
+
+
 class Scraper:
     """GETs a path every second while the load runs: /metrics as a Prometheus server would, or the
     console's data as an open console page does."""
@@ -82,6 +112,8 @@ def main():
     p.add_argument("--server-cpus", help="run tern serve on these CPUs only (taskset list, e.g. 0)")
     p.add_argument("--client-cpus", help="run the load, the collector and the pollers on these CPUs only (e.g. 1): what is "
                                          "measured is then tern's own observability work, not its observers'")
+    p.add_argument("--profile", type=float, default=0, metavar="S",
+                   help="perf-record the 'on' server for S seconds in its last run at the most streams; report observability's CPU share")
     p.add_argument("--out", default=os.path.join(ROOT, "build/observability-bench"))
     args = p.parse_args()
     if args.client_cpus:  # this process's threads (collector, pollers) and its children (tern bench)
@@ -105,11 +137,18 @@ def main():
                 server = Server(f"tern-{name}", [*pin, args.tern, "serve", "-m", args.model, "--port", "18192", "-t", str(args.threads),
                                                  "--max-running", "64", "--kv-cache-memory", "1G", *extra], 18192)
                 scrapers = [Scraper(server.url), Scraper(server.url, "/admin/console/data")] if name == "on" else []
+                perf = None
+                if args.profile > 0 and name == "on" and round_index == args.rounds - 1 and level == max(results):
+                    perf = subprocess.Popen(["perf", "record", "-q", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(server.proc.pid),
+                                             "-o", os.path.join(args.out, "perf.data"), "--", "sleep", str(args.profile)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
                     workload = {"seed": 1, "input_tokens": 128, "output_tokens": 64, "ignore_eos": True,
                                 "stages": [{"arrival": {"type": "concurrency", "concurrency": level}, "requests": level * args.requests_per_stream}]}
                     results[level][name].append(summary(bench(args, server, workload, f"c{level}")[0]))
                 finally:
+                    if perf is not None:
+                        perf.wait()
                     for scraper in scrapers:
                         scraper.stop()
                     server.stop()
@@ -122,6 +161,13 @@ def main():
         off, on = med["off"], med["on"]
         print(f"| {level} | {off['out_tok_s']:.0f} | {on['out_tok_s']:.0f} | {on['out_tok_s'] / off['out_tok_s']:.3f} | "
               f"{off['itl_p99']:.1f} | {on['itl_p99']:.1f} | {on['itl_p99'] / off['itl_p99']:.3f} |")
+    if args.profile > 0:
+        total, hits, frames = observability_share(os.path.join(args.out, "perf.data"))
+        share = 100.0 * hits / max(total, 1)
+        report["profile"] = {"samples": total, "observability_samples": hits, "share_percent": share, "frames": frames}
+        print(f"\nperf, 'on' server, {max(results)} streams, {args.profile:g} s: {hits} of {total} CPU samples in observability code = {share:.2f} %")
+        for frame, count in frames:
+            print(f"  {count:5d}  {frame}")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(report, f, indent=1)
 
