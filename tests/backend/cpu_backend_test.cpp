@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -193,6 +194,52 @@ TEST(CpuBackend, AttentionMatchesANaiveReferenceWithTheSameRoundings) {
           }
           ASSERT_NEAR(out[(i * s.num_heads + h) * s.value_dim + d], expected, bound)
               << "row " << i << " head " << h << " window " << window;
+        }
+      }
+    }
+  }
+}
+
+// A prompt chunk's rows are attended in tiles (each key read once for several rows): every row's
+// result must be the bits it gets alone, for any tile boundary, window, soft-cap and head grouping.
+TEST(CpuBackend, AttentionOfRowsInTilesEqualsEachRowAlone) {
+  std::mt19937 rng(8);
+  for (const int threads : {1, 2}) {
+    auto be = make_cpu_backend(threads);
+    for (const int64_t num_kv_heads : {int64_t{1}, int64_t{3}}) {
+      const AttentionShape shape{.num_heads = 9, .num_kv_heads = num_kv_heads, .head_dim = 64, .value_dim = 64, .scale = 0.125f};
+      const KvCacheShape kv_shape{.num_layers = 1, .key_width = num_kv_heads * 64, .value_width = num_kv_heads * 64, .block_size = 16};
+      auto cache = be->make_kv_cache(kv_shape, 16);
+      // Sequence 0: a 70-row chunk starting at position 37 (earlier positions already cached); sequence 1:
+      // a 5-row chunk from 0; sequence 0 again as one decode row would be in another step.
+      const std::vector<int32_t> table_a = {9, 2, 14, 0, 5, 11, 7}, table_b = {3};
+      const std::vector<std::span<const int32_t>> tables = {table_a, table_b};
+      std::vector<int32_t> all_positions, all_slots;
+      for (int32_t p = 0; p < 107; ++p) all_positions.push_back(p), all_slots.push_back(0);
+      for (int32_t p = 0; p < 5; ++p) all_positions.push_back(p), all_slots.push_back(1);
+      const TokenRows all{.positions = all_positions, .seq_slots = all_slots, .block_tables = tables};
+      const auto k = random_floats(all.size() * kv_shape.key_width, rng), v = random_floats(all.size() * kv_shape.value_width, rng);
+      be->store_kv(*cache, 0, all, k.data(), v.data());
+      std::vector<int32_t> positions, slots;
+      for (int32_t p = 37; p < 107; ++p) positions.push_back(p), slots.push_back(0);
+      for (int32_t p = 0; p < 5; ++p) positions.push_back(p), slots.push_back(1);
+      const TokenRows rows{.positions = positions, .seq_slots = slots, .block_tables = tables};
+      const int64_t m = rows.size(), width = shape.num_heads * shape.value_dim;
+      const auto q = random_floats(m * shape.num_heads * shape.head_dim, rng);
+      for (const int64_t window : {int64_t{0}, int64_t{50}, int64_t{200}}) {
+        for (const float softcap : {0.0f, 30.0f}) {
+          AttentionShape s = shape;
+          s.window = window, s.softcap = softcap;
+          std::vector<float> together(m * width);
+          be->attention(*cache, 0, rows, s, q.data(), together.data());
+          for (int64_t i = 0; i < m; ++i) {
+            const TokenRows one{.positions = std::span(positions).subspan(i, 1), .seq_slots = std::span(slots).subspan(i, 1),
+                                .block_tables = tables};
+            std::vector<float> alone(width);
+            be->attention(*cache, 0, one, s, q.data() + i * shape.num_heads * shape.head_dim, alone.data());
+            ASSERT_EQ(0, std::memcmp(alone.data(), together.data() + i * width, width * sizeof(float)))
+                << "row " << i << " window " << window << " softcap " << softcap << " kv heads " << num_kv_heads << " threads " << threads;
+          }
         }
       }
     }

@@ -241,32 +241,40 @@ TEST(VectorOps, SimdMatchesScalar) {
     avx2_vector_ops().axpy_f16(n, 0.5f, h.data(), y.data());
     scalar_vector_ops().axpy_f16(n, 0.5f, h.data(), y2.data());
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], y2[i], 1e-5);
-    if (n % 8 == 0 || n == 33) {  // block helpers: rows of n with a wider stride, 1 to 5 rows, 1 to 6 queries
+    if (n % 8 == 0 || n == 33) {  // block helpers: rows of n with a wider stride, 1 to 19 rows, 1 to 6 queries
+      constexpr int64_t kMaxRows = 19;  // keys go 8 at a time: two groups of 8 and a remainder
       const int64_t stride = n + 8;
-      std::vector<uint16_t> rows(stride * 5);
+      std::vector<uint16_t> rows(stride * kMaxRows);
       for (auto& v : rows) v = float_to_f16(normal(rng));
-      std::vector<float> queries(6 * n), weights(6 * 5);
+      std::vector<float> queries(6 * n), weights(6 * kMaxRows);
       for (float& v : queries) v = normal(rng);
       for (float& v : weights) v = normal(rng);
-      for (int num_q = 1; num_q <= 6; ++num_q) {
-        for (int64_t count = 1; count <= 5; ++count) {
-          float fast[6 * 5], slow[6 * 5];
-          avx2_vector_ops().dot_rows_f16(queries.data(), num_q, rows.data(), stride, count, n, fast, 5);
-          scalar_vector_ops().dot_rows_f16(queries.data(), num_q, rows.data(), stride, count, n, slow, 5);
-          for (int g = 0; g < num_q; ++g) {
-            for (int64_t r = 0; r < count; ++r) EXPECT_NEAR(fast[g * 5 + r], slow[g * 5 + r], 1e-4 * n);
-            float alone[5];  // a query's scores do not depend on the queries beside it
-            avx2_vector_ops().dot_rows_f16(queries.data() + g * n, 1, rows.data(), stride, count, n, alone, 5);
-            for (int64_t r = 0; r < count; ++r) EXPECT_EQ(alone[r], fast[g * 5 + r]);
-          }
-          std::vector<float> out_fast(num_q * n, 1.0f), out_slow(num_q * n, 1.0f);
-          avx2_vector_ops().axpy_rows_f16(weights.data(), 5, num_q, rows.data(), stride, count, n, out_fast.data());
-          scalar_vector_ops().axpy_rows_f16(weights.data(), 5, num_q, rows.data(), stride, count, n, out_slow.data());
-          for (int64_t d = 0; d < num_q * n; ++d) EXPECT_NEAR(out_fast[d], out_slow[d], 1e-4);
-          for (int g = 0; g < num_q; ++g) {
-            std::vector<float> alone(n, 1.0f);
-            avx2_vector_ops().axpy_rows_f16(weights.data() + g * 5, 5, 1, rows.data(), stride, count, n, alone.data());
-            for (int64_t d = 0; d < n; ++d) EXPECT_EQ(alone[d], out_fast[g * n + d]);
+      for (const VectorOps* ops : {&avx2_vector_ops(), &vector_ops()}) {
+        for (int num_q = 1; num_q <= 6; ++num_q) {
+          for (int64_t count = 1; count <= kMaxRows; ++count) {
+            float fast[6 * kMaxRows], slow[6 * kMaxRows];
+            ops->dot_rows_f16(queries.data(), num_q, rows.data(), stride, count, n, fast, kMaxRows);
+            scalar_vector_ops().dot_rows_f16(queries.data(), num_q, rows.data(), stride, count, n, slow, kMaxRows);
+            for (int g = 0; g < num_q; ++g) {
+              for (int64_t r = 0; r < count; ++r) EXPECT_NEAR(fast[g * kMaxRows + r], slow[g * kMaxRows + r], 1e-4 * n);
+              float alone[kMaxRows];  // a query's scores do not depend on the queries beside it
+              ops->dot_rows_f16(queries.data() + g * n, 1, rows.data(), stride, count, n, alone, kMaxRows);
+              for (int64_t r = 0; r < count; ++r) EXPECT_EQ(alone[r], fast[g * kMaxRows + r]);
+              for (int64_t r = 0; r < count; ++r) {  // nor on the keys beside it (8 keys are summed together)
+                float one_key = 0;
+                ops->dot_rows_f16(queries.data() + g * n, 1, rows.data() + r * stride, stride, 1, n, &one_key, 1);
+                EXPECT_EQ(one_key, fast[g * kMaxRows + r]) << "key " << r << " of " << count;
+              }
+            }
+            std::vector<float> out_fast(num_q * n, 1.0f), out_slow(num_q * n, 1.0f);
+            ops->axpy_rows_f16(weights.data(), kMaxRows, num_q, rows.data(), stride, count, n, out_fast.data());
+            scalar_vector_ops().axpy_rows_f16(weights.data(), kMaxRows, num_q, rows.data(), stride, count, n, out_slow.data());
+            for (int64_t d = 0; d < num_q * n; ++d) EXPECT_NEAR(out_fast[d], out_slow[d], 1e-4 * count);
+            for (int g = 0; g < num_q; ++g) {
+              std::vector<float> alone(n, 1.0f);
+              ops->axpy_rows_f16(weights.data() + g * kMaxRows, kMaxRows, 1, rows.data(), stride, count, n, alone.data());
+              for (int64_t d = 0; d < n; ++d) EXPECT_EQ(alone[d], out_fast[g * n + d]);
+            }
           }
         }
       }

@@ -286,56 +286,117 @@ class CpuBackend final : public Backend {
     const int64_t group = shape.num_heads / shape.num_kv_heads;
     const int64_t head_dim = shape.head_dim, value_dim = shape.value_dim;
     const int64_t bs = cache.block_size();
-    // The heads that share a KV head go together, so each key and value is converted once for all of
-    // a task's heads (how many: attention_heads_per_task). A head's arithmetic is the same either way,
-    // so its result never depends on the batch.
-    const int64_t heads_per_task = attention_heads_per_task(rows.size() * num_heads, group);
-    const int64_t tasks_per_row = num_heads / heads_per_task;
-    pool_.parallel_for(rows.size() * tasks_per_row, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<float> scores, rounded_queries;
+    // A task is a tile of up to kTileRows consecutive rows of one sequence (a prompt chunk's rows) and
+    // some heads sharing one KV head: each key and value is read and converted once for all the tile's
+    // queries (the heads: attention_heads_per_task), not once per row - at a depth of thousands of
+    // positions a prompt row re-reading its sequence's keys from memory was most of a step. A query's
+    // arithmetic is the same in any tile (the kernels' results do not depend on how many queries they
+    // take, and each query's keys and values are summed in position order), so a row's result never
+    // depends on the batch.
+    const std::vector<int64_t> tiles = row_tiles(rows, shape.window);
+    const int64_t heads_per_task = attention_heads_per_task(static_cast<int64_t>(tiles.size() - 1) * num_heads, group);
+    const int64_t tasks_per_tile = num_heads / heads_per_task;
+    pool_.parallel_for(static_cast<int64_t>(tiles.size() - 1) * tasks_per_tile, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> scores, queries, results;
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t i = task / tasks_per_row, first_head = (task % tasks_per_row) * heads_per_task;
+        const int64_t tile = task / tasks_per_tile, first_head = (task % tasks_per_tile) * heads_per_task;
+        const int64_t first_row = tiles[tile], tile_rows = tiles[tile + 1] - first_row;
         const int64_t kv_head = first_head / group;
-        const int num_q = static_cast<int>(heads_per_task);
-        const int64_t pos = rows.positions[i];
-        const int64_t first = shape.window > 0 ? std::max<int64_t>(0, pos - shape.window + 1) : 0;
-        const int64_t length = pos - first + 1;
-        const std::span<const int32_t> table = rows.block_tables[rows.seq_slots[i]];
+        const int num_q = static_cast<int>(heads_per_task * tile_rows);
+        // The tile's rows sit at consecutive positions: the first row's keys are shared by all, the
+        // last row's are the most (a tile's rows share `first`: see row_tiles).
+        const int64_t low_pos = rows.positions[first_row], high_pos = low_pos + tile_rows - 1;
+        const int64_t first = shape.window > 0 ? std::max<int64_t>(0, low_pos - shape.window + 1) : 0;
+        const int64_t stride = high_pos - first + 1;  // scores per query
+        const std::span<const int32_t> table = rows.block_tables[rows.seq_slots[first_row]];
         // Like llama.cpp (F16 KV cache, no flash attention), the queries are rounded to F16 for q.k and
         // the attention weights are rounded to F16 before weighting V: same inputs, closer results.
-        rounded_queries.resize(static_cast<size_t>(num_q * head_dim));
-        ops.round_f16(num_q * head_dim, q + (i * num_heads + first_head) * head_dim, rounded_queries.data());
-        scores.resize(static_cast<size_t>(num_q * length));
-        // Walk the sequence's blocks: each call covers the positions of one block.
-        for (int64_t j = first; j <= pos;) {
-          const int64_t count = std::min(bs - j % bs, pos - j + 1);
+        queries.resize(static_cast<size_t>(num_q * head_dim));
+        for (int64_t r = 0; r < tile_rows; ++r) {
+          ops.round_f16(heads_per_task * head_dim, q + ((first_row + r) * num_heads + first_head) * head_dim,
+                        queries.data() + r * heads_per_task * head_dim);
+        }
+        scores.resize(static_cast<size_t>(num_q * stride));
+        // Walk the sequence's blocks: each call covers the positions of one block, for every query
+        // (scores past a row's own position are computed and never used).
+        for (int64_t j = first; j <= high_pos;) {
+          const int64_t count = std::min(bs - j % bs, high_pos - j + 1);
           const uint16_t* keys = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
-          ops.dot_rows_f16(rounded_queries.data(), num_q, keys, cache.key_width(), count, head_dim, scores.data() + (j - first),
-                           length);
+          if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs <= high_pos) {
+            prefetch_rows(cache.keys(layer, table[ahead]) + kv_head * head_dim, bs, cache.key_width(), head_dim);
+          }
+          ops.dot_rows_f16(queries.data(), num_q, keys, cache.key_width(), count, head_dim, scores.data() + (j - first), stride);
           j += count;
         }
-        if (shape.softcap > 0.0f) {
-          // llama.cpp's order: scale, times 1/cap, tanh, times cap; then a softmax of scale 1.
-          const float inverse_cap = 1.0f / shape.softcap;
-          for (float& score : std::span(scores.data(), static_cast<size_t>(num_q * length))) {
-            score = shape.softcap * std::tanh(score * shape.scale * inverse_cap);
+        for (int64_t r = 0; r < tile_rows; ++r) {
+          const int64_t length = low_pos + r - first + 1;
+          for (int64_t g = 0; g < heads_per_task; ++g) {
+            float* row_scores = scores.data() + (r * heads_per_task + g) * stride;
+            if (shape.softcap > 0.0f) {
+              // llama.cpp's order: scale, times 1/cap, tanh, times cap; then a softmax of scale 1.
+              const float inverse_cap = 1.0f / shape.softcap;
+              for (float& score : std::span(row_scores, static_cast<size_t>(length))) {
+                score = shape.softcap * std::tanh(score * shape.scale * inverse_cap);
+              }
+            }
+            ops.softmax_f16(length, shape.softcap > 0.0f ? 1.0f : shape.scale, row_scores);
           }
         }
-        const float softmax_scale = shape.softcap > 0.0f ? 1.0f : shape.scale;
-        for (int g = 0; g < num_q; ++g) ops.softmax_f16(length, softmax_scale, scores.data() + g * length);
-        float* result = out + (i * num_heads + first_head) * value_dim;
-        std::fill(result, result + num_q * value_dim, 0.0f);
-        for (int64_t j = first; j <= pos;) {
-          const int64_t count = std::min(bs - j % bs, pos - j + 1);
-          const uint16_t* values = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
-          ops.axpy_rows_f16(scores.data() + (j - first), length, num_q, values, cache.value_width(), count, value_dim, result);
-          j += count;
+        results.assign(static_cast<size_t>(num_q * value_dim), 0.0f);
+        // The positions every row attends to, for all queries; then each further position for the rows
+        // that reach it (the later rows of the tile), so every query sums exactly its own positions, in order.
+        for (int64_t r = 0; r < tile_rows; ++r) {
+          const int64_t from = r == 0 ? first : low_pos + r, to = low_pos + r;  // positions [from, to]
+          const int live_q = static_cast<int>((tile_rows - r) * heads_per_task);
+          for (int64_t j = from; j <= to;) {
+            const int64_t count = std::min(bs - j % bs, to - j + 1);
+            const uint16_t* values = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
+            if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs <= to) {
+              prefetch_rows(cache.values(layer, table[ahead]) + kv_head * value_dim, bs, cache.value_width(), value_dim);
+            }
+            ops.axpy_rows_f16(scores.data() + r * heads_per_task * stride + (j - first), stride, live_q, values, cache.value_width(), count,
+                              value_dim, results.data() + r * heads_per_task * value_dim);
+            j += count;
+          }
+        }
+        for (int64_t r = 0; r < tile_rows; ++r) {
+          std::copy_n(results.data() + r * heads_per_task * value_dim, heads_per_task * value_dim,
+                      out + ((first_row + r) * num_heads + first_head) * value_dim);
         }
       }
     });
   }
 
  private:
+  static constexpr int64_t kTileRows = 4;
+  // A sequence's blocks are scattered in the cache, so the hardware prefetcher loses the stream at
+  // every block: attention asks for the block kPrefetchBlocks ahead while it works on this one (one
+  // block of a decode row's work is shorter than a DRAM access).
+  static constexpr int64_t kPrefetchBlocks = 4;
+
+  /// Asks for `rows` rows of `width` F16 values, `stride` apart, to be brought into the cache.
+  static void prefetch_rows(const uint16_t* first, int64_t rows, int64_t stride, int64_t width) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto* row = reinterpret_cast<const char*>(first + r * stride);
+      for (int64_t byte = 0; byte < width * 2; byte += 64) __builtin_prefetch(row + byte);
+    }
+  }
+
+  /// Where each attention tile starts, and rows.size() at the end: runs of up to kTileRows rows of one
+  /// sequence at consecutive positions (a prompt chunk), each row alone otherwise. With a sliding
+  /// window a run also ends where its first position would differ (a row past the window's length).
+  static std::vector<int64_t> row_tiles(const TokenRows& rows, int64_t window) {
+    std::vector<int64_t> starts;
+    for (int64_t i = 0; i < rows.size(); ++i) {
+      const int64_t start = starts.empty() ? -1 : starts.back();
+      const bool joins = start >= 0 && i - start < kTileRows && rows.seq_slots[i] == rows.seq_slots[start] &&
+                         rows.positions[i] == rows.positions[start] + (i - start) && (window <= 0 || rows.positions[i] < window);
+      if (!joins) starts.push_back(i);
+    }
+    starts.push_back(rows.size());
+    return starts;
+  }
+
   /// How many heads of a KV group (a divisor of `group`) one attention task takes. A task reads its
   /// keys and values once for all its heads, and each head adds about half a read's worth of
   /// arithmetic, so a task of h heads costs about 2 + h (in half-reads), and the op takes as many such
