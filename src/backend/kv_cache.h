@@ -14,6 +14,8 @@
 #include <memory>
 #include <vector>
 
+#include "util/huge_page_memory.h"
+
 namespace tern::backend {
 
 struct KvCacheShape {
@@ -37,16 +39,19 @@ class KvCache {
   int64_t key_width() const { return shape_.key_width; }
   int64_t value_width() const { return shape_.value_width; }
 
-  uint16_t* keys(int64_t layer, int32_t block) { return keys_[layer].get() + block * shape_.block_size * shape_.key_width; }
-  uint16_t* values(int64_t layer, int32_t block) { return values_[layer].get() + block * shape_.block_size * shape_.value_width; }
+  uint16_t* keys(int64_t layer, int32_t block) { return keys_[layer] + block * shape_.block_size * shape_.key_width; }
+  uint16_t* values(int64_t layer, int32_t block) { return values_[layer] + block * shape_.block_size * shape_.value_width; }
 
  private:
   KvCacheShape shape_;
   int64_t num_blocks_;
-  // Not zero-filled: a position is always written before attention reads it, and untouched pages of a
-  // large cache cost no resident memory until used.
-  std::vector<std::unique_ptr<uint16_t[]>> keys_;
-  std::vector<std::unique_ptr<uint16_t[]>> values_;
+  // One mapping for every layer's keys and values, on 2 MiB pages where the kernel gives them
+  // (transparent huge pages): a sequence's blocks are scattered over the cache, and with 4 KiB pages
+  // nearly every block attention reads missed the TLB. Not zero-filled: a position is always written
+  // before attention reads it, and untouched pages of a large cache cost no resident memory until used.
+  HugePageMemory memory_;
+  std::vector<uint16_t*> keys_;
+  std::vector<uint16_t*> values_;
 };
 
 }  // namespace tern::backend

@@ -200,8 +200,10 @@ TEST(CpuBackend, AttentionMatchesANaiveReferenceWithTheSameRoundings) {
   }
 }
 
-// A prompt chunk's rows are attended in tiles (each key read once for several rows): every row's
-// result must be the bits it gets alone, for any tile boundary, window, soft-cap and head grouping.
+// Rows are attended in tiles (each key read once for several rows): a prompt chunk's consecutive
+// rows, and decode rows of sequences sharing their first blocks (the shared positions once for all,
+// then each row's own). Every row's result must be the bits it gets alone, for any tile, window,
+// soft-cap, head grouping and thread count.
 TEST(CpuBackend, AttentionOfRowsInTilesEqualsEachRowAlone) {
   std::mt19937 rng(8);
   for (const int threads : {1, 2}) {
@@ -210,19 +212,30 @@ TEST(CpuBackend, AttentionOfRowsInTilesEqualsEachRowAlone) {
       const AttentionShape shape{.num_heads = 9, .num_kv_heads = num_kv_heads, .head_dim = 64, .value_dim = 64, .scale = 0.125f};
       const KvCacheShape kv_shape{.num_layers = 1, .key_width = num_kv_heads * 64, .value_width = num_kv_heads * 64, .block_size = 16};
       auto cache = be->make_kv_cache(kv_shape, 16);
-      // Sequence 0: a 70-row chunk starting at position 37 (earlier positions already cached); sequence 1:
-      // a 5-row chunk from 0; sequence 0 again as one decode row would be in another step.
-      const std::vector<int32_t> table_a = {9, 2, 14, 0, 5, 11, 7}, table_b = {3};
-      const std::vector<std::span<const int32_t>> tables = {table_a, table_b};
+      // Sequence 0: 107 positions; sequence 1: 5 of its own; sequences 2-4 share sequence 0's first
+      // blocks (3, 2 and 1 of them), then blocks of their own.
+      const std::vector<int32_t> table_a = {9, 2, 14, 0, 5, 11, 7}, table_b = {3}, table_c = {9, 2, 14, 6}, table_d = {9, 2, 12},
+                                 table_e = {9, 13};
+      const std::vector<std::span<const int32_t>> tables = {table_a, table_b, table_c, table_d, table_e};
       std::vector<int32_t> all_positions, all_slots;
-      for (int32_t p = 0; p < 107; ++p) all_positions.push_back(p), all_slots.push_back(0);
-      for (int32_t p = 0; p < 5; ++p) all_positions.push_back(p), all_slots.push_back(1);
+      auto add = [](std::vector<int32_t>& positions, std::vector<int32_t>& slots, int32_t slot, int32_t from, int32_t to) {
+        for (int32_t p = from; p <= to; ++p) positions.push_back(p), slots.push_back(slot);
+      };
+      add(all_positions, all_slots, 0, 0, 106);
+      add(all_positions, all_slots, 1, 0, 4);
+      add(all_positions, all_slots, 2, 48, 60);
+      add(all_positions, all_slots, 3, 32, 40);
+      add(all_positions, all_slots, 4, 16, 20);
       const TokenRows all{.positions = all_positions, .seq_slots = all_slots, .block_tables = tables};
       const auto k = random_floats(all.size() * kv_shape.key_width, rng), v = random_floats(all.size() * kv_shape.value_width, rng);
       be->store_kv(*cache, 0, all, k.data(), v.data());
+      // A step: a 70-row chunk of sequence 0, a 5-row chunk of sequence 1, one decode row of each of 2-4.
       std::vector<int32_t> positions, slots;
-      for (int32_t p = 37; p < 107; ++p) positions.push_back(p), slots.push_back(0);
-      for (int32_t p = 0; p < 5; ++p) positions.push_back(p), slots.push_back(1);
+      add(positions, slots, 0, 37, 106);
+      add(positions, slots, 2, 60, 60);
+      add(positions, slots, 1, 0, 4);
+      add(positions, slots, 3, 40, 40);
+      add(positions, slots, 4, 20, 20);
       const TokenRows rows{.positions = positions, .seq_slots = slots, .block_tables = tables};
       const int64_t m = rows.size(), width = shape.num_heads * shape.value_dim;
       const auto q = random_floats(m * shape.num_heads * shape.head_dim, rng);

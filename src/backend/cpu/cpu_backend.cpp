@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
+#include <numeric>
+#include <span>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_lora.h"
@@ -286,52 +290,65 @@ class CpuBackend final : public Backend {
     const int64_t group = shape.num_heads / shape.num_kv_heads;
     const int64_t head_dim = shape.head_dim, value_dim = shape.value_dim;
     const int64_t bs = cache.block_size();
-    // A task is a tile of up to kTileRows consecutive rows of one sequence (a prompt chunk's rows) and
-    // some heads sharing one KV head: each key and value is read and converted once for all the tile's
-    // queries (the heads: attention_heads_per_task), not once per row - at a depth of thousands of
-    // positions a prompt row re-reading its sequence's keys from memory was most of a step. A query's
-    // arithmetic is the same in any tile (the kernels' results do not depend on how many queries they
-    // take, and each query's keys and values are summed in position order), so a row's result never
-    // depends on the batch.
-    const std::vector<int64_t> tiles = row_tiles(rows, shape.window);
-    const int64_t heads_per_task = attention_heads_per_task(static_cast<int64_t>(tiles.size() - 1) * num_heads, group);
+    // A task is a tile of rows and some heads sharing one KV head: each key and value is read and
+    // converted once for all the tile's queries (the heads: attention_heads_per_task), not once per
+    // row. A tile is up to kTileRows consecutive rows of one sequence (a prompt chunk's rows), or
+    // decode rows of sequences that share leading blocks (requests on the same cached system prompt);
+    // the shared positions go once for every query, then each row's own. A query's arithmetic is the
+    // same in any tile (the kernels' results do not depend on how many queries they take, and each
+    // query's keys and values are summed in position order), so a row's result never depends on the batch.
+    const AttentionTiles tiles = attention_tiles(rows, shape.window, bs, pool_.num_threads());
+    const int64_t heads_per_task = attention_heads_per_task(tiles.count() * num_heads, group);
     const int64_t tasks_per_tile = num_heads / heads_per_task;
-    pool_.parallel_for(static_cast<int64_t>(tiles.size() - 1) * tasks_per_tile, [&](int64_t begin, int64_t end) {
+    const int hpt = static_cast<int>(heads_per_task);
+    pool_.parallel_for(tiles.count() * tasks_per_tile, [&](int64_t begin, int64_t end) {
       thread_local std::vector<float> scores, queries, results;
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t tile = task / tasks_per_tile, first_head = (task % tasks_per_tile) * heads_per_task;
-        const int64_t first_row = tiles[tile], tile_rows = tiles[tile + 1] - first_row;
-        const int64_t kv_head = first_head / group;
-        const int num_q = static_cast<int>(heads_per_task * tile_rows);
-        // The tile's rows sit at consecutive positions: the first row's keys are shared by all, the
-        // last row's are the most (a tile's rows share `first`: see row_tiles).
-        const int64_t low_pos = rows.positions[first_row], high_pos = low_pos + tile_rows - 1;
+        const int64_t first_head = (task % tasks_per_tile) * heads_per_task, kv_head = first_head / group;
+        const std::span<const int64_t> members = tiles.rows(task / tasks_per_tile);
+        const int64_t n = static_cast<int64_t>(members.size());
+        const int num_q = hpt * static_cast<int>(n);
+        auto position = [&](int64_t m) -> int64_t { return rows.positions[members[m]]; };
+        auto table_of = [&](int64_t m) { return rows.block_tables[rows.seq_slots[members[m]]]; };
+        int64_t low_pos = position(0), high_pos = position(0);
+        for (int64_t m = 1; m < n; ++m) low_pos = std::min(low_pos, position(m)), high_pos = std::max(high_pos, position(m));
+        // A tile's rows share `first` (attention_tiles); positions [first, shared_end) are in the same
+        // blocks for every row.
         const int64_t first = shape.window > 0 ? std::max<int64_t>(0, low_pos - shape.window + 1) : 0;
         const int64_t stride = high_pos - first + 1;  // scores per query
-        const std::span<const int32_t> table = rows.block_tables[rows.seq_slots[first_row]];
+        int64_t shared_end = low_pos + 1;
+        for (int64_t m = 1; m < n; ++m) {
+          int64_t block = first / bs;
+          while (block * bs < shared_end && table_of(m)[block] == table_of(0)[block]) ++block;
+          shared_end = std::max(first, std::min(shared_end, block * bs));
+        }
         // Like llama.cpp (F16 KV cache, no flash attention), the queries are rounded to F16 for q.k and
         // the attention weights are rounded to F16 before weighting V: same inputs, closer results.
         queries.resize(static_cast<size_t>(num_q * head_dim));
-        for (int64_t r = 0; r < tile_rows; ++r) {
-          ops.round_f16(heads_per_task * head_dim, q + ((first_row + r) * num_heads + first_head) * head_dim,
-                        queries.data() + r * heads_per_task * head_dim);
+        for (int64_t m = 0; m < n; ++m) {
+          ops.round_f16(hpt * head_dim, q + (members[m] * num_heads + first_head) * head_dim, queries.data() + m * hpt * head_dim);
         }
         scores.resize(static_cast<size_t>(num_q * stride));
-        // Walk the sequence's blocks: each call covers the positions of one block, for every query
-        // (scores past a row's own position are computed and never used).
-        for (int64_t j = first; j <= high_pos;) {
-          const int64_t count = std::min(bs - j % bs, high_pos - j + 1);
-          const uint16_t* keys = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
-          if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs <= high_pos) {
-            prefetch_rows(cache.keys(layer, table[ahead]) + kv_head * head_dim, bs, cache.key_width(), head_dim);
+        // Positions [from, to) of `table`, block by block, for the queries at `query` (their scores at `score`).
+        auto dot_range = [&](std::span<const int32_t> table, int64_t from, int64_t to, const float* query, int count_q, float* score) {
+          for (int64_t j = from; j < to;) {
+            const int64_t count = std::min(bs - j % bs, to - j);
+            const uint16_t* keys = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
+            if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs < to) {
+              prefetch_rows(cache.keys(layer, table[ahead]) + kv_head * head_dim, bs, cache.key_width(), head_dim);
+            }
+            ops.dot_rows_f16(query, count_q, keys, cache.key_width(), count, head_dim, score + (j - first), stride);
+            j += count;
           }
-          ops.dot_rows_f16(queries.data(), num_q, keys, cache.key_width(), count, head_dim, scores.data() + (j - first), stride);
-          j += count;
+        };
+        dot_range(table_of(0), first, shared_end, queries.data(), num_q, scores.data());
+        for (int64_t m = 0; m < n; ++m) {
+          dot_range(table_of(m), shared_end, position(m) + 1, queries.data() + m * hpt * head_dim, hpt, scores.data() + m * hpt * stride);
         }
-        for (int64_t r = 0; r < tile_rows; ++r) {
-          const int64_t length = low_pos + r - first + 1;
-          for (int64_t g = 0; g < heads_per_task; ++g) {
-            float* row_scores = scores.data() + (r * heads_per_task + g) * stride;
+        for (int64_t m = 0; m < n; ++m) {
+          const int64_t length = position(m) - first + 1;
+          for (int64_t g = 0; g < hpt; ++g) {
+            float* row_scores = scores.data() + (m * hpt + g) * stride;
             if (shape.softcap > 0.0f) {
               // llama.cpp's order: scale, times 1/cap, tanh, times cap; then a softmax of scale 1.
               const float inverse_cap = 1.0f / shape.softcap;
@@ -343,25 +360,21 @@ class CpuBackend final : public Backend {
           }
         }
         results.assign(static_cast<size_t>(num_q * value_dim), 0.0f);
-        // The positions every row attends to, for all queries; then each further position for the rows
-        // that reach it (the later rows of the tile), so every query sums exactly its own positions, in order.
-        for (int64_t r = 0; r < tile_rows; ++r) {
-          const int64_t from = r == 0 ? first : low_pos + r, to = low_pos + r;  // positions [from, to]
-          const int live_q = static_cast<int>((tile_rows - r) * heads_per_task);
-          for (int64_t j = from; j <= to;) {
-            const int64_t count = std::min(bs - j % bs, to - j + 1);
+        auto axpy_range = [&](std::span<const int32_t> table, int64_t from, int64_t to, const float* weights, int count_q, float* result) {
+          for (int64_t j = from; j < to;) {
+            const int64_t count = std::min(bs - j % bs, to - j);
             const uint16_t* values = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
-            if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs <= to) {
+            if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs < to) {
               prefetch_rows(cache.values(layer, table[ahead]) + kv_head * value_dim, bs, cache.value_width(), value_dim);
             }
-            ops.axpy_rows_f16(scores.data() + r * heads_per_task * stride + (j - first), stride, live_q, values, cache.value_width(), count,
-                              value_dim, results.data() + r * heads_per_task * value_dim);
+            ops.axpy_rows_f16(weights + (j - first), stride, count_q, values, cache.value_width(), count, value_dim, result);
             j += count;
           }
-        }
-        for (int64_t r = 0; r < tile_rows; ++r) {
-          std::copy_n(results.data() + r * heads_per_task * value_dim, heads_per_task * value_dim,
-                      out + ((first_row + r) * num_heads + first_head) * value_dim);
+        };
+        axpy_range(table_of(0), first, shared_end, scores.data(), num_q, results.data());
+        for (int64_t m = 0; m < n; ++m) {
+          axpy_range(table_of(m), shared_end, position(m) + 1, scores.data() + m * hpt * stride, hpt, results.data() + m * hpt * value_dim);
+          std::copy_n(results.data() + m * hpt * value_dim, hpt * value_dim, out + (members[m] * num_heads + first_head) * value_dim);
         }
       }
     });
@@ -382,19 +395,52 @@ class CpuBackend final : public Backend {
     }
   }
 
-  /// Where each attention tile starts, and rows.size() at the end: runs of up to kTileRows rows of one
-  /// sequence at consecutive positions (a prompt chunk), each row alone otherwise. With a sliding
-  /// window a run also ends where its first position would differ (a row past the window's length).
-  static std::vector<int64_t> row_tiles(const TokenRows& rows, int64_t window) {
-    std::vector<int64_t> starts;
-    for (int64_t i = 0; i < rows.size(); ++i) {
-      const int64_t start = starts.empty() ? -1 : starts.back();
-      const bool joins = start >= 0 && i - start < kTileRows && rows.seq_slots[i] == rows.seq_slots[start] &&
-                         rows.positions[i] == rows.positions[start] + (i - start) && (window <= 0 || rows.positions[i] < window);
-      if (!joins) starts.push_back(i);
+  /// Attention's tiles: row indices, tile after tile.
+  struct AttentionTiles {
+    std::vector<int64_t> members;
+    std::vector<int64_t> starts{0};  ///< tile t is members[starts[t], starts[t + 1])
+    int64_t count() const { return static_cast<int64_t>(starts.size()) - 1; }
+    std::span<const int64_t> rows(int64_t t) const {
+      return {members.data() + starts[t], static_cast<size_t>(starts[t + 1] - starts[t])};
     }
-    starts.push_back(rows.size());
-    return starts;
+    void add(std::span<const int64_t> tile) {
+      members.insert(members.end(), tile.begin(), tile.end());
+      starts.push_back(static_cast<int64_t>(members.size()));
+    }
+  };
+
+  /// Runs of up to kTileRows rows of one sequence at consecutive positions (a prompt chunk); then the
+  /// rows left alone (decodes) grouped by their first block, up to kTileRows a tile and split so each
+  /// thread gets a share (their sequences share at least that block: the same cached prompt start).
+  /// With a sliding window, only rows whose window still starts at 0 are grouped (a tile's rows share
+  /// their first position).
+  static AttentionTiles attention_tiles(const TokenRows& rows, int64_t window, int64_t block_size, int64_t threads) {
+    AttentionTiles tiles;
+    auto unwindowed = [&](int64_t i) { return window <= 0 || rows.positions[i] < window; };
+    std::map<int32_t, std::vector<int64_t>> by_first_block;  // decode rows that may share blocks
+    for (int64_t i = 0; i < rows.size();) {
+      int64_t end = i + 1;
+      while (end < rows.size() && end - i < kTileRows && unwindowed(end) && rows.seq_slots[end] == rows.seq_slots[i] &&
+             rows.positions[end] == rows.positions[i] + (end - i)) {
+        ++end;
+      }
+      if (end - i == 1 && unwindowed(i) && rows.positions[i] >= block_size) {
+        by_first_block[rows.block_tables[rows.seq_slots[i]][0]].push_back(i);
+      } else {
+        std::vector<int64_t> run(static_cast<size_t>(end - i));
+        std::iota(run.begin(), run.end(), i);
+        tiles.add(run);
+      }
+      i = end;
+    }
+    for (const auto& [block, group] : by_first_block) {
+      const int64_t size = static_cast<int64_t>(group.size());
+      const int64_t per_tile = std::clamp<int64_t>((size + threads - 1) / threads, 1, kTileRows);
+      for (int64_t from = 0; from < size; from += per_tile) {
+        tiles.add(std::span(group).subspan(static_cast<size_t>(from), static_cast<size_t>(std::min(per_tile, size - from))));
+      }
+    }
+    return tiles;
   }
 
   /// How many heads of a KV group (a divisor of `group`) one attention task takes. A task reads its
