@@ -3,9 +3,23 @@
 #include <cstring>
 
 #include "kernels/cpu/interleave.h"
+#include "util/huge_page_memory.h"
 #include "util/mapped_file.h"
 
 namespace tern::kernels {
+namespace {
+
+/// Memory for a rearranged weight matrix: a large one on huge pages (a decode step streams every
+/// matrix, one TLB entry per 2 MiB instead of per 4 KiB), a small one from the heap (a huge page would
+/// hold mostly nothing).
+std::shared_ptr<uint8_t[]> interleaved_storage(size_t bytes) {
+  constexpr size_t kHugePageWorthIt = size_t{4} << 20;
+  if (bytes < kHugePageWorthIt) return std::shared_ptr<uint8_t[]>(new uint8_t[bytes]);
+  auto memory = std::make_shared<HugePageMemory>(bytes);
+  return std::shared_ptr<uint8_t[]>(memory, static_cast<uint8_t*>(memory->data()));
+}
+
+}  // namespace
 
 WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows, const uint8_t* data, WeightLayout layout,
                                 bool release_source) {
@@ -20,7 +34,7 @@ WeightMatrix make_weight_matrix(DType type, int64_t row_length, int64_t num_rows
       row_length % dtype_info(type).block_size == 0 && num_rows > 0) {
     w.group_bytes = interleaved_group_bytes(type, row_length);
     const int64_t num_groups = row_units(w);
-    std::shared_ptr<uint8_t[]> copy(new uint8_t[w.group_bytes * static_cast<size_t>(num_groups)]);
+    std::shared_ptr<uint8_t[]> copy = interleaved_storage(w.group_bytes * static_cast<size_t>(num_groups));
     const size_t source_bytes = static_cast<size_t>(num_rows) * w.row_bytes;
     size_t released = 0;
     for (int64_t g = 0; g < num_groups; ++g) {
