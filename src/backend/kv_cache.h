@@ -47,7 +47,7 @@ class KvCache {
   int64_t num_blocks_;
   // One mapping for every layer's keys and values, on 2 MiB pages where the kernel gives them
   // (transparent huge pages): a sequence's blocks are scattered over the cache, and with 4 KiB pages
-  // nearly every block attention reads missed the TLB. Not zero-filled: a position is always written
+  // each block attention reads is likely a new TLB entry. Not zero-filled: a position is always written
   // before attention reads it, and untouched pages of a large cache cost no resident memory until used.
   HugePageMemory memory_;
   std::vector<uint16_t*> keys_;

@@ -329,17 +329,24 @@ class CpuBackend final : public Backend {
           ops.round_f16(hpt * head_dim, q + (members[m] * num_heads + first_head) * head_dim, queries.data() + m * hpt * head_dim);
         }
         scores.resize(static_cast<size_t>(num_q * stride));
-        // Positions [from, to) of `table`, block by block, for the queries at `query` (their scores at `score`).
-        auto dot_range = [&](std::span<const int32_t> table, int64_t from, int64_t to, const float* query, int count_q, float* score) {
+        // Positions [from, to) of `table`, block by block: fn(this KV head's keys (or values) from the
+        // block's first position in range, their row stride, how many positions, the first of them),
+        // the block kPrefetchBlocks ahead asked for first.
+        auto for_each_block = [&](std::span<const int32_t> table, int64_t from, int64_t to, bool keys, auto&& fn) {
+          const int64_t width = keys ? cache.key_width() : cache.value_width(), dim = keys ? head_dim : value_dim, head = kv_head * dim;
+          auto block_data = [&](int64_t block) { return (keys ? cache.keys(layer, table[block]) : cache.values(layer, table[block])) + head; };
           for (int64_t j = from; j < to;) {
             const int64_t count = std::min(bs - j % bs, to - j);
-            const uint16_t* keys = cache.keys(layer, table[j / bs]) + (j % bs) * cache.key_width() + kv_head * head_dim;
-            if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs < to) {
-              prefetch_rows(cache.keys(layer, table[ahead]) + kv_head * head_dim, bs, cache.key_width(), head_dim);
-            }
-            ops.dot_rows_f16(query, count_q, keys, cache.key_width(), count, head_dim, score + (j - first), stride);
+            if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs < to) prefetch_rows(block_data(ahead), bs, width, dim);
+            fn(block_data(j / bs) + (j % bs) * width, width, count, j);
             j += count;
           }
+        };
+        // Scores of the queries at `query` for positions [from, to) (at `score`, stride apart).
+        auto dot_range = [&](std::span<const int32_t> table, int64_t from, int64_t to, const float* query, int count_q, float* score) {
+          for_each_block(table, from, to, true, [&](const uint16_t* keys, int64_t width, int64_t count, int64_t j) {
+            ops.dot_rows_f16(query, count_q, keys, width, count, head_dim, score + (j - first), stride);
+          });
         };
         dot_range(table_of(0), first, shared_end, queries.data(), num_q, scores.data());
         for (int64_t m = 0; m < n; ++m) {
@@ -361,15 +368,9 @@ class CpuBackend final : public Backend {
         }
         results.assign(static_cast<size_t>(num_q * value_dim), 0.0f);
         auto axpy_range = [&](std::span<const int32_t> table, int64_t from, int64_t to, const float* weights, int count_q, float* result) {
-          for (int64_t j = from; j < to;) {
-            const int64_t count = std::min(bs - j % bs, to - j);
-            const uint16_t* values = cache.values(layer, table[j / bs]) + (j % bs) * cache.value_width() + kv_head * value_dim;
-            if (const int64_t ahead = j / bs + kPrefetchBlocks; ahead * bs < to) {
-              prefetch_rows(cache.values(layer, table[ahead]) + kv_head * value_dim, bs, cache.value_width(), value_dim);
-            }
-            ops.axpy_rows_f16(weights + (j - first), stride, count_q, values, cache.value_width(), count, value_dim, result);
-            j += count;
-          }
+          for_each_block(table, from, to, false, [&](const uint16_t* values, int64_t width, int64_t count, int64_t j) {
+            ops.axpy_rows_f16(weights + (j - first), stride, count_q, values, width, count, value_dim, result);
+          });
         };
         axpy_range(table_of(0), first, shared_end, scores.data(), num_q, results.data());
         for (int64_t m = 0; m < n; ++m) {
