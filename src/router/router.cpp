@@ -12,6 +12,7 @@
 #include <functional>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include "observe/kv_events.h"
 #include "observe/trace.h"
@@ -25,6 +26,11 @@ using wire::ApiError;
 constexpr double kEwmaWeight = 0.2;  // of the newest sample
 constexpr std::chrono::milliseconds kBaseBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{5'000};
+// kv-events weighs a replica's work in prompt tokens of prefill. One output token costs about 8 of
+// them on a CPU replica (a 2k-deep cached request: ~1.7 ms per prefill token at one thread, ~10-14
+// ms per decode token in a batch of 4); a request without max_tokens is taken to write 256.
+constexpr int64_t kDecodeTokenCost = 8;
+constexpr int64_t kOutputTokensIfUnbounded = 256;
 
 double ewma(double old_value, double sample) { return old_value == 0 ? sample : (1 - kEwmaWeight) * old_value + kEwmaWeight * sample; }
 
@@ -73,10 +79,24 @@ std::string_view policy_name(Policy policy) {
   return "?";
 }
 
+/// What one request adds to a deployment's queued work (policy kv-events; zero for the others).
+struct Router::Charge {
+  int64_t prefill_tokens = 0;  // prompt tokens it computes there: neither cached nor being computed
+  int64_t decode_work = 0;     // its output, in prefill-token equivalents
+  std::vector<uint64_t> blocks;  // the prompt's blocks it computes: counted as held there until its first token
+};
+
+struct Router::Candidate {
+  Deployment* deployment;
+  std::string model;  // the public name it answers for
+  Charge charge;
+};
+
 struct Router::Deployment {
   DeploymentConfig config;
   std::shared_ptr<Provider> provider;
   std::atomic<int64_t> outstanding{0};
+  std::atomic<int64_t> queued_work{0};  // Σ charges in flight: prefill until the first token, decode until the end
 
   mutable std::mutex mutex;  // guards everything below
   int64_t requests = 0;
@@ -138,6 +158,25 @@ struct Router::Deployment {
     std::lock_guard lock(mutex);
     return itl_ewma_s;
   }
+
+  /// Blocks whose prefill runs here now: the replica has not announced them (it does once they are
+  /// computed), but a request sharing them is best sent here too rather than computing them twice.
+  void add_pending(const std::vector<uint64_t>& blocks, int delta) {
+    std::lock_guard lock(mutex);
+    for (uint64_t block : blocks) {
+      if ((pending_blocks[block] += delta) <= 0) pending_blocks.erase(block);
+    }
+  }
+  /// How many of `chain`'s blocks from `from` on are pending here, in a row.
+  int64_t pending_run(const std::vector<uint64_t>& chain, size_t from) const {
+    std::lock_guard lock(mutex);
+    size_t end = from;
+    while (end < chain.size() && pending_blocks.contains(chain[end])) ++end;
+    return static_cast<int64_t>(end - from);
+  }
+
+ private:
+  std::unordered_map<uint64_t, int> pending_blocks;  // guarded by mutex
 };
 
 struct Router::ModelRoute {
@@ -173,7 +212,7 @@ struct Router::Timers {
 /// commits to once the first event has gone to the client.
 class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt> {
  public:
-  Attempt(Router& router, wire::Request request, wire::EventSink sink, std::vector<std::pair<Deployment*, std::string>> candidates)
+  Attempt(Router& router, wire::Request request, wire::EventSink sink, std::vector<Candidate> candidates)
       : router_(router), request_(std::move(request)), sink_(std::move(sink)), candidates_(std::move(candidates)) {}
 
   /// The attempt keeps itself alive until its last event went out (a cancelled call still reports
@@ -192,9 +231,9 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
         released = std::move(keep_alive_);  // cancelled between tries: no event will come
         return std::nullopt;
       }
-      Deployment& d = *candidates_[index_].first;
+      Deployment& d = *candidates_[index_].deployment;
       if (trace_ && index_ > 0 && tries_ == 0) {
-        trace_->add("fallback", {{"from", candidates_[index_ - 1].first->config.name}, {"to", d.config.name}});
+        trace_->add("fallback", {{"from", candidates_[index_ - 1].deployment->config.name}, {"to", d.config.name}});
       }
       const bool breaker_lets_through = d.admit();
       if (!breaker_lets_through || (d.config.max_concurrency > 0 && d.outstanding.load() >= d.config.max_concurrency)) {
@@ -209,7 +248,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
         tries_ = 0;
         continue;
       }
-      d.outstanding.fetch_add(1);
+      charge(d);
       const uint64_t generation = ++generation_;
       started_at_ = Clock::now();
       std::weak_ptr<Attempt> weak = shared_from_this();
@@ -224,7 +263,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
         if (cancelled_) call_->cancel();
         return std::nullopt;
       }
-      d.outstanding.fetch_sub(1);
+      discharge(d);
       trace_attempt(d, call.error().status, call.error().message);
       if (!call.error().is_retryable) {
         d.record_success();  // the deployment answered; the request was at fault
@@ -253,7 +292,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   /// After a retryable failure: retry the same deployment after a backoff, or move on to the next.
   /// Returns whether a retry was scheduled (else the loop in launch() goes on with the next).
   bool schedule_retry_locked() {
-    Deployment& d = *candidates_[index_].first;
+    Deployment& d = *candidates_[index_].deployment;
     if (tries_ < d.config.retries) {
       ++tries_;
       std::weak_ptr<Attempt> weak = shared_from_this();
@@ -290,6 +329,29 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
     trace_->add("upstream_attempt", std::move(attributes), started_at_, std::chrono::duration<double, std::milli>(Clock::now() - started_at_).count());
   }
 
+  /// A try starts on `d` (the current candidate): its request counts there until it ends.
+  void charge(Deployment& d) {
+    const Charge& c = candidates_[index_].charge;
+    d.outstanding.fetch_add(1);
+    d.queued_work.fetch_add(c.prefill_tokens + c.decode_work);
+    if (!c.blocks.empty()) d.add_pending(c.blocks, +1);
+    prefill_charged_ = true;
+  }
+  /// The try's first event: the prompt is computed (and its blocks announced).
+  void discharge_prefill(Deployment& d) {
+    if (!prefill_charged_) return;
+    prefill_charged_ = false;
+    const Charge& c = candidates_[index_].charge;
+    d.queued_work.fetch_sub(c.prefill_tokens);
+    if (!c.blocks.empty()) d.add_pending(c.blocks, -1);
+  }
+  /// The try ended, however.
+  void discharge(Deployment& d) {
+    discharge_prefill(d);
+    d.queued_work.fetch_sub(candidates_[index_].charge.decode_work);
+    d.outstanding.fetch_sub(1);
+  }
+
   void record_failure(Deployment& d) {
     if (d.record_failure() && trace_) trace_->add("breaker_opened", {{"deployment", d.config.name}});
   }
@@ -311,12 +373,12 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   void on_event(uint64_t generation, wire::Event&& event) {
     std::unique_lock lock(mutex_);
     if (generation != generation_ || index_ >= candidates_.size()) return;
-    Deployment& d = *candidates_[index_].first;
+    Deployment& d = *candidates_[index_].deployment;
     const auto now = Clock::now();
     if (!committed_) {
       if (event.finished && event.error && event.error->is_retryable && event.text.empty() && !cancelled_) {
         // Failed before anything reached the client: retry or fall back.
-        d.outstanding.fetch_sub(1);
+        discharge(d);
         trace_attempt(d, event.error->status, event.error->message);
         record_failure(d);
         last_error_ = std::move(event.error);
@@ -328,10 +390,11 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       }
       committed_ = true;
       first_event_at_ = now;
+      discharge_prefill(d);
     }
     if (!event.text.empty()) ++num_text_events_;
     if (event.finished) {
-      d.outstanding.fetch_sub(1);
+      discharge(d);
       trace_attempt(d, event.error ? event.error->status : 200, event.error ? event.error->message : std::string(), event.finish_reason);
       if (event.error && event.error->status >= 500) record_failure(d);
       else d.record_success();
@@ -340,7 +403,7 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
       d.record_latency(ttft, itl);
       event.usage.cost_usd = call_cost_usd(d.config.prices, event.usage);
     }
-    event.model = candidates_[index_].second;
+    event.model = candidates_[index_].model;
     event.deployment = d.config.name;
     if (auto region = d.config.labels.find("region"); region != d.config.labels.end()) event.region = region->second;
     lock.unlock();
@@ -351,12 +414,13 @@ class Router::Attempt : public Call, public std::enable_shared_from_this<Attempt
   wire::Request request_;
   std::shared_ptr<observe::Trace> trace_ = request_.trace;  // may be null
   wire::EventSink sink_;
-  std::vector<std::pair<Deployment*, std::string>> candidates_;  // deployment, public model name
+  std::vector<Candidate> candidates_;
 
   std::mutex mutex_;
   size_t index_ = 0;
   int tries_ = 0;
   uint64_t generation_ = 0;  // events of an abandoned try are ignored
+  bool prefill_charged_ = false;  // the current try's prefill still counts on its deployment
   std::shared_ptr<Call> call_;
   std::optional<ApiError> last_error_;
   bool committed_ = false;
@@ -510,12 +574,11 @@ std::string describe_placement(const wire::PlacementPolicy& policy) {
   return parts.empty() ? std::string("no constraint") : fmt::format("{}", fmt::join(parts, "; "));
 }
 
-std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(const wire::Request& request, ApiError& why_none,
-                                                                           bool ordered) const {
+std::vector<Router::Candidate> Router::candidates(const wire::Request& request, ApiError& why_none, bool ordered) const {
   const wire::ProviderPreferences& prefs = request.provider;
   std::vector<std::string> names{request.model};
   names.insert(names.end(), request.fallback_models.begin(), request.fallback_models.end());
-  std::vector<std::pair<Deployment*, std::string>> out;
+  std::vector<Candidate> out;
   std::optional<ApiError> unknown;  // the first name that does not exist
   bool any_known = false;
   std::string placement_refusal;  // the first deployment a placement policy refused, and why
@@ -559,11 +622,12 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
     }
     if (!ordered && prefs.allow_fallbacks) {
       // The caller needs the set, not the order: no policy work (kv-events tokenizes the prompt).
-      for (Deployment* d : list) out.emplace_back(d, route.name);
+      for (Deployment* d : list) out.push_back({.deployment = d, .model = route.name, .charge = {}});
       continue;
     }
     // The model's policy, then provider.sort over it, then provider.order over that (stable sorts).
     const std::string sort = prefs.sort.empty() ? std::string(policy_name(route.policy)) : prefs.sort;
+    std::map<const Deployment*, Charge> charges;  // kv-events: what the request costs each deployment
     if (sort == "price") {
       std::stable_sort(list.begin(), list.end(), [](Deployment* a, Deployment* b) { return a->total_price() < b->total_price(); });
     } else if (sort == "latency") {
@@ -577,13 +641,16 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
         thread_local std::mt19937_64 rng{std::random_device{}()};
         std::shuffle(list.begin(), list.end(), rng);
       } else {
-        order_by_prefix(request, route, sort == "kv-events", list);
+        charges = order_by_prefix(request, route, sort == "kv-events", list);
       }
-      // The load bound: a deployment loaded well above the mean goes after the others.
-      double mean = 0;
-      for (Deployment* d : list) mean += static_cast<double>(d->outstanding.load());
-      mean /= static_cast<double>(list.size());
-      std::stable_partition(list.begin(), list.end(), [&](Deployment* d) { return d->outstanding.load() <= 1.25 * mean + 1; });
+      if (charges.empty()) {
+        // The load bound: a deployment loaded well above the mean goes after the others. (kv-events
+        // with the prompt's tokens weighed the load against the prefill a move costs instead.)
+        double mean = 0;
+        for (Deployment* d : list) mean += static_cast<double>(d->outstanding.load());
+        mean /= static_cast<double>(list.size());
+        std::stable_partition(list.begin(), list.end(), [&](Deployment* d) { return d->outstanding.load() <= 1.25 * mean + 1; });
+      }
     }
     if (!prefs.order.empty()) {
       auto rank = [&](Deployment* d) {
@@ -594,7 +661,10 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
     }
     // Deployments failing their health check go last: tried only when every healthy one failed.
     std::stable_partition(list.begin(), list.end(), [](Deployment* d) { return d->provider->is_healthy(); });
-    for (Deployment* d : list) out.emplace_back(d, route.name);
+    for (Deployment* d : list) {
+      auto charge = charges.find(d);
+      out.push_back({.deployment = d, .model = route.name, .charge = charge == charges.end() ? Charge{} : std::move(charge->second)});
+    }
   }
   if (!prefs.allow_fallbacks && out.size() > 1) out.resize(1);
   if (out.empty() && unknown && !any_known) {
@@ -609,42 +679,67 @@ std::vector<std::pair<Router::Deployment*, std::string>> Router::candidates(cons
   return out;
 }
 
-void Router::order_by_prefix(const wire::Request& request, const ModelRoute& route, bool use_kv_events, std::vector<Deployment*>& list) const {
+std::map<const Router::Deployment*, Router::Charge> Router::order_by_prefix(const wire::Request& request, const ModelRoute& route,
+                                                                        bool use_kv_events, std::vector<Deployment*>& list) const {
   // Rendezvous hashing of the prompt's start: a repeated prefix lands on the same deployment (whose
   // prefix cache has it). OpenAI's prompt_cache_key, when given, groups requests instead of their
-  // first bytes. For kv-events this only breaks ties (a prefix no replica holds yet, or held by two).
+  // first bytes. For kv-events this only breaks ties (between replicas with as much work ahead).
   const std::string text = !request.prompt_cache_key.empty() ? "key:" + request.prompt_cache_key
                            : request.kind == wire::RequestKind::kChat ? request.messages.dump()
                                                                      : request.prompt.value_or("");
   const std::string_view prefix = std::string_view(text).substr(0, 256);
-  std::map<Deployment*, uint64_t> rendezvous;
+  std::map<const Deployment*, uint64_t> rendezvous;
   for (Deployment* d : list) rendezvous[d] = std::hash<std::string>{}(std::string(prefix) + '\0' + d->config.name);
-  std::map<Deployment*, int64_t> matched;  // kv-events: leading blocks of the prompt each replica holds
+  std::optional<std::vector<int32_t>> tokens;
   if (use_kv_events && route.encoder && kv_index_) {
-    if (auto tokens = route.encoder->encode(request)) {
-      std::map<int64_t, std::vector<uint64_t>> chains;  // by block size (replicas may differ)
-      for (Deployment* d : list) {
-        if (d->config.kv_source.empty()) continue;
-        const int64_t block_size = kv_index_->block_size(d->config.kv_source);
-        if (block_size <= 0) continue;
-        auto chain = chains.find(block_size);
-        if (chain == chains.end()) chain = chains.emplace(block_size, observe::kv_event_block_chain(*tokens, block_size, kv_root_hash_)).first;
-        matched[d] = kv_index_->matched_blocks(d->config.kv_source, chain->second) * block_size;
-      }
-    }
+    if (auto encoded = route.encoder->encode(request)) tokens = std::move(*encoded);
   }
-  // Among replicas holding as much of the prompt (all of it, or none), the least loaded: a prompt cached
-  // on several serves as the load balancer across them (the hash would send all its requests back to
-  // one), and a new prompt goes where there is room. The hash breaks the remaining ties.
-  std::map<Deployment*, int64_t> load;  // a snapshot: the sort needs a fixed order; prefix-affinity leaves it empty (0)
-  if (use_kv_events) {
-    for (Deployment* d : list) load[d] = d->outstanding.load();
+  if (!tokens) {
+    // kv-events without the prompt's tokens (no index, a prompt its encoder refuses): the least
+    // loaded, as a prompt that no replica holds.
+    std::map<const Deployment*, int64_t> load;  // a snapshot: the sort needs a fixed order; prefix-affinity leaves it empty (0)
+    if (use_kv_events) {
+      for (Deployment* d : list) load[d] = d->outstanding.load();
+    }
+    std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) {
+      if (load[a] != load[b]) return load[a] < load[b];
+      return rendezvous[a] > rendezvous[b];
+    });
+    return {};
+  }
+  // kv-events: each replica's cost of taking the request is the work already queued there plus twice
+  // the prompt tokens it would compute (those it neither holds, by its events, nor is computing for
+  // an earlier request): once for the compute, once for the cache room the copy takes from other
+  // prompts, which return as misses. The least goes first. A cached prompt thus stays with its holder
+  // until the holder's queue outweighs recomputing it elsewhere twice over; a new prompt goes where
+  // the least work waits. (A bare count bound spilled popular prompts onto the second replica, and
+  // the duplicates evicted others: measured in docs/benchmarks.md.)
+  const int64_t output_tokens = std::max<int64_t>(1, request.max_tokens.value_or(kOutputTokensIfUnbounded));
+  const int64_t prompt_tokens = static_cast<int64_t>(tokens->size());
+  std::map<int64_t, std::vector<uint64_t>> chains;  // by block size (replicas may differ)
+  std::map<const Deployment*, Charge> charges;
+  std::map<const Deployment*, int64_t> score;
+  for (Deployment* d : list) {
+    Charge& charge = charges[d];
+    int64_t held_tokens = 0;
+    const int64_t block_size = d->config.kv_source.empty() ? 0 : kv_index_->block_size(d->config.kv_source);
+    if (block_size > 0) {
+      auto chain = chains.find(block_size);
+      if (chain == chains.end()) chain = chains.emplace(block_size, observe::kv_event_block_chain(*tokens, block_size, kv_root_hash_)).first;
+      const auto held = static_cast<size_t>(kv_index_->matched_blocks(d->config.kv_source, chain->second));
+      const auto computing = static_cast<size_t>(d->pending_run(chain->second, held));
+      held_tokens = static_cast<int64_t>(held + computing) * block_size;
+      charge.blocks.assign(chain->second.begin() + static_cast<ptrdiff_t>(held + computing), chain->second.end());
+    }
+    charge.prefill_tokens = std::max<int64_t>(0, prompt_tokens - held_tokens);
+    charge.decode_work = output_tokens * kDecodeTokenCost;
+    score[d] = d->queued_work.load() + 2 * charge.prefill_tokens;
   }
   std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) {
-    if (matched[a] != matched[b]) return matched[a] > matched[b];  // absent: 0 tokens held
-    if (load[a] != load[b]) return load[a] < load[b];
+    if (score[a] != score[b]) return score[a] < score[b];
     return rendezvous[a] > rendezvous[b];
   });
+  return charges;
 }
 
 double Router::max_cost_usd(const wire::Request& request, int64_t prompt_tokens, int64_t completion_tokens) const {
@@ -652,7 +747,7 @@ double Router::max_cost_usd(const wire::Request& request, int64_t prompt_tokens,
   double most = 0;
   const wire::Usage usage{.prompt_tokens = prompt_tokens, .completion_tokens = completion_tokens, .cached_tokens = 0,
                          .cache_write_tokens = 0, .cost_usd = std::nullopt};
-  for (const auto& [d, unused] : candidates(request, ignored, /*ordered=*/false)) most = std::max(most, call_cost_usd(d->config.prices, usage));
+  for (const Candidate& c : candidates(request, ignored, /*ordered=*/false)) most = std::max(most, call_cost_usd(c.deployment->config.prices, usage));
   return most;
 }
 

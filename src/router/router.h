@@ -136,15 +136,19 @@ class Router {
 
   struct Deployment;
   struct ModelRoute;
+  struct Charge;
+  struct Candidate;
   class Attempt;
 
  private:
   /// `ordered` false: the same deployments in no particular order, without the policy's work (unless
   /// fallbacks are off, where only the first is kept and the order decides which).
-  std::vector<std::pair<Deployment*, std::string>> candidates(const wire::Request& request, wire::ApiError& why_none,
-                                                              bool ordered = true) const;
+  std::vector<Candidate> candidates(const wire::Request& request, wire::ApiError& why_none, bool ordered = true) const;
   /// prefix-affinity and kv-events: the deployments most likely to hold the prompt's prefix first.
-  void order_by_prefix(const wire::Request& request, const ModelRoute& route, bool use_kv_events, std::vector<Deployment*>& list) const;
+  /// kv-events with the prompt's tokens: the least work once this request is added (its uncached
+  /// prefill there plus what is queued), and what the request will cost each deployment; else empty.
+  std::map<const Deployment*, Charge> order_by_prefix(const wire::Request& request, const ModelRoute& route, bool use_kv_events,
+                                                      std::vector<Deployment*>& list) const;
 
   mutable std::shared_mutex table_mutex_;  // guards the three tables below
   std::map<std::string, std::unique_ptr<Deployment>> deployments_;

@@ -8,6 +8,9 @@ use the `kv-events` policy (the replica holding most of the prompt's prefix, fro
   that replica, whichever replica the prefix's hash prefers - six prefixes alternating between the
   replicas, each followed request answered from cache (usage.prompt_tokens_details.cached_tokens);
 - a prefix cached on both replicas draws its requests to the one with fewer requests in flight;
+- a prefix cached on one replica stays there while that replica's queued work (short streams) weighs
+  less than recomputing it on the idle one, and moves once it weighs more (a long stream);
+- a prompt whose prefill is still running on a replica draws a request sharing it to that replica;
 - random routing spreads requests over both replicas;
 - malformed messages on the gateway's event socket are counted (tern:kv_index_bad_messages_total) and
   change nothing;
@@ -21,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -122,6 +126,58 @@ class ReplicaRouting(unittest.TestCase):
                 self.assertGreater(cached, 200)
             finally:
                 stream.close()
+
+    def stream_on(self, deployment, max_tokens):
+        """A stream through the gateway kept on `deployment`, its first chunk read (its prompt is done)."""
+        stream = self.client.chat.completions.create(
+            model="events", messages=[{"role": "user", "content": f"Count slowly, {deployment}."}], max_tokens=max_tokens,
+            temperature=0, stream=True, extra_body={"provider": {"only": [deployment]}, "ignore_eos": True})
+        next(iter(stream))
+        return stream
+
+    def test_a_cached_prefix_moves_only_when_its_replica_is_busier_than_recomputing_it(self):
+        # ~650 prompt tokens: a move costs the other replica 2 x 650 token-equivalents of prefill; an
+        # output token in flight counts 8 (docs/gateway.md, kv-events).
+        system = "You are the lighthouse keeper's log. " + "Record the wind, the sea state and every ship in sight. " * 55
+        before = metric(self.gateway.url, "tern:kv_index_blocks") or 0
+        self.assertEqual(self.chat("events", system, "hello", only="replica-1")[0], "replica-1")
+        self.wait_for_blocks(before + 30)
+        # Three short streams in flight on replica-1 (3 x 40 x 8 = 960 < 1,300): a count bound would
+        # have moved the prompt to the idle replica; its holder is still the cheaper place.
+        streams = [self.stream_on("replica-1", 40) for _ in range(3)]
+        try:
+            deployment, cached = self.chat("events", system, "Any ships tonight?")
+        finally:
+            for stream in streams:
+                stream.close()
+        self.assertEqual(deployment, "replica-1", "three short streams outweigh less than recomputing the prompt")
+        self.assertGreater(cached, 500)
+        # One long stream (400 x 8 = 3,200 > 1,300): now recomputing it on the idle replica is cheaper.
+        stream = self.stream_on("replica-1", 400)
+        try:
+            deployment, _ = self.chat("events", system, "And the wind?")
+        finally:
+            stream.close()
+        self.assertEqual(deployment, "replica-2", "a long queue on the holder outweighs recomputing the prompt")
+
+    def test_a_prompt_being_computed_draws_requests_sharing_it(self):
+        # Before its first token a replica has announced none of the prompt's blocks; the gateway
+        # counts them as held there from the moment it sent the request.
+        system = "You are the archive's index of river charts. " + "List each chart's year, scale, surveyor and soundings. " * 120
+        first = {}
+
+        def send_first():
+            started = time.time()
+            first["result"] = self.chat("events", system, "Which charts show the delta?")
+            first["seconds"] = time.time() - started
+
+        thread = threading.Thread(target=send_first)
+        thread.start()
+        time.sleep(0.5)
+        deployment, _ = self.chat("events", system, "Which charts show the estuary?")
+        thread.join()
+        self.assertGreater(first["seconds"], 0.6, "the first prompt must still be computing when the second is routed")
+        self.assertEqual(deployment, first["result"][0], "the second request went where its prompt was being computed")
 
     def test_random_spreads_over_both_replicas(self):
         seen = {self.chat("spread", f"Random spread {n}.", "hi")[0] for n in range(16)}

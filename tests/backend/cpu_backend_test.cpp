@@ -201,9 +201,9 @@ TEST(CpuBackend, AttentionMatchesANaiveReferenceWithTheSameRoundings) {
 }
 
 // Rows are attended in tiles (each key read once for several rows): a prompt chunk's consecutive
-// rows, and decode rows of sequences sharing their first blocks (the shared positions once for all,
-// then each row's own). Every row's result must be the bits it gets alone, for any tile, window,
-// soft-cap, head grouping and thread count.
+// rows (the positions before the first row once for all, then each row's own). Decode rows of
+// sequences sharing cached blocks sit between the chunks. Every row's result must be the bits it gets
+// alone, for any tile, window, soft-cap, head grouping and thread count.
 TEST(CpuBackend, AttentionOfRowsInTilesEqualsEachRowAlone) {
   std::mt19937 rng(8);
   for (const int threads : {1, 2}) {

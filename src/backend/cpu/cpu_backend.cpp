@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <map>
-#include <numeric>
 #include <span>
 #include <vector>
 
@@ -292,47 +290,41 @@ class CpuBackend final : public Backend {
     const int64_t bs = cache.block_size();
     // A task is a tile of rows and some heads sharing one KV head: each key and value is read and
     // converted once for all the tile's queries (the heads: attention_heads_per_task), not once per
-    // row. A tile is up to kTileRows consecutive rows of one sequence (a prompt chunk's rows), or
-    // decode rows of sequences that share leading blocks (requests on the same cached system prompt);
-    // the shared positions go once for every query, then each row's own. A query's arithmetic is the
-    // same in any tile (the kernels' results do not depend on how many queries they take, and each
-    // query's keys and values are summed in position order), so a row's result never depends on the batch.
-    const AttentionTiles tiles = attention_tiles(rows, shape.window, bs, pool_.num_threads());
-    const int64_t heads_per_task = attention_heads_per_task(tiles.count() * num_heads, group);
+    // row. A tile is up to kTileRows consecutive rows of one sequence (a prompt chunk's rows) or one
+    // row; the positions before the tile's first row go once for every query, then each row's own. A
+    // query's arithmetic is the same in any tile (the kernels' results do not depend on how many
+    // queries they take, and each query's keys and values are summed in position order), so a row's
+    // result never depends on the batch. (Grouping decode rows of sequences sharing cached blocks was
+    // tried: bit-identical, but no gain measured on a shared-prompt workload.)
+    const std::vector<int64_t> tiles = attention_tiles(rows, shape.window);  // tile t: rows [tiles[t], tiles[t + 1])
+    const int64_t num_tiles = static_cast<int64_t>(tiles.size()) - 1;
+    const int64_t heads_per_task = attention_heads_per_task(num_tiles * num_heads, group);
     const int64_t tasks_per_tile = num_heads / heads_per_task;
     const int hpt = static_cast<int>(heads_per_task);
-    pool_.parallel_for(tiles.count() * tasks_per_tile, [&](int64_t begin, int64_t end) {
+    pool_.parallel_for(num_tiles * tasks_per_tile, [&](int64_t begin, int64_t end) {
       thread_local std::vector<float> scores, queries, results;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t first_head = (task % tasks_per_tile) * heads_per_task, kv_head = first_head / group;
-        const std::span<const int64_t> members = tiles.rows(task / tasks_per_tile);
-        const int64_t n = static_cast<int64_t>(members.size());
+        const int64_t row0 = tiles[task / tasks_per_tile], n = tiles[task / tasks_per_tile + 1] - row0;
         const int num_q = hpt * static_cast<int>(n);
-        auto position = [&](int64_t m) -> int64_t { return rows.positions[members[m]]; };
-        auto table_of = [&](int64_t m) { return rows.block_tables[rows.seq_slots[members[m]]]; };
-        int64_t low_pos = position(0), high_pos = position(0);
-        for (int64_t m = 1; m < n; ++m) low_pos = std::min(low_pos, position(m)), high_pos = std::max(high_pos, position(m));
-        // A tile's rows share `first` (attention_tiles); positions [first, shared_end) are in the same
-        // blocks for every row.
-        const int64_t first = shape.window > 0 ? std::max<int64_t>(0, low_pos - shape.window + 1) : 0;
-        const int64_t stride = high_pos - first + 1;  // scores per query
-        int64_t shared_end = low_pos + 1;
-        for (int64_t m = 1; m < n; ++m) {
-          int64_t block = first / bs;
-          while (block * bs < shared_end && table_of(m)[block] == table_of(0)[block]) ++block;
-          shared_end = std::max(first, std::min(shared_end, block * bs));
-        }
+        auto position = [&](int64_t m) -> int64_t { return rows.positions[row0 + m]; };
+        const std::span<const int32_t> table = rows.block_tables[rows.seq_slots[row0]];  // the tile's sequence
+        // A tile's rows are at consecutive positions and share `first` (attention_tiles); every row
+        // attends to [first, shared_end).
+        const int64_t first = shape.window > 0 ? std::max<int64_t>(0, position(0) - shape.window + 1) : 0;
+        const int64_t shared_end = position(0) + 1;
+        const int64_t stride = position(n - 1) - first + 1;  // scores per query
         // Like llama.cpp (F16 KV cache, no flash attention), the queries are rounded to F16 for q.k and
         // the attention weights are rounded to F16 before weighting V: same inputs, closer results.
         queries.resize(static_cast<size_t>(num_q * head_dim));
         for (int64_t m = 0; m < n; ++m) {
-          ops.round_f16(hpt * head_dim, q + (members[m] * num_heads + first_head) * head_dim, queries.data() + m * hpt * head_dim);
+          ops.round_f16(hpt * head_dim, q + ((row0 + m) * num_heads + first_head) * head_dim, queries.data() + m * hpt * head_dim);
         }
         scores.resize(static_cast<size_t>(num_q * stride));
-        // Positions [from, to) of `table`, block by block: fn(this KV head's keys (or values) from the
+        // Positions [from, to) of the sequence, block by block: fn(this KV head's keys (or values) from the
         // block's first position in range, their row stride, how many positions, the first of them),
         // the block kPrefetchBlocks ahead asked for first.
-        auto for_each_block = [&](std::span<const int32_t> table, int64_t from, int64_t to, bool keys, auto&& fn) {
+        auto for_each_block = [&](int64_t from, int64_t to, bool keys, auto&& fn) {
           const int64_t width = keys ? cache.key_width() : cache.value_width(), dim = keys ? head_dim : value_dim, head = kv_head * dim;
           auto block_data = [&](int64_t block) { return (keys ? cache.keys(layer, table[block]) : cache.values(layer, table[block])) + head; };
           for (int64_t j = from; j < to;) {
@@ -343,14 +335,14 @@ class CpuBackend final : public Backend {
           }
         };
         // Scores of the queries at `query` for positions [from, to) (at `score`, stride apart).
-        auto dot_range = [&](std::span<const int32_t> table, int64_t from, int64_t to, const float* query, int count_q, float* score) {
-          for_each_block(table, from, to, true, [&](const uint16_t* keys, int64_t width, int64_t count, int64_t j) {
+        auto dot_range = [&](int64_t from, int64_t to, const float* query, int count_q, float* score) {
+          for_each_block(from, to, true, [&](const uint16_t* keys, int64_t width, int64_t count, int64_t j) {
             ops.dot_rows_f16(query, count_q, keys, width, count, head_dim, score + (j - first), stride);
           });
         };
-        dot_range(table_of(0), first, shared_end, queries.data(), num_q, scores.data());
-        for (int64_t m = 0; m < n; ++m) {
-          dot_range(table_of(m), shared_end, position(m) + 1, queries.data() + m * hpt * head_dim, hpt, scores.data() + m * hpt * stride);
+        dot_range(first, shared_end, queries.data(), num_q, scores.data());
+        for (int64_t m = 1; m < n; ++m) {
+          dot_range(shared_end, position(m) + 1, queries.data() + m * hpt * head_dim, hpt, scores.data() + m * hpt * stride);
         }
         for (int64_t m = 0; m < n; ++m) {
           const int64_t length = position(m) - first + 1;
@@ -367,15 +359,15 @@ class CpuBackend final : public Backend {
           }
         }
         results.assign(static_cast<size_t>(num_q * value_dim), 0.0f);
-        auto axpy_range = [&](std::span<const int32_t> table, int64_t from, int64_t to, const float* weights, int count_q, float* result) {
-          for_each_block(table, from, to, false, [&](const uint16_t* values, int64_t width, int64_t count, int64_t j) {
+        auto axpy_range = [&](int64_t from, int64_t to, const float* weights, int count_q, float* result) {
+          for_each_block(from, to, false, [&](const uint16_t* values, int64_t width, int64_t count, int64_t j) {
             ops.axpy_rows_f16(weights + (j - first), stride, count_q, values, width, count, value_dim, result);
           });
         };
-        axpy_range(table_of(0), first, shared_end, scores.data(), num_q, results.data());
+        axpy_range(first, shared_end, scores.data(), num_q, results.data());
         for (int64_t m = 0; m < n; ++m) {
-          axpy_range(table_of(m), shared_end, position(m) + 1, scores.data() + m * hpt * stride, hpt, results.data() + m * hpt * value_dim);
-          std::copy_n(results.data() + m * hpt * value_dim, hpt * value_dim, out + (members[m] * num_heads + first_head) * value_dim);
+          axpy_range(shared_end, position(m) + 1, scores.data() + m * hpt * stride, hpt, results.data() + m * hpt * value_dim);
+          std::copy_n(results.data() + m * hpt * value_dim, hpt * value_dim, out + ((row0 + m) * num_heads + first_head) * value_dim);
         }
       }
     });
@@ -396,50 +388,20 @@ class CpuBackend final : public Backend {
     }
   }
 
-  /// Attention's tiles: row indices, tile after tile.
-  struct AttentionTiles {
-    std::vector<int64_t> members;
-    std::vector<int64_t> starts{0};  ///< tile t is members[starts[t], starts[t + 1])
-    int64_t count() const { return static_cast<int64_t>(starts.size()) - 1; }
-    std::span<const int64_t> rows(int64_t t) const {
-      return {members.data() + starts[t], static_cast<size_t>(starts[t + 1] - starts[t])};
-    }
-    void add(std::span<const int64_t> tile) {
-      members.insert(members.end(), tile.begin(), tile.end());
-      starts.push_back(static_cast<int64_t>(members.size()));
-    }
-  };
-
-  /// Runs of up to kTileRows rows of one sequence at consecutive positions (a prompt chunk); then the
-  /// rows left alone (decodes) grouped by their first block, up to kTileRows a tile and split so each
-  /// thread gets a share (their sequences share at least that block: the same cached prompt start).
-  /// With a sliding window, only rows whose window still starts at 0 are grouped (a tile's rows share
-  /// their first position).
-  static AttentionTiles attention_tiles(const TokenRows& rows, int64_t window, int64_t block_size, int64_t threads) {
-    AttentionTiles tiles;
+  /// Runs of up to kTileRows rows of one sequence at consecutive positions (a prompt chunk), each
+  /// other row alone. With a sliding window, only rows whose window still starts at 0 go together (a
+  /// tile's rows share their first position). Returns each tile's first row, then rows.size().
+  static std::vector<int64_t> attention_tiles(const TokenRows& rows, int64_t window) {
+    std::vector<int64_t> tiles{0};
     auto unwindowed = [&](int64_t i) { return window <= 0 || rows.positions[i] < window; };
-    std::map<int32_t, std::vector<int64_t>> by_first_block;  // decode rows that may share blocks
     for (int64_t i = 0; i < rows.size();) {
       int64_t end = i + 1;
       while (end < rows.size() && end - i < kTileRows && unwindowed(end) && rows.seq_slots[end] == rows.seq_slots[i] &&
              rows.positions[end] == rows.positions[i] + (end - i)) {
         ++end;
       }
-      if (end - i == 1 && unwindowed(i) && rows.positions[i] >= block_size) {
-        by_first_block[rows.block_tables[rows.seq_slots[i]][0]].push_back(i);
-      } else {
-        std::vector<int64_t> run(static_cast<size_t>(end - i));
-        std::iota(run.begin(), run.end(), i);
-        tiles.add(run);
-      }
+      tiles.push_back(end);
       i = end;
-    }
-    for (const auto& [block, group] : by_first_block) {
-      const int64_t size = static_cast<int64_t>(group.size());
-      const int64_t per_tile = std::clamp<int64_t>((size + threads - 1) / threads, 1, kTileRows);
-      for (int64_t from = 0; from < size; from += per_tile) {
-        tiles.add(std::span(group).subspan(static_cast<size_t>(from), static_cast<size_t>(std::min(per_tile, size - from))));
-      }
     }
     return tiles;
   }
