@@ -462,6 +462,8 @@ std::string Gateway::metrics_text() const {
       }
     };
     family("deployment_outstanding", "gauge", "Requests in flight on a deployment.", [](const auto& s) { return s.outstanding; });
+    family("deployment_queued_work_tokens", "gauge", "Work of the requests in flight on a deployment, in prompt tokens of prefill (kv-events routes).",
+           [](const auto& s) { return s.queued_work; });
     family("deployment_requests_total", "counter", "Attempts sent to a deployment (retries included).", [](const auto& s) { return s.requests; });
     family("deployment_failures_total", "counter", "Attempts that failed (connect, 429, 5xx, timeout).", [](const auto& s) { return s.failures; });
     family("deployment_ttft_ewma_seconds", "gauge", "Moving average of time to first event.", [](const auto& s) { return s.ttft_ewma_s; });

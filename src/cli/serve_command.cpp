@@ -388,7 +388,7 @@ int serve(const ServeOptions& o) {
       std::fprintf(stderr, "error: routes '%s': tokenizer %s: %s\n", route.name.c_str(), route.tokenizer.c_str(), encoder.error().message.c_str());
       return 1;
     }
-    router.set_prompt_encoder(route.name, std::move(*encoder));
+    router.set_prompt_encoder(route.name, std::move(*encoder), route.decode_token_cost);
   }
 
   gateway.set_metrics_source([&local_models, kv_index] {

@@ -501,7 +501,7 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
     for (size_t i = 0; routes && i < routes.size(); ++i) {
       const std::string at = fmt::format("routes[{}]", i);
       const YAML::Node entry = routes[i];
-      if (auto ok = r.only_keys(entry, at, {"name", "deployments", "policy", "aliases", "tokenizer", "chat_template"}); !ok) {
+      if (auto ok = r.only_keys(entry, at, {"name", "deployments", "policy", "aliases", "tokenizer", "chat_template", "decode_token_cost"}); !ok) {
         return std::unexpected(ok.error());
       }
       RouteEntry route;
@@ -517,6 +517,7 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
       TRY_ASSIGN(route.policy, read_policy(r, entry, at));
       TRY_ASSIGN(route.tokenizer, r.string(entry, at, "tokenizer", false));
       TRY_ASSIGN(route.chat_template, r.string(entry, at, "chat_template", false));
+      TRY_ASSIGN(route.decode_token_cost, r.number(entry, at, "decode_token_cost", 0, 1e4, kDefaultDecodeTokenCost));
       if (route.policy == Policy::kKvEvents) {
         // The prompt must be tokenized as the replicas tokenize it, and their events must arrive.
         if (route.tokenizer.empty()) {
@@ -525,9 +526,10 @@ Result<GatewayConfig> parse_gateway_config(const std::string& text, const std::s
         if (out.kv_events_listen.empty()) {
           return r.error(entry["policy"], at + ".policy", "kv-events needs `kv_events: {{listen: tcp://HOST:PORT}}`, where the replicas' --kv-events-endpoint points");
         }
-      } else if (!route.tokenizer.empty() || !route.chat_template.empty()) {
-        return r.error(entry["tokenizer"] ? entry["tokenizer"] : entry["chat_template"], at + (entry["tokenizer"] ? ".tokenizer" : ".chat_template"),
-                       "only used by policy kv-events");
+      } else {
+        for (const char* key : {"tokenizer", "chat_template", "decode_token_cost"}) {
+          if (entry[key]) return r.error(entry[key], at + "." + key, "only used by policy kv-events");
+        }
       }
       TRY_ASSIGN(route.aliases, r.strings(entry, at, "aliases"));
       for (const auto& alias : route.aliases) {

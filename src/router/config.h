@@ -38,6 +38,7 @@ struct RouteEntry {
   std::vector<std::string> aliases;
   std::string tokenizer;      ///< kv-events: the replicas' model (alias or .gguf) whose tokenizer and template encode prompts
   std::string chat_template;  ///< kv-events: a Jinja file replacing that model's template (as the replicas' --chat-template)
+  double decode_token_cost = kDefaultDecodeTokenCost;  ///< kv-events: an output token's work in prompt tokens of prefill
 };
 
 struct GatewayConfig {

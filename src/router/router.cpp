@@ -26,10 +26,8 @@ using wire::ApiError;
 constexpr double kEwmaWeight = 0.2;  // of the newest sample
 constexpr std::chrono::milliseconds kBaseBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{5'000};
-// kv-events weighs a replica's work in prompt tokens of prefill. One output token costs about 8 of
-// them on a CPU replica (a 2k-deep cached request: ~1.7 ms per prefill token at one thread, ~10-14
-// ms per decode token in a batch of 4); a request without max_tokens is taken to write 256.
-constexpr int64_t kDecodeTokenCost = 8;
+// kv-events weighs a replica's work in prompt tokens of prefill (ModelRoute::decode_token_cost per
+// output token); a request without max_tokens is taken to write 256.
 constexpr int64_t kOutputTokensIfUnbounded = 256;
 
 double ewma(double old_value, double sample) { return old_value == 0 ? sample : (1 - kEwmaWeight) * old_value + kEwmaWeight * sample; }
@@ -187,6 +185,7 @@ struct Router::ModelRoute {
   Policy policy = Policy::kPrice;
   int64_t max_model_len = 0;
   std::shared_ptr<const PromptEncoder> encoder;  // the kv-events policy: the prompt as its replicas tokenize it
+  double decode_token_cost = kDefaultDecodeTokenCost;  // kv-events: an output token in prompt tokens of prefill
 };
 
 struct Router::Timers {
@@ -469,11 +468,12 @@ void Router::set_kv_index(std::shared_ptr<const observe::KvBlockIndex> index, st
   kv_root_hash_ = observe::kv_event_root_hash(hash_seed);
 }
 
-bool Router::set_prompt_encoder(const std::string& model, std::shared_ptr<const PromptEncoder> encoder) {
+bool Router::set_prompt_encoder(const std::string& model, std::shared_ptr<const PromptEncoder> encoder, double decode_token_cost) {
   std::unique_lock table(table_mutex_);
   auto it = models_.find(model);
   if (it == models_.end()) return false;
   it->second->encoder = std::move(encoder);
+  it->second->decode_token_cost = decode_token_cost;
   return true;
 }
 
@@ -522,7 +522,8 @@ std::vector<DeploymentStats> Router::stats() const {
   for (const auto& [name, d] : deployments_) {
     std::lock_guard lock(d->mutex);
     const bool half_open = d->is_open && Clock::now() >= d->open_until;
-    out.push_back({.name = name, .kind = d->config.kind, .outstanding = d->outstanding.load(), .requests = d->requests,
+    out.push_back({.name = name, .kind = d->config.kind, .outstanding = d->outstanding.load(),
+                   .queued_work = d->queued_work.load(), .requests = d->requests,
                    .failures = d->failures, .ttft_ewma_s = d->ttft_ewma_s, .itl_ewma_s = d->itl_ewma_s,
                    .breaker = !d->is_open ? "closed" : half_open ? "half_open" : "open"});
   }
@@ -732,7 +733,7 @@ std::map<const Router::Deployment*, Router::Charge> Router::order_by_prefix(cons
       charge.blocks.assign(chain->second.begin() + static_cast<ptrdiff_t>(held + computing), chain->second.end());
     }
     charge.prefill_tokens = std::max<int64_t>(0, prompt_tokens - held_tokens);
-    charge.decode_work = output_tokens * kDecodeTokenCost;
+    charge.decode_work = static_cast<int64_t>(static_cast<double>(output_tokens) * route.decode_token_cost);
     score[d] = d->queued_work.load() + 2 * charge.prefill_tokens;
   }
   std::stable_sort(list.begin(), list.end(), [&](Deployment* a, Deployment* b) {

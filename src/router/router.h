@@ -53,6 +53,11 @@ struct BreakerConfig {
   std::chrono::milliseconds open_for{10'000};     ///< then one probe request (half-open)
 };
 
+/// The kv-events policy's default weight of an output token in prompt tokens of prefill: about what
+/// a CPU replica pays (a 2k-deep cached request on one thread: ~1.7 ms per prefill token, 10-14 ms per
+/// decode token in a batch of 4). A GPU, whose prefill is far cheaper per token, wants more.
+inline constexpr double kDefaultDecodeTokenCost = 8;
+
 struct DeploymentConfig {
   std::string name;  ///< unique; what `provider.only` / `order` / `ignore` name
   std::string kind;  ///< "local", "openai", "anthropic" (for /v1/models and metrics)
@@ -75,6 +80,7 @@ struct DeploymentStats {
   std::string name;
   std::string kind;
   int64_t outstanding = 0;
+  int64_t queued_work = 0;  ///< kv-events: the work of its requests in flight, in prompt tokens of prefill
   int64_t requests = 0;
   int64_t failures = 0;
   double ttft_ewma_s = 0;  ///< 0 until measured
@@ -111,8 +117,11 @@ class Router {
   /// The kv-events policy's inputs: what each replica's cache holds (deployments name their source in
   /// DeploymentConfig::kv_source) and the hash seed the replicas hash with.
   void set_kv_index(std::shared_ptr<const observe::KvBlockIndex> index, std::string hash_seed);
-  /// How `model`'s requests become the tokens its replicas see (the kv-events policy); false if unknown.
-  bool set_prompt_encoder(const std::string& model, std::shared_ptr<const PromptEncoder> encoder);
+  /// How `model`'s requests become the tokens its replicas see (the kv-events policy), and what an
+  /// output token costs a replica in prompt tokens of prefill (weighing a replica's queued work
+  /// against recomputing a prompt elsewhere); false if `model` is unknown.
+  bool set_prompt_encoder(const std::string& model, std::shared_ptr<const PromptEncoder> encoder,
+                          double decode_token_cost = kDefaultDecodeTokenCost);
   /// Removes a public name and its aliases (requests for it get 404 from now on); false if unknown.
   bool remove_model(const std::string& name);
 

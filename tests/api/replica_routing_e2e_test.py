@@ -156,9 +156,18 @@ class ReplicaRouting(unittest.TestCase):
         stream = self.stream_on("replica-1", 400)
         try:
             deployment, _ = self.chat("events", system, "And the wind?")
+            self.assertEqual(self.queued_work("replica-1"), 400 * 8, "the stream's prompt is done: its 400 output tokens x 8 are left")
         finally:
             stream.close()
         self.assertEqual(deployment, "replica-2", "a long queue on the holder outweighs recomputing the prompt")
+        # Every request's charge is taken back when it ends (a closed stream included).
+        deadline = time.time() + 10
+        while time.time() < deadline and any(self.queued_work(r) != 0 for r in ("replica-1", "replica-2")):
+            time.sleep(0.1)
+        self.assertEqual([self.queued_work(r) for r in ("replica-1", "replica-2")], [0, 0])
+
+    def queued_work(self, deployment):
+        return metric(self.gateway.url, f'tern:deployment_queued_work_tokens{{deployment="{deployment}",kind="openai"}}')
 
     def test_a_prompt_being_computed_draws_requests_sharing_it(self):
         # Before its first token a replica has announced none of the prompt's blocks; the gateway

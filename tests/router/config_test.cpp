@@ -205,7 +205,17 @@ TEST(GatewayConfig, ReplicaRoutingOnKvEvents) {
   EXPECT_EQ(c->remote[1].deployment.kv_source, "pod-b@smol");
   EXPECT_EQ(c->routes[0].policy, Policy::kKvEvents);
   EXPECT_EQ(c->routes[0].tokenizer, "smollm2-135m");
+  EXPECT_EQ(c->routes[0].decode_token_cost, kDefaultDecodeTokenCost);
   EXPECT_EQ(c->routes[1].policy, Policy::kRandom);
+  auto gpu = parse_gateway_config("kv_events: {listen: \"tcp://0.0.0.0:5557\"}\n" + replicas +
+                                  "routes:\n  - {name: m, deployments: [r1, r2], policy: kv-events, tokenizer: x, decode_token_cost: 40}\n", "t.yaml");
+  ASSERT_TRUE(gpu) << gpu.error().message;
+  EXPECT_EQ(gpu->routes[0].decode_token_cost, 40);
+  EXPECT_NE(refused("kv_events: {listen: \"tcp://0.0.0.0:5557\"}\n" + replicas +
+                    "routes:\n  - {name: m, deployments: [r1, r2], policy: kv-events, tokenizer: x, decode_token_cost: -1}\n")
+                .find("routes[0].decode_token_cost"), std::string::npos);
+  EXPECT_NE(refused(replicas + "routes:\n  - {name: m, deployments: [r1, r2], policy: random, decode_token_cost: 4}\n")
+                .find("routes[0].decode_token_cost: only used by policy kv-events"), std::string::npos);
 
   EXPECT_NE(refused("kv_events: {listen: \"tcp://0.0.0.0:5557\"}\n" + replicas + "routes:\n  - {name: m, deployments: [r1, r2], policy: kv-events}\n")
                 .find("routes[0].tokenizer: required with policy kv-events"), std::string::npos);
