@@ -96,14 +96,17 @@ class ReplicaRouting(unittest.TestCase):
             time.sleep(0.05)
         self.fail(f"the gateway's index holds fewer than {at_least} blocks after {timeout} s")
 
+    def cache_on(self, home, system, blocks):
+        """Computes `system` on `home` (provider.only) and waits until `blocks` of its blocks reached the gateway."""
+        before = metric(self.gateway.url, "tern:kv_index_blocks") or 0
+        self.assertEqual(self.chat("events", system, "hello", only=home)[0], home)
+        self.wait_for_blocks(before + blocks)
+
     def test_a_cached_prefix_draws_requests_to_its_replica(self):
         for i in range(6):
             system = f"You are support agent {i} of the river company. " + "Answer with care, cite the manual, be brief. " * 30
             home = f"replica-{1 + i % 2}"
-            before = metric(self.gateway.url, "tern:kv_index_blocks") or 0
-            deployment, _ = self.chat("events", system, "hello", only=home)
-            self.assertEqual(deployment, home)
-            self.wait_for_blocks(before + 10)  # its prefix's blocks reached the gateway
+            self.cache_on(home, system, 10)
             deployment, cached = self.chat("events", system, f"question {i}: what is two and two?")
             self.assertEqual(deployment, home, f"prefix {i} is cached on {home}: the kv-events route sends it there")
             self.assertGreater(cached, 200, f"prefix {i}: the shared system prompt came from {home}'s cache")
@@ -111,16 +114,10 @@ class ReplicaRouting(unittest.TestCase):
     def test_a_prefix_on_both_replicas_goes_to_the_less_loaded(self):
         system = "You are the harbour master's assistant. " + "Quote the tide tables, give times in UTC, be brief. " * 30
         for home in ("replica-1", "replica-2"):
-            before = metric(self.gateway.url, "tern:kv_index_blocks") or 0
-            self.assertEqual(self.chat("events", system, "hello", only=home)[0], home)
-            self.wait_for_blocks(before + 10)
+            self.cache_on(home, system, 10)
         for busy, idle in (("replica-1", "replica-2"), ("replica-2", "replica-1")):
-            # A long stream through the gateway keeps one request in flight on `busy`.
-            stream = self.client.chat.completions.create(
-                model="events", messages=[{"role": "user", "content": f"Count slowly, {busy}."}], max_tokens=400, temperature=0,
-                stream=True, extra_body={"provider": {"only": [busy]}, "ignore_eos": True})
+            stream = self.stream_on(busy, 400)  # keeps one request in flight on `busy`
             try:
-                next(iter(stream))
                 deployment, cached = self.chat("events", system, f"When is high water at {busy}?")
                 self.assertEqual(deployment, idle, f"both replicas hold the prefix and {busy} is busy")
                 self.assertGreater(cached, 200)
@@ -139,9 +136,7 @@ class ReplicaRouting(unittest.TestCase):
         # ~650 prompt tokens: a move costs the other replica 2 x 650 token-equivalents of prefill; an
         # output token in flight counts 8 (docs/gateway.md, kv-events).
         system = "You are the lighthouse keeper's log. " + "Record the wind, the sea state and every ship in sight. " * 55
-        before = metric(self.gateway.url, "tern:kv_index_blocks") or 0
-        self.assertEqual(self.chat("events", system, "hello", only="replica-1")[0], "replica-1")
-        self.wait_for_blocks(before + 30)
+        self.cache_on("replica-1", system, 30)
         # Three short streams in flight on replica-1 (3 x 40 x 8 = 960 < 1,300): a count bound would
         # have moved the prompt to the idle replica; its holder is still the cheaper place.
         streams = [self.stream_on("replica-1", 40) for _ in range(3)]
