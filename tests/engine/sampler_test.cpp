@@ -85,6 +85,37 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(static_cast<int>(p.top_p * 100)) + "_minp" + std::to_string(static_cast<int>(p.min_p * 100));
     });
 
+// Cuts that fall inside a run of equal logits (the cut bucket's tokens are ordered by weight, then id)
+// keep the lower ids, exactly as the full sort does: top-k of 250 over 200 tokens at the top level and
+// 200 at the next takes that level's 50 lowest ids; top-p likewise mid-level; and a bucket holding
+// every token (all logits equal) is cut the same way.
+TEST(SamplerTruncationTies, KeepTheLowerIdsLikeTheFullSort) {
+  std::vector<float> levels(1000);
+  for (size_t i = 0; i < levels.size(); ++i) levels[i] = 0.5f * static_cast<float>((i * 7) % 5);
+  std::vector<float> flat(1000, 1.25f);
+  const SamplingParams settings[] = {{.temperature = 1.0f, .top_k = 250}, {.temperature = 1.0f, .top_p = 0.5f},
+                                     {.temperature = 0.5f, .top_k = 3, .top_p = 0.9f}};
+  for (const auto* logits : {&levels, &flat}) {
+    for (const SamplingParams& params : settings) {
+      const auto expected = reference_distribution(*logits, params);
+      Sampler sampler(params);
+      std::map<int32_t, int> counts;
+      constexpr int kDraws = 20000;
+      const std::vector<int32_t> history(kDraws, 0);
+      for (int i = 0; i < kDraws; ++i) {
+        std::vector<float> row = *logits;
+        ++counts[sampler.sample(row, std::span(history).first(static_cast<size_t>(i)))];
+      }
+      for (const auto& [token, n] : counts) {
+        ASSERT_TRUE(expected.contains(token)) << "token " << token << " is outside the kept set (top_k " << params.top_k << ", top_p " << params.top_p << ")";
+      }
+      for (const auto& [token, prob] : expected) {
+        EXPECT_NEAR(static_cast<double>(counts[token]) / kDraws, prob, 5 * std::sqrt(prob * (1 - prob) / kDraws) + 1e-3) << "token " << token;
+      }
+    }
+  }
+}
+
 // The two-pass greedy choice is std::max_element's, ties (and -0 against +0) to the first id, on
 // every length around the 8-wide lanes, with values drawn from a few levels so that ties are common,
 // and with NaNs (which a broken model could produce) anywhere.
@@ -193,6 +224,34 @@ TEST(SamplerDraws, AreKeyedBySeedAndPosition) {
   }
   EXPECT_LT(same_position_other_seed, 10);  // 64 / 50 expected by chance
   EXPECT_LT(same_seed_other_position, 10);
+}
+
+// A masked token (-inf, as a grammar masks) is never drawn, under every truncation setting, including
+// the whole-vocabulary path that computes weights in place and the ones that order candidates; tokens
+// masked at the start of the row and in between are all covered.
+TEST(SamplerDraws, NeverAMaskedToken) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(1003);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = i < 10 || i % 3 == 0 ? -INFINITY : normal(rng);
+  logits[500] = 30.0f;  // one dominant token: the rest are light, the edge cases of the draw's walk
+  const SamplingParams settings[] = {{.temperature = 1.0f}, {.temperature = 0.3f}, {.temperature = 2.0f, .min_p = 0.5f},
+                                     {.temperature = 1.0f, .top_k = 2000}, {.temperature = 1.0f, .top_p = 0.5f},
+                                     {.temperature = 5.0f, .top_k = 700, .top_p = 0.999f, .min_p = 0.001f}};
+  for (const SamplingParams& params : settings) {
+    for (uint64_t seed = 0; seed < 4; ++seed) {
+      SamplingParams seeded = params;
+      seeded.seed = seed;
+      Sampler sampler(seeded);
+      const std::vector<int32_t> history(2000, 0);
+      for (size_t position = 0; position < 2000; ++position) {
+        std::vector<float> row = logits;
+        const int32_t token = sampler.sample(row, std::span(history).first(position));
+        ASSERT_TRUE(token >= 0 && token < 1003 && !std::isinf(logits[static_cast<size_t>(token)]))
+            << "drew masked token " << token << " (temperature " << params.temperature << ", top_k " << params.top_k << ")";
+      }
+    }
+  }
 }
 
 // Greedy: the greedy token, and whether it is the guess; penalties count the history as sample() does.

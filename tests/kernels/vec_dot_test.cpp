@@ -316,6 +316,46 @@ TEST(VectorOps, SoftmaxF16MatchesScalar) {
   }
 }
 
+// Sampling weights: the vectorised exp within 1e-6 (relative to the largest weight, 1) of the scalar
+// reference at every tail length and at a real vocabulary's size; masked (-inf) logits and terms below
+// e^-87 exactly 0; the largest exactly 1; the sums (double) agree; a row masked everywhere gives 0.
+TEST(VectorOps, SamplingWeightsMatchScalar) {
+  if (best_isa() == Isa::SCALAR) GTEST_SKIP();
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int64_t n : {1, 2, 7, 8, 9, 15, 33, 1001, 49152}) {
+    for (float inverse_temperature : {1.0f, 1.0f / 0.7f, 1.0f / 1.5f, 25.0f}) {
+      std::vector<float> logits(static_cast<size_t>(n));
+      for (float& v : logits) v = normal(rng);
+      if (n > 4) logits[1] = -INFINITY, logits[3] = -INFINITY, logits[4] = logits[0] - 200.0f;
+      std::vector<float> fast(static_cast<size_t>(n)), reference(static_cast<size_t>(n));
+      const double fast_sum = avx2_vector_ops().sampling_weights(n, inverse_temperature, logits.data(), fast.data());
+      const double reference_sum = scalar_vector_ops().sampling_weights(n, inverse_temperature, logits.data(), reference.data());
+      float largest = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(fast[i], reference[i], 1e-6f) << "n=" << n << " 1/T=" << inverse_temperature << " i=" << i;
+        largest = std::max(largest, fast[i]);
+      }
+      EXPECT_EQ(largest, 1.0f);
+      EXPECT_NEAR(fast_sum, reference_sum, 1e-6 * static_cast<double>(n));
+      if (n > 4) {
+        EXPECT_EQ(fast[1], 0.0f);
+        EXPECT_EQ(fast[3], 0.0f);
+        if (inverse_temperature >= 1.0f) {
+          EXPECT_EQ(fast[4], 0.0f);  // e^-200 or less
+        }
+      }
+      // In place (the sampler writes the weights over its logits row) gives the same weights.
+      std::vector<float> in_place = logits;
+      avx2_vector_ops().sampling_weights(n, inverse_temperature, in_place.data(), in_place.data());
+      EXPECT_EQ(in_place, fast);
+    }
+  }
+  std::vector<float> masked(19, -INFINITY), out(19, 5.0f);
+  EXPECT_EQ(avx2_vector_ops().sampling_weights(19, 1.0f, masked.data(), out.data()), 0.0);
+  EXPECT_EQ(out, std::vector<float>(19, 0.0f));
+}
+
 // The SIMD activation quantizer writes the reference's bytes, including all-zero and tiny blocks.
 TEST(VectorOps, QuantizeQ8MatchesReferenceBytes) {
   if (best_isa() == Isa::SCALAR) GTEST_SKIP();

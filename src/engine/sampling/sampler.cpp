@@ -1,7 +1,10 @@
 #include "engine/sampling/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+
+#include "kernels/cpu/vector_ops.h"
 
 namespace tern::engine {
 
@@ -54,51 +57,113 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
   }
 }
 
-double Sampler::build_candidates(std::span<const float> logits) {
-  const int32_t vocab = static_cast<int32_t>(logits.size());
-  // Work in O(vocab): only top-k and top-p need an order, and top-p only as far as its nucleus goes,
-  // so the full vocabulary is never sorted.
-  candidates_.clear();
-  candidates_.reserve(static_cast<size_t>(vocab));
-  for (int32_t token = 0; token < vocab; ++token) candidates_.emplace_back(logits[token] / params_.temperature, token);
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < candidates_.size()) {
-    const auto keep = static_cast<long>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
-    candidates_.resize(static_cast<size_t>(keep));
+namespace {
+
+// Weights are in (0, 1]; a positive float's bits order like its value, so bits >> 19 (the exponent and
+// the top 4 mantissa bits) are buckets of 1/16 of an octave, in order. Any positive float's bucket is
+// below 4096.
+constexpr int kBucketShift = 19;
+constexpr size_t kNumBuckets = size_t{1} << (31 - kBucketShift);
+
+uint32_t bucket_of(float weight) { return std::bit_cast<uint32_t>(weight) >> kBucketShift; }
+
+}  // namespace
+
+template <bool kBySum, typename Enough>
+double Sampler::keep_heaviest(std::span<float> weights, Enough enough) {
+  bucket_counts_.assign(kNumBuckets, 0);
+  bucket_sums_.assign(kNumBuckets, 0.0);
+  for (const float w : weights) {
+    if (!(w > 0.0f)) continue;
+    ++bucket_counts_[bucket_of(w)];
+    if constexpr (kBySum) bucket_sums_[bucket_of(w)] += w;
   }
-  float max_logit = -INFINITY;
-  for (const auto& c : candidates_) max_logit = std::max(max_logit, c.first);
-  if (params_.min_p > 0.0f) {
-    // p / p_max = exp(value - max): keep value >= max + log(min_p).
-    const float threshold = max_logit + std::log(params_.min_p);
-    std::erase_if(candidates_, [threshold](const auto& c) { return c.first < threshold; });
-  }
-  double total = 0;
-  for (auto& [value, token] : candidates_) total += (value = std::exp(value - max_logit));
-  if (params_.top_p < 1.0f) {
-    // Sort a growing prefix until it holds the nucleus (a prefix of a sort by a strict order is the
-    // same as that prefix of the full sort).
-    const double target = params_.top_p * total;
-    size_t sorted = 0;
-    size_t n = 0;
-    double sum = 0;
-    while (true) {
-      const size_t want = std::min(candidates_.size(), std::max<size_t>(64, sorted * 4));
-      std::partial_sort(candidates_.begin() + static_cast<long>(sorted), candidates_.begin() + static_cast<long>(want),
-                        candidates_.end(), by_logit);
-      sorted = want;
-      while (n < sorted) {
-        sum += candidates_[n].first;
-        ++n;
-        if (sum >= target) break;
-      }
-      if (sum >= target || sorted == candidates_.size()) break;
+  // The bucket in which `enough` first holds, from the heaviest down.
+  uint64_t count = 0;
+  double sum = 0;
+  size_t cut = kNumBuckets;
+  for (size_t b = kNumBuckets; b-- > 0;) {
+    if (bucket_counts_[b] == 0) continue;
+    if (enough(count + bucket_counts_[b], sum + bucket_sums_[b])) {
+      cut = b;
+      break;
     }
-    candidates_.resize(n);
+    count += bucket_counts_[b];
+    sum += bucket_sums_[b];
   }
-  total = 0;
-  for (const auto& c : candidates_) total += c.first;
+  // Heavier buckets stay, lighter ones go, and the cut bucket's tokens are set aside (zeroed) to be
+  // taken back in order. The kept total is summed here (a count-only cut has no bucket sums), and the
+  // kept tokens are listed while they are few.
+  boundary_.clear();
+  kept_.clear();
+  sum = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    float& w = weights[i];
+    if (!(w > 0.0f)) continue;
+    const uint32_t b = bucket_of(w);
+    if (b > cut || cut == kNumBuckets) {
+      sum += w;
+      if (kept_.size() <= kMaxListed) kept_.push_back(static_cast<int32_t>(i));
+      continue;
+    }
+    if (b == cut) boundary_.emplace_back(w, static_cast<int32_t>(i));
+    w = 0.0f;
+  }
+  return take_back_in_order(weights, count, sum, enough);
+}
+
+template <typename Enough>
+double Sampler::take_back_in_order(std::span<float> weights, uint64_t count, double sum, Enough enough) {
+  std::sort(boundary_.begin(), boundary_.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  for (const auto& [w, token] : boundary_) {
+    weights[static_cast<size_t>(token)] = w;
+    ++count;
+    sum += w;
+    if (kept_.size() <= kMaxListed) kept_.push_back(token);
+    if (enough(count, sum)) break;
+  }
+  return sum;
+}
+
+double Sampler::weigh_and_truncate(std::span<float> weights) {
+  const auto n = static_cast<int64_t>(weights.size());
+  double total = kernels::vector_ops().sampling_weights(n, 1.0f / params_.temperature, weights.data(), weights.data());
+  if (params_.min_p > 0.0f) {
+    // The largest weight is exactly 1, so p / p_max is the weight itself. Four running sums: one
+    // chain of dependent double additions would take most of the time.
+    double sums[4] = {};
+    size_t i = 0;
+    for (; i + 4 <= weights.size(); i += 4) {
+      for (size_t l = 0; l < 4; ++l) {
+        float& w = weights[i + l];
+        sums[l] += (w = w >= params_.min_p ? w : 0.0f);
+      }
+    }
+    for (; i < weights.size(); ++i) sums[0] += (weights[i] = weights[i] >= params_.min_p ? weights[i] : 0.0f);
+    total = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+  }
+  if (params_.top_k > 0) {
+    const auto k = static_cast<uint64_t>(params_.top_k);
+    total = keep_heaviest<false>(weights, [k](uint64_t count, double) { return count >= k; });
+  }
+  if (params_.top_p < 1.0f) {
+    const double target = params_.top_p * total;
+    const auto enough = [target](uint64_t, double sum) { return sum >= target; };
+    if (params_.top_k > 0 && kept_.size() <= kMaxListed) {
+      // Few tokens survived top-k, and they are listed: order just them.
+      boundary_.clear();
+      for (const int32_t token : kept_) {
+        float& w = weights[static_cast<size_t>(token)];
+        boundary_.emplace_back(w, token);
+        w = 0.0f;
+      }
+      kept_.clear();
+      total = take_back_in_order(weights, 0, 0.0, enough);
+    } else {
+      total = keep_heaviest<true>(weights, enough);
+    }
+  }
   return total;
 }
 
@@ -111,20 +176,53 @@ double Sampler::uniform_at(size_t position) const {
   return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
-int32_t Sampler::draw(double total, double u) {
-  double draw = u * total;
-  for (const auto& [weight, token] : candidates_) {
-    draw -= weight;
-    if (draw <= 0) return token;
+int32_t Sampler::draw(std::span<const float> weights, double total, double u) {
+  // Whole chunks are skipped by their sums (eight float lanes the compiler vectorises), and only the
+  // chunk the draw lands in is walked token by token. Zero weights (cut, or masked by a grammar) are
+  // never drawn: with u = 0 the first token would otherwise be drawn whatever its weight.
+  constexpr size_t kChunk = 256, kLanes = 8;
+  double remaining = u * total;
+  size_t begin = 0, last_with_weight = 0;
+  bool any = false;
+  for (; begin + kChunk <= weights.size(); begin += kChunk) {
+    float lanes[kLanes] = {};
+    for (size_t i = begin; i < begin + kChunk; i += kLanes) {
+      for (size_t l = 0; l < kLanes; ++l) lanes[l] += weights[i + l];
+    }
+    double chunk = 0;
+    for (const float lane : lanes) chunk += lane;
+    if (!(chunk > 0)) continue;
+    if (remaining - chunk > 0) {
+      remaining -= chunk;
+      last_with_weight = begin, any = true;
+      continue;
+    }
+    break;  // the draw lands in this chunk
   }
-  return candidates_.back().second;
+  int32_t last = -1;
+  for (size_t i = begin; i < weights.size(); ++i) {
+    if (!(weights[i] > 0.0f)) continue;
+    last = static_cast<int32_t>(i);
+    remaining -= weights[i];
+    if (remaining <= 0) return last;
+  }
+  if (last >= 0) return last;  // rounding left a sliver of `remaining`: the last token with weight
+  if (any) {
+    for (size_t i = last_with_weight + kChunk; i-- > last_with_weight;) {
+      if (weights[i] > 0.0f) return static_cast<int32_t>(i);
+    }
+  }
+  // No token has weight only when every logit was -inf (a grammar refuses that before the sampler
+  // sees it): the greedy choice, token 0.
+  return 0;
 }
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
   apply_penalties(logits, history);
   // Greedy; ties go to the lowest id, as in llama.cpp.
   if (params_.temperature == 0.0f) return greedy_token(logits);
-  return draw(build_candidates(logits), uniform_at(history.size()));
+  const double total = weigh_and_truncate(logits);
+  return draw(logits, total, uniform_at(history.size()));
 }
 
 Sampler::Verdict Sampler::verify(std::span<float> logits, std::span<const int32_t> history, int32_t guess) {

@@ -38,7 +38,7 @@ class Sampler {
  public:
   explicit Sampler(const SamplingParams& params) : params_(params) {}
 
-  /// Picks a token; `logits` is modified (penalties, temperature). `history` holds the tokens before
+  /// Picks a token; `logits` is modified (penalties, then the sampling weights are written over it). `history` holds the tokens before
   /// it (prompt and output so far): the penalties look at them, and their count is the token's position.
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
 
@@ -54,18 +54,35 @@ class Sampler {
   Verdict verify(std::span<float> logits, std::span<const int32_t> history, int32_t guess);
 
  private:
-  /// Penalties, then (temperature > 0) the candidates that survive truncation with their weights.
   void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
-  /// Fills candidates_ (weights, unnormalised) from penalised logits; returns their total.
-  double build_candidates(std::span<const float> logits);
-  /// A draw from candidates_ whose weights total `total`, with `u` uniform in [0, 1).
-  int32_t draw(double total, double u);
+  /// Turns penalised logits into the kept tokens' weights, in place: e^((logit - max) / T) for the
+  /// whole vocabulary at once (a vectorised kernel; the largest is 1), then min-p, top-k and top-p
+  /// zero the tokens they cut. Returns the kept weights' total.
+  double weigh_and_truncate(std::span<float> weights);
+  /// Keeps the heaviest weights (ties to the lower id) up to and including the one with which
+  /// `enough(kept count, kept total)` first holds, zeroing the rest; returns the kept total. No sort of
+  /// the vocabulary: a histogram over the weights' float bits (1/16 of an octave per bucket) finds the
+  /// bucket where the cut falls, and only that bucket's tokens are ordered. kBySum: `enough` reads the
+  /// total (top-p), else only the count (top-k), and the histogram keeps no sums.
+  template <bool kBySum, typename Enough>
+  double keep_heaviest(std::span<float> weights, Enough enough);
+  /// Restores boundary_'s tokens (set aside at zero) heaviest first, ties to the lower id, up to and
+  /// including the one with which `enough(count, sum)` holds (counting from what is already kept);
+  /// returns the kept total.
+  template <typename Enough>
+  double take_back_in_order(std::span<float> weights, uint64_t count, double sum, Enough enough);
+  /// A draw among the nonzero weights (in id order) totalling `total`, with `u` uniform in [0, 1).
+  static int32_t draw(std::span<const float> weights, double total, double u);
   /// The uniform number of the token at `position`: a hash of (seed, position).
   double uniform_at(size_t position) const;
 
   SamplingParams params_;
-  std::vector<std::pair<float, int32_t>> candidates_;
   std::vector<int32_t> counts_;
+  std::vector<uint32_t> bucket_counts_;
+  std::vector<double> bucket_sums_;
+  std::vector<std::pair<float, int32_t>> boundary_;  ///< the cut bucket's tokens, ordered
+  static constexpr size_t kMaxListed = 4096;
+  std::vector<int32_t> kept_;  ///< after a cut, the kept tokens if at most kMaxListed (top-p after top-k orders only them)
 };
 
 }  // namespace tern::engine

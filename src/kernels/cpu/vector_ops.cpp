@@ -48,11 +48,23 @@ void softmax_f16(int64_t n, float scale, float* x) {
   for (int64_t i = 0; i < n; ++i) x[i] = f16_to_float(float_to_f16(x[i] * inverse));
 }
 
+double sampling_weights(int64_t n, float inverse_temperature, const float* logits, float* weights) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = max > -INFINITY ? (logits[i] - max) * inverse_temperature : -INFINITY;
+    weights[i] = x < -87.0f ? 0.0f : std::exp(x);
+    sum += weights[i];
+  }
+  return sum;
+}
+
 }  // namespace
 
 const VectorOps& scalar_vector_ops() {
   static const VectorOps ops{dot_f32_f16,   axpy_f16,  to_f16,      dot_rows_f16,
-                             axpy_rows_f16, round_f16, softmax_f16, quantize_q8_reference, quantize_q8k_reference};
+                             axpy_rows_f16, round_f16, softmax_f16, sampling_weights, quantize_q8_reference, quantize_q8k_reference};
   return ops;
 }
 

@@ -29,6 +29,10 @@ struct VectorOps {
   /// x = half(softmax(scale * x)) in place: attention weights, rounded to F16 as llama.cpp's F16 V
   /// product rounds them. Terms below e^-87 of the largest are taken as 0 (they round to 0 anyway).
   void (*softmax_f16)(int64_t n, float scale, float* x);
+  /// Sampling weights: weights[i] = e^((logits[i] - max) / T) with 1/T = inverse_temperature (so the
+  /// largest is exactly 1); returns their sum (in double). -inf logits and terms below e^-87 give 0;
+  /// all -inf gives all 0 and a sum of 0.
+  double (*sampling_weights)(int64_t n, float inverse_temperature, const float* logits, float* weights);
   /// One row of k activations to ActQ8 blocks (bit-identical to quantize_q8_reference)
   void (*quantize_q8)(const float* x, ActQ8* out, int64_t k);
   /// One row of k activations to ActQ8K blocks (bit-identical to quantize_q8k_reference)
