@@ -20,6 +20,8 @@ and F32 ones:
   phi35-random     phi3 with Phi-3.5's LongRoPE: rope_factors_long / _short, rope.scaling.attn_factor
   gemma2-random    soft-capped attention scores and logits, every other layer local (window 24),
                    norms after each block, GELU, tied output
+  qwen3-yarn-random  qwen3 with YaRN RoPE scaling as Qwen's long-context configs write it (factor 4,
+                   original context 256: the goldens' prompts reach past it)
 
 Their tokenizer is the first 512 tokens of SmolLM2's vocabulary (and the merges among them); tests
 feed token ids directly.
@@ -172,6 +174,13 @@ def qwen3(t):
     output(t, tied=False)
 
 
+def qwen3_yarn(t):
+    qwen3(t)
+    t.w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+    t.w.add_rope_scaling_factor(4.0)
+    t.w.add_rope_scaling_orig_ctx_len(256)
+
+
 def qwen3moe(t):
     heads(t, 8, N_KV, 2, 1000000.0)
     moe_keys(t)
@@ -255,6 +264,7 @@ MODELS = {
     "phi3-random": ("phi3", "default", phi3),
     "gemma2-random": ("gemma2", "default", gemma2),
     "phi35-random": ("phi3", "default", lambda t: phi3(t, long_rope=True)),
+    "qwen3-yarn-random": ("qwen3", "qwen2", qwen3_yarn),
 }
 
 

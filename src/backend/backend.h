@@ -80,6 +80,11 @@ struct RopeSpec {
   float freq_scale = 1.0f;              ///< linear position scaling: 1 / rope.scaling.factor
   std::span<const float> freq_factors{};  ///< per-pair divisors (Llama 3.1's rope_freqs, rotary_dims / 2 values); empty: 1
   float attn_factor = 1.0f;             ///< multiplies cos and sin (Phi-3's LongRoPE: q.k scaled by its square)
+  /// YaRN (ext_factor > 0): pair d's angle mixes the scaled angle with the unscaled one, all unscaled
+  /// below the correction dim yarn_low and none above yarn_high (a linear ramp between), and cos and
+  /// sin are further multiplied by 1 + 0.1 ln(1 / freq_scale), as llama.cpp's rope_yarn does.
+  float ext_factor = 0.0f;
+  float yarn_low = 0.0f, yarn_high = 0.0f;
 };
 
 /// cos/sin of every row's rotary angles for one RoPE, made once per forward pass and reused by every

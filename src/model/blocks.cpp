@@ -41,8 +41,26 @@ void attention_output(backend::Backend& be, const ModelConfig& c, const LayerWei
 }
 
 backend::RopeSpec rope_spec(const ModelConfig& c, const ModelWeights& w) {
-  return {.rotary_dims = c.rotary_dims, .base = c.rope_base, .freq_scale = c.rope_freq_scale, .freq_factors = w.rope_freqs,
-          .attn_factor = c.rope_attn_factor};
+  backend::RopeSpec spec{.rotary_dims = c.rotary_dims, .base = c.rope_base, .freq_scale = c.rope_freq_scale,
+                         .freq_factors = w.rope_freqs, .attn_factor = c.rope_attn_factor};
+  if (c.yarn_original_context > 0) {
+    // YaRN as llama.cpp sets it up (llama_context's cparams and ggml_rope_yarn_corr_dims, beta_fast 32
+    // and beta_slow 1, in float): the magnitude factor 0.1 ln(s) + 1 that llama.cpp folds into
+    // attn_factor is cancelled there and applied again inside the rope, so attn_factor keeps only the
+    // file's rope.scaling.attn_factor (up to float rounding, reproduced here).
+    const float factor = 1.0f / c.rope_freq_scale;
+    const float mscale = factor <= 1.0f ? 1.0f : 0.1f * std::log(factor) + 1.0f;
+    spec.attn_factor = mscale * (1.0f / (1.0f + 0.1f * std::log(factor))) * c.rope_attn_factor;
+    spec.ext_factor = 1.0f;
+    const auto corr_dim = [&](float rotations) {
+      return static_cast<float>(c.rotary_dims) *
+             std::log(static_cast<float>(c.yarn_original_context) / (rotations * 2.0f * static_cast<float>(M_PI))) /
+             (2.0f * std::log(c.rope_base));
+    };
+    spec.yarn_low = std::max(0.0f, std::floor(corr_dim(32.0f)));
+    spec.yarn_high = std::min(static_cast<float>(c.rotary_dims - 1), std::ceil(corr_dim(1.0f)));
+  }
+  return spec;
 }
 
 void attention_inputs(backend::Backend& be, const ModelConfig& c, const LayerWeights& layer, int64_t il, const Batch& batch,

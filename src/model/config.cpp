@@ -114,12 +114,16 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
 
   const std::string p = c.arch_name + ".";
   // RoPE scaling first: its type explains the keys that come with it (YaRN's factors).
+  bool yarn = false;
   if (const gguf::Value* scaling = file.find(p + "rope.scaling.type")) {
     const auto type = scaling->as_string();
-    const bool implemented = type && (*type == "none" || *type == "linear" || (*type == "longrope" && c.arch == Arch::PHI3));
+    // YaRN on the architectures with one RoPE for every layer and no other scaling of their own.
+    yarn = type && *type == "yarn" && c.arch != Arch::PHI3 && c.arch != Arch::GEMMA2 && c.arch != Arch::GEMMA3;
+    const bool implemented = type && (*type == "none" || *type == "linear" || yarn || (*type == "longrope" && c.arch == Arch::PHI3));
     if (!implemented) {
-      return fail("{}: {}rope.scaling.type '{}' is not implemented (tern implements none and linear, Llama 3's rope_freqs "
-                  "and Phi-3's LongRoPE)", file.name(), p, type ? std::string(*type) : scaling->to_display_string());
+      return fail("{}: {}rope.scaling.type '{}' is not implemented for {} (tern implements none and linear, YaRN on "
+                  "Llama, Qwen and OLMoE files, Llama 3's rope_freqs and Phi-3's LongRoPE)", file.name(), p,
+                  type ? std::string(*type) : scaling->to_display_string(), c.arch_name);
     }
   }
   // A mixture's gating function, when a converter writes it, must be the softmax tern computes.
@@ -134,6 +138,7 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
     if (!key.starts_with(p)) continue;
     const std::string suffix(key.substr(p.size()));
     if (kCommonKeys.contains(suffix) || std::find(traits.keys.begin(), traits.keys.end(), suffix) != traits.keys.end()) continue;
+    if (yarn && (suffix == "rope.scaling.original_context_length" || suffix == "rope.scaling.attn_factor")) continue;
     return fail("{}: metadata key '{}' is not one tern implements for {} (it may change the computation, so tern "
                 "refuses the model rather than answer differently from it)", file.name(), key, c.arch_name);
   }
@@ -245,10 +250,16 @@ Result<ModelConfig> read_config(const gguf::GgufFile& file) {
     if (auto ok = get_optional("rope.scaling.original_context_length", c.rope_original_context); !ok) {
       return std::unexpected(ok.error());
     }
-    if (auto factor = file.get_float(p + "rope.scaling.attn_factor")) {
-      if (!(*factor > 0.0 && *factor < 100.0)) return fail("{}: {}rope.scaling.attn_factor = {} is out of range", file.name(), p, *factor);
-      c.rope_attn_factor = static_cast<float>(*factor);
+  }
+  if (yarn) {
+    c.yarn_original_context = c.context_length;
+    if (auto ok = get_optional("rope.scaling.original_context_length", c.yarn_original_context); !ok) {
+      return std::unexpected(ok.error());
     }
+  }
+  if (auto factor = file.get_float(p + "rope.scaling.attn_factor"); factor && (c.arch == Arch::PHI3 || yarn)) {
+    if (!(*factor > 0.0 && *factor < 100.0)) return fail("{}: {}rope.scaling.attn_factor = {} is out of range", file.name(), p, *factor);
+    c.rope_attn_factor = static_cast<float>(*factor);
   }
   if (!(c.attn_softcap >= 0.0f && c.final_softcap >= 0.0f)) return fail("{}: a soft-capping value is negative", file.name());
   return c;

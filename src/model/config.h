@@ -41,8 +41,11 @@ struct ModelConfig {
   float rope_freq_scale = 1.0f;        ///< linear RoPE scaling, 1 / rope.scaling.factor
   float rope_freq_scale_sliding = 1.0f;  ///< on local layers (Gemma 3: none; Gemma 2: as the global ones)
   int64_t rotary_dims = 0;
-  float rope_attn_factor = 1.0f;       ///< Phi-3 LongRoPE: multiplies RoPE's cos and sin
+  float rope_attn_factor = 1.0f;       ///< rope.scaling.attn_factor (Phi-3 LongRoPE, YaRN): multiplies RoPE's cos and sin
   int64_t rope_original_context = 0;   ///< Phi-3 LongRoPE: past this serving context the long factors apply
+  /// YaRN (rope.scaling.type yarn): the context the model was pretrained at (rope.scaling.
+  /// original_context_length, else context_length); 0: no YaRN.
+  int64_t yarn_original_context = 0;
   backend::RopeStyle rope_style = backend::RopeStyle::NORM;
   float attention_scale = 1.0f;  ///< multiplies q.k
   float embedding_scale = 1.0f;  ///< multiplies token embeddings (Gemma: sqrt(n_embd))

@@ -82,7 +82,7 @@ TEST_P(Architecture, GreedyOutputAloneEqualsInsideABatch) {
 
 INSTANTIATE_TEST_SUITE_P(RandomFixtures, Architecture,
                          ::testing::Values("llama3-random", "mixtral-random", "qwen3-random", "qwen3moe-random", "qwen2moe-random",
-                                           "olmoe-random", "phi3-random", "phi35-random", "gemma2-random"),
+                                           "olmoe-random", "phi3-random", "phi35-random", "gemma2-random", "qwen3-yarn-random"),
                          [](const auto& info) { return testing::param_name(info.param); });
 
 }  // namespace

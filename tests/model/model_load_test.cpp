@@ -4,6 +4,8 @@
 #include <unistd.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,8 @@
 #include "model/forward_once.h"
 #include "model/tiny_model.h"
 #include "model/model.h"
+#include "model/blocks.h"
+#include "model/weights.h"
 
 namespace tern::model {
 namespace {
@@ -78,8 +82,56 @@ TEST(ModelLoad, UnimplementedMetadataKeyIsNamed) {
 }
 
 TEST(ModelLoad, UnimplementedRopeScalingIsNamed) {
-  expect_refused([](testing::GgufBuilder& b) { b.kv_string("llama.rope.scaling.type", "yarn"); },
-                 "llama.rope.scaling.type 'yarn' is not implemented");
+  expect_refused([](testing::GgufBuilder& b) { b.kv_string("llama.rope.scaling.type", "dynamic"); },
+                 "llama.rope.scaling.type 'dynamic' is not implemented");
+  // YaRN runs, but not with the variants' keys that llama.cpp reads only for other families.
+  expect_refused(
+      [](testing::GgufBuilder& b) {
+        b.kv_string("llama.rope.scaling.type", "yarn");
+        b.kv_f32("llama.rope.scaling.yarn_log_multiplier", 0.1f);
+      },
+      "metadata key 'llama.rope.scaling.yarn_log_multiplier' is not one tern implements for llama");
+  // Without YaRN its keys are not explained by anything.
+  expect_refused([](testing::GgufBuilder& b) { b.kv_u32("llama.rope.scaling.original_context_length", 16); },
+                 "metadata key 'llama.rope.scaling.original_context_length' is not one tern implements for llama");
+}
+
+// YaRN's table against the formula as Hugging Face transformers writes it (_compute_yarn_parameters:
+// inverse frequencies mixed between the interpolated and extrapolated ones by a linear ramp over the
+// correction range, cos and sin times 0.1 ln(factor) + 1), in double with exact powers. The table
+// follows llama.cpp's float recurrence, so angles drift by a few 1e-6 relative: 4e-3 absolute at
+// position 600 bounds that, while a wrong ramp (direction or range) or factor is off by far more.
+TEST(ModelLoad, YarnRopeTableMatchesTheReferenceFormula) {
+  const std::string path = write_tiny_llama("llama", {}, {}, [](testing::GgufBuilder& b) {
+    b.kv_string("llama.rope.scaling.type", "yarn");
+    b.kv_f32("llama.rope.scaling.factor", 4.0f);
+    b.kv_u32("llama.rope.scaling.original_context_length", 256);
+  });
+  auto model = Model::load(path, cpu());
+  ASSERT_TRUE(model) << model.error().message;
+  std::filesystem::remove(path);
+  ModelConfig c = (*model)->config();
+  EXPECT_EQ(c.yarn_original_context, 256);
+  c.rotary_dims = 64, c.rope_base = 1e6f;  // a Qwen-like head, so the ramp covers several pairs
+  const backend::RopeSpec spec = rope_spec(c, ModelWeights{});
+  const std::vector<int32_t> positions = {0, 1, 5, 63, 255, 256, 400, 600};
+  backend::RopeTable table;
+  cpu().rope_table(positions, spec, table);
+
+  const double dim = 64, base = 1e6, factor = 4, original = 256;
+  const auto correction_dim = [&](double rotations) { return dim * std::log(original / (rotations * 2 * M_PI)) / (2 * std::log(base)); };
+  const double low = std::max(0.0, std::floor(correction_dim(32))), high = std::min(dim - 1, std::ceil(correction_dim(1)));
+  ASSERT_LT(low, high);
+  const double attention_factor = 0.1 * std::log(factor) + 1;
+  for (size_t i = 0; i < positions.size(); ++i) {
+    for (int64_t d = 0; d < 32; ++d) {
+      const double extrapolated = std::pow(base, -2.0 * static_cast<double>(d) / dim), interpolated = extrapolated / factor;
+      const double keep = 1 - std::clamp((static_cast<double>(d) - low) / (high - low), 0.0, 1.0);
+      const double angle = positions[i] * (interpolated * (1 - keep) + extrapolated * keep);
+      ASSERT_NEAR(table.cos[i * 32 + d], std::cos(angle) * attention_factor, 4e-3) << "position " << positions[i] << ", pair " << d;
+      ASSERT_NEAR(table.sin[i * 32 + d], std::sin(angle) * attention_factor, 4e-3) << "position " << positions[i] << ", pair " << d;
+    }
+  }
 }
 
 TEST(ModelLoad, UnimplementedExpertGatingIsNamed) {

@@ -147,12 +147,28 @@ class CpuBackend final : public Backend {
     table.sin.resize(table.cos.size());
     const float theta_scale = std::pow(spec.base, -2.0f / static_cast<float>(spec.rotary_dims));
     const bool has_factors = !spec.freq_factors.empty();
+    // YaRN's per-pair mix of the unscaled angle into the scaled one (llama.cpp's rope_yarn_ramp, in
+    // its float arithmetic), and its magnitude correction.
+    std::vector<float> ramp(static_cast<size_t>(half), 0.0f);
+    float scale = spec.attn_factor;
+    if (spec.ext_factor != 0.0f) {
+      for (int64_t d = 0; d < half; ++d) {
+        const float y = (static_cast<float>(d) - spec.yarn_low) / std::max(0.001f, spec.yarn_high - spec.yarn_low);
+        ramp[static_cast<size_t>(d)] = (1.0f - std::min(1.0f, std::max(0.0f, y))) * spec.ext_factor;
+      }
+      scale *= 1.0f + 0.1f * std::log(1.0f / spec.freq_scale);
+    }
     for (size_t i = 0; i < positions.size(); ++i) {
       float theta = static_cast<float>(positions[i]);
       for (int64_t d = 0; d < half; ++d) {
-        const float angle = spec.freq_scale * (has_factors ? theta / spec.freq_factors[d] : theta);
-        table.cos[i * half + d] = std::cos(angle) * spec.attn_factor;
-        table.sin[i * half + d] = std::sin(angle) * spec.attn_factor;
+        const float unscaled = has_factors ? theta / spec.freq_factors[d] : theta;
+        float angle = spec.freq_scale * unscaled;
+        if (spec.ext_factor != 0.0f) {
+          const float mix = ramp[static_cast<size_t>(d)];
+          angle = angle * (1.0f - mix) + unscaled * mix;
+        }
+        table.cos[i * half + d] = std::cos(angle) * scale;
+        table.sin[i * half + d] = std::sin(angle) * scale;
         theta *= theta_scale;
       }
     }
