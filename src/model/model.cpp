@@ -100,7 +100,7 @@ Result<void> check_runnable(const gguf::GgufFile& file) {
   return check_weights(file, *config);
 }
 
-Result<std::string> chat_template_source(const Model& model, const std::string& template_file) {
+Result<std::string> chat_template_source(const gguf::GgufFile& file, const std::string& template_file) {
   if (!template_file.empty()) {
     std::ifstream in(template_file);
     if (!in) return fail("cannot read chat template {}", template_file);
@@ -108,11 +108,13 @@ Result<std::string> chat_template_source(const Model& model, const std::string& 
     text << in.rdbuf();
     return text.str();
   }
-  auto source = model.file().get_string("tokenizer.chat_template");
-  if (!source) {
-    return fail("{} has no chat template (it may be a base model); give one with --template FILE", model.file().name());
-  }
+  auto source = file.get_string("tokenizer.chat_template");
+  if (!source) return fail("{} has no chat template (it may be a base model); give one with --template FILE", file.name());
   return std::string(*source);
+}
+
+Result<std::string> chat_template_source(const Model& model, const std::string& template_file) {
+  return chat_template_source(model.file(), template_file);
 }
 
 }  // namespace tern::model

@@ -83,8 +83,9 @@ void forward_gemma(const ModelConfig& config, const ModelWeights& weights, const
 /// tensors checked as Model::load checks them (an error says what is missing).
 Result<void> check_runnable(const gguf::GgufFile& file);
 
-/// The chat template's Jinja source: `template_file` if given, else the model's own
+/// The chat template's Jinja source: `template_file` if given, else the file's own
 /// (tokenizer.chat_template); an error if neither exists.
+Result<std::string> chat_template_source(const gguf::GgufFile& file, const std::string& template_file);
 Result<std::string> chat_template_source(const Model& model, const std::string& template_file);
 
 }  // namespace tern::model

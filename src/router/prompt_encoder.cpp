@@ -3,11 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "gguf/gguf_file.h"
 #include "model/catalog.h"
+#include "model/model.h"
 #include "tool_calls/prompt.h"
 
 namespace tern::router {
@@ -35,15 +34,13 @@ Result<std::shared_ptr<const PromptEncoder>> PromptEncoder::load(const std::stri
   if (!file) return std::unexpected(file.error());
   auto tokenizer = tok::Tokenizer::from_gguf(*file);
   if (!tokenizer) return fail("{}: the tokenizer: {}", *path, tokenizer.error().message);
+  // A template file that cannot be read is an error; a model without a template of its own encodes
+  // completions only (chat requests get "the model has no chat template").
   std::optional<std::string> source;
-  if (!chat_template_file.empty()) {
-    std::ifstream in(chat_template_file);
-    if (!in) return fail("cannot read chat template {}", chat_template_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    source = text.str();
-  } else if (auto own = file->get_string("tokenizer.chat_template")) {
-    source = std::string(*own);
+  if (auto found = model::chat_template_source(*file, chat_template_file)) {
+    source = std::move(*found);
+  } else if (!chat_template_file.empty()) {
+    return std::unexpected(found.error());
   }
   std::optional<chat::ChatTemplate> chat_template;
   tool_calls::Format tool_format;
